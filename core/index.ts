@@ -1,0 +1,8 @@
+// The public face of core/: the only folder every part may import.
+export * from './errors.ts';
+export * from './log.ts';
+export * from './config.ts';
+export * from './clock.ts';
+export * from './backoff.ts';
+export * from './exec.ts';
+export * from './lifecycle.ts';
