@@ -6,3 +6,4 @@ export * from './clock.ts';
 export * from './backoff.ts';
 export * from './exec.ts';
 export * from './lifecycle.ts';
+export * from './cidr.ts';
