@@ -7,3 +7,4 @@ export * from './backoff.ts';
 export * from './exec.ts';
 export * from './lifecycle.ts';
 export * from './cidr.ts';
+export * from './x509.ts';
