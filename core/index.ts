@@ -8,3 +8,4 @@ export * from './exec.ts';
 export * from './lifecycle.ts';
 export * from './cidr.ts';
 export * from './x509.ts';
+export * from './workqueue.ts';
