@@ -305,3 +305,27 @@ export function keyMatchesCertificate(keyPem: string, certPem: string): boolean 
   }
   return cert.publicKey.export({ type: 'spki', format: 'pem' }).toString() === pub;
 }
+
+/**
+ * How a clusterset certificate names its holder (shared by certs/, which issues,
+ * and broker/, which authorizes). The subject CN is the name (a cluster id, a
+ * gateway name, or "isthmus-admin"); exactly one O= value below gives the role.
+ */
+export const ClustersetRoles = {
+  /** A member cluster; CN = cluster id. May write only its own records. */
+  cluster: 'isthmus:cluster',
+  /** The clusterset administrator; may do anything. */
+  admin: 'isthmus:admin',
+  /** A broker replica's serving certificate. */
+  broker: 'isthmus:broker',
+  /** A gateway's IPsec/TLS identity; CN = "<gateway>.<cluster id>". */
+  gateway: 'isthmus:gateway',
+} as const;
+
+export type ClustersetRole = keyof typeof ClustersetRoles;
+
+/** The role named by a certificate's O= values, or undefined when it names none or several. */
+export function clustersetRoleOf(organizations: readonly string[]): ClustersetRole | undefined {
+  const found = (Object.entries(ClustersetRoles) as [ClustersetRole, string][]).filter(([, o]) => organizations.includes(o));
+  return found.length === 1 ? found[0]?.[0] : undefined;
+}
