@@ -1,0 +1,68 @@
+import { ErrorCodes, IsthmusError } from '../core/index.ts';
+
+/**
+ * Parsed command line: positionals in order, and options by name. `--name value`,
+ * `--name=value` and bare `--flag` (value "true") are accepted; a repeated option
+ * keeps every value. Everything after `--` is passed through untouched in `rest`.
+ */
+export interface Args {
+  readonly positionals: readonly string[];
+  readonly options: ReadonlyMap<string, readonly string[]>;
+  readonly rest: readonly string[];
+}
+
+/** `flags` names options that take no value. */
+export function parseArgs(argv: readonly string[], flags: ReadonlySet<string> = new Set()): Args {
+  const positionals: string[] = [];
+  const options = new Map<string, string[]>();
+  const rest: string[] = [];
+  const put = (k: string, v: string): void => {
+    const list = options.get(k) ?? [];
+    list.push(v);
+    options.set(k, list);
+  };
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i] as string;
+    if (a === '--') {
+      rest.push(...argv.slice(i + 1));
+      break;
+    }
+    if (a.startsWith('--') && a.length > 2) {
+      const eq = a.indexOf('=');
+      if (eq > 0) {
+        put(a.slice(2, eq), a.slice(eq + 1));
+      } else {
+        const name = a.slice(2);
+        const next = argv[i + 1];
+        if (flags.has(name) || next === undefined || next.startsWith('--')) put(name, 'true');
+        else {
+          put(name, next);
+          i++;
+        }
+      }
+    } else if (a === '-n' && argv[i + 1] !== undefined) {
+      put('namespace', argv[i + 1] as string);
+      i++;
+    } else {
+      positionals.push(a);
+    }
+  }
+  return { positionals, options, rest };
+}
+
+/** The last value of an option, or undefined. */
+export function opt(args: Args, name: string): string | undefined {
+  const v = args.options.get(name);
+  return v === undefined ? undefined : v[v.length - 1];
+}
+
+/** Options as a plain record (last value wins) for validateConfig; names are camelCased. */
+export function optionRecord(args: Args): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of args.options) out[k.replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = v[v.length - 1] as string;
+  return out;
+}
+
+export function usageError(message: string, usage: string): IsthmusError {
+  return new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `${message}\nusage: ${usage}`);
+}

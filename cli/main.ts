@@ -1,0 +1,47 @@
+#!/usr/bin/env node
+import { isIsthmusError, messageOf } from '../core/index.ts';
+import type { Command } from './command.ts';
+import { sandboxCommand } from './sandbox.ts';
+
+/**
+ * The `isthmus` command. Subcommands are registered explicitly here; each lives in
+ * its own file and stays thin: the logic is in the parts.
+ */
+function registry(): Map<string, Command> {
+  const commands: Command[] = [sandboxCommand];
+  return new Map(commands.map((c) => [c.name, c]));
+}
+
+function help(commands: Map<string, Command>): string {
+  const lines = ['usage: isthmus <command> [options]', '', 'commands:'];
+  for (const c of commands.values()) lines.push(`  ${c.name.padEnd(12)} ${c.summary}`);
+  lines.push('', 'Run `isthmus <command> --help` for a command\'s options.');
+  return lines.join('\n');
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const commands = registry();
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(help(commands) + '\n');
+    return name === undefined ? 2 : 0;
+  }
+  const command = commands.get(name);
+  if (command === undefined) {
+    process.stderr.write(`isthmus: unknown command "${name}"\n\n${help(commands)}\n`);
+    return 2;
+  }
+  try {
+    return await command.run(rest);
+  } catch (err) {
+    if (isIsthmusError(err)) {
+      process.stderr.write(`isthmus ${name}: ${err.message}\n`);
+      if (process.env['ISTHMUS_DEBUG'] === '1' && err.cause !== undefined) process.stderr.write(`cause: ${messageOf(err.cause)}\n`);
+      return 1;
+    }
+    process.stderr.write(`isthmus ${name}: unexpected error: ${err instanceof Error ? (err.stack ?? err.message) : String(err)}\n`);
+    return 1;
+  }
+}
+
+process.exitCode = await main(process.argv.slice(2));

@@ -1,0 +1,103 @@
+import {
+  SystemRunner, bool, createLogger, int, optionalStr, validateConfig,
+} from '../core/index.ts';
+import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, sandboxDir } from '../sandbox/index.ts';
+import { optionRecord, parseArgs, usageError, type Args } from './args.ts';
+import type { Command } from './command.ts';
+
+const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
+
+  up          start a clusterset of real clusters on this machine (needs root)
+    --clusters N       number of clusters, 1..${MAX_CLUSTERS} (default 2)
+    --overlapping      give every cluster the same pod and service CIDRs (default off)
+    --port-base P      first loopback port; cluster i uses P+10(i-1)..+3 (default ${DEFAULT_PORT_BASE})
+    --timeout S        seconds to wait for each component (default 120)
+  down        stop every process and remove every file, namespace and interface (needs root)
+  status      list clusters and the health of their components
+  kubeconfig  print the path of the kubeconfig with contexts c1..cN
+
+  common: --dir DIR   the sandbox's state folder (default $ISTHMUS_SANDBOX_DIR or /var/lib/isthmus/sandbox)`;
+
+const upSchema = {
+  clusters: int(`number of clusters (default 2)`, 2, 1, MAX_CLUSTERS),
+  overlapping: bool('same CIDRs in every cluster (default false)', false),
+  portBase: int(`first port (default ${DEFAULT_PORT_BASE})`, DEFAULT_PORT_BASE, 1024, 65535),
+  timeout: int('seconds to wait for each component (default 120)', 120, 1, 3600),
+  dir: optionalStr('state folder'),
+};
+
+function open(args: Args): Sandbox {
+  const dir = sandboxDir(args.options.get('dir')?.at(-1));
+  return new Sandbox({ dir, runner: new SystemRunner(), logger: createLogger({ component: 'sandbox' }) });
+}
+
+async function up(args: Args): Promise<number> {
+  const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox up options');
+  const sandbox = open(args);
+  const started = Date.now();
+  const { created, state } = await sandbox.up({
+    clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, readyTimeoutS: cfg.timeout,
+  });
+  if (!created) {
+    process.stdout.write(`sandbox is already up in ${sandbox.dir} with ${state.clusters.length} clusters; nothing changed\n`);
+    return 0;
+  }
+  process.stdout.write(`sandbox up in ${((Date.now() - started) / 1000).toFixed(1)} s: ${state.clusters.map((c) => c.name).join(', ')}\n`);
+  for (const c of state.clusters) process.stdout.write(`  ${c.name}  ${c.server}  pods ${c.podCidr}  services ${c.serviceCidr}\n`);
+  process.stdout.write(`kubeconfig: ${kubeconfigPath(sandbox.dir)}\n  export KUBECONFIG=${kubeconfigPath(sandbox.dir)}; kubectl --context c1 get ns\n`);
+  return 0;
+}
+
+async function status(args: Args): Promise<number> {
+  const sandbox = open(args);
+  const clusters = await sandbox.status();
+  if (clusters === undefined) {
+    process.stdout.write(`no sandbox in ${sandbox.dir}; start one with \`isthmus sandbox up\`\n`);
+    return 3;
+  }
+  if (args.options.has('json')) {
+    process.stdout.write(JSON.stringify(clusters, null, 2) + '\n');
+  } else {
+    for (const c of clusters) {
+      process.stdout.write(`${c.name}  ${c.healthy ? 'healthy' : 'UNHEALTHY'}  ${c.server}  pods ${c.podCidr}  services ${c.serviceCidr}\n`);
+      for (const p of c.components) {
+        const what = !p.running ? 'not running' : p.healthy ? 'healthy' : 'running, not ready';
+        process.stdout.write(`  ${p.name.padEnd(24)} pid ${String(p.pid).padEnd(8)} ${what}\n`);
+      }
+    }
+  }
+  return clusters.every((c) => c.healthy) ? 0 : 1;
+}
+
+async function down(args: Args): Promise<number> {
+  const sandbox = open(args);
+  const found = await sandbox.down();
+  process.stdout.write(found ? `sandbox in ${sandbox.dir} is down; nothing is left behind\n` : `no sandbox in ${sandbox.dir}; nothing to do\n`);
+  return 0;
+}
+
+export const sandboxCommand: Command = {
+  name: 'sandbox',
+  summary: 'a clusterset of real clusters on this machine (up, down, status, kubeconfig)',
+  async run(argv) {
+    const args = parseArgs(argv, new Set(['overlapping', 'json', 'help']));
+    const [sub] = args.positionals;
+    if (sub === undefined || args.options.has('help')) {
+      process.stdout.write(USAGE + '\n');
+      return sub === undefined && !args.options.has('help') ? 2 : 0;
+    }
+    switch (sub) {
+      case 'up':
+        return up(args);
+      case 'down':
+        return down(args);
+      case 'status':
+        return status(args);
+      case 'kubeconfig':
+        process.stdout.write(kubeconfigPath(sandboxDir(args.options.get('dir')?.at(-1))) + '\n');
+        return 0;
+      default:
+        throw usageError(`unknown sandbox command "${sub}"`, USAGE);
+    }
+  },
+};

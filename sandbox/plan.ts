@@ -1,0 +1,75 @@
+import { ErrorCodes, IsthmusError } from '../core/index.ts';
+
+/**
+ * The sandbox's desired layout, computed by a pure function from its options:
+ * cluster names, CIDRs and loopback ports. Nothing here touches the machine.
+ *
+ * Defaults: cluster i (1-based) gets pod CIDR 10.<i>.0.0/16 and service CIDR
+ * 10.<100+i>.0.0/16; with `overlapping`, every cluster gets 10.1.0.0/16 and
+ * 10.101.0.0/16. Each cluster's nodes share an L2 segment, a bridge `isb-c<i>`
+ * with node CIDR 172.30.<i>.0/24 whose first address is the host's: the
+ * apiserver listens and advertises there, as a control-plane node would. Ports: cluster i uses portBase + 10*(i-1) + {0 apiserver,
+ * 1 etcd client, 2 etcd peer, 3 controller-manager}.
+ */
+export interface SandboxOptions {
+  /** Number of clusters, 1..16 (default 2). */
+  readonly clusters: number;
+  /** Give every cluster the same pod and service CIDRs (default false). */
+  readonly overlapping: boolean;
+  /** First loopback port (default 16400). */
+  readonly portBase: number;
+}
+
+export interface ClusterPorts {
+  readonly apiserver: number;
+  readonly etcdClient: number;
+  readonly etcdPeer: number;
+  readonly controllerManager: number;
+}
+
+export interface ClusterPlan {
+  /** c1, c2, … : an RFC-1123 label, also the kubeconfig context name. */
+  readonly name: string;
+  readonly index: number;
+  readonly podCidr: string;
+  readonly serviceCidr: string;
+  /** First address of the service CIDR: the `kubernetes` Service's ClusterIP. */
+  readonly apiServiceIp: string;
+  /** The cluster's node segment (never overlapping between clusters). */
+  readonly nodeCidr: string;
+  /** The host's address on the node segment; the apiserver's address. */
+  readonly hostIp: string;
+  /** The node segment's bridge on the host. */
+  readonly bridge: string;
+  readonly ports: ClusterPorts;
+}
+
+export const MAX_CLUSTERS = 16;
+export const DEFAULT_PORT_BASE = 16400;
+
+export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
+  if (!Number.isInteger(options.clusters) || options.clusters < 1 || options.clusters > MAX_CLUSTERS) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--clusters must be between 1 and ${MAX_CLUSTERS}, got ${options.clusters}`);
+  }
+  const lastPort = options.portBase + 10 * options.clusters;
+  if (!Number.isInteger(options.portBase) || options.portBase < 1024 || lastPort > 65535) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--port-base must leave room for ${options.clusters} clusters between 1024 and 65535, got ${options.portBase}`);
+  }
+  const plans: ClusterPlan[] = [];
+  for (let i = 1; i <= options.clusters; i++) {
+    const n = options.overlapping ? 1 : i;
+    const base = options.portBase + 10 * (i - 1);
+    plans.push({
+      name: `c${i}`,
+      index: i,
+      podCidr: `10.${n}.0.0/16`,
+      serviceCidr: `10.${100 + n}.0.0/16`,
+      apiServiceIp: `10.${100 + n}.0.1`,
+      nodeCidr: `172.30.${i}.0/24`,
+      hostIp: `172.30.${i}.1`,
+      bridge: `isb-c${i}`,
+      ports: { apiserver: base, etcdClient: base + 1, etcdPeer: base + 2, controllerManager: base + 3 },
+    });
+  }
+  return plans;
+}
