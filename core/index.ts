@@ -9,3 +9,5 @@ export * from './lifecycle.ts';
 export * from './cidr.ts';
 export * from './x509.ts';
 export * from './workqueue.ts';
+export * from './informer.ts';
+export * from './kube.ts';

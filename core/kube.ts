@@ -1,0 +1,109 @@
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join } from 'node:path';
+import { KubeConfig } from '@kubernetes/client-node';
+import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
+
+export interface LoadKubeConfigOptions {
+  /** Path of a kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster). */
+  kubeconfig?: string;
+  /** Context to use (default: the file's current-context). */
+  context?: string;
+}
+
+const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/**
+ * Loads a kubeconfig and selects a context, failing with a message that says what to
+ * fix: NOT_FOUND when the file or the named context does not exist, INVALID_CONFIG
+ * when the file cannot be parsed or its context lacks a cluster or user. Unlike
+ * client-node's loadFromDefault, never falls back to an unauthenticated localhost:8080.
+ */
+export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig {
+  const kc = new KubeConfig();
+  let source: string;
+  if (options.kubeconfig !== undefined) {
+    source = options.kubeconfig;
+    requireFile(source, 'check the --kubeconfig path');
+    load(kc, source, () => kc.loadFromFile(source));
+  } else if (process.env['KUBECONFIG']) {
+    const files = process.env['KUBECONFIG'].split(delimiter).filter((f) => f !== '');
+    source = files.join(delimiter);
+    for (const f of files) requireFile(f, 'fix the KUBECONFIG environment variable or pass --kubeconfig');
+    load(kc, source, () => kc.loadFromDefault());
+  } else if (existsSync(join(homedir(), '.kube', 'config'))) {
+    source = join(homedir(), '.kube', 'config');
+    load(kc, source, () => kc.loadFromFile(source));
+  } else if (existsSync(IN_CLUSTER_TOKEN)) {
+    source = 'the in-cluster service account';
+    load(kc, source, () => kc.loadFromCluster());
+  } else {
+    throw new IsthmusError(
+      ErrorCodes.NOT_FOUND,
+      'no kubeconfig found: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config',
+    );
+  }
+
+  const available = kc.getContexts().map((c) => c.name);
+  if (available.length === 0) {
+    throw new IsthmusError(
+      ErrorCodes.INVALID_CONFIG,
+      `kubeconfig ${source} defines no contexts; check that it is a kubeconfig file (kubectl config get-contexts --kubeconfig ${source})`,
+      { details: { kubeconfig: source } },
+    );
+  }
+  const list = `available: ${available.join(', ')}`;
+  if (options.context !== undefined) {
+    if (kc.getContextObject(options.context) === null) {
+      throw new IsthmusError(
+        ErrorCodes.NOT_FOUND,
+        `context "${options.context}" is not in kubeconfig ${source} (${list}); pass one of those with --context`,
+        { details: { kubeconfig: source, context: options.context } },
+      );
+    }
+    kc.setCurrentContext(options.context);
+  }
+  const current = kc.getCurrentContext();
+  const ctx = current ? kc.getContextObject(current) : null;
+  if (ctx === null) {
+    const why = current ? `its current-context "${current}" is not defined` : 'it sets no current-context';
+    throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `kubeconfig ${source}: ${why} (${list}); pass --context`, {
+      details: { kubeconfig: source },
+    });
+  }
+  if (kc.getCurrentCluster() === null) {
+    throw new IsthmusError(
+      ErrorCodes.INVALID_CONFIG,
+      `kubeconfig ${source}: context "${ctx.name}" names cluster "${ctx.cluster}", which is not defined there; fix the file or pick another --context`,
+      { details: { kubeconfig: source, context: ctx.name } },
+    );
+  }
+  if (ctx.user && kc.getCurrentUser() === null) {
+    throw new IsthmusError(
+      ErrorCodes.INVALID_CONFIG,
+      `kubeconfig ${source}: context "${ctx.name}" names user "${ctx.user}", which is not defined there; fix the file or pick another --context`,
+      { details: { kubeconfig: source, context: ctx.name } },
+    );
+  }
+  return kc;
+}
+
+function requireFile(file: string, hint: string): void {
+  if (!existsSync(file)) {
+    throw new IsthmusError(ErrorCodes.NOT_FOUND, `kubeconfig file ${file} does not exist: ${hint}`, {
+      details: { kubeconfig: file },
+    });
+  }
+}
+
+function load(kc: KubeConfig, source: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (err) {
+    throw new IsthmusError(
+      ErrorCodes.INVALID_CONFIG,
+      `kubeconfig ${source} cannot be read: ${messageOf(err).split('\n')[0] ?? ''}; check that it is a valid kubeconfig YAML file`,
+      { cause: err, details: { kubeconfig: source } },
+    );
+  }
+}
