@@ -1,7 +1,7 @@
 import {
   SystemRunner, bool, createLogger, int, optionalStr, validateConfig,
 } from '../core/index.ts';
-import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, sandboxDir } from '../sandbox/index.ts';
+import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, runDemo, sandboxDir } from '../sandbox/index.ts';
 import { optionRecord, parseArgs, usageError, type Args } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -14,6 +14,7 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
     --timeout S        seconds to wait for each component (default 120)
   down        stop every process and remove every file, namespace and interface (needs root)
   status      list clusters and the health of their components
+  demo        bring the sandbox up (if it is not) and show it working
   kubeconfig  print the path of the kubeconfig with contexts c1..cN
 
   common: --dir DIR   the sandbox's state folder (default $ISTHMUS_SANDBOX_DIR or /var/lib/isthmus/sandbox)`;
@@ -46,6 +47,19 @@ async function up(args: Args): Promise<number> {
   for (const c of state.clusters) process.stdout.write(`  ${c.name}  ${c.server}  pods ${c.podCidr}  services ${c.serviceCidr}\n`);
   process.stdout.write(`kubeconfig: ${kubeconfigPath(sandbox.dir)}\n  export KUBECONFIG=${kubeconfigPath(sandbox.dir)}; kubectl --context c1 get ns\n`);
   return 0;
+}
+
+async function demo(args: Args): Promise<number> {
+  const sandbox = open(args);
+  const { state } = await sandbox.up({ ...upDefaults(args), readyTimeoutS: 120 });
+  await runDemo(sandbox.dir, state, new SystemRunner(), (line) => process.stdout.write(line + '\n'));
+  process.stdout.write(`\nkubectl: export KUBECONFIG=${kubeconfigPath(sandbox.dir)}; kubectl --context c1 get pods -A\nstop it: isthmus sandbox down\n`);
+  return 0;
+}
+
+function upDefaults(args: Args): { clusters: number; overlapping: boolean; portBase: number } {
+  const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox options');
+  return { clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase };
 }
 
 async function status(args: Args): Promise<number> {
@@ -93,6 +107,8 @@ export const sandboxCommand: Command = {
         return down(args);
       case 'status':
         return status(args);
+      case 'demo':
+        return demo(args);
       case 'kubeconfig':
         process.stdout.write(kubeconfigPath(sandboxDir(args.options.get('dir')?.at(-1))) + '\n');
         return 0;
