@@ -1,4 +1,7 @@
 // The public face of core/: the only folder every part may import.
+// Kubernetes helpers (informers, kubeconfig) are in core/k8s.ts: they load
+// @kubernetes/client-node, which costs half a second, so only parts that talk to
+// Kubernetes pay for it.
 export * from './errors.ts';
 export * from './log.ts';
 export * from './config.ts';
@@ -9,5 +12,3 @@ export * from './lifecycle.ts';
 export * from './cidr.ts';
 export * from './x509.ts';
 export * from './workqueue.ts';
-export * from './informer.ts';
-export * from './kube.ts';

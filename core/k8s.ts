@@ -1,0 +1,3 @@
+// core's Kubernetes helpers, a separate entry so that importing core/index.ts stays fast.
+export * from './informer.ts';
+export * from './kube.ts';
