@@ -1,0 +1,226 @@
+import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type Logger } from '../core/index.ts';
+import type { BrokerClient } from './client.ts';
+import type { AnyRecord, BrokerEvent, Kind, RecordOf } from './types.ts';
+
+/**
+ * A local, always-available copy of some kinds of broker records.
+ *
+ * List, then watch from the list's revision; on a broken stream resume from the last
+ * revision received; when the broker says the revision is gone (compacted, too old,
+ * from the future) list again and sweep: records missing from the new list are
+ * reported deleted. Each change reaches the handlers exactly once (events at or below
+ * the applied revision are dropped; a relist reports only real differences). While the
+ * broker is unreachable the cache keeps serving its last state.
+ *
+ * Handlers must be quick and must not throw; they typically enqueue a key.
+ */
+export type ChangeType = 'added' | 'updated' | 'deleted';
+
+export interface Change {
+  readonly type: ChangeType;
+  readonly kind: Kind;
+  readonly key: string;
+  readonly record: AnyRecord;
+  /** The revision of the change (for a sweep: the revision of the list that noticed it). */
+  readonly revision: number;
+}
+
+interface Item {
+  readonly record: AnyRecord;
+  readonly revision: number;
+}
+
+export interface BrokerCacheOptions {
+  kinds: readonly Kind[];
+  logger?: Logger;
+}
+
+export class BrokerCache {
+  readonly #client: BrokerClient;
+  readonly #kinds: readonly Kind[];
+  readonly #logger: Logger;
+  readonly #items = new Map<Kind, Map<string, Item>>();
+  readonly #handlers = new Set<(c: Change) => void>();
+  #revision = 0;
+  #connected = false;
+  #stopped = false;
+  #cancel: (() => void) | undefined;
+  #wakeStop: (() => void) | undefined;
+  #loop: Promise<void> | undefined;
+  #resolveSynced!: () => void;
+  /** Resolves after the first complete list has been applied. */
+  readonly synced: Promise<void>;
+  #relists = 0;
+  #resumes = 0;
+
+  constructor(client: BrokerClient, options: BrokerCacheOptions) {
+    this.#client = client;
+    this.#kinds = [...options.kinds];
+    this.#logger = options.logger ?? client.logger;
+    for (const k of this.#kinds) this.#items.set(k, new Map());
+    this.synced = new Promise((resolve) => {
+      this.#resolveSynced = resolve;
+    });
+  }
+
+  /** The revision every change up to which has been applied. */
+  get revision(): number {
+    return this.#revision;
+  }
+
+  /** True while a watch stream is open. */
+  get connected(): boolean {
+    return this.#connected;
+  }
+
+  /** How many times the cache listed (1 at start, +1 per compaction or too-old resume). */
+  get relists(): number {
+    return this.#relists;
+  }
+
+  /** How many times a broken watch was resumed from its revision without a list. */
+  get resumes(): number {
+    return this.#resumes;
+  }
+
+  onChange(handler: (c: Change) => void): () => void {
+    this.#handlers.add(handler);
+    return () => this.#handlers.delete(handler);
+  }
+
+  get<K extends Kind>(kind: K, key: string): RecordOf[K] | undefined {
+    return this.#items.get(kind)?.get(key)?.record as RecordOf[K] | undefined;
+  }
+
+  list<K extends Kind>(kind: K): RecordOf[K][] {
+    return [...(this.#items.get(kind)?.values() ?? [])].map((i) => i.record as RecordOf[K]);
+  }
+
+  keys(kind: Kind): string[] {
+    return [...(this.#items.get(kind)?.keys() ?? [])];
+  }
+
+  start(): void {
+    this.#loop ??= this.#run();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#cancel?.();
+    this.#wakeStop?.();
+    await this.#loop;
+  }
+
+  #emit(change: Change): void {
+    for (const h of this.#handlers) {
+      try {
+        h(change);
+      } catch (err) {
+        this.#logger.error({ err: messageOf(err), key: change.key }, 'broker cache handler threw');
+      }
+    }
+  }
+
+  #applyEvent(e: BrokerEvent): void {
+    const items = this.#items.get(e.kind);
+    if (items === undefined) return;
+    const had = items.get(e.key);
+    if (e.type === 'DELETE') {
+      if (had === undefined) return;
+      items.delete(e.key);
+      this.#emit({ type: 'deleted', kind: e.kind, key: e.key, record: had.record, revision: e.revision });
+      return;
+    }
+    items.set(e.key, { record: e.record, revision: e.revision });
+    this.#emit({ type: had === undefined ? 'added' : 'updated', kind: e.kind, key: e.key, record: e.record, revision: e.revision });
+  }
+
+  #applyList(revision: number, events: readonly BrokerEvent[]): void {
+    const seen = new Map<Kind, Set<string>>();
+    for (const k of this.#kinds) seen.set(k, new Set());
+    for (const e of events) {
+      seen.get(e.kind)?.add(e.key);
+      const had = this.#items.get(e.kind)?.get(e.key);
+      if (had !== undefined && had.revision === e.revision) continue;
+      this.#applyEvent(e);
+    }
+    for (const [kind, items] of this.#items) {
+      const keep = seen.get(kind) ?? new Set<string>();
+      for (const [key, item] of items) {
+        if (keep.has(key)) continue;
+        items.delete(key);
+        this.#emit({ type: 'deleted', kind, key, record: item.record, revision });
+      }
+    }
+    this.#revision = revision;
+  }
+
+  async #run(): Promise<void> {
+    const backoff = new Backoff({ baseMs: 200, maxMs: 10_000 });
+    let needList = true;
+    while (!this.#stopped) {
+      try {
+        if (needList) {
+          const { revision, events } = await this.#client.list(this.#kinds);
+          if (this.#stopped) return;
+          this.#applyList(revision, events);
+          this.#relists++;
+          needList = false;
+          this.#resolveSynced();
+        }
+        const err = await this.#watchUntilEnd();
+        if (err === undefined) continue; // clean end (broker shutting down): resume
+        throw err;
+      } catch (err) {
+        if (this.#stopped) return;
+        if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
+          this.#logger.info({ revision: this.#revision, reason: err.details['reason'] }, 'broker cannot resume the watch; listing again');
+          needList = true;
+        } else if (err instanceof IsthmusError && err.code === ErrorCodes.INVALID_ARGUMENT && err.details['reason'] === 'future-revision') {
+          needList = true;
+        } else {
+          this.#logger.debug({ err: messageOf(err) }, 'broker unreachable; serving the last state');
+          this.#client.markStale();
+        }
+        await this.#pause(backoff.next());
+      }
+    }
+  }
+
+  async #pause(ms: number): Promise<void> {
+    await Promise.race([
+      sleep(this.#client.clock, ms),
+      new Promise<void>((resolve) => {
+        this.#wakeStop = resolve;
+      }),
+    ]);
+  }
+
+  /** Watches from revision+1 until the stream ends; resolves with the error that ended it. */
+  async #watchUntilEnd(): Promise<IsthmusError | undefined> {
+    let firstData = true;
+    return new Promise<IsthmusError | undefined>((resolve, reject) => {
+      this.#client.watch(this.#kinds, this.#revision + 1, {
+        onEvents: (events, revision) => {
+          if (firstData) {
+            firstData = false;
+            this.#connected = true;
+          }
+          const applied = this.#revision;
+          for (const e of events) if (e.revision > applied) this.#applyEvent(e);
+          this.#revision = Math.max(applied, revision, ...events.map((e) => e.revision));
+        },
+        onEnd: (err) => {
+          this.#connected = false;
+          this.#cancel = undefined;
+          if (err === undefined || err.code !== ErrorCodes.COMPACTED) this.#resumes++;
+          resolve(err);
+        },
+      }).then((cancel) => {
+        this.#cancel = cancel;
+        this.#connected = true;
+        if (this.#stopped) cancel();
+      }, reject);
+    });
+  }
+}

@@ -1,0 +1,250 @@
+import { Client, credentials as grpcCredentials, status, type ClientReadableStream } from '@grpc/grpc-js';
+import {
+  Backoff, ErrorCodes, IsthmusError, isIsthmusError, messageOf, silentLogger, sleep, systemClock, type BackoffOptions, type Clock, type Logger,
+} from '../core/index.ts';
+import { SERVICE_NAME, eventFromMessage, methods, toRevision, type MethodName } from './proto.ts';
+import { fromServiceError } from './status.ts';
+import type { BrokerEvent, Cluster, Endpoint, Export, Kind } from './types.ts';
+
+/**
+ * The client every part uses to talk to the broker. Unary calls are retried through
+ * broker outages (UNAVAILABLE, DEADLINE_EXCEEDED) with backoff for up to `retryForMs`;
+ * any other status is final and comes back as an IsthmusError with the matching code.
+ * Credentials are read again whenever the connection fails, so renewed certificates
+ * are picked up without a restart.
+ */
+export interface TlsMaterial {
+  readonly caPem: string;
+  readonly certPem: string;
+  readonly keyPem: string;
+}
+
+export interface BrokerClientOptions {
+  /** host:port of the broker (or of a load balancer in front of its replicas). */
+  address: string;
+  credentials: () => TlsMaterial | Promise<TlsMaterial>;
+  /** TLS name to check the broker certificate against when it differs from the dialled host. */
+  serverName?: string;
+  logger?: Logger;
+  clock?: Clock;
+  backoff?: BackoffOptions;
+  /** Deadline of one unary call attempt (default 10 000 ms). */
+  callTimeoutMs?: number;
+  /** How long a unary call is retried while the broker is unreachable (default 30 000 ms; 0: no retry). */
+  retryForMs?: number;
+}
+
+export interface PublishEndpointResult {
+  readonly leaseId: string;
+  readonly ttlSeconds: number;
+  readonly observedSourceIp: string;
+  readonly revision: number;
+}
+
+export interface WatchHandlers {
+  /** Events of one or more whole revisions, and the revision up to which all was sent. */
+  onEvents(events: BrokerEvent[], revision: number): void;
+  /** The stream ended: with an error (IsthmusError; COMPACTED means list again) or cleanly. */
+  onEnd(err: IsthmusError | undefined): void;
+}
+
+const RETRYABLE: ReadonlySet<number> = new Set([status.UNAVAILABLE, status.DEADLINE_EXCEEDED]);
+
+export type ClusterInput = Omit<Cluster, 'global_cidr' | 'labels'> & { labels?: Record<string, string> };
+export type EndpointInput = Omit<Endpoint, 'observed_source_ip' | 'ports' | 'backend_config' | 'public_ip' | 'health_check_ip'> &
+  Partial<Pick<Endpoint, 'ports' | 'backend_config' | 'public_ip' | 'health_check_ip'>>;
+export type ExportInput = Pick<Export, 'cluster_id' | 'namespace' | 'name'> & Partial<Export>;
+
+export class BrokerClient {
+  readonly #options: BrokerClientOptions;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  #client: Client | undefined;
+  #certPem = '';
+  #stale = true;
+  #closed = false;
+
+  constructor(options: BrokerClientOptions) {
+    this.#options = options;
+    this.#logger = options.logger ?? silentLogger();
+    this.#clock = options.clock ?? systemClock;
+  }
+
+  get clock(): Clock {
+    return this.#clock;
+  }
+
+  get logger(): Logger {
+    return this.#logger;
+  }
+
+  /** Marks the connection suspect: the next call re-reads credentials (and reconnects if they changed). */
+  markStale(): void {
+    this.#stale = true;
+  }
+
+  async #channel(): Promise<Client> {
+    if (this.#closed) throw new IsthmusError(ErrorCodes.ABORTED, 'the broker client is closed');
+    if (this.#client !== undefined && !this.#stale) return this.#client;
+    const tls = await this.#options.credentials();
+    this.#stale = false;
+    if (this.#client !== undefined && tls.certPem === this.#certPem) return this.#client;
+    const old = this.#client;
+    const creds = grpcCredentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
+    this.#client = new Client(this.#options.address, creds, {
+      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      'grpc.keepalive_time_ms': 20_000,
+      'grpc.keepalive_timeout_ms': 10_000,
+      'grpc.initial_reconnect_backoff_ms': 200,
+      'grpc.max_reconnect_backoff_ms': 5_000,
+      ...(this.#options.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': this.#options.serverName, 'grpc.default_authority': this.#options.serverName }),
+    });
+    this.#certPem = tls.certPem;
+    old?.close();
+    return this.#client;
+  }
+
+  close(): void {
+    this.#closed = true;
+    this.#client?.close();
+    this.#client = undefined;
+  }
+
+  async #once(method: MethodName, request: object): Promise<Record<string, unknown>> {
+    const client = await this.#channel();
+    const m = methods[method];
+    const deadline = new Date(Date.now() + (this.#options.callTimeoutMs ?? 10_000));
+    return new Promise((resolve, reject) => {
+      client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, request, { deadline }, (err, res) => {
+        if (err !== null) reject(err);
+        else resolve((res ?? {}) as Record<string, unknown>);
+      });
+    });
+  }
+
+  /** One unary call, retried while the broker is unreachable. */
+  async call(method: MethodName, request: object): Promise<Record<string, unknown>> {
+    const retryFor = this.#options.retryForMs ?? 30_000;
+    const until = this.#clock.now() + retryFor;
+    const backoff = new Backoff({ baseMs: 100, maxMs: 3_000, ...this.#options.backoff });
+    for (;;) {
+      try {
+        return await this.#once(method, request);
+      } catch (err) {
+        const code = (err as { code?: unknown }).code;
+        const retry = typeof code === 'number' && RETRYABLE.has(code) && !this.#closed;
+        if (!retry || this.#clock.now() >= until) throw fromServiceError(err, `broker ${method}`);
+        this.#stale = true;
+        this.#logger.debug({ method, err: messageOf(err) }, 'broker call failed; retrying');
+        await sleep(this.#clock, backoff.next());
+      }
+    }
+  }
+
+  async registerCluster(cluster: ClusterInput): Promise<{ cluster: Cluster; revision: number }> {
+    const res = await this.call('RegisterCluster', { cluster: { labels: {}, ...cluster } });
+    return { cluster: res['cluster'] as Cluster, revision: toRevision(res['revision'], 'revision') };
+  }
+
+  async unregisterCluster(clusterId: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.call('UnregisterCluster', { cluster_id: clusterId });
+    return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
+  }
+
+  async publishEndpoint(endpoint: EndpointInput, ttlSeconds = 30): Promise<PublishEndpointResult> {
+    const res = await this.call('PublishEndpoint', { endpoint, ttl_seconds: ttlSeconds });
+    return {
+      leaseId: String(res['lease_id']),
+      ttlSeconds: Number(res['ttl_seconds']),
+      observedSourceIp: String(res['observed_source_ip'] ?? ''),
+      revision: toRevision(res['revision'], 'revision'),
+    };
+  }
+
+  async renewEndpoint(clusterId: string, hostname: string, leaseId: string): Promise<number> {
+    const res = await this.call('RenewEndpoint', { cluster_id: clusterId, hostname, lease_id: leaseId });
+    return Number(res['ttl_seconds']);
+  }
+
+  async withdrawEndpoint(clusterId: string, hostname: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.call('WithdrawEndpoint', { cluster_id: clusterId, hostname });
+    return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
+  }
+
+  async publishExport(x: ExportInput): Promise<{ revision: number }> {
+    const res = await this.call('PublishExport', { export: x });
+    return { revision: toRevision(res['revision'], 'revision') };
+  }
+
+  async withdrawExport(clusterId: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.call('WithdrawExport', { cluster_id: clusterId, namespace, name });
+    return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
+  }
+
+  /** Every record of `kinds` at one revision (one attempt; no retry). */
+  async list(kinds: readonly Kind[]): Promise<{ revision: number; events: BrokerEvent[] }> {
+    const client = await this.#channel();
+    const m = methods.List;
+    return new Promise((resolve, reject) => {
+      const events: BrokerEvent[] = [];
+      let revision = -1;
+      let last = false;
+      const stream = client.makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, { kinds }, {});
+      stream.on('data', (page: { revision?: unknown; items?: unknown[]; last?: unknown }) => {
+        try {
+          revision = toRevision(page.revision, 'revision');
+          for (const item of page.items ?? []) events.push(eventFromMessage(item));
+          if (page.last === true) last = true;
+        } catch (err) {
+          stream.cancel();
+          reject(err);
+        }
+      });
+      stream.on('error', (err) => {
+        this.#stale = true;
+        reject(fromServiceError(err, 'broker List'));
+      });
+      stream.on('end', () => {
+        if (!last) reject(new IsthmusError(ErrorCodes.UNAVAILABLE, 'broker List ended before its last page'));
+        else resolve({ revision, events });
+      });
+    });
+  }
+
+  /** A raw Watch stream (no retry: see BrokerCache). Returns a cancel function. */
+  async watch(kinds: readonly Kind[], fromRevision: number, handlers: WatchHandlers): Promise<() => void> {
+    const client = await this.#channel();
+    const m = methods.Watch;
+    const stream: ClientReadableStream<unknown> = client.makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, { kinds, from_revision: String(fromRevision) }, {});
+    let ended = false;
+    const end = (err: IsthmusError | undefined): void => {
+      if (ended) return;
+      ended = true;
+      handlers.onEnd(err);
+    };
+    stream.on('data', (res: { events?: unknown[]; revision?: unknown }) => {
+      try {
+        handlers.onEvents((res.events ?? []).map(eventFromMessage), toRevision(res.revision, 'revision'));
+      } catch (err) {
+        stream.cancel();
+        end(isIsthmusError(err) ? err : new IsthmusError(ErrorCodes.INTERNAL, messageOf(err), { cause: err }));
+      }
+    });
+    stream.on('error', (err) => {
+      if ((err as { code?: number }).code === status.CANCELLED && ended) return;
+      this.#stale = true;
+      end(fromServiceError(err, 'broker Watch'));
+    });
+    stream.on('end', () => end(undefined));
+    return () => {
+      if (ended) return;
+      stream.cancel();
+      end(undefined);
+    };
+  }
+}
+
+/** The gRPC path of a method, for logs. */
+export function methodPath(method: MethodName): string {
+  return `/${SERVICE_NAME}/${method}`;
+}

@@ -1,0 +1,436 @@
+import type { Etcd3, IDuplexStream, IKeyValue, IWatchRequest, IWatchResponse } from 'etcd3';
+import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, systemClock, type Clock, type Logger } from '../core/index.ts';
+import { PREFIX, clusterOfKey, parseEtcdKey, prefixEnd } from './keys.ts';
+import { eventMessage, methods } from './proto.ts';
+import type { BrokerStore } from './store.ts';
+import { KINDS, type AnyRecord, type BrokerEvent, type Kind } from './types.ts';
+
+/**
+ * The broker replica's one etcd watch, fanned out to every client Watch.
+ *
+ * - A cache of every record (what List serves) and a replay window: the events of
+ *   the last `windowEvents` changes, so a client that resumes from a recent revision
+ *   (also after this replica restarted: the hub backfills `backfillRevisions` on start)
+ *   gets exactly the changes it missed, each once.
+ * - Events of one etcd revision are always sent together; each batch is encoded once
+ *   per kind filter and the same bytes are written to every watcher with that filter.
+ * - A revision older than the window is refused (reason "compacted" when etcd no
+ *   longer has it, else "too-old"); the client lists again.
+ * - When the etcd watch breaks it resumes from the next revision; if etcd compacted
+ *   past it, the hub lists again and ends every client watch with "compacted".
+ */
+export interface HubOptions {
+  logger: Logger;
+  clock?: Clock;
+  /** Events kept for replay (default 20 000). */
+  windowEvents?: number;
+  /** History read back from etcd at start for clients resuming after a restart (default 5 000 revisions). */
+  backfillRevisions?: number;
+  /** Progress (revision only) sent to idle watchers this often (default 5 000 ms). */
+  progressIntervalMs?: number;
+}
+
+export interface Subscriber {
+  readonly kinds: ReadonlySet<Kind>;
+  /** Writes encoded WatchResponse bytes. */
+  send(bytes: Buffer): void;
+  /** Ends the watch, with an error status when given. */
+  close(err?: IsthmusError): void;
+}
+
+interface Batch {
+  readonly revision: number;
+  readonly events: readonly BrokerEvent[];
+  readonly encoded: Map<number, Buffer | null>;
+}
+
+interface Entry {
+  readonly event: BrokerEvent;
+}
+
+interface Sub {
+  readonly subscriber: Subscriber;
+  readonly mask: number;
+  lastSent: number;
+}
+
+function maskOf(kinds: ReadonlySet<Kind>): number {
+  let m = 0;
+  KINDS.forEach((k, i) => {
+    if (kinds.has(k)) m |= 1 << i;
+  });
+  return m;
+}
+
+function kindBit(k: Kind): number {
+  return 1 << KINDS.indexOf(k);
+}
+
+function num(s: string | undefined): number {
+  return Number(s ?? 0);
+}
+
+export class WatchHub {
+  readonly #etcd: Etcd3;
+  readonly #store: BrokerStore;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+  readonly #windowEvents: number;
+  readonly #backfill: number;
+  readonly #progressMs: number;
+  /** Current records by etcd key. */
+  #cache = new Map<string, Entry>();
+  #ring: Batch[] = [];
+  #ringEvents = 0;
+  /** Every change with revision ≥ windowStart is in the ring. */
+  #windowStart = 1;
+  /** Every change up to this revision is in the cache (and ring, from windowStart). */
+  #revision = 0;
+  /** The revision the cache was listed at; events up to it only go to the ring. */
+  #listedAt = 0;
+  #subs = new Set<Sub>();
+  #stream: IDuplexStream<IWatchRequest, IWatchResponse> | undefined;
+  #stopped = false;
+  #loop: Promise<void> | undefined;
+  #progressTimer: ReturnType<typeof setInterval> | undefined;
+  #waiters: { revision: number; resolve: () => void }[] = [];
+  #caughtUp: (() => void) | undefined;
+
+  constructor(etcd: Etcd3, store: BrokerStore, options: HubOptions) {
+    this.#etcd = etcd;
+    this.#store = store;
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? systemClock;
+    this.#windowEvents = options.windowEvents ?? 20_000;
+    this.#backfill = options.backfillRevisions ?? 5_000;
+    this.#progressMs = options.progressIntervalMs ?? 5_000;
+  }
+
+  /** Every change up to this revision has been applied. */
+  get revision(): number {
+    return this.#revision;
+  }
+
+  get windowStart(): number {
+    return this.#windowStart;
+  }
+
+  get watchers(): number {
+    return this.#subs.size;
+  }
+
+  get size(): number {
+    return this.#cache.size;
+  }
+
+  /** Lists, starts the etcd watch (with backfill) and resolves once caught up. */
+  async start(): Promise<void> {
+    await this.#relist();
+    const caughtUp = new Promise<void>((resolve) => {
+      this.#caughtUp = resolve;
+    });
+    const from = Math.max(1, this.#listedAt + 1 - this.#backfill);
+    this.#windowStart = from;
+    this.#loop = this.#run(from);
+    await caughtUp;
+    this.#progressTimer = setInterval(() => this.#sendProgress(), this.#progressMs);
+    this.#progressTimer.unref();
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    if (this.#progressTimer !== undefined) clearInterval(this.#progressTimer);
+    this.#stream?.cancel();
+    for (const s of this.#subs) s.subscriber.close(new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is shutting down: reconnect and resume'));
+    this.#subs.clear();
+    this.#caughtUp?.();
+    for (const w of this.#waiters) w.resolve();
+    await this.#loop?.catch(() => undefined);
+  }
+
+  async #relist(): Promise<void> {
+    const { revision, kvs } = await this.#store.range(PREFIX);
+    const cache = new Map<string, Entry>();
+    for (const kv of kvs) {
+      const event = this.#toEvent('PUT', kv, undefined);
+      if (event !== undefined) cache.set(kv.key.toString(), { event });
+    }
+    this.#cache = cache;
+    this.#listedAt = revision;
+    this.#revision = revision;
+  }
+
+  #toEvent(type: 'PUT' | 'DELETE', kv: IKeyValue, prev: IKeyValue | undefined): BrokerEvent | undefined {
+    const etcdKey = kv.key.toString();
+    const parsed = parseEtcdKey(etcdKey);
+    if (parsed === undefined) return undefined;
+    const source = type === 'PUT' ? kv : prev;
+    let record: AnyRecord | undefined;
+    if (source !== undefined && source.value.length > 0) {
+      try {
+        record = JSON.parse(source.value.toString()) as AnyRecord;
+      } catch (err) {
+        this.#logger.error({ key: etcdKey, err: messageOf(err) }, 'record in etcd is not JSON; skipped');
+        return undefined;
+      }
+    }
+    record ??= this.#cache.get(etcdKey)?.event.record ?? ({ cluster_id: clusterOfKey(parsed.key) } as AnyRecord);
+    return { type, kind: parsed.kind, key: parsed.key, revision: num(kv.mod_revision), record };
+  }
+
+  async #run(from: number): Promise<void> {
+    let next = from;
+    const backoff = new Backoff({ baseMs: 100, maxMs: 5_000 });
+    while (!this.#stopped) {
+      try {
+        next = await this.#watchOnce(next, backoff);
+      } catch (err) {
+        if (this.#stopped) return;
+        if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
+          const compactedTo = Number(err.details['compactRevision'] ?? 0);
+          if (this.#caughtUp !== undefined && this.#revision === this.#listedAt && next <= this.#listedAt) {
+            // backfill reached into compacted history: replay only what etcd still has
+            next = Math.max(compactedTo, this.#listedAt + 1 - this.#backfill);
+            this.#windowStart = next;
+            continue;
+          }
+          this.#logger.warn({ from: next, compactedTo }, 'etcd compacted past the watch position; listing again');
+          try {
+            await this.#reset();
+            next = this.#revision + 1;
+          } catch (e) {
+            this.#logger.warn({ err: messageOf(e) }, 'relist failed; retrying');
+            await sleep(this.#clock, backoff.next());
+          }
+          continue;
+        }
+        this.#logger.warn({ from: next, err: messageOf(err) }, 'etcd watch broke; resuming');
+        await sleep(this.#clock, backoff.next());
+      }
+    }
+  }
+
+  async #reset(): Promise<void> {
+    await this.#relist();
+    this.#ring = [];
+    this.#ringEvents = 0;
+    this.#windowStart = this.#revision + 1;
+    for (const s of this.#subs) {
+      s.subscriber.close(new IsthmusError(ErrorCodes.COMPACTED, 'the broker lost its place in etcd history (compacted): list again', { details: { reason: 'compacted' } }));
+    }
+    this.#subs.clear();
+    this.#wake();
+  }
+
+  /** One etcd watch stream from `from`; returns the revision to resume from when it ends. */
+  async #watchOnce(from: number, backoff: Backoff): Promise<number> {
+    const stream = await this.#etcd.watchClient.watch();
+    this.#stream = stream;
+    let next = from;
+    let progressAsk: ReturnType<typeof setInterval> | undefined;
+    try {
+      await new Promise<void>((resolve, reject) => {
+        stream.on('data', (res: IWatchResponse) => {
+          try {
+            if (res.created && !res.canceled) {
+              backoff.reset();
+              if (this.#caughtUp !== undefined) {
+                progressAsk = setInterval(() => stream.write({ progress_request: {} }), 100);
+                stream.write({ progress_request: {} });
+              }
+              return;
+            }
+            if (res.canceled) {
+              if (num(res.compact_revision) > 0) {
+                reject(new IsthmusError(ErrorCodes.COMPACTED, `etcd compacted revision ${next}`, { details: { compactRevision: num(res.compact_revision) } }));
+              } else {
+                reject(new Error(`etcd cancelled the watch: ${res.cancel_reason}`));
+              }
+              return;
+            }
+            if (res.events.length === 0) {
+              // progress notification: every change up to header.revision has been sent
+              next = Math.max(next, num(res.header.revision) + 1);
+              this.#advance(num(res.header.revision));
+              return;
+            }
+            next = this.#apply(res);
+          } catch (err) {
+            reject(err instanceof Error ? err : new Error(String(err)));
+          }
+        });
+        stream.on('error', (err: Error) => reject(err));
+        stream.on('end', () => reject(new Error('etcd watch stream ended')));
+        stream.write({ create_request: { key: Buffer.from(PREFIX), range_end: prefixEnd(PREFIX), start_revision: from, prev_kv: true, progress_notify: true } });
+      });
+    } finally {
+      if (progressAsk !== undefined) clearInterval(progressAsk);
+      this.#stream = undefined;
+      stream.cancel();
+    }
+    return next;
+  }
+
+  /** Applies one etcd watch response (whole revisions) and fans it out; returns the next revision to watch from. */
+  #apply(res: IWatchResponse): number {
+    const byRevision = new Map<number, BrokerEvent[]>();
+    let max = 0;
+    for (const ev of res.events) {
+      const r = num(ev.kv.mod_revision);
+      max = Math.max(max, r);
+      const event = this.#toEvent(ev.type === 'Delete' ? 'DELETE' : 'PUT', ev.kv, ev.prev_kv ?? undefined);
+      if (event === undefined) continue;
+      if (r > this.#listedAt) {
+        const etcdKey = ev.kv.key.toString();
+        if (event.type === 'DELETE') this.#cache.delete(etcdKey);
+        else this.#cache.set(etcdKey, { event });
+      }
+      const list = byRevision.get(r) ?? [];
+      list.push(event);
+      byRevision.set(r, list);
+    }
+    for (const [revision, events] of byRevision) this.#pushBatch({ revision, events, encoded: new Map() });
+    if (max > 0) this.#advance(max);
+    return max + 1;
+  }
+
+  #pushBatch(batch: Batch): void {
+    this.#ring.push(batch);
+    this.#ringEvents += batch.events.length;
+    while (this.#ringEvents > this.#windowEvents && this.#ring.length > 1) {
+      const old = this.#ring.shift() as Batch;
+      this.#ringEvents -= old.events.length;
+      this.#windowStart = old.revision + 1;
+    }
+    if (batch.revision <= this.#listedAt) return; // backfill: history only, clients of this replica cannot have seen it live
+    for (const s of this.#subs) {
+      if (batch.revision < s.lastSent + 1) continue;
+      const bytes = this.#encode(batch, s.mask);
+      s.lastSent = batch.revision;
+      if (bytes !== null) s.subscriber.send(bytes);
+    }
+  }
+
+  #encode(batch: Batch, mask: number): Buffer | null {
+    let bytes = batch.encoded.get(mask);
+    if (bytes === undefined) {
+      const events = batch.events.filter((e) => (mask & kindBit(e.kind)) !== 0);
+      bytes = events.length === 0 ? null : methods.Watch.responseSerialize({ events: events.map(eventMessage), revision: String(batch.revision) });
+      batch.encoded.set(mask, bytes);
+    }
+    return bytes;
+  }
+
+  #advance(revision: number): void {
+    if (revision > this.#revision) this.#revision = revision;
+    if (this.#caughtUp !== undefined && revision >= this.#listedAt) {
+      const done = this.#caughtUp;
+      this.#caughtUp = undefined;
+      done();
+    }
+    this.#wake();
+  }
+
+  #wake(): void {
+    if (this.#waiters.length === 0) return;
+    const still: { revision: number; resolve: () => void }[] = [];
+    for (const w of this.#waiters) {
+      if (this.#revision >= w.revision || this.#stopped) w.resolve();
+      else still.push(w);
+    }
+    this.#waiters = still;
+  }
+
+  #sendProgress(): void {
+    if (this.#subs.size === 0) return;
+    const bytes = methods.Watch.responseSerialize({ events: [], revision: String(this.#revision) });
+    for (const s of this.#subs) {
+      if (s.lastSent < this.#revision) {
+        s.lastSent = this.#revision;
+        s.subscriber.send(bytes);
+      }
+    }
+  }
+
+  /**
+   * Resolves once every change up to etcd's current revision is in the cache, so a
+   * List from the cache is as fresh as a read from etcd. Throws UNAVAILABLE after `timeoutMs`.
+   */
+  async waitFresh(timeoutMs = 5_000): Promise<void> {
+    const target = await this.#store.currentRevision();
+    if (this.#revision >= target) return;
+    this.#stream?.write({ progress_request: {} });
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    let ask: ReturnType<typeof setInterval> | undefined;
+    try {
+      await Promise.race([
+        new Promise<void>((resolve) => {
+          this.#waiters.push({ revision: target, resolve });
+          ask = setInterval(() => this.#stream?.write({ progress_request: {} }), 200);
+        }),
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker's view of etcd lags (at ${this.#revision}, etcd at ${target}): try again`)), timeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+      clearInterval(ask);
+    }
+  }
+
+  /** The current records of `kinds`, at `revision`. */
+  snapshot(kinds: ReadonlySet<Kind>): { revision: number; events: BrokerEvent[] } {
+    const events: BrokerEvent[] = [];
+    for (const { event } of this.#cache.values()) if (kinds.has(event.kind)) events.push(event);
+    return { revision: this.#revision, events };
+  }
+
+  /**
+   * Starts sending changes of `subscriber.kinds` from `fromRevision` (0: from now).
+   * Throws COMPACTED (reason compacted/too-old) when the revision is older than the
+   * window and INVALID_ARGUMENT (reason future-revision) when etcd has not reached it.
+   * Returns an unsubscribe function.
+   */
+  async subscribe(subscriber: Subscriber, fromRevision: number): Promise<() => void> {
+    if (this.#stopped) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is shutting down: reconnect');
+    let from = fromRevision === 0 ? this.#revision + 1 : fromRevision;
+    if (from > this.#revision + 1) {
+      const current = await this.#store.currentRevision();
+      if (from > current + 1) {
+        throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `revision ${from} is in the future (etcd is at ${current}): resume from a revision this clusterset gave you, or list again`, {
+          details: { reason: 'future-revision' },
+        });
+      }
+    }
+    if (from < this.#windowStart) {
+      let compacted = false;
+      try {
+        await this.#store.range(`${PREFIX}config/`, from);
+      } catch (err) {
+        if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) compacted = true;
+        else throw err;
+      }
+      throw new IsthmusError(
+        ErrorCodes.COMPACTED,
+        compacted
+          ? `revision ${from} was compacted in etcd: list again and watch from the list's revision`
+          : `revision ${from} is older than this broker's replay window (from ${this.#windowStart}): list again and watch from the list's revision`,
+        { details: { reason: compacted ? 'compacted' : 'too-old' } },
+      );
+    }
+    // the await above may have let the window move on
+    if (from < this.#windowStart) return this.subscribe(subscriber, from);
+    from = Math.max(from, 1);
+    const sub: Sub = { subscriber, mask: maskOf(subscriber.kinds), lastSent: from - 1 };
+    for (const batch of this.#ring) {
+      if (batch.revision < from || batch.revision > this.#revision) continue;
+      const bytes = this.#encode(batch, sub.mask);
+      sub.lastSent = batch.revision;
+      if (bytes !== null) subscriber.send(bytes);
+    }
+    this.#subs.add(sub);
+    return () => {
+      this.#subs.delete(sub);
+    };
+  }
+}

@@ -1,0 +1,337 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { isIP } from 'node:net';
+import {
+  Server, ServerCredentials, experimental, status, type ServerUnaryCall, type ServerWritableStream, type sendUnaryData,
+  type UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { Etcd3 } from 'etcd3';
+import { Counter, Gauge, Registry } from 'prom-client';
+import { ErrorCodes, IsthmusError, messageOf, type Logger, type Service } from '../core/index.ts';
+import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
+import { WatchHub, type HubOptions } from './hub.ts';
+import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from './proto.ts';
+import { toStatus } from './status.ts';
+import { BrokerStore } from './store.ts';
+import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
+
+/**
+ * The broker: a stateless gRPC front to etcd (several replicas may share one etcd).
+ * Serves mTLS with the files of `tlsDir` (tls.crt, tls.key, ca.crt as written by
+ * `isthmus certs issue --server`), reloading them when they are renewed.
+ */
+export interface BrokerServerOptions {
+  /** etcd client URLs, e.g. ["http://127.0.0.1:2379"]. */
+  etcdHosts: readonly string[];
+  /** host:port to listen on (port 0: pick one; see `port`). */
+  listen: string;
+  /** Directory with tls.crt, tls.key and ca.crt (the trust bundle). */
+  tlsDir: string;
+  globalCidrPool?: string;
+  globalCidrPrefix?: number;
+  logger: Logger;
+  /** Requests larger than this are refused with RESOURCE_EXHAUSTED (default 1 MiB). */
+  maxMessageBytes?: number;
+  /** How long etcd operations are retried through member failures (default 15 s). */
+  etcdRetryMs?: number;
+  /** How often the TLS files are re-read (default 60 s). */
+  tlsRefreshMs?: number;
+  hub?: Omit<HubOptions, 'logger'>;
+  /** Where metrics are registered (default: a new registry, see `metrics`). */
+  registry?: Registry;
+}
+
+const LIST_PAGE_ITEMS = 500;
+const LIST_PAGE_BYTES = 512 * 1024;
+/** A watcher that has this much unsent data is cut off (it resumes from its last revision). */
+const MAX_WATCH_BACKLOG = 32 * 1024 * 1024;
+
+export class BrokerServer implements Service {
+  readonly name = 'broker';
+  readonly metrics: Registry;
+  readonly #options: BrokerServerOptions;
+  readonly #logger: Logger;
+  #etcd: Etcd3 | undefined;
+  #store: BrokerStore | undefined;
+  #hub: WatchHub | undefined;
+  #server: Server | undefined;
+  #auth: Authenticator | undefined;
+  #port = 0;
+  #caTimer: ReturnType<typeof setInterval> | undefined;
+  readonly #requests: Counter<'method' | 'code'>;
+  readonly #watchersGauge: Gauge;
+  readonly #revisionGauge: Gauge;
+  readonly #recordsGauge: Gauge;
+
+  constructor(options: BrokerServerOptions) {
+    this.#options = options;
+    this.#logger = options.logger;
+    this.metrics = options.registry ?? new Registry();
+    this.#requests = new Counter({ name: 'isthmus_broker_requests_total', help: 'Broker RPCs by method and gRPC status code', labelNames: ['method', 'code'], registers: [this.metrics] });
+    const hub = (): WatchHub | undefined => this.#hub;
+    this.#watchersGauge = new Gauge({ name: 'isthmus_broker_watchers', help: 'Open Watch streams', registers: [this.metrics], collect() { this.set(hub()?.watchers ?? 0); } });
+    this.#revisionGauge = new Gauge({ name: 'isthmus_broker_revision', help: 'etcd revision the broker has applied', registers: [this.metrics], collect() { this.set(hub()?.revision ?? 0); } });
+    this.#recordsGauge = new Gauge({ name: 'isthmus_broker_records', help: 'Records in the broker cache', registers: [this.metrics], collect() { this.set(hub()?.size ?? 0); } });
+  }
+
+  /** The port the server listens on (after start). */
+  get port(): number {
+    return this.#port;
+  }
+
+  async #readCaBundle(): Promise<string[]> {
+    const pem = await readFile(join(this.#options.tlsDir, 'ca.crt'), 'utf8').catch((err: unknown) => {
+      throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot read ${join(this.#options.tlsDir, 'ca.crt')}: ${messageOf(err)}; issue the broker's certificate with \`isthmus certs issue --server --san … --out DIR\``);
+    });
+    const cas = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g) ?? [];
+    if (cas.length === 0) throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `${join(this.#options.tlsDir, 'ca.crt')} holds no certificate`);
+    return cas.map((c) => `${c}\n`);
+  }
+
+  async start(): Promise<void> {
+    const o = this.#options;
+    for (const f of ['tls.crt', 'tls.key']) {
+      await readFile(join(o.tlsDir, f)).catch((err: unknown) => {
+        throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot read ${join(o.tlsDir, f)}: ${messageOf(err)}; issue the broker's certificate with \`isthmus certs issue --server --san … --out ${o.tlsDir}\``);
+      });
+    }
+    this.#auth = new Authenticator(await this.#readCaBundle());
+    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000 });
+    this.#store = new BrokerStore(this.#etcd, {
+      logger: this.#logger,
+      ...(o.globalCidrPool === undefined ? {} : { globalCidrPool: o.globalCidrPool }),
+      ...(o.globalCidrPrefix === undefined ? {} : { globalCidrPrefix: o.globalCidrPrefix }),
+      ...(o.etcdRetryMs === undefined ? {} : { retryForMs: o.etcdRetryMs }),
+    });
+    try {
+      await this.#store.init();
+      this.#hub = new WatchHub(this.#etcd, this.#store, { logger: this.#logger, ...(o.hub ?? {}) });
+      await this.#hub.start();
+      const refresh = o.tlsRefreshMs ?? 60_000;
+      const provider = new experimental.FileWatcherCertificateProvider({
+        certificateFile: join(o.tlsDir, 'tls.crt'), privateKeyFile: join(o.tlsDir, 'tls.key'), caCertificateFile: join(o.tlsDir, 'ca.crt'), refreshIntervalMs: refresh,
+      });
+      this.#caTimer = setInterval(() => {
+        this.#readCaBundle().then((cas) => this.#auth?.setTrusted(cas), (err: unknown) => this.#logger.warn({ err: messageOf(err) }, 'cannot re-read the CA bundle; keeping the old one'));
+      }, refresh);
+      this.#caTimer.unref();
+      const creds: ServerCredentials = experimental.createCertificateProviderServerCredentials(provider, provider, false);
+      const max = o.maxMessageBytes ?? 1024 * 1024;
+      this.#server = new Server({ 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+      this.#server.addService(serverServiceDefinition(), this.#handlers());
+      this.#port = await new Promise<number>((resolve, reject) => {
+        this.#server?.bindAsync(o.listen, creds, (err, port) => (err === null ? resolve(port) : reject(err)));
+      }).catch((err: unknown) => {
+        throw new IsthmusError(/in use|EADDRINUSE/i.test(messageOf(err)) ? ErrorCodes.PORT_IN_USE : ErrorCodes.INVALID_CONFIG, `cannot listen on ${o.listen}: ${messageOf(err)}`, { cause: err });
+      });
+      this.#logger.info({ listen: o.listen, port: this.#port, revision: this.#hub.revision, records: this.#hub.size, globalCidrPool: o.globalCidrPool }, 'broker serving');
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    if (this.#caTimer !== undefined) clearInterval(this.#caTimer);
+    const server = this.#server;
+    this.#server = undefined;
+    await this.#hub?.stop();
+    if (server !== undefined) {
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(() => {
+          server.forceShutdown();
+          resolve();
+        }, 2_000);
+        server.tryShutdown(() => {
+          clearTimeout(t);
+          resolve();
+        });
+      });
+    }
+    this.#etcd?.close();
+    this.#etcd = undefined;
+  }
+
+  #count(method: MethodName, code: status): void {
+    this.#requests.inc({ method, code: status[code] ?? String(code) });
+  }
+
+  #caller(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): Caller {
+    if (this.#auth === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
+    return this.#auth.authenticate(call);
+  }
+
+  #unary(method: MethodName, fn: (req: Record<string, unknown>, caller: Caller, call: ServerUnaryCall<object, object>) => Promise<object>) {
+    return (call: ServerUnaryCall<object, object>, callback: sendUnaryData<object>): void => {
+      (async () => {
+        const caller = this.#caller(call);
+        if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed ${method} request: ${call.request.malformed}`);
+        return fn(call.request as Record<string, unknown>, caller, call);
+      })().then(
+        (res) => {
+          this.#count(method, status.OK);
+          callback(null, res);
+        },
+        (err: unknown) => {
+          const st = toStatus(err);
+          this.#count(method, st.code);
+          if (st.code === status.INTERNAL || st.code === status.UNAVAILABLE) this.#logger.warn({ method, err: messageOf(err) }, 'request failed');
+          else this.#logger.debug({ method, code: status[st.code], err: st.details }, 'request refused');
+          callback(st, null);
+        },
+      );
+    };
+  }
+
+  #store_(): BrokerStore {
+    if (this.#store === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
+    return this.#store;
+  }
+
+  #handlers(): UntypedServiceImplementation {
+    return {
+      RegisterCluster: this.#unary('RegisterCluster', async (req, caller) => {
+        const cluster = validateCluster(req['cluster']);
+        authorizeWrite(caller, cluster.cluster_id, 'register the cluster record');
+        const r = await this.#store_().registerCluster(cluster);
+        return { cluster: r.cluster, revision: String(r.revision) };
+      }),
+      UnregisterCluster: this.#unary('UnregisterCluster', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        authorizeWrite(caller, id, 'remove the cluster record');
+        const r = await this.#store_().unregisterCluster(id);
+        return { revision: String(r.revision), existed: r.existed };
+      }),
+      PublishEndpoint: this.#unary('PublishEndpoint', async (req, caller, call) => {
+        const endpoint = validateEndpoint(req['endpoint']);
+        const ttl = validateTtl(req['ttl_seconds']);
+        authorizeWrite(caller, endpoint.cluster_id, 'publish endpoints');
+        endpoint.observed_source_ip = peerAddress(call.getPeer());
+        const r = await this.#store_().publishEndpoint(endpoint, ttl);
+        return { lease_id: r.leaseId, ttl_seconds: ttl, observed_source_ip: endpoint.observed_source_ip, revision: String(r.revision) };
+      }),
+      RenewEndpoint: this.#unary('RenewEndpoint', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        const host = validateHostname(req['hostname'], 'hostname');
+        const lease = typeof req['lease_id'] === 'string' && /^\d{1,20}$/.test(req['lease_id']) ? req['lease_id'] : undefined;
+        if (lease === undefined) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, 'lease_id must be the decimal lease id PublishEndpoint returned');
+        authorizeWrite(caller, id, 'renew endpoints');
+        return { ttl_seconds: await this.#store_().renewEndpoint(id, host, lease) };
+      }),
+      WithdrawEndpoint: this.#unary('WithdrawEndpoint', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        const host = validateHostname(req['hostname'], 'hostname');
+        authorizeWrite(caller, id, 'withdraw endpoints');
+        const r = await this.#store_().withdrawEndpoint(id, host);
+        return { revision: String(r.revision), existed: r.existed };
+      }),
+      PublishExport: this.#unary('PublishExport', async (req, caller) => {
+        const x = validateExport(req['export']);
+        authorizeWrite(caller, x.cluster_id, 'publish exports');
+        const r = await this.#store_().publishExport(x);
+        return { revision: String(r.revision) };
+      }),
+      WithdrawExport: this.#unary('WithdrawExport', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        const ns = validateLabel(req['namespace'], 'namespace');
+        const name = validateLabel(req['name'], 'name');
+        authorizeWrite(caller, id, 'withdraw exports');
+        const r = await this.#store_().withdrawExport(id, ns, name);
+        return { revision: String(r.revision), existed: r.existed };
+      }),
+      List: (call: ServerWritableStream<object, object>) => this.#list(call),
+      Watch: (call: ServerWritableStream<object, object>) => this.#watch(call),
+    };
+  }
+
+  #fail(method: MethodName, call: ServerWritableStream<object, object>, err: unknown): void {
+    const st = toStatus(err);
+    this.#count(method, st.code);
+    if (st.code === status.INTERNAL) this.#logger.warn({ method, err: messageOf(err) }, 'stream failed');
+    call.emit('error', st);
+  }
+
+  async #list(call: ServerWritableStream<object, object>): Promise<void> {
+    try {
+      this.#caller(call);
+      if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed List request: ${call.request.malformed}`);
+      const kinds = new Set(toKinds((call.request as Record<string, unknown>)['kinds']));
+      const hub = this.#hub;
+      if (hub === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
+      await hub.waitFresh();
+      const { revision, events } = hub.snapshot(kinds);
+      let page: object[] = [];
+      let bytes = 0;
+      const flush = async (last: boolean): Promise<void> => {
+        const ok = call.write(methods.List.responseSerialize({ revision: String(revision), items: page, last }));
+        page = [];
+        bytes = 0;
+        if (!ok && !call.cancelled) await new Promise<void>((resolve) => call.once('drain', resolve));
+      };
+      for (const e of events) {
+        if (call.cancelled) return;
+        const m = eventMessage(e);
+        page.push(m);
+        bytes += 200 + JSON.stringify(e.record).length;
+        if (page.length >= LIST_PAGE_ITEMS || bytes >= LIST_PAGE_BYTES) await flush(false);
+      }
+      await flush(true);
+      this.#count('List', status.OK);
+      call.end();
+    } catch (err) {
+      this.#fail('List', call, err);
+    }
+  }
+
+  async #watch(call: ServerWritableStream<object, object>): Promise<void> {
+    try {
+      this.#caller(call);
+      if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed Watch request: ${call.request.malformed}`);
+      const req = call.request as Record<string, unknown>;
+      const kinds = new Set(toKinds(req['kinds']));
+      const from = toRevision(req['from_revision'] ?? '0', 'from_revision');
+      const hub = this.#hub;
+      if (hub === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
+      let closed = false;
+      let unsubscribe: (() => void) | undefined;
+      const close = (err?: IsthmusError): void => {
+        if (closed) return;
+        closed = true;
+        unsubscribe?.();
+        if (err === undefined) {
+          this.#count('Watch', status.OK);
+          call.end();
+        } else this.#fail('Watch', call, err);
+      };
+      unsubscribe = await hub.subscribe({
+        kinds,
+        send: (bytes) => {
+          if (closed) return;
+          call.write(bytes);
+          if (call.writableLength > MAX_WATCH_BACKLOG) {
+            close(new IsthmusError(ErrorCodes.UNAVAILABLE, 'this watcher fell too far behind: resume from the last revision received'));
+          }
+        },
+        close,
+      }, from);
+      if (closed) unsubscribe();
+      call.on('cancelled', () => {
+        closed = true;
+        unsubscribe?.();
+      });
+      call.on('close', () => {
+        closed = true;
+        unsubscribe?.();
+      });
+    } catch (err) {
+      this.#fail('Watch', call, err);
+    }
+  }
+}
+
+/** The IP of a grpc-js peer string ("10.0.0.1:5000", "::1:5000", "::ffff:10.0.0.1:5000"), or "". */
+export function peerAddress(peer: string): string {
+  const host = peer.replace(/^ipv[46]:/, '').replace(/^\[(.*)\]:\d+$/, '$1').replace(/:\d+$/, '');
+  const ip = host.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
+  return isIP(ip) === 0 ? '' : ip;
+}

@@ -1,0 +1,351 @@
+import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
+import {
+  Backoff, ErrorCodes, IsthmusError, cidrsOverlap, findOverlap, formatCidr, isIsthmusError, messageOf, parseCidr, sleep, subnets,
+  systemClock, type Clock, type Logger,
+} from '../core/index.ts';
+import {
+  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, kindPrefix, prefixEnd,
+} from './keys.ts';
+import type { Cluster, Endpoint, Export } from './types.ts';
+
+/**
+ * Every write the broker makes to etcd, each one transaction that checks what it
+ * relies on (so replicas sharing one etcd never race), retried across etcd member
+ * failures and leader elections for up to `retryForMs`. Callers validate and
+ * authorize first; the store checks cross-record rules (overlap, allocation,
+ * registration).
+ */
+export interface StoreOptions {
+  /** Global addressing: the pool clusters get their global CIDR from (e.g. 242.0.0.0/8). */
+  globalCidrPool?: string;
+  /** Prefix length of each cluster's global CIDR (default 16). */
+  globalCidrPrefix?: number;
+  /** How long to retry an etcd operation through member failures (default 15 000 ms). */
+  retryForMs?: number;
+  logger: Logger;
+  clock?: Clock;
+}
+
+const CAS_ATTEMPTS = 50;
+
+function b(s: string): Buffer {
+  return Buffer.from(s);
+}
+
+function rev(s: string | undefined): number {
+  return Number(s ?? 0);
+}
+
+/** etcd errors that say nothing about the request itself: try again (maybe on another member). */
+export function isTransientEtcdError(err: unknown): boolean {
+  if (isIsthmusError(err)) return false;
+  const name = err instanceof Error ? err.constructor.name : '';
+  const msg = messageOf(err);
+  if (/compacted|future rev|requested lease not found|lease not found|duplicate key|too many operations|request is too large/i.test(msg)) return false;
+  return /Unavailable|DeadlineExceeded|Unknown|Internal|Cancelled|Aborted|ClientRuntime|BrokenCircuit|GRPCGeneric/.test(name) ||
+    /no leader|leader changed|timed out|timeout|unavailable|connect|ECONNREFUSED|ECONNRESET|closed|not ready|stopped|No connection|Circuit|too many requests/i.test(msg);
+}
+
+export class BrokerStore {
+  readonly #etcd: Etcd3;
+  readonly #pool: string | undefined;
+  readonly #prefix: number;
+  readonly #retryForMs: number;
+  readonly #logger: Logger;
+  readonly #clock: Clock;
+
+  constructor(etcd: Etcd3, options: StoreOptions) {
+    this.#etcd = etcd;
+    this.#logger = options.logger;
+    this.#clock = options.clock ?? systemClock;
+    this.#retryForMs = options.retryForMs ?? 15_000;
+    this.#prefix = options.globalCidrPrefix ?? 16;
+    if (options.globalCidrPool !== undefined) {
+      const pool = parseCidr(options.globalCidrPool);
+      subnets(pool, this.#prefix); // throws INVALID_ARGUMENT when the prefix does not fit the pool
+      this.#pool = formatCidr(pool);
+    }
+  }
+
+  get globalCidrPool(): string | undefined {
+    return this.#pool;
+  }
+
+  /** Runs `op`, retrying transient etcd failures with backoff for up to retryForMs. */
+  async retry<T>(what: string, op: () => Promise<T>): Promise<T> {
+    const deadline = this.#clock.now() + this.#retryForMs;
+    const backoff = new Backoff({ baseMs: 50, maxMs: 1000 });
+    for (;;) {
+      try {
+        return await op();
+      } catch (err) {
+        if (!isTransientEtcdError(err)) throw err;
+        if (this.#clock.now() >= deadline) {
+          throw new IsthmusError(ErrorCodes.UNAVAILABLE, `etcd did not answer ${what} for ${this.#retryForMs / 1000}s (${messageOf(err)}): check that a quorum of etcd members is up`, { cause: err });
+        }
+        this.#logger.debug({ what, err: messageOf(err) }, 'etcd operation failed; retrying');
+        await sleep(this.#clock, backoff.next());
+      }
+    }
+  }
+
+  /**
+   * Records the global CIDR pool in etcd on first start, and refuses to start when
+   * another replica was started with a different pool (or none).
+   */
+  async init(): Promise<void> {
+    const pool = this.#pool ?? '';
+    await this.retry('init', async () => {
+      const res = await this.#etcd.kv.txn({
+        compare: [{ key: b(GLOBAL_POOL_KEY), target: 'Create', result: 'Equal', create_revision: 0 }],
+        success: pool === '' ? [] : [{ request_put: { key: b(GLOBAL_POOL_KEY), value: b(pool) } }],
+        failure: [{ request_range: { key: b(GLOBAL_POOL_KEY) } }],
+      });
+      if (res.succeeded) return;
+      const stored = res.responses[0]?.response_range.kvs[0]?.value.toString() ?? '';
+      if (stored !== pool) {
+        throw new IsthmusError(ErrorCodes.INVALID_CONFIG, stored === ''
+          ? `this clusterset was started without global addressing; start the broker without --global-cidr-pool`
+          : `this clusterset uses global addressing from ${stored}; start every broker replica with --global-cidr-pool ${stored}`);
+      }
+    });
+  }
+
+  /** The current etcd revision. */
+  async currentRevision(): Promise<number> {
+    const res = await this.retry('revision', () => this.#etcd.kv.range({ key: b(GLOBAL_POOL_KEY), keys_only: true }));
+    return rev(res.header.revision);
+  }
+
+  /**
+   * Every key under `prefix` at one revision (the current one when 0), fetched in
+   * pages of `pageSize`. Throws COMPACTED when that revision was compacted.
+   */
+  async range(prefix: string, revision = 0, pageSize = 2000): Promise<{ revision: number; kvs: IKeyValue[] }> {
+    const end = prefixEnd(prefix);
+    const kvs: IKeyValue[] = [];
+    let at = revision;
+    let from = b(prefix);
+    for (;;) {
+      const res = await this.retry('range', async () => {
+        try {
+          return await this.#etcd.kv.range({ key: from, range_end: end, limit: pageSize, revision: at });
+        } catch (err) {
+          if (/compacted/i.test(messageOf(err))) throw new IsthmusError(ErrorCodes.COMPACTED, `revision ${at} was compacted`, { cause: err, details: { reason: 'compacted' } });
+          throw err;
+        }
+      });
+      if (at === 0) at = rev(res.header.revision);
+      kvs.push(...res.kvs);
+      const last = res.kvs[res.kvs.length - 1];
+      if (!res.more || last === undefined) return { revision: at, kvs };
+      from = Buffer.concat([last.key, Buffer.from([0])]);
+    }
+  }
+
+  async #clusters(): Promise<{ revision: number; clusters: Map<string, { cluster: Cluster; modRevision: number }> }> {
+    const { revision, kvs } = await this.range(kindPrefix('CLUSTER'));
+    const clusters = new Map<string, { cluster: Cluster; modRevision: number }>();
+    for (const kv of kvs) {
+      const cluster = JSON.parse(kv.value.toString()) as Cluster;
+      clusters.set(cluster.cluster_id, { cluster, modRevision: rev(kv.mod_revision) });
+    }
+    return { revision, clusters };
+  }
+
+  /** True when the cluster is registered. */
+  async clusterExists(clusterId: string): Promise<boolean> {
+    const res = await this.retry('get cluster', () => this.#etcd.kv.range({ key: b(clusterKey(clusterId)), count_only: true }));
+    return Number(res.count) > 0;
+  }
+
+  async #requireCluster(clusterId: string): Promise<void> {
+    if (!(await this.clusterExists(clusterId))) {
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${clusterId} is not registered: register it (RegisterCluster) before publishing its records`);
+    }
+  }
+
+  /**
+   * Creates or updates a cluster. Without global addressing, refuses CIDRs that overlap
+   * another cluster's; with it, allocates (or keeps) the cluster's global CIDR. Atomic:
+   * the transaction fails and is retried if any cluster changed since it was read.
+   */
+  async registerCluster(input: Cluster): Promise<{ cluster: Cluster; revision: number }> {
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const { revision, clusters } = await this.#clusters();
+      const existing = clusters.get(input.cluster_id);
+      const cluster: Cluster = { ...input, global_cidr: '' };
+      const ops: IRequestOp[] = [];
+      const compare: ICompare[] = [
+        // no cluster was created or changed since we read them
+        { key: b(kindPrefix('CLUSTER')), range_end: prefixEnd(kindPrefix('CLUSTER')), target: 'Mod', result: 'Less', mod_revision: revision + 1 },
+      ];
+      if (this.#pool === undefined) {
+        const mine = [...cluster.pod_cidrs, ...cluster.service_cidrs];
+        for (const [id, other] of clusters) {
+          if (id === cluster.cluster_id) continue;
+          const hit = findOverlap(mine, [...other.cluster.pod_cidrs, ...other.cluster.service_cidrs]);
+          if (hit !== undefined) {
+            throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${cluster.cluster_id}: CIDR ${hit[0]} overlaps ${hit[1]} of cluster ${id}; choose non-overlapping CIDRs or run the clusterset with global addressing`, {
+              details: { otherCluster: id, cidr: hit[0], otherCidr: hit[1] },
+            });
+          }
+        }
+      } else {
+        const allocations = await this.range(GLOBAL_CIDR_DIR, revision);
+        const taken = new Map(allocations.kvs.map((kv) => [kv.key.toString().slice(GLOBAL_CIDR_DIR.length).replace('_', '/'), kv.value.toString()]));
+        const kept = existing?.cluster.global_cidr;
+        if (kept !== undefined && kept !== '' && taken.get(kept) === cluster.cluster_id) {
+          cluster.global_cidr = kept;
+        } else {
+          const free = this.#firstFree(taken);
+          if (free === undefined) {
+            throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the global CIDR pool ${this.#pool} has no free /${this.#prefix} left (${taken.size} allocated): remove unused clusters or use a larger pool`);
+          }
+          cluster.global_cidr = free;
+          compare.push({ key: b(globalCidrKey(free)), target: 'Create', result: 'Equal', create_revision: 0 });
+          ops.push({ request_put: { key: b(globalCidrKey(free)), value: b(cluster.cluster_id) } });
+        }
+      }
+      const value = JSON.stringify(cluster);
+      if (existing !== undefined && JSON.stringify(existing.cluster) === value) return { cluster, revision: existing.modRevision };
+      ops.push({ request_put: { key: b(clusterKey(cluster.cluster_id)), value: b(value) } });
+      const res = await this.retry('register cluster', () => this.#etcd.kv.txn({ compare, success: ops }));
+      if (res.succeeded) {
+        this.#logger.info({ clusterId: cluster.cluster_id, globalCidr: cluster.global_cidr || undefined }, existing === undefined ? 'cluster registered' : 'cluster updated');
+        return { cluster, revision: rev(res.header.revision) };
+      }
+      // another registration won the race: read again and re-check
+    }
+    throw new IsthmusError(ErrorCodes.UNAVAILABLE, `registering ${input.cluster_id} kept conflicting with concurrent registrations; try again`);
+  }
+
+  #firstFree(taken: ReadonlyMap<string, string>): string | undefined {
+    if (this.#pool === undefined) return undefined;
+    const used = [...taken.keys()].map(parseCidr);
+    for (const s of subnets(parseCidr(this.#pool), this.#prefix)) {
+      if (!used.some((u) => cidrsOverlap(u, s))) return formatCidr(s);
+    }
+    return undefined;
+  }
+
+  /** Deletes a cluster, its endpoints and exports, and its global CIDR allocation, in one transaction. */
+  async unregisterCluster(clusterId: string): Promise<{ revision: number; existed: boolean }> {
+    for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+      const res0 = await this.retry('get cluster', () => this.#etcd.kv.range({ key: b(clusterKey(clusterId)) }));
+      const kv = res0.kvs[0];
+      const leases = await this.range(clusterRecordsPrefix('ENDPOINT', clusterId));
+      const ops: IRequestOp[] = [
+        { request_delete_range: { key: b(clusterKey(clusterId)) } },
+        ...(['ENDPOINT', 'EXPORT'] as const).map((k) => {
+          const p = clusterRecordsPrefix(k, clusterId);
+          return { request_delete_range: { key: b(p), range_end: prefixEnd(p) } };
+        }),
+      ];
+      const compare: ICompare[] = [{ key: b(clusterKey(clusterId)), target: 'Mod', result: 'Equal', mod_revision: kv?.mod_revision ?? 0 }];
+      const global = kv === undefined ? '' : (JSON.parse(kv.value.toString()) as Cluster).global_cidr;
+      if (global !== '') {
+        compare.push({ key: b(globalCidrKey(global)), target: 'Value', result: 'Equal', value: b(clusterId) });
+        ops.push({ request_delete_range: { key: b(globalCidrKey(global)) } });
+      }
+      const res = await this.retry('unregister cluster', () => this.#etcd.kv.txn({ compare, success: ops }));
+      if (!res.succeeded) continue;
+      for (const l of leases.kvs) await this.#revoke(l.lease);
+      if (kv !== undefined) this.#logger.info({ clusterId, released: global || undefined }, 'cluster removed');
+      return { revision: rev(res.header.revision), existed: kv !== undefined };
+    }
+    throw new IsthmusError(ErrorCodes.UNAVAILABLE, `removing ${clusterId} kept conflicting with concurrent changes; try again`);
+  }
+
+  async #revoke(lease: string): Promise<void> {
+    if (lease === '0' || lease === '') return;
+    try {
+      await this.retry('revoke lease', () => this.#etcd.leaseClient.leaseRevoke({ ID: lease }));
+    } catch (err) {
+      this.#logger.debug({ err: messageOf(err) }, 'lease already gone');
+    }
+  }
+
+  /** Puts the endpoint under a new lease of `ttl` seconds; the previous lease of that key is revoked. */
+  async publishEndpoint(endpoint: Endpoint, ttl: number): Promise<{ leaseId: string; revision: number }> {
+    await this.#requireCluster(endpoint.cluster_id);
+    const key = endpointKey(endpoint.cluster_id, endpoint.hostname);
+    const grant = await this.retry('grant lease', () => this.#etcd.leaseClient.leaseGrant({ TTL: ttl }));
+    const before = await this.retry('get endpoint', () => this.#etcd.kv.range({ key: b(key) }));
+    const res = await this.retry('publish endpoint', () =>
+      this.#etcd.kv.txn({
+        compare: [{ key: b(clusterKey(endpoint.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
+        success: [{ request_put: { key: b(key), value: b(JSON.stringify(endpoint)), lease: grant.ID } }],
+      }),
+    );
+    if (!res.succeeded) {
+      await this.#revoke(grant.ID);
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${endpoint.cluster_id} was removed meanwhile: register it again`);
+    }
+    const old = before.kvs[0]?.lease;
+    if (old !== undefined && old !== grant.ID) await this.#revoke(old);
+    return { leaseId: grant.ID, revision: rev(res.header.revision) };
+  }
+
+  /** Keeps an endpoint's lease alive; NOT_FOUND when the endpoint or its lease is gone. */
+  async renewEndpoint(clusterId: string, hostname: string, leaseId: string): Promise<number> {
+    const res = await this.retry('get endpoint', () => this.#etcd.kv.range({ key: b(endpointKey(clusterId, hostname)) }));
+    const kv = res.kvs[0];
+    if (kv === undefined || kv.lease !== leaseId) {
+      throw new IsthmusError(ErrorCodes.NOT_FOUND, `endpoint ${clusterId}/${hostname} with lease ${leaseId} is gone (its lease expired or it was replaced): publish it again`);
+    }
+    const ttl = await this.retry('keep lease alive', () => this.#keepAliveOnce(leaseId));
+    if (ttl <= 0) throw new IsthmusError(ErrorCodes.NOT_FOUND, `the lease of endpoint ${clusterId}/${hostname} expired: publish it again`);
+    return ttl;
+  }
+
+  async #keepAliveOnce(leaseId: string): Promise<number> {
+    const stream = await this.#etcd.leaseClient.leaseKeepAlive();
+    try {
+      return await new Promise<number>((resolve, reject) => {
+        stream.on('data', (r: { TTL: string }) => resolve(Number(r.TTL)));
+        stream.on('error', reject);
+        stream.on('end', () => reject(new Error('lease keep-alive stream ended')));
+        stream.write({ ID: leaseId });
+      });
+    } finally {
+      stream.end();
+      stream.cancel?.();
+    }
+  }
+
+  async withdrawEndpoint(clusterId: string, hostname: string): Promise<{ revision: number; existed: boolean }> {
+    const key = endpointKey(clusterId, hostname);
+    const res = await this.retry('withdraw endpoint', () => this.#etcd.kv.deleteRange({ key: b(key), prev_kv: true }));
+    const prev = res.prev_kvs[0];
+    if (prev !== undefined) await this.#revoke(prev.lease);
+    return { revision: rev(res.header.revision), existed: prev !== undefined };
+  }
+
+  /** Puts an export; a no-op (no new revision) when it is unchanged. */
+  async publishExport(x: Export): Promise<{ revision: number }> {
+    const key = exportKey(x.cluster_id, x.namespace, x.name);
+    const value = b(JSON.stringify(x));
+    const res = await this.retry('publish export', () =>
+      this.#etcd.kv.txn({
+        compare: [{ key: b(clusterKey(x.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
+        success: [{ request_txn: {
+          compare: [{ key: b(key), target: 'Value', result: 'Equal', value }],
+          success: [{ request_range: { key: b(key), keys_only: true } }],
+          failure: [{ request_put: { key: b(key), value } }],
+        } }],
+      }),
+    );
+    if (!res.succeeded) {
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${x.cluster_id} is not registered: register it (RegisterCluster) before publishing its exports`);
+    }
+    const inner = res.responses[0]?.response_txn;
+    const unchanged = inner?.succeeded === true ? inner.responses[0]?.response_range.kvs[0]?.mod_revision : undefined;
+    return { revision: unchanged === undefined ? rev(res.header.revision) : rev(unchanged) };
+  }
+
+  async withdrawExport(clusterId: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.retry('withdraw export', () => this.#etcd.kv.deleteRange({ key: b(exportKey(clusterId, namespace, name)) }));
+    return { revision: rev(res.header.revision), existed: Number(res.deleted) > 0 };
+  }
+}

@@ -1,0 +1,83 @@
+/**
+ * The broker's records as TypeScript values, field for field the messages of
+ * broker.proto (snake_case, as stored in etcd; see KEYS.md). int64 revisions are
+ * plain numbers here (etcd revisions stay far below 2^53).
+ */
+export const KINDS = ['CLUSTER', 'ENDPOINT', 'EXPORT'] as const;
+export type Kind = (typeof KINDS)[number];
+
+export interface Cluster {
+  cluster_id: string;
+  pod_cidrs: string[];
+  service_cidrs: string[];
+  labels: Record<string, string>;
+  /** Set by the broker under global addressing, else "". */
+  global_cidr: string;
+}
+
+export interface EndpointPort {
+  name: string;
+  port: number;
+  protocol: string;
+}
+
+export interface Endpoint {
+  cluster_id: string;
+  hostname: string;
+  private_ip: string;
+  public_ip: string;
+  ports: EndpointPort[];
+  cable_driver: string;
+  backend_config: Record<string, string>;
+  health_check_ip: string;
+  /** Set by the broker. */
+  observed_source_ip: string;
+}
+
+export interface ServicePort {
+  name: string;
+  protocol: string;
+  port: number;
+  app_protocol: string;
+}
+
+export interface ExportEndpoint {
+  hostname: string;
+  addresses: string[];
+  ready: boolean;
+}
+
+export interface Export {
+  cluster_id: string;
+  namespace: string;
+  name: string;
+  type: string;
+  ports: ServicePort[];
+  session_affinity: string;
+  session_affinity_timeout_seconds: number;
+  ip_families: string[];
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+  creation_time: string;
+  endpoints: ExportEndpoint[];
+}
+
+export interface RecordOf {
+  CLUSTER: Cluster;
+  ENDPOINT: Endpoint;
+  EXPORT: Export;
+}
+
+export type AnyRecord = Cluster | Endpoint | Export;
+
+export type EventType = 'PUT' | 'DELETE';
+
+/** One change (or, in a List, one current record). */
+export interface BrokerEvent {
+  type: EventType;
+  kind: Kind;
+  /** "<cluster>", "<cluster>/<hostname>" or "<cluster>/<namespace>/<name>". */
+  key: string;
+  revision: number;
+  record: AnyRecord;
+}

@@ -1,0 +1,261 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync, openSync, closeSync } from 'node:fs';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { createCA, issueCertificate, type CertAndKey, type Logger, createLogger } from '../core/index.ts';
+import { createClustersetCA, issueFor, writeIssued, type ClustersetCA } from '../certs/index.ts';
+import { BrokerClient, BrokerServer, type BrokerServerOptions, type TlsMaterial } from '../broker/index.ts';
+
+/**
+ * Real etcd (the Debian etcd-server binary), real mTLS, a real broker: the pieces the
+ * broker e2e tests share. Everything lives in one temp dir and every process runs in
+ * its own process group; `cleanup()` kills them all and removes the dir.
+ */
+// Last resort: if the test process exits without cleanup, kill the process groups it started.
+const allPids = new Set<number>();
+process.on('exit', () => {
+  for (const pid of allPids) {
+    try {
+      process.kill(-pid, 'SIGKILL');
+    } catch {
+      // gone
+    }
+  }
+});
+
+export const ETCD_BIN = process.env['ISTHMUS_ETCD'] ?? '/usr/bin/etcd';
+
+export function requireEtcd(): void {
+  if (!existsSync(ETCD_BIN)) {
+    throw new Error(`${ETCD_BIN} is missing: the broker e2e tests need real etcd; install it with \`apt-get install -y etcd-server\` (or run ./setup)`);
+  }
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const s = createServer();
+    s.once('error', reject);
+    s.listen(0, '127.0.0.1', () => {
+      const addr = s.address();
+      const port = typeof addr === 'object' && addr !== null ? addr.port : 0;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+export function sleepMs(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+/** Polls `check` until it returns a value (not undefined) or `ms` pass. */
+export async function eventually<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 10_000, every = 50): Promise<T> {
+  const until = Date.now() + ms;
+  let last: unknown;
+  for (;;) {
+    try {
+      const v = await check();
+      if (v !== undefined) return v;
+    } catch (err) {
+      last = err;
+    }
+    if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}`);
+    await sleepMs(every);
+  }
+}
+
+export interface EtcdMember {
+  readonly name: string;
+  readonly clientUrl: string;
+  readonly peerUrl: string;
+  proc: ChildProcess | undefined;
+}
+
+export class Lab {
+  readonly dir: string;
+  readonly members: EtcdMember[] = [];
+  readonly logger: Logger;
+  #procs = new Set<ChildProcess>();
+  #brokers = new Set<BrokerServer>();
+  #clients = new Set<BrokerClient>();
+  #etcdClients = new Set<Etcd3>();
+  ca!: ClustersetCA;
+  pki!: string;
+
+  private constructor(dir: string) {
+    this.dir = dir;
+    this.logger = createLogger({ component: 'broker-test', level: process.env['ISTHMUS_LOG_LEVEL'] ?? 'silent' });
+  }
+
+  static async create(): Promise<Lab> {
+    requireEtcd();
+    const lab = new Lab(await mkdtemp(join(tmpdir(), 'isthmus-broker-e2e-')));
+    return lab;
+  }
+
+  get etcdHosts(): string[] {
+    return this.members.map((m) => m.clientUrl);
+  }
+
+  /** Starts an etcd cluster of `size` members and waits until it serves. */
+  async startEtcd(size = 1): Promise<void> {
+    const ports = [];
+    for (let i = 0; i < size * 2; i++) ports.push(await freePort());
+    for (let i = 0; i < size; i++) {
+      this.members.push({ name: `m${i}`, clientUrl: `http://127.0.0.1:${ports[2 * i]}`, peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`, proc: undefined });
+    }
+    for (const m of this.members) this.#spawnMember(m, 'new');
+    await this.waitEtcdReady();
+  }
+
+  #spawnMember(m: EtcdMember, state: 'new' | 'existing'): void {
+    const cluster = this.members.map((x) => `${x.name}=${x.peerUrl}`).join(',');
+    const log = openSync(join(this.dir, `${m.name}.log`), 'a');
+    const proc = spawn(ETCD_BIN, [
+      '--name', m.name, '--data-dir', join(this.dir, `${m.name}.etcd`),
+      '--listen-client-urls', m.clientUrl, '--advertise-client-urls', m.clientUrl,
+      '--listen-peer-urls', m.peerUrl, '--initial-advertise-peer-urls', m.peerUrl,
+      '--initial-cluster', cluster, '--initial-cluster-state', state, '--initial-cluster-token', 'isthmus-test',
+      '--heartbeat-interval', '100', '--election-timeout', '1000', '--logger', 'zap', '--log-level', 'warn',
+    ], { detached: true, stdio: ['ignore', log, log] });
+    closeSync(log);
+    proc.on('error', () => undefined);
+    this.#procs.add(proc);
+    if (proc.pid !== undefined) allPids.add(proc.pid);
+    proc.on('exit', () => {
+      this.#procs.delete(proc);
+      if (proc.pid !== undefined) allPids.delete(proc.pid);
+    });
+    m.proc = proc;
+  }
+
+  /** A raw etcd client (for compaction, inspection). */
+  etcd(hosts: string[] = this.etcdHosts): Etcd3 {
+    const c = new Etcd3({ hosts, dialTimeout: 1_000 });
+    this.#etcdClients.add(c);
+    return c;
+  }
+
+  async waitEtcdReady(hosts: string[] = this.etcdHosts): Promise<void> {
+    const c = this.etcd(hosts);
+    await eventually('etcd to serve', async () => {
+      await c.get('/isthmus-test/ready').string();
+      return true;
+    }, 20_000, 100);
+  }
+
+  /** SIGKILLs a member. */
+  async killMember(m: EtcdMember): Promise<void> {
+    const p = m.proc;
+    if (p === undefined || p.exitCode !== null) return;
+    const exited = new Promise((r) => p.once('exit', r));
+    if (p.pid !== undefined) process.kill(-p.pid, 'SIGKILL');
+    await exited;
+    m.proc = undefined;
+  }
+
+  restartMember(m: EtcdMember): void {
+    this.#spawnMember(m, 'existing');
+  }
+
+  /** The member that is the raft leader now. */
+  async leader(): Promise<EtcdMember> {
+    for (const m of this.members) {
+      if (m.proc === undefined) continue;
+      const c = this.etcd([m.clientUrl]);
+      try {
+        const st = await c.maintenance.status();
+        if (st.leader === st.header.member_id) return m;
+      } catch {
+        // not answering
+      } finally {
+        c.close();
+        this.#etcdClients.delete(c);
+      }
+    }
+    throw new Error('no etcd member reports itself leader');
+  }
+
+  /** A clusterset CA, the broker's server certificate and cluster/admin client certificates. */
+  async makePki(clusters: readonly string[] = ['c1', 'c2', 'c3']): Promise<void> {
+    this.pki = join(this.dir, 'pki');
+    this.ca = createClustersetCA({ validDays: 30 });
+    await writeIssued(join(this.pki, 'broker'), issueFor(this.ca, { role: 'broker', sans: ['127.0.0.1', 'localhost'] }, { validDays: 30 }), this.ca);
+    await writeIssued(join(this.pki, 'admin'), issueFor(this.ca, { role: 'admin' }, { validDays: 30 }), this.ca);
+    for (const c of clusters) await writeIssued(join(this.pki, c), issueFor(this.ca, { role: 'cluster', clusterId: c }, { validDays: 30 }), this.ca);
+  }
+
+  /** TLS material of an identity made by makePki (or any CertAndKey). */
+  async tls(name: string): Promise<TlsMaterial> {
+    const d = join(this.pki, name);
+    return { caPem: await readFile(join(d, 'ca.crt'), 'utf8'), certPem: await readFile(join(d, 'tls.crt'), 'utf8'), keyPem: await readFile(join(d, 'tls.key'), 'utf8') };
+  }
+
+  tlsOf(cert: CertAndKey): TlsMaterial {
+    return { caPem: this.ca.certPem, certPem: cert.certPem, keyPem: cert.keyPem };
+  }
+
+  /** A certificate for cluster `id` from a CA the broker does not trust. */
+  foreignCert(id: string): CertAndKey {
+    const foreign = createCA({ commonName: 'isthmus-clusterset-ca', validDays: 30 });
+    return issueCertificate({ ca: foreign, commonName: id, organizations: ['isthmus:cluster'], usages: ['client'], validDays: 30 });
+  }
+
+  /** A certificate for cluster `id` from the right CA that expired yesterday. */
+  expiredCert(id: string): CertAndKey {
+    return issueFor(this.ca, { role: 'cluster', clusterId: id }, { validDays: 1, notBefore: new Date(Date.now() - 2 * 86_400_000) });
+  }
+
+  async startBroker(options: Partial<BrokerServerOptions> = {}): Promise<BrokerServer> {
+    const b = new BrokerServer({
+      etcdHosts: this.etcdHosts, listen: '127.0.0.1:0', tlsDir: join(this.pki, 'broker'), logger: this.logger, ...options,
+    });
+    this.#brokers.add(b);
+    await b.start();
+    return b;
+  }
+
+  async stopBroker(b: BrokerServer): Promise<void> {
+    await b.stop();
+    this.#brokers.delete(b);
+  }
+
+  client(port: number, tls: TlsMaterial | (() => Promise<TlsMaterial>), extra: { retryForMs?: number } = {}): BrokerClient {
+    const c = new BrokerClient({
+      address: `127.0.0.1:${port}`, credentials: typeof tls === 'function' ? tls : () => tls, logger: this.logger,
+      backoff: { baseMs: 50, maxMs: 500 }, ...extra,
+    });
+    this.#clients.add(c);
+    return c;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.#clients) c.close();
+    for (const b of this.#brokers) await b.stop().catch(() => undefined);
+    for (const c of this.#etcdClients) c.close();
+    for (const p of this.#procs) {
+      if (p.pid !== undefined && p.exitCode === null) {
+        try {
+          process.kill(-p.pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+    }
+    await Promise.all([...this.#procs].map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}
+
+/** Runs `fn` with a fresh lab and always cleans up. */
+export async function withLab(fn: (lab: Lab) => Promise<void>): Promise<void> {
+  const lab = await Lab.create();
+  try {
+    await fn(lab);
+  } finally {
+    await lab.cleanup();
+  }
+}
+
