@@ -1,0 +1,133 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { BrokerCache, type BrokerClient, type BrokerServer, type Change, type Export } from '../broker/index.ts';
+import { Lab, eventually } from './broker-harness.ts';
+
+// A watcher (the client cache) sees every change exactly once across a broker restart
+// (resumed from its revision through the restarted replica's backfill, no relist) and
+// across an etcd compaction (relist and sweep).
+let lab: Lab;
+
+const exp = (name: string, v: number): Export => ({
+  cluster_id: 'c1', namespace: 'default', name, type: 'ClusterSetIP', ports: [{ name: 'http', protocol: 'TCP', port: v, app_protocol: '' }],
+  session_affinity: 'None', session_affinity_timeout_seconds: 0, ip_families: ['IPv4'], labels: {}, annotations: {}, creation_time: '2026-01-01T00:00:00Z', endpoints: [],
+});
+
+test.before(async () => {
+  lab = await Lab.create();
+  await lab.startEtcd(1);
+  await lab.makePki(['c1']);
+});
+
+test.after(async () => {
+  await lab?.cleanup();
+});
+
+function describe(c: Change): string {
+  const v = c.type === 'deleted' ? '' : `:${(c.record as Export).ports[0]?.port ?? 0}`;
+  return `${c.type}:${c.key.split('/')[2] ?? c.key}${v}`;
+}
+
+test('every change exactly once across a broker restart and an etcd compaction', async () => {
+  const a = await lab.startBroker();
+  const portA = a.port;
+  const b = await lab.startBroker();
+  const viaA = lab.client(portA, await lab.tls('c1'));
+  const viaB = lab.client(b.port, await lab.tls('c1'));
+  await viaB.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
+  await viaB.publishExport(exp('pre', 1));
+
+  const cache = new BrokerCache(viaA, { kinds: ['EXPORT'] });
+  const seen: Change[] = [];
+  cache.onChange((ch) => seen.push(ch));
+  cache.start();
+  try {
+    await cache.synced;
+    assert.equal(seen.map(describe), ['added:pre:1'], 'initial list');
+    const expected = ['added:pre:1'];
+
+    // live changes through the other replica
+    for (let i = 0; i < 10; i++) {
+      await viaB.publishExport(exp(`s${i}`, 1));
+      expected.push(`added:s${i}:1`);
+    }
+    await viaB.publishExport(exp('s0', 2));
+    expected.push('updated:s0:2');
+    await viaB.publishExport(exp('s0', 2)); // unchanged: no new revision, no event
+    await viaB.withdrawExport('c1', 'default', 's1');
+    expected.push('deleted:s1');
+    await eventually('live changes', () => (seen.length === expected.length ? true : undefined));
+    assert.equal(seen.map(describe), expected, 'live phase');
+
+    // broker A goes away; the cache keeps serving; changes happen through B meanwhile
+    const before = cache.revision;
+    await lab.stopBroker(a);
+    await eventually('cache to notice the broker is gone', () => (cache.connected ? undefined : true));
+    assert.is(cache.list('EXPORT').length, 10, 'serves its last state while the broker is down');
+    for (let i = 2; i < 6; i++) {
+      await viaB.publishExport(exp(`s${i}`, 3));
+      expected.push(`updated:s${i}:3`);
+    }
+    await viaB.withdrawExport('c1', 'default', 's6');
+    expected.push('deleted:s6');
+    await viaB.publishExport(exp('n1', 1));
+    expected.push('added:n1:1');
+    const a2 = await lab.startBroker({ listen: `127.0.0.1:${portA}` });
+    await eventually('resume after restart', () => (seen.length === expected.length && cache.connected ? true : undefined), 15_000);
+    assert.equal(seen.map(describe), expected, 'restart phase: each missed change once, in order');
+    assert.is(cache.relists, 1, 'resumed from its revision without listing again');
+    assert.ok(cache.revision > before);
+
+    // now A goes away again, changes happen, and etcd compacts past the cache's revision
+    await lab.stopBroker(a2);
+    await eventually('cache to notice', () => (cache.connected ? undefined : true));
+    const gap: string[] = [];
+    await viaB.publishExport(exp('s7', 4));
+    gap.push('updated:s7:4');
+    await viaB.withdrawExport('c1', 'default', 's8');
+    gap.push('deleted:s8');
+    await viaB.publishExport(exp('n2', 1));
+    gap.push('added:n2:1');
+    const etcd = lab.etcd();
+    const { header } = await etcd.kv.range({ key: Buffer.from('/isthmus/v1/clusters/c1') });
+    await etcd.kv.compact({ revision: header.revision, physical: true });
+    const a3 = await lab.startBroker({ listen: `127.0.0.1:${portA}` });
+    await eventually('relist after compaction', () => (seen.length === expected.length + gap.length && cache.connected ? true : undefined), 15_000);
+    assert.equal(seen.slice(expected.length).map(describe).sort(), gap.sort(), 'compaction phase: the sweep reports each change once');
+    assert.is(cache.relists, 2, 'listed again exactly once');
+
+    // and it keeps watching live after the relist
+    await viaB.publishExport(exp('n3', 1));
+    await eventually('live after relist', () => (seen.some((s) => describe(s) === 'added:n3:1') ? true : undefined));
+    const perRevision = new Map<string, number>();
+    for (const s of seen) perRevision.set(`${s.key}@${s.revision}`, (perRevision.get(`${s.key}@${s.revision}`) ?? 0) + 1);
+    assert.ok([...perRevision.values()].every((n) => n === 1), 'no change was applied twice');
+    const names = cache.list('EXPORT').map((x) => x.name).sort();
+    assert.equal(names, ['n1', 'n2', 'n3', 'pre', 's0', 's2', 's3', 's4', 's5', 's7', 's9']);
+    await lab.stopBroker(a3);
+  } finally {
+    await cache.stop();
+  }
+});
+
+test('a revision from the future and an unknown kind are refused; a compacted one says so', async () => {
+  const broker: BrokerServer = await lab.startBroker();
+  const client: BrokerClient = lab.client(broker.port, await lab.tls('c1'), { retryForMs: 0 });
+  const end = (kinds: string[], from: number): Promise<{ code: string; reason: unknown; message: string }> => new Promise((resolve, reject) => {
+    client.watch(kinds as never, from, {
+      onEvents: () => undefined,
+      onEnd: (err) => (err === undefined ? reject(new Error('watch ended cleanly')) : resolve({ code: err.code, reason: err.details['reason'], message: err.message })),
+    }).catch(reject);
+  });
+  const future = await end(['EXPORT'], 10_000_000);
+  assert.equal([future.code, future.reason], ['ISTHMUS_INVALID_ARGUMENT', 'future-revision']);
+  assert.match(future.message, /in the future/);
+  const old = await end(['EXPORT'], 2);
+  assert.equal([old.code, old.reason], ['ISTHMUS_COMPACTED', 'compacted']);
+  const unknown = await end(['SECRETS'], 0);
+  assert.is(unknown.code, 'ISTHMUS_INVALID_ARGUMENT');
+  assert.match(unknown.message, /unknown kind/);
+  await lab.stopBroker(broker);
+});
+
+test.run();
