@@ -10,7 +10,7 @@ const DIR: Readonly<Record<Kind, string>> = { CLUSTER: 'clusters/', ENDPOINT: 'e
 
 /** Where global CIDR allocations are recorded: value = owning cluster id. */
 export const GLOBAL_CIDR_DIR = `${PREFIX}globalcidrs/`;
-/** The global CIDR pool the clusterset was started with (absent: no global addressing). */
+/** "<pool> /<prefix>" when the clusterset uses global addressing, "none" when not; written by the first broker. */
 export const GLOBAL_POOL_KEY = `${PREFIX}config/global-cidr-pool`;
 
 export function kindPrefix(kind: Kind): string {

@@ -94,19 +94,20 @@ export class BrokerStore {
    * another replica was started with a different pool (or none).
    */
   async init(): Promise<void> {
-    const pool = this.#pool ?? '';
+    const mine = this.#pool === undefined ? 'none' : `${this.#pool} /${this.#prefix}`;
     await this.retry('init', async () => {
       const res = await this.#etcd.kv.txn({
         compare: [{ key: b(GLOBAL_POOL_KEY), target: 'Create', result: 'Equal', create_revision: 0 }],
-        success: pool === '' ? [] : [{ request_put: { key: b(GLOBAL_POOL_KEY), value: b(pool) } }],
+        success: [{ request_put: { key: b(GLOBAL_POOL_KEY), value: b(mine) } }],
         failure: [{ request_range: { key: b(GLOBAL_POOL_KEY) } }],
       });
       if (res.succeeded) return;
       const stored = res.responses[0]?.response_range.kvs[0]?.value.toString() ?? '';
-      if (stored !== pool) {
-        throw new IsthmusError(ErrorCodes.INVALID_CONFIG, stored === ''
-          ? `this clusterset was started without global addressing; start the broker without --global-cidr-pool`
-          : `this clusterset uses global addressing from ${stored}; start every broker replica with --global-cidr-pool ${stored}`);
+      if (stored !== mine) {
+        const [pool, prefix] = stored.split(' ');
+        throw new IsthmusError(ErrorCodes.INVALID_CONFIG, mine === 'none'
+          ? `this clusterset uses global addressing from ${pool ?? ''} (${prefix ?? ''} per cluster); start every broker replica with --global-cidr-pool ${pool ?? ''} --global-cidr-prefix ${(prefix ?? '').slice(1)}`
+          : `this clusterset was started ${stored === 'none' ? 'without global addressing' : `with global addressing from ${pool ?? ''} (${prefix ?? ''} per cluster)`}; start every broker replica with the same settings`);
       }
     });
   }

@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { createCA, issueCertificate, type CertAndKey, type Logger, createLogger } from '../core/index.ts';
-import { createClustersetCA, issueFor, writeIssued, type ClustersetCA } from '../certs/index.ts';
+import { createClustersetCA, issueFor, writeIssued, type ClustersetCA, type Identity } from '../certs/index.ts';
+
+let pkiMemo: { ca: ClustersetCA; issued: Map<string, CertAndKey> } | undefined;
 import { BrokerClient, BrokerServer, type BrokerServerOptions, type TlsMaterial } from '../broker/index.ts';
 
 /**
@@ -139,11 +141,16 @@ export class Lab {
   }
 
   async waitEtcdReady(hosts: string[] = this.etcdHosts): Promise<void> {
-    const c = this.etcd(hosts);
+    // a fresh client per attempt: etcd3's circuit breaker would otherwise hold off 5 s after 3 failures
     await eventually('etcd to serve', async () => {
-      await c.get('/isthmus-test/ready').string();
-      return true;
-    }, 20_000, 100);
+      const c = new Etcd3({ hosts, dialTimeout: 500 });
+      try {
+        await c.get('/isthmus-test/ready').string();
+        return true;
+      } finally {
+        c.close();
+      }
+    }, 20_000, 50);
   }
 
   /** SIGKILLs a member. */
@@ -181,10 +188,21 @@ export class Lab {
   /** A clusterset CA, the broker's server certificate and cluster/admin client certificates. */
   async makePki(clusters: readonly string[] = ['c1', 'c2', 'c3']): Promise<void> {
     this.pki = join(this.dir, 'pki');
-    this.ca = createClustersetCA({ validDays: 30 });
-    await writeIssued(join(this.pki, 'broker'), issueFor(this.ca, { role: 'broker', sans: ['127.0.0.1', 'localhost'] }, { validDays: 30 }), this.ca);
-    await writeIssued(join(this.pki, 'admin'), issueFor(this.ca, { role: 'admin' }, { validDays: 30 }), this.ca);
-    for (const c of clusters) await writeIssued(join(this.pki, c), issueFor(this.ca, { role: 'cluster', clusterId: c }, { validDays: 30 }), this.ca);
+    // RSA keys take a while: one set per test process, shared by its labs
+    pkiMemo ??= { ca: createClustersetCA({ validDays: 30 }), issued: new Map() };
+    const memo = pkiMemo;
+    this.ca = memo.ca;
+    const issue = (name: string, identity: Identity): CertAndKey => {
+      let got = memo.issued.get(name);
+      if (got === undefined) {
+        got = issueFor(memo.ca, identity, { validDays: 30 });
+        memo.issued.set(name, got);
+      }
+      return got;
+    };
+    await writeIssued(join(this.pki, 'broker'), issue('broker', { role: 'broker', sans: ['127.0.0.1', 'localhost'] }), this.ca);
+    await writeIssued(join(this.pki, 'admin'), issue('admin', { role: 'admin' }), this.ca);
+    for (const c of clusters) await writeIssued(join(this.pki, c), issue(c, { role: 'cluster', clusterId: c }), this.ca);
   }
 
   /** TLS material of an identity made by makePki (or any CertAndKey). */
