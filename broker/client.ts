@@ -2,7 +2,7 @@ import { Client, credentials as grpcCredentials, status, type ClientReadableStre
 import {
   Backoff, ErrorCodes, IsthmusError, isIsthmusError, messageOf, silentLogger, sleep, systemClock, type BackoffOptions, type Clock, type Logger,
 } from '../core/index.ts';
-import { SERVICE_NAME, eventFromMessage, methods, toRevision, type MethodName } from './proto.ts';
+import { SERVICE_NAME, eventFromMessage, methods, toKinds, toRevision, type MethodName } from './proto.ts';
 import { fromServiceError } from './status.ts';
 import type { BrokerEvent, Cluster, Endpoint, Export, Kind } from './types.ts';
 
@@ -183,6 +183,7 @@ export class BrokerClient {
 
   /** Every record of `kinds` at one revision (one attempt; no retry). */
   async list(kinds: readonly Kind[]): Promise<{ revision: number; events: BrokerEvent[] }> {
+    toKinds(kinds); // refuse unknown kinds here: the wire would turn them into KIND_UNSPECIFIED
     const client = await this.#channel();
     const m = methods.List;
     return new Promise((resolve, reject) => {
@@ -213,6 +214,7 @@ export class BrokerClient {
 
   /** A raw Watch stream (no retry: see BrokerCache). Returns a cancel function. */
   async watch(kinds: readonly Kind[], fromRevision: number, handlers: WatchHandlers): Promise<() => void> {
+    toKinds(kinds);
     const client = await this.#channel();
     const m = methods.Watch;
     const stream: ClientReadableStream<unknown> = client.makeServerStreamRequest(m.path, m.requestSerialize, m.responseDeserialize, { kinds, from_revision: String(fromRevision) }, {});
