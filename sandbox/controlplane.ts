@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { ClusterPlan } from './plan.ts';
+import type { ClusterPlan, NodePlan } from './plan.ts';
 import type { ClusterPki } from './pki.ts';
 
 /**
@@ -9,7 +9,7 @@ import type { ClusterPki } from './pki.ts';
  * Every path argument lives under `clusterDir`, which is how `down` finds them.
  */
 export interface ComponentSpec {
-  readonly name: 'etcd' | 'kube-apiserver' | 'kube-controller-manager';
+  readonly name: string;
   readonly args: readonly string[];
   readonly env?: Readonly<Record<string, string>>;
 }
@@ -85,6 +85,26 @@ export function controllerManagerSpec(c: ClusterPlan, clusterDir: string, pki: C
       '--node-cidr-mask-size=24',
       `--service-cluster-ip-range=${c.serviceCidr}`,
       '--controllers=*',
+      '--v=1',
+    ],
+  };
+}
+
+/** The real kube-proxy, iptables mode, inside a node's namespace (run through `ip netns exec`). */
+export function kubeProxySpec(c: ClusterPlan, n: NodePlan, kubeconfig: string, binary: string): ComponentSpec {
+  return {
+    name: 'kube-proxy',
+    args: [
+      'netns', 'exec', n.netns, binary,
+      `--kubeconfig=${kubeconfig}`,
+      `--hostname-override=${n.name}`,
+      '--proxy-mode=iptables',
+      `--cluster-cidr=${c.podCidr}`,
+      '--conntrack-max-per-core=0',
+      '--conntrack-tcp-timeout-established=0',
+      '--conntrack-tcp-timeout-close-wait=0',
+      '--metrics-bind-address=127.0.0.1:10249',
+      '--healthz-bind-address=127.0.0.1:10256',
       '--v=1',
     ],
   };

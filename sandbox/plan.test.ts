@@ -13,7 +13,7 @@ function code(fn: () => unknown): string | undefined {
 }
 
 test('distinct CIDRs and ports per cluster by default', () => {
-  const plan = planSandbox({ clusters: 3, overlapping: false, portBase: 16400 });
+  const plan = planSandbox({ clusters: 3, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 });
   assert.equal(plan.map((c) => c.name), ['c1', 'c2', 'c3']);
   assert.equal(plan.map((c) => c.podCidr), ['10.1.0.0/16', '10.2.0.0/16', '10.3.0.0/16']);
   assert.equal(plan.map((c) => c.serviceCidr), ['10.101.0.0/16', '10.102.0.0/16', '10.103.0.0/16']);
@@ -26,7 +26,7 @@ test('distinct CIDRs and ports per cluster by default', () => {
 });
 
 test('overlapping gives every cluster the same CIDRs but its own ports', () => {
-  const plan = planSandbox({ clusters: 2, overlapping: true, portBase: 20000 });
+  const plan = planSandbox({ clusters: 2, overlapping: true, portBase: 20000, nodes: 2, nat: [], nodeCidrMask: 24 });
   assert.equal(plan.map((c) => c.podCidr), ['10.1.0.0/16', '10.1.0.0/16']);
   assert.equal(plan.map((c) => c.serviceCidr), ['10.101.0.0/16', '10.101.0.0/16']);
   assert.is.not(plan[0]?.ports.apiserver, plan[1]?.ports.apiserver);
@@ -34,11 +34,33 @@ test('overlapping gives every cluster the same CIDRs but its own ports', () => {
 });
 
 test('refuses bad counts and port bases', () => {
-  assert.is(code(() => planSandbox({ clusters: 0, overlapping: false, portBase: 16400 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 17, overlapping: false, portBase: 16400 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 1.5, overlapping: false, portBase: 16400 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 2, overlapping: false, portBase: 80 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 16, overlapping: false, portBase: 65500 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 0, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 17, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 1.5, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 2, overlapping: false, portBase: 80, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 16, overlapping: false, portBase: 65500, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+});
+
+test('nodes, the gateway node and the wan, with and without NAT', () => {
+  const plan = planSandbox({ clusters: 2, overlapping: false, portBase: 16400, nodes: 3, nat: ['c2'], nodeCidrMask: 24 });
+  const c1 = plan[0];
+  const c2 = plan[1];
+  assert.equal(c1?.nodes.map((n) => [n.name, n.netns, n.ip, n.gateway]), [
+    ['c1-n1', 'isb-c1-n1', '172.30.1.11', true],
+    ['c1-n2', 'isb-c1-n2', '172.30.1.12', false],
+    ['c1-n3', 'isb-c1-n3', '172.30.1.13', false],
+  ]);
+  assert.equal(c1?.wan, { ip: '172.29.0.11', hostVeth: 'isbw-c1' });
+  assert.equal(c2?.wan.nat, { netns: 'isb-c2-nat', routerInside: '172.28.2.1/24', nodeInside: '172.28.2.10/24' });
+  for (const c of plan) for (const n of c.nodes) assert.ok(n.hostVeth.length <= 15, `${n.hostVeth} is too long for an interface name`);
+});
+
+test('refuses bad node counts, masks and NAT cluster names', () => {
+  const base = { clusters: 2, overlapping: false, portBase: 16400, nodes: 2, nat: [] as string[], nodeCidrMask: 24 };
+  assert.is(code(() => planSandbox({ ...base, nodes: 0 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ ...base, nodeCidrMask: 30 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ ...base, nat: ['c3'] })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ ...base, nat: ['x'] })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test.run();

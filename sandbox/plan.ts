@@ -18,7 +18,36 @@ export interface SandboxOptions {
   readonly overlapping: boolean;
   /** First loopback port (default 16400). */
   readonly portBase: number;
+  /** Nodes per cluster, 1..16 (default 2). */
+  readonly nodes: number;
+  /** Clusters whose gateway node reaches the wan through a NAT router (default none). */
+  readonly nat: readonly string[];
+  /** Size of each node's pod CIDR (default 24). */
+  readonly nodeCidrMask: number;
 }
+
+export interface NodePlan {
+  /** `<cluster>-n<j>`, the Node object's name. */
+  readonly name: string;
+  readonly netns: string;
+  /** Host end of the node's veth on the cluster bridge. */
+  readonly hostVeth: string;
+  readonly ip: string;
+  /** Node 1 of every cluster can run the gateway: it is also on the wan. */
+  readonly gateway: boolean;
+}
+
+/** How a cluster's gateway node sits on the wan segment that joins the clusters. */
+export interface WanPlan {
+  /** The address other gateways reach (the NAT router's, when behind NAT). */
+  readonly ip: string;
+  /** Host end of the veth on the wan bridge. */
+  readonly hostVeth: string;
+  readonly nat?: { readonly netns: string; readonly routerInside: string; readonly nodeInside: string };
+}
+
+export const WAN_CIDR = '172.29.0.0/24';
+export const WAN_BRIDGE = 'isb-wan';
 
 export interface ClusterPorts {
   readonly apiserver: number;
@@ -42,6 +71,9 @@ export interface ClusterPlan {
   /** The node segment's bridge on the host. */
   readonly bridge: string;
   readonly ports: ClusterPorts;
+  readonly nodes: readonly NodePlan[];
+  readonly wan: WanPlan;
+  readonly nodeCidrMask: number;
 }
 
 export const MAX_CLUSTERS = 16;
@@ -50,6 +82,18 @@ export const DEFAULT_PORT_BASE = 16400;
 export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
   if (!Number.isInteger(options.clusters) || options.clusters < 1 || options.clusters > MAX_CLUSTERS) {
     throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--clusters must be between 1 and ${MAX_CLUSTERS}, got ${options.clusters}`);
+  }
+  if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 16) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--nodes must be between 1 and 16, got ${options.nodes}`);
+  }
+  if (!Number.isInteger(options.nodeCidrMask) || options.nodeCidrMask < 17 || options.nodeCidrMask > 29) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--node-cidr-mask must be between 17 and 29, got ${options.nodeCidrMask}`);
+  }
+  for (const name of options.nat) {
+    const m = /^c(\d+)$/.exec(name);
+    if (m === null || Number(m[1]) < 1 || Number(m[1]) > options.clusters) {
+      throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--nat ${name}: no such cluster; the clusters are c1..c${options.clusters}`);
+    }
   }
   const lastPort = options.portBase + 10 * options.clusters;
   if (!Number.isInteger(options.portBase) || options.portBase < 1024 || lastPort > 65535) {
@@ -68,6 +112,19 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
       nodeCidr: `172.30.${i}.0/24`,
       hostIp: `172.30.${i}.1`,
       bridge: `isb-c${i}`,
+      nodeCidrMask: options.nodeCidrMask,
+      nodes: Array.from({ length: options.nodes }, (_, k) => ({
+        name: `c${i}-n${k + 1}`,
+        netns: `isb-c${i}-n${k + 1}`,
+        hostVeth: `isbv-c${i}-n${k + 1}`,
+        ip: `172.30.${i}.${11 + k}`,
+        gateway: k === 0,
+      })),
+      wan: {
+        ip: `172.29.0.${10 + i}`,
+        hostVeth: `isbw-c${i}`,
+        ...(options.nat.includes(`c${i}`) ? { nat: { netns: `isb-c${i}-nat`, routerInside: `172.28.${i}.1/24`, nodeInside: `172.28.${i}.10/24` } } : {}),
+      },
       ports: { apiserver: base, etcdClient: base + 1, etcdPeer: base + 2, controllerManager: base + 3 },
     });
   }

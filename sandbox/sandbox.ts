@@ -4,14 +4,21 @@ import {
   ErrorCodes, IsthmusError, messageOf, silentLogger, type CommandRunner, type Logger,
 } from '../core/index.ts';
 import { apiserverSpec, controllerManagerSpec, etcdSpec, type ComponentSpec } from './controlplane.ts';
-import { healthy, waitUntil } from './health.ts';
+import { healthy, probe, waitUntil, type ProbeTls } from './health.ts';
 import { entryFromFiles, renderKubeconfig } from './kubeconfig.ts';
 import { createClusterPki, type ClusterPki } from './pki.ts';
 import { planSandbox, type ClusterPlan, type SandboxOptions } from './plan.ts';
 import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireRoot, type Binaries } from './preflight.ts';
 import { findByMarker, isOurs, spawnDetached, stopProcesses } from './process.ts';
 import { kubeconfigPath, readState, writeState, type ClusterState, type ProcessRecord, type SandboxState } from './state.ts';
-import { etcdBinary, kubeBinDir, pins } from './versions.ts';
+import { etcdBinary, kubeBinDir, pins, projectRoot } from './versions.ts';
+import { kubeProxySpec } from './controlplane.ts';
+import { dnsManifests } from './dns.ts';
+import { loadRecords } from './kubelet/records.ts';
+import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
+import { deleteNetns, wireNode, wireWan } from './network.ts';
+import { WAN_BRIDGE, WAN_CIDR } from './plan.ts';
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
 
 export interface UpOptions extends SandboxOptions {
   /** Seconds to wait for each component to become ready (default 120). */
@@ -107,6 +114,7 @@ export class Sandbox {
     };
     await this.#save(state);
     try {
+      await this.#wanBridge(state);
       await Promise.all(state.clusters.map((c) => this.#startCluster(state, c, options.readyTimeoutS * 1000)));
       await this.#writeKubeconfig(state);
       state.phase = 'up';
@@ -141,6 +149,70 @@ export class Sandbox {
       timeoutMs, log: kcm.log, stillAlive: () => isOurs(kcm.pid, this.marker),
     });
     this.#log.info({ cluster: c.name, server: c.server }, 'control plane ready');
+
+    await this.#startNodes(state, c, pki, timeoutMs);
+    this.#log.info({ cluster: c.name, nodes: c.nodes.length }, 'nodes and cluster DNS ready');
+  }
+
+  async #wanBridge(state: SandboxState): Promise<void> {
+    state.interfaces.push(WAN_BRIDGE);
+    await this.#save(state);
+    await this.#runner.run('ip', ['link', 'add', WAN_BRIDGE, 'type', 'bridge']);
+    await this.#runner.run('ip', ['link', 'set', WAN_BRIDGE, 'up']);
+  }
+
+  /** Node namespaces, the gateway node's wan link, the sandbox kubelet, kube-proxy on every node, CoreDNS. */
+  async #startNodes(state: SandboxState, c: ClusterState, pki: ClusterPki, timeoutMs: number): Promise<void> {
+    const prefix = c.nodeCidr.split('/')[1] ?? '24';
+    for (const n of c.nodes) {
+      state.netns.push(n.netns);
+      state.interfaces.push(n.hostVeth);
+      await this.#save(state);
+      await wireNode(this.#runner, { netns: n.netns, hostVeth: n.hostVeth, bridge: c.bridge, address: `${n.ip}/${prefix}`, gateway: c.hostIp, podCidr: c.podCidr });
+    }
+    const gw = c.nodes.find((n) => n.gateway);
+    if (gw !== undefined) {
+      state.interfaces.push(c.wan.hostVeth);
+      if (c.wan.nat !== undefined) state.netns.push(c.wan.nat.netns);
+      await this.#save(state);
+      const wanPrefix = WAN_CIDR.split('/')[1] ?? '24';
+      await wireWan(this.#runner, {
+        netns: gw.netns, wanBridge: WAN_BRIDGE, hostVeth: c.wan.hostVeth, wanAddress: `${c.wan.ip}/${wanPrefix}`,
+        ...(c.wan.nat === undefined ? {} : { nat: { ...c.wan.nat, wanCidr: WAN_CIDR } }),
+      });
+    }
+    await this.#componentKubeconfig(c, pki, 'kubelet');
+    const kubelet = await this.#start(state, c, process.execPath, {
+      name: 'sandbox-kubelet', args: ['--no-warnings', join(projectRoot(), 'cli', 'main.ts'), 'sandbox', 'kubelet', '--cluster-dir', c.dir],
+    });
+    const admin = { ca: pki.caCert, cert: pki.clients.admin.cert, key: pki.clients.admin.key };
+    await waitUntil(`${c.name} nodes`, () => this.#nodesReady(c, admin), { timeoutMs, log: kubelet.log, stillAlive: () => isOurs(kubelet.pid, this.marker) });
+
+    const proxyConfig = await this.#componentKubeconfig(c, pki, 'kube-proxy');
+    for (const n of c.nodes) {
+      await this.#start(state, c, 'ip', kubeProxySpec(c, n, proxyConfig, this.#bins.kubeProxy), `kube-proxy-${n.name}`);
+    }
+    await this.#runner.run(this.#bins.kubectl, ['--kubeconfig', join(c.dir, 'kubelet.kubeconfig'), 'apply', '-f', '-'], {
+      input: JSON.stringify(dnsManifests({ serviceCidr: c.serviceCidr })),
+    });
+    await waitUntil(`${c.name} cluster DNS`, () => this.#dnsReady(c, admin), { timeoutMs, log: kubelet.log, stillAlive: () => isOurs(kubelet.pid, this.marker) });
+  }
+
+  async #nodesReady(c: ClusterState, tls: ProbeTls): Promise<boolean> {
+    const r = await probe(`${c.server}/api/v1/nodes`, tls).catch(() => undefined);
+    if (r?.status !== 200) return false;
+    const nodes = (JSON.parse(r.body) as { items: V1Node[] }).items;
+    return c.nodes.every((n) => {
+      const o = nodes.find((x) => x.metadata?.name === n.name);
+      return o?.spec?.podCIDR !== undefined && (o.status?.conditions ?? []).some((k) => k.type === 'Ready' && k.status === 'True');
+    });
+  }
+
+  async #dnsReady(c: ClusterState, tls: ProbeTls): Promise<boolean> {
+    const r = await probe(`${c.server}/api/v1/namespaces/kube-system/pods?labelSelector=k8s-app%3Dkube-dns`, tls).catch(() => undefined);
+    if (r?.status !== 200) return false;
+    const pods = (JSON.parse(r.body) as { items: V1Pod[] }).items;
+    return pods.length > 0 && pods.every((p) => (p.status?.conditions ?? []).some((k) => k.type === 'Ready' && k.status === 'True'));
   }
 
   /** The cluster's node segment: a bridge with the host's address on it. */
@@ -153,17 +225,17 @@ export class Sandbox {
     await this.#runner.run('ip', ['link', 'set', c.bridge, 'up']);
   }
 
-  async #start(state: SandboxState, c: ClusterState, binary: string, spec: ComponentSpec): Promise<ProcessRecord> {
-    const log = join(c.dir, 'logs', `${spec.name}.log`);
+  async #start(state: SandboxState, c: ClusterState, binary: string, spec: ComponentSpec, name: string = spec.name): Promise<ProcessRecord> {
+    const log = join(c.dir, 'logs', `${name}.log`);
     const { pid } = spawnDetached(binary, spec.args, log, spec.env === undefined ? undefined : { ...spec.env });
-    const record: ProcessRecord = { name: `${c.name}/${spec.name}`, pid, command: binary, log };
+    const record: ProcessRecord = { name: `${c.name}/${name}`, pid, command: binary, log };
     state.processes.push(record);
     await this.#save(state);
     this.#log.debug({ cluster: c.name, component: spec.name, pid }, 'started');
     return record;
   }
 
-  async #componentKubeconfig(c: ClusterState, pki: ClusterPki, client: 'controller-manager' | 'kube-proxy'): Promise<string> {
+  async #componentKubeconfig(c: ClusterState, pki: ClusterPki, client: 'controller-manager' | 'kube-proxy' | 'kubelet'): Promise<string> {
     const path = join(c.dir, `${client}.kubeconfig`);
     const files = pki.clients[client];
     await writeFile(path, renderKubeconfig([entryFromFiles(c.name, c.server, { ca: pki.caCert, ...files })]), { mode: 0o600 });
@@ -212,7 +284,7 @@ export class Sandbox {
           podCidr: c.podCidr,
           serviceCidr: c.serviceCidr,
           components,
-          healthy: components.length === Object.keys(probes).length && components.every((x) => x.healthy),
+          healthy: Object.keys(probes).every((k) => components.some((x) => x.name === k)) && components.every((x) => x.healthy),
         };
       }),
     );
@@ -230,7 +302,14 @@ export class Sandbox {
     const pids = [...new Set([...recorded, ...stray])];
     const found = state !== undefined || pids.length > 0;
     await stopProcesses(pids, this.marker);
-    for (const ns of state?.netns ?? []) await this.#runner.run('ip', ['netns', 'delete', ns], { allowFailure: true });
+    for (const c of state?.clusters ?? []) {
+      for (const r of await loadRecords(c.dir)) {
+        if (!r.hostNetwork) await deleteNetns(this.#runner, r.netns);
+        await removeResolvConf(r.netns);
+      }
+      await removeMountpoints(join(c.dir, 'mountpoints'));
+    }
+    for (const ns of state?.netns ?? []) await deleteNetns(this.#runner, ns);
     for (const link of state?.interfaces ?? []) await this.#runner.run('ip', ['link', 'delete', link], { allowFailure: true });
     await rm(this.dir, { recursive: true, force: true });
     return found;

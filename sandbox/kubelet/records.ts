@@ -1,0 +1,72 @@
+import { mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+
+/**
+ * What the sandbox kubelet made for each pod, on disk under `<clusterDir>/pods/<uid>/`,
+ * so a restarted kubelet adopts running pods instead of recreating them, and
+ * `sandbox down` (which deletes the namespaces) leaks nothing.
+ */
+export interface ContainerRecord {
+  readonly name: string;
+  /** 'process' when the sandbox runs something for this image, 'none' otherwise. */
+  readonly kind: 'process' | 'none';
+  pid?: number;
+  restarts: number;
+  startedAt?: string;
+  /** When the process last exited, and how. */
+  lastExit?: { at: string; code: number | null };
+  /** Do not start before this time (restart backoff), ms since the epoch. */
+  notBefore?: number;
+}
+
+export interface PodRecord {
+  readonly uid: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly node: string;
+  readonly nodeNetns: string;
+  /** The pod's own namespace, or the node's for hostNetwork pods. */
+  readonly netns: string;
+  readonly hostNetwork: boolean;
+  /** Node end of the pod's veth (absent for hostNetwork pods). */
+  readonly nodeVeth?: string;
+  readonly ip: string;
+  readonly createdAt: string;
+  containers: ContainerRecord[];
+  /** Mount points this kubelet created on the host for the pod's volumes (removed when empty). */
+  readonly createdMountpoints: string[];
+}
+
+export function podDir(clusterDir: string, uid: string): string {
+  return join(clusterDir, 'pods', uid);
+}
+
+export async function saveRecord(clusterDir: string, r: PodRecord): Promise<void> {
+  const dir = podDir(clusterDir, r.uid);
+  await mkdir(dir, { recursive: true, mode: 0o700 });
+  const tmp = join(dir, 'record.json.tmp');
+  await writeFile(tmp, JSON.stringify(r, null, 2));
+  await rename(tmp, join(dir, 'record.json'));
+}
+
+export async function loadRecords(clusterDir: string): Promise<PodRecord[]> {
+  let uids: string[];
+  try {
+    uids = await readdir(join(clusterDir, 'pods'));
+  } catch {
+    return [];
+  }
+  const out: PodRecord[] = [];
+  for (const uid of uids) {
+    try {
+      out.push(JSON.parse(await readFile(join(podDir(clusterDir, uid), 'record.json'), 'utf8')) as PodRecord);
+    } catch {
+      /* a pod dir without a record: removed by the sweep below */
+    }
+  }
+  return out;
+}
+
+export async function removeRecord(clusterDir: string, uid: string): Promise<void> {
+  await rm(podDir(clusterDir, uid), { recursive: true, force: true });
+}

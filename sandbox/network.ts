@@ -1,0 +1,154 @@
+import type { CommandRunner } from '../core/index.ts';
+
+/**
+ * The sandbox's wiring, with iproute2 and iptables run for real. Every function
+ * is idempotent: it checks before it adds, so `up` can be retried and the
+ * kubelet can re-apply after a restart.
+ *
+ * A node is a network namespace with `eth0` on its cluster's bridge and a default
+ * route to the host (the control-plane address). A pod is a namespace with `eth0`
+ * holding its /32 and a default route to 169.254.1.1, answered by proxy ARP on the
+ * node's end of the veth; the node routes the /32 to that veth (routed, no bridge).
+ */
+export const POD_GATEWAY = '169.254.1.1';
+
+async function exists(runner: CommandRunner, args: readonly string[]): Promise<boolean> {
+  return (await runner.run('ip', args, { allowFailure: true })).code === 0;
+}
+
+export async function netnsExists(runner: CommandRunner, ns: string): Promise<boolean> {
+  return exists(runner, ['netns', 'pids', ns]);
+}
+
+export async function addNetns(runner: CommandRunner, ns: string): Promise<void> {
+  if (!(await netnsExists(runner, ns))) await runner.run('ip', ['netns', 'add', ns]);
+  await runner.run('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+}
+
+/** Kills every process in `ns`, then deletes it. No error when it is gone already. */
+export async function deleteNetns(runner: CommandRunner, ns: string): Promise<void> {
+  const pids = await runner.run('ip', ['netns', 'pids', ns], { allowFailure: true });
+  if (pids.code !== 0) return;
+  for (const pid of pids.stdout.split(/\s+/).filter(Boolean)) {
+    try {
+      process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      /* gone */
+    }
+  }
+  await runner.run('ip', ['netns', 'delete', ns], { allowFailure: true });
+}
+
+export async function sysctl(runner: CommandRunner, ns: string, key: string, value: string): Promise<void> {
+  await runner.run('ip', ['netns', 'exec', ns, 'sysctl', '-q', '-w', `${key}=${value}`]);
+}
+
+/** Adds an iptables rule in `ns` unless it is there already (`-C` first). */
+export async function ensureIptables(runner: CommandRunner, ns: string, table: string, chain: string, rule: readonly string[]): Promise<void> {
+  const check = await runner.run('ip', ['netns', 'exec', ns, 'iptables', '-w', '-t', table, '-C', chain, ...rule], { allowFailure: true });
+  if (check.code !== 0) await runner.run('ip', ['netns', 'exec', ns, 'iptables', '-w', '-t', table, '-A', chain, ...rule]);
+}
+
+/** A veth with `outer` in `outerNs` (or the host when undefined) and `inner` named `innerName` in `innerNs`. */
+export async function addVeth(runner: CommandRunner, outer: string, outerNs: string | undefined, innerName: string, innerNs: string): Promise<void> {
+  const present = outerNs === undefined ? await exists(runner, ['link', 'show', outer]) : await exists(runner, ['-n', outerNs, 'link', 'show', outer]);
+  if (present) return;
+  await runner.run('ip', ['link', 'add', 'name', outer, ...(outerNs === undefined ? [] : ['netns', outerNs]), 'type', 'veth', 'peer', 'name', innerName, 'netns', innerNs]);
+}
+
+export async function addAddress(runner: CommandRunner, ns: string | undefined, dev: string, cidr: string): Promise<void> {
+  const scope = ns === undefined ? [] : ['-n', ns];
+  const out = await runner.run('ip', [...scope, '-o', 'addr', 'show', 'dev', dev]);
+  if (!out.stdout.includes(` ${cidr} `)) await runner.run('ip', [...scope, 'addr', 'add', cidr, 'dev', dev]);
+  await runner.run('ip', [...scope, 'link', 'set', dev, 'up']);
+}
+
+export async function replaceRoute(runner: CommandRunner, ns: string, route: readonly string[]): Promise<void> {
+  await runner.run('ip', ['-n', ns, 'route', 'replace', ...route]);
+}
+
+export interface NodeWiring {
+  readonly netns: string;
+  /** The host end of the node's veth, enslaved to `bridge`. */
+  readonly hostVeth: string;
+  readonly bridge: string;
+  /** Node address with prefix, e.g. 172.30.1.11/24. */
+  readonly address: string;
+  /** The host's address on the segment: the node's default route. */
+  readonly gateway: string;
+  readonly podCidr: string;
+}
+
+/** A node namespace on its cluster's bridge, forwarding, masquerading its pods' traffic to the host. */
+export async function wireNode(runner: CommandRunner, n: NodeWiring): Promise<void> {
+  await addNetns(runner, n.netns);
+  await addVeth(runner, n.hostVeth, undefined, 'eth0', n.netns);
+  await runner.run('ip', ['link', 'set', n.hostVeth, 'master', n.bridge, 'up']);
+  await addAddress(runner, n.netns, 'eth0', n.address);
+  await replaceRoute(runner, n.netns, ['default', 'via', n.gateway, 'dev', 'eth0']);
+  await sysctl(runner, n.netns, 'net.ipv4.ip_forward', '1');
+  await sysctl(runner, n.netns, 'net.ipv4.conf.all.rp_filter', '0');
+  // The host (control plane) has no routes to pods: pods reach it with the node's address.
+  await ensureIptables(runner, n.netns, 'nat', 'POSTROUTING', ['-s', n.podCidr, '-d', `${n.gateway}/32`, '-j', 'MASQUERADE']);
+}
+
+export interface PodWiring {
+  readonly nodeNetns: string;
+  readonly podNetns: string;
+  /** The node end of the pod's veth. */
+  readonly nodeVeth: string;
+  readonly ip: string;
+}
+
+export async function wirePod(runner: CommandRunner, p: PodWiring): Promise<void> {
+  await addNetns(runner, p.podNetns);
+  await addVeth(runner, p.nodeVeth, p.nodeNetns, 'eth0', p.podNetns);
+  await runner.run('ip', ['-n', p.nodeNetns, 'link', 'set', p.nodeVeth, 'up']);
+  await sysctl(runner, p.nodeNetns, `net.ipv4.conf.${p.nodeVeth}.proxy_arp`, '1');
+  await replaceRoute(runner, p.nodeNetns, [`${p.ip}/32`, 'dev', p.nodeVeth, 'scope', 'link']);
+  await addAddress(runner, p.podNetns, 'eth0', `${p.ip}/32`);
+  await replaceRoute(runner, p.podNetns, [POD_GATEWAY, 'dev', 'eth0', 'scope', 'link']);
+  await replaceRoute(runner, p.podNetns, ['default', 'via', POD_GATEWAY, 'dev', 'eth0']);
+}
+
+export async function unwirePod(runner: CommandRunner, p: PodWiring): Promise<void> {
+  await runner.run('ip', ['-n', p.nodeNetns, 'route', 'delete', `${p.ip}/32`, 'dev', p.nodeVeth], { allowFailure: true });
+  await runner.run('ip', ['-n', p.nodeNetns, 'link', 'delete', p.nodeVeth], { allowFailure: true });
+  await deleteNetns(runner, p.podNetns);
+}
+
+export interface WanWiring {
+  /** The gateway node's namespace. */
+  readonly netns: string;
+  readonly wanBridge: string;
+  /** Host end of the veth on the wan bridge. */
+  readonly hostVeth: string;
+  /** Address with prefix on the wan, e.g. 172.29.0.11/24. */
+  readonly wanAddress: string;
+  /** With NAT: the router namespace, its inside address and the node's inside address (with prefixes). */
+  readonly nat?: { readonly netns: string; readonly routerInside: string; readonly nodeInside: string; readonly wanCidr: string };
+}
+
+/**
+ * Joins a gateway node to the wan segment: directly (its `wan0` on the wan bridge),
+ * or behind a NAT router namespace that masquerades the node's traffic.
+ */
+export async function wireWan(runner: CommandRunner, w: WanWiring): Promise<void> {
+  if (w.nat === undefined) {
+    await addVeth(runner, w.hostVeth, undefined, 'wan0', w.netns);
+    await runner.run('ip', ['link', 'set', w.hostVeth, 'master', w.wanBridge, 'up']);
+    await addAddress(runner, w.netns, 'wan0', w.wanAddress);
+    return;
+  }
+  const r = w.nat;
+  await addNetns(runner, r.netns);
+  await addVeth(runner, w.hostVeth, undefined, 'wan0', r.netns);
+  await runner.run('ip', ['link', 'set', w.hostVeth, 'master', w.wanBridge, 'up']);
+  await addAddress(runner, r.netns, 'wan0', w.wanAddress);
+  await addVeth(runner, 'inside0', r.netns, 'wan0', w.netns);
+  await addAddress(runner, r.netns, 'inside0', r.routerInside);
+  await addAddress(runner, w.netns, 'wan0', r.nodeInside);
+  await replaceRoute(runner, w.netns, [r.wanCidr, 'via', r.routerInside.split('/')[0] as string, 'dev', 'wan0']);
+  await sysctl(runner, r.netns, 'net.ipv4.ip_forward', '1');
+  await ensureIptables(runner, r.netns, 'nat', 'POSTROUTING', ['-o', 'wan0', '-j', 'MASQUERADE']);
+}
