@@ -1,7 +1,10 @@
 import {
-  SystemRunner, bool, createLogger, int, optionalStr, validateConfig,
+  SystemRunner, bool, createLogger, int, list, optionalStr, str, validateConfig,
 } from '../core/index.ts';
-import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, runDemo, sandboxDir } from '../sandbox/index.ts';
+import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, runDemo, sandboxDir, type UpOptions } from '../sandbox/index.ts';
+import { runEchoCommand } from '../sandbox/echo.ts';
+import { execIn, resolveNetns } from '../sandbox/exec.ts';
+import { runKubelet } from '../sandbox/kubelet/main.ts';
 import { optionRecord, parseArgs, usageError, type Args } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -9,12 +12,18 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
 
   up          start a clusterset of real clusters on this machine (needs root)
     --clusters N       number of clusters, 1..${MAX_CLUSTERS} (default 2)
+    --nodes M          nodes per cluster, 1..16 (default 2); node 1 is gateway-capable (on the wan)
+    --nat cN[,cM]      put these clusters' gateway nodes behind a NAT router (default none)
+    --node-cidr-mask K size of each node's pod CIDR, 17..29 (default 24)
     --overlapping      give every cluster the same pod and service CIDRs (default off)
     --port-base P      first loopback port; cluster i uses P+10(i-1)..+3 (default ${DEFAULT_PORT_BASE})
     --timeout S        seconds to wait for each component (default 120)
   down        stop every process and remove every file, namespace and interface (needs root)
   status      list clusters and the health of their components
   demo        bring the sandbox up (if it is not) and show it working
+  exec <context> <pod>|node/<node> [-n ns] -- <cmd>
+              run a command inside a pod's (or node's) network namespace, with its resolv.conf
+  echo [--ports P,…] the echo server the isthmus/echo image runs (TCP: HTTP, UDP: a line)
   kubeconfig  print the path of the kubeconfig with contexts c1..cN
 
   common: --dir DIR   the sandbox's state folder (default $ISTHMUS_SANDBOX_DIR or /var/lib/isthmus/sandbox)`;
@@ -23,6 +32,9 @@ const upSchema = {
   clusters: int(`number of clusters (default 2)`, 2, 1, MAX_CLUSTERS),
   overlapping: bool('same CIDRs in every cluster (default false)', false),
   portBase: int(`first port (default ${DEFAULT_PORT_BASE})`, DEFAULT_PORT_BASE, 1024, 65535),
+  nodes: int('nodes per cluster (default 2)', 2, 1, 16),
+  nat: list('clusters behind NAT (default none)', str('cluster name')),
+  nodeCidrMask: int('node pod CIDR size (default 24)', 24, 17, 29),
   timeout: int('seconds to wait for each component (default 120)', 120, 1, 3600),
   dir: optionalStr('state folder'),
 };
@@ -33,12 +45,9 @@ function open(args: Args): Sandbox {
 }
 
 async function up(args: Args): Promise<number> {
-  const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox up options');
   const sandbox = open(args);
   const started = Date.now();
-  const { created, state } = await sandbox.up({
-    clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, readyTimeoutS: cfg.timeout,
-  });
+  const { created, state } = await sandbox.up(upOptions(args));
   if (!created) {
     process.stdout.write(`sandbox is already up in ${sandbox.dir} with ${state.clusters.length} clusters; nothing changed\n`);
     return 0;
@@ -51,15 +60,18 @@ async function up(args: Args): Promise<number> {
 
 async function demo(args: Args): Promise<number> {
   const sandbox = open(args);
-  const { state } = await sandbox.up({ ...upDefaults(args), readyTimeoutS: 120 });
+  const { state } = await sandbox.up(upOptions(args));
   await runDemo(sandbox.dir, state, new SystemRunner(), (line) => process.stdout.write(line + '\n'));
   process.stdout.write(`\nkubectl: export KUBECONFIG=${kubeconfigPath(sandbox.dir)}; kubectl --context c1 get pods -A\nstop it: isthmus sandbox down\n`);
   return 0;
 }
 
-function upDefaults(args: Args): { clusters: number; overlapping: boolean; portBase: number } {
+function upOptions(args: Args): UpOptions {
   const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox options');
-  return { clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase };
+  return {
+    clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, nodes: cfg.nodes,
+    nat: cfg.nat, nodeCidrMask: cfg.nodeCidrMask, readyTimeoutS: cfg.timeout,
+  };
 }
 
 async function status(args: Args): Promise<number> {
@@ -109,6 +121,20 @@ export const sandboxCommand: Command = {
         return status(args);
       case 'demo':
         return demo(args);
+      case 'exec': {
+        const [, context, target] = args.positionals;
+        const execUsage = 'isthmus sandbox exec <context> <pod>|node/<node> [-n namespace] -- <command…>';
+        if (context === undefined || target === undefined || args.rest.length === 0) throw usageError('sandbox exec needs a context, a pod or node/<name>, and a command after --', execUsage);
+        const netns = await resolveNetns(sandboxDir(args.options.get('dir')?.at(-1)), context, target, args.options.get('namespace')?.at(-1) ?? 'default');
+        return execIn(netns, args.rest);
+      }
+      case 'echo':
+        return runEchoCommand(argv.slice(1));
+      case 'kubelet': {
+        const dir = args.options.get('cluster-dir')?.at(-1);
+        if (dir === undefined) throw usageError('sandbox kubelet needs --cluster-dir', 'isthmus sandbox kubelet --cluster-dir <sandbox>/clusters/<name>');
+        return runKubelet(dir);
+      }
       case 'kubeconfig':
         process.stdout.write(kubeconfigPath(sandboxDir(args.options.get('dir')?.at(-1))) + '\n');
         return 0;
