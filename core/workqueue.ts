@@ -194,7 +194,7 @@ export class WorkQueue<K extends {} = string> {
           this.forget(key);
         } catch (err) {
           this.addRateLimited(key);
-          logger?.warn({ key: String(key), err: messageOf(err), retries: this.numRequeues(key) }, 'work item failed; will retry');
+          logger?.warn({ item: String(key), err: messageOf(err), retries: this.numRequeues(key) }, 'work item failed; will retry');
         } finally {
           this.done(key);
         }

@@ -54,6 +54,7 @@ export class SandboxKubelet {
   #pods!: CachedInformer<V1Pod>;
   #nodeInformer!: CachedInformer<V1Node>;
   #running: Promise<void> | undefined;
+  #scheduling: Promise<void> = Promise.resolve();
   #lastStatus = 0;
 
   constructor(options: KubeletOptions) {
@@ -154,7 +155,10 @@ export class SandboxKubelet {
     const record = this.#records.get(uid);
     if (pod.metadata?.deletionTimestamp !== undefined) {
       if (record !== undefined) await this.#teardown(record, (pod.spec?.terminationGracePeriodSeconds ?? 30) * 1000);
-      await this.#api.deleteNamespacedPod({ name, namespace, gracePeriodSeconds: 0, body: { preconditions: { uid } } }).catch(() => {});
+      // grace 0 goes in the body: client-node drops a 0 query parameter as if it were unset
+      await this.#api.deleteNamespacedPod({ name, namespace, body: { gracePeriodSeconds: 0, preconditions: { uid } } }).catch((err: unknown) => {
+        if ((err as { code?: number }).code !== 404) throw err;
+      });
       return;
     }
     const phase = pod.status?.phase;
@@ -165,7 +169,15 @@ export class SandboxKubelet {
     await this.#reportStatus(pod, r, node);
   }
 
-  async #schedule(pod: V1Pod): Promise<void> {
+  /** One binding at a time, so each decision sees the ones before it. */
+  #schedule(pod: V1Pod): Promise<void> {
+    const next = this.#scheduling.then(() => this.#scheduleOne(pod));
+    this.#scheduling = next.catch(() => {});
+    return next;
+  }
+
+  async #scheduleOne(pod: V1Pod): Promise<void> {
+    if (this.#bound.has(pod.metadata?.uid ?? '')) return; // bound already; the cache has not caught up
     if ((pod.spec?.schedulerName ?? 'default-scheduler') !== 'default-scheduler') return;
     const selector = pod.spec?.nodeSelector ?? {};
     const load = new Map<string, number>();
