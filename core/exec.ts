@@ -62,19 +62,26 @@ export class SystemRunner implements CommandRunner {
       const child = spawn(cmd, argv, {
         stdio: ['pipe', 'pipe', 'pipe'],
         env: options.env === undefined ? process.env : { ...process.env, ...options.env },
-        timeout: options.timeoutMs ?? 60_000,
         ...(options.signal === undefined ? {} : { signal: options.signal }),
       });
+      // our own timer (spawn's `timeout` keeps its timer when the program never starts)
+      let timedOut = false;
+      const timer = setTimeout(() => {
+        timedOut = true;
+        child.kill('SIGTERM');
+      }, options.timeoutMs ?? 60_000);
       const out: Buffer[] = [];
       const err: Buffer[] = [];
       child.stdout.on('data', (b: Buffer) => out.push(b));
       child.stderr.on('data', (b: Buffer) => err.push(b));
       child.on('error', (e: NodeJS.ErrnoException) => {
+        clearTimeout(timer);
         if (e.code === 'ENOENT') reject(missingDependency(cmd));
         else if (e.name === 'AbortError') reject(new IsthmusError(ErrorCodes.ABORTED, `${describe(command, args)}: aborted`, { cause: e }));
         else reject(new IsthmusError(ErrorCodes.COMMAND_FAILED, `${describe(command, args)}: ${e.message}`, { cause: e }));
       });
       child.on('close', (code, signal) => {
+        clearTimeout(timer);
         const result: RunResult = {
           code: code ?? 128,
           stdout: Buffer.concat(out).toString('utf8'),
@@ -84,7 +91,7 @@ export class SystemRunner implements CommandRunner {
           resolve(result);
           return;
         }
-        const why = signal !== null ? `killed by ${signal}` : `exited ${result.code}`;
+        const why = timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : signal !== null ? `killed by ${signal}` : `exited ${result.code}`;
         reject(
           new IsthmusError(ErrorCodes.COMMAND_FAILED, `${describe(command, args)} ${why}: ${result.stderr.trim() || result.stdout.trim()}`, {
             details: { command, args: [...args], code: result.code, stderr: result.stderr.slice(0, 4000) },
