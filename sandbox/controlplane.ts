@@ -82,7 +82,7 @@ export function controllerManagerSpec(c: ClusterPlan, clusterDir: string, pki: C
       `--cluster-signing-key-file=${pki.caKey}`,
       '--allocate-node-cidrs=true',
       `--cluster-cidr=${c.podCidr}`,
-      '--node-cidr-mask-size=24',
+      `--node-cidr-mask-size=${c.nodeCidrMask}`,
       `--service-cluster-ip-range=${c.serviceCidr}`,
       '--controllers=*',
       '--v=1',

@@ -44,14 +44,19 @@ test('up brings up two clusters and prints their kubeconfig', async () => {
   const s = state();
   assert.is(s.phase, 'up');
   assert.is(s.clusters.length, 2);
-  assert.equal(s.processes.map((p) => p.name).sort(), ['c1/etcd', 'c1/kube-apiserver', 'c1/kube-controller-manager', 'c2/etcd', 'c2/kube-apiserver', 'c2/kube-controller-manager']);
+  const names = s.processes.map((p) => p.name);
+  for (const c of ['c1', 'c2']) {
+    for (const p of ['etcd', 'kube-apiserver', 'kube-controller-manager', 'sandbox-kubelet', `kube-proxy-${c}-n1`, `kube-proxy-${c}-n2`]) assert.ok(names.includes(`${c}/${p}`), `${c}/${p} is recorded`);
+  }
+  assert.is(names.length, 12);
 });
 
 test('status reports every component healthy', async () => {
   const r = await isthmus(['sandbox', 'status', '--json'], env);
   assert.is(r.code, 0, r.stdout + r.stderr);
   const clusters = JSON.parse(r.stdout) as { name: string; healthy: boolean; components: { name: string; healthy: boolean }[] }[];
-  assert.equal(clusters.map((c) => [c.name, c.healthy, c.components.length]), [['c1', true, 3], ['c2', true, 3]]);
+  assert.equal(clusters.map((c) => [c.name, c.healthy, c.components.length]), [['c1', true, 6], ['c2', true, 6]]);
+  assert.ok(clusters.every((c) => c.components.every((p) => p.healthy)));
 });
 
 test('kubectl reaches both clusters; a Deployment and a Service in each', async () => {
