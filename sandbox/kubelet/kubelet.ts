@@ -116,7 +116,8 @@ export class SandboxKubelet {
       this.#lastStatus = now.getTime();
       for (const n of this.#nodes.values()) {
         const node = this.#nodeInformer.cache.get('', n.name);
-        if (node !== undefined) await heartbeat(this.#api, node, n, now);
+        // a conflict (someone else wrote the node) is fine: the lease is the heartbeat, status is refreshed next round
+        if (node !== undefined) await heartbeat(this.#api, node, n, now).catch((e: unknown) => this.#o.logger.debug({ node: n.name, err: messageOf(e) }, 'node status not written'));
       }
     }
   }

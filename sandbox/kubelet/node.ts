@@ -61,16 +61,31 @@ export function nodeStatus(n: NodePlan, now: Date): V1NodeStatus {
   };
 }
 
-/** Creates the Node if absent, then (re)writes its status with a fresh heartbeat. */
+const isConflict = (err: unknown): boolean => (err as { code?: number }).code === 409;
+
+/**
+ * Creates the Node if absent, then (re)writes its status with a fresh heartbeat.
+ * The controller-manager updates new nodes (pod CIDR, taints) at the same time, so
+ * a conflict is retried from a fresh read.
+ */
 export async function registerNode(api: CoreV1Api, n: NodePlan, cluster: string): Promise<void> {
-  const now = new Date();
-  let node: V1Node;
-  try {
-    node = await api.readNode({ name: n.name });
-  } catch {
-    node = await api.createNode({ body: nodeObject(n, cluster, now) });
+  for (let attempt = 1; ; attempt++) {
+    const now = new Date();
+    try {
+      let node: V1Node;
+      try {
+        node = await api.readNode({ name: n.name });
+      } catch (err) {
+        if ((err as { code?: number }).code !== 404) throw err;
+        node = await api.createNode({ body: nodeObject(n, cluster, now) });
+      }
+      await heartbeat(api, node, n, now);
+      return;
+    } catch (err) {
+      if (!isConflict(err) || attempt >= 10) throw err;
+      await new Promise((r) => setTimeout(r, 100 * attempt));
+    }
   }
-  await heartbeat(api, node, n, now);
 }
 
 /** Refreshes the conditions' heartbeat, keeping the podCIDR and everything else others set. */
