@@ -27,7 +27,7 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
           apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'demo' },
           spec: {
             replicas: 2, selector: { matchLabels: { app: 'echo' } },
-            template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [{ name: 'echo', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }] }] } },
+            template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [{ name: 'echo', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] } },
           },
         },
         { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'demo' }, spec: { selector: { app: 'echo' }, ports: [{ port: 8080 }] } },
@@ -40,7 +40,12 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     const netns = await resolveNetns(dir, c.name, pod, 'demo');
     const dig = await runner.run('ip', ['netns', 'exec', netns, 'dig', '+short', '+search', 'echo'], { allowFailure: true });
     out(`from pod ${pod}: dig echo → ${dig.stdout.trim() || dig.stderr.trim()}`);
-    const curl = await runner.run('ip', ['netns', 'exec', netns, 'curl', '-s', '--max-time', '3', 'http://echo:8080/demo'], { allowFailure: true });
+    // kube-proxy programs a new Service within a second or two; try a few times
+    let curl = { code: 1, stdout: '', stderr: '' };
+    for (let i = 0; i < 20 && curl.code !== 0; i++) {
+      if (i > 0) await new Promise((r) => setTimeout(r, 500));
+      curl = await runner.run('ip', ['netns', 'exec', netns, 'curl', '-sS', '--max-time', '3', 'http://echo:8080/demo'], { allowFailure: true });
+    }
     out(`from pod ${pod}: curl http://echo:8080/demo → ${curl.stdout.trim() || `failed: ${curl.stderr.trim()}`}`);
   }
   out('\nCross-cluster connectivity and clusterset.local DNS arrive with the gateway, route agent and MCS API (see the open issues).');
