@@ -58,7 +58,8 @@ export async function findByMarker(marker: string): Promise<number[]> {
   return pids;
 }
 
-function signal(pid: number, sig: NodeJS.Signals): void {
+/** Signals the process group of `pid` (the process alone when it leads none); no error when gone. */
+export function signalGroup(pid: number, sig: NodeJS.Signals): void {
   try {
     process.kill(-pid, sig);
   } catch {
@@ -76,14 +77,14 @@ function signal(pid: number, sig: NodeJS.Signals): void {
  */
 export async function stopProcesses(pids: readonly number[], marker: string, graceMs = 5000): Promise<void> {
   const ours = pids.filter((p) => isOurs(p, marker));
-  for (const p of ours) signal(p, 'SIGTERM');
+  for (const p of ours) signalGroup(p, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   let alive = ours;
   while (alive.length > 0 && Date.now() < deadline) {
     await new Promise((r) => setTimeout(r, 100));
     alive = alive.filter((p) => isOurs(p, marker));
   }
-  for (const p of alive) signal(p, 'SIGKILL');
+  for (const p of alive) signalGroup(p, 'SIGKILL');
   const killDeadline = Date.now() + 5000;
   while (alive.length > 0 && Date.now() < killDeadline) {
     await new Promise((r) => setTimeout(r, 50));

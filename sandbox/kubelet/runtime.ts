@@ -4,7 +4,7 @@ import { readlinkSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { missingDependency, type CommandRunner } from '../../core/index.ts';
-import { cmdlineOf } from '../process.ts';
+import { cmdlineOf, signalGroup } from '../process.ts';
 import { fieldValue, launchFor, mountScript, type Launch } from './containers.ts';
 
 /**
@@ -132,22 +132,11 @@ export function runningIn(pid: number, netns: string): boolean {
 
 /** SIGTERM, then SIGKILL after `graceMs`, to the container's process group. */
 export async function stopContainer(pid: number, netns: string, graceMs: number): Promise<void> {
-  const send = (sig: NodeJS.Signals): void => {
-    try {
-      process.kill(-pid, sig);
-    } catch {
-      try {
-        process.kill(pid, sig);
-      } catch {
-        /* gone */
-      }
-    }
-  };
   if (!runningIn(pid, netns)) return;
-  send('SIGTERM');
+  signalGroup(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
   while (runningIn(pid, netns) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (runningIn(pid, netns)) send('SIGKILL');
+  if (runningIn(pid, netns)) signalGroup(pid, 'SIGKILL');
 }
 
 /** The pod's /etc/resolv.conf, through `ip netns exec`'s /etc/netns/<ns>/ convention. */
