@@ -1,4 +1,4 @@
-import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type Logger } from '../core/index.ts';
+import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type BackoffOptions, type Logger } from '../core/index.ts';
 import type { BrokerClient } from './client.ts';
 import type { AnyRecord, BrokerEvent, Kind, RecordOf } from './types.ts';
 
@@ -33,12 +33,15 @@ interface Item {
 export interface BrokerCacheOptions {
   kinds: readonly Kind[];
   logger?: Logger;
+  /** Retry pacing while the broker is unreachable (default 200 ms doubling to 5 s; reset on success). */
+  backoff?: BackoffOptions;
 }
 
 export class BrokerCache {
   readonly #client: BrokerClient;
   readonly #kinds: readonly Kind[];
   readonly #logger: Logger;
+  readonly #backoff: Backoff;
   readonly #items = new Map<Kind, Map<string, Item>>();
   readonly #handlers = new Set<(c: Change) => void>();
   #revision = 0;
@@ -57,6 +60,7 @@ export class BrokerCache {
     this.#client = client;
     this.#kinds = [...options.kinds];
     this.#logger = options.logger ?? client.logger;
+    this.#backoff = new Backoff({ baseMs: 200, maxMs: 5_000, ...options.backoff });
     for (const k of this.#kinds) this.#items.set(k, new Map());
     this.synced = new Promise((resolve) => {
       this.#resolveSynced = resolve;
@@ -156,7 +160,7 @@ export class BrokerCache {
   }
 
   async #run(): Promise<void> {
-    const backoff = new Backoff({ baseMs: 200, maxMs: 10_000 });
+    const backoff = this.#backoff;
     let needList = true;
     while (!this.#stopped) {
       try {
@@ -165,6 +169,7 @@ export class BrokerCache {
           if (this.#stopped) return;
           this.#applyList(revision, events);
           this.#relists++;
+          backoff.reset();
           needList = false;
           this.#resolveSynced();
         }
@@ -205,6 +210,7 @@ export class BrokerCache {
           if (firstData) {
             firstData = false;
             this.#connected = true;
+            this.#backoff.reset();
           }
           const applied = this.#revision;
           for (const e of events) if (e.revision > applied) this.#applyEvent(e);

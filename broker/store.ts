@@ -1,3 +1,4 @@
+import type { CallOptions } from '@grpc/grpc-js';
 import type { Etcd3, ICompare, IKeyValue, IRequestOp } from 'etcd3';
 import {
   Backoff, ErrorCodes, IsthmusError, cidrsOverlap, findOverlap, formatCidr, isIsthmusError, messageOf, parseCidr, sleep, subnets,
@@ -22,6 +23,8 @@ export interface StoreOptions {
   globalCidrPrefix?: number;
   /** How long to retry an etcd operation through member failures (default 15 000 ms). */
   retryForMs?: number;
+  /** Deadline of one etcd request attempt (default 2 000 ms). */
+  attemptTimeoutMs?: number;
   logger: Logger;
   clock?: Clock;
 }
@@ -51,6 +54,7 @@ export class BrokerStore {
   readonly #pool: string | undefined;
   readonly #prefix: number;
   readonly #retryForMs: number;
+  readonly #attemptMs: number;
   readonly #logger: Logger;
   readonly #clock: Clock;
 
@@ -59,6 +63,7 @@ export class BrokerStore {
     this.#logger = options.logger;
     this.#clock = options.clock ?? systemClock;
     this.#retryForMs = options.retryForMs ?? 15_000;
+    this.#attemptMs = options.attemptTimeoutMs ?? 2_000;
     this.#prefix = options.globalCidrPrefix ?? 16;
     if (options.globalCidrPool !== undefined) {
       const pool = parseCidr(options.globalCidrPool);
@@ -72,12 +77,14 @@ export class BrokerStore {
   }
 
   /** Runs `op`, retrying transient etcd failures with backoff for up to retryForMs. */
-  async retry<T>(what: string, op: () => Promise<T>): Promise<T> {
+  async retry<T>(what: string, op: (options: CallOptions) => Promise<T>): Promise<T> {
     const deadline = this.#clock.now() + this.#retryForMs;
     const backoff = new Backoff({ baseMs: 50, maxMs: 1000 });
     for (;;) {
       try {
-        return await op();
+        // a deadline per attempt: a proposal stranded on a dead leader would otherwise wait
+        // out etcd's own request timeout (5 s + 2 election timeouts)
+        return await op({ deadline: Date.now() + this.#attemptMs });
       } catch (err) {
         if (!isTransientEtcdError(err)) throw err;
         if (this.#clock.now() >= deadline) {
@@ -95,12 +102,12 @@ export class BrokerStore {
    */
   async init(): Promise<void> {
     const mine = this.#pool === undefined ? 'none' : `${this.#pool} /${this.#prefix}`;
-    await this.retry('init', async () => {
+    await this.retry('init', async (o) => {
       const res = await this.#etcd.kv.txn({
         compare: [{ key: b(GLOBAL_POOL_KEY), target: 'Create', result: 'Equal', create_revision: 0 }],
         success: [{ request_put: { key: b(GLOBAL_POOL_KEY), value: b(mine) } }],
         failure: [{ request_range: { key: b(GLOBAL_POOL_KEY) } }],
-      });
+      }, o);
       if (res.succeeded) return;
       const stored = res.responses[0]?.response_range.kvs[0]?.value.toString() ?? '';
       if (stored !== mine) {
@@ -114,7 +121,7 @@ export class BrokerStore {
 
   /** The current etcd revision. */
   async currentRevision(): Promise<number> {
-    const res = await this.retry('revision', () => this.#etcd.kv.range({ key: b(GLOBAL_POOL_KEY), keys_only: true }));
+    const res = await this.retry('revision', (o) => this.#etcd.kv.range({ key: b(GLOBAL_POOL_KEY), keys_only: true }, o));
     return rev(res.header.revision);
   }
 
@@ -128,9 +135,9 @@ export class BrokerStore {
     let at = revision;
     let from = b(prefix);
     for (;;) {
-      const res = await this.retry('range', async () => {
+      const res = await this.retry('range', async (o) => {
         try {
-          return await this.#etcd.kv.range({ key: from, range_end: end, limit: pageSize, revision: at });
+          return await this.#etcd.kv.range({ key: from, range_end: end, limit: pageSize, revision: at }, o);
         } catch (err) {
           if (/compacted/i.test(messageOf(err))) throw new IsthmusError(ErrorCodes.COMPACTED, `revision ${at} was compacted`, { cause: err, details: { reason: 'compacted' } });
           throw err;
@@ -156,7 +163,7 @@ export class BrokerStore {
 
   /** True when the cluster is registered. */
   async clusterExists(clusterId: string): Promise<boolean> {
-    const res = await this.retry('get cluster', () => this.#etcd.kv.range({ key: b(clusterKey(clusterId)), count_only: true }));
+    const res = await this.retry('get cluster', (o) => this.#etcd.kv.range({ key: b(clusterKey(clusterId)), count_only: true }, o));
     return Number(res.count) > 0;
   }
 
@@ -211,7 +218,7 @@ export class BrokerStore {
       const value = JSON.stringify(cluster);
       if (existing !== undefined && JSON.stringify(existing.cluster) === value) return { cluster, revision: existing.modRevision };
       ops.push({ request_put: { key: b(clusterKey(cluster.cluster_id)), value: b(value) } });
-      const res = await this.retry('register cluster', () => this.#etcd.kv.txn({ compare, success: ops }));
+      const res = await this.retry('register cluster', (o) => this.#etcd.kv.txn({ compare, success: ops }, o));
       if (res.succeeded) {
         this.#logger.info({ clusterId: cluster.cluster_id, globalCidr: cluster.global_cidr || undefined }, existing === undefined ? 'cluster registered' : 'cluster updated');
         return { cluster, revision: rev(res.header.revision) };
@@ -233,7 +240,7 @@ export class BrokerStore {
   /** Deletes a cluster, its endpoints and exports, and its global CIDR allocation, in one transaction. */
   async unregisterCluster(clusterId: string): Promise<{ revision: number; existed: boolean }> {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
-      const res0 = await this.retry('get cluster', () => this.#etcd.kv.range({ key: b(clusterKey(clusterId)) }));
+      const res0 = await this.retry('get cluster', (o) => this.#etcd.kv.range({ key: b(clusterKey(clusterId)) }, o));
       const kv = res0.kvs[0];
       const leases = await this.range(clusterRecordsPrefix('ENDPOINT', clusterId));
       const ops: IRequestOp[] = [
@@ -249,7 +256,7 @@ export class BrokerStore {
         compare.push({ key: b(globalCidrKey(global)), target: 'Value', result: 'Equal', value: b(clusterId) });
         ops.push({ request_delete_range: { key: b(globalCidrKey(global)) } });
       }
-      const res = await this.retry('unregister cluster', () => this.#etcd.kv.txn({ compare, success: ops }));
+      const res = await this.retry('unregister cluster', (o) => this.#etcd.kv.txn({ compare, success: ops }, o));
       if (!res.succeeded) continue;
       for (const l of leases.kvs) await this.#revoke(l.lease);
       if (kv !== undefined) this.#logger.info({ clusterId, released: global || undefined }, 'cluster removed');
@@ -261,7 +268,7 @@ export class BrokerStore {
   async #revoke(lease: string): Promise<void> {
     if (lease === '0' || lease === '') return;
     try {
-      await this.retry('revoke lease', () => this.#etcd.leaseClient.leaseRevoke({ ID: lease }));
+      await this.retry('revoke lease', (o) => this.#etcd.leaseClient.leaseRevoke({ ID: lease }, o));
     } catch (err) {
       this.#logger.debug({ err: messageOf(err) }, 'lease already gone');
     }
@@ -271,13 +278,13 @@ export class BrokerStore {
   async publishEndpoint(endpoint: Endpoint, ttl: number): Promise<{ leaseId: string; revision: number }> {
     await this.#requireCluster(endpoint.cluster_id);
     const key = endpointKey(endpoint.cluster_id, endpoint.hostname);
-    const grant = await this.retry('grant lease', () => this.#etcd.leaseClient.leaseGrant({ TTL: ttl }));
-    const before = await this.retry('get endpoint', () => this.#etcd.kv.range({ key: b(key) }));
-    const res = await this.retry('publish endpoint', () =>
+    const grant = await this.retry('grant lease', (o) => this.#etcd.leaseClient.leaseGrant({ TTL: ttl }, o));
+    const before = await this.retry('get endpoint', (o) => this.#etcd.kv.range({ key: b(key) }, o));
+    const res = await this.retry('publish endpoint', (o) =>
       this.#etcd.kv.txn({
         compare: [{ key: b(clusterKey(endpoint.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
         success: [{ request_put: { key: b(key), value: b(JSON.stringify(endpoint)), lease: grant.ID } }],
-      }),
+      }, o),
     );
     if (!res.succeeded) {
       await this.#revoke(grant.ID);
@@ -290,18 +297,18 @@ export class BrokerStore {
 
   /** Keeps an endpoint's lease alive; NOT_FOUND when the endpoint or its lease is gone. */
   async renewEndpoint(clusterId: string, hostname: string, leaseId: string): Promise<number> {
-    const res = await this.retry('get endpoint', () => this.#etcd.kv.range({ key: b(endpointKey(clusterId, hostname)) }));
+    const res = await this.retry('get endpoint', (o) => this.#etcd.kv.range({ key: b(endpointKey(clusterId, hostname)) }, o));
     const kv = res.kvs[0];
     if (kv === undefined || kv.lease !== leaseId) {
       throw new IsthmusError(ErrorCodes.NOT_FOUND, `endpoint ${clusterId}/${hostname} with lease ${leaseId} is gone (its lease expired or it was replaced): publish it again`);
     }
-    const ttl = await this.retry('keep lease alive', () => this.#keepAliveOnce(leaseId));
+    const ttl = await this.retry('keep lease alive', (o) => this.#keepAliveOnce(leaseId, o));
     if (ttl <= 0) throw new IsthmusError(ErrorCodes.NOT_FOUND, `the lease of endpoint ${clusterId}/${hostname} expired: publish it again`);
     return ttl;
   }
 
-  async #keepAliveOnce(leaseId: string): Promise<number> {
-    const stream = await this.#etcd.leaseClient.leaseKeepAlive();
+  async #keepAliveOnce(leaseId: string, options: CallOptions): Promise<number> {
+    const stream = await this.#etcd.leaseClient.leaseKeepAlive(options);
     try {
       return await new Promise<number>((resolve, reject) => {
         stream.on('data', (r: { TTL: string }) => resolve(Number(r.TTL)));
@@ -317,7 +324,7 @@ export class BrokerStore {
 
   async withdrawEndpoint(clusterId: string, hostname: string): Promise<{ revision: number; existed: boolean }> {
     const key = endpointKey(clusterId, hostname);
-    const res = await this.retry('withdraw endpoint', () => this.#etcd.kv.deleteRange({ key: b(key), prev_kv: true }));
+    const res = await this.retry('withdraw endpoint', (o) => this.#etcd.kv.deleteRange({ key: b(key), prev_kv: true }, o));
     const prev = res.prev_kvs[0];
     if (prev !== undefined) await this.#revoke(prev.lease);
     return { revision: rev(res.header.revision), existed: prev !== undefined };
@@ -327,7 +334,7 @@ export class BrokerStore {
   async publishExport(x: Export): Promise<{ revision: number }> {
     const key = exportKey(x.cluster_id, x.namespace, x.name);
     const value = b(JSON.stringify(x));
-    const res = await this.retry('publish export', () =>
+    const res = await this.retry('publish export', (o) =>
       this.#etcd.kv.txn({
         compare: [{ key: b(clusterKey(x.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
         success: [{ request_txn: {
@@ -335,7 +342,7 @@ export class BrokerStore {
           success: [{ request_range: { key: b(key), keys_only: true } }],
           failure: [{ request_put: { key: b(key), value } }],
         } }],
-      }),
+      }, o),
     );
     if (!res.succeeded) {
       throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${x.cluster_id} is not registered: register it (RegisterCluster) before publishing its exports`);
@@ -346,7 +353,7 @@ export class BrokerStore {
   }
 
   async withdrawExport(clusterId: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {
-    const res = await this.retry('withdraw export', () => this.#etcd.kv.deleteRange({ key: b(exportKey(clusterId, namespace, name)) }));
+    const res = await this.retry('withdraw export', (o) => this.#etcd.kv.deleteRange({ key: b(exportKey(clusterId, namespace, name)) }, o));
     return { revision: rev(res.header.revision), existed: Number(res.deleted) > 0 };
   }
 }

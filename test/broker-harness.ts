@@ -18,7 +18,7 @@ import { BrokerClient, BrokerServer, type BrokerServerOptions, type TlsMaterial 
  */
 // Last resort: if the test process exits without cleanup, kill the process groups it started.
 const allPids = new Set<number>();
-process.on('exit', () => {
+function killAll(): void {
   for (const pid of allPids) {
     try {
       process.kill(-pid, 'SIGKILL');
@@ -26,7 +26,14 @@ process.on('exit', () => {
       // gone
     }
   }
-});
+}
+process.on('exit', killAll);
+for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
+  process.once(sig, () => {
+    killAll();
+    process.exit(128 + (sig === 'SIGINT' ? 2 : sig === 'SIGHUP' ? 1 : 15));
+  });
+}
 
 export const ETCD_BIN = process.env['ISTHMUS_ETCD'] ?? '/usr/bin/etcd';
 

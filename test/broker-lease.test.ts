@@ -29,7 +29,7 @@ test('a kept endpoint outlives its TTL; a stopped one disappears within the TTL 
   const c1 = lab.client(broker.port, await lab.tls('c1'));
   const c2 = lab.client(broker.port, await lab.tls('c2'));
   await c1.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
-  const watcher = new BrokerCache(c2, { kinds: ['ENDPOINT'] });
+  const watcher = new BrokerCache(c2, { kinds: ['ENDPOINT'], backoff: { baseMs: 50, maxMs: 500 } });
   const changes: Change[] = [];
   watcher.onChange((c) => changes.push(c));
   watcher.start();
@@ -77,7 +77,7 @@ test('a keeper publishes again after an outage longer than the TTL; withdraw rem
   const port = broker.port;
   const c1 = lab.client(port, await lab.tls('c1'));
   const c2 = lab.client(port, await lab.tls('c2'));
-  const watcher = new BrokerCache(c2, { kinds: ['ENDPOINT'] });
+  const watcher = new BrokerCache(c2, { kinds: ['ENDPOINT'], backoff: { baseMs: 50, maxMs: 500 } });
   watcher.start();
   const keeper = new EndpointKeeper(c1, endpoint('gw-b'), { ttlSeconds: TTL });
   try {

@@ -37,7 +37,7 @@ test('every change exactly once across a broker restart and an etcd compaction',
   await viaB.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
   await viaB.publishExport(exp('pre', 1));
 
-  const cache = new BrokerCache(viaA, { kinds: ['EXPORT'] });
+  const cache = new BrokerCache(viaA, { kinds: ['EXPORT'], backoff: { baseMs: 50, maxMs: 500 } });
   const seen: Change[] = [];
   cache.onChange((ch) => seen.push(ch));
   cache.start();
@@ -114,11 +114,16 @@ test('a revision from the future and an unknown kind are refused; a compacted on
   const broker: BrokerServer = await lab.startBroker();
   const client: BrokerClient = lab.client(broker.port, await lab.tls('c1'), { retryForMs: 0 });
   const end = (kinds: string[], from: number): Promise<{ code: string; reason: unknown; message: string }> => new Promise((resolve, reject) => {
+    setTimeout(() => reject(new Error(`the watch from ${from} was not refused within 10 s`)), 10_000).unref();
     client.watch(kinds as never, from, {
       onEvents: () => undefined,
       onEnd: (err) => (err === undefined ? reject(new Error('watch ended cleanly')) : resolve({ code: err.code, reason: err.details['reason'], message: err.message })),
     }).catch(reject);
   });
+  // compact everything so far, so revision 2 is surely gone
+  const etcd = lab.etcd();
+  const { header } = await etcd.kv.range({ key: Buffer.from('/isthmus/v1/clusters/c1') });
+  await etcd.kv.compact({ revision: header.revision, physical: true });
   const future = await end(['EXPORT'], 10_000_000);
   assert.equal([future.code, future.reason], ['ISTHMUS_INVALID_ARGUMENT', 'future-revision']);
   assert.match(future.message, /in the future/);
