@@ -7,3 +7,4 @@ export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions } fr
 export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PREFIX as ETCD_PREFIX, etcdKey, parseEtcdKey } from './keys.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
+export { MetricsServer } from './metrics.ts';

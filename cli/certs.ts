@@ -77,9 +77,9 @@ async function run(argv: readonly string[]): Promise<number> {
       return 0;
     }
     case 'issue': {
-      const ca = await loadClustersetCA(required(args, 'ca'));
-      const dir = required(args, 'out');
       const identity = identityFrom(args);
+      const dir = required(args, 'out');
+      const ca = await loadClustersetCA(required(args, 'ca'));
       const issued = issueFor(ca, identity, { validDays: days(args, 365) });
       await writeIssued(dir, issued, ca);
       const info = certificateInfo(issued.certPem);

@@ -1,4 +1,4 @@
-import { test } from 'uvu';
+import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { Client, credentials, status } from '@grpc/grpc-js';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';

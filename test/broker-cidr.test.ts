@@ -1,4 +1,4 @@
-import { test } from 'uvu';
+import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError, cidrsOverlap, parseCidr } from '../core/index.ts';
 import { issueFor, writeIssued } from '../certs/index.ts';

@@ -1,4 +1,4 @@
-import { test } from 'uvu';
+import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { BrokerCache, type Change } from '../broker/index.ts';
 import { Lab, eventually, sleepMs, type EtcdMember } from './broker-harness.ts';

@@ -1,4 +1,4 @@
-import { test } from 'uvu';
+import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';
 import { BrokerCache, EndpointKeeper, type Change, type Endpoint } from '../broker/index.ts';

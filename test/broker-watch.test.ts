@@ -1,4 +1,4 @@
-import { test } from 'uvu';
+import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { BrokerCache, type BrokerClient, type BrokerServer, type Change, type Export } from '../broker/index.ts';
 import { Lab, eventually } from './broker-harness.ts';

@@ -1,0 +1,56 @@
+import { Lifecycle, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
+import { BrokerServer, MetricsServer } from '../broker/index.ts';
+import { optionRecord, parseArgs, usageError } from './args.ts';
+import type { Command } from './command.ts';
+
+const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
+
+  Serves the clusterset's broker (gRPC, mTLS) over etcd. Stateless: run several
+  replicas against one etcd cluster, all with the same options.
+
+  --etcd URLS                 etcd client URLs, comma-separated (e.g. http://10.0.0.5:2379)
+  --listen ADDR               host:port to serve gRPC on (default 0.0.0.0:7443)
+  --tls-dir DIR               tls.crt, tls.key and ca.crt from \`isthmus certs issue --server --san … --out DIR\`
+  --global-cidr-pool CIDR     use global addressing: give each cluster a block of this pool
+                              (default: none; the usual pool is 242.0.0.0/8)
+  --global-cidr-prefix N      size of each cluster's global block (default 16)
+  --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics (default: off)`;
+
+const schema = {
+  etcd: list('etcd client URLs', custom('etcd URL', (raw) => {
+    const s = String(raw);
+    if (!/^https?:\/\/[^/\s]+(:\d+)?\/?$/.test(s)) throw new Error(`"${s}" is not an etcd client URL such as http://127.0.0.1:2379`);
+    return s;
+  })),
+  listen: str('gRPC listen address (default 0.0.0.0:7443)', '0.0.0.0:7443', /^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'is not host:port'),
+  tlsDir: str('directory with tls.crt, tls.key, ca.crt'),
+  globalCidrPool: custom('global CIDR pool (default none)', (raw) => (raw === undefined || raw === '' ? undefined : formatCidr(parseCidr(String(raw))))),
+  globalCidrPrefix: int('global block prefix length (default 16)', 16, 1, 128),
+  metrics: optionalStr('metrics listen address (default off)'),
+};
+
+async function run(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, new Set(['help']));
+  if (args.options.has('help')) {
+    process.stdout.write(`usage: ${USAGE}\n`);
+    return 0;
+  }
+  if (args.positionals.length > 0) throw usageError(`unexpected argument "${args.positionals[0] ?? ''}"`, USAGE);
+  const config = validateConfig(schema, optionRecord(args), 'broker options');
+  if (config.etcd.length === 0) throw usageError('--etcd is required', USAGE);
+  const logger = createLogger({ component: 'broker' });
+  const broker = new BrokerServer({
+    etcdHosts: config.etcd, listen: config.listen, tlsDir: config.tlsDir, logger,
+    ...(config.globalCidrPool === undefined ? {} : { globalCidrPool: config.globalCidrPool, globalCidrPrefix: config.globalCidrPrefix }),
+  });
+  const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics)];
+  await new Lifecycle(services, logger).runUntilSignal();
+  return 0;
+}
+
+/** `isthmus broker …`: serve the broker. */
+export const brokerCommand: Command = {
+  name: 'broker',
+  summary: 'serve the clusterset broker (gRPC over etcd, mTLS)',
+  run,
+};
