@@ -331,7 +331,9 @@ export class BrokerServer implements Service {
 
 /** The IP of a grpc-js peer string ("10.0.0.1:5000", "::1:5000", "::ffff:10.0.0.1:5000"), or "". */
 export function peerAddress(peer: string): string {
-  const host = peer.replace(/^ipv[46]:/, '').replace(/^\[(.*)\]:\d+$/, '$1').replace(/:\d+$/, '');
+  const bare = peer.replace(/^ipv[46]:/, '');
+  const bracketed = /^\[(.*)\]:\d+$/.exec(bare);
+  const host = bracketed === null ? bare.replace(/:\d+$/, '') : (bracketed[1] ?? '');
   const ip = host.replace(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/, '$1');
   return isIP(ip) === 0 ? '' : ip;
 }

@@ -1,0 +1,109 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { validateCluster, validateEndpoint, validateExport, validateTtl } from './validate.ts';
+import { clusterOfKey, endpointKey, etcdKey, exportKey, globalCidrKey, parseEtcdKey, prefixEnd } from './keys.ts';
+import { eventFromMessage, eventMessage, methods, toKinds, toRevision } from './proto.ts';
+import { peerAddress } from './server.ts';
+import { fromServiceError, toStatus } from './status.ts';
+import { Metadata, status } from '@grpc/grpc-js';
+
+function message(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (err) {
+    assert.instance(err, IsthmusError);
+    assert.is((err as IsthmusError).code, ErrorCodes.INVALID_ARGUMENT);
+    return (err as Error).message;
+  }
+  throw new Error('expected INVALID_ARGUMENT');
+}
+
+test('clusters are normalized: CIDRs canonical, labels sorted, global_cidr ignored', () => {
+  const c = validateCluster({ cluster_id: 'c1', pod_cidrs: ['FD00:0:0:1::/64', '10.1.0.0/16'], service_cidrs: ['10.96.0.0/12'], labels: { z: '1', a: '2' }, global_cidr: '242.0.0.0/16' });
+  assert.equal(c, { cluster_id: 'c1', pod_cidrs: ['fd00:0:0:1::/64', '10.1.0.0/16'], service_cidrs: ['10.96.0.0/12'], labels: { a: '2', z: '1' }, global_cidr: '' });
+  assert.equal(Object.keys(c.labels), ['a', 'z']);
+});
+
+test('cluster problems are named by field', () => {
+  assert.match(message(() => validateCluster(undefined)), /cluster is required/);
+  assert.match(message(() => validateCluster({ cluster_id: 'c1', pod_cidrs: 'x', service_cidrs: [] })), /pod_cidrs must be a list/);
+  assert.match(message(() => validateCluster({ cluster_id: 'c1', pod_cidrs: ['10.0.0.0/8'], service_cidrs: [] })), /service_cidrs must hold at least one/);
+  assert.match(message(() => validateCluster({ cluster_id: 'c1', pod_cidrs: [5], service_cidrs: ['10.0.0.0/8'] })), /pod_cidrs\[0\] must be a string/);
+  assert.match(message(() => validateCluster({ cluster_id: 'c1', pod_cidrs: Array(17).fill('10.0.0.0/8'), service_cidrs: ['10.0.0.0/8'] })), /at most 16/);
+  assert.match(message(() => validateCluster({ cluster_id: 'c1', pod_cidrs: ['10.0.0.0/8'], service_cidrs: ['11.0.0.0/8'], labels: { a: 'has space' } })), /labels\[a\]: value is not valid/);
+});
+
+test('endpoints: defaults, IPs, ports, drivers', () => {
+  const e = validateEndpoint({ cluster_id: 'c1', hostname: 'node-1.example', private_ip: 'fd00::5', cable_driver: 'ipsec', ports: [{ port: 4500 }], observed_source_ip: '6.6.6.6' });
+  assert.equal(e.ports, [{ name: '', port: 4500, protocol: 'UDP' }]);
+  assert.is(e.observed_source_ip, '', 'set by the broker, never by the client');
+  assert.is(e.public_ip, '');
+  assert.match(message(() => validateEndpoint({ ...e, ports: [{ port: 0 }] })), /ports\[0\]\.port must be a whole number from 1 to 65535/);
+  assert.match(message(() => validateEndpoint({ ...e, ports: [{ port: 1, protocol: 'ICMP' }] })), /protocol must be one of UDP, TCP/);
+  assert.match(message(() => validateEndpoint({ ...e, cable_driver: '' })), /cable_driver "" is not an RFC-1123 label/);
+  assert.match(message(() => validateEndpoint({ ...e, health_check_ip: '1.2.3' })), /health_check_ip "1\.2\.3"/);
+  assert.match(message(() => validateEndpoint({ ...e, hostname: 'a'.repeat(64) + '.x' })), /not an RFC-1123 host name/);
+});
+
+test('exports: defaults and headless endpoints', () => {
+  const now = new Date('2026-02-03T04:05:06Z');
+  const x = validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'db', type: 'Headless', endpoints: [{ hostname: 'db-0', addresses: ['10.1.2.3'], ready: true }] }, now);
+  assert.is(x.session_affinity, 'None');
+  assert.is(x.creation_time, '2026-02-03T04:05:06.000Z');
+  assert.equal(x.endpoints, [{ hostname: 'db-0', addresses: ['10.1.2.3'], ready: true }]);
+  assert.equal(validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', ports: [{ port: 443 }] }).ports, [{ name: '', protocol: 'TCP', port: 443, app_protocol: '' }]);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', ip_families: ['IPv4', 'IPv4'] })), /each once/);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', session_affinity: 'Sticky' })), /session_affinity must be one of None, ClientIP/);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'db', type: 'Headless', endpoints: [{ addresses: [] }] })), /at least one IP/);
+  assert.is(validateTtl(0), 30);
+  assert.is(validateTtl(3600), 3600);
+  assert.match(message(() => validateTtl(3601)), /ttl_seconds/);
+});
+
+test('etcd keys: layout and parsing', () => {
+  assert.is(etcdKey('CLUSTER', 'c1'), '/isthmus/v1/clusters/c1');
+  assert.is(endpointKey('c1', 'gw'), '/isthmus/v1/endpoints/c1/gw');
+  assert.is(exportKey('c1', 'ns', 'web'), '/isthmus/v1/exports/c1/ns/web');
+  assert.is(globalCidrKey('242.3.0.0/16'), '/isthmus/v1/globalcidrs/242.3.0.0_16');
+  assert.equal(parseEtcdKey('/isthmus/v1/exports/c1/ns/web'), { kind: 'EXPORT', key: 'c1/ns/web' });
+  assert.is(parseEtcdKey('/isthmus/v1/globalcidrs/242.3.0.0_16'), undefined);
+  assert.is(parseEtcdKey('/other/x'), undefined);
+  assert.is(clusterOfKey('c1/ns/web'), 'c1');
+  assert.is(prefixEnd('/a/').toString(), '/a0');
+  assert.is(prefixEnd('/isthmus/v1/').toString(), '/isthmus/v10');
+});
+
+test('proto: events round-trip through the wire format; kinds and revisions are checked', () => {
+  const e = { type: 'DELETE' as const, kind: 'ENDPOINT' as const, key: 'c1/gw', revision: 1234567, record: validateEndpoint({ cluster_id: 'c1', hostname: 'gw', private_ip: '10.0.0.1', cable_driver: 'vxlan' }) };
+  const wire = methods.Watch.responseSerialize({ events: [eventMessage(e)], revision: '1234567' });
+  const back = methods.Watch.responseDeserialize(wire) as { events: unknown[] };
+  assert.equal(eventFromMessage(back.events[0]), e);
+  assert.equal(toKinds([]), ['CLUSTER', 'ENDPOINT', 'EXPORT']);
+  assert.equal(toKinds(['EXPORT', 'EXPORT']), ['EXPORT']);
+  assert.match(message(() => toKinds(['KIND_UNSPECIFIED'])), /unknown kind/);
+  assert.is(toRevision('42', 'r'), 42);
+  assert.match(message(() => toRevision('-1', 'from_revision')), /from_revision must be a whole number/);
+  assert.match(message(() => toRevision('99999999999999999', 'r')), /whole number/);
+});
+
+test('status mapping both ways keeps the Isthmus code and reason', () => {
+  const st = toStatus(new IsthmusError(ErrorCodes.COMPACTED, 'gone', { details: { reason: 'too-old' } }));
+  assert.is(st.code, status.OUT_OF_RANGE);
+  const back = fromServiceError({ code: st.code, details: st.details, metadata: st.metadata }, 'Watch');
+  assert.is(back.code, ErrorCodes.COMPACTED);
+  assert.is(back.details['reason'], 'too-old');
+  assert.is(toStatus(new Error('boom')).code, status.INTERNAL);
+  assert.is(fromServiceError({ code: status.UNAVAILABLE, details: 'down', metadata: new Metadata() }, 'x').code, ErrorCodes.UNAVAILABLE);
+  assert.is(toStatus(new IsthmusError(ErrorCodes.CIDR_IN_USE, 'x')).code, status.FAILED_PRECONDITION);
+});
+
+test('peer addresses', () => {
+  assert.is(peerAddress('127.0.0.1:5000'), '127.0.0.1');
+  assert.is(peerAddress('::ffff:10.1.2.3:5000'), '10.1.2.3');
+  assert.is(peerAddress('[fd00::1]:5000'), 'fd00::1');
+  assert.is(peerAddress('fd00::1:5000'), 'fd00::1');
+  assert.is(peerAddress('unknown'), '');
+});
+
+test.run();
