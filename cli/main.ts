@@ -1,6 +1,8 @@
 #!/usr/bin/env node
 import { isIsthmusError, messageOf } from '../core/index.ts';
 import type { Command } from './command.ts';
+import { brokerCommand } from './broker.ts';
+import { certsCommand } from './certs.ts';
 import { sandboxCommand } from './sandbox.ts';
 
 /**
@@ -8,7 +10,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 
