@@ -1,24 +1,22 @@
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
+import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import {
   ErrorCodes, IsthmusError, messageOf, silentLogger, type CommandRunner, type Logger,
 } from '../core/index.ts';
-import { apiserverSpec, controllerManagerSpec, etcdSpec, type ComponentSpec } from './controlplane.ts';
+import { apiserverSpec, controllerManagerSpec, etcdSpec, kubeProxySpec, type ComponentSpec } from './controlplane.ts';
+import { dnsManifests } from './dns.ts';
 import { healthy, probe, waitUntil, type ProbeTls } from './health.ts';
 import { entryFromFiles, renderKubeconfig } from './kubeconfig.ts';
+import { loadRecords } from './kubelet/records.ts';
+import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
+import { deleteNetns, wireNode, wireWan } from './network.ts';
 import { createClusterPki, type ClusterPki } from './pki.ts';
-import { planSandbox, type ClusterPlan, type SandboxOptions } from './plan.ts';
+import { WAN_BRIDGE, WAN_CIDR, planSandbox, type SandboxOptions } from './plan.ts';
 import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireRoot, type Binaries } from './preflight.ts';
 import { findByMarker, isOurs, spawnDetached, stopProcesses } from './process.ts';
 import { kubeconfigPath, readState, writeState, type ClusterState, type ProcessRecord, type SandboxState } from './state.ts';
 import { etcdBinary, kubeBinDir, pins, projectRoot } from './versions.ts';
-import { kubeProxySpec } from './controlplane.ts';
-import { dnsManifests } from './dns.ts';
-import { loadRecords } from './kubelet/records.ts';
-import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
-import { deleteNetns, wireNode, wireWan } from './network.ts';
-import { WAN_BRIDGE, WAN_CIDR } from './plan.ts';
-import type { V1Node, V1Pod } from '@kubernetes/client-node';
 
 export interface UpOptions extends SandboxOptions {
   /** Seconds to wait for each component to become ready (default 120). */
