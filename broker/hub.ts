@@ -66,6 +66,13 @@ function kindBit(k: Kind): number {
   return 1 << KINDS.indexOf(k);
 }
 
+/** One WatchResponse holding the events of `batches` that match `mask`, or null when none do. */
+function encodeMany(batches: readonly Batch[], mask: number, revision: number): Buffer | null {
+  const events: object[] = [];
+  for (const b of batches) for (const e of b.events) if ((mask & kindBit(e.kind)) !== 0) events.push(eventMessage(e));
+  return events.length === 0 ? null : methods.Watch.responseSerialize({ events, revision: String(revision) });
+}
+
 function num(s: string | undefined): number {
   return Number(s ?? 0);
 }
@@ -94,6 +101,8 @@ export class WatchHub {
   #loop: Promise<void> | undefined;
   #progressTimer: ReturnType<typeof setInterval> | undefined;
   #waiters: { revision: number; resolve: () => void }[] = [];
+  #pending: Batch[] = [];
+  #flushScheduled = false;
   #caughtUp: (() => void) | undefined;
 
   constructor(etcd: Etcd3, store: BrokerStore, options: HubOptions) {
@@ -303,10 +312,38 @@ export class WatchHub {
       this.#windowStart = old.revision + 1;
     }
     if (batch.revision <= this.#listedAt) return; // backfill: history only, clients of this replica cannot have seen it live
+    this.#pending.push(batch);
+    if (!this.#flushScheduled) {
+      this.#flushScheduled = true;
+      setImmediate(() => this.#flush());
+    }
+  }
+
+  /**
+   * Sends the batches that arrived in this turn of the event loop as one message per
+   * watcher (fewer writes when the broker is busy), encoded once per kind filter.
+   */
+  #flush(): void {
+    this.#flushScheduled = false;
+    const batches = this.#pending;
+    this.#pending = [];
+    const first = batches[0]?.revision;
+    const last = batches[batches.length - 1]?.revision;
+    if (first === undefined || last === undefined || this.#stopped) return;
+    const shared = new Map<number, Buffer | null>();
     for (const s of this.#subs) {
-      if (batch.revision < s.lastSent + 1) continue;
-      const bytes = this.#encode(batch, s.mask);
-      s.lastSent = batch.revision;
+      if (s.lastSent >= last) continue;
+      let bytes: Buffer | null | undefined;
+      if (s.lastSent < first) {
+        bytes = shared.get(s.mask);
+        if (bytes === undefined) {
+          bytes = encodeMany(batches, s.mask, last);
+          shared.set(s.mask, bytes);
+        }
+      } else {
+        bytes = encodeMany(batches.filter((b) => b.revision > s.lastSent), s.mask, last);
+      }
+      s.lastSent = last;
       if (bytes !== null) s.subscriber.send(bytes);
     }
   }
@@ -342,7 +379,8 @@ export class WatchHub {
   }
 
   #sendProgress(): void {
-    if (this.#subs.size === 0) return;
+    // with batches still waiting for their flush, "all sent up to #revision" would be a lie
+    if (this.#subs.size === 0 || this.#pending.length > 0) return;
     const bytes = methods.Watch.responseSerialize({ events: [], revision: String(this.#revision) });
     for (const s of this.#subs) {
       if (s.lastSent < this.#revision) {
