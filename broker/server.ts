@@ -117,7 +117,7 @@ export class BrokerServer implements Service {
       this.#caTimer.unref();
       const creds: ServerCredentials = experimental.createCertificateProviderServerCredentials(provider, provider, false);
       const max = o.maxMessageBytes ?? 1024 * 1024;
-      this.#server = new Server({ 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
+      this.#server = new Server({ 'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
       this.#server.addService(serverServiceDefinition(), this.#handlers());
       this.#port = await new Promise<number>((resolve, reject) => {
         this.#server?.bindAsync(o.listen, creds, (err, port) => (err === null ? resolve(port) : reject(err)));
