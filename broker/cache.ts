@@ -1,5 +1,6 @@
 import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type BackoffOptions, type Logger } from '../core/index.ts';
-import type { BrokerClient } from './client.ts';
+import type { Clock } from '../core/index.ts';
+import type { WatchHandlers } from './client.ts';
 import type { AnyRecord, BrokerEvent, Kind, RecordOf } from './types.ts';
 
 /**
@@ -30,6 +31,15 @@ interface Item {
   readonly revision: number;
 }
 
+/** What the cache needs from a BrokerClient (which implements it). */
+export interface CacheSource {
+  readonly clock: Clock;
+  readonly logger: Logger;
+  list(kinds: readonly Kind[]): Promise<{ revision: number; events: BrokerEvent[] }>;
+  watch(kinds: readonly Kind[], fromRevision: number, handlers: WatchHandlers): Promise<() => void>;
+  markStale(): void;
+}
+
 export interface BrokerCacheOptions {
   kinds: readonly Kind[];
   logger?: Logger;
@@ -38,7 +48,7 @@ export interface BrokerCacheOptions {
 }
 
 export class BrokerCache {
-  readonly #client: BrokerClient;
+  readonly #client: CacheSource;
   readonly #kinds: readonly Kind[];
   readonly #logger: Logger;
   readonly #backoff: Backoff;
@@ -56,7 +66,7 @@ export class BrokerCache {
   #relists = 0;
   #resumes = 0;
 
-  constructor(client: BrokerClient, options: BrokerCacheOptions) {
+  constructor(client: CacheSource, options: BrokerCacheOptions) {
     this.#client = client;
     this.#kinds = [...options.kinds];
     this.#logger = options.logger ?? client.logger;

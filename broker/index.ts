@@ -3,7 +3,7 @@
 export * from './types.ts';
 export { BrokerServer, type BrokerServerOptions } from './server.ts';
 export { BrokerClient, type BrokerClientOptions, type TlsMaterial, type PublishEndpointResult, type WatchHandlers, type ClusterInput, type EndpointInput, type ExportInput } from './client.ts';
-export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions } from './cache.ts';
+export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, type CacheSource } from './cache.ts';
 export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PREFIX as ETCD_PREFIX, etcdKey, parseEtcdKey } from './keys.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
