@@ -62,6 +62,7 @@ export class BrokerClient {
   #client: Client | undefined;
   #certPem = '';
   #stale = true;
+  #reconnect = false;
   #closed = false;
 
   constructor(options: BrokerClientOptions) {
@@ -83,12 +84,23 @@ export class BrokerClient {
     this.#stale = true;
   }
 
+  /**
+   * A TLS connection the broker did not authorize stays unauthorized: after
+   * UNAUTHENTICATED the next call opens a new one (the broker may have loaded a new CA
+   * bundle, or we may have new credentials by then).
+   */
+  #noteFailure(err: unknown): void {
+    this.#stale = true;
+    if ((err as { code?: unknown }).code === status.UNAUTHENTICATED) this.#reconnect = true;
+  }
+
   async #channel(): Promise<Client> {
     if (this.#closed) throw new IsthmusError(ErrorCodes.ABORTED, 'the broker client is closed');
     if (this.#client !== undefined && !this.#stale) return this.#client;
     const tls = await this.#options.credentials();
     this.#stale = false;
-    if (this.#client !== undefined && tls.certPem === this.#certPem) return this.#client;
+    if (this.#client !== undefined && tls.certPem === this.#certPem && !this.#reconnect) return this.#client;
+    this.#reconnect = false;
     const old = this.#client;
     const creds = grpcCredentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
     this.#client = new Client(this.#options.address, creds, {
@@ -131,10 +143,10 @@ export class BrokerClient {
       try {
         return await this.#once(method, request);
       } catch (err) {
+        this.#noteFailure(err);
         const code = (err as { code?: unknown }).code;
         const retry = typeof code === 'number' && RETRYABLE.has(code) && !this.#closed;
         if (!retry || this.#clock.now() >= until) throw fromServiceError(err, `broker ${method}`);
-        this.#stale = true;
         this.#logger.debug({ method, err: messageOf(err) }, 'broker call failed; retrying');
         await sleep(this.#clock, backoff.next());
       }
@@ -202,7 +214,7 @@ export class BrokerClient {
         }
       });
       stream.on('error', (err) => {
-        this.#stale = true;
+        this.#noteFailure(err);
         reject(fromServiceError(err, 'broker List'));
       });
       stream.on('end', () => {
@@ -234,7 +246,7 @@ export class BrokerClient {
     });
     stream.on('error', (err) => {
       if ((err as { code?: number }).code === status.CANCELLED && ended) return;
-      this.#stale = true;
+      this.#noteFailure(err);
       end(fromServiceError(err, 'broker Watch'));
     });
     stream.on('end', () => end(undefined));
