@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';
@@ -11,7 +12,15 @@ import { KINDS, type AnyRecord, type BrokerEvent, type Kind } from './types.ts';
  *  - a response given as a Buffer is sent as is, so one watch event is encoded once
  *    for all its watchers.
  */
-export const PROTO_PATH = fileURLToPath(new URL('./broker.proto', import.meta.url));
+export const PROTO_PATH = findProto();
+
+/** broker.proto beside this module, or (when running the tsc output in dist/) in the source tree. */
+function findProto(): string {
+  const candidates = [new URL('./broker.proto', import.meta.url), new URL('../../broker/broker.proto', import.meta.url)].map((u) => fileURLToPath(u));
+  const found = candidates.find((p) => existsSync(p));
+  if (found === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, `broker.proto not found (looked in ${candidates.join(', ')}): ship broker/broker.proto with the build`);
+  return found;
+}
 export const SERVICE_NAME = 'isthmus.broker.v1.Broker';
 
 const packageDefinition = loadSync(PROTO_PATH, {

@@ -166,7 +166,12 @@ test('WireGuard keys: RFC 7748 vector, round trip, same as wg pubkey', () => {
   assert.is(wireGuardPublicKey(kp.privateKey), kp.publicKey);
   assert.is.not(generateWireGuardKeyPair().privateKey, kp.privateKey);
   assert.is(decodeWireGuardKey(generateWireGuardPresharedKey()).length, 32);
-  const wg = execFileSync('wg', ['pubkey'], { input: `${kp.privateKey}\n` }).toString().trim();
+  let wg: string;
+  try {
+    wg = execFileSync('wg', ['pubkey'], { input: `${kp.privateKey}\n` }).toString().trim();
+  } catch (err) {
+    throw new Error(`cannot run \`wg pubkey\` to cross-check the keys (${String(err)}): install wireguard-tools (./setup does)`);
+  }
   assert.is(wg, kp.publicKey);
   assert.is(codeOf(() => wireGuardPublicKey('short')), ErrorCodes.INVALID_ARGUMENT);
 });

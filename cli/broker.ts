@@ -14,7 +14,11 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
   --global-cidr-pool CIDR     use global addressing: give each cluster a block of this pool
                               (default: none; the usual pool is 242.0.0.0/8)
   --global-cidr-prefix N      size of each cluster's global block (default 16)
-  --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics (default: off)`;
+  --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics (default: off)
+
+  Memory: with Node's default heap sizing a busy broker keeps several hundred MB it no
+  longer uses; run it with NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=2"
+  (see BENCHMARKS.md) or under a container memory limit, which Node sizes its heap to.`;
 
 const schema = {
   etcd: list('etcd client URLs', custom('etcd URL', (raw) => {
