@@ -1,5 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync } from 'node:fs';
+import { existsSync, openSync, closeSync, rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -38,6 +38,7 @@ export const test: typeof uvuTest = new Proxy(uvuTest, {
 
 // Last resort: if the test process exits without cleanup, kill the process groups it started.
 const allPids = new Set<number>();
+const allDirs = new Set<string>();
 function killAll(): void {
   for (const pid of allPids) {
     try {
@@ -46,6 +47,7 @@ function killAll(): void {
       // gone
     }
   }
+  for (const dir of allDirs) rmSync(dir, { recursive: true, force: true });
 }
 process.on('exit', killAll);
 for (const sig of ['SIGTERM', 'SIGINT', 'SIGHUP'] as const) {
@@ -121,6 +123,7 @@ export class Lab {
   static async create(): Promise<Lab> {
     requireEtcd();
     const lab = new Lab(await mkdtemp(join(tmpdir(), 'isthmus-broker-e2e-')));
+    allDirs.add(lab.dir);
     return lab;
   }
 
@@ -291,6 +294,7 @@ export class Lab {
     }
     await Promise.all([...this.#procs].map((p) => (p.exitCode === null ? new Promise((r) => p.once('exit', r)) : undefined)));
     await rm(this.dir, { recursive: true, force: true });
+    allDirs.delete(this.dir);
   }
 }
 
