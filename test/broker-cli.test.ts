@@ -93,4 +93,45 @@ test('bad options are refused with what to do', async () => {
   await certsFail(['frobnicate'], /unknown certs command "frobnicate"/);
 });
 
+test('certs renew, ca rotate, show, wireguard and psk', async () => {
+  await withLab(async (lab: Lab) => {
+    const d = (x: string): string => join(lab.dir, x);
+    const out: string[] = [];
+    const capture = async (argv: string[]): Promise<number> => {
+      const write = process.stdout.write.bind(process.stdout);
+      process.stdout.write = ((chunk: string) => {
+        out.push(String(chunk));
+        return true;
+      }) as typeof process.stdout.write;
+      try {
+        return await certsCommand.run(argv);
+      } finally {
+        process.stdout.write = write;
+      }
+    };
+    assert.is(await capture(['ca', 'create', '--out', d('ca'), '--days', '30']), 0);
+    assert.is(await capture(['issue', '--ca', d('ca'), '--gateway', 'gw1', '--cluster', 'c1', '--out', d('gw'), '--days', '9']), 0);
+    const first = await readFile(join(d('gw'), 'tls.crt'), 'utf8');
+    assert.is(await capture(['renew', '--ca', d('ca'), '--dir', d('gw')]), 0);
+    assert.match(out.at(-1) ?? '', /not due until/);
+    assert.is(await readFile(join(d('gw'), 'tls.crt'), 'utf8'), first, 'a certificate that is not due is left alone');
+    assert.is(await capture(['ca', 'rotate', '--ca', d('ca')]), 0);
+    assert.is(await capture(['renew', '--ca', d('ca'), '--dir', d('gw')]), 0);
+    assert.match(out.at(-1) ?? '', /renewed .* \(issued by a previous CA\)/);
+    assert.is.not(await readFile(join(d('gw'), 'tls.crt'), 'utf8'), first);
+    assert.is(await capture(['show', join(d('gw'), 'tls.crt'), '--ca', d('ca')]), 0);
+    const shown = out.slice(-2).join('');
+    assert.match(shown, /"commonName": "gw1\.c1"/);
+    assert.match(shown, /chain: valid/);
+    assert.is(await capture(['wireguard', '--out', d('wg')]), 0);
+    assert.is((await stat(join(d('wg'), 'private.key'))).mode & 0o777, 0o600);
+    const pub = (await readFile(join(d('wg'), 'public.key'), 'utf8')).trim();
+    assert.match(out.at(-1) ?? '', new RegExp(pub.replace(/[+/]/g, '.')));
+    assert.not.match(out.join(''), new RegExp((await readFile(join(d('wg'), 'private.key'), 'utf8')).trim().replace(/[+/=]/g, '.')), 'the private key is not printed');
+    assert.is(await capture(['psk', '--out', d('psk')]), 0);
+    assert.is((await stat(d('psk'))).mode & 0o777, 0o600);
+    assert.is(Buffer.from((await readFile(d('psk'), 'utf8')).trim(), 'base64').length, 48);
+  });
+});
+
 test.run();
