@@ -294,6 +294,13 @@ export class BrokerServer implements Service {
       if (hub === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
       let closed = false;
       let unsubscribe: (() => void) | undefined;
+      // registered before subscribing: a client may go away while we replay
+      const gone = (): void => {
+        closed = true;
+        unsubscribe?.();
+      };
+      call.on('cancelled', gone);
+      call.on('close', gone);
       const close = (err?: IsthmusError): void => {
         if (closed) return;
         closed = true;
@@ -314,15 +321,10 @@ export class BrokerServer implements Service {
         },
         close,
       }, from);
-      if (closed) unsubscribe();
-      call.on('cancelled', () => {
+      if (closed || call.cancelled) {
         closed = true;
-        unsubscribe?.();
-      });
-      call.on('close', () => {
-        closed = true;
-        unsubscribe?.();
-      });
+        unsubscribe();
+      }
     } catch (err) {
       this.#fail('Watch', call, err);
     }

@@ -129,6 +129,12 @@ test('a revision from the future is refused; a compacted one says so', async () 
   assert.match(future.message, /in the future/);
   const old = await end(['EXPORT'], 2);
   assert.equal([old.code, old.reason], ['ISTHMUS_COMPACTED', 'compacted']);
+  // watches that clients cancel are released by the broker
+  const watchers = async (): Promise<string> => (await broker.metrics.getSingleMetricAsString('isthmus_broker_watchers')).split('\n').filter((l) => l.startsWith('isthmus_broker_watchers '))[0] ?? '';
+  const cancels = await Promise.all(Array.from({ length: 5 }, () => client.watch(['EXPORT'], 0, { onEvents: () => undefined, onEnd: () => undefined })));
+  await eventually('5 watchers open', async () => ((await watchers()) === 'isthmus_broker_watchers 5' ? true : undefined));
+  for (const cancel of cancels) cancel();
+  await eventually('watchers released', async () => ((await watchers()) === 'isthmus_broker_watchers 0' ? true : undefined));
   await lab.stopBroker(broker);
 });
 
