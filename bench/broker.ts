@@ -54,6 +54,13 @@ function procStat(pid: number): { cpuSeconds: number; rssMb: number } {
   return { cpuSeconds: cpu, rssMb: rssKb / 1024 };
 }
 
+/** The broker's V8 heap in use and its total, from its /metrics (process-wide figures). */
+async function brokerHeap(metricsPort: number): Promise<string> {
+  const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
+  const value = (name: string): number => Number(new RegExp(`^${name} (\\S+)`, 'm').exec(text)?.[1] ?? NaN) / 1048576;
+  return `heap used ${value('isthmus_broker_nodejs_heap_size_used_bytes').toFixed(0)} MB of ${value('isthmus_broker_nodejs_heap_size_total_bytes').toFixed(0)} MB, external ${value('isthmus_broker_nodejs_external_memory_bytes').toFixed(0)} MB`;
+}
+
 function pct(sorted: number[], p: number): number {
   if (sorted.length === 0) return NaN;
   return sorted[Math.min(sorted.length - 1, Math.ceil((p / 100) * sorted.length) - 1)] as number;
@@ -122,10 +129,12 @@ async function main(): Promise<void> {
     await lab.startEtcd(1);
     await lab.makePki(CLUSTERS);
     const port = await freePort();
+    const metricsPort = await freePort();
     const nodeFlags = (process.env['BROKER_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
     broker = spawn(process.execPath, [...nodeFlags, '--no-warnings', '--input-type=module', '-e',
       `const { brokerCommand } = await import(${JSON.stringify(new URL('../cli/broker.ts', import.meta.url).href)}); process.exitCode = await brokerCommand.run(process.argv.slice(1));`,
       '--', '--etcd', lab.etcdHosts.join(','), '--listen', `127.0.0.1:${port}`, '--tls-dir', join(lab.pki, 'broker'),
+      '--metrics', `127.0.0.1:${metricsPort}`,
     ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ISTHMUS_LOG_LEVEL: 'warn' } });
     let brokerLog = '';
     broker.stderr?.on('data', (b: Buffer) => (brokerLog += b.toString()));
@@ -150,7 +159,7 @@ async function main(): Promise<void> {
     });
     const loadSeconds = (performance.now() - t0) / 1000;
     const loaded = procStat(pid);
-    console.log(`loaded ${args.exports} exports through the broker in ${loadSeconds.toFixed(1)} s (${Math.round(args.exports / loadSeconds)}/s); broker RSS ${loaded.rssMb.toFixed(0)} MB (idle ${idle.rssMb.toFixed(0)} MB)`);
+    console.log(`loaded ${args.exports} exports through the broker in ${loadSeconds.toFixed(1)} s (${Math.round(args.exports / loadSeconds)}/s); broker RSS ${loaded.rssMb.toFixed(0)} MB (idle ${idle.rssMb.toFixed(0)} MB; ${await brokerHeap(metricsPort)})`);
 
     const rows: string[] = [];
     let version = 1;
@@ -219,7 +228,7 @@ async function main(): Promise<void> {
       syncs.sort((a, b) => a - b);
       const rss = procStat(pid).rssMb;
       const row = `| ${n} | ${pct(latencies, 50).toFixed(0)} ms | ${pct(latencies, 99).toFixed(0)} ms | ${(latencies.at(-1) ?? NaN).toFixed(0)} ms | ${cpuPer1000.toFixed(2)} s (${args.changes} changes in ${wall.toFixed(1)} s wall) | ${(syncs[1] ?? NaN).toFixed(0)} ms (max ${(syncs.at(-1) ?? NaN).toFixed(0)}) | ${rss.toFixed(0)} MB |`;
-      console.log(row);
+      console.log(`${row}  [${await brokerHeap(metricsPort)}]`);
       rows.push(row);
     }
     console.log('\n| watchers | change → all watchers p50 | p99 | max | broker CPU per 1,000 changes | new watcher full sync of ' + args.exports + ' (median of 3) | broker RSS |');

@@ -6,7 +6,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ErrorCodes, IsthmusError, messageOf, type Logger, type Service } from '../core/index.ts';
 import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';
@@ -67,6 +67,7 @@ export class BrokerServer implements Service {
     this.#options = options;
     this.#logger = options.logger;
     this.metrics = options.registry ?? new Registry();
+    if (options.registry === undefined) collectDefaultMetrics({ register: this.metrics, prefix: 'isthmus_broker_' });
     this.#requests = new Counter({ name: 'isthmus_broker_requests_total', help: 'Broker RPCs by method and gRPC status code', labelNames: ['method', 'code'], registers: [this.metrics] });
     const hub = (): WatchHub | undefined => this.#hub;
     this.#watchersGauge = new Gauge({ name: 'isthmus_broker_watchers', help: 'Open Watch streams', registers: [this.metrics], collect() { this.set(hub()?.watchers ?? 0); } });
