@@ -12,3 +12,4 @@ export * from './lifecycle.ts';
 export * from './cidr.ts';
 export * from './x509.ts';
 export * from './workqueue.ts';
+export * from './netns-runner.ts';
