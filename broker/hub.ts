@@ -1,6 +1,6 @@
 import type { Etcd3, IDuplexStream, IKeyValue, IWatchRequest, IWatchResponse } from 'etcd3';
 import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, systemClock, type Clock, type Logger } from '../core/index.ts';
-import { PREFIX, clusterOfKey, parseEtcdKey, prefixEnd } from './keys.ts';
+import { PREFIX, clusterOfKey, kindPrefix, parseEtcdKey, prefixEnd } from './keys.ts';
 import { eventMessage, methods } from './proto.ts';
 import type { BrokerStore } from './store.ts';
 import { KINDS, type AnyRecord, type BrokerEvent, type Kind } from './types.ts';
@@ -103,7 +103,11 @@ export class WatchHub {
   #waiters: { revision: number; resolve: () => void }[] = [];
   #pending: Batch[] = [];
   #flushScheduled = false;
+  /** The next revision the etcd watch must deliver (where a broken watch resumes). */
+  #next = 1;
   #caughtUp: (() => void) | undefined;
+  /** Start-up is complete once the watch has delivered this revision (the start marker's). */
+  #caughtUpAt = Number.POSITIVE_INFINITY;
 
   constructor(etcd: Etcd3, store: BrokerStore, options: HubOptions) {
     this.#etcd = etcd;
@@ -140,7 +144,13 @@ export class WatchHub {
     });
     const from = Math.max(1, this.#listedAt + 1 - this.#backfill);
     this.#windowStart = from;
-    this.#loop = this.#run(from);
+    this.#next = from;
+    this.#loop = this.#run();
+    // A write after the list: once the watch delivers its revision, every change up to
+    // it has been delivered too (watch events arrive in order). Requested progress
+    // notifications cannot tell this: etcd before 3.4.24 may send them ahead of events.
+    this.#caughtUpAt = await this.#store.writeStartMarker();
+    this.#advance(0);
     await caughtUp;
     this.#progressTimer = setInterval(() => this.#sendProgress(), this.#progressMs);
     this.#progressTimer.unref();
@@ -187,33 +197,31 @@ export class WatchHub {
     return { type, kind: parsed.kind, key: parsed.key, revision: num(kv.mod_revision), record };
   }
 
-  async #run(from: number): Promise<void> {
-    let next = from;
+  async #run(): Promise<void> {
     const backoff = new Backoff({ baseMs: 100, maxMs: 5_000 });
     while (!this.#stopped) {
       try {
-        next = await this.#watchOnce(next, backoff);
+        await this.#watchOnce(backoff);
       } catch (err) {
         if (this.#stopped) return;
         if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
           const compactedTo = Number(err.details['compactRevision'] ?? 0);
-          if (this.#caughtUp !== undefined && this.#revision === this.#listedAt && next <= this.#listedAt) {
+          if (this.#caughtUp !== undefined && this.#next <= this.#listedAt) {
             // backfill reached into compacted history: replay only what etcd still has
-            next = Math.max(compactedTo, this.#listedAt + 1 - this.#backfill);
-            this.#windowStart = next;
+            this.#next = Math.max(compactedTo, this.#next);
+            this.#windowStart = this.#next;
             continue;
           }
-          this.#logger.warn({ from: next, compactedTo }, 'etcd compacted past the watch position; listing again');
+          this.#logger.warn({ from: this.#next, compactedTo }, 'etcd compacted past the watch position; listing again');
           try {
             await this.#reset();
-            next = this.#revision + 1;
           } catch (e) {
             this.#logger.warn({ err: messageOf(e) }, 'relist failed; retrying');
             await sleep(this.#clock, backoff.next());
           }
           continue;
         }
-        this.#logger.warn({ from: next, err: messageOf(err) }, 'etcd watch broke; resuming');
+        this.#logger.warn({ from: this.#next, err: messageOf(err) }, 'etcd watch broke; resuming');
         await sleep(this.#clock, backoff.next());
       }
     }
@@ -224,6 +232,7 @@ export class WatchHub {
     this.#ring = [];
     this.#ringEvents = 0;
     this.#windowStart = this.#revision + 1;
+    this.#next = this.#revision + 1;
     for (const s of this.#subs) {
       s.subscriber.close(new IsthmusError(ErrorCodes.COMPACTED, 'the broker lost its place in etcd history (compacted): list again', { details: { reason: 'compacted' } }));
     }
@@ -231,39 +240,35 @@ export class WatchHub {
     this.#wake();
   }
 
-  /** One etcd watch stream from `from`; returns the revision to resume from when it ends. */
-  async #watchOnce(from: number, backoff: Backoff): Promise<number> {
+  /** One etcd watch stream from #next, until it breaks (it always ends with an error). */
+  async #watchOnce(backoff: Backoff): Promise<void> {
     const stream = await this.#etcd.watchClient.watch();
     this.#stream = stream;
-    let next = from;
-    let progressAsk: ReturnType<typeof setInterval> | undefined;
+    const from = this.#next;
     try {
       await new Promise<void>((resolve, reject) => {
         stream.on('data', (res: IWatchResponse) => {
           try {
             if (res.created && !res.canceled) {
               backoff.reset();
-              if (this.#caughtUp !== undefined) {
-                progressAsk = setInterval(() => stream.write({ progress_request: {} }), 100);
-                stream.write({ progress_request: {} });
-              }
               return;
             }
             if (res.canceled) {
               if (num(res.compact_revision) > 0) {
-                reject(new IsthmusError(ErrorCodes.COMPACTED, `etcd compacted revision ${next}`, { details: { compactRevision: num(res.compact_revision) } }));
+                reject(new IsthmusError(ErrorCodes.COMPACTED, `etcd compacted revision ${this.#next}`, { details: { compactRevision: num(res.compact_revision) } }));
               } else {
                 reject(new Error(`etcd cancelled the watch: ${res.cancel_reason}`));
               }
               return;
             }
             if (res.events.length === 0) {
-              // progress notification: every change up to header.revision has been sent
-              next = Math.max(next, num(res.header.revision) + 1);
+              // timed progress notification (we never request one: see start()): every
+              // change up to header.revision has been sent
+              this.#next = Math.max(this.#next, num(res.header.revision) + 1);
               this.#advance(num(res.header.revision));
               return;
             }
-            next = this.#apply(res);
+            this.#apply(res);
           } catch (err) {
             reject(err instanceof Error ? err : new Error(String(err)));
           }
@@ -273,19 +278,18 @@ export class WatchHub {
         stream.write({ create_request: { key: Buffer.from(PREFIX), range_end: prefixEnd(PREFIX), start_revision: from, prev_kv: true, progress_notify: true } });
       });
     } finally {
-      if (progressAsk !== undefined) clearInterval(progressAsk);
       this.#stream = undefined;
       stream.cancel();
     }
-    return next;
   }
 
-  /** Applies one etcd watch response (whole revisions) and fans it out; returns the next revision to watch from. */
-  #apply(res: IWatchResponse): number {
+  /** Applies one etcd watch response (whole revisions) and queues it for the watchers. */
+  #apply(res: IWatchResponse): void {
     const byRevision = new Map<number, BrokerEvent[]>();
     let max = 0;
     for (const ev of res.events) {
       const r = num(ev.kv.mod_revision);
+      if (r < this.#next) continue; // already applied (never expected: the watch resumes at #next)
       max = Math.max(max, r);
       const event = this.#toEvent(ev.type === 'Delete' ? 'DELETE' : 'PUT', ev.kv, ev.prev_kv ?? undefined);
       if (event === undefined) continue;
@@ -299,8 +303,10 @@ export class WatchHub {
       byRevision.set(r, list);
     }
     for (const [revision, events] of byRevision) this.#pushBatch({ revision, events, encoded: new Map() });
-    if (max > 0) this.#advance(max);
-    return max + 1;
+    if (max > 0) {
+      this.#next = max + 1;
+      this.#advance(max);
+    }
   }
 
   #pushBatch(batch: Batch): void {
@@ -360,7 +366,7 @@ export class WatchHub {
 
   #advance(revision: number): void {
     if (revision > this.#revision) this.#revision = revision;
-    if (this.#caughtUp !== undefined && revision >= this.#listedAt) {
+    if (this.#caughtUp !== undefined && this.#next > this.#caughtUpAt) {
       const done = this.#caughtUp;
       this.#caughtUp = undefined;
       done();
@@ -392,28 +398,44 @@ export class WatchHub {
 
   /**
    * Resolves once every change up to etcd's current revision is in the cache, so a
-   * List from the cache is as fresh as a read from etcd. Throws UNAVAILABLE after `timeoutMs`.
+   * List from the cache is as fresh as a read from etcd. Throws UNAVAILABLE after
+   * `timeoutMs` (for instance when something outside the broker's prefix writes to
+   * the same etcd, which moves the revision without events for the hub).
    */
-  async waitFresh(timeoutMs = 5_000): Promise<void> {
+  async waitFresh(timeoutMs = 2_000): Promise<void> {
     const target = await this.#store.currentRevision();
     if (this.#revision >= target) return;
-    this.#stream?.write({ progress_request: {} });
     let timer: ReturnType<typeof setTimeout> | undefined;
-    let ask: ReturnType<typeof setInterval> | undefined;
     try {
       await Promise.race([
         new Promise<void>((resolve) => {
           this.#waiters.push({ revision: target, resolve });
-          ask = setInterval(() => this.#stream?.write({ progress_request: {} }), 200);
         }),
         new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker's view of etcd lags (at ${this.#revision}, etcd at ${target}): try again`)), timeoutMs);
+          timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker's view of etcd lags (at ${this.#revision}, etcd at ${target})`)), timeoutMs);
         }),
       ]);
     } finally {
       clearTimeout(timer);
-      clearInterval(ask);
     }
+  }
+
+  /**
+   * The current records of `kinds` read straight from etcd at one revision: what List
+   * serves when the cache cannot be shown to be fresh.
+   */
+  async readThrough(kinds: ReadonlySet<Kind>): Promise<{ revision: number; events: BrokerEvent[] }> {
+    let revision = 0;
+    const events: BrokerEvent[] = [];
+    for (const kind of kinds) {
+      const res = await this.#store.range(kindPrefix(kind), revision);
+      revision = res.revision;
+      for (const kv of res.kvs) {
+        const e = this.#toEvent('PUT', kv, undefined);
+        if (e !== undefined) events.push(e);
+      }
+    }
+    return { revision, events };
   }
 
   /** The current records of `kinds`, at `revision`. */

@@ -12,6 +12,7 @@ import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';
 import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from './proto.ts';
 import { toStatus } from './status.ts';
+import type { BrokerEvent } from './types.ts';
 import { BrokerStore } from './store.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
 
@@ -259,8 +260,16 @@ export class BrokerServer implements Service {
       const kinds = new Set(toKinds((call.request as Record<string, unknown>)['kinds']));
       const hub = this.#hub;
       if (hub === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
-      await hub.waitFresh();
-      const { revision, events } = hub.snapshot(kinds);
+      let snapshot: { revision: number; events: BrokerEvent[] };
+      try {
+        await hub.waitFresh();
+        snapshot = hub.snapshot(kinds);
+      } catch (err) {
+        if (!(err instanceof IsthmusError) || err.code !== ErrorCodes.UNAVAILABLE) throw err;
+        this.#logger.debug({ err: err.message }, 'cache not provably fresh; listing from etcd');
+        snapshot = await hub.readThrough(kinds);
+      }
+      const { revision, events } = snapshot;
       let page: object[] = [];
       let bytes = 0;
       const flush = async (last: boolean): Promise<void> => {

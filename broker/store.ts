@@ -5,7 +5,7 @@ import {
   systemClock, type Clock, type Logger,
 } from '../core/index.ts';
 import {
-  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, kindPrefix, prefixEnd,
+  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, START_MARKER_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, kindPrefix, prefixEnd,
 } from './keys.ts';
 import type { Cluster, Endpoint, Export } from './types.ts';
 
@@ -117,6 +117,13 @@ export class BrokerStore {
           : `this clusterset was started ${stored === 'none' ? 'without global addressing' : `with global addressing from ${pool ?? ''} (${prefix ?? ''} per cluster)`}; start every broker replica with the same settings`);
       }
     });
+  }
+
+  /** Writes the start marker (see KEYS.md) and returns its revision. */
+  async writeStartMarker(): Promise<number> {
+    const value = b(JSON.stringify({ pid: process.pid, at: new Date(this.#clock.now()).toISOString() }));
+    const res = await this.retry('start marker', (o) => this.#etcd.kv.put({ key: b(START_MARKER_KEY), value }, o));
+    return rev(res.header.revision);
   }
 
   /** The current etcd revision. */
