@@ -1,0 +1,139 @@
+import { createSocket, type Socket } from 'node:dgram';
+import { systemClock, type Clock, type Logger } from '../core/index.ts';
+
+/**
+ * Cable health: every interval (default 1 s) the active gateway sends a small UDP
+ * probe through each cable to the remote gateway's health-check address and times
+ * the answer. RttWindow keeps the last `size` probes of one cable and derives the
+ * figures the Gateway status and the metrics show. Pure apart from the socket.
+ */
+export interface RttStats {
+  readonly lastMs: number | undefined;
+  readonly minMs: number | undefined;
+  readonly avgMs: number | undefined;
+  readonly maxMs: number | undefined;
+  readonly stddevMs: number | undefined;
+  /** Lost probes / sent probes in the window, 0..1. */
+  readonly loss: number;
+  readonly sent: number;
+}
+
+export class RttWindow {
+  readonly #size: number;
+  /** RTT in ms, or undefined for a probe that got no answer. */
+  readonly #samples: (number | undefined)[] = [];
+
+  constructor(size = 60) {
+    this.#size = size;
+  }
+
+  add(rttMs: number | undefined): void {
+    this.#samples.push(rttMs);
+    if (this.#samples.length > this.#size) this.#samples.shift();
+  }
+
+  stats(): RttStats {
+    const ok = this.#samples.filter((s): s is number => s !== undefined);
+    const sent = this.#samples.length;
+    const last = [...this.#samples].reverse().find((s) => s !== undefined);
+    if (ok.length === 0) return { lastMs: undefined, minMs: undefined, avgMs: undefined, maxMs: undefined, stddevMs: undefined, loss: sent === 0 ? 0 : 1, sent };
+    const avg = ok.reduce((a, b) => a + b, 0) / ok.length;
+    const variance = ok.reduce((a, b) => a + (b - avg) ** 2, 0) / ok.length;
+    return {
+      lastMs: last,
+      minMs: Math.min(...ok),
+      avgMs: avg,
+      maxMs: Math.max(...ok),
+      stddevMs: Math.sqrt(variance),
+      loss: (sent - ok.length) / sent,
+      sent,
+    };
+  }
+
+  /** True when the most recent `n` probes all went unanswered. */
+  lostLast(n: number): boolean {
+    return this.#samples.length >= n && this.#samples.slice(-n).every((s) => s === undefined);
+  }
+}
+
+const MAGIC = 'isthmus-health/1';
+
+/** Answers health probes on `address:port` (the gateway's health-check address). */
+export async function startResponder(address: string, port: number): Promise<Socket> {
+  const sock = createSocket(address.includes(':') ? 'udp6' : 'udp4');
+  sock.on('message', (msg, from) => {
+    if (msg.toString('utf8').startsWith(MAGIC)) sock.send(msg, from.port, from.address);
+  });
+  await new Promise<void>((resolve, reject) => {
+    sock.once('error', reject);
+    sock.bind(port, address, () => resolve());
+  });
+  return sock;
+}
+
+export interface ProbeTarget {
+  readonly cluster: string;
+  readonly address: string;
+}
+
+/**
+ * Sends one probe per target per `tick()` and records the answers (or their absence
+ * by the next tick) in each target's RttWindow.
+ */
+export class HealthProber {
+  readonly #sock: Socket;
+  readonly #clock: Clock;
+  readonly #port: number;
+  readonly #windows = new Map<string, RttWindow>();
+  readonly #inflight = new Map<string, { cluster: string; sentAt: number }>();
+  #seq = 0;
+
+  private constructor(sock: Socket, port: number, clock: Clock) {
+    this.#sock = sock;
+    this.#port = port;
+    this.#clock = clock;
+    sock.on('message', (msg) => {
+      const id = msg.toString('utf8').slice(MAGIC.length + 1);
+      const p = this.#inflight.get(id);
+      if (p === undefined) return;
+      this.#inflight.delete(id);
+      this.window(p.cluster).add(this.#clock.now() - p.sentAt);
+    });
+  }
+
+  static async open(port: number, clock: Clock = systemClock, family: 'udp4' | 'udp6' = 'udp4'): Promise<HealthProber> {
+    const sock = createSocket(family);
+    await new Promise<void>((resolve, reject) => {
+      sock.once('error', reject);
+      sock.bind(0, () => resolve());
+    });
+    return new HealthProber(sock, port, clock);
+  }
+
+  window(cluster: string): RttWindow {
+    let w = this.#windows.get(cluster);
+    if (w === undefined) {
+      w = new RttWindow();
+      this.#windows.set(cluster, w);
+    }
+    return w;
+  }
+
+  /** Counts last tick's unanswered probes as lost, then sends the next round. */
+  tick(targets: readonly ProbeTarget[], logger?: Logger): void {
+    for (const p of this.#inflight.values()) this.window(p.cluster).add(undefined);
+    this.#inflight.clear();
+    for (const name of [...this.#windows.keys()]) if (!targets.some((t) => t.cluster === name)) this.#windows.delete(name);
+    for (const t of targets) {
+      const id = `${++this.#seq}`;
+      this.#inflight.set(id, { cluster: t.cluster, sentAt: this.#clock.now() });
+      this.#sock.send(`${MAGIC} ${id}`, this.#port, t.address, (err) => {
+        if (err !== null && err !== undefined) logger?.debug({ cluster: t.cluster, err: err.message }, 'health probe not sent');
+      });
+    }
+  }
+
+  close(): void {
+    this.#sock.close();
+  }
+}
