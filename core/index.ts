@@ -13,3 +13,4 @@ export * from './cidr.ts';
 export * from './x509.ts';
 export * from './workqueue.ts';
 export * from './netns-runner.ts';
+export * from './wgkey.ts';
