@@ -17,7 +17,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Client, credentials } from '@grpc/grpc-js';
 import { BrokerCache, type BrokerClient, type ExportInput } from '../broker/index.ts';
-import { methods } from '../broker/proto.ts';
+import { methods } from '../core/broker-api/proto.ts';
 import { Lab, eventually, freePort } from '../test/broker-harness.ts';
 
 interface Args {

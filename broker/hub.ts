@@ -1,9 +1,9 @@
 import type { Etcd3, IDuplexStream, IKeyValue, IWatchRequest, IWatchResponse } from 'etcd3';
 import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, systemClock, type Clock, type Logger } from '../core/index.ts';
 import { PREFIX, clusterOfKey, kindPrefix, parseEtcdKey, prefixEnd } from './keys.ts';
-import { eventMessage, methods } from './proto.ts';
+import { eventMessage, methods } from '../core/broker-api/proto.ts';
 import type { BrokerStore } from './store.ts';
-import { KINDS, type AnyRecord, type BrokerEvent, type Kind } from './types.ts';
+import { KINDS, type AnyRecord, type BrokerEvent, type Kind } from '../core/broker-api/types.ts';
 
 /**
  * The broker replica's one etcd watch, fanned out to every client Watch.

@@ -1,10 +1,7 @@
-// The public face of broker/: the server (run by `isthmus broker`), the client every
-// part uses, its local cache, the endpoint keeper, and the record types.
-export * from './types.ts';
+// The public face of broker/: the server (run by `isthmus broker`). The client, cache,
+// endpoint keeper and record types live in core/broker-api/ so every part can use them;
+// they are re-exported here for the broker's own tests and tools.
+export * from '../core/broker-api/index.ts';
 export { BrokerServer, type BrokerServerOptions } from './server.ts';
-export { BrokerClient, type BrokerClientOptions, type TlsMaterial, type PublishEndpointResult, type WatchHandlers, type ClusterInput, type EndpointInput, type ExportInput } from './client.ts';
-export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, type CacheSource } from './cache.ts';
-export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PREFIX as ETCD_PREFIX, etcdKey, parseEtcdKey } from './keys.ts';
-export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
 export { MetricsServer } from './metrics.ts';

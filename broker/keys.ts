@@ -1,4 +1,4 @@
-import type { Kind } from './types.ts';
+import type { Kind } from '../core/broker-api/types.ts';
 
 /**
  * The etcd key layout (a stable API, documented in KEYS.md). Every key lives under

@@ -10,9 +10,9 @@ import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import { ErrorCodes, IsthmusError, messageOf, type Logger, type Service } from '../core/index.ts';
 import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';
-import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from './proto.ts';
-import { toStatus } from './status.ts';
-import type { BrokerEvent } from './types.ts';
+import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from '../core/broker-api/proto.ts';
+import { toStatus } from '../core/broker-api/status.ts';
+import type { BrokerEvent } from '../core/broker-api/types.ts';
 import { BrokerStore } from './store.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
 

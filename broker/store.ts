@@ -7,7 +7,7 @@ import {
 import {
   GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, START_MARKER_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, kindPrefix, prefixEnd,
 } from './keys.ts';
-import type { Cluster, Endpoint, Export } from './types.ts';
+import type { Cluster, Endpoint, Export } from '../core/broker-api/types.ts';
 
 /**
  * Every write the broker makes to etcd, each one transaction that checks what it

@@ -3,9 +3,9 @@ import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';
 import { validateCluster, validateEndpoint, validateExport, validateTtl } from './validate.ts';
 import { clusterOfKey, endpointKey, etcdKey, exportKey, globalCidrKey, parseEtcdKey, prefixEnd } from './keys.ts';
-import { eventFromMessage, eventMessage, methods, toKinds, toRevision } from './proto.ts';
+import { eventFromMessage, eventMessage, methods, toKinds, toRevision } from '../core/broker-api/proto.ts';
 import { peerAddress } from './server.ts';
-import { fromServiceError, toStatus } from './status.ts';
+import { fromServiceError, toStatus } from '../core/broker-api/status.ts';
 import { Metadata, status } from '@grpc/grpc-js';
 
 function message(fn: () => unknown): string {

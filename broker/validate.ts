@@ -1,6 +1,6 @@
 import { isIP } from 'node:net';
 import { ErrorCodes, IsthmusError, formatCidr, parseCidr, cidrsOverlap, messageOf } from '../core/index.ts';
-import type { Cluster, Endpoint, EndpointPort, Export, ExportEndpoint, ServicePort } from './types.ts';
+import type { Cluster, Endpoint, EndpointPort, Export, ExportEndpoint, ServicePort } from '../core/broker-api/types.ts';
 
 /**
  * Validation of everything a client sends, pure. Each function takes the decoded

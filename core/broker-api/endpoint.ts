@@ -1,4 +1,4 @@
-import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type Logger } from '../core/index.ts';
+import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type Logger } from '../index.ts';
 import type { BrokerClient, EndpointInput, PublishEndpointResult } from './client.ts';
 
 /**

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, FakeClock, IsthmusError, flushPromises, silentLogger } from '../core/index.ts';
+import { ErrorCodes, FakeClock, IsthmusError, flushPromises, silentLogger } from '../index.ts';
 import { BrokerCache, type CacheSource, type Change } from './cache.ts';
 import type { WatchHandlers } from './client.ts';
 import type { AnyRecord, BrokerEvent, Kind } from './types.ts';

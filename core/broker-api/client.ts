@@ -1,7 +1,7 @@
 import { Client, credentials as grpcCredentials, status, type ClientReadableStream } from '@grpc/grpc-js';
 import {
   Backoff, ErrorCodes, IsthmusError, isIsthmusError, messageOf, silentLogger, sleep, systemClock, type BackoffOptions, type Clock, type Logger,
-} from '../core/index.ts';
+} from '../index.ts';
 import { SERVICE_NAME, eventFromMessage, methods, toKinds, toRevision, type MethodName } from './proto.ts';
 import { fromServiceError } from './status.ts';
 import type { BrokerEvent, Cluster, Endpoint, Export, Kind } from './types.ts';

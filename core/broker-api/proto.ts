@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { loadSync, type MethodDefinition } from '@grpc/proto-loader';
-import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { ErrorCodes, IsthmusError } from '../index.ts';
 import { KINDS, type AnyRecord, type BrokerEvent, type Kind } from './types.ts';
 
 /**
@@ -16,9 +16,9 @@ export const PROTO_PATH = findProto();
 
 /** broker.proto beside this module, or (when running the tsc output in dist/) in the source tree. */
 function findProto(): string {
-  const candidates = [new URL('./broker.proto', import.meta.url), new URL('../../broker/broker.proto', import.meta.url)].map((u) => fileURLToPath(u));
+  const candidates = [new URL('./broker.proto', import.meta.url), new URL('../../../core/broker-api/broker.proto', import.meta.url)].map((u) => fileURLToPath(u));
   const found = candidates.find((p) => existsSync(p));
-  if (found === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, `broker.proto not found (looked in ${candidates.join(', ')}): ship broker/broker.proto with the build`);
+  if (found === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, `broker.proto not found (looked in ${candidates.join(', ')}): ship core/broker-api/broker.proto with the build`);
   return found;
 }
 export const SERVICE_NAME = 'isthmus.broker.v1.Broker';

@@ -1,5 +1,5 @@
-import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type BackoffOptions, type Logger } from '../core/index.ts';
-import type { Clock } from '../core/index.ts';
+import { Backoff, ErrorCodes, IsthmusError, messageOf, sleep, type BackoffOptions, type Logger } from '../index.ts';
+import type { Clock } from '../index.ts';
 import type { WatchHandlers } from './client.ts';
 import type { AnyRecord, BrokerEvent, Kind, RecordOf } from './types.ts';
 

@@ -1,5 +1,5 @@
 import { Metadata, status, type ServiceError } from '@grpc/grpc-js';
-import { ErrorCodes, IsthmusError, isIsthmusError, messageOf, type ErrorCode } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, isIsthmusError, messageOf, type ErrorCode } from '../index.ts';
 
 /**
  * IsthmusError ⇄ gRPC status. The server answers with the gRPC code matching the

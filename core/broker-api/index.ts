@@ -1,0 +1,8 @@
+// The broker's API as every part uses it: record types, the gRPC client, its local cache
+// and the endpoint keeper. The server lives in broker/; parts import this, never broker/.
+// (A separate entry from core/index.ts: it loads gRPC and the proto.)
+export * from './types.ts';
+export { BrokerClient, type BrokerClientOptions, type TlsMaterial, type PublishEndpointResult, type WatchHandlers, type ClusterInput, type EndpointInput, type ExportInput } from './client.ts';
+export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, type CacheSource } from './cache.ts';
+export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
+export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
