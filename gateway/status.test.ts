@@ -1,0 +1,49 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { gatewayStatus, type StatusInput } from './status.ts';
+
+const local = { clusterID: 'c1', hostname: 'c1-n1', privateIP: '172.29.0.11', publicIP: '172.29.0.11', behindNAT: false, cableDriver: 'wireguard', port: 51820 };
+const spec = (c: string, nat = false) => ({ remoteCluster: c, remoteIp: `172.29.0.1${c.slice(1)}`, remotePort: 51820, remoteCidrs: [], natTraversal: nat, backend: { 'public-key': 'PUB' } });
+const stats = (avg: number, dead = false) => ({ lastMs: avg, minMs: avg, avgMs: avg, maxMs: avg, stddevMs: 0, loss: dead ? 1 : 0, sent: 5, dead });
+
+function input(over: Partial<StatusInput>): StatusInput {
+  return { active: true, local, desired: [], failed: new Map(), cables: [], health: new Map(), ...over };
+}
+
+test('connected cables with RTT, summary and average', () => {
+  const s = gatewayStatus(input({
+    desired: [spec('c2'), spec('c3', true)],
+    cables: [{ remoteCluster: 'c2', state: 'connected', remoteIp: '172.29.0.12', rxBytes: 10, txBytes: 20 }, { remoteCluster: 'c3', state: 'connected', remoteIp: '172.29.0.13' }],
+    health: new Map([['c2', stats(1)], ['c3', stats(3)]]),
+  }));
+  assert.is(s.haStatus, 'active');
+  assert.is(s.summary, '2/2');
+  assert.is(s.averageRTT, '2.000ms');
+  assert.equal(s.connections[0], { cluster: 'c2', status: 'connected', endpoint: '172.29.0.12:51820', usingIP: '172.29.0.12', natTraversal: false, rtt: { lastMs: 1, minMs: 1, avgMs: 1, maxMs: 1, stddevMs: 0 }, loss: 0, rxBytes: 10, txBytes: 20 });
+  assert.is(s.connections[1]?.natTraversal, true);
+});
+
+test('a refused spec is an error with its reason; a cable with no health answers is an error; no cable yet is connecting', () => {
+  const s = gatewayStatus(input({
+    desired: [spec('c2'), spec('c3'), spec('c4')],
+    failed: new Map([['c2', 'public key is not 32 bytes of base64']]),
+    cables: [{ remoteCluster: 'c3', state: 'connected', remoteIp: '172.29.0.13' }],
+    health: new Map([['c3', stats(1, true)]]),
+  }));
+  assert.equal(s.connections.map((c) => [c.cluster, c.status, c.statusMessage]), [
+    ['c2', 'error', 'public key is not 32 bytes of base64'],
+    ['c3', 'error', 'no answer to health probes through the cable'],
+    ['c4', 'connecting', undefined],
+  ]);
+  assert.is(s.summary, '0/3');
+  assert.is(s.averageRTT, '-');
+});
+
+test('a passive gateway reports no connections; secrets never appear', () => {
+  const s = gatewayStatus(input({ active: false, desired: [spec('c2')] }));
+  assert.equal([s.haStatus, s.summary, s.connections], ['passive', '-', []]);
+  const active = JSON.stringify(gatewayStatus(input({ desired: [spec('c2')] })));
+  assert.not.match(active, 'PUB');
+});
+
+test.run();

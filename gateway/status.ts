@@ -1,0 +1,91 @@
+import type { CableSpec, CableStatus } from './cable/driver.ts';
+import type { RttStats } from './health.ts';
+
+/**
+ * The `Gateway` resource's status (isthmus.dev/v1alpha1), built by a pure function
+ * from the driver's view of each cable and the health probes. A cable the driver
+ * calls connected but whose last `lostToFail` probes all went unanswered is reported
+ * as `error` ("no answer to health probes"): the driver's handshake can be older
+ * than the path's death. Never holds a secret: only public endpoint data.
+ */
+export interface ConnectionStatus {
+  cluster: string;
+  status: 'connected' | 'connecting' | 'error';
+  statusMessage?: string;
+  endpoint: string;
+  usingIP: string;
+  natTraversal: boolean;
+  rtt?: { lastMs?: number; minMs?: number; avgMs?: number; maxMs?: number; stddevMs?: number };
+  loss?: number;
+  rxBytes?: number;
+  txBytes?: number;
+}
+
+export interface GatewayStatus {
+  haStatus: 'active' | 'passive';
+  summary: string;
+  averageRTT: string;
+  statusFailure?: string;
+  localEndpoint: { clusterID: string; hostname: string; privateIP: string; publicIP: string; behindNAT: boolean; cableDriver: string; port: number };
+  connections: ConnectionStatus[];
+}
+
+export interface StatusInput {
+  readonly active: boolean;
+  readonly local: GatewayStatus['localEndpoint'];
+  readonly desired: readonly CableSpec[];
+  readonly failed: ReadonlyMap<string, string>;
+  readonly cables: readonly CableStatus[];
+  readonly health: ReadonlyMap<string, RttStats & { dead: boolean }>;
+  readonly failure?: string;
+}
+
+const round = (n: number | undefined): number | undefined => (n === undefined ? undefined : Math.round(n * 1000) / 1000);
+
+export function gatewayStatus(input: StatusInput): GatewayStatus {
+  const connections: ConnectionStatus[] = input.active
+    ? input.desired.map((d) => {
+        const cable = input.cables.find((c) => c.remoteCluster === d.remoteCluster);
+        const h = input.health.get(d.remoteCluster);
+        const failed = input.failed.get(d.remoteCluster);
+        let status: ConnectionStatus['status'] = cable?.state ?? 'connecting';
+        let message = failed ?? cable?.message;
+        if (failed !== undefined) status = 'error';
+        else if (status === 'connected' && h?.dead === true) {
+          status = 'error';
+          message = 'no answer to health probes through the cable';
+        }
+        const c: ConnectionStatus = {
+          cluster: d.remoteCluster,
+          status,
+          endpoint: `${d.remoteIp}:${d.remotePort}`,
+          usingIP: d.remoteIp,
+          natTraversal: d.natTraversal,
+        };
+        if (message !== undefined) c.statusMessage = message;
+        if (h !== undefined && h.sent > 0) {
+          const rtt: NonNullable<ConnectionStatus['rtt']> = {};
+          for (const [k, v] of [['lastMs', h.lastMs], ['minMs', h.minMs], ['avgMs', h.avgMs], ['maxMs', h.maxMs], ['stddevMs', h.stddevMs]] as const) {
+            const r = round(v);
+            if (r !== undefined) rtt[k] = r;
+          }
+          c.rtt = rtt;
+          c.loss = round(h.loss) ?? 0;
+        }
+        if (cable?.rxBytes !== undefined) c.rxBytes = cable.rxBytes;
+        if (cable?.txBytes !== undefined) c.txBytes = cable.txBytes;
+        return c;
+      })
+    : [];
+  const connected = connections.filter((c) => c.status === 'connected');
+  const avgs = connected.map((c) => c.rtt?.avgMs).filter((v): v is number => v !== undefined);
+  const status: GatewayStatus = {
+    haStatus: input.active ? 'active' : 'passive',
+    summary: input.active ? `${connected.length}/${connections.length}` : '-',
+    averageRTT: avgs.length === 0 ? '-' : `${(avgs.reduce((a, b) => a + b, 0) / avgs.length).toFixed(3)}ms`,
+    localEndpoint: input.local,
+    connections,
+  };
+  if (input.failure !== undefined) status.statusFailure = input.failure;
+  return status;
+}
