@@ -138,4 +138,36 @@ test('a revision from the future is refused; a compacted one says so', async () 
   await lab.stopBroker(broker);
 });
 
+test('a List always holds every write acknowledged before it, also while writes pour in', async () => {
+  const broker: BrokerServer = await lab.startBroker();
+  const writer = lab.client(broker.port, await lab.tls('c1'));
+  const reader = lab.client(broker.port, await lab.tls('c1'));
+  const acked = new Set<string>();
+  let writing = true;
+  const names = Array.from({ length: 400 }, (_, i) => `ryw-${i}`);
+  const writes = (async () => {
+    let next = 0;
+    await Promise.all(Array.from({ length: 16 }, async () => {
+      while (next < names.length) {
+        const name = names[next++] as string;
+        await writer.publishExport(exp(name, 1));
+        acked.add(`c1/default/${name}`);
+      }
+    }));
+    writing = false;
+  })();
+  let lists = 0;
+  while (writing || lists < 3) {
+    const before = [...acked];
+    const { events } = await reader.list(['EXPORT']);
+    const listed = new Set(events.map((e) => e.key));
+    const missing = before.filter((k) => !listed.has(k));
+    assert.equal(missing, [], `list ${lists} lacks acknowledged writes`);
+    lists++;
+  }
+  await writes;
+  assert.ok(lists >= 3);
+  await lab.stopBroker(broker);
+});
+
 test.run();
