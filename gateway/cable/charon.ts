@@ -1,0 +1,270 @@
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ErrorCodes, IsthmusError, messageOf, missingDependency, type CommandRunner, type Logger } from '../../core/index.ts';
+import { ViciClient } from './vici.ts';
+
+/**
+ * One strongSwan `charon` per gateway, with everything private to it in one folder:
+ *
+ *   <dir>/strongswan.conf   its configuration (passed through STRONGSWAN_CONF)
+ *   <dir>/charon.vici       its VICI socket
+ *   <dir>/charon.pid        its pid file
+ *   <dir>/charon.log        its log (IKE level 1), <dir>/charon.out its stdout/stderr
+ *
+ * charon writes its pid file to the compiled-in /var/run/charon.pid (there is no option
+ * for it), so several charons on one machine (one per network namespace) would refuse to
+ * start. charon is therefore started in a private mount namespace (`unshare --mount`)
+ * in which `<dir>` is bind-mounted over /run: its /var/run/charon.pid is
+ * `<dir>/charon.pid` for everyone else. The command runs through the CommandRunner, so
+ * a NetnsRunner puts charon into the gateway's network namespace.
+ *
+ * Data path: the kernel's XFRM (kernel-netlink installs SAs and policies) when the
+ * kernel takes an ESP state, probed by adding and deleting a dummy ESP SA in a scratch
+ * network namespace; otherwise strongSwan's userspace kernel-libipsec (a TUN device
+ * `ipsec0`, routes in table 220, ESP always in UDP on the NAT-T port).
+ */
+
+export const CHARON_PATH = '/usr/lib/ipsec/charon';
+
+export type DataPath = 'xfrm' | 'libipsec';
+
+export interface CharonOptions {
+  readonly runner: CommandRunner;
+  readonly logger: Logger;
+  /** The private folder (created). Its path must leave room for the socket name (Unix sockets: 107 bytes). */
+  readonly dir: string;
+  /** IKE port (default 500) and NAT-T port (default 4500; must differ from `port`). */
+  readonly port?: number;
+  readonly portNatT?: number;
+  /** Data path; 'auto' (default) probes the kernel. */
+  readonly dataPath?: DataPath | 'auto';
+  /** The charon binary (default /usr/lib/ipsec/charon, Debian package strongswan-charon). */
+  readonly charonPath?: string;
+  /** How long to wait for the VICI socket after starting (default 15 000 ms). */
+  readonly startTimeoutMs?: number;
+}
+
+const PLUGINS_COMMON = [
+  'random', 'nonce', 'openssl', 'aes', 'sha1', 'sha2', 'hmac', 'kdf', 'gcm',
+  'pem', 'pkcs1', 'pkcs8', 'x509', 'pubkey', 'constraints', 'kernel-netlink', 'socket-default', 'vici',
+];
+
+/** The strongswan.conf for one charon (pure). */
+export function charonConf(o: { dir: string; port: number; portNatT: number; dataPath: DataPath }): string {
+  const plugins = o.dataPath === 'libipsec' ? ['kernel-libipsec', ...PLUGINS_COMMON] : PLUGINS_COMMON;
+  return `# written by isthmus (gateway/cable/charon.ts); rewritten on every start
+charon {
+  load = ${plugins.join(' ')}
+  port = ${o.port}
+  port_nat_t = ${o.portNatT}
+  install_routes = yes
+  routing_table = 220
+  routing_table_prio = 220
+  # fail fast on an unreachable peer (about 10 s instead of about 2 minutes)
+  retransmit_tries = 4
+  retransmit_timeout = 1.0
+  retransmit_base = 1.4
+  filelog {
+    isthmus {
+      path = ${join(o.dir, 'charon.log')}
+      time_format = %F %T
+      default = 1
+      append = yes
+      flush_line = yes
+    }
+  }
+  syslog {
+    daemon {
+      default = -1
+    }
+  }
+  plugins {
+    vici {
+      socket = unix://${join(o.dir, 'charon.vici')}
+    }
+  }
+}
+`;
+}
+
+let probed: Promise<DataPath> | undefined;
+
+/** XFRM when the kernel accepts an ESP SA (probed once per process in a scratch namespace), else libipsec. */
+export function probeDataPath(runner: CommandRunner): Promise<DataPath> {
+  probed ??= (async (): Promise<DataPath> => {
+    const ns = `ist-xfrm-probe-${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    await runner.run('ip', ['netns', 'add', ns]);
+    try {
+      const r = await runner.run('ip', [
+        'xfrm', 'state', 'add', 'src', '192.0.2.1', 'dst', '192.0.2.2', 'proto', 'esp', 'spi', '0x1000', 'mode', 'tunnel',
+        'aead', 'rfc4106(gcm(aes))', `0x${'00'.repeat(20)}`, '128',
+      ], { netns: ns, allowFailure: true });
+      return r.code === 0 ? 'xfrm' : 'libipsec';
+    } finally {
+      await runner.run('ip', ['netns', 'del', ns], { allowFailure: true });
+    }
+  })();
+  return probed;
+}
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await stat(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export class Charon {
+  readonly dir: string;
+  readonly socketPath: string;
+  readonly pidFile: string;
+  readonly confFile: string;
+  readonly logFile: string;
+  readonly #o: CharonOptions;
+  #dataPath: DataPath | undefined;
+
+  constructor(options: CharonOptions) {
+    this.#o = options;
+    this.dir = options.dir;
+    this.socketPath = join(options.dir, 'charon.vici');
+    this.pidFile = join(options.dir, 'charon.pid');
+    this.confFile = join(options.dir, 'strongswan.conf');
+    this.logFile = join(options.dir, 'charon.log');
+    if (Buffer.byteLength(this.socketPath) > 107) {
+      throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `charon folder ${options.dir} is too long for a Unix socket path: choose a shorter one`);
+    }
+    const port = options.port ?? 500;
+    const natt = options.portNatT ?? 4500;
+    if (port === natt) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `IKE port and NAT-T port are both ${port}: they must differ`);
+  }
+
+  /** The data path chosen at the last start or adoption. */
+  get dataPath(): DataPath | undefined {
+    return this.#dataPath;
+  }
+
+  /** The pid of the running charon of this folder, or undefined. */
+  async pid(): Promise<number | undefined> {
+    let text: string;
+    try {
+      text = await readFile(this.pidFile, 'utf8');
+    } catch {
+      return undefined;
+    }
+    const pid = Number.parseInt(text.trim(), 10);
+    if (!Number.isInteger(pid) || pid <= 0) return undefined;
+    try {
+      const comm = (await readFile(`/proc/${pid}/comm`, 'utf8')).trim();
+      const state = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.[0];
+      return comm === 'charon' && state !== 'Z' ? pid : undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Makes sure this folder's charon runs: adopts a running one (its pid file names a
+   * live charon and its socket answers), else (re)starts it. Returns whether it started one.
+   */
+  async ensure(): Promise<{ started: boolean; pid: number }> {
+    const pid = await this.pid();
+    if (pid !== undefined) {
+      const conf = await readFile(this.confFile, 'utf8').catch(() => '');
+      this.#dataPath = conf.includes('kernel-libipsec') ? 'libipsec' : 'xfrm';
+      try {
+        const c = await ViciClient.connect(this.socketPath, { timeoutMs: 5_000 });
+        try {
+          await c.request('version');
+        } finally {
+          c.close();
+        }
+        this.#o.logger.info({ pid, dir: this.dir }, 'adopted running charon');
+        return { started: false, pid };
+      } catch (err) {
+        this.#o.logger.warn({ pid, err: messageOf(err) }, 'charon runs but its VICI socket does not answer: restarting it');
+        await this.stop();
+      }
+    }
+    return { started: true, pid: await this.#start() };
+  }
+
+  async #start(): Promise<number> {
+    const o = this.#o;
+    const charonPath = o.charonPath ?? CHARON_PATH;
+    if (!(await exists(charonPath))) throw missingDependency('charon');
+    const dataPath = o.dataPath === undefined || o.dataPath === 'auto' ? await probeDataPath(o.runner) : o.dataPath;
+    this.#dataPath = dataPath;
+    await mkdir(this.dir, { recursive: true, mode: 0o700 });
+    await rm(this.pidFile, { force: true });
+    await rm(this.socketPath, { force: true });
+    await writeFile(this.confFile, charonConf({ dir: this.dir, port: o.port ?? 500, portNatT: o.portNatT ?? 4500, dataPath }), { mode: 0o600 });
+    const out = join(this.dir, 'charon.out');
+    // private mount namespace: <dir> over /run, so /var/run/charon.pid is ours; detached (setsid) and backgrounded
+    const script = 'mount --bind "$1" /run && exec "$2"';
+    await o.runner.run('sh', [
+      '-c', 'setsid unshare --mount --propagation private sh -c "$0" sh "$1" "$2" </dev/null >>"$3" 2>&1 &',
+      script, this.dir, charonPath, out,
+    ], { env: { STRONGSWAN_CONF: this.confFile } });
+    const deadline = Date.now() + (o.startTimeoutMs ?? 15_000);
+    let last = 'no pid file yet';
+    while (Date.now() < deadline) {
+      const pid = await this.pid();
+      if (pid !== undefined && (await exists(this.socketPath))) {
+        try {
+          const c = await ViciClient.connect(this.socketPath, { timeoutMs: 5_000 });
+          c.close();
+          o.logger.info({ pid, dir: this.dir, dataPath }, 'started charon');
+          return pid;
+        } catch (err) {
+          last = messageOf(err);
+        }
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const tail = (await readFile(out, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join(' | ');
+    throw new IsthmusError(ErrorCodes.TIMEOUT, `charon did not open its VICI socket ${this.socketPath} within ${o.startTimeoutMs ?? 15_000} ms (${last}); its output: ${tail || 'none'}; see ${this.logFile}`);
+  }
+
+  /** A new VICI connection to this charon. */
+  connect(options: { timeoutMs?: number; logger?: Logger } = {}): Promise<ViciClient> {
+    return ViciClient.connect(this.socketPath, options);
+  }
+
+  /** Stops charon (SIGTERM, then SIGKILL after 5 s) and waits until it is gone. */
+  async stop(): Promise<void> {
+    const pid = await this.pid();
+    if (pid === undefined) return;
+    const gone = async (): Promise<boolean> => {
+      try {
+        const st = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]?.[0];
+        return st === 'Z';
+      } catch {
+        return true;
+      }
+    };
+    try {
+      process.kill(pid, 'SIGTERM');
+    } catch {
+      return;
+    }
+    const deadline = Date.now() + 5_000;
+    while (Date.now() < deadline) {
+      if (await gone()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      return;
+    }
+    while (!(await gone())) await new Promise((r) => setTimeout(r, 50));
+  }
+
+  /** Stops charon and removes its folder. */
+  async remove(): Promise<void> {
+    await this.stop();
+    await rm(this.dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,703 @@
+import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  ErrorCodes, IsthmusError, certificateInfo, keyMatchesCertificate, messageOf, parseCidr, parseIp, verifyChain,
+  type CommandRunner, type Logger,
+} from '../../core/index.ts';
+import { Charon, type DataPath } from './charon.ts';
+import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
+import { ViciClient, yes, type EventHandler, type ViciMessage } from './vici.ts';
+
+/**
+ * The `ipsec` cable driver: IKEv2 through one strongSwan charon per gateway (see
+ * charon.ts), configured only over VICI.
+ *
+ * - Credentials (init): certificate mode (secrets certPem/keyPem/caPem) loads the CA with
+ *   load-cert flag CA, the gateway certificate with load-cert, its key with load-key; the
+ *   IKE identity is the certificate's CN, which must also be a DNS SAN (as `isthmus certs`
+ *   issues them). PSK mode (secrets.psk, no certPem) loads one clusterset-wide IKE secret
+ *   with load-shared and uses the cluster ids as identities.
+ * - One connection per remote cluster, `isthmus-<remote>` (child `isthmus-<remote>-net`):
+ *   local_ts = the local CIDRs, remote_ts = the remote CIDRs, tunnel mode, encap =
+ *   natTraversal (forced UDP encapsulation), DPD, rekeying. The remote identity is the
+ *   backend's `cert-cn`, else the remote cluster id.
+ * - Initiation: the side whose cluster id sorts lower initiates (and re-initiates whenever
+ *   its cable has no IKE_SA); the other only responds. Both accept.
+ * - Idempotence: what was loaded is kept (and persisted without secrets in
+ *   `<dir>/state.json`); `set` touches only cables whose spec changed. A new driver
+ *   instance adopts a running charon, reads the state back and re-initiates nothing that
+ *   is up. If charon died, init()/set() restart it and load everything again.
+ * - Data path with kernel-libipsec: charon's TUN device `ipsec0` and its routes to the
+ *   remote CIDRs in table 220 (with an `ip rule` at priority 220); charon picks as route
+ *   source the local address inside local_ts, so a host that has an address in its own
+ *   cluster CIDR (the gateway) sends from it and the packets match the SA's selectors.
+ */
+
+export interface IpsecDriverOptions {
+  readonly runner: CommandRunner;
+  readonly logger: Logger;
+  /** Private folder for charon's configuration, socket, pid file, log and the driver's state. */
+  readonly dir: string;
+  /** 'auto' (default): kernel XFRM when the kernel has ESP, else kernel-libipsec. */
+  readonly dataPath?: DataPath | 'auto';
+  readonly charonPath?: string;
+  /** NAT-T port (default 4500 when the IKE port is 500, else IKE port + 1). */
+  readonly portNatT?: number;
+  /** DPD interval (default '5s'), IKE and CHILD rekey times (default '4h', '1h'). */
+  readonly dpdDelay?: string;
+  readonly ikeRekeyTime?: string;
+  readonly childRekeyTime?: string;
+  /** Bounds of the initiator's retry delay after a failed attempt (default 1 000 and 10 000 ms). */
+  readonly retryMinMs?: number;
+  readonly retryMaxMs?: number;
+  /** How long one initiation may take (default 20 000 ms). */
+  readonly initiateTimeoutMs?: number;
+}
+
+export type IpsecAuth =
+  | { readonly mode: 'pubkey'; readonly localId: string }
+  | { readonly mode: 'psk'; readonly localId: string };
+
+const NAME_PREFIX = 'isthmus-';
+const LABEL = /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/;
+
+export function connName(remoteCluster: string): string {
+  return `${NAME_PREFIX}${remoteCluster}`;
+}
+
+export function childName(remoteCluster: string): string {
+  return `${NAME_PREFIX}${remoteCluster}-net`;
+}
+
+/** The side whose cluster id sorts lower initiates. */
+export function isInitiator(localCluster: string, remoteCluster: string): boolean {
+  return localCluster < remoteCluster;
+}
+
+/** The authentication chosen from the secrets (pure; validates, never echoes a secret). */
+export function authFromSecrets(local: LocalEndpoint): IpsecAuth {
+  const s = local.secrets;
+  const certPem = s['certPem'];
+  if (certPem !== undefined && certPem !== '') {
+    const keyPem = s['keyPem'];
+    const caPem = s['caPem'];
+    if (keyPem === undefined || keyPem === '' || caPem === undefined || caPem === '') {
+      throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, 'ipsec certificate mode needs secrets certPem, keyPem and caPem: issue them with `isthmus certs issue`');
+    }
+    const info = certificateInfo(certPem);
+    const cn = info.commonName;
+    if (cn === undefined) throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, 'the ipsec gateway certificate has no CN');
+    if (!info.dnsNames.includes(cn)) {
+      throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the ipsec gateway certificate ${cn} does not carry its CN as a DNS name: issue it with \`isthmus certs issue\``);
+    }
+    verifyChain(certPem, caPem);
+    if (!keyMatchesCertificate(keyPem, certPem)) {
+      throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the ipsec private key does not belong to certificate ${cn}: give the key written with it`);
+    }
+    return { mode: 'pubkey', localId: cn };
+  }
+  const psk = s['psk'];
+  if (psk !== undefined && psk !== '') {
+    if (Buffer.byteLength(psk) < 16) throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, 'the ipsec PSK is too short: generate one with `isthmus certs psk`');
+    return { mode: 'psk', localId: local.clusterId };
+  }
+  throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, 'ipsec needs secrets certPem/keyPem/caPem (certificates) or psk: issue them with `isthmus certs`');
+}
+
+/** The remote IKE identity of a cable. */
+export function remoteId(spec: CableSpec): string {
+  const cn = spec.backend['cert-cn'];
+  return cn !== undefined && cn !== '' ? cn : spec.remoteCluster;
+}
+
+/** Why a spec cannot be applied, or undefined (pure). */
+export function specProblem(local: LocalEndpoint, spec: CableSpec): string | undefined {
+  if (!LABEL.test(spec.remoteCluster)) return `remote cluster id ${JSON.stringify(spec.remoteCluster)} is not an RFC-1123 label`;
+  if (spec.remoteCluster === local.clusterId) return 'a cable to the local cluster itself';
+  let fam: number;
+  try {
+    fam = parseIp(spec.remoteIp).family;
+  } catch {
+    return `remote address ${JSON.stringify(spec.remoteIp)} is not an IP address`;
+  }
+  if (fam !== parseIp(local.privateIp).family) return `remote address ${spec.remoteIp} is not of the local address's family (${local.privateIp})`;
+  if (!Number.isInteger(spec.remotePort) || spec.remotePort < 1 || spec.remotePort > 65535) return `remote port ${spec.remotePort} is not between 1 and 65535`;
+  if (spec.remoteCidrs.length === 0) return 'the remote cluster has no CIDRs';
+  for (const c of spec.remoteCidrs) {
+    try {
+      parseCidr(c);
+    } catch {
+      return `remote CIDR ${JSON.stringify(c)} is not a CIDR`;
+    }
+  }
+  const id = remoteId(spec);
+  if (!/^[A-Za-z0-9.-]{1,253}$/.test(id)) return `remote identity ${JSON.stringify(id)} is not a DNS name`;
+  return undefined;
+}
+
+export interface ConnTimings {
+  readonly dpdDelay: string;
+  readonly ikeRekeyTime: string;
+  readonly childRekeyTime: string;
+}
+
+/** The load-conn message for one cable (pure; holds no secret). */
+export function connConfig(local: LocalEndpoint, auth: IpsecAuth, spec: CableSpec, t: ConnTimings): ViciMessage {
+  const initiator = isInitiator(local.clusterId, spec.remoteCluster);
+  const authMode = auth.mode === 'pubkey' ? 'pubkey' : 'psk';
+  return {
+    [connName(spec.remoteCluster)]: {
+      version: '2',
+      local_addrs: [local.privateIp],
+      remote_addrs: [spec.remoteIp],
+      local_port: String(local.port),
+      remote_port: String(spec.remotePort),
+      encap: spec.natTraversal ? 'yes' : 'no',
+      mobike: 'no',
+      dpd_delay: t.dpdDelay,
+      rekey_time: t.ikeRekeyTime,
+      keyingtries: '1',
+      unique: 'replace',
+      proposals: ['aes128gcm16-prfsha256-x25519', 'aes256-sha256-modp2048'],
+      local: { auth: authMode, id: auth.localId },
+      remote: { auth: authMode, id: remoteId(spec) },
+      children: {
+        [childName(spec.remoteCluster)]: {
+          mode: 'tunnel',
+          local_ts: [...local.cidrs],
+          remote_ts: [...spec.remoteCidrs],
+          esp_proposals: ['aes128gcm16', 'aes256-sha256'],
+          rekey_time: t.childRekeyTime,
+          start_action: 'none',
+          dpd_action: initiator ? 'restart' : 'clear',
+          close_action: initiator ? 'start' : 'none',
+        },
+      },
+    },
+  };
+}
+
+/** Stable comparison key of a spec (what set() compares against what was loaded). */
+export function specKey(s: CableSpec): string {
+  const backend = Object.keys(s.backend).sort().map((k) => [k, s.backend[k]]);
+  return JSON.stringify([s.remoteCluster, s.remoteIp, s.remotePort, [...s.remoteCidrs], s.natTraversal, backend]);
+}
+
+function str(v: ViciMessage[string] | undefined): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function section(v: ViciMessage[string] | undefined): ViciMessage | undefined {
+  return v !== undefined && typeof v === 'object' && !Array.isArray(v) && !Buffer.isBuffer(v) ? (v as ViciMessage) : undefined;
+}
+
+/** What list-sas says about one IKE_SA, reduced to what the status needs (pure). */
+export interface SaView {
+  readonly uniqueId: string;
+  readonly ikeState: string;
+  readonly established: number | undefined;
+  readonly children: readonly { state: string; bytesIn: number; bytesOut: number; encap: boolean }[];
+}
+
+/** Groups the list-sa events by IKE_SA config name (pure). */
+export function parseListSas(events: readonly ViciMessage[]): Map<string, SaView[]> {
+  const out = new Map<string, SaView[]>();
+  for (const ev of events) {
+    for (const [name, v] of Object.entries(ev)) {
+      const ike = section(v);
+      if (ike === undefined) continue;
+      const children: SaView['children'][number][] = [];
+      for (const cv of Object.values(section(ike['child-sas']) ?? {})) {
+        const c = section(cv);
+        if (c === undefined) continue;
+        children.push({
+          state: str(c['state']) ?? 'UNKNOWN',
+          bytesIn: Number(str(c['bytes-in']) ?? 0),
+          bytesOut: Number(str(c['bytes-out']) ?? 0),
+          encap: yes(c['encap']),
+        });
+      }
+      const est = str(ike['established']);
+      const list = out.get(name) ?? [];
+      list.push({ uniqueId: str(ike['uniqueid']) ?? '', ikeState: str(ike['state']) ?? 'UNKNOWN', established: est === undefined ? undefined : Number(est), children });
+      out.set(name, list);
+    }
+  }
+  return out;
+}
+
+/** The status of one cable from its SAs and what the driver knows (pure). */
+export function cableStatus(
+  spec: CableSpec,
+  sas: readonly SaView[],
+  context: { initiator: boolean; lastError: string | undefined; nowMs: number },
+): CableStatus {
+  const base = { remoteCluster: spec.remoteCluster, remoteIp: spec.remoteIp };
+  const up = sas.find((s) => s.ikeState === 'ESTABLISHED' && s.children.some((c) => c.state === 'INSTALLED'));
+  if (up !== undefined) {
+    const installed = up.children.filter((c) => c.state === 'INSTALLED');
+    return {
+      ...base,
+      state: 'connected',
+      rxBytes: installed.reduce((n, c) => n + c.bytesIn, 0),
+      txBytes: installed.reduce((n, c) => n + c.bytesOut, 0),
+      ...(up.established === undefined ? {} : { establishedAt: context.nowMs - up.established * 1000 }),
+    };
+  }
+  if (context.lastError !== undefined) return { ...base, state: 'error', message: context.lastError };
+  const any = sas[0];
+  if (any !== undefined) {
+    const child = any.children[0];
+    return { ...base, state: 'connecting', message: `IKE_SA ${any.ikeState}${child === undefined ? ', no CHILD_SA yet' : `, CHILD_SA ${child.state}`}` };
+  }
+  return {
+    ...base,
+    state: 'connecting',
+    message: context.initiator ? 'initiating' : `waiting for ${spec.remoteCluster} to initiate (the lower cluster id initiates)`,
+  };
+}
+
+/** The most telling line of an initiation's control log (pure). */
+export function failureReason(logLines: readonly string[], errmsg: string): string {
+  const patterns = [
+    /AUTHENTICATION_FAILED/, /no trusted .* found/, /constraint check failed/, /no shared key found/, /no private key found/,
+    /tried \d+ shared key/, /TS_UNACCEPTABLE/, /NO_PROPOSAL_CHOSEN/, /giving up after \d+ retransmits/, /unable to resolve/,
+    /peer not responding/, /failed/i,
+  ];
+  for (const re of patterns) {
+    const line = logLines.find((l) => re.test(l));
+    if (line !== undefined) return line;
+  }
+  return errmsg;
+}
+
+interface Applied {
+  readonly spec: CableSpec;
+  readonly key: string;
+}
+
+interface StateFile {
+  readonly version: 1;
+  readonly local: { clusterId: string; privateIp: string; port: number; cidrs: readonly string[]; auth: IpsecAuth['mode'] };
+  readonly cables: readonly CableSpec[];
+}
+
+/** Per-cable initiator supervisor: initiates whenever the cable has no IKE_SA. */
+interface Loop {
+  readonly abort: AbortController;
+  done: Promise<void>;
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal.aborted) {
+      resolve();
+      return;
+    }
+    const t = setTimeout(done, ms);
+    function done(): void {
+      clearTimeout(t);
+      signal.removeEventListener('abort', done);
+      resolve();
+    }
+    signal.addEventListener('abort', done, { once: true });
+  });
+}
+
+export class IpsecDriver implements CableDriver {
+  readonly name = 'ipsec' as const;
+  readonly #o: IpsecDriverOptions;
+  readonly #log: Logger;
+  readonly #timings: ConnTimings;
+  #charon: Charon | undefined;
+  #local: LocalEndpoint | undefined;
+  #auth: IpsecAuth | undefined;
+  #vici: ViciClient | undefined;
+  readonly #applied = new Map<string, Applied>();
+  readonly #failed = new Map<string, { spec: CableSpec; reason: string }>();
+  readonly #lastError = new Map<string, string>();
+  readonly #loops = new Map<string, Loop>();
+  /** establishedAt per IKE_SA unique id, fixed at first sight (charon reports whole seconds). */
+  readonly #establishedAt = new Map<string, number>();
+  #ensuring: Promise<void> | undefined;
+  /** IKE_SAs that came up while this driver watched (ike-updown up=yes), for tests and metrics. */
+  ikeUps = 0;
+  /** How many times this driver started charon (not counting adoptions). */
+  charonStarts = 0;
+
+  constructor(options: IpsecDriverOptions) {
+    this.#o = options;
+    this.#log = options.logger.child({ driver: 'ipsec' });
+    this.#timings = { dpdDelay: options.dpdDelay ?? '5s', ikeRekeyTime: options.ikeRekeyTime ?? '4h', childRekeyTime: options.childRekeyTime ?? '1h' };
+  }
+
+  get stateFile(): string {
+    return join(this.#o.dir, 'state.json');
+  }
+
+  /** The charon behind this driver (after init). */
+  get charon(): Charon | undefined {
+    return this.#charon;
+  }
+
+  async init(local: LocalEndpoint): Promise<void> {
+    parseIp(local.privateIp);
+    if (!LABEL.test(local.clusterId)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `cluster id ${JSON.stringify(local.clusterId)} is not an RFC-1123 label`);
+    if (local.cidrs.length === 0) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, 'the local cluster has no CIDRs to put into the IPsec traffic selectors');
+    for (const c of local.cidrs) parseCidr(c);
+    const auth = authFromSecrets(local);
+    this.#local = local;
+    this.#auth = auth;
+    this.#charon ??= new Charon({
+      runner: this.#o.runner,
+      logger: this.#log,
+      dir: this.#o.dir,
+      port: local.port,
+      portNatT: this.#o.portNatT ?? (local.port === 500 ? 4500 : local.port + 1),
+      ...(this.#o.dataPath === undefined ? {} : { dataPath: this.#o.dataPath }),
+      ...(this.#o.charonPath === undefined ? {} : { charonPath: this.#o.charonPath }),
+    });
+    if (this.#applied.size === 0) await this.#readState(local, auth);
+    await this.#ensureCharon(true);
+  }
+
+  async #readState(local: LocalEndpoint, auth: IpsecAuth): Promise<void> {
+    let state: StateFile;
+    try {
+      state = JSON.parse(await readFile(this.stateFile, 'utf8')) as StateFile;
+    } catch {
+      return;
+    }
+    const same = state.version === 1 && state.local.clusterId === local.clusterId && state.local.privateIp === local.privateIp &&
+      state.local.port === local.port && JSON.stringify(state.local.cidrs) === JSON.stringify(local.cidrs) && state.local.auth === auth.mode;
+    for (const spec of state.cables) {
+      // a changed local endpoint changes every connection: forget them so set() reloads
+      if (same) this.#applied.set(spec.remoteCluster, { spec, key: specKey(spec) });
+    }
+  }
+
+  async #writeState(): Promise<void> {
+    const local = this.#local;
+    const auth = this.#auth;
+    if (local === undefined || auth === undefined) return;
+    const state: StateFile = {
+      version: 1,
+      local: { clusterId: local.clusterId, privateIp: local.privateIp, port: local.port, cidrs: [...local.cidrs], auth: auth.mode },
+      cables: [...this.#applied.values()].map((a) => a.spec),
+    };
+    await mkdir(this.#o.dir, { recursive: true, mode: 0o700 });
+    const tmp = `${this.stateFile}.tmp`;
+    await writeFile(tmp, JSON.stringify(state, null, 1), { mode: 0o600 });
+    await rename(tmp, this.stateFile);
+  }
+
+  /** charon runs and has our credentials and connections; restarts it when it died. */
+  #ensureCharon(fromInit: boolean): Promise<void> {
+    this.#ensuring ??= this.#doEnsure(fromInit).finally(() => {
+      this.#ensuring = undefined;
+    });
+    return this.#ensuring;
+  }
+
+  async #doEnsure(fromInit: boolean): Promise<void> {
+    const charon = this.#need().charon;
+    if (!fromInit && this.#vici !== undefined && !this.#vici.closed && (await charon.pid()) !== undefined) return;
+    const { started, pid } = await charon.ensure();
+    if (started) this.charonStarts++;
+    this.#vici?.close();
+    this.#vici = await charon.connect({ logger: this.#log });
+    await this.#vici.on('ike-updown', this.#onIkeUpdown);
+    await this.#vici.on('child-updown', this.#onChildUpdown);
+    await this.#loadCredentials(this.#vici);
+    const listed = (await this.#vici.request('get-conns'))['conns'];
+    const conns = Array.isArray(listed) ? listed.map(String) : [];
+    const failedNow: string[] = [];
+    for (const [remote, a] of this.#applied) {
+      if (!started && conns.includes(connName(remote))) continue;
+      try {
+        await this.#loadConn(this.#vici, a.spec);
+      } catch (err) {
+        this.#applied.delete(remote);
+        this.#failed.set(remote, { spec: a.spec, reason: messageOf(err) });
+        failedNow.push(remote);
+      }
+    }
+    if (failedNow.length > 0) await this.#writeState();
+    for (const [remote, a] of this.#applied) this.#startLoop(remote, a.spec);
+    this.#log.info({ pid, started, cables: this.#applied.size, dataPath: charon.dataPath }, started ? 'charon started, configuration loaded' : 'charon adopted');
+  }
+
+  readonly #onIkeUpdown: EventHandler = (_name, msg) => {
+    const up = yes(msg['up']);
+    if (up) this.ikeUps++;
+    for (const conn of Object.keys(msg).filter((k) => k.startsWith(NAME_PREFIX))) {
+      if (up) this.#lastError.delete(conn.slice(NAME_PREFIX.length));
+      this.#log.info({ conn, up }, up ? 'IKE_SA up' : 'IKE_SA down');
+    }
+  };
+
+  readonly #onChildUpdown: EventHandler = (_name, msg) => {
+    for (const conn of Object.keys(msg).filter((k) => k.startsWith(NAME_PREFIX))) this.#log.info({ conn, up: yes(msg['up']) }, 'CHILD_SA updown');
+  };
+
+  #need(): { local: LocalEndpoint; auth: IpsecAuth; charon: Charon } {
+    if (this.#local === undefined || this.#auth === undefined || this.#charon === undefined) {
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, 'the ipsec driver is not initialised: call init() first');
+    }
+    return { local: this.#local, auth: this.#auth, charon: this.#charon };
+  }
+
+  async #loadCredentials(vici: ViciClient): Promise<void> {
+    const { local, auth } = this.#need();
+    const s = local.secrets;
+    if (auth.mode === 'pubkey') {
+      const keyPem = s['keyPem'] ?? '';
+      const keyType = keyPem.includes('BEGIN RSA PRIVATE KEY') ? 'rsa' : keyPem.includes('BEGIN EC PRIVATE KEY') ? 'ecdsa' : 'any';
+      try {
+        await vici.request('load-cert', { type: 'X509', flag: 'CA', data: s['caPem'] ?? '' });
+        await vici.request('load-cert', { type: 'X509', flag: 'NONE', data: s['certPem'] ?? '' });
+        await vici.request('load-key', { type: keyType, data: keyPem });
+      } catch (err) {
+        // charon's errmsg names the credential kind, never its content
+        throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `charon refused the ipsec credentials: ${messageOf(err)}`, { cause: err });
+      }
+    } else {
+      try {
+        await vici.request('load-shared', { id: 'isthmus-psk', type: 'IKE', data: Buffer.from(s['psk'] ?? '', 'utf8'), owners: [] });
+      } catch (err) {
+        throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `charon refused the ipsec PSK: ${messageOf(err)}`, { cause: err });
+      }
+    }
+  }
+
+  async #loadConn(vici: ViciClient, spec: CableSpec): Promise<void> {
+    const { local, auth } = this.#need();
+    await vici.request('load-conn', connConfig(local, auth, spec, this.#timings));
+  }
+
+  async #viciNow(): Promise<ViciClient> {
+    await this.#ensureCharon(false);
+    const v = this.#vici;
+    if (v === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, 'no VICI connection after starting charon');
+    return v;
+  }
+
+  async set(desired: readonly CableSpec[]): Promise<SetResult> {
+    const { local } = this.#need();
+    const vici = await this.#viciNow();
+    const failed: { remoteCluster: string; reason: string }[] = [];
+    const want = new Map<string, CableSpec>();
+    for (const spec of desired) {
+      const problem = want.has(spec.remoteCluster) ? `duplicate cable for ${spec.remoteCluster}` : specProblem(local, spec);
+      if (problem !== undefined) {
+        failed.push({ remoteCluster: spec.remoteCluster, reason: problem });
+        this.#failed.set(spec.remoteCluster, { spec, reason: problem });
+        continue;
+      }
+      want.set(spec.remoteCluster, spec);
+    }
+    let changed = false;
+    // add and update first
+    for (const [remote, spec] of want) {
+      const key = specKey(spec);
+      const have = this.#applied.get(remote);
+      if (have !== undefined && have.key === key) {
+        this.#failed.delete(remote);
+        continue;
+      }
+      try {
+        await this.#loadConn(vici, spec);
+        if (have !== undefined) {
+          await this.#stopLoop(remote);
+          await this.#terminate(vici, remote);
+        }
+        this.#applied.set(remote, { spec, key });
+        this.#failed.delete(remote);
+        this.#lastError.delete(remote);
+        changed = true;
+        this.#startLoop(remote, spec);
+        this.#log.info({ remote, remoteIp: spec.remoteIp, natTraversal: spec.natTraversal }, have === undefined ? 'ipsec cable added' : 'ipsec cable updated');
+      } catch (err) {
+        const reason = messageOf(err);
+        failed.push({ remoteCluster: remote, reason });
+        this.#failed.set(remote, { spec, reason });
+        this.#log.warn({ remote, reason }, 'ipsec cable failed');
+      }
+    }
+    // then delete
+    for (const remote of [...this.#applied.keys()]) {
+      if (want.has(remote)) continue;
+      await this.#remove(vici, remote);
+      changed = true;
+    }
+    for (const remote of [...this.#failed.keys()]) {
+      if (!desired.some((d) => d.remoteCluster === remote)) this.#failed.delete(remote);
+    }
+    if (changed) await this.#writeState();
+    return { failed };
+  }
+
+  async #remove(vici: ViciClient, remote: string): Promise<void> {
+    await this.#stopLoop(remote);
+    await this.#terminate(vici, remote);
+    try {
+      await vici.request('unload-conn', { name: connName(remote) });
+    } catch (err) {
+      this.#log.warn({ remote, err: messageOf(err) }, 'unload-conn failed');
+    }
+    this.#applied.delete(remote);
+    this.#lastError.delete(remote);
+    this.#log.info({ remote }, 'ipsec cable removed');
+  }
+
+  async #terminate(vici: ViciClient, remote: string): Promise<void> {
+    const { sas } = await this.#listSas(vici, connName(remote));
+    if ((sas.get(connName(remote)) ?? []).length === 0) return;
+    await vici.request('terminate', { ike: connName(remote), timeout: '3000' }).catch((err: unknown) => {
+      this.#log.debug({ remote, err: messageOf(err) }, 'terminate');
+    });
+  }
+
+  async #listSas(vici: ViciClient, ike?: string): Promise<{ sas: Map<string, SaView[]> }> {
+    const { events } = await vici.stream('list-sas', 'list-sa', ike === undefined ? { noblock: 'yes' } : { noblock: 'yes', ike });
+    return { sas: parseListSas(events) };
+  }
+
+  #startLoop(remote: string, spec: CableSpec): void {
+    const { local } = this.#need();
+    if (!isInitiator(local.clusterId, remote) || this.#loops.has(remote)) return;
+    const abort = new AbortController();
+    const loop: Loop = { abort, done: Promise.resolve() };
+    loop.done = this.#initiatorLoop(remote, spec, abort.signal).catch((err: unknown) => {
+      this.#log.error({ remote, err: messageOf(err) }, 'ipsec initiator loop stopped');
+    });
+    this.#loops.set(remote, loop);
+  }
+
+  async #stopLoop(remote: string): Promise<void> {
+    const loop = this.#loops.get(remote);
+    if (loop === undefined) return;
+    this.#loops.delete(remote);
+    loop.abort.abort();
+    await loop.done;
+  }
+
+  async #initiatorLoop(remote: string, spec: CableSpec, signal: AbortSignal): Promise<void> {
+    const min = this.#o.retryMinMs ?? 1_000;
+    const max = this.#o.retryMaxMs ?? 10_000;
+    let delay = min;
+    const name = connName(remote);
+    while (!signal.aborted) {
+      let vici: ViciClient | undefined;
+      try {
+        vici = await this.#need().charon.connect({ logger: this.#log, timeoutMs: (this.#o.initiateTimeoutMs ?? 20_000) + 5_000 });
+        const { sas } = await this.#listSas(vici, name);
+        if ((sas.get(name) ?? []).length > 0) {
+          delay = min;
+          vici.close();
+          await sleep(2_000, signal);
+          continue;
+        }
+        const lines: string[] = [];
+        await vici.on('control-log', (_n, m) => {
+          const msg = str(m['msg']);
+          if (msg !== undefined && Number(str(m['level']) ?? 9) <= 1) lines.push(msg);
+        });
+        try {
+          await vici.request('initiate', { child: childName(remote), ike: name, timeout: String(this.#o.initiateTimeoutMs ?? 20_000), loglevel: '1' }, { timeoutMs: (this.#o.initiateTimeoutMs ?? 20_000) + 5_000 });
+          this.#lastError.delete(remote);
+          delay = min;
+        } catch (err) {
+          if (signal.aborted) break;
+          const reason = failureReason(lines, messageOf(err));
+          this.#lastError.set(remote, `initiating to ${spec.remoteIp}:${spec.remotePort} failed: ${reason}`);
+          this.#log.warn({ remote, reason }, 'ipsec initiation failed');
+          vici.close();
+          vici = undefined;
+          await sleep(delay, signal);
+          delay = Math.min(max, delay * 2);
+        }
+      } catch (err) {
+        if (signal.aborted) break;
+        this.#lastError.set(remote, `charon unreachable: ${messageOf(err)}`);
+        await sleep(delay, signal);
+        delay = Math.min(max, delay * 2);
+      } finally {
+        vici?.close();
+      }
+    }
+  }
+
+  async connections(): Promise<readonly CableStatus[]> {
+    const { local } = this.#need();
+    const out: CableStatus[] = [];
+    let sas: Map<string, SaView[]> | undefined;
+    let down: string | undefined;
+    try {
+      const v = this.#vici;
+      if (v === undefined || v.closed) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'charon is not running (init() or set() restarts it)');
+      sas = (await this.#listSas(v)).sas;
+    } catch (err) {
+      down = messageOf(err);
+    }
+    const now = Date.now();
+    for (const [remote, a] of this.#applied) {
+      if (sas === undefined) {
+        out.push({ remoteCluster: remote, remoteIp: a.spec.remoteIp, state: 'error', message: down ?? 'charon is not running' });
+        continue;
+      }
+      const st = cableStatus(a.spec, sas.get(connName(remote)) ?? [], { initiator: isInitiator(local.clusterId, remote), lastError: this.#lastError.get(remote), nowMs: now });
+      const id = (sas.get(connName(remote)) ?? []).find((s) => s.ikeState === 'ESTABLISHED')?.uniqueId;
+      if (st.establishedAt !== undefined && id !== undefined) {
+        const first = this.#establishedAt.get(id) ?? st.establishedAt;
+        this.#establishedAt.set(id, first);
+        out.push({ ...st, establishedAt: first });
+      } else {
+        out.push(st);
+      }
+    }
+    for (const [remote, f] of this.#failed) {
+      if (!this.#applied.has(remote)) out.push({ remoteCluster: remote, remoteIp: f.spec.remoteIp, state: 'error', message: f.reason });
+    }
+    return out.sort((x, y) => x.remoteCluster.localeCompare(y.remoteCluster));
+  }
+
+  /** The IKE_SA unique ids per cable, as charon reports them (to count SA re-creations). */
+  async ikeSaIds(): Promise<Map<string, string[]>> {
+    const v = await this.#viciNow();
+    const { sas } = await this.#listSas(v);
+    const out = new Map<string, string[]>();
+    for (const [name, list] of sas) {
+      if (name.startsWith(NAME_PREFIX)) out.set(name.slice(NAME_PREFIX.length), list.map((s) => s.uniqueId));
+    }
+    return out;
+  }
+
+  /** Stops the initiator loops and closes the VICI connection; charon and its SAs stay (a restart adopts them). */
+  async close(): Promise<void> {
+    await Promise.all([...this.#loops.keys()].map((r) => this.#stopLoop(r)));
+    this.#vici?.close();
+    this.#vici = undefined;
+  }
+
+  async cleanup(): Promise<void> {
+    await Promise.all([...this.#loops.keys()].map((r) => this.#stopLoop(r)));
+    const charon = this.#charon ?? new Charon({ runner: this.#o.runner, logger: this.#log, dir: this.#o.dir });
+    if ((await charon.pid()) !== undefined) {
+      try {
+        const v = this.#vici !== undefined && !this.#vici.closed ? this.#vici : await charon.connect({ logger: this.#log, timeoutMs: 5_000 });
+        for (const remote of [...this.#applied.keys()]) await this.#remove(v, remote);
+        await v.request('clear-creds').catch(() => undefined);
+      } catch (err) {
+        this.#log.warn({ err: messageOf(err) }, 'could not unload the ipsec cables before stopping charon');
+      }
+    }
+    this.#vici?.close();
+    this.#vici = undefined;
+    await charon.remove();
+    this.#applied.clear();
+    this.#failed.clear();
+    this.#lastError.clear();
+  }
+}
+

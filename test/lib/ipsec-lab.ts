@@ -1,0 +1,96 @@
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SystemRunner, type CommandRunner } from '../../core/index.ts';
+
+/**
+ * A small lab for the IPsec cable tests and benchmark: one network namespace per
+ * "gateway" (`ist-ipsec-<rnd>-<id>`), joined by a bridge that lives in a namespace of
+ * its own (`ist-ipsec-<rnd>-br`), so no traffic leaves namespaces the lab made.
+ * Gateway n has underlay address 192.168.77.(10+n)/24 on `eth0` and its "cluster CIDR"
+ * 10.(60+n).0.0/16, of which 10.(60+n).0.1/32 sits on `lo` (the kernel's dummy module
+ * is not available here). Every path it creates is under one temp folder.
+ */
+export interface LabNode {
+  readonly id: string;
+  readonly ns: string;
+  readonly underlayIp: string;
+  readonly cidr: string;
+  readonly cidrIp: string;
+  /** A folder for this gateway's charon. */
+  readonly dir: string;
+}
+
+export class IpsecLab {
+  readonly tag: string;
+  readonly root: string;
+  readonly bridgeNs: string;
+  readonly nodes: LabNode[] = [];
+  readonly #runner: CommandRunner;
+
+  private constructor(runner: CommandRunner) {
+    this.#runner = runner;
+    this.tag = `ist-ipsec-${randomBytes(3).toString('hex')}`;
+    this.bridgeNs = `${this.tag}-br`;
+    // short: the charon socket path must fit a Unix socket name
+    this.root = mkdtempSync(join(tmpdir(), 'istip-'));
+  }
+
+  static async create(ids: readonly string[], runner: CommandRunner = new SystemRunner()): Promise<IpsecLab> {
+    const lab = new IpsecLab(runner);
+    try {
+      await lab.#sh('ip', ['netns', 'add', lab.bridgeNs]);
+      await lab.#sh('ip', ['-n', lab.bridgeNs, 'link', 'add', 'br0', 'type', 'bridge']);
+      await lab.#sh('ip', ['-n', lab.bridgeNs, 'link', 'set', 'br0', 'up']);
+      let n = 1;
+      for (const id of ids) await lab.addNode(id, n++);
+    } catch (err) {
+      await lab.destroy();
+      throw err;
+    }
+    return lab;
+  }
+
+  #sh(cmd: string, args: readonly string[]): Promise<unknown> {
+    return this.#runner.run(cmd, args);
+  }
+
+  async addNode(id: string, n: number): Promise<LabNode> {
+    const ns = `${this.tag}-${id}`;
+    const node: LabNode = { id, ns, underlayIp: `192.168.77.${10 + n}`, cidr: `10.${60 + n}.0.0/16`, cidrIp: `10.${60 + n}.0.1`, dir: join(this.root, id) };
+    await this.#sh('ip', ['netns', 'add', ns]);
+    this.nodes.push(node);
+    const peer = `v${n}-${this.tag.slice(-6)}`;
+    await this.#sh('ip', ['-n', ns, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', peer, 'netns', this.bridgeNs]);
+    await this.#sh('ip', ['-n', this.bridgeNs, 'link', 'set', peer, 'master', 'br0', 'up']);
+    await this.#sh('ip', ['-n', ns, 'addr', 'add', `${node.underlayIp}/24`, 'dev', 'eth0']);
+    await this.#sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    await this.#sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    await this.#sh('ip', ['-n', ns, 'addr', 'add', `${node.cidrIp}/32`, 'dev', 'lo']);
+    return node;
+  }
+
+  node(id: string): LabNode {
+    const n = this.nodes.find((x) => x.id === id);
+    if (n === undefined) throw new Error(`no lab node ${id}`);
+    return n;
+  }
+
+  /** Removes every namespace and the temp folder (idempotent). */
+  async destroy(): Promise<void> {
+    for (const ns of [...this.nodes.map((n) => n.ns), this.bridgeNs]) {
+      await this.#runner.run('ip', ['netns', 'pids', ns], { allowFailure: true }).then(async (r) => {
+        for (const pid of r.stdout.split('\n').map((s) => Number(s)).filter((p) => p > 0)) {
+          try {
+            process.kill(pid, 'SIGKILL');
+          } catch {
+            // already gone
+          }
+        }
+      });
+      await this.#runner.run('ip', ['netns', 'del', ns], { allowFailure: true });
+    }
+    rmSync(this.root, { recursive: true, force: true });
+  }
+}
