@@ -54,8 +54,9 @@ test('a kept endpoint outlives its TTL; a stopped one disappears within the TTL 
     await eventually('the endpoint to expire', () => (watcher.get('ENDPOINT', 'c1/gw-a') === undefined ? true : undefined), (TTL + 5) * 1000);
     const after = Date.now() - stoppedAt;
     // correctness bound, not speed: the last renewal was before stoppedAt, so the lease ends
-    // at most TTL later; etcd's expiry sweep adds up to a second
-    assert.ok(after <= (TTL + 1.5) * 1000, `endpoint gone ${after} ms after the last possible renewal (TTL ${TTL}s)`);
+    // at most TTL later; etcd's expiry sweep (every 500 ms), the revoke through raft and the
+    // trip to the watcher add a little, more on this busy 2-core machine
+    assert.ok(after <= (TTL + 2.5) * 1000, `endpoint gone ${after} ms after the last possible renewal (TTL ${TTL}s)`);
     assert.equal(changes.map((c) => c.type), ['added', 'deleted']);
     // renewing the dead lease says NOT_FOUND
     try {
