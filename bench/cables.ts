@@ -1,0 +1,254 @@
+// Benchmark (root): the wireguard and vxlan cable drivers between two network namespaces.
+// Per driver, in one run: iperf3 TCP throughput and ping RTT through the cable (cluster CIDR
+// address → cluster CIDR address) vs the underlay (veth + bridge) between the same two
+// namespaces, with the ratio; and the time from `set()` to the first packet through
+// (target ≤ 2 s for both).
+//
+// usage: node bench/cables.ts [--seconds 5] [--rounds 3] [--driver wireguard|vxlan]
+//
+// This file also exports the namespace lab the e2e tests (test/cable-*.test.ts) use:
+// N "gateway" namespaces on a bridge that lives in a hub namespace of its own, each with a
+// "cluster CIDR" address on its lo. Nothing touches the host's own interfaces.
+import { spawn } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { cpus, hostname, totalmem } from 'node:os';
+import { join } from 'node:path';
+import {
+  NetnsRunner, SystemRunner, silentLogger, wireguardKeyPair, type CommandRunner, type RunOptions, type RunResult,
+} from '../core/index.ts';
+import type { CableDriver, CableSpec, LocalEndpoint } from '../gateway/cable/driver.ts';
+import { VxlanDriver } from '../gateway/cable/vxlan.ts';
+import { WireGuardDriver } from '../gateway/cable/wireguard.ts';
+
+const system = new SystemRunner();
+
+export interface LabNode {
+  readonly name: string;
+  readonly ns: string;
+  readonly runner: NetnsRunner;
+  /** Underlay address on the bridge. */
+  readonly ip: string;
+  /** The "cluster CIDR" and the address of it on lo. */
+  readonly cidr: string;
+  readonly hostIp: string;
+}
+
+export interface Lab {
+  readonly id: string;
+  readonly hub: string;
+  readonly nodes: readonly LabNode[];
+  /** A private directory for this lab's files (wireguard-go sockets). */
+  readonly dir: string;
+  destroy(): Promise<void>;
+}
+
+async function sh(args: readonly string[]): Promise<RunResult> {
+  return system.run(args[0] ?? '', args.slice(1));
+}
+
+/** Pids of every process in a namespace. */
+export async function netnsPids(ns: string): Promise<number[]> {
+  const r = await system.run('ip', ['netns', 'pids', ns], { allowFailure: true });
+  return r.stdout.split('\n').filter(Boolean).map(Number);
+}
+
+/** `ist-<prefix>-<random>-a|b|c…` namespaces joined by a bridge in `…-hub`; underlay 172.31.R.(10+i)/24, cluster CIDR 10.201.(i+1).0/24 with .1 on lo. */
+export async function createLab(prefix: string, count: number): Promise<Lab> {
+  const id = `ist-${prefix}-${randomBytes(3).toString('hex')}`;
+  const hub = `${id}-hub`;
+  const subnet = 1 + (randomBytes(1)[0] ?? 0) % 250;
+  const nodes: LabNode[] = [];
+  const dir = mkdtempSync(`/tmp/${id}-`);
+  const made: string[] = [];
+  const lab: Lab = {
+    id, hub, nodes, dir,
+    async destroy() {
+      for (const ns of made) for (const pid of await netnsPids(ns)) {
+        try {
+          process.kill(pid, 'SIGKILL');
+        } catch {
+          // already gone
+        }
+      }
+      for (const ns of made) await system.run('ip', ['netns', 'del', ns], { allowFailure: true });
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  try {
+    await sh(['ip', 'netns', 'add', hub]);
+    made.push(hub);
+    await sh(['ip', '-n', hub, 'link', 'add', 'br0', 'type', 'bridge']);
+    await sh(['ip', '-n', hub, 'link', 'set', 'br0', 'up']);
+    for (let i = 0; i < count; i++) {
+      const name = String.fromCharCode(97 + i);
+      const ns = `${id}-${name}`;
+      await sh(['ip', 'netns', 'add', ns]);
+      made.push(ns);
+      await sh(['ip', '-n', hub, 'link', 'add', `p-${name}`, 'type', 'veth', 'peer', 'name', 'uplink', 'netns', ns]);
+      await sh(['ip', '-n', hub, 'link', 'set', `p-${name}`, 'master', 'br0', 'up']);
+      const ip = `172.31.${String(subnet)}.${String(10 + i)}`;
+      const hostIp = `10.201.${String(i + 1)}.1`;
+      await sh(['ip', '-n', ns, 'addr', 'add', `${ip}/24`, 'dev', 'uplink']);
+      await sh(['ip', '-n', ns, 'link', 'set', 'uplink', 'up']);
+      await sh(['ip', '-n', ns, 'link', 'set', 'lo', 'up']);
+      await sh(['ip', '-n', ns, 'addr', 'add', `${hostIp}/32`, 'dev', 'lo']);
+      nodes.push({ name, ns, runner: new NetnsRunner(system, ns), ip, cidr: `10.201.${String(i + 1)}.0/24`, hostIp });
+    }
+  } catch (err) {
+    await lab.destroy();
+    throw err;
+  }
+  return lab;
+}
+
+/** One ping from `from`'s cluster address to `to`'s; true when answered within `waitS`. */
+export async function ping(from: LabNode, to: LabNode, waitS = 1): Promise<boolean> {
+  const r = await from.runner.run('ping', ['-n', '-q', '-c', '1', '-W', String(waitS), '-I', from.hostIp, to.hostIp], { allowFailure: true });
+  return r.code === 0;
+}
+
+/** Pings until one is answered; throws after `timeoutMs`. */
+export async function waitPing(from: LabNode, to: LabNode, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) if (await ping(from, to)) return;
+  throw new Error(`no ping from ${from.hostIp} (${from.ns}) to ${to.hostIp} through the cable within ${String(timeoutMs)} ms`);
+}
+
+/** A runner that records every command line it runs (for "no modifying command" and "no interface created" checks). */
+export class RecordingRunner implements CommandRunner {
+  readonly lines: string[] = [];
+  readonly #inner: CommandRunner;
+  constructor(inner: CommandRunner) {
+    this.#inner = inner;
+  }
+  run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+    this.lines.push([command, ...args].join(' '));
+    return this.#inner.run(command, args, options);
+  }
+}
+
+/** Command lines that only read state. */
+export function isReadOnly(line: string): boolean {
+  return /(^|\s)wg (show|--version)\b/.test(line) || /^ip -j( -d| -4| -6)? (link|addr|route|neigh) show\b/.test(line) || /^bridge -j fdb show\b/.test(line);
+}
+
+export interface LabDriver {
+  readonly node: LabNode;
+  readonly driver: CableDriver;
+  readonly local: LocalEndpoint;
+  /** Public data for the other side's CableSpec.backend. */
+  readonly backend: Record<string, string>;
+}
+
+export type DriverKind = 'wireguard' | 'vxlan';
+
+/** A driver for `node` with a fresh identity; `runner` defaults to the node's. */
+export function labDriver(kind: DriverKind, lab: Lab, node: LabNode, opts: { runner?: CommandRunner; logger?: import('../core/index.ts').Logger; port?: number; privateKey?: string } = {}): LabDriver {
+  const deps = { runner: opts.runner ?? node.runner, logger: opts.logger ?? silentLogger() };
+  if (kind === 'wireguard') {
+    const keys = opts.privateKey === undefined ? wireguardKeyPair() : undefined;
+    const privateKey = opts.privateKey ?? keys?.privateKey ?? '';
+    const driver = new WireGuardDriver(deps, { socketDir: join(lab.dir, node.name) });
+    const local: LocalEndpoint = { clusterId: `c-${node.name}`, privateIp: node.ip, port: opts.port ?? 51820, cidrs: [node.cidr], secrets: { privateKey } };
+    return { node, driver, local, backend: { 'public-key': keys?.publicKey ?? '' } };
+  }
+  const driver = new VxlanDriver(deps);
+  const local: LocalEndpoint = { clusterId: `c-${node.name}`, privateIp: node.ip, port: opts.port ?? 4789, cidrs: [node.cidr], secrets: {} };
+  return { node, driver, local, backend: { vni: '100' } };
+}
+
+/** The spec `from` needs for a cable to `to`. */
+export function specTo(to: LabDriver, over: Partial<CableSpec> = {}): CableSpec {
+  return { remoteCluster: to.local.clusterId, remoteIp: to.node.ip, remotePort: to.local.port, remoteCidrs: [to.node.cidr], natTraversal: false, backend: to.backend, ...over };
+}
+
+/** Full mesh: every driver gets a cable to every other. */
+export function meshSpecs(all: readonly LabDriver[], self: LabDriver): CableSpec[] {
+  return all.filter((d) => d !== self).map((d) => specTo(d));
+}
+
+// ---- the benchmark ----
+
+function arg(name: string, def: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i > 0 ? (process.argv[i + 1] ?? def) : def;
+}
+
+async function iperf(server: LabNode, client: LabNode, serverIp: string, clientIp: string, seconds: number): Promise<number> {
+  const port = 20000 + ((randomBytes(2).readUInt16BE(0)) % 20000);
+  const child = spawn('ip', ['netns', 'exec', server.ns, 'iperf3', '-s', '-1', '-B', serverIp, '-p', String(port)], { stdio: 'ignore' });
+  try {
+    await new Promise((r) => setTimeout(r, 400));
+    const r = await client.runner.run('iperf3', ['-c', serverIp, '-B', clientIp, '-p', String(port), '-t', String(seconds), '-J'], { timeoutMs: (seconds + 30) * 1000, allowFailure: true });
+    if (r.code !== 0) throw new Error(`iperf3 ${clientIp} → ${serverIp} failed: ${r.stdout.slice(0, 300)} ${r.stderr}`);
+    const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
+    return j.end.sum_received.bits_per_second / 1e9;
+  } finally {
+    child.kill();
+  }
+}
+
+async function rtt(from: LabNode, src: string, dst: string, count: number): Promise<number> {
+  const r = await from.runner.run('ping', ['-n', '-q', '-i', '0.01', '-c', String(count), '-I', src, dst], { timeoutMs: 60_000 });
+  const m = /= [0-9.]+\/([0-9.]+)\//.exec(r.stdout);
+  if (m?.[1] === undefined) throw new Error(`ping output without rtt: ${r.stdout}`);
+  return Number(m[1]);
+}
+
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+
+async function benchDriver(kind: DriverKind, seconds: number, rounds: number): Promise<void> {
+  const lab = await createLab(kind === 'wireguard' ? 'wgb' : 'vxb', 2);
+  try {
+    const [na, nb] = lab.nodes;
+    if (na === undefined || nb === undefined) throw new Error('lab without two nodes');
+    const a = labDriver(kind, lab, na);
+    const b = labDriver(kind, lab, nb);
+    await a.driver.init(a.local);
+    await b.driver.init(b.local);
+    // set() → first packet through: b is ready first, then a's set() starts the clock
+    await b.driver.set([specTo(a)]);
+    const t0 = performance.now();
+    await a.driver.set([specTo(b)]);
+    const tSet = performance.now() - t0;
+    for (;;) {
+      if (await pingFast(na, nb)) break;
+      if (performance.now() - t0 > 20_000) throw new Error('no packet through within 20 s');
+    }
+    const tFirst = performance.now() - t0;
+    console.log(`${kind}: set() took ${tSet.toFixed(0)} ms; set() → first ping answered through the cable ${tFirst.toFixed(0)} ms (target ≤ 2000 ms)`);
+    const impl = a.driver instanceof WireGuardDriver ? ` (${a.driver.implementation ?? '?'})` : '';
+    const under: number[] = [];
+    const cable: number[] = [];
+    for (let i = 0; i < rounds; i++) {
+      under.push(await iperf(nb, na, nb.ip, na.ip, seconds));
+      cable.push(await iperf(nb, na, nb.hostIp, na.hostIp, seconds));
+    }
+    const rttUnder = await rtt(na, na.ip, nb.ip, 200);
+    const rttCable = await rtt(na, na.hostIp, nb.hostIp, 200);
+    console.log(`${kind}${impl}: iperf3 TCP ${String(rounds)}×${String(seconds)} s, medians: cable ${median(cable).toFixed(2)} Gbit/s, underlay ${median(under).toFixed(2)} Gbit/s, ratio ${(median(cable) / median(under)).toFixed(2)} (rounds: cable ${cable.map((x) => x.toFixed(2)).join('/')}, underlay ${under.map((x) => x.toFixed(2)).join('/')})`);
+    console.log(`${kind}${impl}: ping RTT avg over 200: cable ${rttCable.toFixed(3)} ms, underlay ${rttUnder.toFixed(3)} ms, ratio ${(rttCable / rttUnder).toFixed(2)}`);
+    await a.driver.cleanup();
+    await b.driver.cleanup();
+  } finally {
+    await lab.destroy();
+  }
+}
+
+/** A ping with a 100 ms wait, for measuring time to first packet. */
+async function pingFast(from: LabNode, to: LabNode): Promise<boolean> {
+  const r = await from.runner.run('ping', ['-n', '-q', '-c', '1', '-W', '0.1', '-I', from.hostIp, to.hostIp], { allowFailure: true });
+  return r.code === 0;
+}
+
+if (import.meta.main) {
+  const seconds = Number(arg('seconds', '5'));
+  const rounds = Number(arg('rounds', '3'));
+  const only = arg('driver', '');
+  console.log(`${new Date().toISOString()} on ${hostname()}: ${String(cpus().length)} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
+  for (const kind of ['wireguard', 'vxlan'] as const) {
+    if (only !== '' && only !== kind) continue;
+    await benchDriver(kind, seconds, rounds);
+  }
+}
