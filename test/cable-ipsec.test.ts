@@ -1,0 +1,288 @@
+import { execFileSync } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import {
+  NetnsRunner, SystemRunner, createCA, createLogger, issueCertificate, type CertAndKey, type Logger,
+} from '../core/index.ts';
+import type { CableSpec, CableStatus } from '../gateway/cable/driver.ts';
+import { IpsecDriver } from '../gateway/cable/ipsec.ts';
+import { ViciClient, type ViciMessage } from '../gateway/cable/vici.ts';
+import { IpsecLab, type LabNode } from './lib/ipsec-lab.ts';
+import { netnsList } from './lib/netns.ts';
+
+/**
+ * End-to-end: real charons (one per namespace) driven by IpsecDriver over VICI, in
+ * namespaces joined by a bridge in a namespace of their own. Needs root.
+ */
+
+if (process.getuid?.() !== 0) {
+  test('cable-ipsec e2e needs root (CAP_NET_ADMIN for namespaces)', () => {
+    assert.unreachable('run as root: the IPsec e2e test creates network namespaces and runs charon');
+  });
+  test.run();
+} else {
+  const logLines: string[] = [];
+  const logger: Logger = createLogger({ component: 'test-ipsec', level: 'debug', destination: { write: (s: string) => void logLines.push(s) } });
+  const secretsSeen: string[] = [];
+  let lab: IpsecLab | undefined;
+  let lab2: IpsecLab | undefined;
+  const drivers = new Map<string, IpsecDriver>();
+  const ca = createCA({ commonName: 'ist-ipsec-e2e-ca', validDays: 1 });
+  const rogueCa = createCA({ commonName: 'rogue-ca', validDays: 1 });
+  const certs = new Map<string, CertAndKey>();
+
+  function cert(id: string, issuer: CertAndKey = ca): CertAndKey {
+    const c = issueCertificate({ ca: issuer, commonName: `gw.${id}`, dnsNames: [`gw.${id}`], usages: ['server', 'client'], validDays: 1 });
+    secretsSeen.push(c.keyPem);
+    certs.set(id, c);
+    return c;
+  }
+
+  function specTo(n: LabNode, over: Partial<CableSpec> = {}): CableSpec {
+    return { remoteCluster: n.id, remoteIp: n.underlayIp, remotePort: 500, remoteCidrs: [n.cidr], natTraversal: false, backend: { 'cert-cn': `gw.${n.id}` }, ...over };
+  }
+
+  function meshSpecs(l: IpsecLab, self: string, ids: readonly string[]): CableSpec[] {
+    return ids.filter((id) => id !== self).map((id) => specTo(l.node(id)));
+  }
+
+  async function newDriver(n: LabNode): Promise<IpsecDriver> {
+    return new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000 });
+  }
+
+  async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    let last: unknown;
+    while (Date.now() < deadline) {
+      try {
+        const v = await f();
+        if (v !== undefined) return v;
+      } catch (err) {
+        last = err;
+      }
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
+  }
+
+  async function allConnected(d: IpsecDriver, ids: readonly string[]): Promise<readonly CableStatus[]> {
+    return waitFor(`cables ${ids.join(',')} connected`, async () => {
+      const s = await d.connections();
+      return ids.every((id) => s.find((c) => c.remoteCluster === id)?.state === 'connected') ? s : undefined;
+    });
+  }
+
+  function ping(from: LabNode, to: LabNode): boolean {
+    try {
+      execFileSync('ip', ['netns', 'exec', from.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-I', from.cidrIp, to.cidrIp], { stdio: 'pipe' });
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async function listSas(n: LabNode): Promise<ViciMessage[]> {
+    const v = await ViciClient.connect(`${n.dir}/charon.vici`);
+    try {
+      return (await v.stream('list-sas', 'list-sa', { noblock: 'yes' })).events;
+    } finally {
+      v.close();
+    }
+  }
+
+  function addedConns(n: LabNode): number {
+    return readFileSync(`${n.dir}/charon.log`, 'utf8').split('\n').filter((l) => /(added|replaced|updated) vici connection/.test(l)).length;
+  }
+
+  const MESH = ['a', 'b', 'c'];
+
+  test.after(async () => {
+    for (const d of drivers.values()) await d.cleanup().catch(() => undefined);
+    await lab?.destroy();
+    await lab2?.destroy();
+  });
+
+  test('full mesh of 3 gateways on certificates: every cable connects and carries traffic between the cluster CIDRs', async () => {
+    lab = await IpsecLab.create([...MESH, 'd']);
+    for (const id of MESH) {
+      const n = lab.node(id);
+      const c = cert(id);
+      const d = await newDriver(n);
+      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+      drivers.set(id, d);
+    }
+    for (const id of MESH) assert.equal(await drivers.get(id)?.set(meshSpecs(lab, id, MESH)), { failed: [] });
+    for (const id of MESH) {
+      const s = await allConnected(drivers.get(id) as IpsecDriver, MESH.filter((x) => x !== id));
+      for (const c of s) assert.ok((c.establishedAt ?? 0) > 0);
+    }
+    for (const from of MESH) {
+      for (const to of MESH) {
+        if (from !== to) assert.ok(ping(lab.node(from), lab.node(to)), `ping ${from} → ${to} through the SA`);
+      }
+    }
+    const a = await drivers.get('a')?.connections();
+    const toB = a?.find((c) => c.remoteCluster === 'b');
+    assert.ok((toB?.rxBytes ?? 0) > 0 && (toB?.txBytes ?? 0) > 0, 'the SA counted the traffic');
+    // the data path: routes to the remote CIDRs in table 220, sourced from the local cluster address
+    const routes = execFileSync('ip', ['-n', lab.node('a').ns, 'route', 'show', 'table', '220'], { encoding: 'utf8' });
+    assert.match(routes, `${lab.node('b').cidr} dev ipsec0`);
+    assert.match(routes, `src ${lab.node('a').cidrIp}`);
+  });
+
+  test('set() twice with the same input loads nothing and re-creates no SA', async () => {
+    const l = lab as IpsecLab;
+    const before = new Map<string, { conns: number; ids: string }>();
+    for (const id of MESH) {
+      const d = drivers.get(id) as IpsecDriver;
+      before.set(id, { conns: addedConns(l.node(id)), ids: JSON.stringify([...(await d.ikeSaIds())].sort()) });
+    }
+    for (const id of MESH) assert.equal(await drivers.get(id)?.set(meshSpecs(l, id, MESH)), { failed: [] });
+    for (const id of MESH) {
+      const d = drivers.get(id) as IpsecDriver;
+      assert.is(addedConns(l.node(id)), before.get(id)?.conns, `${id}: no load-conn`);
+      assert.is(JSON.stringify([...(await d.ikeSaIds())].sort()), before.get(id)?.ids, `${id}: same IKE_SAs`);
+    }
+  });
+
+  test('bad remotes (unknown CA, wrong address, bad spec) fail only their own cable, with the reason', async () => {
+    const l = lab as IpsecLab;
+    const dn = l.node('d');
+    const rogue = cert('d', rogueCa);
+    const dd = await newDriver(dn);
+    await dd.init({ clusterId: 'd', privateIp: dn.underlayIp, port: 500, cidrs: [dn.cidr], secrets: { certPem: rogue.certPem, keyPem: rogue.keyPem, caPem: rogueCa.certPem } });
+    drivers.set('d', dd);
+    assert.equal(await dd.set([specTo(l.node('a'))]), { failed: [] });
+    const a = drivers.get('a') as IpsecDriver;
+    const idsBefore = JSON.stringify([...(await a.ikeSaIds())].filter(([k]) => k === 'b' || k === 'c').sort());
+    const good = meshSpecs(l, 'a', MESH);
+    const r = await a.set([
+      ...good,
+      specTo(dn),
+      { ...specTo(dn), remoteCluster: 'e', remoteIp: '192.168.77.99', backend: { 'cert-cn': 'gw.e' } },
+      { ...specTo(dn), remoteCluster: 'f', remoteIp: 'not-an-ip' },
+    ]);
+    assert.equal(r.failed.map((f) => f.remoteCluster), ['f']);
+    assert.match(r.failed[0]?.reason ?? '', 'not an IP address');
+    const s = await waitFor('d and e in error', async () => {
+      const st = await a.connections();
+      const bad = st.filter((c) => c.remoteCluster === 'd' || c.remoteCluster === 'e');
+      return bad.length === 2 && bad.every((c) => c.state === 'error') ? st : undefined;
+    }, 60_000);
+    const byId = new Map(s.map((c) => [c.remoteCluster, c]));
+    assert.match(byId.get('d')?.message ?? '', /AUTHENTICATION_FAILED|trusted|constraint/);
+    assert.match(byId.get('e')?.message ?? '', /retransmit|not responding|timeout|timed out/i);
+    assert.is(byId.get('f')?.state, 'error');
+    assert.is(byId.get('b')?.state, 'connected');
+    assert.is(byId.get('c')?.state, 'connected');
+    assert.ok(ping(l.node('a'), l.node('b')));
+    assert.is(JSON.stringify([...(await a.ikeSaIds())].filter(([k]) => k === 'b' || k === 'c').sort()), idsBefore, 'good cables untouched');
+    // back to the mesh: the bad cables go, the good ones stay
+    assert.equal(await a.set(good), { failed: [] });
+    const after = await a.connections();
+    assert.equal(after.map((c) => c.remoteCluster), ['b', 'c']);
+    await dd.cleanup();
+    drivers.delete('d');
+  });
+
+  test('a new driver instance adopts the running charon and its SAs: nothing re-initiated', async () => {
+    const l = lab as IpsecLab;
+    const old = drivers.get('a') as IpsecDriver;
+    const ids = JSON.stringify([...(await old.ikeSaIds())].sort());
+    const conns = addedConns(l.node('a'));
+    const pid = await old.charon?.pid();
+    await old.close();
+    const n = l.node('a');
+    const c = certs.get('a') as CertAndKey;
+    const fresh = await newDriver(n);
+    await fresh.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+    drivers.set('a', fresh);
+    assert.equal(await fresh.set(meshSpecs(l, 'a', MESH)), { failed: [] });
+    assert.is(fresh.charonStarts, 0);
+    assert.is(await fresh.charon?.pid(), pid);
+    await allConnected(fresh, ['b', 'c']);
+    assert.is(JSON.stringify([...(await fresh.ikeSaIds())].sort()), ids, 'no SA re-created');
+    assert.is(addedConns(n), conns, 'no connection re-loaded');
+    assert.is(fresh.ikeUps, 0);
+    assert.ok(ping(n, l.node('c')));
+  });
+
+  test('charon killed: connections() says so, init() restarts it and traffic flows again', async () => {
+    const l = lab as IpsecLab;
+    const a = drivers.get('a') as IpsecDriver;
+    const pid = await a.charon?.pid();
+    assert.ok(pid !== undefined);
+    process.kill(pid, 'SIGKILL');
+    const down = await waitFor('cables in error', async () => {
+      const s = await a.connections();
+      return s.every((c) => c.state === 'error') ? s : undefined;
+    });
+    assert.match(down[0]?.message ?? '', 'charon');
+    const n = l.node('a');
+    const c = certs.get('a') as CertAndKey;
+    await a.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+    assert.is(a.charonStarts, 1);
+    assert.is.not(await a.charon?.pid(), pid);
+    await allConnected(a, ['b', 'c']);
+    await waitFor('traffic a → b and c → a again', async () => (ping(n, l.node('b')) && ping(l.node('c'), n) ? true : undefined));
+  });
+
+  test('PSK mode with forced UDP encapsulation (NAT-T port 4500)', async () => {
+    lab2 = await IpsecLab.create(['p', 'q']);
+    const l = lab2;
+    const psk = Buffer.from('0123456789abcdef0123456789abcdef-isthmus-e2e-psk').toString('base64');
+    secretsSeen.push(psk);
+    const ds = new Map<string, IpsecDriver>();
+    for (const id of ['p', 'q']) {
+      const n = l.node(id);
+      const d = await newDriver(n);
+      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { psk } });
+      drivers.set(`psk-${id}`, d);
+      ds.set(id, d);
+    }
+    for (const [id, other] of [['p', 'q'], ['q', 'p']] as const) {
+      assert.equal(await ds.get(id)?.set([specTo(l.node(other), { natTraversal: true, backend: {} })]), { failed: [] });
+    }
+    await allConnected(ds.get('p') as IpsecDriver, ['q']);
+    assert.ok(ping(l.node('p'), l.node('q')));
+    assert.ok(ping(l.node('q'), l.node('p')));
+    const sas = await listSas(l.node('p'));
+    const ike = sas[0]?.['isthmus-q'] as Record<string, unknown> | undefined;
+    assert.is(ike?.['remote-port'], '4500', 'IKE floated to the NAT-T port');
+    assert.is(ike?.['nat-any'], 'yes', 'NAT-T forced');
+    const child = Object.values((ike?.['child-sas'] ?? {}) as Record<string, Record<string, unknown>>)[0];
+    assert.is(child?.['encap'], 'yes', 'ESP in UDP');
+  });
+
+  test('cleanup leaves no process, namespace or file; no secret in any log', async () => {
+    const dirs = [...(lab?.nodes ?? []), ...(lab2?.nodes ?? [])].map((n) => n.dir);
+    const charonLogs = dirs.map((d) => (existsSync(`${d}/charon.log`) ? readFileSync(`${d}/charon.log`, 'utf8') : '')).join('\n');
+    for (const d of drivers.values()) await d.cleanup();
+    drivers.clear();
+    for (const dir of dirs) assert.not.ok(existsSync(dir), `${dir} removed`);
+    const tags = [lab?.tag, lab2?.tag];
+    for (const l of [lab, lab2]) {
+      for (const n of l?.nodes ?? []) {
+        assert.is(execFileSync('ip', ['netns', 'pids', n.ns], { encoding: 'utf8' }).trim(), '', `no process left in ${n.ns}`);
+      }
+    }
+    await lab?.destroy();
+    await lab2?.destroy();
+    const left = netnsList().filter((ns) => tags.some((t) => t !== undefined && ns.startsWith(t)));
+    assert.equal(left, []);
+    assert.not.ok(existsSync(lab?.root ?? '/nonexistent'));
+    lab = undefined;
+    lab2 = undefined;
+    // secrets: no private key or PSK in the driver's logs or charon's
+    const all = `${logLines.join('')}\n${charonLogs}`;
+    assert.ok(logLines.length > 20, 'the driver logged');
+    assert.not.match(all, 'PRIVATE KEY');
+    for (const s of secretsSeen) {
+      const body = s.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
+      for (const piece of [body.slice(40, 80), body.slice(-60, -20)]) assert.not.ok(all.includes(piece), 'a secret appeared in a log');
+    }
+  });
+
+  test.run();
+}
