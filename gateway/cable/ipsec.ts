@@ -170,7 +170,7 @@ export function connConfig(local: LocalEndpoint, auth: IpsecAuth, spec: CableSpe
           rekey_time: t.childRekeyTime,
           start_action: 'none',
           dpd_action: initiator ? 'restart' : 'clear',
-          close_action: initiator ? 'start' : 'none',
+          close_action: 'none',
         },
       },
     },
