@@ -4,13 +4,26 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Writable } from 'node:stream';
-import { createLogger } from '../core/index.ts';
+import { IsthmusError, createLogger } from '../core/index.ts';
 import type { CableStatus } from '../gateway/cable/driver.ts';
 import { VxlanDriver, tunnelAddress, vtepMac } from '../gateway/cable/vxlan.ts';
 import { readLink, readRoutes } from '../gateway/cable/wireguard.ts';
 import {
   RecordingRunner, createLab, isReadOnly, labDriver, meshSpecs, ping, waitPing, type Lab, type LabDriver,
 } from '../bench/cables.ts';
+
+/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
+function it(name: string, fn: () => unknown): void {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  });
+}
+
 
 if (process.getuid?.() !== 0) {
   console.error('test/cable-vxlan.test.ts needs root (network namespaces, VXLAN devices): run it as root');
@@ -51,7 +64,7 @@ test.after(async () => {
   await lab?.destroy();
 });
 
-test('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected, no ARP', async () => {
+it('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected, no ARP', async () => {
   for (const d of drivers) await d.driver.init(d.local);
   for (const d of drivers) assert.equal((await d.driver.set(meshSpecs(drivers, d))).failed, []);
   for (const from of drivers) for (const to of drivers) if (from !== to) await waitPing(from.node, to.node);
@@ -72,7 +85,7 @@ test('full mesh of three: traffic between every pair of cluster CIDRs, every cab
   assert.is(link.mtu, 1450, 'veth MTU 1500 − 50 for an IPv4 underlay');
 });
 
-test('set() twice with the same input runs no modifying command the second time', async () => {
+it('set() twice with the same input runs no modifying command the second time', async () => {
   const rec = new RecordingRunner(A().node.runner);
   const again = new VxlanDriver({ runner: rec, logger });
   await again.init(A().local);
@@ -84,7 +97,7 @@ test('set() twice with the same input runs no modifying command the second time'
   await waitPing(A().node, B().node);
 });
 
-test('a bad remote port, address or VNI fails only that cable; connections() shows the reason', async () => {
+it('a bad remote port, address or VNI fails only that cable; connections() shows the reason', async () => {
   const good = meshSpecs(drivers, A());
   const cId = C().local.clusterId;
   const r1 = await A().driver.set(good.map((s) => (s.remoteCluster === cId ? { ...s, remotePort: 0 } : s)));
@@ -106,7 +119,7 @@ test('a bad remote port, address or VNI fails only that cable; connections() sho
   await waitPing(A().node, C().node);
 });
 
-test('removing a remote removes its FDB entry, neighbour and routes only', async () => {
+it('removing a remote removes its FDB entry, neighbour and routes only', async () => {
   const cId = C().local.clusterId;
   assert.equal((await A().driver.set(meshSpecs(drivers, A()).filter((s) => s.remoteCluster !== cId))).failed, []);
   assert.equal((await fdbOf(A())).map((e) => e.dst), [B().node.ip]);
@@ -118,7 +131,7 @@ test('removing a remote removes its FDB entry, neighbour and routes only', async
   await waitPing(A().node, C().node);
 });
 
-test('a deleted device is recreated by the next set()', async () => {
+it('a deleted device is recreated by the next set()', async () => {
   await A().node.runner.run('ip', ['link', 'del', 'dev', 'vx-isthmus']);
   const st = await A().driver.connections();
   assert.ok(st.every((s) => s.state === 'error' && /gone/.test(s.message ?? '')));
@@ -127,7 +140,7 @@ test('a deleted device is recreated by the next set()', async () => {
   await waitPing(C().node, A().node);
 });
 
-test('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
+it('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
   const rec = new RecordingRunner(B().node.runner);
   const restarted = new VxlanDriver({ runner: rec, logger });
   await restarted.init(B().local);
@@ -140,7 +153,7 @@ test('a new driver instance on the same namespace (process restart) adopts the d
   assert.match(logs.join(''), /adopted the existing VXLAN device/);
 });
 
-test('a device with another VNI is recreated, not adopted', async () => {
+it('a device with another VNI is recreated, not adopted', async () => {
   const rec = new RecordingRunner(C().node.runner);
   const other = new VxlanDriver({ runner: rec, logger }, { vni: 200 });
   await other.init(C().local);
@@ -153,7 +166,7 @@ test('a device with another VNI is recreated, not adopted', async () => {
   await waitPing(C().node, A().node);
 });
 
-test('cleanup() leaves no device, route, neighbour or FDB entry behind', async () => {
+it('cleanup() leaves no device, route, neighbour or FDB entry behind', async () => {
   for (const d of drivers) await d.driver.cleanup();
   for (const d of drivers) {
     assert.is(await readLink(d.node.runner, 'vx-isthmus'), undefined);

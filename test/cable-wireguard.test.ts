@@ -5,13 +5,26 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Writable } from 'node:stream';
-import { ErrorCodes, SystemRunner, createLogger, isIsthmusError, type CommandRunner, type RunOptions, type RunResult } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, SystemRunner, createLogger, isIsthmusError, type CommandRunner, type RunOptions, type RunResult } from '../core/index.ts';
 import type { CableStatus } from '../gateway/cable/driver.ts';
 import { Wg } from '../gateway/cable/wg.ts';
 import { WireGuardDriver, readRoutes } from '../gateway/cable/wireguard.ts';
 import {
   RecordingRunner, createLab, isReadOnly, labDriver, meshSpecs, netnsPids, ping, waitPing, type Lab, type LabDriver,
 } from '../bench/cables.ts';
+
+/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
+function it(name: string, fn: () => unknown): void {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  });
+}
+
 
 if (process.getuid?.() !== 0) {
   console.error('test/cable-wireguard.test.ts needs root (network namespaces, wireguard-go): run it as root');
@@ -67,7 +80,7 @@ test.after(async () => {
   await lab?.destroy();
 });
 
-test('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected', async () => {
+it('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected', async () => {
   for (const d of drivers) await d.driver.init(d.local);
   assert.is((A().driver as WireGuardDriver).implementation, 'userspace', 'no kernel module here: wireguard-go');
   for (const d of drivers) {
@@ -92,7 +105,7 @@ test('full mesh of three: traffic between every pair of cluster CIDRs, every cab
   assert.is(mtu.stdout.trim(), '1440', 'veth MTU 1500 − 60 for an IPv4 underlay');
 });
 
-test('set() twice with the same input runs no modifying command the second time', async () => {
+it('set() twice with the same input runs no modifying command the second time', async () => {
   const rec = new RecordingRunner(A().node.runner);
   const again = labDriver('wireguard', must(lab, 'lab'), A().node, { runner: rec, logger, port: A().local.port, privateKey: A().local.secrets['privateKey'] ?? '' });
   // same identity, fresh instance; first prime it, then count
@@ -108,7 +121,7 @@ test('set() twice with the same input runs no modifying command the second time'
   await waitPing(A().node, B().node);
 });
 
-test('a bad remote key or port fails only that cable; connections() shows the reason', async () => {
+it('a bad remote key or port fails only that cable; connections() shows the reason', async () => {
   const good = meshSpecs(drivers, A());
   const badKey = good.map((s) => (s.remoteCluster === C().local.clusterId ? { ...s, backend: { 'public-key': 'not-a-key' } } : s));
   const r1 = await A().driver.set(badKey);
@@ -135,7 +148,7 @@ test('a bad remote key or port fails only that cable; connections() shows the re
   await waitPing(A().node, C().node);
 });
 
-test('removing a remote removes its peer and routes only', async () => {
+it('removing a remote removes its peer and routes only', async () => {
   const withoutC = meshSpecs(drivers, A()).filter((s) => s.remoteCluster !== C().local.clusterId);
   assert.equal((await A().driver.set(withoutC)).failed, []);
   const dump = must(await wgOf(A()).showDump('isthmus-wg'), 'dump');
@@ -149,7 +162,7 @@ test('removing a remote removes its peer and routes only', async () => {
   await waitPing(A().node, C().node);
 });
 
-test('wireguard-go killed: connections() says so, init() restarts it and re-applies the cables', async () => {
+it('wireguard-go killed: connections() says so, init() restarts it and re-applies the cables', async () => {
   const pids = await wireguardGoPids(A().node.ns);
   assert.is(pids.length, 1);
   process.kill(must(pids[0], 'pid'), 'SIGKILL');
@@ -163,7 +176,7 @@ test('wireguard-go killed: connections() says so, init() restarts it and re-appl
   await waitPing(C().node, A().node);
 });
 
-test('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
+it('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
   const rec = new RecordingRunner(B().node.runner);
   const restarted = labDriver('wireguard', must(lab, 'lab'), B().node, { runner: rec, logger, port: B().local.port, privateKey: B().local.secrets['privateKey'] ?? '' });
   const before = await wireguardGoPids(B().node.ns);
@@ -179,7 +192,7 @@ test('a new driver instance on the same namespace (process restart) adopts the d
   assert.ok(st.every((s) => s.state === 'connected'));
 });
 
-test('wg missing: init() fails with MISSING_DEPENDENCY naming wireguard-tools', async () => {
+it('wg missing: init() fails with MISSING_DEPENDENCY naming wireguard-tools', async () => {
   const noWg: CommandRunner = {
     run: (cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult> =>
       A().node.runner.run(cmd, args, { ...options, env: { ...options?.env, PATH: '/usr/sbin:/sbin' } }),
@@ -194,14 +207,14 @@ test('wg missing: init() fails with MISSING_DEPENDENCY naming wireguard-tools', 
   }
 });
 
-test('the private keys never appear in the log output', () => {
+it('the private keys never appear in the log output', () => {
   const all = logs.join('');
   assert.ok(logs.length > 5, 'the drivers logged');
   assert.match(all, /adopted the existing WireGuard device/);
   for (const d of drivers) assert.not.ok(all.includes(d.local.secrets['privateKey'] ?? '<none>'), `private key of ${d.node.name} in logs`);
 });
 
-test('cleanup() leaves no device, route, socket or wireguard-go behind', async () => {
+it('cleanup() leaves no device, route, socket or wireguard-go behind', async () => {
   for (const d of drivers) await d.driver.cleanup();
   for (const d of drivers) {
     const link = await d.node.runner.run('ip', ['link', 'show', 'dev', 'isthmus-wg'], { allowFailure: true });
