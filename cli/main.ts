@@ -3,6 +3,7 @@ import { isIsthmusError, messageOf } from '../core/index.ts';
 import type { Command } from './command.ts';
 import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
+import { gatewayCommand } from './gateway.ts';
 import { sandboxCommand } from './sandbox.ts';
 
 /**
@@ -10,7 +11,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 

@@ -1,0 +1,100 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import {
+  SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
+} from '../core/index.ts';
+import { BrokerClient } from '../core/broker-api/index.ts';
+import { loadKubeConfig } from '../core/k8s.ts';
+import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
+import { GatewayEngine } from '../gateway/engine.ts';
+import { optionRecord, parseArgs } from './args.ts';
+import type { Command } from './command.ts';
+
+const ip = (what: string, def?: string) => custom(what, (raw) => {
+  if ((raw === undefined || raw === '') && def !== undefined) return def;
+  if (typeof raw !== 'string') throw new Error('is required');
+  parseIp(raw);
+  return raw;
+});
+const cidr = str('a CIDR');
+const checkedCidr = custom('a CIDR', (raw) => {
+  const s = cidr.parse(raw);
+  parseCidr(s);
+  return s;
+});
+
+const schema = {
+  cluster: str('this cluster\'s id (an RFC-1123 label)', undefined, /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'is not an RFC-1123 label'),
+  hostname: str('this gateway\'s name (default: $NODE_NAME or the host name)', process.env['NODE_NAME'] ?? process.env['HOSTNAME'] ?? ''),
+  broker: str('broker address host:port'),
+  brokerTlsDir: str('folder with this cluster\'s broker client certificate: tls.crt, tls.key, ca.crt'),
+  driver: oneOf('cable driver (default wireguard)', DRIVER_NAMES, 'wireguard'),
+  privateIp: ip('the address cables use on this node'),
+  publicIp: ip('public address (default: as the broker sees it)', ''),
+  port: int('cable UDP port (default 51820 wireguard, 500 ipsec, 4789 vxlan)', 0, 0, 65535),
+  podCidrs: list('this cluster\'s pod CIDRs', checkedCidr),
+  serviceCidrs: list('this cluster\'s service CIDRs', checkedCidr),
+  healthCheckIp: ip('address remote gateways probe through the cable (default none)', ''),
+  healthPort: int('health probe UDP port (default 4801)', 4801, 1, 65535),
+  healthInterval: int('ms between health probes (default 1000)', 1000, 100, 60_000),
+  forceNat: bool('force NAT traversal (UDP encapsulation) (default false)', false),
+  namespace: str('namespace of the Lease and the Gateway resource (default isthmus-system)', 'isthmus-system'),
+  leaseName: str('name of the active/passive Lease (default isthmus-gateway)', 'isthmus-gateway'),
+  leaseMs: int('lease duration in ms (default 2000)', 2000, 500, 60_000),
+  renewDeadlineMs: int('renew deadline in ms (default 1500)', 1500, 200, 60_000),
+  retryMs: int('lease retry period in ms (default 500)', 500, 100, 10_000),
+  endpointTtl: int('broker lease TTL of the endpoint in s (default 10)', 10, 2, 300),
+  stateDir: str('folder for driver state and the WireGuard key (default /var/lib/isthmus/gateway)', '/var/lib/isthmus/gateway'),
+  tlsDir: optionalStr('ipsec: folder with the gateway certificate (tls.crt, tls.key, ca.crt)'),
+  pskFile: optionalStr('ipsec: file holding a PSK instead of certificates'),
+  kubeconfig: optionalStr('kubeconfig (default: in-cluster, $KUBECONFIG, ~/.kube/config)'),
+  context: optionalStr('kubeconfig context'),
+};
+
+const DEFAULT_PORT = { wireguard: 51820, ipsec: 500, vxlan: 4789 } as const;
+
+export const gatewayCommand: Command = {
+  name: 'gateway',
+  summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status',
+  async run(argv) {
+    const args = parseArgs(argv, new Set(['force-nat', 'help']));
+    if (args.options.has('help')) {
+      process.stdout.write(`isthmus gateway [options]\n\n${Object.entries(schema).map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(20)} ${f.doc}`).join('\n')}\n`);
+      return 0;
+    }
+    const cfg = validateConfig(schema, optionRecord(args), 'gateway options');
+    const logger = createLogger({ component: 'gateway', cluster: cfg.cluster });
+    const runner = new SystemRunner();
+    const setup = setupDriver({
+      name: cfg.driver, runner, logger, stateDir: cfg.stateDir,
+      ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
+      ...(cfg.pskFile === undefined ? {} : { pskFile: cfg.pskFile }),
+    });
+    const tls = cfg.brokerTlsDir;
+    const broker = new BrokerClient({
+      address: cfg.broker,
+      credentials: async () => ({
+        caPem: await readFile(join(tls, 'ca.crt'), 'utf8'),
+        certPem: await readFile(join(tls, 'tls.crt'), 'utf8'),
+        keyPem: await readFile(join(tls, 'tls.key'), 'utf8'),
+      }),
+      logger,
+    });
+    const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+    const engine = new GatewayEngine({
+      clusterId: cfg.cluster, hostname: cfg.hostname, privateIp: cfg.privateIp, publicIp: cfg.publicIp,
+      port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
+      podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
+      healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, namespace: cfg.namespace, leaseName: cfg.leaseName,
+      leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
+    }, { kubeConfig, broker, driver: setup.driver, secrets: setup.secrets, backend: setup.backend, logger });
+    await engine.start();
+    await new Promise<void>((resolve) => {
+      process.once('SIGTERM', resolve);
+      process.once('SIGINT', resolve);
+    });
+    await engine.stop();
+    broker.close();
+    return 0;
+  },
+};

@@ -1,0 +1,71 @@
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ErrorCodes, IsthmusError, certificateInfo, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type Logger } from '../core/index.ts';
+import type { CableDriver, CableDriverName } from './cable/driver.ts';
+import { IpsecDriver } from './cable/ipsec.ts';
+import { VxlanDriver } from './cable/vxlan.ts';
+import { WireGuardDriver } from './cable/wireguard.ts';
+
+/**
+ * The cable drivers, registered explicitly, with what each needs from disk: its
+ * secrets (handed to the driver only) and the public data the gateway publishes.
+ * State lives under `stateDir` (the WireGuard key is kept there, 0600, so a restart
+ * keeps the same public key).
+ */
+export interface DriverSetup {
+  readonly driver: CableDriver;
+  readonly secrets: Record<string, string>;
+  readonly backend: Record<string, string>;
+}
+
+export interface DriverInputs {
+  readonly name: CableDriverName;
+  readonly runner: CommandRunner;
+  readonly logger: Logger;
+  readonly stateDir: string;
+  /** Folder with tls.crt, tls.key, ca.crt (ipsec certificate mode). */
+  readonly tlsDir?: string;
+  /** File holding an IPsec PSK (PSK mode). */
+  readonly pskFile?: string;
+}
+
+function read(path: string, what: string): string {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (err) {
+    throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `cannot read ${what} at ${path}: ${(err as Error).message}`);
+  }
+}
+
+export const DRIVER_NAMES: readonly CableDriverName[] = ['wireguard', 'ipsec', 'vxlan'];
+
+export function setupDriver(i: DriverInputs): DriverSetup {
+  mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
+  const deps = { runner: i.runner, logger: i.logger };
+  switch (i.name) {
+    case 'wireguard': {
+      const keyFile = join(i.stateDir, 'wireguard.key');
+      if (!existsSync(keyFile)) writeFileSync(keyFile, wireguardKeyPair().privateKey + '\n', { mode: 0o600 });
+      const privateKey = read(keyFile, 'the WireGuard private key').trim();
+      return {
+        driver: new WireGuardDriver(deps, { socketDir: join(i.stateDir, 'wireguard') }),
+        secrets: { privateKey },
+        backend: { 'public-key': wireguardPublicKeyOf(privateKey) },
+      };
+    }
+    case 'ipsec': {
+      const driver = new IpsecDriver({ ...deps, dir: join(i.stateDir, 'ipsec') });
+      if (i.pskFile !== undefined) return { driver, secrets: { psk: read(i.pskFile, 'the IPsec PSK').trim() }, backend: {} };
+      if (i.tlsDir === undefined) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'ipsec needs --tls-dir (certificates) or --psk-file');
+      const certPem = read(join(i.tlsDir, 'tls.crt'), 'the gateway certificate');
+      const cn = certificateInfo(certPem).commonName ?? '';
+      return {
+        driver,
+        secrets: { certPem, keyPem: read(join(i.tlsDir, 'tls.key'), 'the gateway key'), caPem: read(join(i.tlsDir, 'ca.crt'), 'the clusterset CA') },
+        backend: { 'cert-cn': cn },
+      };
+    }
+    case 'vxlan':
+      return { driver: new VxlanDriver(deps), secrets: {}, backend: {} };
+  }
+}

@@ -1,0 +1,261 @@
+import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import { WorkQueue, messageOf, systemClock, type Clock, type Logger } from '../core/index.ts';
+import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
+import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
+import { desiredCables, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
+import { HealthProber, startResponder } from './health.ts';
+import { LeaderElector } from './leader.ts';
+import { gatewayStatus } from './status.ts';
+
+/**
+ * The gateway engine. Every gateway-capable node runs one; a Kubernetes Lease makes
+ * one of them active. The active one registers its cluster, keeps its Endpoint
+ * published at the broker (under a broker lease), watches the remote clusters and
+ * endpoints, and reconciles one cable per remote cluster through its CableDriver;
+ * it probes every cable's health and every gateway writes its `Gateway` status.
+ *
+ * Invariants: cables are set only from a synced broker cache (never from an empty
+ * one at start), so a restart adopts what exists; the broker being unreachable
+ * changes nothing that works (the cache keeps its last state); losing the Lease
+ * withdraws the endpoint and removes the cables (another gateway has them);
+ * stop() (a process restart) leaves cables, endpoint and Lease to expire or be
+ * adopted.
+ */
+export interface GatewayConfig {
+  readonly clusterId: string;
+  readonly hostname: string;
+  readonly privateIp: string;
+  /** Configured public address, or '' (then the broker's observed source address is used). */
+  readonly publicIp: string;
+  readonly port: number;
+  readonly podCidrs: readonly string[];
+  readonly serviceCidrs: readonly string[];
+  /** The address remote gateways probe through the cable ('' = no health probes). */
+  readonly healthCheckIp: string;
+  readonly healthPort: number;
+  readonly healthIntervalMs: number;
+  readonly forceNatTraversal: boolean;
+  readonly namespace: string;
+  readonly leaseName: string;
+  readonly leaseMs: number;
+  readonly renewDeadlineMs: number;
+  readonly retryMs: number;
+  readonly endpointTtlS: number;
+}
+
+export interface GatewayDeps {
+  readonly kubeConfig: KubeConfig;
+  readonly broker: BrokerClient;
+  readonly driver: CableDriver;
+  /** Driver secrets (private key, certificates): given to the driver only. */
+  readonly secrets: Readonly<Record<string, string>>;
+  /** Public driver data published in the Endpoint (wireguard public-key, ipsec cert-cn). */
+  readonly backend: Readonly<Record<string, string>>;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+const LOST_TO_FAIL = 3;
+
+export class GatewayEngine {
+  readonly #c: GatewayConfig;
+  readonly #d: GatewayDeps;
+  readonly #clock: Clock;
+  readonly #leader: LeaderElector;
+  readonly #objects: CustomObjectsApi;
+  readonly #queue = new WorkQueue<string>({ backoff: { baseMs: 200, maxMs: 5000 } });
+  readonly #revisions = new Map<string, number>();
+  #active = false;
+  #cache: BrokerCache | undefined;
+  #keeper: EndpointKeeper | undefined;
+  #observedIp = '';
+  #desired: CableSpec[] = [];
+  #failed = new Map<string, string>();
+  #prober: HealthProber | undefined;
+  #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
+  #timer: ReturnType<typeof setInterval> | undefined;
+  #failure: string | undefined;
+  #working: Promise<void> | undefined;
+  #transition: Promise<void> = Promise.resolve();
+
+  constructor(config: GatewayConfig, deps: GatewayDeps) {
+    this.#c = config;
+    this.#d = deps;
+    this.#clock = deps.clock ?? systemClock;
+    this.#objects = deps.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#leader = new LeaderElector({
+      kubeConfig: deps.kubeConfig, namespace: config.namespace, name: config.leaseName, identity: config.hostname,
+      leaseMs: config.leaseMs, renewDeadlineMs: config.renewDeadlineMs, retryMs: config.retryMs, clock: this.#clock, logger: deps.logger,
+      onStartedLeading: () => this.#switch(true),
+      onStoppedLeading: () => this.#switch(false),
+    });
+  }
+
+  get active(): boolean {
+    return this.#active;
+  }
+
+  get local(): LocalEndpoint {
+    return { clusterId: this.#c.clusterId, privateIp: this.#c.privateIp, port: this.#c.port, cidrs: [...this.#c.podCidrs, ...this.#c.serviceCidrs], secrets: this.#d.secrets };
+  }
+
+  async start(): Promise<void> {
+    if (this.#c.healthCheckIp !== '') {
+      this.#responder = await startResponder(this.#c.healthCheckIp, this.#c.healthPort).catch((err: unknown) => {
+        this.#d.logger.warn({ err: messageOf(err), ip: this.#c.healthCheckIp }, 'health responder not started; remote probes of this gateway will fail');
+        return undefined;
+      });
+      this.#prober = await HealthProber.open(this.#c.healthPort, this.#clock);
+    }
+    this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
+    this.#timer = setInterval(() => void this.#tick(), this.#c.healthIntervalMs);
+    this.#leader.start();
+  }
+
+  /** A process stop: cables, endpoint and Lease stay (a restarted gateway adopts them). */
+  async stop(): Promise<void> {
+    if (this.#timer !== undefined) clearInterval(this.#timer);
+    await this.#leader.stop(false);
+    await this.#transition;
+    await this.#keeper?.stop(false);
+    await this.#cache?.stop();
+    this.#queue.shutDown();
+    await this.#working;
+    this.#prober?.close();
+    this.#responder?.close();
+  }
+
+  #switch(active: boolean): void {
+    this.#transition = this.#transition.then(() => (active ? this.#activate() : this.#deactivate())).catch((err: unknown) => {
+      this.#failure = messageOf(err);
+      this.#d.logger.error({ err: this.#failure }, active ? 'could not become active' : 'could not stand down cleanly');
+    });
+  }
+
+  async #activate(): Promise<void> {
+    this.#active = true;
+    this.#failure = undefined;
+    await this.#d.driver.init(this.local);
+    await this.#d.broker.registerCluster({ cluster_id: this.#c.clusterId, pod_cidrs: [...this.#c.podCidrs], service_cidrs: [...this.#c.serviceCidrs] });
+    this.#keeper = new EndpointKeeper(this.#d.broker, {
+      cluster_id: this.#c.clusterId,
+      hostname: this.#c.hostname,
+      private_ip: this.#c.privateIp,
+      public_ip: this.#c.publicIp,
+      ports: [{ name: 'cable', port: this.#c.port, protocol: 'UDP' }],
+      cable_driver: this.#d.driver.name,
+      backend_config: { ...this.#d.backend },
+      health_check_ip: this.#c.healthCheckIp,
+    }, {
+      ttlSeconds: this.#c.endpointTtlS,
+      logger: this.#d.logger,
+      onPublished: (r) => {
+        if (r.observedSourceIp !== this.#observedIp) {
+          this.#observedIp = r.observedSourceIp;
+          this.#queue.add('cables');
+        }
+      },
+    });
+    this.#keeper.start();
+    const cache = new BrokerCache(this.#d.broker, { kinds: ['CLUSTER', 'ENDPOINT'], logger: this.#d.logger });
+    cache.onChange((ch: Change) => {
+      if (ch.kind === 'ENDPOINT') {
+        if (ch.type === 'deleted') this.#revisions.delete(ch.key);
+        else this.#revisions.set(ch.key, ch.revision);
+      }
+      this.#queue.add('cables');
+    });
+    this.#cache = cache;
+    cache.start();
+    await cache.synced;
+    this.#queue.add('cables');
+  }
+
+  async #deactivate(): Promise<void> {
+    this.#active = false;
+    await this.#keeper?.stop(true);
+    this.#keeper = undefined;
+    await this.#cache?.stop();
+    this.#cache = undefined;
+    this.#revisions.clear();
+    this.#desired = [];
+    this.#failed = new Map();
+    await this.#d.driver.cleanup();
+  }
+
+  /** The cables for the broker's current state (the cache must have synced). */
+  async #reconcile(): Promise<void> {
+    const cache = this.#cache;
+    if (!this.#active || cache === undefined) return;
+    const endpoints: RemoteEndpoint[] = cache.keys('ENDPOINT').flatMap((key) => {
+      const e = cache.get('ENDPOINT', key) as Endpoint | undefined;
+      if (e === undefined) return [];
+      return [{
+        clusterId: e.cluster_id, hostname: e.hostname, privateIp: e.private_ip, publicIp: e.public_ip, observedIp: e.observed_source_ip,
+        port: e.ports.find((p) => p.name === 'cable')?.port ?? e.ports[0]?.port ?? 0, driver: e.cable_driver, backend: e.backend_config,
+        revision: this.#revisions.get(key) ?? 0,
+      }];
+    });
+    const clusters = new Map<string, RemoteCluster>(
+      cache.list('CLUSTER').map((c: Cluster) => [c.cluster_id, { clusterId: c.cluster_id, cidrs: c.global_cidr !== '' ? [c.global_cidr] : [...c.pod_cidrs, ...c.service_cidrs] }]),
+    );
+    const behindNat = this.#c.publicIp === '' && this.#observedIp !== '' && this.#observedIp !== this.#c.privateIp;
+    const desired = desiredCables({ clusterId: this.#c.clusterId, driver: this.#d.driver.name, behindNat, forceNatTraversal: this.#c.forceNatTraversal }, endpoints, clusters);
+    const result = await this.#d.driver.set(desired);
+    this.#desired = desired;
+    this.#failed = new Map(result.failed.map((f) => [f.remoteCluster, f.reason]));
+    for (const f of result.failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
+  }
+
+  /** Health probes, then the Gateway status. */
+  async #tick(): Promise<void> {
+    try {
+      const targets = this.#active && this.#cache !== undefined
+        ? this.#desired.flatMap((d) => {
+            const ep = this.#cache?.list('ENDPOINT').find((e) => e.cluster_id === d.remoteCluster && e.health_check_ip !== '');
+            return ep === undefined ? [] : [{ cluster: d.remoteCluster, address: ep.health_check_ip }];
+          })
+        : [];
+      this.#prober?.tick(targets, this.#d.logger);
+      await this.#writeStatus();
+    } catch (err) {
+      this.#d.logger.debug({ err: messageOf(err) }, 'status not written');
+    }
+  }
+
+  async #writeStatus(): Promise<void> {
+    const cables = this.#active ? await this.#d.driver.connections() : [];
+    const health = new Map(
+      this.#desired.map((d) => {
+        const w = this.#prober?.window(d.remoteCluster);
+        return [d.remoteCluster, { ...(w?.stats() ?? { lastMs: undefined, minMs: undefined, avgMs: undefined, maxMs: undefined, stddevMs: undefined, loss: 0, sent: 0 }), dead: w?.lostLast(LOST_TO_FAIL) ?? false }];
+      }),
+    );
+    const status = gatewayStatus({
+      active: this.#active,
+      local: {
+        clusterID: this.#c.clusterId, hostname: this.#c.hostname, privateIP: this.#c.privateIp,
+        publicIP: this.#c.publicIp !== '' ? this.#c.publicIp : this.#observedIp,
+        behindNAT: this.#c.publicIp === '' && this.#observedIp !== '' && this.#observedIp !== this.#c.privateIp,
+        cableDriver: this.#d.driver.name, port: this.#c.port,
+      },
+      desired: this.#desired,
+      failed: this.#failed,
+      cables,
+      health,
+      ...(this.#failure === undefined ? {} : { failure: this.#failure }),
+    });
+    const ref = { group: 'isthmus.dev', version: 'v1alpha1', namespace: this.#c.namespace, plural: 'gateways', name: this.#c.hostname };
+    let current: Record<string, unknown>;
+    try {
+      current = (await this.#objects.getNamespacedCustomObject(ref)) as Record<string, unknown>;
+    } catch (err) {
+      if ((err as { code?: number }).code !== 404) throw err;
+      current = (await this.#objects.createNamespacedCustomObject({
+        group: ref.group, version: ref.version, namespace: ref.namespace, plural: ref.plural,
+        body: { apiVersion: 'isthmus.dev/v1alpha1', kind: 'Gateway', metadata: { name: ref.name, namespace: ref.namespace }, spec: { nodeName: this.#c.hostname } },
+      })) as Record<string, unknown>;
+    }
+    await this.#objects.replaceNamespacedCustomObjectStatus({ ...ref, body: { ...current, status } });
+  }
+}
