@@ -27,11 +27,10 @@ async function iperf(server: LabNode, client: LabNode, serverIp: string, bindIp:
   try {
     for (let i = 0; i < 50; i++) {
       const r = await run('ip', ['netns', 'exec', client.ns, 'iperf3', '-c', serverIp, '-B', bindIp, '-p', String(port), '-t', String(seconds), '-J'], { timeoutMs: (seconds + 20) * 1000 });
-      if (r.code === 0) {
-        const j = JSON.parse(r.stdout) as { end: { sum_received: { bits_per_second: number } } };
-        return j.end.sum_received.bits_per_second / 1e9;
-      }
-      if (!r.stdout.includes('unable to connect')) throw new Error(`iperf3 failed: ${r.stdout.slice(0, 300)} ${r.stderr}`);
+      const j = JSON.parse(r.stdout || '{}') as { error?: string; end?: { sum_received?: { bits_per_second: number } } };
+      const bps = j.end?.sum_received?.bits_per_second;
+      if (r.code === 0 && bps !== undefined) return bps / 1e9;
+      if (!(j.error ?? '').includes('unable to connect')) throw new Error(`iperf3 failed: ${j.error ?? r.stdout.slice(0, 300)} ${r.stderr}`);
       await new Promise((res) => setTimeout(res, 100));
     }
     throw new Error('iperf3 server did not start');
@@ -49,7 +48,7 @@ async function rtt(from: LabNode, to: string, src: string): Promise<number> {
 
 async function firstPacket(from: LabNode, to: LabNode, deadlineMs: number): Promise<number> {
   while (performance.now() < deadlineMs) {
-    const r = await run('ip', ['netns', 'exec', from.ns, 'ping', '-c', '1', '-W', '0.1', '-I', from.cidrIp, to.cidrIp], { timeoutMs: 5_000 });
+    const r = await run('ip', ['netns', 'exec', from.ns, 'ping', '-c', '1', '-W', '0.02', '-I', from.cidrIp, to.cidrIp], { timeoutMs: 5_000 });
     if (r.code === 0) return performance.now();
   }
   throw new Error('no packet through the cable before the deadline');

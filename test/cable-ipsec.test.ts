@@ -171,6 +171,7 @@ if (process.getuid?.() !== 0) {
       return bad.length === 2 && bad.every((c) => c.state === 'error') ? st : undefined;
     }, 60_000);
     const byId = new Map(s.map((c) => [c.remoteCluster, c]));
+    for (const id of ['d', 'e', 'f']) console.log(`  cable a → ${id}: ${byId.get(id)?.state}: ${byId.get(id)?.message}`);
     assert.match(byId.get('d')?.message ?? '', /AUTHENTICATION_FAILED|trusted|constraint/);
     assert.match(byId.get('e')?.message ?? '', /retransmit|not responding|timeout|timed out/i);
     assert.is(byId.get('f')?.state, 'error');
