@@ -1,0 +1,264 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, parseCidr, cidrContains, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
+import type { CableSpec, LocalEndpoint } from './driver.ts';
+import { VxlanDriver, planVxlan, tunnelAddress, vtepMac } from './vxlan.ts';
+
+/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
+function it(name: string, fn: () => unknown): void {
+  test(name, async () => {
+    try {
+      await fn();
+    } catch (err) {
+      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
+      throw err;
+    }
+  });
+}
+
+const LOCAL: LocalEndpoint = { clusterId: 'c1', privateIp: '172.31.0.10', port: 4789, cidrs: ['10.1.0.0/16'], secrets: {} };
+const spec = (cluster: string, ip: string, cidrs: string[], over: Partial<CableSpec> = {}): CableSpec => ({
+  remoteCluster: cluster, remoteIp: ip, remotePort: 4789, remoteCidrs: cidrs, natTraversal: false, backend: { vni: '100' }, ...over,
+});
+const B = spec('c2', '172.31.0.11', ['10.2.0.0/16']);
+const C = spec('c3', '172.31.0.12', ['10.3.0.0/16', '10.103.0.0/16'], { backend: {} });
+const T1 = tunnelAddress('c1');
+const T2 = tunnelAddress('c2');
+const T3 = tunnelAddress('c3');
+const PLAN_LOCAL = { ...LOCAL, vni: 100, tunnelCidr: '240.0.0.0/8' };
+
+it('tunnelAddress: deterministic, inside the range, never the network or broadcast address; vtepMac: 02:69 + the address', () => {
+  assert.is(tunnelAddress('c1'), tunnelAddress('c1'));
+  assert.is.not(T1, T2);
+  for (const id of ['c1', 'c2', 'cluster-a', 'x'.repeat(63)]) assert.ok(cidrContains(parseCidr('240.0.0.0/8'), tunnelAddress(id)));
+  for (let i = 0; i < 200; i++) {
+    const t = tunnelAddress(`k${String(i)}`, '100.64.0.0/30');
+    assert.ok(t === '100.64.0.1' || t === '100.64.0.2', t);
+  }
+  assert.is(vtepMac('240.1.2.254'), '02:69:f0:01:02:fe');
+  for (const bad of ['fd00::/64', '10.0.0.0/31']) {
+    try {
+      tunnelAddress('c1', bad);
+      assert.unreachable(bad);
+    } catch (err) {
+      assert.ok(isIsthmusError(err, ErrorCodes.INVALID_CONFIG));
+    }
+  }
+});
+
+it('planVxlan: per remote its tunnel address, MAC, routes; a port other than the local one is kept per FDB entry', () => {
+  const p = planVxlan(PLAN_LOCAL, [C, B, spec('c4', '172.31.0.14', ['10.4.0.0/16'], { remotePort: 8472 })]);
+  assert.equal(p.refused, []);
+  assert.equal(p.peers.map((x) => [x.remoteCluster, x.remoteIp, x.port, x.tunnelIp, x.mac, x.routes]), [
+    ['c2', '172.31.0.11', undefined, T2, vtepMac(T2), ['10.2.0.0/16']],
+    ['c3', '172.31.0.12', undefined, T3, vtepMac(T3), ['10.103.0.0/16', '10.3.0.0/16']],
+    ['c4', '172.31.0.14', 8472, tunnelAddress('c4'), vtepMac(tunnelAddress('c4')), ['10.4.0.0/16']],
+  ]);
+});
+
+it('planVxlan: each bad spec is refused with its reason, the others planned', () => {
+  const table: [CableSpec, RegExp][] = [
+    [spec('v1', '172.31.0.20', ['10.20.0.0/16'], { backend: { vni: '7' } }), /VNI 7/],
+    [spec('p1', '172.31.0.21', ['10.21.0.0/16'], { remotePort: 0 }), /port 0 /],
+    [spec('i1', 'gw.example', ['10.22.0.0/16']), /not an IP address/],
+    [spec('i2', 'fd00::1', ['10.23.0.0/16']), /address family/],
+    [spec('r1', '172.31.0.24', []), /no CIDRs/],
+    [spec('r2', '172.31.0.25', ['10.1.2.0/24']), /overlaps 10.1.0.0\/16 of this cluster/],
+    [spec('r3', '172.31.0.26', ['10.2.128.0/17']), /overlaps 10.2.0.0\/16 of cluster c2/],
+    [spec('', '172.31.0.27', ['10.27.0.0/16']), /no remote cluster id/],
+  ];
+  for (const [bad, why] of table) {
+    const p = planVxlan(PLAN_LOCAL, [B, bad]);
+    assert.equal(p.peers.map((x) => x.remoteCluster), ['c2'], bad.remoteCluster);
+    assert.equal(p.refused.map((r) => r.remoteCluster), [bad.remoteCluster]);
+    assert.match(p.refused[0]?.reason ?? '', why, bad.remoteCluster);
+  }
+  // a /30 tunnel range holds two clusters: the third collides and is refused
+  const tiny = planVxlan({ ...PLAN_LOCAL, tunnelCidr: '100.64.0.0/30' }, ['k1', 'k2', 'k3', 'k4'].map((id, i) => spec(id, `172.31.0.${String(30 + i)}`, [`10.${String(30 + i)}.0.0/16`])));
+  assert.ok(tiny.refused.length >= 2);
+  assert.ok(tiny.refused.every((r) => /tunnel address .* also/.test(r.reason)));
+});
+
+/** A host with enough iproute2 for the VXLAN driver: state changes with the commands. */
+class FakeHost {
+  link: { mtu: number; up: boolean; address: string; id: number; port: number; local: string } | undefined;
+  addrs = new Set<string>();
+  fdb = new Map<string, { dst: string; port?: number }>();
+  neigh = new Map<string, string>();
+  routes = new Map<string, string>();
+  readonly runner = new FakeRunner();
+
+  constructor() {
+    this.runner.on((c) => this.#handle(c));
+  }
+
+  modifying(): string[] {
+    return this.runner.lines().filter((l) => !/ show\b/.test(l));
+  }
+
+  #handle(c: FakeCall): Partial<RunResult> {
+    const line = c.args.join(' ');
+    const nodev = { code: 1, stderr: 'Device "vx-isthmus" does not exist.\n' };
+    const ok = {};
+    if (c.command === 'bridge') {
+      if (line === '-j fdb show dev vx-isthmus') return { stdout: JSON.stringify([...this.fdb].map(([mac, e]) => ({ mac, ...e, flags: ['self'], state: 'permanent' }))) };
+      const m = /^fdb replace (\S+) dev vx-isthmus dst (\S+)( port (\d+))? self permanent$/.exec(line);
+      if (m?.[1] !== undefined) return this.fdb.set(m[1], { dst: m[2] ?? '', ...(m[4] === undefined ? {} : { port: Number(m[4]) }) }), ok;
+      const d = /^fdb del (\S+) dev vx-isthmus dst \S+ self$/.exec(line);
+      if (d?.[1] !== undefined) return this.fdb.delete(d[1]), ok;
+    }
+    if (c.command === 'ip') {
+      const l = this.link;
+      if (line === '-j -d link show dev vx-isthmus') {
+        return l === undefined ? nodev : { stdout: JSON.stringify([{ ifname: 'vx-isthmus', mtu: l.mtu, flags: l.up ? ['UP'] : [], address: l.address, linkinfo: { info_kind: 'vxlan', info_data: { id: l.id, port: l.port, local: l.local, learning: false } } }]) };
+      }
+      if (line === '-j addr show') return { stdout: JSON.stringify([{ mtu: 1500, addr_info: [{ local: '172.31.0.10' }] }]) };
+      if (line === '-j addr show dev vx-isthmus') return { stdout: JSON.stringify([{ addr_info: [...this.addrs].map((a) => ({ local: a.split('/')[0], prefixlen: Number(a.split('/')[1]), scope: 'global' })) }]) };
+      let m = /^link add vx-isthmus address (\S+) type vxlan id (\d+) dstport (\d+) local (\S+) nolearning$/.exec(line);
+      if (m !== null) return (this.link = { mtu: 1500, up: false, address: m[1] ?? '', id: Number(m[2]), port: Number(m[3]), local: m[4] ?? '' }), ok;
+      if (line === 'link del dev vx-isthmus') {
+        this.link = undefined;
+        this.addrs.clear();
+        this.fdb.clear();
+        this.neigh.clear();
+        this.routes.clear();
+        return ok;
+      }
+      if (l === undefined) return nodev;
+      m = /^link set dev vx-isthmus mtu (\d+)$/.exec(line);
+      if (m !== null) return (l.mtu = Number(m[1])), ok;
+      if (line === 'link set dev vx-isthmus up') return (l.up = true), ok;
+      m = /^addr (add|del) (\S+) dev vx-isthmus$/.exec(line);
+      if (m?.[2] !== undefined) return m[1] === 'add' ? this.addrs.add(m[2]) : this.addrs.delete(m[2]), ok;
+      if (line === '-j neigh show dev vx-isthmus') return { stdout: JSON.stringify([...this.neigh].map(([dst, lladdr]) => ({ dst, lladdr, state: ['PERMANENT'] }))) };
+      m = /^neigh replace (\S+) lladdr (\S+) dev vx-isthmus nud permanent$/.exec(line);
+      if (m?.[1] !== undefined) return this.neigh.set(m[1], m[2] ?? ''), ok;
+      m = /^neigh del (\S+) dev vx-isthmus$/.exec(line);
+      if (m?.[1] !== undefined) return this.neigh.delete(m[1]), ok;
+      if (line === '-j -4 route show table main dev vx-isthmus') return { stdout: JSON.stringify([...this.routes].map(([dst, gw]) => (gw === '' ? { dst: dst.replace('/32', ''), scope: 'link' } : { dst, gateway: gw, flags: ['onlink'] }))) };
+      if (line === '-j -6 route show table main dev vx-isthmus') return { stdout: '[]' };
+      m = /^route replace (\S+) (via (\S+) )?dev vx-isthmus/.exec(line);
+      if (m?.[1] !== undefined) return this.routes.set(m[1], m[3] ?? ''), ok;
+      m = /^route del (\S+) dev vx-isthmus$/.exec(line);
+      if (m?.[1] !== undefined) return this.routes.delete(m[1]), ok;
+    }
+    return { code: 99, stderr: `FakeHost does not know: ${c.command} ${line}` };
+  }
+}
+
+const driverOn = (host: FakeHost, vni?: number): VxlanDriver => new VxlanDriver({ runner: host.runner, logger: silentLogger() }, vni === undefined ? {} : { vni });
+
+it('init: creates the device with its MAC, VNI, port, local address, nolearning; MTU − 50; its tunnel /32; up', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  assert.is(d.tunnelIp, T1);
+  assert.equal(host.modifying(), [
+    `ip link add vx-isthmus address ${vtepMac(T1)} type vxlan id 100 dstport 4789 local 172.31.0.10 nolearning`,
+    'ip link set dev vx-isthmus mtu 1450',
+    `ip addr add ${T1}/32 dev vx-isthmus`,
+    'ip link set dev vx-isthmus up',
+  ]);
+});
+
+it('init: adopts a matching device without a change; recreates one with another VNI; drops foreign addresses', async () => {
+  const host = new FakeHost();
+  await driverOn(host).init(LOCAL);
+  host.addrs.add('192.0.2.1/24');
+  host.runner.calls.length = 0;
+  await driverOn(host).init(LOCAL);
+  assert.equal(host.modifying(), ['ip addr del 192.0.2.1/24 dev vx-isthmus']);
+  host.runner.calls.length = 0;
+  await driverOn(host).init(LOCAL);
+  assert.equal(host.modifying(), []);
+  await driverOn(host, 200).init(LOCAL);
+  assert.equal(host.modifying().slice(0, 2), ['ip link del dev vx-isthmus', `ip link add vx-isthmus address ${vtepMac(T1)} type vxlan id 200 dstport 4789 local 172.31.0.10 nolearning`]);
+});
+
+it('init: bad VNI, port, address or tunnel range: INVALID_CONFIG', async () => {
+  const cases: [VxlanDriver, LocalEndpoint][] = [
+    [driverOn(new FakeHost(), 0), LOCAL],
+    [driverOn(new FakeHost(), 1 << 24), LOCAL],
+    [driverOn(new FakeHost()), { ...LOCAL, port: 70000 }],
+    [driverOn(new FakeHost()), { ...LOCAL, privateIp: '1.2.3' }],
+    [driverOn(new FakeHost()), { ...LOCAL, clusterId: '' }],
+    [new VxlanDriver({ runner: new FakeHost().runner, logger: silentLogger() }, { tunnelCidr: '10.0.0.0/31' }), LOCAL],
+  ];
+  for (const [d, local] of cases) {
+    try {
+      await d.init(local);
+      assert.unreachable();
+    } catch (err) {
+      assert.ok(isIsthmusError(err, ErrorCodes.INVALID_CONFIG), String(err));
+    }
+  }
+});
+
+it('set: exact commands the first time (FDB, neighbour, host route, CIDR routes), none the second; removals after adds', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  host.runner.calls.length = 0;
+  assert.equal(await d.set([C, B]), { failed: [] });
+  assert.equal(host.modifying(), [
+    `bridge fdb replace ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self permanent`,
+    `ip neigh replace ${T2} lladdr ${vtepMac(T2)} dev vx-isthmus nud permanent`,
+    `ip route replace ${T2}/32 dev vx-isthmus proto static`,
+    `ip route replace 10.2.0.0/16 via ${T2} dev vx-isthmus onlink proto static`,
+    `bridge fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.12 self permanent`,
+    `ip neigh replace ${T3} lladdr ${vtepMac(T3)} dev vx-isthmus nud permanent`,
+    `ip route replace ${T3}/32 dev vx-isthmus proto static`,
+    `ip route replace 10.103.0.0/16 via ${T3} dev vx-isthmus onlink proto static`,
+    `ip route replace 10.3.0.0/16 via ${T3} dev vx-isthmus onlink proto static`,
+  ]);
+  host.runner.calls.length = 0;
+  await d.set([B, C]);
+  assert.equal(host.modifying(), []);
+  // C moves to another gateway address and port; B goes
+  await d.set([{ ...C, remoteIp: '172.31.0.99', remotePort: 8472 }]);
+  assert.equal(host.modifying(), [
+    `bridge fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.99 port 8472 self permanent`,
+    `ip route del ${T2}/32 dev vx-isthmus`,
+    'ip route del 10.2.0.0/16 dev vx-isthmus',
+    `ip neigh del ${T2} dev vx-isthmus`,
+    `bridge fdb del ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self`,
+  ]);
+});
+
+it('connections: connected when FDB, neighbour and routes are in place; error naming what is missing, a refused spec, a gone device', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  await d.set([B, C, spec('c9', '172.31.0.19', ['10.9.0.0/16'], { backend: { vni: '9' } })]);
+  let st = await d.connections();
+  assert.equal(st.map((s) => [s.remoteCluster, s.state]), [['c2', 'connected'], ['c3', 'connected'], ['c9', 'error']]);
+  assert.match(st[2]?.message ?? '', /VNI 9/);
+  host.fdb.delete(vtepMac(T2));
+  host.routes.delete('10.3.0.0/16');
+  st = await d.connections();
+  assert.equal(st.map((s) => s.message), ['missing FDB entry; the next set() restores it', 'missing route 10.3.0.0/16; the next set() restores it', st[2]?.message]);
+  await d.set([B, C]);
+  assert.ok((await d.connections()).every((s) => s.state === 'connected'));
+  host.link = undefined;
+  st = await d.connections();
+  assert.ok(st.every((s) => s.state === 'error' && /gone/.test(s.message ?? '')));
+  await d.set([B, C]);
+  assert.ok(host.link !== undefined, 'set() recreated the device');
+  assert.ok((await d.connections()).every((s) => s.state === 'connected'));
+});
+
+it('cleanup: deletes the device; safe when nothing exists', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  await d.set([B]);
+  host.runner.calls.length = 0;
+  await d.cleanup();
+  assert.equal(host.modifying(), ['ip link del dev vx-isthmus']);
+  assert.equal(await d.connections(), []);
+  host.runner.calls.length = 0;
+  await d.cleanup();
+  assert.equal(host.modifying(), []);
+});
+
+test.run();
