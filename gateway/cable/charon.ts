@@ -228,7 +228,7 @@ export class Charon {
   }
 
   /** A new VICI connection to this charon. */
-  connect(options: { timeoutMs?: number; logger?: Logger } = {}): Promise<ViciClient> {
+  connect(options: { timeoutMs?: number; logger?: Logger; keepAlive?: boolean } = {}): Promise<ViciClient> {
     return ViciClient.connect(this.socketPath, options);
   }
 

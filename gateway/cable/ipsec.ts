@@ -271,6 +271,12 @@ export function failureReason(logLines: readonly string[], errmsg: string): stri
   return errmsg;
 }
 
+const STALE = 'stale';
+
+function localKey(l: LocalEndpoint, auth: IpsecAuth | undefined): string {
+  return JSON.stringify([l.clusterId, l.privateIp, l.port, [...l.cidrs], auth?.mode, auth?.localId]);
+}
+
 interface Applied {
   readonly spec: CableSpec;
   readonly key: string;
@@ -300,6 +306,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
       signal.removeEventListener('abort', done);
       resolve();
     }
+    t.unref();
     signal.addEventListener('abort', done, { once: true });
   });
 }
@@ -346,6 +353,10 @@ export class IpsecDriver implements CableDriver {
     if (local.cidrs.length === 0) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, 'the local cluster has no CIDRs to put into the IPsec traffic selectors');
     for (const c of local.cidrs) parseCidr(c);
     const auth = authFromSecrets(local);
+    if (this.#local !== undefined && localKey(this.#local, this.#auth) !== localKey(local, auth)) {
+      // every connection holds the local address, port, CIDRs and identity: reload them all at the next set()
+      for (const [remote, a] of this.#applied) this.#applied.set(remote, { spec: a.spec, key: STALE });
+    }
     this.#local = local;
     this.#auth = auth;
     this.#charon ??= new Charon({
@@ -371,8 +382,8 @@ export class IpsecDriver implements CableDriver {
     const same = state.version === 1 && state.local.clusterId === local.clusterId && state.local.privateIp === local.privateIp &&
       state.local.port === local.port && JSON.stringify(state.local.cidrs) === JSON.stringify(local.cidrs) && state.local.auth === auth.mode;
     for (const spec of state.cables) {
-      // a changed local endpoint changes every connection: forget them so set() reloads
-      if (same) this.#applied.set(spec.remoteCluster, { spec, key: specKey(spec) });
+      // a changed local endpoint changes every connection: set() reloads them (and removes the unwanted)
+      this.#applied.set(spec.remoteCluster, { spec, key: same ? specKey(spec) : STALE });
     }
   }
 
@@ -405,7 +416,7 @@ export class IpsecDriver implements CableDriver {
     const { started, pid } = await charon.ensure();
     if (started) this.charonStarts++;
     this.#vici?.close();
-    this.#vici = await charon.connect({ logger: this.#log });
+    this.#vici = await charon.connect({ logger: this.#log, keepAlive: false });
     await this.#vici.on('ike-updown', this.#onIkeUpdown);
     await this.#vici.on('child-updown', this.#onChildUpdown);
     await this.#loadCredentials(this.#vici);
@@ -590,7 +601,7 @@ export class IpsecDriver implements CableDriver {
     while (!signal.aborted) {
       let vici: ViciClient | undefined;
       try {
-        vici = await this.#need().charon.connect({ logger: this.#log, timeoutMs: (this.#o.initiateTimeoutMs ?? 20_000) + 5_000 });
+        vici = await this.#need().charon.connect({ logger: this.#log, keepAlive: false, timeoutMs: (this.#o.initiateTimeoutMs ?? 20_000) + 5_000 });
         const { sas } = await this.#listSas(vici, name);
         if ((sas.get(name) ?? []).length > 0) {
           delay = min;

@@ -264,6 +264,11 @@ export interface ViciClientOptions {
   /** Fail a request after this many ms without its response (default 30 000). */
   timeoutMs?: number;
   logger?: Logger;
+  /**
+   * Whether the open socket keeps the Node process alive (default true). A daemon's
+   * long-lived client passes false: a request in flight still does (its timer is ref'd).
+   */
+  keepAlive?: boolean;
 }
 
 interface Pending {
@@ -300,6 +305,7 @@ export class ViciClient {
     this.#socket = socket;
     this.#timeoutMs = options.timeoutMs ?? 30_000;
     this.#logger = options.logger ?? silentLogger();
+    if (options.keepAlive === false) socket.unref();
     socket.on('data', (chunk: Buffer) => this.#onData(chunk));
     socket.on('error', (e) => this.#fail(new IsthmusError(ErrorCodes.UNAVAILABLE, `VICI socket ${path}: ${e.message}`, { cause: e })));
     socket.on('close', () => this.#fail(new IsthmusError(ErrorCodes.UNAVAILABLE, `VICI socket ${path} closed by charon: is charon still running?`)));
