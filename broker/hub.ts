@@ -164,7 +164,10 @@ export class WatchHub {
     this.#subs.clear();
     this.#caughtUp?.();
     for (const w of this.#waiters) w.resolve();
-    await this.#loop?.catch(() => undefined);
+    // the loop may be waiting on an etcd that is gone: do not let that hold up the shutdown
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    await Promise.race([this.#loop?.catch(() => undefined), new Promise<void>((resolve) => (timer = setTimeout(resolve, 1_000)))]);
+    clearTimeout(timer);
   }
 
   async #relist(): Promise<void> {

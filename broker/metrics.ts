@@ -2,16 +2,21 @@ import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import { ErrorCodes, IsthmusError, messageOf, type Service } from '../core/index.ts';
 
-/** Serves a prom-client registry at GET /metrics on host:port. */
+/**
+ * Serves a prom-client registry at GET /metrics on host:port, plus /healthz (the process
+ * answers) and /readyz (`ready()` resolves true: for the broker, it serves and etcd answers).
+ */
 export class MetricsServer implements Service {
   readonly name = 'metrics';
   readonly #registry: Registry;
   readonly #listen: string;
+  readonly #ready: () => Promise<boolean>;
   #server: Server | undefined;
 
-  constructor(registry: Registry, listen: string) {
+  constructor(registry: Registry, listen: string, ready: () => Promise<boolean> = async () => true) {
     this.#registry = registry;
     this.#listen = listen;
+    this.#ready = ready;
   }
 
   async start(): Promise<void> {
@@ -19,8 +24,19 @@ export class MetricsServer implements Service {
     if (m === null) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `metrics address ${JSON.stringify(this.#listen)} is not host:port`);
     const host = (m[1] ?? '').replace(/^\[(.*)\]$/, '$1');
     this.#server = createServer((req, res) => {
+      if (req.method === 'GET' && req.url === '/healthz') {
+        res.writeHead(200).end('ok\n');
+        return;
+      }
+      if (req.method === 'GET' && req.url === '/readyz') {
+        this.#ready().then(
+          (ok) => res.writeHead(ok ? 200 : 503).end(ok ? 'ready\n' : 'not ready\n'),
+          (err: unknown) => res.writeHead(503).end(`not ready: ${messageOf(err)}\n`),
+        );
+        return;
+      }
       if (req.method !== 'GET' || req.url !== '/metrics') {
-        res.writeHead(404).end('not found: try /metrics\n');
+        res.writeHead(404).end('not found: try /metrics, /healthz or /readyz\n');
         return;
       }
       this.#registry.metrics().then(

@@ -81,6 +81,13 @@ export class BrokerServer implements Service {
     return this.#port;
   }
 
+  /** True while the broker serves and etcd answers within `timeoutMs` (for a readiness probe). */
+  async ready(timeoutMs = 2_000): Promise<boolean> {
+    const store = this.#store;
+    if (this.#server === undefined || this.#hub === undefined || store === undefined) return false;
+    return store.ping(timeoutMs);
+  }
+
   async #readCaBundle(): Promise<string[]> {
     const pem = await readFile(join(this.#options.tlsDir, 'ca.crt'), 'utf8').catch((err: unknown) => {
       throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot read ${join(this.#options.tlsDir, 'ca.crt')}: ${messageOf(err)}; issue the broker's certificate with \`isthmus certs issue --server --san … --out DIR\``);
@@ -137,6 +144,7 @@ export class BrokerServer implements Service {
     if (this.#caTimer !== undefined) clearInterval(this.#caTimer);
     const server = this.#server;
     this.#server = undefined;
+    this.#store?.close();
     await this.#hub?.stop();
     if (server !== undefined) {
       await new Promise<void>((resolve) => {

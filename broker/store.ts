@@ -43,10 +43,11 @@ function rev(s: string | undefined): number {
 export function isTransientEtcdError(err: unknown): boolean {
   if (isIsthmusError(err)) return false;
   const name = err instanceof Error ? err.constructor.name : '';
+  if (name === 'ClientClosedError') return false;
   const msg = messageOf(err);
   if (/compacted|future rev|requested lease not found|lease not found|duplicate key|too many operations|request is too large/i.test(msg)) return false;
   return /Unavailable|DeadlineExceeded|Unknown|Internal|Cancelled|Aborted|ClientRuntime|BrokenCircuit|GRPCGeneric/.test(name) ||
-    /no leader|leader changed|timed out|timeout|unavailable|connect|ECONNREFUSED|ECONNRESET|closed|not ready|stopped|No connection|Circuit|too many requests/i.test(msg);
+    /no leader|leader changed|timed out|timeout|unavailable|connect|ECONNREFUSED|ECONNRESET|connection closed|not ready|stopped|No connection|Circuit|too many requests/i.test(msg);
 }
 
 export class BrokerStore {
@@ -57,6 +58,7 @@ export class BrokerStore {
   readonly #attemptMs: number;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  #closed = false;
 
   constructor(etcd: Etcd3, options: StoreOptions) {
     this.#etcd = etcd;
@@ -69,6 +71,21 @@ export class BrokerStore {
       const pool = parseCidr(options.globalCidrPool);
       subnets(pool, this.#prefix); // throws INVALID_ARGUMENT when the prefix does not fit the pool
       this.#pool = formatCidr(pool);
+    }
+  }
+
+  /** Stops retrying: pending and later operations fail at once (the broker is stopping). */
+  close(): void {
+    this.#closed = true;
+  }
+
+  /** True when etcd answers one read within `timeoutMs` (no retries: for readiness probes). */
+  async ping(timeoutMs: number): Promise<boolean> {
+    try {
+      await this.#etcd.kv.range({ key: b(GLOBAL_POOL_KEY), keys_only: true }, { deadline: Date.now() + timeoutMs });
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -87,6 +104,7 @@ export class BrokerStore {
         return await op({ deadline: Date.now() + this.#attemptMs });
       } catch (err) {
         if (!isTransientEtcdError(err)) throw err;
+        if (this.#closed) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker is shutting down (${what} not done): retry against another replica`, { cause: err });
         if (this.#clock.now() >= deadline) {
           throw new IsthmusError(ErrorCodes.UNAVAILABLE, `etcd did not answer ${what} for ${this.#retryForMs / 1000}s (${messageOf(err)}): check that a quorum of etcd members is up`, { cause: err });
         }

@@ -14,7 +14,8 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
   --global-cidr-pool CIDR     use global addressing: give each cluster a block of this pool
                               (default: none; the usual pool is 242.0.0.0/8)
   --global-cidr-prefix N      size of each cluster's global block (default 16)
-  --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics (default: off)
+  --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics and probes at
+                              /healthz and /readyz (default: off)
 
   Memory: with Node's default heap sizing a busy broker keeps several hundred MB it no
   longer uses; run it with NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=2"
@@ -47,7 +48,7 @@ async function run(argv: readonly string[]): Promise<number> {
     etcdHosts: config.etcd, listen: config.listen, tlsDir: config.tlsDir, logger,
     ...(config.globalCidrPool === undefined ? {} : { globalCidrPool: config.globalCidrPool, globalCidrPrefix: config.globalCidrPrefix }),
   });
-  const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics)];
+  const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics, () => broker.ready())];
   await new Lifecycle(services, logger).runUntilSignal();
   return 0;
 }

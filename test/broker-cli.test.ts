@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';
 import { certsCommand } from '../cli/certs.ts';
 import { brokerCommand } from '../cli/broker.ts';
-import { Lab, eventually, freePort, withLab } from './broker-harness.ts';
+import { Lab, eventually, freePort, withLab, type EtcdMember } from './broker-harness.ts';
 
 // The two commands as a user runs them: `isthmus certs …` makes the PKI,
 // `isthmus broker …` serves, a cluster registers, metrics count it, SIGTERM stops it.
@@ -54,8 +54,14 @@ test('certs + broker commands end to end', async () => {
         return /isthmus_broker_requests_total\{method="RegisterCluster",code="OK"\} 1/.test(text) ? text : undefined;
       });
       assert.match(body, /isthmus_broker_records 1/);
+      assert.is((await fetch(`http://127.0.0.1:${metrics}/healthz`)).status, 200);
+      assert.is((await fetch(`http://127.0.0.1:${metrics}/readyz`)).status, 200);
       assert.match(logs, /"msg":"broker serving"/);
       assert.not.match(logs, /PRIVATE KEY/, 'no key material in the logs');
+      // with etcd gone the broker is alive but not ready
+      await lab.killMember(lab.members[0] as EtcdMember);
+      assert.is((await fetch(`http://127.0.0.1:${metrics}/readyz`)).status, 503);
+      assert.is((await fetch(`http://127.0.0.1:${metrics}/healthz`)).status, 200);
     } finally {
       child.kill('SIGTERM');
     }
