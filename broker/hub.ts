@@ -28,6 +28,8 @@ export interface HubOptions {
   backfillRevisions?: number;
   /** Progress (revision only) sent to idle watchers this often (default 5 000 ms). */
   progressIntervalMs?: number;
+  /** How long start() waits for the watch to catch up (default 60 000 ms). */
+  startTimeoutMs?: number;
 }
 
 export interface Subscriber {
@@ -85,6 +87,7 @@ export class WatchHub {
   readonly #windowEvents: number;
   readonly #backfill: number;
   readonly #progressMs: number;
+  readonly #startTimeoutMs: number;
   /** Current records by etcd key. */
   #cache = new Map<string, Entry>();
   #ring: Batch[] = [];
@@ -117,6 +120,7 @@ export class WatchHub {
     this.#windowEvents = options.windowEvents ?? 20_000;
     this.#backfill = options.backfillRevisions ?? 5_000;
     this.#progressMs = options.progressIntervalMs ?? 5_000;
+    this.#startTimeoutMs = options.startTimeoutMs ?? 60_000;
   }
 
   /** Every change up to this revision has been applied. */
@@ -151,7 +155,17 @@ export class WatchHub {
     // notifications cannot tell this: etcd before 3.4.24 may send them ahead of events.
     this.#caughtUpAt = await this.#store.writeStartMarker();
     this.#advance(0);
-    await caughtUp;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([
+        caughtUp,
+        new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker's etcd watch did not catch up with revision ${this.#caughtUpAt} within ${this.#startTimeoutMs / 1000} s (at ${this.#next - 1}): check etcd's health and load`)), this.#startTimeoutMs);
+        }),
+      ]);
+    } finally {
+      clearTimeout(timer);
+    }
     this.#progressTimer = setInterval(() => this.#sendProgress(), this.#progressMs);
     this.#progressTimer.unref();
   }
