@@ -229,9 +229,11 @@ if (process.getuid?.() !== 0) {
     await waitFor('traffic a → b and c → a again', async () => (ping(n, l.node('b')) && ping(l.node('c'), n) ? true : undefined));
   });
 
-  test('PSK mode with forced UDP encapsulation (NAT-T port 4500)', async () => {
+  test('PSK mode with forced UDP encapsulation (NAT-T port 4500); the higher side behind a "NAT" initiates itself', async () => {
     lab2 = await IpsecLab.create(['p', 'q']);
     const l = lab2;
+    // q (the responder by cluster id) lets no new inbound UDP in, as behind a NAT: p's initiations are lost
+    execFileSync('ip', ['netns', 'exec', l.node('q').ns, 'iptables', '-A', 'INPUT', '-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP']);
     const psk = Buffer.from('0123456789abcdef0123456789abcdef-isthmus-e2e-psk').toString('base64');
     secretsSeen.push(psk);
     const ds = new Map<string, IpsecDriver>();
@@ -252,6 +254,7 @@ if (process.getuid?.() !== 0) {
     const ike = sas[0]?.['isthmus-q'] as Record<string, unknown> | undefined;
     assert.is(ike?.['remote-port'], '4500', 'IKE floated to the NAT-T port');
     assert.is(ike?.['nat-any'], 'yes', 'NAT-T forced');
+    assert.is(ike?.['initiator'], undefined, 'q initiated: p is the responder of this IKE_SA');
     const child = Object.values((ike?.['child-sas'] ?? {}) as Record<string, Record<string, unknown>>)[0];
     assert.is(child?.['encap'], 'yes', 'ESP in UDP');
   });

@@ -177,8 +177,10 @@ test('cableStatus: a table of SA states', () => {
 
 test('failureReason picks the telling log line', () => {
   const lines = ['initiating IKE_SA isthmus-b[1] to 192.0.2.2', 'sending packet', 'no trusted RSA public key found for \'gw.b\'', 'establishing connection failed'];
-  assert.is(failureReason(lines, 'x'), "no trusted RSA public key found for 'gw.b'");
-  assert.is(failureReason(['retransmit 4 of request', 'giving up after 4 retransmits'], 'x'), 'giving up after 4 retransmits');
+  assert.match(failureReason(lines, 'x'), "no trusted RSA public key found for 'gw.b' (the remote certificate is not from the clusterset CA");
+  assert.match(failureReason(['retransmit 4 of request', 'giving up after 4 retransmits'], 'x'), /^giving up after 4 retransmits \(no answer from the remote gateway/);
+  assert.match(failureReason(['received AUTHENTICATION_FAILED notify error'], 'x'), 'does it trust the same clusterset CA');
+  assert.is(failureReason(['sending packet', 'establishing connection failed'], 'x'), 'establishing connection failed');
   assert.is(failureReason([], 'establishing CHILD_SA failed'), 'establishing CHILD_SA failed');
 });
 

@@ -22,7 +22,9 @@ import { ViciClient, yes, type EventHandler, type ViciMessage } from './vici.ts'
  *   natTraversal (forced UDP encapsulation), DPD, rekeying. The remote identity is the
  *   backend's `cert-cn`, else the remote cluster id.
  * - Initiation: the side whose cluster id sorts lower initiates (and re-initiates whenever
- *   its cable has no IKE_SA); the other only responds. Both accept.
+ *   its cable has no IKE_SA); the other responds, and initiates itself only when no IKE_SA
+ *   appeared within a grace period (3 s with natTraversal, else 15 s: the lower side may
+ *   sit behind a NAT that lets nothing in). Both accept.
  * - Idempotence: what was loaded is kept (and persisted without secrets in
  *   `<dir>/state.json`); `set` touches only cables whose spec changed. A new driver
  *   instance adopts a running charon, reads the state back and re-initiates nothing that
@@ -52,6 +54,13 @@ export interface IpsecDriverOptions {
   readonly retryMaxMs?: number;
   /** How long one initiation may take (default 20 000 ms). */
   readonly initiateTimeoutMs?: number;
+  /**
+   * How long the responder (higher cluster id) waits without an IKE_SA before it initiates
+   * too: default 15 000 ms, 3 000 ms for cables with natTraversal (the initiator may be
+   * behind a NAT that lets nothing in).
+   */
+  readonly responderGraceMs?: number;
+  readonly responderGraceNatMs?: number;
 }
 
 export type IpsecAuth =
@@ -257,18 +266,23 @@ export function cableStatus(
   };
 }
 
-/** The most telling line of an initiation's control log (pure). */
+const HINTS: readonly [RegExp, string][] = [
+  [/AUTHENTICATION_FAILED/, 'the remote gateway refused our credentials: does it trust the same clusterset CA (or hold the same PSK)?'],
+  [/no trusted .* found|constraint check failed/, 'the remote certificate is not from the clusterset CA or does not carry the expected identity (cert-cn)'],
+  [/no shared key found|tried \d+ shared key/, 'the PSKs differ'],
+  [/giving up after \d+ retransmits|peer not responding/, 'no answer from the remote gateway: check its address and that UDP 500 and 4500 reach it'],
+  [/NO_PROPOSAL_CHOSEN/, 'the remote gateway has no matching connection (yet): it may not know this cluster'],
+  [/TS_UNACCEPTABLE/, 'the remote gateway expects other CIDRs'],
+];
+
+/** The most telling line of an initiation's control log, with a hint what to check (pure). */
 export function failureReason(logLines: readonly string[], errmsg: string): string {
-  const patterns = [
-    /AUTHENTICATION_FAILED/, /no trusted .* found/, /constraint check failed/, /no shared key found/, /no private key found/,
-    /tried \d+ shared key/, /TS_UNACCEPTABLE/, /NO_PROPOSAL_CHOSEN/, /giving up after \d+ retransmits/, /unable to resolve/,
-    /peer not responding/, /failed/i,
-  ];
-  for (const re of patterns) {
+  for (const [re, hint] of HINTS) {
     const line = logLines.find((l) => re.test(l));
-    if (line !== undefined) return line;
+    if (line !== undefined) return `${line} (${hint})`;
   }
-  return errmsg;
+  const failed = logLines.find((l) => /failed/i.test(l));
+  return failed ?? errmsg;
 }
 
 const STALE = 'stale';
@@ -288,7 +302,7 @@ interface StateFile {
   readonly cables: readonly CableSpec[];
 }
 
-/** Per-cable initiator supervisor: initiates whenever the cable has no IKE_SA. */
+/** Per-cable supervisor (see #cableLoop). */
 interface Loop {
   readonly abort: AbortController;
   done: Promise<void>;
@@ -576,11 +590,11 @@ export class IpsecDriver implements CableDriver {
 
   #startLoop(remote: string, spec: CableSpec): void {
     const { local } = this.#need();
-    if (!isInitiator(local.clusterId, remote) || this.#loops.has(remote)) return;
+    if (this.#loops.has(remote)) return;
     const abort = new AbortController();
     const loop: Loop = { abort, done: Promise.resolve() };
-    loop.done = this.#initiatorLoop(remote, spec, abort.signal).catch((err: unknown) => {
-      this.#log.error({ remote, err: messageOf(err) }, 'ipsec initiator loop stopped');
+    loop.done = this.#cableLoop(remote, spec, isInitiator(local.clusterId, remote), abort.signal).catch((err: unknown) => {
+      this.#log.error({ remote, err: messageOf(err) }, 'ipsec cable loop stopped');
     });
     this.#loops.set(remote, loop);
   }
@@ -593,49 +607,72 @@ export class IpsecDriver implements CableDriver {
     await loop.done;
   }
 
-  async #initiatorLoop(remote: string, spec: CableSpec, signal: AbortSignal): Promise<void> {
+  /**
+   * Per cable: whenever it has no IKE_SA, the initiator (lower cluster id) initiates at
+   * once and retries with backoff; the responder waits a grace period and then initiates
+   * too (the initiator may sit behind a NAT the responder cannot reach into).
+   */
+  async #cableLoop(remote: string, spec: CableSpec, initiator: boolean, signal: AbortSignal): Promise<void> {
     const min = this.#o.retryMinMs ?? 1_000;
     const max = this.#o.retryMaxMs ?? 10_000;
-    let delay = min;
+    const grace = spec.natTraversal ? (this.#o.responderGraceNatMs ?? 3_000) : (this.#o.responderGraceMs ?? 15_000);
     const name = connName(remote);
+    let delay = min;
+    let noSaSince: number | undefined;
     while (!signal.aborted) {
-      let vici: ViciClient | undefined;
+      const main = this.#vici;
+      if (main === undefined || main.closed) {
+        await sleep(1_000, signal);
+        continue;
+      }
+      let has: boolean;
       try {
-        vici = await this.#need().charon.connect({ logger: this.#log, keepAlive: false, timeoutMs: (this.#o.initiateTimeoutMs ?? 20_000) + 5_000 });
-        const { sas } = await this.#listSas(vici, name);
-        if ((sas.get(name) ?? []).length > 0) {
-          delay = min;
-          vici.close();
-          await sleep(2_000, signal);
-          continue;
-        }
-        const lines: string[] = [];
-        await vici.on('control-log', (_n, m) => {
-          const msg = str(m['msg']);
-          if (msg !== undefined && Number(str(m['level']) ?? 9) <= 1) lines.push(msg);
-        });
-        try {
-          await vici.request('initiate', { child: childName(remote), ike: name, timeout: String(this.#o.initiateTimeoutMs ?? 20_000), loglevel: '1' }, { timeoutMs: (this.#o.initiateTimeoutMs ?? 20_000) + 5_000 });
-          this.#lastError.delete(remote);
-          delay = min;
-        } catch (err) {
-          if (signal.aborted) break;
-          const reason = failureReason(lines, messageOf(err));
-          this.#lastError.set(remote, `initiating to ${spec.remoteIp}:${spec.remotePort} failed: ${reason}`);
-          this.#log.warn({ remote, reason }, 'ipsec initiation failed');
-          vici.close();
-          vici = undefined;
-          await sleep(delay, signal);
-          delay = Math.min(max, delay * 2);
-        }
-      } catch (err) {
-        if (signal.aborted) break;
-        this.#lastError.set(remote, `charon unreachable: ${messageOf(err)}`);
+        has = ((await this.#listSas(main, name)).sas.get(name) ?? []).length > 0;
+      } catch {
+        await sleep(1_000, signal);
+        continue;
+      }
+      if (signal.aborted) break;
+      if (has) {
+        delay = min;
+        noSaSince = undefined;
+        await sleep(2_000, signal);
+        continue;
+      }
+      noSaSince ??= Date.now();
+      if (!initiator && Date.now() - noSaSince < grace) {
+        await sleep(500, signal);
+        continue;
+      }
+      if (!(await this.#initiate(remote, spec, signal))) {
         await sleep(delay, signal);
         delay = Math.min(max, delay * 2);
-      } finally {
-        vici?.close();
       }
+    }
+  }
+
+  /** One initiation on a connection of its own (charon streams its control log to it); false when it failed. */
+  async #initiate(remote: string, spec: CableSpec, signal: AbortSignal): Promise<boolean> {
+    const timeout = this.#o.initiateTimeoutMs ?? 20_000;
+    let vici: ViciClient | undefined;
+    const lines: string[] = [];
+    try {
+      vici = await this.#need().charon.connect({ logger: this.#log, keepAlive: false, timeoutMs: timeout + 5_000 });
+      await vici.on('control-log', (_n, m) => {
+        const msg = str(m['msg']);
+        if (msg !== undefined && Number(str(m['level']) ?? 9) <= 1) lines.push(msg);
+      });
+      await vici.request('initiate', { child: childName(remote), ike: connName(remote), timeout: String(timeout), loglevel: '1' });
+      this.#lastError.delete(remote);
+      return true;
+    } catch (err) {
+      if (signal.aborted) return false;
+      const reason = failureReason(lines, messageOf(err));
+      this.#lastError.set(remote, `initiating to ${spec.remoteIp}:${spec.remotePort} failed: ${reason}`);
+      this.#log.warn({ remote, reason }, 'ipsec initiation failed');
+      return false;
+    } finally {
+      vici?.close();
     }
   }
 
