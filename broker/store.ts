@@ -31,6 +31,9 @@ export interface StoreOptions {
 
 const CAS_ATTEMPTS = 50;
 
+/** The pool of global CIDRs when global addressing is on and no pool is given. */
+export const DEFAULT_GLOBAL_CIDR_POOL = '242.0.0.0/8';
+
 function b(s: string): Buffer {
   return Buffer.from(s);
 }

@@ -1,5 +1,5 @@
-import { Lifecycle, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
-import { BrokerServer, MetricsServer } from '../broker/index.ts';
+import { Lifecycle, bool, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
+import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL, MetricsServer } from '../broker/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -11,8 +11,10 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
   --etcd URLS                 etcd client URLs, comma-separated (e.g. http://10.0.0.5:2379)
   --listen ADDR               host:port to serve gRPC on (default 0.0.0.0:7443)
   --tls-dir DIR               tls.crt, tls.key and ca.crt from \`isthmus certs issue --server --san … --out DIR\`
-  --global-cidr-pool CIDR     use global addressing: give each cluster a block of this pool
-                              (default: none; the usual pool is 242.0.0.0/8)
+  --global-addressing         give each cluster a non-overlapping global CIDR (overlapping pod
+                              and service CIDRs are then allowed) (default: off)
+  --global-cidr-pool CIDR     the pool global CIDRs come from; implies --global-addressing
+                              (default 242.0.0.0/8)
   --global-cidr-prefix N      size of each cluster's global block (default 16)
   --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics and probes at
                               /healthz and /readyz (default: off)
@@ -29,13 +31,14 @@ const schema = {
   })),
   listen: str('gRPC listen address (default 0.0.0.0:7443)', '0.0.0.0:7443', /^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'is not host:port'),
   tlsDir: str('directory with tls.crt, tls.key, ca.crt'),
-  globalCidrPool: custom('global CIDR pool (default none)', (raw) => (raw === undefined || raw === '' ? undefined : formatCidr(parseCidr(String(raw))))),
+  globalAddressing: bool('allocate global CIDRs (default false)', false),
+  globalCidrPool: custom('global CIDR pool (default 242.0.0.0/8 under global addressing)', (raw) => (raw === undefined || raw === '' ? undefined : formatCidr(parseCidr(String(raw))))),
   globalCidrPrefix: int('global block prefix length (default 16)', 16, 1, 128),
   metrics: optionalStr('metrics listen address (default off)'),
 };
 
 async function run(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, new Set(['help']));
+  const args = parseArgs(argv, new Set(['help', 'global-addressing']));
   if (args.options.has('help')) {
     process.stdout.write(`usage: ${USAGE}\n`);
     return 0;
@@ -44,9 +47,10 @@ async function run(argv: readonly string[]): Promise<number> {
   const config = validateConfig(schema, optionRecord(args), 'broker options');
   if (config.etcd.length === 0) throw usageError('--etcd is required', USAGE);
   const logger = createLogger({ component: 'broker' });
+  const pool = config.globalCidrPool ?? (config.globalAddressing ? DEFAULT_GLOBAL_CIDR_POOL : undefined);
   const broker = new BrokerServer({
     etcdHosts: config.etcd, listen: config.listen, tlsDir: config.tlsDir, logger,
-    ...(config.globalCidrPool === undefined ? {} : { globalCidrPool: config.globalCidrPool, globalCidrPrefix: config.globalCidrPrefix }),
+    ...(pool === undefined ? {} : { globalCidrPool: pool, globalCidrPrefix: config.globalCidrPrefix }),
   });
   const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics, () => broker.ready())];
   await new Lifecycle(services, logger).runUntilSignal();

@@ -69,6 +69,33 @@ test('certs + broker commands end to end', async () => {
   });
 });
 
+test('--global-addressing uses the default pool 242.0.0.0/8, a /16 per cluster', async () => {
+  await withLab(async (lab: Lab) => {
+    await lab.startEtcd(1);
+    await lab.makePki(['c1', 'c2']);
+    const port = await freePort();
+    const child = spawn(process.execPath, ['--no-warnings', '--input-type=module', '-e',
+      `const { brokerCommand } = await import(${JSON.stringify(new URL('../cli/broker.ts', import.meta.url).href)}); process.exitCode = await brokerCommand.run(process.argv.slice(1));`,
+      '--', '--etcd', lab.etcdHosts.join(','), '--listen', `127.0.0.1:${port}`, '--tls-dir', join(lab.pki, 'broker'), '--global-addressing',
+    ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ISTHMUS_LOG_LEVEL: 'info' } });
+    let logs = '';
+    child.stderr.on('data', (b: Buffer) => (logs += b.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await eventually('the broker to serve', () => (/broker serving/.test(logs) ? true : child.exitCode !== null ? Promise.reject(new Error(logs)) : undefined), 20_000);
+      const got: string[] = [];
+      for (const id of ['c1', 'c2']) {
+        const client = lab.client(port, await lab.tls(id));
+        got.push((await client.registerCluster({ cluster_id: id, pod_cidrs: ['10.0.0.0/16'], service_cidrs: ['10.96.0.0/12'] })).cluster.global_cidr);
+      }
+      assert.equal(got, ['242.0.0.0/16', '242.1.0.0/16']);
+    } finally {
+      child.kill('SIGTERM');
+    }
+    assert.is(await exited, 0);
+  });
+});
+
 test('bad options are refused with what to do', async () => {
   const fails = async (argv: string[], re: RegExp): Promise<void> => {
     try {
