@@ -146,6 +146,34 @@ if (process.getuid?.() !== 0) {
     }
   });
 
+  test('set() cycles through changes: an updated cable is re-established, a removed one goes, the others are untouched', async () => {
+    const l = lab as IpsecLab;
+    const a = drivers.get('a') as IpsecDriver;
+    const ids = async (): Promise<Map<string, string[]>> => a.ikeSaIds();
+    const before = await ids();
+    const mesh = meshSpecs(l, 'a', MESH);
+    // b's cable gets an extra remote CIDR (b narrows it to what it has): reloaded and re-initiated
+    const wider = mesh.map((s) => (s.remoteCluster === 'b' ? { ...s, remoteCidrs: [...s.remoteCidrs, '10.99.0.0/16'] } : s));
+    assert.equal(await a.set(wider), { failed: [] });
+    const afterUpdate = await waitFor('b re-established', async () => {
+      const m = await ids();
+      const b = m.get('b') ?? [];
+      return b.length === 1 && b[0] !== before.get('b')?.[0] && (await a.connections()).every((c) => c.state === 'connected') ? m : undefined;
+    });
+    assert.equal(afterUpdate.get('c'), before.get('c'), 'c untouched by the update of b');
+    assert.ok(ping(l.node('a'), l.node('b')));
+    // remove c: its SA and connection go, b stays
+    assert.equal(await a.set(wider.filter((s) => s.remoteCluster !== 'c')), { failed: [] });
+    const afterRemove = await ids();
+    assert.equal(afterRemove.get('c') ?? [], []);
+    assert.equal(afterRemove.get('b'), afterUpdate.get('b'));
+    assert.equal((await a.connections()).map((c) => c.remoteCluster), ['b']);
+    // back to the mesh
+    assert.equal(await a.set(mesh), { failed: [] });
+    await allConnected(a, ['b', 'c']);
+    assert.ok(ping(l.node('c'), l.node('a')));
+  });
+
   test('bad remotes (unknown CA, wrong address, bad spec) fail only their own cable, with the reason', async () => {
     const l = lab as IpsecLab;
     const dn = l.node('d');

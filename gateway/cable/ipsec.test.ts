@@ -223,4 +223,22 @@ test('IpsecDriver: set() before init() is FAILED_PRECONDITION; init() refuses ba
   assert.is(await codeOfAsync(d.init(local({}))), ErrorCodes.BAD_CREDENTIALS);
 });
 
+test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming the package', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'istd-'));
+  try {
+    const runner = new FakeRunner();
+    const d = new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: '/nonexistent/charon', dataPath: 'libipsec' });
+    try {
+      await d.init(local({ psk: 'p'.repeat(40) }));
+      assert.unreachable('init should fail');
+    } catch (err) {
+      assert.is((err as IsthmusError).code, ErrorCodes.MISSING_DEPENDENCY);
+      assert.match((err as Error).message, 'strongswan-charon');
+    }
+    assert.equal(runner.calls, []);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test.run();

@@ -343,6 +343,8 @@ export class IpsecDriver implements CableDriver {
   #ensuring: Promise<void> | undefined;
   /** IKE_SAs that came up while this driver watched (ike-updown up=yes), for tests and metrics. */
   ikeUps = 0;
+  /** IKE_SA rekeyings seen (ike-rekey events). */
+  ikeRekeys = 0;
   /** How many times this driver started charon (not counting adoptions). */
   charonStarts = 0;
 
@@ -433,6 +435,7 @@ export class IpsecDriver implements CableDriver {
     this.#vici = await charon.connect({ logger: this.#log, keepAlive: false });
     await this.#vici.on('ike-updown', this.#onIkeUpdown);
     await this.#vici.on('child-updown', this.#onChildUpdown);
+    await this.#vici.on('ike-rekey', this.#onIkeRekey);
     await this.#loadCredentials(this.#vici);
     const listed = (await this.#vici.request('get-conns'))['conns'];
     const conns = Array.isArray(listed) ? listed.map(String) : [];
@@ -459,6 +462,11 @@ export class IpsecDriver implements CableDriver {
       if (up) this.#lastError.delete(conn.slice(NAME_PREFIX.length));
       this.#log.info({ conn, up }, up ? 'IKE_SA up' : 'IKE_SA down');
     }
+  };
+
+  readonly #onIkeRekey: EventHandler = (_name, msg) => {
+    this.ikeRekeys++;
+    for (const conn of Object.keys(msg).filter((k) => k.startsWith(NAME_PREFIX))) this.#log.info({ conn }, 'IKE_SA rekeyed');
   };
 
   readonly #onChildUpdown: EventHandler = (_name, msg) => {
