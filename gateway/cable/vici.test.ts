@@ -287,6 +287,18 @@ test('client: streamed list-sas collects its events; other events go to their ha
   }
 });
 
+test('client: concurrent streams each get only their own events', async () => {
+  const fake = await fakeServer(charonLike);
+  const c = await ViciClient.connect(fake.path);
+  try {
+    const results = await Promise.all([1, 2, 3].map(() => c.stream('list-sas', 'list-sa')));
+    for (const r of results) assert.equal(r.events, [{ 'isthmus-b': { state: 'ESTABLISHED' } }, { 'isthmus-c': { state: 'CONNECTING' } }]);
+  } finally {
+    c.close();
+    await fake.close();
+  }
+});
+
 test('client: nothing listening is UNAVAILABLE; a server that hangs up fails the request UNAVAILABLE', async () => {
   assert.is(await codeOf(ViciClient.connect(join(tmpdir(), `nothing-${process.pid}.vici`))), ErrorCodes.UNAVAILABLE);
   const fake = await fakeServer((_p, _send, sock) => sock.destroy());

@@ -298,6 +298,7 @@ export class ViciClient {
   readonly #handlers = new Map<string, Set<EventHandler>>();
   #pending: Pending | undefined;
   #queue: Promise<unknown> = Promise.resolve();
+  #streams: Promise<unknown> = Promise.resolve();
   #closedError: IsthmusError | undefined;
 
   private constructor(path: string, socket: Socket, options: ViciClientOptions) {
@@ -477,16 +478,24 @@ export class ViciClient {
   /**
    * Runs a streaming command (list-sas → list-sa, list-conns → list-conn, …): registers
    * for `event`, collects the events charon sends before the response, unregisters.
+   * Concurrent streams on one client run one after the other, so each gets only its own
+   * events (a handler registered with on() for the same event also sees them).
    */
-  async stream(command: string, event: string, message: ViciMessage = {}, options: { timeoutMs?: number } = {}): Promise<{ events: ViciMessage[]; response: ViciMessage }> {
-    const events: ViciMessage[] = [];
-    const collect: EventHandler = (_n, m) => events.push(m);
-    await this.on(event, collect);
-    try {
-      const response = await this.request(command, message, options);
-      return { events, response };
-    } finally {
-      await this.off(event, collect).catch(() => undefined);
-    }
+  stream(command: string, event: string, message: ViciMessage = {}, options: { timeoutMs?: number } = {}): Promise<{ events: ViciMessage[]; response: ViciMessage }> {
+    // streams run one after the other: two collectors of the same event would each get both streams
+    const run = async (): Promise<{ events: ViciMessage[]; response: ViciMessage }> => {
+      const events: ViciMessage[] = [];
+      const collect: EventHandler = (_n, m) => events.push(m);
+      await this.on(event, collect);
+      try {
+        const response = await this.request(command, message, options);
+        return { events, response };
+      } finally {
+        await this.off(event, collect).catch(() => undefined);
+      }
+    };
+    const next = this.#streams.then(run, run);
+    this.#streams = next.catch(() => undefined);
+    return next;
   }
 }
