@@ -105,7 +105,8 @@ export class BrokerServer implements Service {
       });
     }
     this.#auth = new Authenticator(await this.#readCaBundle());
-    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000 });
+    // a revision that deletes many records (UnregisterCluster) arrives as one watch message
+    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': 512 * 1024 * 1024 } });
     this.#store = new BrokerStore(this.#etcd, {
       logger: this.#logger,
       ...(o.globalCidrPool === undefined ? {} : { globalCidrPool: o.globalCidrPool }),

@@ -170,4 +170,37 @@ test('a List always holds every write acknowledged before it, also while writes 
   await lab.stopBroker(broker);
 });
 
+test('removing a cluster with thousands of exports reaches watchers as one revision', async () => {
+  const broker: BrokerServer = await lab.startBroker();
+  const admin = lab.client(broker.port, await lab.tls('c1'));
+  await admin.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
+  const big = 'v'.repeat(2_000);
+  const names = Array.from({ length: 3_000 }, (_, i) => `bulk-${i}`);
+  let next = 0;
+  await Promise.all(Array.from({ length: 32 }, async () => {
+    while (next < names.length) {
+      const name = names[next++] as string;
+      await admin.publishExport({ ...exp(name, 1), annotations: { 'example.com/blob': big } });
+    }
+  }));
+  const cache = new BrokerCache(lab.client(broker.port, await lab.tls('c1')), { kinds: ['EXPORT'], backoff: { baseMs: 50, maxMs: 500 } });
+  let deleted = 0;
+  cache.onChange((c) => {
+    if (c.type === 'deleted') deleted++;
+  });
+  cache.start();
+  try {
+    await cache.synced;
+    const count = cache.list('EXPORT').length;
+    assert.ok(count >= names.length, `synced ${count} exports`);
+    // one etcd revision deleting ~3,000 keys with ~2 KB values each (prev_kv: ~6 MB of events)
+    await admin.unregisterCluster('c1');
+    await eventually('every delete to reach the watcher', () => (deleted === count ? true : undefined), 20_000);
+    assert.is(cache.relists, 1, 'delivered as a change, not by listing again');
+  } finally {
+    await cache.stop();
+    await lab.stopBroker(broker);
+  }
+});
+
 test.run();

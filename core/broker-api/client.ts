@@ -104,7 +104,8 @@ export class BrokerClient {
     const old = this.#client;
     const creds = grpcCredentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
     this.#client = new Client(this.#options.address, creds, {
-      'grpc.max_receive_message_length': 16 * 1024 * 1024,
+      // one revision can delete a whole cluster's records and arrives as one message
+      'grpc.max_receive_message_length': 256 * 1024 * 1024,
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.initial_reconnect_backoff_ms': 200,
