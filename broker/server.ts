@@ -60,9 +60,6 @@ export class BrokerServer implements Service {
   #port = 0;
   #caTimer: ReturnType<typeof setInterval> | undefined;
   readonly #requests: Counter<'method' | 'code'>;
-  readonly #watchersGauge: Gauge;
-  readonly #revisionGauge: Gauge;
-  readonly #recordsGauge: Gauge;
 
   constructor(options: BrokerServerOptions) {
     this.#options = options;
@@ -71,9 +68,9 @@ export class BrokerServer implements Service {
     if (options.registry === undefined) collectDefaultMetrics({ register: this.metrics, prefix: 'isthmus_broker_' });
     this.#requests = new Counter({ name: 'isthmus_broker_requests_total', help: 'Broker RPCs by method and gRPC status code', labelNames: ['method', 'code'], registers: [this.metrics] });
     const hub = (): WatchHub | undefined => this.#hub;
-    this.#watchersGauge = new Gauge({ name: 'isthmus_broker_watchers', help: 'Open Watch streams', registers: [this.metrics], collect() { this.set(hub()?.watchers ?? 0); } });
-    this.#revisionGauge = new Gauge({ name: 'isthmus_broker_revision', help: 'etcd revision the broker has applied', registers: [this.metrics], collect() { this.set(hub()?.revision ?? 0); } });
-    this.#recordsGauge = new Gauge({ name: 'isthmus_broker_records', help: 'Records in the broker cache', registers: [this.metrics], collect() { this.set(hub()?.size ?? 0); } });
+    new Gauge({ name: 'isthmus_broker_watchers', help: 'Open Watch streams', registers: [this.metrics], collect() { this.set(hub()?.watchers ?? 0); } });
+    new Gauge({ name: 'isthmus_broker_revision', help: 'etcd revision the broker has applied', registers: [this.metrics], collect() { this.set(hub()?.revision ?? 0); } });
+    new Gauge({ name: 'isthmus_broker_records', help: 'Records in the broker cache', registers: [this.metrics], collect() { this.set(hub()?.size ?? 0); } });
   }
 
   /** The port the server listens on (after start). */
