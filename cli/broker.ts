@@ -1,3 +1,4 @@
+import { getHeapStatistics } from 'node:v8';
 import { Lifecycle, bool, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
 import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL, MetricsServer } from '../broker/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
@@ -47,6 +48,10 @@ async function run(argv: readonly string[]): Promise<number> {
   const config = validateConfig(schema, optionRecord(args), 'broker options');
   if (config.etcd.length === 0) throw usageError('--etcd is required', USAGE);
   const logger = createLogger({ component: 'broker' });
+  const heapLimitMb = Math.round(getHeapStatistics().heap_size_limit / 1048576);
+  if (heapLimitMb > 512) {
+    logger.info({ heapLimitMb }, 'V8 may grow the heap far beyond what the broker uses; set NODE_OPTIONS="--max-old-space-size=128 --max-semi-space-size=2" to keep RSS near 300 MB (see BENCHMARKS.md)');
+  }
   const pool = config.globalCidrPool ?? (config.globalAddressing ? DEFAULT_GLOBAL_CIDR_POOL : undefined);
   const broker = new BrokerServer({
     etcdHosts: config.etcd, listen: config.listen, tlsDir: config.tlsDir, logger,
