@@ -9,7 +9,7 @@
 // This file also exports the namespace lab the e2e tests (test/cable-*.test.ts) use:
 // N "gateway" namespaces on a bridge that lives in a hub namespace of its own, each with a
 // "cluster CIDR" address on its lo. Nothing touches the host's own interfaces.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, hostname, totalmem } from 'node:os';
@@ -53,6 +53,39 @@ export async function netnsPids(ns: string): Promise<number[]> {
   return r.stdout.split('\n').filter(Boolean).map(Number);
 }
 
+// Labs not destroyed yet: removed synchronously if the process is stopped by a signal.
+const live = new Map<string, { namespaces: string[]; dir: string }>();
+
+function destroyNow(entry: { namespaces: string[]; dir: string }): void {
+  for (const ns of entry.namespaces) {
+    try {
+      for (const pid of execFileSync('ip', ['netns', 'pids', ns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split('\n').filter(Boolean)) process.kill(Number(pid), 'SIGKILL');
+    } catch {
+      // namespace or process already gone
+    }
+  }
+  for (const ns of entry.namespaces) {
+    try {
+      execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
+    } catch {
+      // already gone
+    }
+  }
+  rmSync(entry.dir, { recursive: true, force: true });
+}
+
+for (const sig of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(sig, () => {
+    for (const entry of live.values()) destroyNow(entry);
+    live.clear();
+    process.exit(130);
+  });
+}
+// also when the process ends without destroy() having run (process.exit, an unsettled top-level await)
+process.once('exit', () => {
+  for (const entry of live.values()) destroyNow(entry);
+});
+
 /** `ist-<prefix>-<random>-a|b|c…` namespaces joined by a bridge in `…-hub`; underlay 172.31.R.(10+i)/24, cluster CIDR 10.201.(i+1).0/24 with .1 on lo. */
 export async function createLab(prefix: string, count: number): Promise<Lab> {
   const id = `ist-${prefix}-${randomBytes(3).toString('hex')}`;
@@ -61,6 +94,7 @@ export async function createLab(prefix: string, count: number): Promise<Lab> {
   const nodes: LabNode[] = [];
   const dir = mkdtempSync(`/tmp/${id}-`);
   const made: string[] = [];
+  live.set(id, { namespaces: made, dir });
   const lab: Lab = {
     id, hub, nodes, dir,
     async destroy() {
@@ -73,6 +107,7 @@ export async function createLab(prefix: string, count: number): Promise<Lab> {
       }
       for (const ns of made) await system.run('ip', ['netns', 'del', ns], { allowFailure: true });
       rmSync(dir, { recursive: true, force: true });
+      live.delete(id);
     },
   };
   try {

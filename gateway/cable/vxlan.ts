@@ -182,7 +182,28 @@ export class VxlanDriver implements CableDriver {
     return this.#local === undefined ? undefined : tunnelAddress(this.#local.clusterId, this.tunnelCidr);
   }
 
-  async init(local: LocalEndpoint): Promise<void> {
+  /** init, set and cleanup run one at a time, in call order (the engine's reconcile and a restart path may overlap). */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  init(local: LocalEndpoint): Promise<void> {
+    return this.#serial(() => this.#init(local));
+  }
+
+  set(desired: readonly CableSpec[]): Promise<SetResult> {
+    return this.#serial(() => this.#set(desired));
+  }
+
+  cleanup(): Promise<void> {
+    return this.#serial(() => this.#cleanup());
+  }
+
+  async #init(local: LocalEndpoint): Promise<void> {
     if (!Number.isInteger(this.vni) || this.vni < 1 || this.vni > 16_777_215) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `VXLAN VNI ${String(this.vni)} is not 1-16777215`);
     const port = badPort(local.port);
     if (port !== undefined) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `the VXLAN ${port}`);
@@ -258,7 +279,7 @@ export class VxlanDriver implements CableDriver {
     return new Map(entries.filter((e) => (e.state ?? []).includes('PERMANENT')).map((e) => [e.dst, e.lladdr ?? '']));
   }
 
-  async set(desired: readonly CableSpec[]): Promise<SetResult> {
+  async #set(desired: readonly CableSpec[]): Promise<SetResult> {
     const local = this.#requireLocal();
     this.#specs = new Map(desired.map((s) => [s.remoteCluster, s]));
     this.#failed = new Map();
@@ -339,7 +360,7 @@ export class VxlanDriver implements CableDriver {
     });
   }
 
-  async cleanup(): Promise<void> {
+  async #cleanup(): Promise<void> {
     if ((await readLink(this.#runner, this.device)) !== undefined) {
       await ipChange(this.#runner, ['link', 'del', 'dev', this.device]);
       this.#log.info({ device: this.device }, 'VXLAN device removed');

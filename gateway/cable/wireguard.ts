@@ -262,7 +262,28 @@ export class WireGuardDriver implements CableDriver {
     return this.#publicKey;
   }
 
-  async init(local: LocalEndpoint): Promise<void> {
+  /** init, set and cleanup run one at a time, in call order (the engine's reconcile and a restart path may overlap). */
+  #queue: Promise<unknown> = Promise.resolve();
+
+  #serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.#queue.then(fn, fn);
+    this.#queue = run.catch(() => undefined);
+    return run;
+  }
+
+  init(local: LocalEndpoint): Promise<void> {
+    return this.#serial(() => this.#init(local));
+  }
+
+  set(desired: readonly CableSpec[]): Promise<SetResult> {
+    return this.#serial(() => this.#set(desired));
+  }
+
+  cleanup(): Promise<void> {
+    return this.#serial(() => this.#cleanup());
+  }
+
+  async #init(local: LocalEndpoint): Promise<void> {
     const key = local.secrets['privateKey'];
     if (!isWireguardKey(key)) {
       throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'the WireGuard private key (secret "privateKey") is missing or not 44 characters of base64 encoding 32 bytes: issue one with `isthmus certs wireguard`');
@@ -278,7 +299,7 @@ export class WireGuardDriver implements CableDriver {
     this.#publicKey = wireguardPublicKeyOf(key);
     await this.#wg.version(); // MISSING_DEPENDENCY (wireguard-tools) before anything else
     const recreated = await this.#ensureDevice();
-    if (recreated && this.#specs.size > 0) await this.set([...this.#specs.values()]);
+    if (recreated && this.#specs.size > 0) await this.#set([...this.#specs.values()]);
   }
 
   /** Makes the device exist, answer and carry the interface config; true when it had to be created. */
@@ -335,7 +356,7 @@ export class WireGuardDriver implements CableDriver {
     return this.#local;
   }
 
-  async set(desired: readonly CableSpec[]): Promise<SetResult> {
+  async #set(desired: readonly CableSpec[]): Promise<SetResult> {
     const local = this.#requireLocal();
     this.#specs = new Map(desired.map((s) => [s.remoteCluster, s]));
     this.#failed = new Map();
@@ -421,7 +442,7 @@ export class WireGuardDriver implements CableDriver {
     });
   }
 
-  async cleanup(): Promise<void> {
+  async #cleanup(): Promise<void> {
     if ((await readLink(this.#runner, this.device)) !== undefined) await ipChange(this.#runner, ['link', 'del', 'dev', this.device]);
     await this.#wg.removeSocket(this.device);
     this.#specs.clear();
