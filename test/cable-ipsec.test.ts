@@ -47,8 +47,8 @@ if (process.getuid?.() !== 0) {
     return ids.filter((id) => id !== self).map((id) => specTo(l.node(id)));
   }
 
-  async function newDriver(n: LabNode): Promise<IpsecDriver> {
-    return new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000 });
+  async function newDriver(n: LabNode, autoRestart = true): Promise<IpsecDriver> {
+    return new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000, autoRestart });
   }
 
   async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
@@ -224,7 +224,7 @@ if (process.getuid?.() !== 0) {
     await old.close();
     const n = l.node('a');
     const c = certs.get('a') as CertAndKey;
-    const fresh = await newDriver(n);
+    const fresh = await newDriver(n, false); // the next test restarts charon through init()
     await fresh.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
     drivers.set('a', fresh);
     assert.equal(await fresh.set(meshSpecs(l, 'a', MESH)), { failed: [] });
@@ -255,6 +255,19 @@ if (process.getuid?.() !== 0) {
     assert.is.not(await a.charon?.pid(), pid);
     await allConnected(a, ['b', 'c']);
     await waitFor('traffic a → b and c → a again', async () => (ping(n, l.node('b')) && ping(l.node('c'), n) ? true : undefined));
+  });
+
+  test('charon killed under a driver with autoRestart: it restarts charon by itself and traffic flows again', async () => {
+    const l = lab as IpsecLab;
+    const b = drivers.get('b') as IpsecDriver;
+    const pid = await b.charon?.pid();
+    assert.ok(pid !== undefined);
+    assert.is(b.charonStarts, 1);
+    process.kill(pid, 'SIGKILL');
+    await waitFor('b restarted charon', async () => (b.charonStarts === 2 ? true : undefined));
+    assert.is.not(await b.charon?.pid(), pid);
+    await allConnected(b, ['a', 'c']);
+    await waitFor('traffic b → a and c → b again', async () => (ping(l.node('b'), l.node('a')) && ping(l.node('c'), l.node('b')) ? true : undefined));
   });
 
   test('PSK mode with forced UDP encapsulation (NAT-T port 4500); the higher side behind a "NAT" initiates itself', async () => {

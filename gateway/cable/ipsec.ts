@@ -24,7 +24,8 @@ import { ViciClient, yes, type EventHandler, type ViciMessage } from './vici.ts'
  * - Initiation: the side whose cluster id sorts lower initiates (and re-initiates whenever
  *   its cable has no IKE_SA); the other responds, and initiates itself only when no IKE_SA
  *   appeared within a grace period (3 s with natTraversal, else 15 s: the lower side may
- *   sit behind a NAT that lets nothing in). Both accept.
+ *   sit behind a NAT that lets nothing in), or at once after its charon restarted (the peers
+ *   still hold the old SAs; the new IKE_SA's INITIAL_CONTACT replaces them). Both accept.
  * - Idempotence: what was loaded is kept (and persisted without secrets in
  *   `<dir>/state.json`); `set` touches only cables whose spec changed. A new driver
  *   instance adopts a running charon, reads the state back and re-initiates nothing that
@@ -61,6 +62,9 @@ export interface IpsecDriverOptions {
    */
   readonly responderGraceMs?: number;
   readonly responderGraceNatMs?: number;
+  /** Restart charon (and load everything again) when it goes away (default true), after this delay (default 1 000 ms, doubling on failure). */
+  readonly autoRestart?: boolean;
+  readonly autoRestartDelayMs?: number;
 }
 
 export type IpsecAuth =
@@ -341,6 +345,8 @@ export class IpsecDriver implements CableDriver {
   /** establishedAt per IKE_SA unique id, fixed at first sight (charon reports whole seconds). */
   readonly #establishedAt = new Map<string, number>();
   #ensuring: Promise<void> | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+  readonly #initiateNow = new Set<string>();
   /** IKE_SAs that came up while this driver watched (ike-updown up=yes), for tests and metrics. */
   ikeUps = 0;
   /** IKE_SA rekeyings seen (ike-rekey events). */
@@ -431,28 +437,65 @@ export class IpsecDriver implements CableDriver {
     if (!fromInit && this.#vici !== undefined && !this.#vici.closed && (await charon.pid()) !== undefined) return;
     const { started, pid } = await charon.ensure();
     if (started) this.charonStarts++;
-    this.#vici?.close();
-    this.#vici = await charon.connect({ logger: this.#log, keepAlive: false });
-    await this.#vici.on('ike-updown', this.#onIkeUpdown);
-    await this.#vici.on('child-updown', this.#onChildUpdown);
-    await this.#vici.on('ike-rekey', this.#onIkeRekey);
-    await this.#loadCredentials(this.#vici);
-    const listed = (await this.#vici.request('get-conns'))['conns'];
+    const previous = this.#vici;
+    this.#vici = undefined;
+    previous?.close();
+    const v = await charon.connect({ logger: this.#log, keepAlive: false });
+    try {
+      await v.on('ike-updown', this.#onIkeUpdown);
+      await v.on('child-updown', this.#onChildUpdown);
+      await v.on('ike-rekey', this.#onIkeRekey);
+      await this.#loadCredentials(v);
+    } catch (err) {
+      v.close();
+      throw err;
+    }
+    const listed = (await v.request('get-conns'))['conns'];
     const conns = Array.isArray(listed) ? listed.map(String) : [];
     const failedNow: string[] = [];
     for (const [remote, a] of this.#applied) {
       if (!started && conns.includes(connName(remote))) continue;
       try {
-        await this.#loadConn(this.#vici, a.spec);
+        await this.#loadConn(v, a.spec);
       } catch (err) {
         this.#applied.delete(remote);
         this.#failed.set(remote, { spec: a.spec, reason: messageOf(err) });
         failedNow.push(remote);
       }
     }
+    // a restarted charon lost its SAs while the peers may still hold theirs: initiate to every
+    // peer now (whatever the cluster-id order); the INITIAL_CONTACT makes them drop the stale ones
+    if (started) for (const remote of this.#applied.keys()) this.#initiateNow.add(remote);
+    this.#vici = v;
+    void v.whenClosed().then((why) => this.#onViciClosed(v, why));
     if (failedNow.length > 0) await this.#writeState();
     for (const [remote, a] of this.#applied) this.#startLoop(remote, a.spec);
     this.#log.info({ pid, started, cables: this.#applied.size, dataPath: charon.dataPath }, started ? 'charon started, configuration loaded' : 'charon adopted');
+  }
+
+  /** The main VICI connection broke: charon died (or was restarted). Restart it unless told not to. */
+  #onViciClosed(v: ViciClient, why: IsthmusError): void {
+    if (this.#vici !== v) return; // replaced or closed on purpose
+    this.#vici = undefined;
+    this.#log.warn({ err: why.message }, 'lost the connection to charon');
+    if (this.#o.autoRestart === false) return;
+    this.#scheduleRestart(this.#o.autoRestartDelayMs ?? 1_000);
+  }
+
+  #scheduleRestart(delayMs: number): void {
+    if (this.#restartTimer !== undefined) return;
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      if (this.#local === undefined) return;
+      this.#ensureCharon(false).then(
+        () => this.#log.info('charon restarted and reconfigured after it went away'),
+        (err: unknown) => {
+          this.#log.error({ err: messageOf(err) }, 'could not restart charon; retrying');
+          this.#scheduleRestart(Math.min(30_000, delayMs * 2));
+        },
+      );
+    }, delayMs);
+    this.#restartTimer.unref();
   }
 
   readonly #onIkeUpdown: EventHandler = (_name, msg) => {
@@ -644,14 +687,16 @@ export class IpsecDriver implements CableDriver {
       if (has) {
         delay = min;
         noSaSince = undefined;
+        this.#initiateNow.delete(remote);
         await sleep(2_000, signal);
         continue;
       }
       noSaSince ??= Date.now();
-      if (!initiator && Date.now() - noSaSince < grace) {
+      if (!initiator && !this.#initiateNow.has(remote) && Date.now() - noSaSince < grace) {
         await sleep(500, signal);
         continue;
       }
+      this.#initiateNow.delete(remote);
       if (!(await this.#initiate(remote, spec, signal))) {
         await sleep(delay, signal);
         delay = Math.min(max, delay * 2);
@@ -731,25 +776,36 @@ export class IpsecDriver implements CableDriver {
 
   /** Stops the initiator loops and closes the VICI connection; charon and its SAs stay (a restart adopts them). */
   async close(): Promise<void> {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
     await Promise.all([...this.#loops.keys()].map((r) => this.#stopLoop(r)));
-    this.#vici?.close();
+    const v = this.#vici;
     this.#vici = undefined;
+    v?.close();
   }
 
   async cleanup(): Promise<void> {
+    clearTimeout(this.#restartTimer);
+    this.#restartTimer = undefined;
     await Promise.all([...this.#loops.keys()].map((r) => this.#stopLoop(r)));
     const charon = this.#charon ?? new Charon({ runner: this.#o.runner, logger: this.#log, dir: this.#o.dir });
     if ((await charon.pid()) !== undefined) {
       try {
-        const v = this.#vici !== undefined && !this.#vici.closed ? this.#vici : await charon.connect({ logger: this.#log, timeoutMs: 5_000 });
-        for (const remote of [...this.#applied.keys()]) await this.#remove(v, remote);
-        await v.request('clear-creds').catch(() => undefined);
+        const main = this.#vici !== undefined && !this.#vici.closed ? this.#vici : undefined;
+        const v = main ?? (await charon.connect({ logger: this.#log, timeoutMs: 5_000, keepAlive: false }));
+        try {
+          for (const remote of [...this.#applied.keys()]) await this.#remove(v, remote);
+          await v.request('clear-creds').catch(() => undefined);
+        } finally {
+          if (v !== main) v.close();
+        }
       } catch (err) {
         this.#log.warn({ err: messageOf(err) }, 'could not unload the ipsec cables before stopping charon');
       }
     }
-    this.#vici?.close();
+    const v = this.#vici;
     this.#vici = undefined;
+    v?.close();
     await charon.remove();
     this.#applied.clear();
     this.#failed.clear();

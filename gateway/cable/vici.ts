@@ -300,6 +300,10 @@ export class ViciClient {
   #queue: Promise<unknown> = Promise.resolve();
   #streams: Promise<unknown> = Promise.resolve();
   #closedError: IsthmusError | undefined;
+  #resolveClosed: (e: IsthmusError) => void = () => {};
+  readonly #closedPromise = new Promise<IsthmusError>((r) => {
+    this.#resolveClosed = r;
+  });
 
   private constructor(path: string, socket: Socket, options: ViciClientOptions) {
     this.path = path;
@@ -337,8 +341,16 @@ export class ViciClient {
     this.#socket.destroy();
   }
 
+  /** Resolves (never rejects) with the reason once the connection is closed or broken. */
+  whenClosed(): Promise<IsthmusError> {
+    return this.#closedPromise;
+  }
+
   #fail(err: IsthmusError): void {
-    if (this.#closedError === undefined) this.#closedError = err;
+    if (this.#closedError === undefined) {
+      this.#closedError = err;
+      this.#resolveClosed(err);
+    }
     const p = this.#pending;
     this.#pending = undefined;
     p?.reject(err);
