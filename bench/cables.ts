@@ -263,19 +263,29 @@ async function benchDriver(kind: DriverKind, seconds: number, rounds: number): P
     const impl = a.driver instanceof WireGuardDriver ? ` (${a.driver.implementation ?? '?'})` : '';
     const under: number[] = [];
     const cable: number[] = [];
+    const dropsBefore = await udpRcvbufErrors(nb);
     for (let i = 0; i < rounds; i++) {
       under.push(await iperf(nb, na, nb.ip, na.ip, seconds));
       cable.push(await iperf(nb, na, nb.hostIp, na.hostIp, seconds));
     }
+    const drops = (await udpRcvbufErrors(nb)) - dropsBefore;
     const rttUnder = await rtt(na, na.ip, nb.ip, 200);
     const rttCable = await rtt(na, na.hostIp, nb.hostIp, 200);
-    console.log(`${kind}${impl}: iperf3 TCP ${String(rounds)}×${String(seconds)} s, medians: cable ${median(cable).toFixed(2)} Gbit/s, underlay ${median(under).toFixed(2)} Gbit/s, ratio ${(median(cable) / median(under)).toFixed(2)} (rounds: cable ${cable.map((x) => x.toFixed(2)).join('/')}, underlay ${under.map((x) => x.toFixed(2)).join('/')})`);
+    console.log(`${kind}${impl}: iperf3 TCP ${String(rounds)}×${String(seconds)} s, medians: cable ${median(cable).toFixed(2)} Gbit/s, underlay ${median(under).toFixed(2)} Gbit/s, ratio ${(median(cable) / median(under)).toFixed(2)} (rounds: cable ${cable.map((x) => x.toFixed(2)).join('/')}, underlay ${under.map((x) => x.toFixed(2)).join('/')}); receiver UDP RcvbufErrors during the runs: ${String(drops)}`);
     console.log(`${kind}${impl}: ping RTT avg over 200: cable ${rttCable.toFixed(3)} ms, underlay ${rttUnder.toFixed(3)} ms, ratio ${(rttCable / rttUnder).toFixed(2)}`);
     await a.driver.cleanup();
     await b.driver.cleanup();
   } finally {
     await lab.destroy();
   }
+}
+
+/** The receiving side's count of UDP datagrams dropped for a full socket buffer (/proc/net/snmp). */
+async function udpRcvbufErrors(node: LabNode): Promise<number> {
+  const lines = (await node.runner.run('cat', ['/proc/net/snmp'])).stdout.split('\n').filter((l) => l.startsWith('Udp: '));
+  const [names, values] = lines.map((l) => l.split(/\s+/));
+  const i = names?.indexOf('RcvbufErrors') ?? -1;
+  return Number(values?.[i] ?? NaN);
 }
 
 /** A ping with a 100 ms wait, for measuring time to first packet. */
