@@ -101,6 +101,9 @@ it('full mesh of three: traffic between every pair of cluster CIDRs, every cable
   assert.is(dump.interface.publicKey, A().backend['public-key']);
   assert.is(dump.interface.listenPort, A().local.port);
   assert.equal(dump.peers.map((p) => p.allowedIps.join(',')).sort(), ['10.201.2.0/24', '10.201.3.0/24']);
+  const toB = must(dump.peers.find((p) => p.publicKey === B().backend['public-key']), 'peer b');
+  assert.is(toB.endpoint, `${B().node.ip}:${String(B().local.port)}`);
+  assert.is(toB.persistentKeepalive, undefined, 'no NAT: no keepalive');
   const mtu = await A().node.runner.run('cat', ['/sys/class/net/isthmus-wg/mtu']);
   assert.is(mtu.stdout.trim(), '1440', 'veth MTU 1500 − 60 for an IPv4 underlay');
 });
@@ -146,6 +149,17 @@ it('a bad remote key or port fails only that cable; connections() shows the reas
 
   assert.equal((await A().driver.set(good)).failed, []);
   await waitPing(A().node, C().node);
+});
+
+it('natTraversal: persistent keepalive 25 on that peer only, traffic still flows', async () => {
+  const cId = C().local.clusterId;
+  const nat = meshSpecs(drivers, A()).map((s) => (s.remoteCluster === cId ? { ...s, natTraversal: true } : s));
+  assert.equal((await A().driver.set(nat)).failed, []);
+  const dump = must(await wgOf(A()).showDump('isthmus-wg'), 'dump');
+  assert.equal(dump.peers.map((p) => [p.publicKey === C().backend['public-key'] ? 'c' : 'b', p.persistentKeepalive]).sort(), [['b', undefined], ['c', 25]]);
+  await waitPing(A().node, C().node);
+  assert.equal((await A().driver.set(meshSpecs(drivers, A()))).failed, []);
+  assert.is(must(await wgOf(A()).showDump('isthmus-wg'), 'dump').peers.find((p) => p.publicKey === C().backend['public-key'])?.persistentKeepalive, undefined);
 });
 
 it('removing a remote removes its peer and routes only', async () => {
