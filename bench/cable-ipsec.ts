@@ -11,7 +11,19 @@ import { NetnsRunner, SystemRunner, createCA, issueCertificate, silentLogger } f
 import type { CableSpec } from '../gateway/cable/driver.ts';
 import { IpsecDriver } from '../gateway/cable/ipsec.ts';
 import { IpsecLab, type LabNode } from '../test/lib/ipsec-lab.ts';
-import { run } from '../test/lib/cli.ts';
+
+/** Runs a command to its end (stdin closed from the start: a quick exit cannot EPIPE). */
+function run(command: string, args: readonly string[], opts: { timeoutMs: number }): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code: code ?? 128, stdout, stderr }));
+  });
+}
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -90,6 +102,17 @@ try {
   const under = await iperf(b, a, b.underlayIp, a.underlayIp);
   const cable = await iperf(b, a, b.cidrIp, a.cidrIp);
   console.log(`iperf3 TCP ${seconds} s: underlay ${under.toFixed(2)} Gbit/s, IPsec cable ${cable.toFixed(3)} Gbit/s, ratio ${(cable / under).toFixed(3)}`);
+  // charon SIGKILLed on one side → the driver restarts it (default 1 s delay) → traffic again
+  const recover: number[] = [];
+  for (const [side, d] of [[a, da], [b, db]] as const) {
+    const pid = await d.charon?.pid();
+    if (pid === undefined) throw new Error(`no charon on ${side.id}`);
+    const t0 = performance.now();
+    process.kill(pid, 'SIGKILL');
+    await new Promise((r) => setTimeout(r, 50));
+    recover.push((await firstPacket(a, b, t0 + 60_000)) - t0);
+  }
+  console.log(`charon SIGKILL → traffic through the cable again (auto restart after 1 s): initiator side ${recover[0]?.toFixed(0)} ms, responder side ${recover[1]?.toFixed(0)} ms`);
   const rUnder = await rtt(a, b.underlayIp, a.underlayIp);
   const rCable = await rtt(a, b.cidrIp, a.cidrIp);
   console.log(`ping RTT (50 × 20 ms): underlay ${rUnder.toFixed(3)} ms, IPsec cable ${rCable.toFixed(3)} ms, ratio ${(rCable / rUnder).toFixed(1)}`);

@@ -306,6 +306,7 @@ test('client: nothing listening is UNAVAILABLE; a server that hangs up fails the
   try {
     assert.is(await codeOf(c.request('version')), ErrorCodes.UNAVAILABLE);
     assert.ok(c.closed);
+    assert.is((await c.whenClosed()).code, ErrorCodes.UNAVAILABLE);
     assert.is(await codeOf(c.request('version')), ErrorCodes.UNAVAILABLE);
   } finally {
     c.close();
