@@ -147,7 +147,7 @@ export class Wg {
     const [cmd, argv] = this.#socketDir === undefined ? [line[0] ?? program, line.slice(1)] : ['unshare', ['-m', 'sh', '-c', BIND_SCRIPT, 'isthmus-wg-sock', this.#socketDir, ...line]];
     const r = await this.#runner.run(cmd, argv, { allowFailure: true, ...(input === undefined ? {} : { input }), ...(env === undefined ? {} : { env }) });
     // `ip netns exec` reports a failed exec on stderr; sh says "X: not found" and exits 127.
-    const missing = /exec of "([^"]+)" failed: No such file/.exec(r.stderr) ?? /(?:^|\s)([\w.-]+): (?:command )?not found/.exec(r.stderr);
+    const missing = /exec of "([^"]+)" failed: No such file/.exec(r.stderr) ?? /^[\w/.-]+: (?:\d+: )?([\w.-]+): (?:command )?not found\s*$/m.exec(r.stderr);
     if (missing?.[1] !== undefined) throw missingDependency(missing[1]);
     if (r.code === 127) throw missingDependency(program);
     return r;
