@@ -126,6 +126,14 @@ it('socketDir: wg and wireguard-go run with the directory bind-mounted on /var/r
   assert.equal(key?.args.slice(4), ['isthmus-wg-sock', '/tmp/x/a', 'sh', '-c', 'cat | wg "$@"', 'wg', 'set', 'isthmus-wg', 'private-key', '/dev/stdin']);
 });
 
+it('socketDir without CAP_SYS_ADMIN: NOT_ROOT saying to leave socketDir unset', async () => {
+  const wg = new Wg(new FakeRunner().when('unshare', [], { code: 1, stderr: 'unshare: unshare failed: Operation not permitted\n' }), { socketDir: '/tmp/x/a' });
+  const err = await rejects(wg.version());
+  assert.ok(isIsthmusError(err, ErrorCodes.NOT_ROOT), String(err));
+  assert.match(err.message, /CAP_SYS_ADMIN/);
+  assert.match(err.message, /leave socketDir unset/);
+});
+
 it('showDump: undefined for a missing device or a dead wireguard-go; other failures quote stderr, never stdout', async () => {
   const r = new FakeRunner().when('wg', ['show', 'gone'], { code: 1, stderr: 'Unable to access interface: No such device\n' })
     .when('wg', ['show', 'dead'], { code: 1, stderr: 'Unable to access interface: Protocol not supported\n' })

@@ -13,7 +13,8 @@ import { ErrorCodes, IsthmusError, missingDependency, parseIp, type CommandRunne
  * gateways that share one filesystem (sandbox nodes, test namespaces) would fight over
  * `/var/run/wireguard/isthmus-wg.sock`. With `socketDir` set, every `wg` and
  * `wireguard-go` command runs in a private mount namespace (`unshare -m`) in which that
- * directory is bind-mounted on /var/run/wireguard. Leave it unset on a real gateway node.
+ * directory is bind-mounted on /var/run/wireguard. That needs CAP_SYS_ADMIN besides
+ * CAP_NET_ADMIN (NOT_ROOT otherwise): leave it unset on a real gateway node.
  */
 export interface WgInterface {
   /** The device's public key; undefined before a private key is set. */
@@ -150,6 +151,9 @@ export class Wg {
     const missing = /exec of "([^"]+)" failed: No such file/.exec(r.stderr) ?? /^[\w/.-]+: (?:\d+: )?([\w.-]+): (?:command )?not found\s*$/m.exec(r.stderr);
     if (missing?.[1] !== undefined) throw missingDependency(missing[1]);
     if (r.code === 127) throw missingDependency(program);
+    if (this.#socketDir !== undefined && r.code !== 0 && /unshare failed|mount: .*(permission denied|must be superuser)|Operation not permitted/i.test(r.stderr) && !/Unable to access interface/.test(r.stderr)) {
+      throw new IsthmusError(ErrorCodes.NOT_ROOT, `a private WireGuard socket directory (socketDir ${this.#socketDir}) needs a mount namespace, which needs CAP_SYS_ADMIN: ${r.stderr.trim()}; leave socketDir unset on a real gateway node (it is for several gateways sharing one filesystem)`);
+    }
     return r;
   }
 
