@@ -224,6 +224,16 @@ if (process.getuid?.() !== 0) {
     await old.close();
     const n = l.node('a');
     const c = certs.get('a') as CertAndKey;
+    // a driver in another namespace pointed at a's folder refuses to adopt a's charon
+    secretsSeen.push('x'.repeat(40));
+    const intruder = new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), l.node('b').ns), logger, dir: n.dir });
+    try {
+      await intruder.init({ clusterId: 'b', privateIp: l.node('b').underlayIp, port: 500, cidrs: [l.node('b').cidr], secrets: { psk: 'x'.repeat(40) } });
+      assert.unreachable('adopting a charon of another namespace');
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'ISTHMUS_FAILED_PRECONDITION');
+      assert.match((err as Error).message, 'another network namespace');
+    }
     const fresh = await newDriver(n, false); // the next test restarts charon through init()
     await fresh.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
     drivers.set('a', fresh);

@@ -1,4 +1,4 @@
-import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, messageOf, missingDependency, type CommandRunner, type Logger } from '../../core/index.ts';
 import { ViciClient } from './vici.ts';
@@ -171,6 +171,7 @@ export class Charon {
   async ensure(): Promise<{ started: boolean; pid: number }> {
     const pid = await this.pid();
     if (pid !== undefined) {
+      await this.#checkNetns(pid);
       const conf = await readFile(this.confFile, 'utf8').catch(() => '');
       this.#dataPath = conf.includes('kernel-libipsec') ? 'libipsec' : 'xfrm';
       try {
@@ -188,6 +189,15 @@ export class Charon {
       }
     }
     return { started: true, pid: await this.#start() };
+  }
+
+  /** Refuses to adopt a charon of this folder that runs in another network namespace. */
+  async #checkNetns(pid: number): Promise<void> {
+    const theirs = await readlink(`/proc/${pid}/ns/net`).catch(() => '');
+    const mine = (await this.#o.runner.run('readlink', ['/proc/self/ns/net'], { allowFailure: true })).stdout.trim();
+    if (theirs !== '' && mine !== '' && theirs !== mine) {
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the charon of ${this.dir} (pid ${pid}) runs in another network namespace: give each gateway its own state folder`, { details: { pid, dir: this.dir } });
+    }
   }
 
   async #start(): Promise<number> {
