@@ -37,6 +37,13 @@ export * from './ipsec-config.ts';
  *   remote CIDRs in table 220 (with an `ip rule` at priority 220); charon picks as route
  *   source the local address inside local_ts, so a host that has an address in its own
  *   cluster CIDR (the gateway) sends from it and the packets match the SA's selectors.
+ *   Without such an address the route has no source and the gateway's own packets leave
+ *   from its underlay address, which no selector matches: give the gateway an address in a
+ *   local CIDR (the e2e test puts it on `lo`). Traffic the gateway forwards (pods of its
+ *   cluster, with ip_forward on) carries its own in-CIDR source and needs nothing more;
+ *   decrypted packets come out of ipsec0, whose table-220 routes also satisfy rp_filter.
+ *   On XFRM kernels the same routes point at the underlay interface and the kernel's
+ *   policies do the encryption. ipsec0 has MTU 1400: MSS clamping is the route agent's.
  */
 
 export interface IpsecDriverOptions {
