@@ -1,4 +1,6 @@
-import { mkdtempSync, rmSync } from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
@@ -10,7 +12,7 @@ import {
   IpsecDriver, authFromSecrets, cableStatus, connConfig, connName, failureReason, isInitiator, parseListSas, remoteId, specKey, specProblem,
   type SaView,
 } from './ipsec.ts';
-import { decodeMessage, encodeMessage } from './vici.ts';
+import { PacketType, SegmentReader, decodeMessage, decodePacket, encodeMessage, encodePacket, type Packet, type ViciMessage } from './vici.ts';
 
 function codeOf(f: () => unknown): string | undefined {
   try {
@@ -238,6 +240,170 @@ test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming th
     assert.equal(runner.calls, []);
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+// ---- the driver against a fake charon: a process named "charon" (a copy of sleep) whose
+// pid file and VICI socket are in the driver's folder, the socket served by this test ----
+
+interface FakeCharon {
+  readonly dir: string;
+  readonly log: string[];
+  readonly conns: Map<string, ViciMessage>;
+  readonly up: Set<string>;
+  stop(): Promise<void>;
+}
+
+async function fakeCharon(): Promise<FakeCharon> {
+  const dir = mkdtempSync(join(tmpdir(), 'istf-'));
+  copyFileSync('/bin/sleep', join(dir, 'charon'));
+  const proc: ChildProcess = spawn(join(dir, 'charon'), ['300'], { stdio: 'ignore' });
+  writeFileSync(join(dir, 'charon.pid'), `${proc.pid}\n`);
+  writeFileSync(join(dir, 'strongswan.conf'), 'load = kernel-libipsec vici\n');
+  const log: string[] = [];
+  const conns = new Map<string, ViciMessage>();
+  const up = new Set<string>();
+  const sockets = new Set<Socket>();
+  const server: Server = createServer((sock) => {
+    sockets.add(sock);
+    sock.on('error', () => {});
+    const reader = new SegmentReader();
+    const send = (p: Packet): boolean => sock.write(encodePacket(p));
+    const ok = (): boolean => send({ type: PacketType.CMD_RESPONSE, message: { success: 'yes' } });
+    sock.on('data', (chunk: Buffer) => {
+      for (const body of reader.push(chunk)) {
+        const p = decodePacket(body);
+        if (p.type === PacketType.EVENT_REGISTER || p.type === PacketType.EVENT_UNREGISTER) {
+          send({ type: PacketType.EVENT_CONFIRM });
+          continue;
+        }
+        const m = p.message ?? {};
+        switch (p.name) {
+          case 'version':
+            send({ type: PacketType.CMD_RESPONSE, message: { daemon: 'charon' } });
+            break;
+          case 'load-shared':
+          case 'load-cert':
+          case 'load-key':
+          case 'clear-creds':
+            log.push(p.name);
+            ok();
+            break;
+          case 'get-conns':
+            send({ type: PacketType.CMD_RESPONSE, message: { conns: [...conns.keys()] } });
+            break;
+          case 'load-conn': {
+            const name = Object.keys(m)[0] ?? '';
+            log.push(`load-conn ${name}`);
+            if (name.includes('bad')) send({ type: PacketType.CMD_RESPONSE, message: { success: 'no', errmsg: `invalid configuration for ${name}` } });
+            else {
+              conns.set(name, m);
+              ok();
+            }
+            break;
+          }
+          case 'unload-conn':
+            log.push(`unload-conn ${String(m['name'])}`);
+            conns.delete(String(m['name']));
+            ok();
+            break;
+          case 'terminate':
+            log.push(`terminate ${String(m['ike'])}`);
+            up.delete(String(m['ike']));
+            ok();
+            break;
+          case 'initiate':
+            log.push(`initiate ${String(m['ike'])}`);
+            up.add(String(m['ike']));
+            ok();
+            break;
+          case 'list-sas': {
+            for (const name of up) {
+              if (m['ike'] !== undefined && m['ike'] !== name) continue;
+              send({ type: PacketType.EVENT, name: 'list-sa', message: { [name]: { uniqueid: '1', state: 'ESTABLISHED', established: '3', 'child-sas': { c: { state: 'INSTALLED', 'bytes-in': '10', 'bytes-out': '20' } } } } });
+            }
+            send({ type: PacketType.CMD_RESPONSE, message: {} });
+            break;
+          }
+          default:
+            send({ type: PacketType.CMD_UNKNOWN });
+        }
+      }
+    });
+  });
+  await new Promise<void>((r) => server.listen(join(dir, 'charon.vici'), r));
+  return {
+    dir, log, conns, up,
+    stop: async () => {
+      proc.kill('SIGKILL');
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((r) => server.close(() => r()));
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function eventually<T>(f: () => Promise<T | undefined>): Promise<T> {
+  for (let i = 0; i < 200; i++) {
+    const v = await f();
+    if (v !== undefined) return v;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error('condition not met in 5 s');
+}
+
+test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice changes nothing, a bad cable fails alone, state holds no secret', async () => {
+  const fake = await fakeCharon();
+  const psk = 'unit-test-psk-'.repeat(4);
+  const runner = new FakeRunner();
+  const d = new IpsecDriver({ runner, logger: silentLogger(), dir: fake.dir, autoRestart: false, retryMinMs: 20 });
+  try {
+    await d.init({ ...local({ psk }), privateIp: '192.0.2.1' });
+    assert.is(d.charonStarts, 0, 'adopted the running "charon"');
+    assert.equal(fake.log, ['load-shared']);
+    const b = spec();
+    const c = spec({ remoteCluster: 'c', remoteIp: '192.0.2.3', remoteCidrs: ['10.3.0.0/16'] });
+    assert.equal(await d.set([b, c]), { failed: [] });
+    assert.equal(fake.log.filter((l) => l.startsWith('load-conn')), ['load-conn isthmus-b', 'load-conn isthmus-c']);
+    // a (lowest id) initiates both
+    await eventually(async () => (fake.up.has('isthmus-b') && fake.up.has('isthmus-c') ? true : undefined));
+    const st = await d.connections();
+    assert.equal(st.map((x) => [x.remoteCluster, x.state, x.rxBytes, x.txBytes]), [['b', 'connected', 10, 20], ['c', 'connected', 10, 20]]);
+    // the same input again: nothing sent that changes charon
+    const mark = fake.log.length;
+    assert.equal(await d.set([c, b]), { failed: [] });
+    assert.equal(fake.log.slice(mark).filter((l) => !l.startsWith('initiate')), []);
+    // b changes, bad is refused by charon, x is refused by validation, c goes: loads first, then the removal
+    const mark2 = fake.log.length;
+    const b2 = spec({ remoteCidrs: ['10.2.0.0/16', '10.20.0.0/16'] });
+    const r = await d.set([b2, spec({ remoteCluster: 'bad', remoteIp: '192.0.2.9' }), spec({ remoteCluster: 'x', remoteIp: 'nope' })]);
+    assert.equal(r.failed.map((f) => f.remoteCluster).sort(), ['bad', 'x']);
+    assert.match(r.failed.find((f) => f.remoteCluster === 'bad')?.reason ?? '', 'invalid configuration for isthmus-bad');
+    const changes = fake.log.slice(mark2).filter((l) => !l.startsWith('initiate'));
+    assert.equal(changes, ['load-conn isthmus-b', 'terminate isthmus-b', 'load-conn isthmus-bad', 'terminate isthmus-c', 'unload-conn isthmus-c']);
+    const st2 = await eventually(async () => {
+      const s2 = await d.connections();
+      return s2.find((x) => x.remoteCluster === 'b')?.state === 'connected' ? s2 : undefined;
+    });
+    assert.equal(st2.map((x) => [x.remoteCluster, x.state]), [['b', 'connected'], ['bad', 'error'], ['x', 'error']]);
+    assert.equal([...fake.conns.keys()], ['isthmus-b']);
+    // the state file lists the cables and holds no secret
+    const state = readFileSync(join(fake.dir, 'state.json'), 'utf8');
+    assert.ok(state.includes('10.20.0.0/16'));
+    assert.not.ok(state.includes('unit-test-psk'));
+    // no OS command ran: everything went over VICI
+    assert.equal(runner.calls.map((x) => x.command), ['readlink']);
+    // a new instance reads the state back and, with the connection loaded, changes nothing
+    await d.close();
+    const d2 = new IpsecDriver({ runner, logger: silentLogger(), dir: fake.dir, autoRestart: false, retryMinMs: 20 });
+    await d2.init({ ...local({ psk }), privateIp: '192.0.2.1' });
+    const mark3 = fake.log.length;
+    assert.equal(await d2.set([b2]), { failed: [] });
+    assert.equal(fake.log.slice(mark3).filter((l) => l !== 'load-shared' && !l.startsWith('initiate')), []);
+    await d2.close();
+  } finally {
+    await d.close();
+    await fake.stop();
   }
 });
 
