@@ -74,6 +74,16 @@ console.log(`machine: ${cpus().length} cores (${cpus()[0]?.model ?? '?'}), ${(to
 const lab = await IpsecLab.create(['a', 'b']);
 const ca = createCA({ commonName: 'bench-ca', validDays: 1 });
 const drivers: IpsecDriver[] = [];
+const tidy = async (): Promise<void> => {
+  for (const d of drivers.splice(0)) await d.cleanup().catch(() => undefined);
+  await lab.destroy();
+};
+// whatever ends the run, leave no charon, namespace or folder behind
+for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void tidy().finally(() => process.exit(130)));
+process.once('uncaughtException', (err) => {
+  console.error(err);
+  void tidy().finally(() => process.exit(1));
+});
 try {
   const [a, b] = [lab.node('a'), lab.node('b')];
   const init = async (n: LabNode): Promise<IpsecDriver> => {
@@ -117,6 +127,5 @@ try {
   const rCable = await rtt(a, b.cidrIp, a.cidrIp);
   console.log(`ping RTT (50 × 20 ms): underlay ${rUnder.toFixed(3)} ms, IPsec cable ${rCable.toFixed(3)} ms, ratio ${(rCable / rUnder).toFixed(1)}`);
 } finally {
-  for (const d of drivers) await d.cleanup().catch(() => undefined);
-  await lab.destroy();
+  await tidy();
 }

@@ -225,10 +225,11 @@ if (process.getuid?.() !== 0) {
     const n = l.node('a');
     const c = certs.get('a') as CertAndKey;
     // a driver in another namespace pointed at a's folder refuses to adopt a's charon
-    secretsSeen.push('x'.repeat(40));
+    const intruderPsk = 'intruder-psk-never-logged-0123456789';
+    secretsSeen.push(intruderPsk);
     const intruder = new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), l.node('b').ns), logger, dir: n.dir });
     try {
-      await intruder.init({ clusterId: 'b', privateIp: l.node('b').underlayIp, port: 500, cidrs: [l.node('b').cidr], secrets: { psk: 'x'.repeat(40) } });
+      await intruder.init({ clusterId: 'b', privateIp: l.node('b').underlayIp, port: 500, cidrs: [l.node('b').cidr], secrets: { psk: intruderPsk } });
       assert.unreachable('adopting a charon of another namespace');
     } catch (err) {
       assert.is((err as { code?: string }).code, 'ISTHMUS_FAILED_PRECONDITION');
@@ -335,7 +336,8 @@ if (process.getuid?.() !== 0) {
     assert.not.match(all, 'PRIVATE KEY');
     for (const s of secretsSeen) {
       const body = s.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, '');
-      for (const piece of [body.slice(40, 80), body.slice(-60, -20)]) assert.not.ok(all.includes(piece), 'a secret appeared in a log');
+      const pieces = body.length > 100 ? [body.slice(40, 80), body.slice(-60, -20)] : [body];
+      for (const piece of pieces) assert.not.ok(piece.length >= 16 && all.includes(piece), 'a secret appeared in a log');
     }
   });
 
