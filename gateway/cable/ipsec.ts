@@ -94,27 +94,16 @@ interface StateFile {
   readonly cables: readonly CableSpec[];
 }
 
-/** Per-cable supervisor (see #cableLoop). */
-interface Loop {
-  readonly abort: AbortController;
-  done: Promise<void>;
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) {
-      resolve();
-      return;
-    }
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener('abort', done);
-      resolve();
-    }
-    t.unref();
-    signal.addEventListener('abort', done, { once: true });
-  });
+/** What the supervisor (see #supervise) keeps per cable. */
+interface Watch {
+  /** Since when the cable has had no IKE_SA (ms), while it has none. */
+  noSaSince: number | undefined;
+  /** Earliest next initiation after a failure (ms) and the backoff delay. */
+  nextTryAt: number;
+  delay: number;
+  /** The initiation in flight, and how to abandon it. */
+  inFlight: Promise<void> | undefined;
+  abort: AbortController | undefined;
 }
 
 export class IpsecDriver implements CableDriver {
@@ -129,7 +118,9 @@ export class IpsecDriver implements CableDriver {
   readonly #applied = new Map<string, Applied>();
   readonly #failed = new Map<string, { spec: CableSpec; reason: string }>();
   readonly #lastError = new Map<string, string>();
-  readonly #loops = new Map<string, Loop>();
+  readonly #watches = new Map<string, Watch>();
+  #supervisor: { abort: AbortController; done: Promise<void> } | undefined;
+  #wake: (() => void) | undefined;
   /** establishedAt per IKE_SA unique id, fixed at first sight (charon reports whole seconds). */
   readonly #establishedAt = new Map<string, number>();
   #ensuring: Promise<void> | undefined;
@@ -257,7 +248,7 @@ export class IpsecDriver implements CableDriver {
     this.#vici = v;
     void v.whenClosed().then((why) => this.#onViciClosed(v, why));
     if (failedNow.length > 0) await this.#writeState();
-    for (const [remote, a] of this.#applied) this.#startLoop(remote, a.spec);
+    this.#startSupervisor();
     this.#log.info({ pid, started, cables: this.#applied.size, dataPath: charon.dataPath }, started ? 'charon started, configuration loaded' : 'charon adopted');
   }
 
@@ -372,14 +363,14 @@ export class IpsecDriver implements CableDriver {
       try {
         await this.#loadConn(vici, spec);
         if (have !== undefined) {
-          await this.#stopLoop(remote);
+          await this.#abandon(remote);
           await this.#terminate(vici, remote);
         }
         this.#applied.set(remote, { spec, key });
         this.#failed.delete(remote);
         this.#lastError.delete(remote);
         changed = true;
-        this.#startLoop(remote, spec);
+        this.#startSupervisor();
         this.#log.info({ remote, remoteIp: spec.remoteIp, natTraversal: spec.natTraversal }, have === undefined ? 'ipsec cable added' : 'ipsec cable updated');
       } catch (err) {
         const reason = messageOf(err);
@@ -402,14 +393,16 @@ export class IpsecDriver implements CableDriver {
   }
 
   async #remove(vici: ViciClient, remote: string): Promise<void> {
-    await this.#stopLoop(remote);
+    // out of #applied first: the supervisor must not initiate it again once terminated
+    this.#applied.delete(remote);
+    await this.#abandon(remote);
+    this.#watches.delete(remote);
     await this.#terminate(vici, remote);
     try {
       await vici.request('unload-conn', { name: connName(remote) });
     } catch (err) {
       this.#log.warn({ remote, err: messageOf(err) }, 'unload-conn failed');
     }
-    this.#applied.delete(remote);
     this.#lastError.delete(remote);
     this.#log.info({ remote }, 'ipsec cable removed');
   }
@@ -427,69 +420,116 @@ export class IpsecDriver implements CableDriver {
     return { sas: parseListSas(events) };
   }
 
-  #startLoop(remote: string, spec: CableSpec): void {
-    const { local } = this.#need();
-    if (this.#loops.has(remote)) return;
-    const abort = new AbortController();
-    const loop: Loop = { abort, done: Promise.resolve() };
-    loop.done = this.#cableLoop(remote, spec, isInitiator(local.clusterId, remote), abort.signal).catch((err: unknown) => {
-      this.#log.error({ remote, err: messageOf(err) }, 'ipsec cable loop stopped');
-    });
-    this.#loops.set(remote, loop);
+  #startSupervisor(): void {
+    if (this.#supervisor === undefined) {
+      const abort = new AbortController();
+      const done = this.#supervise(abort.signal).catch((err: unknown) => {
+        this.#log.error({ err: messageOf(err) }, 'ipsec supervisor stopped');
+      });
+      this.#supervisor = { abort, done };
+    }
+    this.#wake?.();
   }
 
-  async #stopLoop(remote: string): Promise<void> {
-    const loop = this.#loops.get(remote);
-    if (loop === undefined) return;
-    this.#loops.delete(remote);
-    loop.abort.abort();
-    await loop.done;
+  async #stopSupervisor(): Promise<void> {
+    const sup = this.#supervisor;
+    this.#supervisor = undefined;
+    if (sup !== undefined) {
+      sup.abort.abort();
+      await sup.done;
+    }
+    await Promise.all([...this.#watches.keys()].map((r) => this.#abandon(r)));
+    this.#watches.clear();
+  }
+
+  /** Abandons the cable's initiation in flight (charon's own attempt is terminated by the caller). */
+  async #abandon(remote: string): Promise<void> {
+    const w = this.#watches.get(remote);
+    if (w === undefined) return;
+    w.abort?.abort();
+    await w.inFlight;
+    w.noSaSince = undefined;
+    w.nextTryAt = 0;
+    w.delay = this.#o.retryMinMs ?? 1_000;
   }
 
   /**
-   * Per cable: whenever it has no IKE_SA, the initiator (lower cluster id) initiates at
-   * once and retries with backoff; the responder waits a grace period and then initiates
-   * too (the initiator may sit behind a NAT the responder cannot reach into).
+   * One loop for all cables: every second (and at once after set() changed something) it
+   * lists the SAs once; a cable without an IKE_SA is initiated by the initiator (lower
+   * cluster id) at once, with backoff after failures; the responder waits a grace period
+   * and then initiates too (the initiator may sit behind a NAT the responder cannot reach
+   * into), or at once after its charon restarted.
    */
-  async #cableLoop(remote: string, spec: CableSpec, initiator: boolean, signal: AbortSignal): Promise<void> {
+  async #supervise(signal: AbortSignal): Promise<void> {
     const min = this.#o.retryMinMs ?? 1_000;
     const max = this.#o.retryMaxMs ?? 10_000;
-    const grace = spec.natTraversal ? (this.#o.responderGraceNatMs ?? 3_000) : (this.#o.responderGraceMs ?? 15_000);
-    const name = connName(remote);
-    let delay = min;
-    let noSaSince: number | undefined;
     while (!signal.aborted) {
       const main = this.#vici;
-      if (main === undefined || main.closed) {
-        await sleep(1_000, signal);
-        continue;
-      }
-      let has: boolean;
-      try {
-        has = ((await this.#listSas(main, name)).sas.get(name) ?? []).length > 0;
-      } catch {
-        await sleep(1_000, signal);
-        continue;
+      const local = this.#local;
+      let sas: Map<string, SaView[]> | undefined;
+      if (main !== undefined && !main.closed && local !== undefined) {
+        try {
+          sas = (await this.#listSas(main)).sas;
+        } catch {
+          sas = undefined;
+        }
       }
       if (signal.aborted) break;
-      if (has) {
-        delay = min;
-        noSaSince = undefined;
+      const now = Date.now();
+      for (const [remote, a] of sas === undefined ? [] : this.#applied) {
+        if (local === undefined) break;
+        let w = this.#watches.get(remote);
+        if (w === undefined) {
+          w = { noSaSince: undefined, nextTryAt: 0, delay: min, inFlight: undefined, abort: undefined };
+          this.#watches.set(remote, w);
+        }
+        if (w.inFlight !== undefined) continue;
+        if ((sas?.get(connName(remote)) ?? []).length > 0) {
+          w.noSaSince = undefined;
+          w.delay = min;
+          this.#initiateNow.delete(remote);
+          continue;
+        }
+        w.noSaSince ??= now;
+        const grace = a.spec.natTraversal ? (this.#o.responderGraceNatMs ?? 3_000) : (this.#o.responderGraceMs ?? 15_000);
+        const initiator = isInitiator(local.clusterId, remote) || this.#initiateNow.has(remote);
+        if ((!initiator && now - w.noSaSince < grace) || now < w.nextTryAt) continue;
         this.#initiateNow.delete(remote);
-        await sleep(2_000, signal);
-        continue;
+        const watch = w;
+        const abort = new AbortController();
+        watch.abort = abort;
+        watch.inFlight = this.#initiate(remote, a.spec, abort.signal).then((ok) => {
+          watch.inFlight = undefined;
+          watch.abort = undefined;
+          if (ok) {
+            watch.delay = min;
+            watch.nextTryAt = 0;
+          } else if (!abort.signal.aborted) {
+            watch.nextTryAt = Date.now() + watch.delay;
+            watch.delay = Math.min(max, watch.delay * 2);
+            this.#wakeAt(watch.nextTryAt);
+          }
+        });
       }
-      noSaSince ??= Date.now();
-      if (!initiator && !this.#initiateNow.has(remote) && Date.now() - noSaSince < grace) {
-        await sleep(500, signal);
-        continue;
-      }
-      this.#initiateNow.delete(remote);
-      if (!(await this.#initiate(remote, spec, signal))) {
-        await sleep(delay, signal);
-        delay = Math.min(max, delay * 2);
-      }
+      await new Promise<void>((resolve) => {
+        const done = (): void => {
+          clearTimeout(t);
+          signal.removeEventListener('abort', done);
+          if (this.#wake === done) this.#wake = undefined;
+          resolve();
+        };
+        const t = setTimeout(done, 1_000);
+        t.unref();
+        this.#wake = done;
+        signal.addEventListener('abort', done, { once: true });
+      });
     }
+  }
+
+  /** Wakes the supervisor at `at` (for a retry due before its next tick). */
+  #wakeAt(at: number): void {
+    const t = setTimeout(() => this.#wake?.(), Math.max(0, at - Date.now()));
+    t.unref();
   }
 
   /** One initiation on a connection of its own (charon streams its control log to it); false when it failed. */
@@ -499,6 +539,9 @@ export class IpsecDriver implements CableDriver {
     const lines: string[] = [];
     try {
       vici = await this.#need().charon.connect({ logger: this.#log, keepAlive: false, timeoutMs: timeout + 5_000 });
+      const conn = vici;
+      signal.addEventListener('abort', () => conn.close(), { once: true });
+      if (signal.aborted) return false;
       await vici.on('control-log', (_n, m) => {
         const msg = str(m['msg']);
         if (msg !== undefined && Number(str(m['level']) ?? 9) <= 1) lines.push(msg);
@@ -566,7 +609,7 @@ export class IpsecDriver implements CableDriver {
   async close(): Promise<void> {
     clearTimeout(this.#restartTimer);
     this.#restartTimer = undefined;
-    await Promise.all([...this.#loops.keys()].map((r) => this.#stopLoop(r)));
+    await this.#stopSupervisor();
     const v = this.#vici;
     this.#vici = undefined;
     v?.close();
@@ -575,7 +618,7 @@ export class IpsecDriver implements CableDriver {
   async cleanup(): Promise<void> {
     clearTimeout(this.#restartTimer);
     this.#restartTimer = undefined;
-    await Promise.all([...this.#loops.keys()].map((r) => this.#stopLoop(r)));
+    await this.#stopSupervisor();
     const charon = this.#charon ?? new Charon({ runner: this.#o.runner, logger: this.#log, dir: this.#o.dir });
     if ((await charon.pid()) !== undefined) {
       try {
