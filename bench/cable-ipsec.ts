@@ -123,6 +123,32 @@ try {
     recover.push((await firstPacket(a, b, t0 + 60_000)) - t0);
   }
   console.log(`charon SIGKILL → traffic through the cable again (auto restart after 1 s): initiator side ${recover[0]?.toFixed(0)} ms, responder side ${recover[1]?.toFixed(0)} ms`);
+  // 100 cables on one gateway: set(), the same set() again, connections(), removal of all
+  const z = await lab.addNode('z', 3);
+  const dz = await init(z);
+  const many: CableSpec[] = Array.from({ length: 100 }, (_, i) => ({
+    remoteCluster: `r${String(i).padStart(3, '0')}`, remoteIp: `192.168.${100 + Math.floor(i / 200)}.${1 + (i % 200)}`, remotePort: 500,
+    remoteCidrs: [`10.${100 + i}.0.0/16`], natTraversal: false, backend: { 'cert-cn': `gw.r${i}` },
+  }));
+  const charonCpu = async (d: IpsecDriver): Promise<number> => {
+    const pid = await d.charon?.pid();
+    const f = (await import('node:fs')).readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+    return (Number(f[11]) + Number(f[12])) * 10; // utime + stime in ms (USER_HZ 100)
+  };
+  const measure = async (what: string, f: () => Promise<unknown>): Promise<void> => {
+    const c0 = process.cpuUsage();
+    const k0 = await charonCpu(dz);
+    const t0 = performance.now();
+    await f();
+    const wall = performance.now() - t0;
+    const cpu = process.cpuUsage(c0);
+    const k1 = await charonCpu(dz);
+    console.log(`100 cables, ${what}: ${wall.toFixed(0)} ms wall, driver CPU ${((cpu.user + cpu.system) / 1000).toFixed(0)} ms, charon CPU ${k1 - k0} ms`);
+  };
+  await measure('set() (100 load-conn)', () => dz.set(many));
+  await measure('the same set() again', () => dz.set(many));
+  await measure('connections()', () => dz.connections());
+  await measure('set([]) (100 unload-conn)', () => dz.set([]));
   const rUnder = await rtt(a, b.underlayIp, a.underlayIp);
   const rCable = await rtt(a, b.cidrIp, a.cidrIp);
   console.log(`ping RTT (50 × 20 ms): underlay ${rUnder.toFixed(3)} ms, IPsec cable ${rCable.toFixed(3)} ms, ratio ${(rCable / rUnder).toFixed(1)}`);
