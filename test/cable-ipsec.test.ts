@@ -97,11 +97,15 @@ if (process.getuid?.() !== 0) {
 
   const MESH = ['a', 'b', 'c'];
 
-  test.after(async () => {
+  const tidy = async (): Promise<void> => {
     for (const d of drivers.values()) await d.cleanup().catch(() => undefined);
+    drivers.clear();
     await lab?.destroy();
     await lab2?.destroy();
-  });
+  };
+  test.after(tidy);
+  // killed by the harness (timeout) or by hand: still leave no charon, namespace or folder
+  for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void tidy().finally(() => process.exit(130)));
 
   test('full mesh of 3 gateways on certificates: every cable connects and carries traffic between the cluster CIDRs', async () => {
     lab = await IpsecLab.create([...MESH, 'd']);
