@@ -47,8 +47,8 @@ if (process.getuid?.() !== 0) {
     return ids.filter((id) => id !== self).map((id) => specTo(l.node(id)));
   }
 
-  async function newDriver(n: LabNode, autoRestart = true): Promise<IpsecDriver> {
-    return new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000, autoRestart });
+  async function newDriver(n: LabNode, autoRestart = true, rekey: { ikeRekeyTime?: string; childRekeyTime?: string } = {}): Promise<IpsecDriver> {
+    return new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000, autoRestart, ...rekey });
   }
 
   async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
@@ -295,7 +295,7 @@ if (process.getuid?.() !== 0) {
     const ds = new Map<string, IpsecDriver>();
     for (const id of ['p', 'q']) {
       const n = l.node(id);
-      const d = await newDriver(n);
+      const d = await newDriver(n, true, { ikeRekeyTime: '8s', childRekeyTime: '6s' }); // short, to see rekeying
       await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { psk } });
       drivers.set(`psk-${id}`, d);
       ds.set(id, d);
@@ -313,6 +313,12 @@ if (process.getuid?.() !== 0) {
     assert.is(ike?.['initiator'], undefined, 'q initiated: p is the responder of this IKE_SA');
     const child = Object.values((ike?.['child-sas'] ?? {}) as Record<string, Record<string, unknown>>)[0];
     assert.is(child?.['encap'], 'yes', 'ESP in UDP');
+    // the IKE_SA and CHILD_SA rekey (every 6–8 s here) without the cable going down
+    const p = ds.get('p') as IpsecDriver;
+    const q = ds.get('q') as IpsecDriver;
+    await waitFor('an IKE rekey', async () => (p.ikeRekeys + q.ikeRekeys > 0 ? true : undefined), 30_000);
+    assert.ok((await p.connections()).every((c) => c.state === 'connected'));
+    assert.ok(ping(l.node('p'), l.node('q')), 'traffic after rekeying');
   });
 
   test('cleanup leaves no process, namespace or file; no secret in any log', async () => {
