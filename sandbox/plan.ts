@@ -48,6 +48,8 @@ export interface WanPlan {
 
 export const WAN_CIDR = '172.29.0.0/24';
 export const WAN_BRIDGE = 'isb-wan';
+/** The host's address on the wan: where a broker for the clusterset listens in the sandbox. */
+export const WAN_HOST_IP = '172.29.0.1';
 
 export interface ClusterPorts {
   readonly apiserver: number;

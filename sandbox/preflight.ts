@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import {
   ErrorCodes, IsthmusError, SETUP_HINT, findOverlap, type CommandRunner,
 } from '../core/index.ts';
-import type { ClusterPlan } from './plan.ts';
+import { WAN_CIDR, type ClusterPlan } from './plan.ts';
 
 /**
  * Checks made before `up` changes anything. Each failure names what is wrong
@@ -91,7 +91,7 @@ export async function hostRoutes(runner: CommandRunner): Promise<string[]> {
 export async function requireCidrsFree(plans: readonly ClusterPlan[], runner: CommandRunner): Promise<void> {
   const routes = await hostRoutes(runner);
   for (const c of plans) {
-    const hit = findOverlap([c.podCidr, c.serviceCidr, c.nodeCidr], routes);
+    const hit = findOverlap([c.podCidr, c.serviceCidr, c.nodeCidr, WAN_CIDR], routes);
     if (hit !== undefined) {
       throw new IsthmusError(
         ErrorCodes.CIDR_IN_USE,

@@ -12,7 +12,7 @@ import { loadRecords } from './kubelet/records.ts';
 import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
 import { deleteNetns, wireNode, wireWan } from './network.ts';
 import { createClusterPki, type ClusterPki } from './pki.ts';
-import { WAN_BRIDGE, WAN_CIDR, planSandbox, type SandboxOptions } from './plan.ts';
+import { WAN_BRIDGE, WAN_CIDR, WAN_HOST_IP, planSandbox, type SandboxOptions } from './plan.ts';
 import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireRoot, type Binaries } from './preflight.ts';
 import { findByMarker, isOurs, spawnDetached, stopProcesses } from './process.ts';
 import { kubeconfigPath, readState, writeState, type ClusterState, type ProcessRecord, type SandboxState } from './state.ts';
@@ -156,6 +156,7 @@ export class Sandbox {
     state.interfaces.push(WAN_BRIDGE);
     await this.#save(state);
     await this.#runner.run('ip', ['link', 'add', WAN_BRIDGE, 'type', 'bridge']);
+    await this.#runner.run('ip', ['addr', 'add', `${WAN_HOST_IP}/${WAN_CIDR.split('/')[1] ?? '24'}`, 'dev', WAN_BRIDGE]);
     await this.#runner.run('ip', ['link', 'set', WAN_BRIDGE, 'up']);
   }
 
