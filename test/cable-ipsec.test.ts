@@ -27,6 +27,7 @@ if (process.getuid?.() !== 0) {
   const secretsSeen: string[] = [];
   let lab: IpsecLab | undefined;
   let lab2: IpsecLab | undefined;
+  let lab3: IpsecLab | undefined;
   const drivers = new Map<string, IpsecDriver>();
   const ca = createCA({ commonName: 'ist-ipsec-e2e-ca', validDays: 1 });
   const rogueCa = createCA({ commonName: 'rogue-ca', validDays: 1 });
@@ -102,6 +103,7 @@ if (process.getuid?.() !== 0) {
     drivers.clear();
     await lab?.destroy();
     await lab2?.destroy();
+    await lab3?.destroy();
   };
   test.after(tidy);
   // killed by the harness (timeout) or by hand: still leave no charon, namespace or folder
@@ -321,25 +323,52 @@ if (process.getuid?.() !== 0) {
     assert.ok(ping(l.node('p'), l.node('q')), 'traffic after rekeying');
   });
 
+  test('a gateway behind a real NAT (masquerading router): it initiates itself, NAT is detected, traffic flows both ways', async () => {
+    lab3 = await IpsecLab.create(['g']);
+    const l = lab3;
+    const s = await l.addNattedNode('s', 5);
+    const g = l.node('g');
+    const ds = new Map<string, IpsecDriver>();
+    for (const n of [g, s]) {
+      const c = cert(`${n.id}3`);
+      const d = new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000 });
+      await d.init({ clusterId: n.id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+      drivers.set(`nat-${n.id}`, d);
+      ds.set(n.id, d);
+    }
+    // g (the lower id) reaches s only at its router's address, which lets nothing in: s must initiate
+    assert.equal(await ds.get('g')?.set([{ ...specTo(s), remoteIp: s.publicIp ?? '', natTraversal: true, backend: { 'cert-cn': 'gw.s3' } }]), { failed: [] });
+    assert.equal(await ds.get('s')?.set([{ ...specTo(g), natTraversal: true, backend: { 'cert-cn': 'gw.g3' } }]), { failed: [] });
+    await allConnected(ds.get('s') as IpsecDriver, ['g']);
+    await allConnected(ds.get('g') as IpsecDriver, ['s']);
+    assert.ok(ping(s, g), 's → g through the SA');
+    assert.ok(ping(g, s), 'g → s through the SA, into the NAT');
+    const ike = (await listSas(s))[0]?.['isthmus-g'] as Record<string, unknown> | undefined;
+    assert.is(ike?.['nat-local'], 'yes', 's sees itself behind NAT');
+    assert.is(ike?.['initiator'], 'yes', 's initiated');
+  });
+
   test('cleanup leaves no process, namespace or file; no secret in any log', async () => {
-    const dirs = [...(lab?.nodes ?? []), ...(lab2?.nodes ?? [])].map((n) => n.dir);
+    const dirs = [...(lab?.nodes ?? []), ...(lab2?.nodes ?? []), ...(lab3?.nodes ?? [])].map((n) => n.dir);
     const charonLogs = dirs.map((d) => (existsSync(`${d}/charon.log`) ? readFileSync(`${d}/charon.log`, 'utf8') : '')).join('\n');
     for (const d of drivers.values()) await d.cleanup();
     drivers.clear();
     for (const dir of dirs) assert.not.ok(existsSync(dir), `${dir} removed`);
-    const tags = [lab?.tag, lab2?.tag];
-    for (const l of [lab, lab2]) {
+    const tags = [lab?.tag, lab2?.tag, lab3?.tag];
+    for (const l of [lab, lab2, lab3]) {
       for (const n of l?.nodes ?? []) {
         assert.is(execFileSync('ip', ['netns', 'pids', n.ns], { encoding: 'utf8' }).trim(), '', `no process left in ${n.ns}`);
       }
     }
     await lab?.destroy();
     await lab2?.destroy();
+    await lab3?.destroy();
     const left = netnsList().filter((ns) => tags.some((t) => t !== undefined && ns.startsWith(t)));
     assert.equal(left, []);
     assert.not.ok(existsSync(lab?.root ?? '/nonexistent'));
     lab = undefined;
     lab2 = undefined;
+    lab3 = undefined;
     // secrets: no private key or PSK in the driver's logs or charon's
     const all = `${logLines.join('')}\n${charonLogs}`;
     assert.ok(logLines.length > 20, 'the driver logged');

@@ -20,6 +20,8 @@ export interface LabNode {
   readonly cidrIp: string;
   /** A folder for this gateway's charon. */
   readonly dir: string;
+  /** For a node behind NAT: the router's address on the bridge, which peers reach it at. */
+  readonly publicIp?: string;
 }
 
 export class IpsecLab {
@@ -27,6 +29,7 @@ export class IpsecLab {
   readonly root: string;
   readonly bridgeNs: string;
   readonly nodes: LabNode[] = [];
+  readonly #extraNs: string[] = [];
   readonly #runner: CommandRunner;
 
   private constructor(runner: CommandRunner) {
@@ -71,6 +74,38 @@ export class IpsecLab {
     return node;
   }
 
+  /**
+   * A gateway behind a masquerading router: the router namespace `<tag>-nat<n>` sits on the
+   * bridge at 192.168.77.(10+n) and NATs 172.28.n.0/24, where the gateway has 172.28.n.10.
+   * Nothing from outside gets in unless the gateway sent first.
+   */
+  async addNattedNode(id: string, n: number): Promise<LabNode> {
+    const router = `${this.tag}-nat${n}`;
+    const ns = `${this.tag}-${id}`;
+    const wan = `192.168.77.${10 + n}`;
+    const node: LabNode = { id, ns, underlayIp: `172.28.${n}.10`, cidr: `10.${60 + n}.0.0/16`, cidrIp: `10.${60 + n}.0.1`, dir: join(this.root, id), publicIp: wan };
+    await this.#sh('ip', ['netns', 'add', router]);
+    this.#extraNs.push(router);
+    await this.#sh('ip', ['netns', 'add', ns]);
+    this.nodes.push(node);
+    const peer = `v${n}-${this.tag.slice(-6)}`;
+    await this.#sh('ip', ['-n', router, 'link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', peer, 'netns', this.bridgeNs]);
+    await this.#sh('ip', ['-n', this.bridgeNs, 'link', 'set', peer, 'master', 'br0', 'up']);
+    await this.#sh('ip', ['-n', router, 'addr', 'add', `${wan}/24`, 'dev', 'eth0']);
+    await this.#sh('ip', ['-n', router, 'link', 'set', 'eth0', 'up']);
+    await this.#sh('ip', ['-n', router, 'link', 'add', 'lan0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', ns]);
+    await this.#sh('ip', ['-n', router, 'addr', 'add', `172.28.${n}.1/24`, 'dev', 'lan0']);
+    await this.#sh('ip', ['-n', router, 'link', 'set', 'lan0', 'up']);
+    await this.#sh('ip', ['netns', 'exec', router, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await this.#sh('ip', ['netns', 'exec', router, 'iptables', '-t', 'nat', '-A', 'POSTROUTING', '-s', `172.28.${n}.0/24`, '-o', 'eth0', '-j', 'MASQUERADE']);
+    await this.#sh('ip', ['-n', ns, 'addr', 'add', `${node.underlayIp}/24`, 'dev', 'eth0']);
+    await this.#sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
+    await this.#sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
+    await this.#sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', `172.28.${n}.1`]);
+    await this.#sh('ip', ['-n', ns, 'addr', 'add', `${node.cidrIp}/32`, 'dev', 'lo']);
+    return node;
+  }
+
   node(id: string): LabNode {
     const n = this.nodes.find((x) => x.id === id);
     if (n === undefined) throw new Error(`no lab node ${id}`);
@@ -79,7 +114,7 @@ export class IpsecLab {
 
   /** Removes every namespace and the temp folder (idempotent). */
   async destroy(): Promise<void> {
-    for (const ns of [...this.nodes.map((n) => n.ns), this.bridgeNs]) {
+    for (const ns of [...this.nodes.map((n) => n.ns), ...this.#extraNs, this.bridgeNs]) {
       await this.#runner.run('ip', ['netns', 'pids', ns], { allowFailure: true }).then(async (r) => {
         for (const pid of r.stdout.split('\n').map((s) => Number(s)).filter((p) => p > 0)) {
           try {
