@@ -44,6 +44,7 @@ const schema = {
   renewDeadlineMs: int('renew deadline in ms (default 1500)', 1500, 200, 60_000),
   retryMs: int('lease retry period in ms (default 500)', 500, 100, 10_000),
   endpointTtl: int('broker lease TTL of the endpoint in s (default 10)', 10, 2, 300),
+  privateSockets: bool('wireguard: private control-socket folder, for several gateways on one filesystem (sandbox); needs CAP_SYS_ADMIN (default false)', false),
   stateDir: str('folder for driver state and the WireGuard key (default /var/lib/isthmus/gateway)', '/var/lib/isthmus/gateway'),
   tlsDir: optionalStr('ipsec: folder with the gateway certificate (tls.crt, tls.key, ca.crt)'),
   pskFile: optionalStr('ipsec: file holding a PSK instead of certificates'),
@@ -57,7 +58,7 @@ export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status',
   async run(argv) {
-    const args = parseArgs(argv, new Set(['force-nat', 'help']));
+    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'help']));
     if (args.options.has('help')) {
       process.stdout.write(`isthmus gateway [options]\n\n${Object.entries(schema).map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(20)} ${f.doc}`).join('\n')}\n`);
       return 0;
@@ -66,7 +67,7 @@ export const gatewayCommand: Command = {
     const logger = createLogger({ component: 'gateway', cluster: cfg.cluster });
     const runner = new SystemRunner();
     const setup = setupDriver({
-      name: cfg.driver, runner, logger, stateDir: cfg.stateDir,
+      name: cfg.driver, runner, logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets,
       ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
       ...(cfg.pskFile === undefined ? {} : { pskFile: cfg.pskFile }),
     });

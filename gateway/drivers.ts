@@ -27,6 +27,12 @@ export interface DriverInputs {
   readonly tlsDir?: string;
   /** File holding an IPsec PSK (PSK mode). */
   readonly pskFile?: string;
+  /**
+   * WireGuard: keep wireguard-go's control socket in a private folder (needs
+   * CAP_SYS_ADMIN for a private mount namespace). Only for several gateways on one
+   * filesystem, as in the sandbox and tests; a real gateway pod leaves it off.
+   */
+  readonly privateSockets?: boolean;
 }
 
 function read(path: string, what: string): string {
@@ -48,7 +54,7 @@ export function setupDriver(i: DriverInputs): DriverSetup {
       if (!existsSync(keyFile)) writeFileSync(keyFile, wireguardKeyPair().privateKey + '\n', { mode: 0o600 });
       const privateKey = read(keyFile, 'the WireGuard private key').trim();
       return {
-        driver: new WireGuardDriver(deps, { socketDir: join(i.stateDir, 'wireguard') }),
+        driver: new WireGuardDriver(deps, i.privateSockets === true ? { socketDir: join(i.stateDir, 'wireguard') } : {}),
         secrets: { privateKey },
         backend: { 'public-key': wireguardPublicKeyOf(privateKey) },
       };

@@ -88,7 +88,7 @@ test('3 clusters (c3 behind NAT) connect in full mesh through WireGuard cables',
     start(`gateway-${c.name}`, 'ip', ['netns', 'exec', gw.netns, process.execPath, '--no-warnings', cli, 'gateway',
       '--cluster', c.name, '--hostname', gw.name, '--broker', `172.29.0.1:${brokerPort}`, '--broker-tls-dir', d(c.name),
       '--driver', 'wireguard', '--private-ip', privateIp, '--pod-cidrs', c.podCidr, '--service-cidrs', c.serviceCidr,
-      '--health-check-ip', healthIp, '--kubeconfig', join(c.dir, 'kubelet.kubeconfig'), '--state-dir', d(`state-${c.name}`)]);
+      '--health-check-ip', healthIp, '--kubeconfig', join(c.dir, 'kubelet.kubeconfig'), '--state-dir', d(`state-${c.name}`), '--private-sockets']);
   }
 
   for (const c of ['c1', 'c2', 'c3']) {
