@@ -9,7 +9,7 @@ import { ErrorCodes, FakeRunner, IsthmusError, createCA, issueCertificate, silen
 import { Charon, charonConf } from './charon.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import {
-  IpsecDriver, authFromSecrets, cableStatus, connConfig, connName, failureReason, isInitiator, parseListSas, remoteId, specKey, specProblem,
+  IpsecDriver, pemBlocks, authFromSecrets, cableStatus, connConfig, connName, failureReason, isInitiator, parseListSas, remoteId, specKey, specProblem,
   type SaView,
 } from './ipsec.ts';
 import { PacketType, SegmentReader, decodeMessage, decodePacket, encodeMessage, encodePacket, type Packet, type ViciMessage } from './vici.ts';
@@ -121,6 +121,15 @@ test('connConfig: one IKEv2 connection per remote, selectors from the CIDRs, enc
   const psk = connConfig(local({ psk: 'p'.repeat(40) }), { mode: 'psk', localId: 'a' }, spec(), timings);
   assert.not.ok(encodeMessage(psk).toString('latin1').includes('pppp'));
   assert.equal((psk['isthmus-b'] as Record<string, unknown>)['remote'], { auth: 'psk', id: 'b' });
+});
+
+test('pemBlocks splits a CA bundle into its certificates', () => {
+  const other = createCA({ commonName: 'next-ca', validDays: 1 });
+  const blocks = pemBlocks(`${ca.certPem}\n${other.certPem}`);
+  assert.is(blocks.length, 2);
+  assert.ok(blocks[0]?.startsWith('-----BEGIN CERTIFICATE-----'));
+  assert.is(blocks[1]?.trim(), other.certPem.trim());
+  assert.equal(pemBlocks('garbage'), []);
 });
 
 test('isInitiator, remoteId, connName', () => {
@@ -360,7 +369,7 @@ test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice 
   try {
     await d.init({ ...local({ psk }), privateIp: '192.0.2.1' });
     assert.is(d.charonStarts, 0, 'adopted the running "charon"');
-    assert.equal(fake.log, ['load-shared']);
+    assert.equal(fake.log, ['clear-creds', 'load-shared'], 'an adopted charon gets our credentials afresh');
     const b = spec();
     const c = spec({ remoteCluster: 'c', remoteIp: '192.0.2.3', remoteCidrs: ['10.3.0.0/16'] });
     assert.equal(await d.set([b, c]), { failed: [] });
@@ -399,7 +408,13 @@ test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice 
     await d2.init({ ...local({ psk }), privateIp: '192.0.2.1' });
     const mark3 = fake.log.length;
     assert.equal(await d2.set([b2]), { failed: [] });
-    assert.equal(fake.log.slice(mark3).filter((l) => l !== 'load-shared' && !l.startsWith('initiate')), []);
+    assert.equal(fake.log.slice(mark3).filter((l) => l !== 'load-shared' && l !== 'clear-creds' && !l.startsWith('initiate')), []);
+    // init() again with the same secrets loads nothing; with new ones it replaces them
+    const mark4 = fake.log.length;
+    await d2.init({ ...local({ psk }), privateIp: '192.0.2.1' });
+    assert.equal(fake.log.slice(mark4).filter((l) => !l.startsWith('initiate')), []);
+    await d2.init({ ...local({ psk: `${psk}-rotated` }), privateIp: '192.0.2.1' });
+    assert.equal(fake.log.slice(mark4).filter((l) => !l.startsWith('initiate')), ['clear-creds', 'load-shared']);
     await d2.close();
   } finally {
     await d.close();

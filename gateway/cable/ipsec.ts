@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, messageOf, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
@@ -79,6 +80,17 @@ export interface IpsecDriverOptions {
 
 const STALE = 'stale';
 
+/** The PEM blocks of a bundle. */
+export function pemBlocks(pem: string): string[] {
+  return [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g)].map((m) => `${m[0]}\n`);
+}
+
+function credentialsHash(local: LocalEndpoint): string {
+  const h = createHash('sha256');
+  for (const k of ['certPem', 'keyPem', 'caPem', 'psk']) h.update(`${k}\0${local.secrets[k] ?? ''}\0`);
+  return h.digest('hex');
+}
+
 function localKey(l: LocalEndpoint, auth: IpsecAuth | undefined): string {
   return JSON.stringify([l.clusterId, l.privateIp, l.port, [...l.cidrs], auth?.mode, auth?.localId]);
 }
@@ -126,6 +138,8 @@ export class IpsecDriver implements CableDriver {
   #ensuring: Promise<void> | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   readonly #initiateNow = new Set<string>();
+  /** Digest of the credentials loaded into charon (kept in memory only). */
+  #loadedCreds: string | undefined;
   /** IKE_SAs that came up while this driver watched (ike-updown up=yes), for tests and metrics. */
   ikeUps = 0;
   /** IKE_SA rekeyings seen (ike-rekey events). */
@@ -224,7 +238,13 @@ export class IpsecDriver implements CableDriver {
       await v.on('ike-updown', this.#onIkeUpdown);
       await v.on('child-updown', this.#onChildUpdown);
       await v.on('ike-rekey', this.#onIkeRekey);
-      await this.#loadCredentials(v);
+      const creds = credentialsHash(this.#need().local);
+      if (started || this.#loadedCreds !== creds) {
+        // an adopted charon may hold other (older) credentials of ours: replace them
+        if (!started) await v.request('clear-creds');
+        await this.#loadCredentials(v);
+        this.#loadedCreds = creds;
+      }
     } catch (err) {
       v.close();
       throw err;
@@ -309,7 +329,8 @@ export class IpsecDriver implements CableDriver {
       const keyPem = s['keyPem'] ?? '';
       const keyType = keyPem.includes('BEGIN RSA PRIVATE KEY') ? 'rsa' : keyPem.includes('BEGIN EC PRIVATE KEY') ? 'ecdsa' : 'any';
       try {
-        await vici.request('load-cert', { type: 'X509', flag: 'CA', data: s['caPem'] ?? '' });
+        // the CA may be a bundle (old and new CA during a rotation): load every certificate in it
+        for (const ca of pemBlocks(s['caPem'] ?? '')) await vici.request('load-cert', { type: 'X509', flag: 'CA', data: ca });
         await vici.request('load-cert', { type: 'X509', flag: 'NONE', data: s['certPem'] ?? '' });
         await vici.request('load-key', { type: keyType, data: keyPem });
       } catch (err) {
@@ -641,6 +662,7 @@ export class IpsecDriver implements CableDriver {
     this.#applied.clear();
     this.#failed.clear();
     this.#lastError.clear();
+    this.#loadedCreds = undefined;
   }
 }
 
