@@ -415,6 +415,18 @@ test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice 
     assert.equal(fake.log.slice(mark4).filter((l) => !l.startsWith('initiate')), []);
     await d2.init({ ...local({ psk: `${psk}-rotated` }), privateIp: '192.0.2.1' });
     assert.equal(fake.log.slice(mark4).filter((l) => !l.startsWith('initiate')), ['clear-creds', 'load-shared']);
+    // a refused new spec keeps the cable on its previous one, and says so
+    const mark5 = fake.log.length;
+    const r5 = await d2.set([{ ...b2, remoteIp: 'nope' }]);
+    assert.equal(r5.failed.map((f) => f.remoteCluster), ['b']);
+    assert.equal(fake.log.slice(mark5).filter((l) => !l.startsWith('initiate')), []);
+    assert.ok(fake.conns.has('isthmus-b'));
+    const st5 = await d2.connections();
+    assert.is(st5.length, 1);
+    assert.is(st5[0]?.state, 'error');
+    assert.match(st5[0]?.message ?? '', 'the new spec was refused (remote address "nope" is not an IP address); the previous one is still connected');
+    assert.equal(await d2.set([b2]), { failed: [] });
+    assert.is((await d2.connections())[0]?.state, 'connected');
     await d2.close();
   } finally {
     await d.close();

@@ -400,9 +400,10 @@ export class IpsecDriver implements CableDriver {
         this.#log.warn({ remote, reason }, 'ipsec cable failed');
       }
     }
-    // then delete
+    // then delete; a cable whose new spec was refused keeps running on its previous one
+    const named = new Set(desired.map((d) => d.remoteCluster));
     for (const remote of [...this.#applied.keys()]) {
-      if (want.has(remote)) continue;
+      if (named.has(remote)) continue;
       await this.#remove(vici, remote);
       changed = true;
     }
@@ -599,7 +600,9 @@ export class IpsecDriver implements CableDriver {
         out.push({ remoteCluster: remote, remoteIp: a.spec.remoteIp, state: 'error', message: down ?? 'charon is not running' });
         continue;
       }
-      const st = cableStatus(a.spec, sas.get(connName(remote)) ?? [], { initiator: isInitiator(local.clusterId, remote), lastError: this.#lastError.get(remote), nowMs: now });
+      const refused = this.#failed.get(remote);
+      const st0 = cableStatus(a.spec, sas.get(connName(remote)) ?? [], { initiator: isInitiator(local.clusterId, remote), lastError: this.#lastError.get(remote), nowMs: now });
+      const st: CableStatus = refused === undefined ? st0 : { ...st0, state: 'error', message: `the new spec was refused (${refused.reason}); the previous one is still ${st0.state}` };
       const id = (sas.get(connName(remote)) ?? []).find((s) => s.ikeState === 'ESTABLISHED')?.uniqueId;
       if (st.establishedAt !== undefined && id !== undefined) {
         const first = this.#establishedAt.get(id) ?? st.establishedAt;
