@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -294,6 +294,19 @@ if (process.getuid?.() !== 0) {
     execFileSync('ip', ['netns', 'exec', l.node('q').ns, 'iptables', '-A', 'INPUT', '-p', 'udp', '-m', 'conntrack', '--ctstate', 'NEW', '-j', 'DROP']);
     const psk = Buffer.from('0123456789abcdef0123456789abcdef-isthmus-e2e-psk').toString('base64');
     secretsSeen.push(psk);
+    // a UDP port 500 already taken in the namespace is PORT_IN_USE, not a charon that silently cannot do IKE
+    const holder = spawn('ip', ['netns', 'exec', l.node('p').ns, process.execPath, '-e', "require('dgram').createSocket('udp4').bind(500, () => console.log('bound')); setTimeout(() => {}, 60000)"], { stdio: ['ignore', 'pipe', 'ignore'] });
+    await new Promise<void>((r) => holder.stdout.once('data', () => r()));
+    const blocked = await newDriver(l.node('p'));
+    try {
+      await blocked.init({ clusterId: 'p', privateIp: l.node('p').underlayIp, port: 500, cidrs: [l.node('p').cidr], secrets: { psk } });
+      assert.unreachable('init with port 500 taken');
+    } catch (err) {
+      assert.is((err as { code?: string }).code, 'ISTHMUS_PORT_IN_USE', (err as Error).message);
+    } finally {
+      holder.kill('SIGKILL');
+      await new Promise((r) => holder.once('close', r));
+    }
     const ds = new Map<string, IpsecDriver>();
     for (const id of ['p', 'q']) {
       const n = l.node(id);

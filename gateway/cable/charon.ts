@@ -209,6 +209,7 @@ export class Charon {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await rm(this.pidFile, { force: true });
     await rm(this.socketPath, { force: true });
+    const logStart = await stat(this.logFile).then((st) => st.size, () => 0);
     await writeFile(this.confFile, charonConf({ dir: this.dir, port: o.port ?? 500, portNatT: o.portNatT ?? 4500, dataPath }), { mode: 0o600 });
     const out = join(this.dir, 'charon.out');
     // private mount namespace: <dir> over /run, so /var/run/charon.pid is ours; detached (setsid) and backgrounded
@@ -222,13 +223,21 @@ export class Charon {
     while (Date.now() < deadline) {
       const pid = await this.pid();
       if (pid !== undefined && (await exists(this.socketPath))) {
+        let answered = false;
         try {
-          const c = await ViciClient.connect(this.socketPath, { timeoutMs: 5_000 });
-          c.close();
-          o.logger.info({ pid, dir: this.dir, dataPath }, 'started charon');
-          return pid;
+          (await ViciClient.connect(this.socketPath, { timeoutMs: 5_000 })).close();
+          answered = true;
         } catch (err) {
           last = messageOf(err);
+        }
+        if (answered) {
+          const log = (await readFile(this.logFile).catch(() => Buffer.alloc(0))).subarray(logStart).toString('utf8');
+          if (/unable to bind socket: Address already in use/.test(log)) {
+            await this.stop();
+            throw new IsthmusError(ErrorCodes.PORT_IN_USE, `UDP port ${o.port ?? 500} or ${o.portNatT ?? 4500} is already in use in this network namespace (another IKE daemon?): stop it or choose other ports`, { details: { port: o.port ?? 500, portNatT: o.portNatT ?? 4500 } });
+          }
+          o.logger.info({ pid, dir: this.dir, dataPath }, 'started charon');
+          return pid;
         }
       }
       await new Promise((r) => setTimeout(r, 50));
