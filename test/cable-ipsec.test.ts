@@ -115,7 +115,9 @@ if (process.getuid?.() !== 0) {
       const n = lab.node(id);
       const c = cert(id);
       const d = await newDriver(n);
-      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+      // c gets a CA bundle (as during a CA rotation), with another CA first
+      const caPem = id === 'c' ? `${rogueCa.certPem}${ca.certPem}` : ca.certPem;
+      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem } });
       drivers.set(id, d);
     }
     for (const id of MESH) assert.equal(await drivers.get(id)?.set(meshSpecs(lab, id, MESH)), { failed: [] });

@@ -26,6 +26,11 @@ export function isInitiator(localCluster: string, remoteCluster: string): boolea
   return localCluster < remoteCluster;
 }
 
+/** The PEM blocks of a bundle. */
+export function pemBlocks(pem: string): string[] {
+  return [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g)].map((m) => `${m[0]}\n`);
+}
+
 /** The authentication chosen from the secrets (pure; validates, never echoes a secret). */
 export function authFromSecrets(local: LocalEndpoint): IpsecAuth {
   const s = local.secrets;
@@ -42,7 +47,19 @@ export function authFromSecrets(local: LocalEndpoint): IpsecAuth {
     if (!info.dnsNames.includes(cn)) {
       throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the ipsec gateway certificate ${cn} does not carry its CN as a DNS name: issue it with \`isthmus certs issue\``);
     }
-    verifyChain(certPem, caPem);
+    // the CA may be a bundle (old and new CA during a rotation): one of them must have issued the certificate
+    const cas = pemBlocks(caPem);
+    let chainError: unknown = new IsthmusError(ErrorCodes.BAD_CREDENTIALS, 'the ipsec CA (secret caPem) holds no certificate');
+    for (const ca of cas) {
+      try {
+        verifyChain(certPem, ca);
+        chainError = undefined;
+        break;
+      } catch (err) {
+        chainError = err;
+      }
+    }
+    if (chainError !== undefined) throw chainError;
     if (!keyMatchesCertificate(keyPem, certPem)) {
       throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the ipsec private key does not belong to certificate ${cn}: give the key written with it`);
     }

@@ -71,8 +71,10 @@ test('authFromSecrets: bad credentials are BAD_CREDENTIALS and the message holds
       assert.not.match((err as Error).message, 'tiny-psk');
     }
   }
-  // a certificate from another CA fails the chain check
-  assert.ok(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: other.certPem }))) !== undefined);
+  // a certificate from another CA fails the chain check; a bundle holding its CA passes, in any order
+  assert.is(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: other.certPem }))), ErrorCodes.BAD_CREDENTIALS);
+  assert.is(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: `${other.certPem}${ca.certPem}` }))), undefined);
+  assert.is(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: 'not a pem' }))), ErrorCodes.BAD_CREDENTIALS);
 });
 
 test('specProblem: a table of bad specs, each with its reason; good specs pass', () => {

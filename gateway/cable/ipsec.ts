@@ -6,7 +6,7 @@ import { Charon, type DataPath } from './charon.ts';
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
 import {
   LABEL, NAME_PREFIX, authFromSecrets, cableStatus, childName, connConfig, connName, failureReason, isInitiator, parseListSas,
-  specKey, specProblem, str, type ConnTimings, type IpsecAuth, type SaView,
+  pemBlocks, specKey, specProblem, str, type ConnTimings, type IpsecAuth, type SaView,
 } from './ipsec-config.ts';
 import { ViciClient, yes, type EventHandler } from './vici.ts';
 
@@ -79,11 +79,6 @@ export interface IpsecDriverOptions {
 }
 
 const STALE = 'stale';
-
-/** The PEM blocks of a bundle. */
-export function pemBlocks(pem: string): string[] {
-  return [...pem.matchAll(/-----BEGIN ([A-Z0-9 ]+)-----[\s\S]*?-----END \1-----/g)].map((m) => `${m[0]}\n`);
-}
 
 function credentialsHash(local: LocalEndpoint): string {
   const h = createHash('sha256');
