@@ -1,4 +1,4 @@
-import { mkdir, readFile, readlink, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, messageOf, missingDependency, type CommandRunner, type Logger } from '../../core/index.ts';
 import { ViciClient } from './vici.ts';
@@ -209,6 +209,8 @@ export class Charon {
     await mkdir(this.dir, { recursive: true, mode: 0o700 });
     await rm(this.pidFile, { force: true });
     await rm(this.socketPath, { force: true });
+    // keep the log bounded across restarts: past 10 MiB it becomes charon.log.1
+    if ((await stat(this.logFile).then((st) => st.size, () => 0)) > 10 * 2 ** 20) await rename(this.logFile, `${this.logFile}.1`);
     const logStart = await stat(this.logFile).then((st) => st.size, () => 0);
     await writeFile(this.confFile, charonConf({ dir: this.dir, port: o.port ?? 500, portNatT: o.portNatT ?? 4500, dataPath }), { mode: 0o600 });
     const out = join(this.dir, 'charon.out');
