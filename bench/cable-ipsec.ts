@@ -10,20 +10,8 @@ import { cpus, totalmem } from 'node:os';
 import { NetnsRunner, SystemRunner, createCA, issueCertificate, silentLogger } from '../core/index.ts';
 import type { CableSpec } from '../gateway/cable/driver.ts';
 import { IpsecDriver } from '../gateway/cable/ipsec.ts';
+import { run } from '../test/lib/cli.ts';
 import { IpsecLab, type LabNode } from '../test/lib/ipsec-lab.ts';
-
-/** Runs a command to its end (stdin closed from the start: a quick exit cannot EPIPE). */
-function run(command: string, args: readonly string[], opts: { timeoutMs: number }): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'pipe'], timeout: opts.timeoutMs });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code: code ?? 128, stdout, stderr }));
-  });
-}
 
 function arg(name: string, def: number): number {
   const i = process.argv.indexOf(`--${name}`);

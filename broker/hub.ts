@@ -222,7 +222,7 @@ export class WatchHub {
       } catch (err) {
         if (this.#stopped) return;
         if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
-          const compactedTo = Number(err.details['compactRevision'] ?? 0);
+          const compactedTo = Number(err.context['compactRevision'] ?? 0);
           if (this.#caughtUp !== undefined && this.#next <= this.#listedAt) {
             // backfill reached into compacted history: replay only what etcd still has
             this.#next = Math.max(compactedTo, this.#next);
@@ -251,7 +251,7 @@ export class WatchHub {
     this.#windowStart = this.#revision + 1;
     this.#next = this.#revision + 1;
     for (const s of this.#subs) {
-      s.subscriber.close(new IsthmusError(ErrorCodes.COMPACTED, 'the broker lost its place in etcd history (compacted): list again', { details: { reason: 'compacted' } }));
+      s.subscriber.close(new IsthmusError(ErrorCodes.COMPACTED, 'the broker lost its place in etcd history (compacted): list again', { context: { reason: 'compacted' } }));
     }
     this.#subs.clear();
     this.#wake();
@@ -272,7 +272,7 @@ export class WatchHub {
             }
             if (res.canceled) {
               if (num(res.compact_revision) > 0) {
-                reject(new IsthmusError(ErrorCodes.COMPACTED, `etcd compacted revision ${this.#next}`, { details: { compactRevision: num(res.compact_revision) } }));
+                reject(new IsthmusError(ErrorCodes.COMPACTED, `etcd compacted revision ${this.#next}`, { context: { compactRevision: num(res.compact_revision) } }));
               } else {
                 reject(new Error(`etcd cancelled the watch: ${res.cancel_reason}`));
               }
@@ -475,7 +475,7 @@ export class WatchHub {
       const current = await this.#store.currentRevision();
       if (from > current + 1) {
         throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `revision ${from} is in the future (etcd is at ${current}): resume from a revision this clusterset gave you, or list again`, {
-          details: { reason: 'future-revision' },
+          context: { reason: 'future-revision' },
         });
       }
     }
@@ -492,7 +492,7 @@ export class WatchHub {
         compacted
           ? `revision ${from} was compacted in etcd: list again and watch from the list's revision`
           : `revision ${from} is older than this broker's replay window (from ${this.#windowStart}): list again and watch from the list's revision`,
-        { details: { reason: compacted ? 'compacted' : 'too-old' } },
+        { context: { reason: compacted ? 'compacted' : 'too-old' } },
       );
     }
     // the await above may have let the window move on

@@ -167,7 +167,7 @@ export class BrokerStore {
         try {
           return await this.#etcd.kv.range({ key: from, range_end: end, limit: pageSize, revision: at }, o);
         } catch (err) {
-          if (/compacted/i.test(messageOf(err))) throw new IsthmusError(ErrorCodes.COMPACTED, `revision ${at} was compacted`, { cause: err, details: { reason: 'compacted' } });
+          if (/compacted/i.test(messageOf(err))) throw new IsthmusError(ErrorCodes.COMPACTED, `revision ${at} was compacted`, { cause: err, context: { reason: 'compacted' } });
           throw err;
         }
       });
@@ -223,7 +223,7 @@ export class BrokerStore {
           const hit = findOverlap(mine, [...other.cluster.pod_cidrs, ...other.cluster.service_cidrs]);
           if (hit !== undefined) {
             throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${cluster.cluster_id}: CIDR ${hit[0]} overlaps ${hit[1]} of cluster ${id}; choose non-overlapping CIDRs or run the clusterset with global addressing`, {
-              details: { otherCluster: id, cidr: hit[0], otherCidr: hit[1] },
+              context: { otherCluster: id, cidr: hit[0], otherCidr: hit[1] },
             });
           }
         }

@@ -88,11 +88,11 @@ test('proto: events round-trip through the wire format; kinds and revisions are 
 });
 
 test('status mapping both ways keeps the Isthmus code and reason', () => {
-  const st = toStatus(new IsthmusError(ErrorCodes.COMPACTED, 'gone', { details: { reason: 'too-old' } }));
+  const st = toStatus(new IsthmusError(ErrorCodes.COMPACTED, 'gone', { context: { reason: 'too-old' } }));
   assert.is(st.code, status.OUT_OF_RANGE);
   const back = fromServiceError({ code: st.code, details: st.details, metadata: st.metadata }, 'Watch');
   assert.is(back.code, ErrorCodes.COMPACTED);
-  assert.is(back.details['reason'], 'too-old');
+  assert.is(back.context['reason'], 'too-old');
   assert.is(toStatus(new Error('boom')).code, status.INTERNAL);
   assert.is(fromServiceError({ code: status.UNAVAILABLE, details: 'down', metadata: new Metadata() }, 'x').code, ErrorCodes.UNAVAILABLE);
   assert.is(toStatus(new IsthmusError(ErrorCodes.CIDR_IN_USE, 'x')).code, status.FAILED_PRECONDITION);

@@ -101,7 +101,7 @@ export function verifyWithBundle(certPem: string, bundlePem: string, now: Date =
       verifyChain(certPem, ca, now);
       return;
     } catch (err) {
-      if (isIsthmusError(err) && err.details['reason'] !== 'wrong-ca') throw err;
+      if (isIsthmusError(err) && err.context['reason'] !== 'wrong-ca') throw err;
       first ??= err;
     }
   }

@@ -155,7 +155,7 @@ export function validateConfig<S extends Schema>(schema: S, input: Record<string
   }
   if (problems.length > 0) {
     throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `invalid ${what}:\n  ${problems.join('\n  ')}`, {
-      details: { problems },
+      context: { problems },
     });
   }
   return deepFreeze(out) as ConfigOf<S>;

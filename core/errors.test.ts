@@ -8,14 +8,14 @@ test('codes are unique and prefixed', () => {
   for (const v of values) assert.match(v, /^ISTHMUS_[A-Z_]+$/);
 });
 
-test('carries code, cause and frozen details', () => {
+test('carries code, cause and frozen context', () => {
   const cause = new Error('boom');
-  const e = new IsthmusError(ErrorCodes.TIMEOUT, 'waited 5s for etcd: check its log', { cause, details: { after: 5 } });
+  const e = new IsthmusError(ErrorCodes.TIMEOUT, 'waited 5s for etcd: check its log', { cause, context: { after: 5 } });
   assert.is(e.code, ErrorCodes.TIMEOUT);
   assert.is(e.cause, cause);
   assert.is(e.name, 'IsthmusError');
-  assert.equal(e.details, { after: 5 });
-  assert.ok(Object.isFrozen(e.details));
+  assert.equal(e.context, { after: 5 });
+  assert.ok(Object.isFrozen(e.context));
   assert.ok(e instanceof Error);
 });
 

@@ -46,19 +46,22 @@ export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];
 
 export interface IsthmusErrorOptions {
   cause?: unknown;
-  /** Structured context for logs; never put secrets here. */
-  details?: Record<string, unknown>;
+  /**
+   * Structured context for logs and callers; never put secrets here. (Not named
+   * `details`: test reporters such as uvu treat an error's `details` as a diff string.)
+   */
+  context?: Record<string, unknown>;
 }
 
 export class IsthmusError extends Error {
   readonly code: ErrorCode;
-  readonly details: Readonly<Record<string, unknown>>;
+  readonly context: Readonly<Record<string, unknown>>;
 
   constructor(code: ErrorCode, message: string, options: IsthmusErrorOptions = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'IsthmusError';
     this.code = code;
-    this.details = Object.freeze({ ...(options.details ?? {}) });
+    this.context = Object.freeze({ ...(options.context ?? {}) });
   }
 }
 

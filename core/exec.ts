@@ -47,7 +47,7 @@ export function missingDependency(command: string): IsthmusError {
   const pkg = PACKAGE_OF[command.split('/').pop() ?? command];
   const what = pkg === undefined ? `"${command}"` : `"${command}" (Debian package ${pkg})`;
   return new IsthmusError(ErrorCodes.MISSING_DEPENDENCY, `${what} is not installed: ${SETUP_HINT}`, {
-    details: { command },
+    context: { command },
   });
 }
 
@@ -94,7 +94,7 @@ export class SystemRunner implements CommandRunner {
         const why = timedOut ? `timed out after ${options.timeoutMs ?? 60_000} ms` : signal !== null ? `killed by ${signal}` : `exited ${result.code}`;
         reject(
           new IsthmusError(ErrorCodes.COMMAND_FAILED, `${describe(command, args)} ${why}: ${result.stderr.trim() || result.stdout.trim()}`, {
-            details: { command, args: [...args], code: result.code, stderr: result.stderr.slice(0, 4000) },
+            context: { command, args: [...args], code: result.code, stderr: result.stderr.slice(0, 4000) },
           }),
         );
       });
@@ -151,7 +151,7 @@ export class FakeRunner implements CommandRunner {
     const result: RunResult = { code: partial.code ?? 0, stdout: partial.stdout ?? '', stderr: partial.stderr ?? '' };
     if (result.code !== 0 && options.allowFailure !== true) {
       throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `${describe(command, args)} exited ${result.code}: ${result.stderr}`, {
-        details: { command, args: [...args], code: result.code },
+        context: { command, args: [...args], code: result.code },
       });
     }
     return result;

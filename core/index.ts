@@ -14,3 +14,4 @@ export * from './x509.ts';
 export * from './workqueue.ts';
 export * from './netns-runner.ts';
 export * from './wgkey.ts';
+export * from './serial.ts';

@@ -49,7 +49,7 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
     throw new IsthmusError(
       ErrorCodes.INVALID_CONFIG,
       `kubeconfig ${source} defines no contexts; check that it is a kubeconfig file (kubectl config get-contexts --kubeconfig ${source})`,
-      { details: { kubeconfig: source } },
+      { context: { kubeconfig: source } },
     );
   }
   const list = `available: ${available.join(', ')}`;
@@ -58,7 +58,7 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
       throw new IsthmusError(
         ErrorCodes.NOT_FOUND,
         `context "${options.context}" is not in kubeconfig ${source} (${list}); pass one of those with --context`,
-        { details: { kubeconfig: source, context: options.context } },
+        { context: { kubeconfig: source, context: options.context } },
       );
     }
     kc.setCurrentContext(options.context);
@@ -68,21 +68,21 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
   if (ctx === null) {
     const why = current ? `its current-context "${current}" is not defined` : 'it sets no current-context';
     throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `kubeconfig ${source}: ${why} (${list}); pass --context`, {
-      details: { kubeconfig: source },
+      context: { kubeconfig: source },
     });
   }
   if (kc.getCurrentCluster() === null) {
     throw new IsthmusError(
       ErrorCodes.INVALID_CONFIG,
       `kubeconfig ${source}: context "${ctx.name}" names cluster "${ctx.cluster}", which is not defined there; fix the file or pick another --context`,
-      { details: { kubeconfig: source, context: ctx.name } },
+      { context: { kubeconfig: source, context: ctx.name } },
     );
   }
   if (ctx.user && kc.getCurrentUser() === null) {
     throw new IsthmusError(
       ErrorCodes.INVALID_CONFIG,
       `kubeconfig ${source}: context "${ctx.name}" names user "${ctx.user}", which is not defined there; fix the file or pick another --context`,
-      { details: { kubeconfig: source, context: ctx.name } },
+      { context: { kubeconfig: source, context: ctx.name } },
     );
   }
   return kc;
@@ -91,7 +91,7 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
 function requireFile(file: string, hint: string): void {
   if (!existsSync(file)) {
     throw new IsthmusError(ErrorCodes.NOT_FOUND, `kubeconfig file ${file} does not exist: ${hint}`, {
-      details: { kubeconfig: file },
+      context: { kubeconfig: file },
     });
   }
 }
@@ -103,7 +103,7 @@ function load(kc: KubeConfig, source: string, fn: () => void): void {
     throw new IsthmusError(
       ErrorCodes.INVALID_CONFIG,
       `kubeconfig ${source} cannot be read: ${messageOf(err).split('\n')[0] ?? ''}; check that it is a valid kubeconfig YAML file`,
-      { cause: err, details: { kubeconfig: source } },
+      { cause: err, context: { kubeconfig: source } },
     );
   }
 }

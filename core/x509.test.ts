@@ -14,7 +14,7 @@ function codeAndReason(fn: () => unknown): [string, unknown] {
     fn();
   } catch (err) {
     if (!(err instanceof IsthmusError)) return ['not an IsthmusError', undefined];
-    return [err.code, err.details['reason']];
+    return [err.code, err.context['reason']];
   }
   return ['no error', undefined];
 }

@@ -232,7 +232,7 @@ export function verifyChain(certPem: string, caPem: string, now: Date = new Date
   if (!ca.ca) throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the CA certificate (${ca.subject.replace(/\n/g, ', ')}) is not a CA`);
   if (cert.checkIssued(ca) === false || !cert.verify(ca.publicKey)) {
     throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `certificate ${subject} was not issued by CA ${ca.subject.replace(/\n/g, ', ')} (issuer: ${cert.issuer.replace(/\n/g, ', ')}): use a certificate from this clusterset's CA`, {
-      details: { reason: 'wrong-ca' },
+      context: { reason: 'wrong-ca' },
     });
   }
   for (const [c, what] of [[ca, 'CA certificate'], [cert, 'certificate']] as const) {
@@ -240,12 +240,12 @@ export function verifyChain(certPem: string, caPem: string, now: Date = new Date
     const to = new Date(c.validTo);
     if (now.getTime() < from.getTime()) {
       throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `${what} ${c.subject.replace(/\n/g, ', ')} is not yet valid (valid from ${from.toISOString()}): check the clock`, {
-        details: { reason: 'not-yet-valid' },
+        context: { reason: 'not-yet-valid' },
       });
     }
     if (now.getTime() > to.getTime()) {
       throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `${what} ${c.subject.replace(/\n/g, ', ')} expired at ${to.toISOString()}: renew it`, {
-        details: { reason: 'expired' },
+        context: { reason: 'expired' },
       });
     }
   }

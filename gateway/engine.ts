@@ -1,9 +1,9 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { WorkQueue, messageOf, systemClock, type Clock, type Logger } from '../core/index.ts';
+import { Serial, WorkQueue, messageOf, systemClock, type Clock, type Logger } from '../core/index.ts';
 import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
 import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
 import { desiredCables, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
-import { HealthProber, startResponder } from './health.ts';
+import { HealthProber, startResponder, type ProbeTarget } from './health.ts';
 import { LeaderElector } from './leader.ts';
 import { gatewayStatus } from './status.ts';
 
@@ -70,13 +70,16 @@ export class GatewayEngine {
   #keeper: EndpointKeeper | undefined;
   #observedIp = '';
   #desired: CableSpec[] = [];
+  /** Where to probe each cable: the remote gateway's health-check address, set with the cables. */
+  #targets: ProbeTarget[] = [];
   #failed = new Map<string, string>();
   #prober: HealthProber | undefined;
   #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
   #timer: ReturnType<typeof setInterval> | undefined;
   #failure: string | undefined;
   #working: Promise<void> | undefined;
-  #transition: Promise<void> = Promise.resolve();
+  /** Becoming active and standing down run one at a time, in the order the Lease decided. */
+  readonly #transitions = new Serial();
 
   constructor(config: GatewayConfig, deps: GatewayDeps) {
     this.#c = config;
@@ -116,7 +119,7 @@ export class GatewayEngine {
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     await this.#leader.stop(false);
-    await this.#transition;
+    await this.#transitions.idle();
     await this.#keeper?.stop(false);
     await this.#cache?.stop();
     this.#queue.shutDown();
@@ -126,7 +129,7 @@ export class GatewayEngine {
   }
 
   #switch(active: boolean): void {
-    this.#transition = this.#transition.then(() => (active ? this.#activate() : this.#deactivate())).catch((err: unknown) => {
+    this.#transitions.run(() => (active ? this.#activate() : this.#deactivate())).catch((err: unknown) => {
       this.#failure = messageOf(err);
       this.#d.logger.error({ err: this.#failure }, active ? 'could not become active' : 'could not stand down cleanly');
     });
@@ -179,6 +182,7 @@ export class GatewayEngine {
     this.#cache = undefined;
     this.#revisions.clear();
     this.#desired = [];
+    this.#targets = [];
     this.#failed = new Map();
     await this.#d.driver.cleanup();
   }
@@ -187,13 +191,13 @@ export class GatewayEngine {
   async #reconcile(): Promise<void> {
     const cache = this.#cache;
     if (!this.#active || cache === undefined) return;
-    const endpoints: RemoteEndpoint[] = cache.keys('ENDPOINT').flatMap((key) => {
+    const endpoints: (RemoteEndpoint & { healthCheckIp: string })[] = cache.keys('ENDPOINT').flatMap((key) => {
       const e = cache.get('ENDPOINT', key) as Endpoint | undefined;
       if (e === undefined) return [];
       return [{
         clusterId: e.cluster_id, hostname: e.hostname, privateIp: e.private_ip, publicIp: e.public_ip, observedIp: e.observed_source_ip,
         port: e.ports.find((p) => p.name === 'cable')?.port ?? e.ports[0]?.port ?? 0, driver: e.cable_driver, backend: e.backend_config,
-        revision: this.#revisions.get(key) ?? 0,
+        revision: this.#revisions.get(key) ?? 0, healthCheckIp: e.health_check_ip,
       }];
     });
     const clusters = new Map<string, RemoteCluster>(
@@ -203,6 +207,12 @@ export class GatewayEngine {
     const desired = desiredCables({ clusterId: this.#c.clusterId, driver: this.#d.driver.name, behindNat, forceNatTraversal: this.#c.forceNatTraversal }, endpoints, clusters);
     const result = await this.#d.driver.set(desired);
     this.#desired = desired;
+    // the newest endpoint of each cluster, as desiredCables chose it
+    const healthIps = new Map([...endpoints].sort((a, b) => a.revision - b.revision).map((e) => [e.clusterId, e.healthCheckIp]));
+    this.#targets = desired.flatMap((d) => {
+      const address = healthIps.get(d.remoteCluster) ?? '';
+      return address === '' ? [] : [{ cluster: d.remoteCluster, address }];
+    });
     this.#failed = new Map(result.failed.map((f) => [f.remoteCluster, f.reason]));
     for (const f of result.failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
   }
@@ -210,13 +220,7 @@ export class GatewayEngine {
   /** Health probes, then the Gateway status. */
   async #tick(): Promise<void> {
     try {
-      const targets = this.#active && this.#cache !== undefined
-        ? this.#desired.flatMap((d) => {
-            const ep = this.#cache?.list('ENDPOINT').find((e) => e.cluster_id === d.remoteCluster && e.health_check_ip !== '');
-            return ep === undefined ? [] : [{ cluster: d.remoteCluster, address: ep.health_check_ip }];
-          })
-        : [];
-      this.#prober?.tick(targets, this.#d.logger);
+      this.#prober?.tick(this.#active ? this.#targets : [], this.#d.logger);
       await this.#writeStatus();
     } catch (err) {
       this.#d.logger.debug({ err: messageOf(err) }, 'status not written');

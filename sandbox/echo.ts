@@ -71,15 +71,15 @@ function bindError(err: unknown, proto: 'TCP' | 'UDP', host: string, port: numbe
   const where = `${proto} ${host} port ${String(port)}`;
   const details = { proto, host, port };
   if (errno === 'EADDRINUSE') {
-    return new IsthmusError(ErrorCodes.PORT_IN_USE, `${where} is already in use; stop what holds it (ss -ltunp 'sport = :${String(port)}') or choose another port`, { cause: err, details });
+    return new IsthmusError(ErrorCodes.PORT_IN_USE, `${where} is already in use; stop what holds it (ss -ltunp 'sport = :${String(port)}') or choose another port`, { cause: err, context: details });
   }
   if (errno === 'EACCES') {
-    return new IsthmusError(ErrorCodes.PERMISSION_DENIED, `binding ${where} needs root or CAP_NET_BIND_SERVICE; run as root or use a port of 1024 or more`, { cause: err, details });
+    return new IsthmusError(ErrorCodes.PERMISSION_DENIED, `binding ${where} needs root or CAP_NET_BIND_SERVICE; run as root or use a port of 1024 or more`, { cause: err, context: details });
   }
   if (errno === 'EADDRNOTAVAIL' || errno === 'EAFNOSUPPORT') {
-    return new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `cannot listen on ${where}: ${host} is not an address of this network namespace; use 0.0.0.0 or one of its addresses`, { cause: err, details });
+    return new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `cannot listen on ${where}: ${host} is not an address of this network namespace; use 0.0.0.0 or one of its addresses`, { cause: err, context: details });
   }
-  return new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot listen on ${where}: ${messageOf(err)}`, { cause: err, details });
+  return new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot listen on ${where}: ${messageOf(err)}`, { cause: err, context: details });
 }
 
 function httpServer(id: EchoIdentity, logger: Logger): Server {

@@ -47,7 +47,7 @@ export async function requireBinaries(bins: Binaries): Promise<void> {
     }
   }
   if (missing.length > 0) {
-    throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY, `missing ${missing.join(', ')}: ${SETUP_HINT}`, { details: { missing } });
+    throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY, `missing ${missing.join(', ')}: ${SETUP_HINT}`, { context: { missing } });
   }
 }
 
@@ -60,7 +60,7 @@ export function requirePortFree(port: number, host: string, owner: string): Prom
         new IsthmusError(
           ErrorCodes.PORT_IN_USE,
           `port ${host}:${port} (${owner}) is already in use (${err.code ?? err.message}); stop what holds it (ss -ltnp 'sport = :${port}') or choose another --port-base`,
-          { details: { port } },
+          { context: { port } },
         ),
       );
     });
@@ -96,7 +96,7 @@ export async function requireCidrsFree(plans: readonly ClusterPlan[], runner: Co
       throw new IsthmusError(
         ErrorCodes.CIDR_IN_USE,
         `${c.name}'s CIDR ${hit[0]} overlaps the host route ${hit[1]}; remove that route (or run "isthmus sandbox down" if an earlier sandbox left it) or run the sandbox where 10.0.0.0/8 and 172.30.0.0/16 are free`,
-        { details: { cidr: hit[0], route: hit[1] } },
+        { context: { cidr: hit[0], route: hit[1] } },
       );
     }
   }

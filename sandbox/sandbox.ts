@@ -2,7 +2,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { V1Node, V1Pod } from '@kubernetes/client-node';
 import {
-  ErrorCodes, IsthmusError, messageOf, silentLogger, type CommandRunner, type Logger,
+  ErrorCodes, IsthmusError, Serial, messageOf, silentLogger, type CommandRunner, type Logger,
 } from '../core/index.ts';
 import { apiserverSpec, controllerManagerSpec, etcdSpec, kubeProxySpec, type ComponentSpec } from './controlplane.ts';
 import { dnsManifests } from './dns.ts';
@@ -65,7 +65,8 @@ export class Sandbox {
   readonly #runner: CommandRunner;
   readonly #log: Logger;
   readonly #bins: Binaries;
-  #saving: Promise<void> = Promise.resolve();
+  /** state.json writes, one at a time (clusters start in parallel). */
+  readonly #saving = new Serial();
 
   constructor(deps: SandboxDeps) {
     this.dir = deps.dir;
@@ -249,8 +250,7 @@ export class Sandbox {
   }
 
   #save(state: SandboxState): Promise<void> {
-    this.#saving = this.#saving.then(() => writeState(this.dir, state));
-    return this.#saving;
+    return this.#saving.run(() => writeState(this.dir, state));
   }
 
   async status(): Promise<readonly ClusterStatus[] | undefined> {

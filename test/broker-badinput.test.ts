@@ -36,7 +36,7 @@ async function refused(p: Promise<unknown>): Promise<IsthmusError> {
 
 async function expectInvalid(p: Promise<unknown>, message: RegExp): Promise<void> {
   const e = await refused(p);
-  assert.is(e.details['grpcCode'], status.INVALID_ARGUMENT, `gRPC status for ${message}: ${e.message}`);
+  assert.is(e.context['grpcCode'], status.INVALID_ARGUMENT, `gRPC status for ${message}: ${e.message}`);
   assert.is(e.code, ErrorCodes.INVALID_ARGUMENT);
   assert.match(e.message, message);
 }
@@ -104,7 +104,7 @@ test('a request over 1 MiB is RESOURCE_EXHAUSTED and stores nothing', async () =
   const annotations: Record<string, string> = {};
   for (let i = 0; i < 20; i++) annotations[`a${i}`] = big;
   const e = await refused(admin.publishExport(exp({ name: 'huge', annotations })));
-  assert.is(e.details['grpcCode'], status.RESOURCE_EXHAUSTED);
+  assert.is(e.context['grpcCode'], status.RESOURCE_EXHAUSTED);
   assert.match(e.message, /larger than max/i);
 });
 

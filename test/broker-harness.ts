@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { test as uvuTest } from 'uvu';
-import { IsthmusError, createCA, issueCertificate, type CertAndKey, type Logger, createLogger } from '../core/index.ts';
+import { createCA, issueCertificate, type CertAndKey, type Logger, createLogger } from '../core/index.ts';
 import { createClustersetCA, issueFor, writeIssued, type ClustersetCA, type Identity } from '../certs/index.ts';
 
 let pkiMemo: { ca: ClustersetCA; issued: Map<string, CertAndKey> } | undefined;
@@ -17,24 +17,7 @@ import { BrokerClient, BrokerServer, type BrokerServerOptions, type TlsMaterial 
  * broker e2e tests share. Everything lives in one temp dir and every process runs in
  * its own process group; `cleanup()` kills them all and removes the dir.
  */
-/**
- * uvu's `test`, except that an IsthmusError escaping a test is re-thrown as a plain
- * Error: uvu's failure formatter calls details.split() and an IsthmusError's `details`
- * is an object, which makes uvu drop the whole report silently.
- */
-export const test: typeof uvuTest = new Proxy(uvuTest, {
-  apply(target, thisArg, args: unknown[]) {
-    const [name, fn] = args as [string, (ctx: unknown) => unknown];
-    return Reflect.apply(target, thisArg, [name, async (ctx: unknown) => {
-      try {
-        await fn(ctx);
-      } catch (err) {
-        if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
-        throw err;
-      }
-    }]);
-  },
-});
+export { uvuTest as test };
 
 // Last resort: if the test process exits without cleanup, kill the process groups it started.
 const allPids = new Set<number>();

@@ -117,7 +117,7 @@ test('a revision from the future is refused; a compacted one says so', async () 
     setTimeout(() => reject(new Error(`the watch from ${from} was not refused within 10 s`)), 10_000).unref();
     client.watch(kinds as never, from, {
       onEvents: () => undefined,
-      onEnd: (err) => (err === undefined ? reject(new Error('watch ended cleanly')) : resolve({ code: err.code, reason: err.details['reason'], message: err.message })),
+      onEnd: (err) => (err === undefined ? reject(new Error('watch ended cleanly')) : resolve({ code: err.code, reason: err.context['reason'], message: err.message })),
     }).catch(reject);
   });
   // compact everything so far, so revision 2 is surely gone

@@ -4,7 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Writable } from 'node:stream';
-import { IsthmusError, createLogger } from '../core/index.ts';
+import { createLogger } from '../core/index.ts';
 import type { CableStatus } from '../gateway/cable/driver.ts';
 import { VxlanDriver, tunnelAddress, vtepMac } from '../gateway/cable/vxlan.ts';
 import { readLink, readRoutes } from '../gateway/cable/wireguard.ts';
@@ -12,17 +12,6 @@ import {
   RecordingRunner, createLab, isReadOnly, labDriver, meshSpecs, ping, waitPing, type Lab, type LabDriver,
 } from '../bench/cables.ts';
 
-/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
-function it(name: string, fn: () => unknown): void {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
-      throw err;
-    }
-  });
-}
 
 
 if (process.getuid?.() !== 0) {
@@ -64,7 +53,7 @@ test.after(async () => {
   await lab?.destroy();
 });
 
-it('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected, no ARP', async () => {
+test('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected, no ARP', async () => {
   for (const d of drivers) await d.driver.init(d.local);
   for (const d of drivers) assert.equal((await d.driver.set(meshSpecs(drivers, d))).failed, []);
   for (const from of drivers) for (const to of drivers) if (from !== to) await waitPing(from.node, to.node);
@@ -85,7 +74,7 @@ it('full mesh of three: traffic between every pair of cluster CIDRs, every cable
   assert.is(link.mtu, 1450, 'veth MTU 1500 − 50 for an IPv4 underlay');
 });
 
-it('set() twice with the same input runs no modifying command the second time', async () => {
+test('set() twice with the same input runs no modifying command the second time', async () => {
   const rec = new RecordingRunner(A().node.runner);
   const again = new VxlanDriver({ runner: rec, logger });
   await again.init(A().local);
@@ -97,7 +86,7 @@ it('set() twice with the same input runs no modifying command the second time', 
   await waitPing(A().node, B().node);
 });
 
-it('a bad remote port, address or VNI fails only that cable; connections() shows the reason', async () => {
+test('a bad remote port, address or VNI fails only that cable; connections() shows the reason', async () => {
   const good = meshSpecs(drivers, A());
   const cId = C().local.clusterId;
   const r1 = await A().driver.set(good.map((s) => (s.remoteCluster === cId ? { ...s, remotePort: 0 } : s)));
@@ -119,7 +108,7 @@ it('a bad remote port, address or VNI fails only that cable; connections() shows
   await waitPing(A().node, C().node);
 });
 
-it('removing a remote removes its FDB entry, neighbour and routes only', async () => {
+test('removing a remote removes its FDB entry, neighbour and routes only', async () => {
   const cId = C().local.clusterId;
   assert.equal((await A().driver.set(meshSpecs(drivers, A()).filter((s) => s.remoteCluster !== cId))).failed, []);
   assert.equal((await fdbOf(A())).map((e) => e.dst), [B().node.ip]);
@@ -131,7 +120,7 @@ it('removing a remote removes its FDB entry, neighbour and routes only', async (
   await waitPing(A().node, C().node);
 });
 
-it('a deleted device is recreated by the next set()', async () => {
+test('a deleted device is recreated by the next set()', async () => {
   await A().node.runner.run('ip', ['link', 'del', 'dev', 'vx-isthmus']);
   const st = await A().driver.connections();
   assert.ok(st.every((s) => s.state === 'error' && /gone/.test(s.message ?? '')));
@@ -140,7 +129,7 @@ it('a deleted device is recreated by the next set()', async () => {
   await waitPing(C().node, A().node);
 });
 
-it('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
+test('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
   const rec = new RecordingRunner(B().node.runner);
   const restarted = new VxlanDriver({ runner: rec, logger });
   await restarted.init(B().local);
@@ -153,7 +142,7 @@ it('a new driver instance on the same namespace (process restart) adopts the dev
   assert.match(logs.join(''), /adopted the existing VXLAN device/);
 });
 
-it('a device with another VNI is recreated, not adopted', async () => {
+test('a device with another VNI is recreated, not adopted', async () => {
   const rec = new RecordingRunner(C().node.runner);
   const other = new VxlanDriver({ runner: rec, logger }, { vni: 200 });
   await other.init(C().local);
@@ -166,7 +155,7 @@ it('a device with another VNI is recreated, not adopted', async () => {
   await waitPing(C().node, A().node);
 });
 
-it('cleanup() leaves no device, route, neighbour or FDB entry behind', async () => {
+test('cleanup() leaves no device, route, neighbour or FDB entry behind', async () => {
   for (const d of drivers) await d.driver.cleanup();
   for (const d of drivers) {
     assert.is(await readLink(d.node.runner, 'vx-isthmus'), undefined);

@@ -13,17 +13,6 @@ import {
   RecordingRunner, createLab, isReadOnly, labDriver, meshSpecs, netnsPids, ping, waitPing, type Lab, type LabDriver,
 } from '../bench/cables.ts';
 
-/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
-function it(name: string, fn: () => unknown): void {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
-      throw err;
-    }
-  });
-}
 
 
 if (process.getuid?.() !== 0) {
@@ -80,7 +69,7 @@ test.after(async () => {
   await lab?.destroy();
 });
 
-it('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected', async () => {
+test('full mesh of three: traffic between every pair of cluster CIDRs, every cable connected', async () => {
   for (const d of drivers) await d.driver.init(d.local);
   assert.is((A().driver as WireGuardDriver).implementation, 'userspace', 'no kernel module here: wireguard-go');
   for (const d of drivers) {
@@ -108,7 +97,7 @@ it('full mesh of three: traffic between every pair of cluster CIDRs, every cable
   assert.is(mtu.stdout.trim(), '1440', 'veth MTU 1500 − 60 for an IPv4 underlay');
 });
 
-it('set() twice with the same input runs no modifying command the second time', async () => {
+test('set() twice with the same input runs no modifying command the second time', async () => {
   const rec = new RecordingRunner(A().node.runner);
   const again = labDriver('wireguard', must(lab, 'lab'), A().node, { runner: rec, logger, port: A().local.port, privateKey: A().local.secrets['privateKey'] ?? '' });
   // same identity, fresh instance; first prime it, then count
@@ -124,7 +113,7 @@ it('set() twice with the same input runs no modifying command the second time', 
   await waitPing(A().node, B().node);
 });
 
-it('a bad remote key or port fails only that cable; connections() shows the reason', async () => {
+test('a bad remote key or port fails only that cable; connections() shows the reason', async () => {
   const good = meshSpecs(drivers, A());
   const badKey = good.map((s) => (s.remoteCluster === C().local.clusterId ? { ...s, backend: { 'public-key': 'not-a-key' } } : s));
   const r1 = await A().driver.set(badKey);
@@ -151,7 +140,7 @@ it('a bad remote key or port fails only that cable; connections() shows the reas
   await waitPing(A().node, C().node);
 });
 
-it('natTraversal: persistent keepalive 25 on that peer only, traffic still flows', async () => {
+test('natTraversal: persistent keepalive 25 on that peer only, traffic still flows', async () => {
   const cId = C().local.clusterId;
   const nat = meshSpecs(drivers, A()).map((s) => (s.remoteCluster === cId ? { ...s, natTraversal: true } : s));
   assert.equal((await A().driver.set(nat)).failed, []);
@@ -162,7 +151,7 @@ it('natTraversal: persistent keepalive 25 on that peer only, traffic still flows
   assert.is(must(await wgOf(A()).showDump('isthmus-wg'), 'dump').peers.find((p) => p.publicKey === C().backend['public-key'])?.persistentKeepalive, undefined);
 });
 
-it('removing a remote removes its peer and routes only', async () => {
+test('removing a remote removes its peer and routes only', async () => {
   const withoutC = meshSpecs(drivers, A()).filter((s) => s.remoteCluster !== C().local.clusterId);
   assert.equal((await A().driver.set(withoutC)).failed, []);
   const dump = must(await wgOf(A()).showDump('isthmus-wg'), 'dump');
@@ -176,7 +165,7 @@ it('removing a remote removes its peer and routes only', async () => {
   await waitPing(A().node, C().node);
 });
 
-it('wireguard-go killed: connections() says so, init() restarts it and re-applies the cables', async () => {
+test('wireguard-go killed: connections() says so, init() restarts it and re-applies the cables', async () => {
   const pids = await wireguardGoPids(A().node.ns);
   assert.is(pids.length, 1);
   process.kill(must(pids[0], 'pid'), 'SIGKILL');
@@ -190,7 +179,7 @@ it('wireguard-go killed: connections() says so, init() restarts it and re-applie
   await waitPing(C().node, A().node);
 });
 
-it('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
+test('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
   const rec = new RecordingRunner(B().node.runner);
   const restarted = labDriver('wireguard', must(lab, 'lab'), B().node, { runner: rec, logger, port: B().local.port, privateKey: B().local.secrets['privateKey'] ?? '' });
   const before = await wireguardGoPids(B().node.ns);
@@ -206,7 +195,7 @@ it('a new driver instance on the same namespace (process restart) adopts the dev
   assert.ok(st.every((s) => s.state === 'connected'));
 });
 
-it('wg missing: init() fails with MISSING_DEPENDENCY naming wireguard-tools', async () => {
+test('wg missing: init() fails with MISSING_DEPENDENCY naming wireguard-tools', async () => {
   const noWg: CommandRunner = {
     run: (cmd: string, args: readonly string[], options?: RunOptions): Promise<RunResult> =>
       A().node.runner.run(cmd, args, { ...options, env: { ...options?.env, PATH: '/usr/sbin:/sbin' } }),
@@ -221,14 +210,14 @@ it('wg missing: init() fails with MISSING_DEPENDENCY naming wireguard-tools', as
   }
 });
 
-it('the private keys never appear in the log output', () => {
+test('the private keys never appear in the log output', () => {
   const all = logs.join('');
   assert.ok(logs.length > 5, 'the drivers logged');
   assert.match(all, /adopted the existing WireGuard device/);
   for (const d of drivers) assert.not.ok(all.includes(d.local.secrets['privateKey'] ?? '<none>'), `private key of ${d.node.name} in logs`);
 });
 
-it('cleanup() leaves no device, route, socket or wireguard-go behind', async () => {
+test('cleanup() leaves no device, route, socket or wireguard-go behind', async () => {
   for (const d of drivers) await d.driver.cleanup();
   for (const d of drivers) {
     const link = await d.node.runner.run('ip', ['link', 'show', 'dev', 'isthmus-wg'], { allowFailure: true });

@@ -134,7 +134,7 @@ test('compaction: list again and sweep, reporting only real differences', async 
   cache.start();
   await cache.synced;
   await flushPromises();
-  broker.end(new IsthmusError(ErrorCodes.COMPACTED, 'compacted', { details: { reason: 'compacted' } }));
+  broker.end(new IsthmusError(ErrorCodes.COMPACTED, 'compacted', { context: { reason: 'compacted' } }));
   await flushPromises();
   // while away: a updated, b deleted, c added; nothing else changes
   broker.put('a', 9, false);
@@ -154,7 +154,7 @@ test('a future revision also leads to a relist; a failing list is retried', asyn
   await cache.synced;
   await flushPromises();
   broker.listFails = 1;
-  broker.end(new IsthmusError(ErrorCodes.INVALID_ARGUMENT, 'future', { details: { reason: 'future-revision' } }));
+  broker.end(new IsthmusError(ErrorCodes.INVALID_ARGUMENT, 'future', { context: { reason: 'future-revision' } }));
   await flushPromises();
   await broker.clock.advance(100);
   assert.is(broker.lists, 2, 'tried to list');

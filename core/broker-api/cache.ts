@@ -189,9 +189,9 @@ export class BrokerCache {
       } catch (err) {
         if (this.#stopped) return;
         if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
-          this.#logger.info({ revision: this.#revision, reason: err.details['reason'] }, 'broker cannot resume the watch; listing again');
+          this.#logger.info({ revision: this.#revision, reason: err.context['reason'] }, 'broker cannot resume the watch; listing again');
           needList = true;
-        } else if (err instanceof IsthmusError && err.code === ErrorCodes.INVALID_ARGUMENT && err.details['reason'] === 'future-revision') {
+        } else if (err instanceof IsthmusError && err.code === ErrorCodes.INVALID_ARGUMENT && err.context['reason'] === 'future-revision') {
           needList = true;
         } else {
           this.#logger.debug({ err: messageOf(err) }, 'broker unreachable; serving the last state');

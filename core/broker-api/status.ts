@@ -46,7 +46,7 @@ export function toStatus(err: unknown): GrpcStatus {
   const metadata = new Metadata();
   if (isIsthmusError(err)) {
     metadata.set('isthmus-code', err.code);
-    const reason = err.details['reason'];
+    const reason = err.context['reason'];
     if (typeof reason === 'string') metadata.set('isthmus-reason', reason);
     return { code: TO_GRPC[err.code] ?? status.INTERNAL, details: err.message, metadata };
   }
@@ -59,7 +59,7 @@ function first(md: Metadata | undefined, key: string): string | undefined {
   return typeof v === 'string' ? v : undefined;
 }
 
-/** The IsthmusError for a failed call; details.grpcCode and details.reason are set. */
+/** The IsthmusError for a failed call; context.grpcCode and context.reason are set. */
 export function fromServiceError(err: unknown, what: string): IsthmusError {
   if (isIsthmusError(err)) return err;
   const e = err as Partial<ServiceError>;
@@ -69,5 +69,5 @@ export function fromServiceError(err: unknown, what: string): IsthmusError {
   const code: ErrorCode = sent !== undefined && known.includes(sent) ? (sent as ErrorCode) : (FROM_GRPC[grpcCode] ?? ErrorCodes.UNAVAILABLE);
   const reason = first(e.metadata, 'isthmus-reason');
   const message = e.details !== undefined && e.details !== '' ? e.details : messageOf(err);
-  return new IsthmusError(code, `${what}: ${message}`, { cause: err, details: { grpcCode, ...(reason === undefined ? {} : { reason }) } });
+  return new IsthmusError(code, `${what}: ${message}`, { cause: err, context: { grpcCode, ...(reason === undefined ? {} : { reason }) } });
 }

@@ -196,7 +196,7 @@ export class Charon {
     const theirs = await readlink(`/proc/${pid}/ns/net`).catch(() => '');
     const mine = (await this.#o.runner.run('readlink', ['/proc/self/ns/net'], { allowFailure: true })).stdout.trim();
     if (theirs !== '' && mine !== '' && theirs !== mine) {
-      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the charon of ${this.dir} (pid ${pid}) runs in another network namespace: give each gateway its own state folder`, { details: { pid, dir: this.dir } });
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the charon of ${this.dir} (pid ${pid}) runs in another network namespace: give each gateway its own state folder`, { context: { pid, dir: this.dir } });
     }
   }
 
@@ -236,7 +236,7 @@ export class Charon {
           const log = (await readFile(this.logFile).catch(() => Buffer.alloc(0))).subarray(logStart).toString('utf8');
           if (/unable to bind socket: Address already in use/.test(log)) {
             await this.stop();
-            throw new IsthmusError(ErrorCodes.PORT_IN_USE, `UDP port ${o.port ?? 500} or ${o.portNatT ?? 4500} is already in use in this network namespace (another IKE daemon?): stop it or choose other ports`, { details: { port: o.port ?? 500, portNatT: o.portNatT ?? 4500 } });
+            throw new IsthmusError(ErrorCodes.PORT_IN_USE, `UDP port ${o.port ?? 500} or ${o.portNatT ?? 4500} is already in use in this network namespace (another IKE daemon?): stop it or choose other ports`, { context: { port: o.port ?? 500, portNatT: o.portNatT ?? 4500 } });
           }
           o.logger.info({ pid, dir: this.dir, dataPath }, 'started charon');
           return pid;

@@ -76,3 +76,24 @@ export interface CableDriver {
   connections(): Promise<readonly CableStatus[]>;
   cleanup(): Promise<void>;
 }
+
+/**
+ * The specs in remote-cluster order, without those that name no remote cluster or
+ * name one twice: those are added to `refused` with the reason. Every driver's plan
+ * starts here.
+ */
+export function uniqueSpecs(specs: readonly CableSpec[], refused: { remoteCluster: string; reason: string }[]): CableSpec[] {
+  const seen = new Set<string>();
+  const out: CableSpec[] = [];
+  for (const spec of [...specs].sort((a, b) => (a.remoteCluster < b.remoteCluster ? -1 : a.remoteCluster > b.remoteCluster ? 1 : 0))) {
+    if (typeof spec.remoteCluster !== 'string' || spec.remoteCluster === '') {
+      refused.push({ remoteCluster: spec.remoteCluster, reason: 'the cable has no remote cluster id' });
+    } else if (seen.has(spec.remoteCluster)) {
+      refused.push({ remoteCluster: spec.remoteCluster, reason: 'the remote cluster appears twice in the desired cables' });
+    } else {
+      seen.add(spec.remoteCluster);
+      out.push(spec);
+    }
+  }
+  return out;
+}

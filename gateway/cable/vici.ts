@@ -322,7 +322,7 @@ export class ViciClient {
       const socket = createConnection({ path });
       const onError = (e: NodeJS.ErrnoException): void => {
         socket.destroy();
-        reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot connect to the VICI socket ${path} (${e.code ?? e.message}): is charon running with the vici plugin?`, { cause: e, details: { path } }));
+        reject(new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot connect to the VICI socket ${path} (${e.code ?? e.message}): is charon running with the vici plugin?`, { cause: e, context: { path } }));
       };
       socket.once('error', onError);
       socket.once('connect', () => {
@@ -465,7 +465,7 @@ export class ViciClient {
     const verb = type === PacketType.EVENT_REGISTER ? 'register' : 'unregister';
     const reply = await this.#exchange({ type, name: event }, 'event', `${verb} ${event}`, this.#timeoutMs);
     if (reply.type === PacketType.EVENT_UNKNOWN) {
-      throw new IsthmusError(ErrorCodes.NOT_FOUND, `charon has no VICI event "${event}" to ${verb}`, { details: { event } });
+      throw new IsthmusError(ErrorCodes.NOT_FOUND, `charon has no VICI event "${event}" to ${verb}`, { context: { event } });
     }
   }
 
@@ -477,12 +477,12 @@ export class ViciClient {
   async request(command: string, message: ViciMessage = {}, options: { timeoutMs?: number } = {}): Promise<ViciMessage> {
     const reply = await this.#exchange({ type: PacketType.CMD_REQUEST, name: command, message }, 'command', command, options.timeoutMs ?? this.#timeoutMs);
     if (reply.type === PacketType.CMD_UNKNOWN) {
-      throw new IsthmusError(ErrorCodes.NOT_FOUND, `charon does not know the VICI command "${command}": is its strongSwan too old?`, { details: { command } });
+      throw new IsthmusError(ErrorCodes.NOT_FOUND, `charon does not know the VICI command "${command}": is its strongSwan too old?`, { context: { command } });
     }
     const res = reply.message ?? {};
     if (res['success'] === 'no') {
       const errmsg = typeof res['errmsg'] === 'string' ? res['errmsg'] : 'no reason given';
-      throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `VICI ${command} failed: ${errmsg}`, { details: { command, errmsg } });
+      throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `VICI ${command} failed: ${errmsg}`, { context: { command, errmsg } });
     }
     return res;
   }

@@ -4,17 +4,6 @@ import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, parseCidr, cidrCo
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import { VxlanDriver, planVxlan, tunnelAddress, vtepMac } from './vxlan.ts';
 
-/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
-function it(name: string, fn: () => unknown): void {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
-      throw err;
-    }
-  });
-}
 
 const LOCAL: LocalEndpoint = { clusterId: 'c1', privateIp: '172.31.0.10', port: 4789, cidrs: ['10.1.0.0/16'], secrets: {} };
 const spec = (cluster: string, ip: string, cidrs: string[], over: Partial<CableSpec> = {}): CableSpec => ({
@@ -27,7 +16,7 @@ const T2 = tunnelAddress('c2');
 const T3 = tunnelAddress('c3');
 const PLAN_LOCAL = { ...LOCAL, vni: 100, tunnelCidr: '240.0.0.0/8' };
 
-it('tunnelAddress: deterministic, inside the range, never the network or broadcast address; vtepMac: 02:69 + the address', () => {
+test('tunnelAddress: deterministic, inside the range, never the network or broadcast address; vtepMac: 02:69 + the address', () => {
   assert.is(tunnelAddress('c1'), tunnelAddress('c1'));
   assert.is.not(T1, T2);
   for (const id of ['c1', 'c2', 'cluster-a', 'x'.repeat(63)]) assert.ok(cidrContains(parseCidr('240.0.0.0/8'), tunnelAddress(id)));
@@ -46,7 +35,7 @@ it('tunnelAddress: deterministic, inside the range, never the network or broadca
   }
 });
 
-it('planVxlan: per remote its tunnel address, MAC, routes; a port other than the local one is kept per FDB entry', () => {
+test('planVxlan: per remote its tunnel address, MAC, routes; a port other than the local one is kept per FDB entry', () => {
   const p = planVxlan(PLAN_LOCAL, [C, B, spec('c4', '172.31.0.14', ['10.4.0.0/16'], { remotePort: 8472 })]);
   assert.equal(p.refused, []);
   assert.equal(p.peers.map((x) => [x.remoteCluster, x.remoteIp, x.port, x.tunnelIp, x.mac, x.routes]), [
@@ -56,7 +45,7 @@ it('planVxlan: per remote its tunnel address, MAC, routes; a port other than the
   ]);
 });
 
-it('planVxlan: each bad spec is refused with its reason, the others planned', () => {
+test('planVxlan: each bad spec is refused with its reason, the others planned', () => {
   const table: [CableSpec, RegExp][] = [
     [spec('v1', '172.31.0.20', ['10.20.0.0/16'], { backend: { vni: '7' } }), /VNI 7/],
     [spec('p1', '172.31.0.21', ['10.21.0.0/16'], { remotePort: 0 }), /port 0 /],
@@ -148,7 +137,7 @@ class FakeHost {
 
 const driverOn = (host: FakeHost, vni?: number): VxlanDriver => new VxlanDriver({ runner: host.runner, logger: silentLogger() }, vni === undefined ? {} : { vni });
 
-it('init: creates the device with its MAC, VNI, port, local address, nolearning; MTU − 50; its tunnel /32; up', async () => {
+test('init: creates the device with its MAC, VNI, port, local address, nolearning; MTU − 50; its tunnel /32; up', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -161,7 +150,7 @@ it('init: creates the device with its MAC, VNI, port, local address, nolearning;
   ]);
 });
 
-it('init: adopts a matching device without a change; recreates one with another VNI; drops foreign addresses', async () => {
+test('init: adopts a matching device without a change; recreates one with another VNI; drops foreign addresses', async () => {
   const host = new FakeHost();
   await driverOn(host).init(LOCAL);
   host.addrs.add('192.0.2.1/24');
@@ -175,7 +164,7 @@ it('init: adopts a matching device without a change; recreates one with another 
   assert.equal(host.modifying().slice(0, 2), ['ip link del dev vx-isthmus', `ip link add vx-isthmus address ${vtepMac(T1)} type vxlan id 200 dstport 4789 local 172.31.0.10 nolearning`]);
 });
 
-it('init: bad VNI, port, address or tunnel range: INVALID_CONFIG', async () => {
+test('init: bad VNI, port, address or tunnel range: INVALID_CONFIG', async () => {
   const cases: [VxlanDriver, LocalEndpoint][] = [
     [driverOn(new FakeHost(), 0), LOCAL],
     [driverOn(new FakeHost(), 1 << 24), LOCAL],
@@ -194,7 +183,7 @@ it('init: bad VNI, port, address or tunnel range: INVALID_CONFIG', async () => {
   }
 });
 
-it('set: exact commands the first time (FDB, neighbour, host route, CIDR routes), none the second; removals after adds', async () => {
+test('set: exact commands the first time (FDB, neighbour, host route, CIDR routes), none the second; removals after adds', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -225,7 +214,7 @@ it('set: exact commands the first time (FDB, neighbour, host route, CIDR routes)
   ]);
 });
 
-it('connections: connected when FDB, neighbour and routes are in place; error naming what is missing, a refused spec, a gone device', async () => {
+test('connections: connected when FDB, neighbour and routes are in place; error naming what is missing, a refused spec, a gone device', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -247,7 +236,7 @@ it('connections: connected when FDB, neighbour and routes are in place; error na
   assert.ok((await d.connections()).every((s) => s.state === 'connected'));
 });
 
-it('cleanup: deletes the device; safe when nothing exists', async () => {
+test('cleanup: deletes the device; safe when nothing exists', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import {
-  ErrorCodes, IsthmusError, cidrSize, messageOf, nthAddress, parseCidr, parseIp, type CommandRunner, type Logger,
+  Serial, ErrorCodes, IsthmusError, cidrSize, messageOf, nthAddress, parseCidr, parseIp, type CommandRunner, type Logger,
 } from '../../core/index.ts';
-import type { CableDriver, CableSpec, CableStatus, DriverDeps, LocalEndpoint, SetResult } from './driver.ts';
+import { uniqueSpecs, type CableDriver, type CableSpec, type CableStatus, type DriverDeps, type LocalEndpoint, type SetResult } from './driver.ts';
 import { badPort, checkCommonSpec, formatIpText, ipChange, readLink, readRoutes, underlayMtu } from './wireguard.ts';
 
 /**
@@ -93,20 +93,10 @@ export function planVxlan(
   const localTunnel = tunnelAddress(local.clusterId, local.tunnelCidr);
   const tunnels = new Map<string, string>([[localTunnel, 'this cluster']]);
   const family = parseIp(local.privateIp).family;
-  const seen = new Set<string>();
   const peers: VxlanPeerPlan[] = [];
   const refused: { remoteCluster: string; reason: string }[] = [];
-  for (const spec of [...specs].sort((a, b) => (a.remoteCluster < b.remoteCluster ? -1 : a.remoteCluster > b.remoteCluster ? 1 : 0))) {
+  for (const spec of uniqueSpecs(specs, refused)) {
     const refuse = (reason: string): void => void refused.push({ remoteCluster: spec.remoteCluster, reason });
-    if (typeof spec.remoteCluster !== 'string' || spec.remoteCluster === '') {
-      refuse('the cable has no remote cluster id');
-      continue;
-    }
-    if (seen.has(spec.remoteCluster)) {
-      refuse('the remote cluster appears twice in the desired cables');
-      continue;
-    }
-    seen.add(spec.remoteCluster);
     const vni = spec.backend['vni'];
     if (vni !== undefined && vni !== String(local.vni)) {
       refuse(`the remote VNI ${vni} is not this gateway's ${String(local.vni)}: configure the same VNI in every cluster`);
@@ -183,24 +173,18 @@ export class VxlanDriver implements CableDriver {
   }
 
   /** init, set and cleanup run one at a time, in call order (the engine's reconcile and a restart path may overlap). */
-  #queue: Promise<unknown> = Promise.resolve();
-
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
+  readonly #serial = new Serial();
 
   init(local: LocalEndpoint): Promise<void> {
-    return this.#serial(() => this.#init(local));
+    return this.#serial.run(() => this.#init(local));
   }
 
   set(desired: readonly CableSpec[]): Promise<SetResult> {
-    return this.#serial(() => this.#set(desired));
+    return this.#serial.run(() => this.#set(desired));
   }
 
   cleanup(): Promise<void> {
-    return this.#serial(() => this.#cleanup());
+    return this.#serial.run(() => this.#cleanup());
   }
 
   async #init(local: LocalEndpoint): Promise<void> {

@@ -3,17 +3,6 @@ import * as assert from 'uvu/assert';
 import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, wireguardKeyPair } from '../../core/index.ts';
 import { Wg, configText, formatEndpoint, parseDump, peerArgs } from './wg.ts';
 
-/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
-function it(name: string, fn: () => unknown): void {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
-      throw err;
-    }
-  });
-}
 
 
 const priv = wireguardKeyPair();
@@ -37,7 +26,7 @@ async function rejects(p: Promise<unknown>): Promise<Error> {
   throw new Error('expected a rejection');
 }
 
-it('parseDump: interface and peers, typed; no private or preshared key kept', () => {
+test('parseDump: interface and peers, typed; no private or preshared key kept', () => {
   const d = parseDump(DUMP);
   assert.equal(d.interface, { publicKey: priv.publicKey, listenPort: 51820, fwmark: undefined });
   assert.equal(d.peers[0], {
@@ -52,14 +41,14 @@ it('parseDump: interface and peers, typed; no private or preshared key kept', ()
   assert.not.ok(text.includes(psk));
 });
 
-it('parseDump: a fresh device (no key, fwmark set) and IPv6 endpoints', () => {
+test('parseDump: a fresh device (no key, fwmark set) and IPv6 endpoints', () => {
   const d = parseDump(`(none)\t(none)\t0\t0x42\n${peer1}\t(none)\t[fd00::2]:51820\tfd01::/64\t0\t0\t0\toff\n`);
   assert.is(d.interface.publicKey, undefined);
   assert.is(d.interface.fwmark, 0x42);
   assert.is(d.peers[0]?.endpoint, '[fd00::2]:51820');
 });
 
-it('parseDump: malformed output is an INTERNAL error that quotes no line', () => {
+test('parseDump: malformed output is an INTERNAL error that quotes no line', () => {
   for (const bad of ['', `${priv.privateKey}\tx\n`, `${priv.privateKey}\t(none)\tnotaport\toff\n`, `${DUMP}${peer1}\tshort\n`]) {
     try {
       parseDump(bad);
@@ -71,7 +60,7 @@ it('parseDump: malformed output is an INTERNAL error that quotes no line', () =>
   }
 });
 
-it('formatEndpoint brackets IPv6; peerArgs and configText are exact', () => {
+test('formatEndpoint brackets IPv6; peerArgs and configText are exact', () => {
   assert.is(formatEndpoint('10.0.0.1', 51820), '10.0.0.1:51820');
   assert.is(formatEndpoint('fd00::1', 51820), '[fd00::1]:51820');
   assert.equal(peerArgs({ publicKey: peer1, endpoint: { ip: '10.0.0.2', port: 4000 }, allowedIps: ['10.1.0.0/16', '10.2.0.0/16'], persistentKeepalive: 25 }),
@@ -81,7 +70,7 @@ it('formatEndpoint brackets IPv6; peerArgs and configText are exact', () => {
     `[Interface]\nPrivateKey = ${priv.privateKey}\nListenPort = 51820\n\n[Peer]\nPublicKey = ${peer1}\nAllowedIPs = fd01::/64\nEndpoint = [fd00::2]:1\nPersistentKeepalive = 25\n`);
 });
 
-it('setPrivateKey and syncconf pass the key on stdin through a pipe, never as an argument', async () => {
+test('setPrivateKey and syncconf pass the key on stdin through a pipe, never as an argument', async () => {
   const r = new FakeRunner();
   const wg = new Wg(r);
   await wg.setPrivateKey('isthmus-wg', priv.privateKey);
@@ -95,7 +84,7 @@ it('setPrivateKey and syncconf pass the key on stdin through a pipe, never as an
   for (const c of r.calls) assert.not.ok(c.args.some((a) => a.includes(priv.privateKey)));
 });
 
-it('setPeer, removePeer, setListenPort, startUserspace, removeSocket: exact commands', async () => {
+test('setPeer, removePeer, setListenPort, startUserspace, removeSocket: exact commands', async () => {
   const r = new FakeRunner();
   const wg = new Wg(r);
   await wg.setPeer('isthmus-wg', { publicKey: peer1, endpoint: { ip: '10.0.0.2', port: 51820 }, allowedIps: ['10.1.0.0/16'] });
@@ -113,7 +102,7 @@ it('setPeer, removePeer, setListenPort, startUserspace, removeSocket: exact comm
   assert.equal(r.calls[3]?.options.env, { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' });
 });
 
-it('socketDir: wg and wireguard-go run with the directory bind-mounted on /var/run/wireguard in a private mount namespace', async () => {
+test('socketDir: wg and wireguard-go run with the directory bind-mounted on /var/run/wireguard in a private mount namespace', async () => {
   const r = new FakeRunner().when('unshare', [], { stdout: DUMP });
   const wg = new Wg(r, { socketDir: '/tmp/x/a' });
   assert.is((await wg.showDump('isthmus-wg'))?.interface.publicKey, priv.publicKey);
@@ -126,7 +115,7 @@ it('socketDir: wg and wireguard-go run with the directory bind-mounted on /var/r
   assert.equal(key?.args.slice(4), ['isthmus-wg-sock', '/tmp/x/a', 'sh', '-c', 'cat | wg "$@"', 'wg', 'set', 'isthmus-wg', 'private-key', '/dev/stdin']);
 });
 
-it('socketDir without CAP_SYS_ADMIN: NOT_ROOT saying to leave socketDir unset', async () => {
+test('socketDir without CAP_SYS_ADMIN: NOT_ROOT saying to leave socketDir unset', async () => {
   const wg = new Wg(new FakeRunner().when('unshare', [], { code: 1, stderr: 'unshare: unshare failed: Operation not permitted\n' }), { socketDir: '/tmp/x/a' });
   const err = await rejects(wg.version());
   assert.ok(isIsthmusError(err, ErrorCodes.NOT_ROOT), String(err));
@@ -134,7 +123,7 @@ it('socketDir without CAP_SYS_ADMIN: NOT_ROOT saying to leave socketDir unset', 
   assert.match(err.message, /leave socketDir unset/);
 });
 
-it('showDump: undefined for a missing device or a dead wireguard-go; other failures quote stderr, never stdout', async () => {
+test('showDump: undefined for a missing device or a dead wireguard-go; other failures quote stderr, never stdout', async () => {
   const r = new FakeRunner().when('wg', ['show', 'gone'], { code: 1, stderr: 'Unable to access interface: No such device\n' })
     .when('wg', ['show', 'dead'], { code: 1, stderr: 'Unable to access interface: Protocol not supported\n' })
     .when('wg', ['show', 'odd'], { code: 1, stdout: DUMP, stderr: 'something else\n' })
@@ -147,10 +136,10 @@ it('showDump: undefined for a missing device or a dead wireguard-go; other failu
   assert.ok(isIsthmusError(err, ErrorCodes.COMMAND_FAILED));
   assert.match(err.message, /something else/);
   assert.not.ok(err.message.includes(priv.privateKey));
-  assert.not.ok(JSON.stringify((err as Error & { details: unknown }).details).includes(priv.privateKey));
+  assert.not.ok(JSON.stringify((err as Error & { context: unknown }).context).includes(priv.privateKey));
 });
 
-it('wg or wireguard-go missing: MISSING_DEPENDENCY naming the Debian package, however the runner reports it', async () => {
+test('wg or wireguard-go missing: MISSING_DEPENDENCY naming the Debian package, however the runner reports it', async () => {
   const viaNetns = new Wg(new FakeRunner().when('wg', [], { code: 255, stderr: 'exec of "wg" failed: No such file or directory\n' }));
   const viaSh = new Wg(new FakeRunner().on((c) => (c.command === 'sh' ? { code: 127, stderr: 'sh: 1: wg: not found\n' } : undefined)));
   const noGo = new Wg(new FakeRunner().when('wireguard-go', [], { code: 255, stderr: 'exec of "wireguard-go" failed: No such file or directory\n' }));

@@ -158,7 +158,7 @@ export class Wg {
   }
 
   #fail(what: string, r: RunResult): never {
-    throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `${what} exited ${String(r.code)}: ${r.stderr.trim()}`, { details: { code: r.code, stderr: r.stderr.slice(0, 2000) } });
+    throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `${what} exited ${String(r.code)}: ${r.stderr.trim()}`, { context: { code: r.code, stderr: r.stderr.slice(0, 2000) } });
   }
 
   async #wg(args: readonly string[], input?: string): Promise<void> {

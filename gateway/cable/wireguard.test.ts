@@ -6,17 +6,6 @@ import {
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import { WireGuardDriver, planWireGuard } from './wireguard.ts';
 
-/** uvu drops its whole report when a test throws an error whose `details` is an object (an IsthmusError): re-throw those as plain errors. */
-function it(name: string, fn: () => unknown): void {
-  test(name, async () => {
-    try {
-      await fn();
-    } catch (err) {
-      if (err instanceof IsthmusError) throw new Error(`${err.code}: ${err.message}`, { cause: err });
-      throw err;
-    }
-  });
-}
 
 const me = wireguardKeyPair();
 const kb = wireguardKeyPair().publicKey;
@@ -30,7 +19,7 @@ const C = spec('c3', kc, { remoteIp: '172.31.0.12', remoteCidrs: ['10.3.0.0/16',
 
 // ---- the pure plan ----
 
-it('planWireGuard: one peer per cable, keepalive 25 only with NAT, CIDRs normalized and sorted', () => {
+test('planWireGuard: one peer per cable, keepalive 25 only with NAT, CIDRs normalized and sorted', () => {
   const p = planWireGuard({ publicKey: me.publicKey, cidrs: LOCAL.cidrs }, [C, B]);
   assert.equal(p.refused, []);
   assert.equal(p.peers.map((x) => x.remoteCluster), ['c2', 'c3']);
@@ -41,7 +30,7 @@ it('planWireGuard: one peer per cable, keepalive 25 only with NAT, CIDRs normali
   assert.equal(v6.peers[0]?.routes, ['fd01::/64']);
 });
 
-it('planWireGuard: each bad spec is refused with its reason, the others planned', () => {
+test('planWireGuard: each bad spec is refused with its reason, the others planned', () => {
   const table: [CableSpec, RegExp][] = [
     [spec('k1', 'short'), /public key/],
     [spec('k2', `${'A'.repeat(42)}B=`), /public key/],
@@ -64,7 +53,7 @@ it('planWireGuard: each bad spec is refused with its reason, the others planned'
   }
 });
 
-it('planWireGuard: duplicate cluster, duplicate key and overlapping CIDRs between cables: the later (by id) is refused', () => {
+test('planWireGuard: duplicate cluster, duplicate key and overlapping CIDRs between cables: the later (by id) is refused', () => {
   const p = planWireGuard({ publicKey: me.publicKey, cidrs: [] }, [
     spec('c4', kc, { remoteCidrs: ['10.4.0.0/16'] }), B, spec('c2', kc), spec('c5', wireguardKeyPair().publicKey, { remoteCidrs: ['10.2.3.0/24'] }),
   ]);
@@ -165,7 +154,7 @@ function driverOn(host: FakeHost, clock = new FakeClock()): WireGuardDriver {
   return new WireGuardDriver({ runner: host.runner, logger: silentLogger() }, { clock });
 }
 
-it('init: no kernel module → wireguard-go; key through stdin, listen port, MTU = underlay − 60, up', async () => {
+test('init: no kernel module → wireguard-go; key through stdin, listen port, MTU = underlay − 60, up', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -182,7 +171,7 @@ it('init: no kernel module → wireguard-go; key through stdin, listen port, MTU
   for (const c of host.runner.calls) assert.not.ok(c.args.some((x) => x.includes(me.privateKey)), 'key on a command line');
 });
 
-it('init: the kernel device when the module is there (no wireguard-go); IPv6 underlay MTU − 80; options.mtu overrides', async () => {
+test('init: the kernel device when the module is there (no wireguard-go); IPv6 underlay MTU − 80; options.mtu overrides', async () => {
   const host = new FakeHost();
   host.kernel = true;
   const d = driverOn(host);
@@ -199,7 +188,7 @@ it('init: the kernel device when the module is there (no wireguard-go); IPv6 und
   assert.ok(h7.runner.lines().includes('ip link set dev isthmus-wg mtu 1280'));
 });
 
-it('init: adopts a device that answers (nothing created or changed); recreates one that does not', async () => {
+test('init: adopts a device that answers (nothing created or changed); recreates one that does not', async () => {
   const host = new FakeHost();
   await driverOn(host).init(LOCAL);
   host.runner.calls.length = 0;
@@ -213,7 +202,7 @@ it('init: adopts a device that answers (nothing created or changed); recreates o
   assert.equal(host.modifying().slice(0, 3), ['ip link del dev isthmus-wg', 'ip link add dev isthmus-wg type wireguard', 'wireguard-go isthmus-wg']);
 });
 
-it('init: bad private key, port or address: INVALID_CONFIG without the key; wg missing: MISSING_DEPENDENCY', async () => {
+test('init: bad private key, port or address: INVALID_CONFIG without the key; wg missing: MISSING_DEPENDENCY', async () => {
   const host = new FakeHost();
   for (const bad of [{ secrets: { privateKey: 'x' } }, { secrets: {} }, { port: 0 }, { privateIp: 'gw' }]) {
     try {
@@ -240,7 +229,7 @@ it('init: bad private key, port or address: INVALID_CONFIG without the key; wg m
   }
 });
 
-it('set: exact commands the first time, none the second; peers and routes added before stale ones go', async () => {
+test('set: exact commands the first time, none the second; peers and routes added before stale ones go', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -275,7 +264,7 @@ it('set: exact commands the first time, none the second; peers and routes added 
   assert.equal([...host.routes].sort(), ['10.2.0.0/16', '10.4.0.0/16']);
 });
 
-it('set: an endpoint WireGuard roamed (NAT) is left alone while the spec is unchanged; a changed spec is re-applied', async () => {
+test('set: an endpoint WireGuard roamed (NAT) is left alone while the spec is unchanged; a changed spec is re-applied', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -290,7 +279,7 @@ it('set: an endpoint WireGuard roamed (NAT) is left alone while the spec is unch
   assert.equal(host.modifying(), [`wg set isthmus-wg peer ${kc} endpoint 172.31.0.12:51821 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`]);
 });
 
-it('set: a refused spec is not applied (its old peer goes), the others are; a failing OS change fails its own cable only', async () => {
+test('set: a refused spec is not applied (its old peer goes), the others are; a failing OS change fails its own cable only', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -313,7 +302,7 @@ it('set: a refused spec is not applied (its old peer goes), the others are; a fa
   assert.equal(st.map((s) => [s.remoteCluster, s.state]), [['c2', 'connecting'], ['c3', 'error']]);
 });
 
-it('connections: connected under 3 min since the handshake, connecting after or before one, error when refused or the device is gone', async () => {
+test('connections: connected under 3 min since the handshake, connecting after or before one, error when refused or the device is gone', async () => {
   const host = new FakeHost();
   const clock = new FakeClock(1_700_000_000_000);
   const d = driverOn(host, clock);
@@ -341,7 +330,7 @@ it('connections: connected under 3 min since the handshake, connecting after or 
   assert.equal([...host.peers.keys()].sort(), [kb, kc].sort());
 });
 
-it('cleanup: deletes the device and the socket; safe when nothing exists', async () => {
+test('cleanup: deletes the device and the socket; safe when nothing exists', async () => {
   const host = new FakeHost();
   const d = driverOn(host);
   await d.init(LOCAL);
@@ -355,7 +344,7 @@ it('cleanup: deletes the device and the socket; safe when nothing exists', async
   assert.equal(host.modifying(), ['rm -f /var/run/wireguard/isthmus-wg.sock']);
 });
 
-it('set before init is a FAILED_PRECONDITION', async () => {
+test('set before init is a FAILED_PRECONDITION', async () => {
   try {
     await driverOn(new FakeHost()).set([B]);
     assert.unreachable();

@@ -1,8 +1,8 @@
 import {
   ErrorCodes, IsthmusError, cidrsOverlap, formatCidr, formatIp, isWireguardKey, messageOf, parseCidr, parseIp, systemClock,
-  wireguardPublicKeyOf, type Clock, type CommandRunner, type Logger,
+  Serial, wireguardPublicKeyOf, type Clock, type CommandRunner, type Logger,
 } from '../../core/index.ts';
-import type { CableDriver, CableSpec, CableStatus, DriverDeps, LocalEndpoint, SetResult } from './driver.ts';
+import { uniqueSpecs, type CableDriver, type CableSpec, type CableStatus, type DriverDeps, type LocalEndpoint, type SetResult } from './driver.ts';
 import { Wg, formatEndpoint, type WgPeerConfig } from './wg.ts';
 
 /**
@@ -98,20 +98,10 @@ export function checkCommonSpec(spec: CableSpec, taken: readonly { cidr: string;
 export function planWireGuard(local: { publicKey: string; cidrs: readonly string[] }, specs: readonly CableSpec[]): WireGuardPlan {
   const taken: { cidr: string; owner: string }[] = local.cidrs.map((cidr) => ({ cidr, owner: 'this cluster' }));
   const keys = new Map<string, string>();
-  const seen = new Set<string>();
   const peers: WireGuardPeerPlan[] = [];
   const refused: { remoteCluster: string; reason: string }[] = [];
-  for (const spec of [...specs].sort((a, b) => (a.remoteCluster < b.remoteCluster ? -1 : a.remoteCluster > b.remoteCluster ? 1 : 0))) {
+  for (const spec of uniqueSpecs(specs, refused)) {
     const refuse = (reason: string): void => void refused.push({ remoteCluster: spec.remoteCluster, reason });
-    if (typeof spec.remoteCluster !== 'string' || spec.remoteCluster === '') {
-      refuse('the cable has no remote cluster id');
-      continue;
-    }
-    if (seen.has(spec.remoteCluster)) {
-      refuse('the remote cluster appears twice in the desired cables');
-      continue;
-    }
-    seen.add(spec.remoteCluster);
     const key = spec.backend['public-key'];
     if (!isWireguardKey(key)) {
       refuse('the public key (backend "public-key") is not 44 characters of base64 encoding 32 bytes');
@@ -210,7 +200,7 @@ export async function ipChange(runner: CommandRunner, args: readonly string[]): 
   if (/Operation not permitted/.test(r.stderr)) {
     throw new IsthmusError(ErrorCodes.NOT_ROOT, `ip ${args.join(' ')}: not permitted; the gateway needs root or CAP_NET_ADMIN`);
   }
-  throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `ip ${args.join(' ')} exited ${String(r.code)}: ${r.stderr.trim()}`, { details: { args: [...args], stderr: r.stderr.slice(0, 2000) } });
+  throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `ip ${args.join(' ')} exited ${String(r.code)}: ${r.stderr.trim()}`, { context: { args: [...args], stderr: r.stderr.slice(0, 2000) } });
 }
 
 // ---- the driver ----
@@ -263,24 +253,18 @@ export class WireGuardDriver implements CableDriver {
   }
 
   /** init, set and cleanup run one at a time, in call order (the engine's reconcile and a restart path may overlap). */
-  #queue: Promise<unknown> = Promise.resolve();
-
-  #serial<T>(fn: () => Promise<T>): Promise<T> {
-    const run = this.#queue.then(fn, fn);
-    this.#queue = run.catch(() => undefined);
-    return run;
-  }
+  readonly #serial = new Serial();
 
   init(local: LocalEndpoint): Promise<void> {
-    return this.#serial(() => this.#init(local));
+    return this.#serial.run(() => this.#init(local));
   }
 
   set(desired: readonly CableSpec[]): Promise<SetResult> {
-    return this.#serial(() => this.#set(desired));
+    return this.#serial.run(() => this.#set(desired));
   }
 
   cleanup(): Promise<void> {
-    return this.#serial(() => this.#cleanup());
+    return this.#serial.run(() => this.#cleanup());
   }
 
   async #init(local: LocalEndpoint): Promise<void> {

@@ -1,6 +1,6 @@
 import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Node, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
-import { WorkQueue, messageOf, type CommandRunner, type Logger } from '../../core/index.ts';
+import { Serial, WorkQueue, messageOf, type CommandRunner, type Logger } from '../../core/index.ts';
 import { createInformer, splitKey, type CachedInformer } from '../../core/k8s.ts';
 import { clusterDnsIp } from '../dns.ts';
 import { replaceRoute, unwirePod, wirePod } from '../network.ts';
@@ -54,7 +54,7 @@ export class SandboxKubelet {
   #pods!: CachedInformer<V1Pod>;
   #nodeInformer!: CachedInformer<V1Node>;
   #running: Promise<void> | undefined;
-  #scheduling: Promise<void> = Promise.resolve();
+  readonly #scheduling = new Serial();
   #lastStatus = 0;
 
   constructor(options: KubeletOptions) {
@@ -172,9 +172,7 @@ export class SandboxKubelet {
 
   /** One binding at a time, so each decision sees the ones before it. */
   #schedule(pod: V1Pod): Promise<void> {
-    const next = this.#scheduling.then(() => this.#scheduleOne(pod));
-    this.#scheduling = next.catch(() => {});
-    return next;
+    return this.#scheduling.run(() => this.#scheduleOne(pod));
   }
 
   async #scheduleOne(pod: V1Pod): Promise<void> {

@@ -11,18 +11,22 @@ export interface Run {
 
 export function run(command: string, args: readonly string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
+    // stdin is closed from the start unless there is input, so a quick exit cannot EPIPE
     const child = spawn(command, args, {
       env: { ...process.env, ...opts.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       timeout: opts.timeoutMs ?? 300_000,
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (b: Buffer) => (stdout += b.toString()));
-    child.stderr.on('data', (b: Buffer) => (stderr += b.toString()));
+    child.stdout?.on('data', (b: Buffer) => (stdout += b.toString()));
+    child.stderr?.on('data', (b: Buffer) => (stderr += b.toString()));
     child.on('error', reject);
     child.on('close', (code) => resolve({ code: code ?? 128, stdout, stderr }));
-    child.stdin.end(opts.input ?? '');
+    if (child.stdin !== null) {
+      child.stdin.on('error', () => {}); // the child may exit before reading it all; its exit code says what happened
+      child.stdin.end(opts.input);
+    }
   });
 }
 
