@@ -12,7 +12,8 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
 
   up          start a clusterset of real clusters on this machine (needs root)
     --clusters N       number of clusters, 1..${MAX_CLUSTERS} (default 2)
-    --nodes M          nodes per cluster, 1..16 (default 2); node 1 is gateway-capable (on the wan)
+    --nodes M          nodes per cluster, 1..16 (default 2)
+    --gateways G       gateway-capable nodes per cluster (on the wan), 1..4, at most M (default 1)
     --nat cN[,cM]      put these clusters' gateway nodes behind a NAT router (default none)
     --node-cidr-mask K size of each node's pod CIDR, 17..29 (default 24)
     --overlapping      give every cluster the same pod and service CIDRs (default off)
@@ -33,6 +34,7 @@ const upSchema = {
   overlapping: bool('same CIDRs in every cluster (default false)', false),
   portBase: int(`first port (default ${DEFAULT_PORT_BASE})`, DEFAULT_PORT_BASE, 1024, 65535),
   nodes: int('nodes per cluster (default 2)', 2, 1, 16),
+  gateways: int('gateway-capable nodes per cluster (default 1)', 1, 1, 4),
   nat: list('clusters behind NAT (default none)', str('cluster name')),
   nodeCidrMask: int('node pod CIDR size (default 24)', 24, 17, 29),
   timeout: int('seconds to wait for each component (default 120)', 120, 1, 3600),
@@ -69,7 +71,7 @@ async function demo(args: Args): Promise<number> {
 function upOptions(args: Args): UpOptions {
   const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox options');
   return {
-    clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, nodes: cfg.nodes,
+    clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, nodes: cfg.nodes, gateways: cfg.gateways,
     nat: cfg.nat, nodeCidrMask: cfg.nodeCidrMask, readyTimeoutS: cfg.timeout,
   };
 }

@@ -117,38 +117,63 @@ export async function unwirePod(runner: CommandRunner, p: PodWiring): Promise<vo
   await deleteNetns(runner, p.podNetns);
 }
 
+export interface NatRouterWiring {
+  readonly netns: string;
+  readonly wanBridge: string;
+  /** Host end of the router's veth on the wan bridge. */
+  readonly hostVeth: string;
+  /** The router's wan address with prefix, e.g. 172.29.0.13/24. */
+  readonly wanAddress: string;
+  /** The router's address on its inside bridge, with prefix, e.g. 172.28.3.1/24. */
+  readonly routerInside: string;
+}
+
+/** Bridge in the NAT router namespace where its gateway nodes' wan0 links attach. */
+const INSIDE_BRIDGE = 'inside';
+
+/**
+ * A NAT router: a namespace on the wan bridge with an inside bridge, forwarding and
+ * masquerading whatever leaves through its wan0.
+ */
+export async function wireNatRouter(runner: CommandRunner, r: NatRouterWiring): Promise<void> {
+  await addNetns(runner, r.netns);
+  await addVeth(runner, r.hostVeth, undefined, 'wan0', r.netns);
+  await runner.run('ip', ['link', 'set', r.hostVeth, 'master', r.wanBridge, 'up']);
+  await addAddress(runner, r.netns, 'wan0', r.wanAddress);
+  if (!(await exists(runner, ['-n', r.netns, 'link', 'show', INSIDE_BRIDGE]))) {
+    await runner.run('ip', ['-n', r.netns, 'link', 'add', INSIDE_BRIDGE, 'type', 'bridge']);
+  }
+  await addAddress(runner, r.netns, INSIDE_BRIDGE, r.routerInside);
+  await sysctl(runner, r.netns, 'net.ipv4.ip_forward', '1');
+  await ensureIptables(runner, r.netns, 'nat', 'POSTROUTING', ['-o', 'wan0', '-j', 'MASQUERADE']);
+}
+
 export interface WanWiring {
   /** The gateway node's namespace. */
   readonly netns: string;
+  /** The other end of the node's wan0: a host veth on the wan bridge, or one in the router. */
+  readonly peerVeth: string;
+  /** The node's wan0 address with prefix, e.g. 172.29.0.11/24 (or 172.28.3.10/24 behind NAT). */
+  readonly address: string;
   readonly wanBridge: string;
-  /** Host end of the veth on the wan bridge. */
-  readonly hostVeth: string;
-  /** Address with prefix on the wan, e.g. 172.29.0.11/24. */
-  readonly wanAddress: string;
-  /** With NAT: the router namespace, its inside address and the node's inside address (with prefixes). */
-  readonly nat?: { readonly netns: string; readonly routerInside: string; readonly nodeInside: string; readonly wanCidr: string };
+  /** Behind NAT: the router namespace, its inside address (no prefix) and the wan CIDR routed through it. */
+  readonly nat?: { readonly netns: string; readonly routerIp: string; readonly wanCidr: string };
 }
 
 /**
- * Joins a gateway node to the wan segment: directly (its `wan0` on the wan bridge),
- * or behind a NAT router namespace that masquerades the node's traffic.
+ * Joins a gateway node to the wan segment: directly (its `wan0` on the wan bridge), or
+ * on the inside bridge of its cluster's NAT router (see wireNatRouter).
  */
 export async function wireWan(runner: CommandRunner, w: WanWiring): Promise<void> {
   if (w.nat === undefined) {
-    await addVeth(runner, w.hostVeth, undefined, 'wan0', w.netns);
-    await runner.run('ip', ['link', 'set', w.hostVeth, 'master', w.wanBridge, 'up']);
-    await addAddress(runner, w.netns, 'wan0', w.wanAddress);
+    await addVeth(runner, w.peerVeth, undefined, 'wan0', w.netns);
+    await runner.run('ip', ['link', 'set', w.peerVeth, 'master', w.wanBridge, 'up']);
+    await addAddress(runner, w.netns, 'wan0', w.address);
     return;
   }
   const r = w.nat;
-  await addNetns(runner, r.netns);
-  await addVeth(runner, w.hostVeth, undefined, 'wan0', r.netns);
-  await runner.run('ip', ['link', 'set', w.hostVeth, 'master', w.wanBridge, 'up']);
-  await addAddress(runner, r.netns, 'wan0', w.wanAddress);
-  await addVeth(runner, 'inside0', r.netns, 'wan0', w.netns);
-  await addAddress(runner, r.netns, 'inside0', r.routerInside);
-  await addAddress(runner, w.netns, 'wan0', r.nodeInside);
-  await replaceRoute(runner, w.netns, [r.wanCidr, 'via', r.routerInside.split('/')[0] as string, 'dev', 'wan0']);
-  await sysctl(runner, r.netns, 'net.ipv4.ip_forward', '1');
-  await ensureIptables(runner, r.netns, 'nat', 'POSTROUTING', ['-o', 'wan0', '-j', 'MASQUERADE']);
+  await addVeth(runner, w.peerVeth, r.netns, 'wan0', w.netns);
+  await runner.run('ip', ['-n', r.netns, 'link', 'set', w.peerVeth, 'master', INSIDE_BRIDGE, 'up']);
+  await addAddress(runner, w.netns, 'wan0', w.address);
+  await replaceRoute(runner, w.netns, [r.wanCidr, 'via', r.routerIp, 'dev', 'wan0']);
 }

@@ -13,7 +13,7 @@ function code(fn: () => unknown): string | undefined {
 }
 
 test('distinct CIDRs and ports per cluster by default', () => {
-  const plan = planSandbox({ clusters: 3, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 });
+  const plan = planSandbox({ clusters: 3, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 });
   assert.equal(plan.map((c) => c.name), ['c1', 'c2', 'c3']);
   assert.equal(plan.map((c) => c.podCidr), ['10.1.0.0/16', '10.2.0.0/16', '10.3.0.0/16']);
   assert.equal(plan.map((c) => c.serviceCidr), ['10.101.0.0/16', '10.102.0.0/16', '10.103.0.0/16']);
@@ -26,7 +26,7 @@ test('distinct CIDRs and ports per cluster by default', () => {
 });
 
 test('overlapping gives every cluster the same CIDRs but its own ports', () => {
-  const plan = planSandbox({ clusters: 2, overlapping: true, portBase: 20000, nodes: 2, nat: [], nodeCidrMask: 24 });
+  const plan = planSandbox({ clusters: 2, overlapping: true, portBase: 20000, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 });
   assert.equal(plan.map((c) => c.podCidr), ['10.1.0.0/16', '10.1.0.0/16']);
   assert.equal(plan.map((c) => c.serviceCidr), ['10.101.0.0/16', '10.101.0.0/16']);
   assert.is.not(plan[0]?.ports.apiserver, plan[1]?.ports.apiserver);
@@ -34,15 +34,15 @@ test('overlapping gives every cluster the same CIDRs but its own ports', () => {
 });
 
 test('refuses bad counts and port bases', () => {
-  assert.is(code(() => planSandbox({ clusters: 0, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 17, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 1.5, overlapping: false, portBase: 16400, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 2, overlapping: false, portBase: 80, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 16, overlapping: false, portBase: 65500, nodes: 2, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 0, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 17, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 1.5, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 2, overlapping: false, portBase: 80, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ clusters: 16, overlapping: false, portBase: 65500, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('nodes, the gateway node and the wan, with and without NAT', () => {
-  const plan = planSandbox({ clusters: 2, overlapping: false, portBase: 16400, nodes: 3, nat: ['c2'], nodeCidrMask: 24 });
+  const plan = planSandbox({ clusters: 2, overlapping: false, portBase: 16400, nodes: 3, gateways: 1, nat: ['c2'], nodeCidrMask: 24 });
   const c1 = plan[0];
   const c2 = plan[1];
   assert.equal(c1?.nodes.map((n) => [n.name, n.netns, n.ip, n.gateway]), [
@@ -51,16 +51,40 @@ test('nodes, the gateway node and the wan, with and without NAT', () => {
     ['c1-n3', 'isb-c1-n3', '172.30.1.13', false],
   ]);
   assert.equal(c1?.wan, { ip: '172.29.0.11', hostVeth: 'isbw-c1' });
+  assert.equal(c1?.nodes[0]?.wan, { ip: '172.29.0.11', peerVeth: 'isbw-c1' });
+  assert.is(c1?.nodes[1]?.wan, undefined);
   assert.equal(c2?.wan.nat, { netns: 'isb-c2-nat', routerInside: '172.28.2.1/24', nodeInside: '172.28.2.10/24' });
+  assert.equal(c2?.nodes[0]?.wan, { ip: '172.28.2.10', peerVeth: 'in1' });
   for (const c of plan) for (const n of c.nodes) assert.ok(n.hostVeth.length <= 15, `${n.hostVeth} is too long for an interface name`);
 });
 
+test('several gateway nodes: each on the wan, or all on the NAT router\'s inside bridge', () => {
+  const plan = planSandbox({ clusters: 16, overlapping: false, portBase: 16400, nodes: 4, gateways: 4, nat: ['c2'], nodeCidrMask: 24 });
+  const c1 = plan[0];
+  assert.equal(c1?.nodes.map((n) => [n.gateway, n.wan?.ip, n.wan?.peerVeth]), [
+    [true, '172.29.0.11', 'isbw-c1'],
+    [true, '172.29.0.31', 'isbw-c1-2'],
+    [true, '172.29.0.51', 'isbw-c1-3'],
+    [true, '172.29.0.71', 'isbw-c1-4'],
+  ]);
+  assert.equal(plan[1]?.nodes.map((n) => n.wan?.ip), ['172.28.2.10', '172.28.2.11', '172.28.2.12', '172.28.2.13']);
+  const wanIps = plan.flatMap((c) => [c.wan.ip, ...c.nodes.flatMap((n) => (n.wan !== undefined && c.wan.nat === undefined ? [n.wan.ip] : []))]);
+  assert.is(new Set(wanIps).size, wanIps.length - 15, 'every wan address is unique (a direct first gateway shares the cluster\'s)');
+  for (const ip of wanIps) assert.ok(Number(ip.split('.')[3]) < 255 && Number(ip.split('.')[3]) > 1, ip);
+  const veths = plan.flatMap((c) => c.nodes.flatMap((n) => (n.wan !== undefined && c.wan.nat === undefined ? [n.wan.peerVeth] : [])));
+  assert.is(new Set(veths).size, veths.length);
+  for (const v of veths) assert.ok(v.length <= 15, v);
+});
+
 test('refuses bad node counts, masks and NAT cluster names', () => {
-  const base = { clusters: 2, overlapping: false, portBase: 16400, nodes: 2, nat: [] as string[], nodeCidrMask: 24 };
+  const base = { clusters: 2, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [] as string[], nodeCidrMask: 24 };
   assert.is(code(() => planSandbox({ ...base, nodes: 0 })), ErrorCodes.INVALID_ARGUMENT);
   assert.is(code(() => planSandbox({ ...base, nodeCidrMask: 30 })), ErrorCodes.INVALID_ARGUMENT);
   assert.is(code(() => planSandbox({ ...base, nat: ['c3'] })), ErrorCodes.INVALID_ARGUMENT);
   assert.is(code(() => planSandbox({ ...base, nat: ['x'] })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ ...base, gateways: 0 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(code(() => planSandbox({ ...base, gateways: 3 })), ErrorCodes.INVALID_ARGUMENT, 'more gateways than nodes');
+  assert.is(code(() => planSandbox({ ...base, nodes: 8, gateways: 5 })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test.run();

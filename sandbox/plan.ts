@@ -20,6 +20,8 @@ export interface SandboxOptions {
   readonly portBase: number;
   /** Nodes per cluster, 1..16 (default 2). */
   readonly nodes: number;
+  /** Gateway-capable nodes per cluster (the first ones), 1..4 and at most `nodes` (default 1). */
+  readonly gateways: number;
   /** Clusters whose gateway node reaches the wan through a NAT router (default none). */
   readonly nat: readonly string[];
   /** Size of each node's pod CIDR (default 24). */
@@ -33,16 +35,35 @@ export interface NodePlan {
   /** Host end of the node's veth on the cluster bridge. */
   readonly hostVeth: string;
   readonly ip: string;
-  /** Node 1 of every cluster can run the gateway: it is also on the wan. */
+  /** The first `gateways` nodes of every cluster can run the gateway: they are also on the wan. */
   readonly gateway: boolean;
+  /** A gateway node's link to the wan (absent for other nodes). */
+  readonly wan?: NodeWan;
 }
 
-/** How a cluster's gateway node sits on the wan segment that joins the clusters. */
-export interface WanPlan {
-  /** The address other gateways reach (the NAT router's, when behind NAT). */
+/**
+ * A gateway node's `wan0`: on the wan bridge through a host veth, or, behind NAT, on
+ * the router namespace's inside bridge through a veth whose other end is in the router.
+ */
+export interface NodeWan {
+  /** The node's own address on wan0, without prefix (a private one behind NAT). */
   readonly ip: string;
-  /** Host end of the veth on the wan bridge. */
+  /** The other end of wan0: on the host (direct) or in the NAT router namespace. */
+  readonly peerVeth: string;
+}
+
+/**
+ * How a cluster's gateway nodes sit on the wan segment that joins the clusters. Direct:
+ * gateway node k of cluster i has 172.29.0.(10 + i + 20(k-1)). Behind NAT: one router
+ * namespace per cluster holds the wan address 172.29.0.(10 + i), masquerades, and has an
+ * inside bridge 172.28.i.1/24 where gateway node k has 172.28.i.(9 + k).
+ */
+export interface WanPlan {
+  /** The address other gateways reach the first gateway node at (the NAT router's, when behind NAT). */
+  readonly ip: string;
+  /** Host end of the veth on the wan bridge: the first gateway node's or the router's. */
   readonly hostVeth: string;
+  /** `nodeInside` is the first gateway node's inside address (with prefix). */
   readonly nat?: { readonly netns: string; readonly routerInside: string; readonly nodeInside: string };
 }
 
@@ -80,6 +101,7 @@ export interface ClusterPlan {
 
 export const MAX_CLUSTERS = 16;
 export const DEFAULT_PORT_BASE = 16400;
+export const MAX_GATEWAYS = 4;
 
 export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
   if (!Number.isInteger(options.clusters) || options.clusters < 1 || options.clusters > MAX_CLUSTERS) {
@@ -87,6 +109,9 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
   }
   if (!Number.isInteger(options.nodes) || options.nodes < 1 || options.nodes > 16) {
     throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--nodes must be between 1 and 16, got ${options.nodes}`);
+  }
+  if (!Number.isInteger(options.gateways) || options.gateways < 1 || options.gateways > MAX_GATEWAYS || options.gateways > options.nodes) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--gateways must be between 1 and ${Math.min(MAX_GATEWAYS, options.nodes)} (at most --nodes), got ${options.gateways}`);
   }
   if (!Number.isInteger(options.nodeCidrMask) || options.nodeCidrMask < 17 || options.nodeCidrMask > 29) {
     throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--node-cidr-mask must be between 17 and 29, got ${options.nodeCidrMask}`);
@@ -105,6 +130,10 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
   for (let i = 1; i <= options.clusters; i++) {
     const n = options.overlapping ? 1 : i;
     const base = options.portBase + 10 * (i - 1);
+    const natted = options.nat.includes(`c${i}`);
+    const nodeWan = (k: number): NodeWan => natted
+      ? { ip: `172.28.${i}.${9 + k}`, peerVeth: `in${k}` }
+      : { ip: `172.29.0.${10 + i + 20 * (k - 1)}`, peerVeth: k === 1 ? `isbw-c${i}` : `isbw-c${i}-${k}` };
     plans.push({
       name: `c${i}`,
       index: i,
@@ -120,12 +149,13 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
         netns: `isb-c${i}-n${k + 1}`,
         hostVeth: `isbv-c${i}-n${k + 1}`,
         ip: `172.30.${i}.${11 + k}`,
-        gateway: k === 0,
+        gateway: k < options.gateways,
+        ...(k < options.gateways ? { wan: nodeWan(k + 1) } : {}),
       })),
       wan: {
         ip: `172.29.0.${10 + i}`,
         hostVeth: `isbw-c${i}`,
-        ...(options.nat.includes(`c${i}`) ? { nat: { netns: `isb-c${i}-nat`, routerInside: `172.28.${i}.1/24`, nodeInside: `172.28.${i}.10/24` } } : {}),
+        ...(natted ? { nat: { netns: `isb-c${i}-nat`, routerInside: `172.28.${i}.1/24`, nodeInside: `172.28.${i}.10/24` } } : {}),
       },
       ports: { apiserver: base, etcdClient: base + 1, etcdPeer: base + 2, controllerManager: base + 3 },
     });

@@ -10,7 +10,7 @@ import { healthy, probe, waitUntil, type ProbeTls } from './health.ts';
 import { entryFromFiles, renderKubeconfig } from './kubeconfig.ts';
 import { loadRecords } from './kubelet/records.ts';
 import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
-import { deleteNetns, wireNode, wireWan } from './network.ts';
+import { deleteNetns, wireNatRouter, wireNode, wireWan } from './network.ts';
 import { createClusterPki, type ClusterPki } from './pki.ts';
 import { WAN_BRIDGE, WAN_CIDR, WAN_HOST_IP, planSandbox, type SandboxOptions } from './plan.ts';
 import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireRoot, type Binaries } from './preflight.ts';
@@ -161,7 +161,7 @@ export class Sandbox {
     await this.#runner.run('ip', ['link', 'set', WAN_BRIDGE, 'up']);
   }
 
-  /** Node namespaces, the gateway node's wan link, the sandbox kubelet, kube-proxy on every node, CoreDNS. */
+  /** Node namespaces, the gateway nodes' wan links (and NAT router), the sandbox kubelet, kube-proxy on every node, CoreDNS. */
   async #startNodes(state: SandboxState, c: ClusterState, pki: ClusterPki, timeoutMs: number): Promise<void> {
     const prefix = c.nodeCidr.split('/')[1] ?? '24';
     for (const n of c.nodes) {
@@ -170,15 +170,25 @@ export class Sandbox {
       await this.#save(state);
       await wireNode(this.#runner, { netns: n.netns, hostVeth: n.hostVeth, bridge: c.bridge, address: `${n.ip}/${prefix}`, gateway: c.hostIp, podCidr: c.podCidr });
     }
-    const gw = c.nodes.find((n) => n.gateway);
-    if (gw !== undefined) {
+    const wanPrefix = WAN_CIDR.split('/')[1] ?? '24';
+    const nat = c.wan.nat;
+    if (nat !== undefined) {
       state.interfaces.push(c.wan.hostVeth);
-      if (c.wan.nat !== undefined) state.netns.push(c.wan.nat.netns);
+      state.netns.push(nat.netns);
       await this.#save(state);
-      const wanPrefix = WAN_CIDR.split('/')[1] ?? '24';
+      await wireNatRouter(this.#runner, { netns: nat.netns, wanBridge: WAN_BRIDGE, hostVeth: c.wan.hostVeth, wanAddress: `${c.wan.ip}/${wanPrefix}`, routerInside: nat.routerInside });
+    }
+    for (const n of c.nodes) {
+      if (n.wan === undefined) continue;
+      if (nat === undefined) {
+        state.interfaces.push(n.wan.peerVeth);
+        await this.#save(state);
+      }
+      const [routerIp, insidePrefix] = (nat?.routerInside ?? '').split('/');
       await wireWan(this.#runner, {
-        netns: gw.netns, wanBridge: WAN_BRIDGE, hostVeth: c.wan.hostVeth, wanAddress: `${c.wan.ip}/${wanPrefix}`,
-        ...(c.wan.nat === undefined ? {} : { nat: { ...c.wan.nat, wanCidr: WAN_CIDR } }),
+        netns: n.netns, peerVeth: n.wan.peerVeth, wanBridge: WAN_BRIDGE,
+        address: `${n.wan.ip}/${nat === undefined ? wanPrefix : insidePrefix ?? '24'}`,
+        ...(nat === undefined ? {} : { nat: { netns: nat.netns, routerIp: routerIp ?? '', wanCidr: WAN_CIDR } }),
       });
     }
     await this.#componentKubeconfig(c, pki, 'kubelet');
