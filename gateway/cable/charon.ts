@@ -107,7 +107,7 @@ export function probeDataPath(runner: CommandRunner): Promise<DataPath> {
   return probed;
 }
 
-async function exists(path: string): Promise<boolean> {
+export async function exists(path: string): Promise<boolean> {
   try {
     await stat(path);
     return true;

@@ -6,6 +6,9 @@ import type { CommandRunner, Logger } from '../../core/index.ts';
  * one kind on this gateway.
  *
  * Invariants every driver keeps:
+ * - `preflight()` changes nothing; it fails with MISSING_DEPENDENCY, naming the Debian
+ *   package, when a program the driver needs is not installed. The engine calls it at
+ *   start, so a passive gateway reports a missing program before it is ever needed.
  * - `init()` creates what the driver needs once (device, daemon, keys loaded) and adopts
  *   what already exists: a gateway process restart never tears a working cable down.
  * - `set(desired)` makes the cables exactly `desired` (keyed by `remoteCluster`): it adds
@@ -71,6 +74,7 @@ export interface DriverDeps {
 
 export interface CableDriver {
   readonly name: CableDriverName;
+  preflight(): Promise<void>;
   init(local: LocalEndpoint): Promise<void>;
   set(desired: readonly CableSpec[]): Promise<SetResult>;
   connections(): Promise<readonly CableStatus[]>;

@@ -241,6 +241,8 @@ test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming th
   try {
     const runner = new FakeRunner();
     const d = new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: '/nonexistent/charon', dataPath: 'libipsec' });
+    assert.is(await codeOfAsync(d.preflight()), ErrorCodes.MISSING_DEPENDENCY, 'preflight says so before init');
+    await new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: process.execPath, dataPath: 'libipsec' }).preflight();
     try {
       await d.init(local({ psk: 'p'.repeat(40) }));
       assert.unreachable('init should fail');

@@ -1,8 +1,8 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrorCodes, IsthmusError, messageOf, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
-import { Charon, type DataPath } from './charon.ts';
+import { ErrorCodes, IsthmusError, messageOf, missingDependency, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
+import { CHARON_PATH, Charon, exists, type DataPath } from './charon.ts';
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
 import {
   LABEL, NAME_PREFIX, authFromSecrets, cableStatus, childName, connConfig, connName, failureReason, isInitiator, parseListSas,
@@ -155,6 +155,11 @@ export class IpsecDriver implements CableDriver {
   /** The charon behind this driver (after init). */
   get charon(): Charon | undefined {
     return this.#charon;
+  }
+
+  /** charon must be installed (strongswan-charon); the driver speaks VICI itself, so swanctl is not needed. */
+  async preflight(): Promise<void> {
+    if (!(await exists(this.#o.charonPath ?? CHARON_PATH))) throw missingDependency('charon');
   }
 
   async init(local: LocalEndpoint): Promise<void> {

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, parseCidr, cidrContains, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
+import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, missingDependency, parseCidr, cidrContains, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import { VxlanDriver, planVxlan, tunnelAddress, vtepMac } from './vxlan.ts';
 
@@ -136,6 +136,23 @@ class FakeHost {
 }
 
 const driverOn = (host: FakeHost, vni?: number): VxlanDriver => new VxlanDriver({ runner: host.runner, logger: silentLogger() }, vni === undefined ? {} : { vni });
+
+test('preflight: ip and bridge must be installed; it changes nothing', async () => {
+  const ok = new FakeRunner();
+  await new VxlanDriver({ runner: ok, logger: silentLogger() }).preflight();
+  assert.equal(ok.lines(), ['ip -V', 'bridge -V']);
+  const noBridge = new FakeRunner().on((c) => {
+    if (c.command === 'bridge') throw missingDependency('bridge');
+    return undefined;
+  });
+  try {
+    await new VxlanDriver({ runner: noBridge, logger: silentLogger() }).preflight();
+    assert.unreachable('preflight should fail');
+  } catch (err) {
+    assert.ok(isIsthmusError(err, ErrorCodes.MISSING_DEPENDENCY), String(err));
+    assert.match((err as Error).message, 'iproute2');
+  }
+});
 
 test('init: creates the device with its MAC, VNI, port, local address, nolearning; MTU − 50; its tunnel /32; up', async () => {
   const host = new FakeHost();

@@ -187,6 +187,12 @@ export class VxlanDriver implements CableDriver {
     return this.#serial.run(() => this.#cleanup());
   }
 
+  /** ip and bridge (iproute2) must be installed. */
+  async preflight(): Promise<void> {
+    await this.#runner.run('ip', ['-V']);
+    await this.#runner.run('bridge', ['-V']);
+  }
+
   async #init(local: LocalEndpoint): Promise<void> {
     if (!Number.isInteger(this.vni) || this.vni < 1 || this.vni > 16_777_215) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `VXLAN VNI ${String(this.vni)} is not 1-16777215`);
     const port = badPort(local.port);

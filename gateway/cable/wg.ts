@@ -166,6 +166,13 @@ export class Wg {
     if (r.code !== 0) this.#fail(`wg ${args.join(' ')}`, r);
   }
 
+  /** `wireguard-go --version`: throws MISSING_DEPENDENCY when wireguard-go is not installed. */
+  async userspaceVersion(): Promise<string> {
+    const r = await this.#exec('wireguard-go', ['--version']);
+    if (r.code !== 0) this.#fail('wireguard-go --version', r);
+    return r.stdout.trim();
+  }
+
   /** `wg --version`: throws MISSING_DEPENDENCY when wireguard-tools is not installed. */
   async version(): Promise<string> {
     const r = await this.#exec('wg', ['--version']);

@@ -154,6 +154,21 @@ function driverOn(host: FakeHost, clock = new FakeClock()): WireGuardDriver {
   return new WireGuardDriver({ runner: host.runner, logger: silentLogger() }, { clock });
 }
 
+test('preflight: wg (wireguard-tools) and, for userspace, wireguard-go must be installed; it changes nothing', async () => {
+  const missing = (program: string): FakeRunner => new FakeRunner().when(program, [], { code: 255, stderr: `exec of "${program}" failed: No such file or directory\n` });
+  const preflight = async (runner: FakeRunner, implementation: 'kernel' | 'userspace'): Promise<unknown> =>
+    new WireGuardDriver({ runner, logger: silentLogger() }, { implementation }).preflight().then(() => undefined, (e: unknown) => e);
+  const noWg = await preflight(missing('wg'), 'kernel');
+  assert.ok(isIsthmusError(noWg, ErrorCodes.MISSING_DEPENDENCY), String(noWg));
+  assert.match((noWg as Error).message, 'wireguard-tools');
+  const noGo = await preflight(missing('wireguard-go'), 'userspace');
+  assert.ok(isIsthmusError(noGo, ErrorCodes.MISSING_DEPENDENCY), String(noGo));
+  assert.match((noGo as Error).message, 'Debian package wireguard-go');
+  const kernel = missing('wireguard-go');
+  assert.is(await preflight(kernel, 'kernel'), undefined, 'the kernel device needs no wireguard-go');
+  assert.equal(kernel.lines(), ['wg --version']);
+});
+
 test('init: no kernel module → wireguard-go; key through stdin, listen port, MTU = underlay − 60, up', async () => {
   const host = new FakeHost();
   const d = driverOn(host);

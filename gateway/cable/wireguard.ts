@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import {
   ErrorCodes, IsthmusError, cidrsOverlap, formatCidr, formatIp, isWireguardKey, messageOf, parseCidr, parseIp, systemClock,
   Serial, wireguardPublicKeyOf, type Clock, type CommandRunner, type Logger,
@@ -254,6 +255,17 @@ export class WireGuardDriver implements CableDriver {
 
   /** init, set and cleanup run one at a time, in call order (the engine's reconcile and a restart path may overlap). */
   readonly #serial = new Serial();
+
+  /**
+   * wg must be installed; wireguard-go too, unless the kernel's WireGuard module is loaded
+   * (a module that is only loadable is not seen here: load it, or install wireguard-go).
+   */
+  async preflight(): Promise<void> {
+    await this.#wg.version();
+    const mode = this.#options.implementation ?? 'auto';
+    if (mode === 'kernel' || (mode === 'auto' && existsSync('/sys/module/wireguard'))) return;
+    await this.#wg.userspaceVersion();
+  }
 
   init(local: LocalEndpoint): Promise<void> {
     return this.#serial.run(() => this.#init(local));
