@@ -4,6 +4,7 @@ import type { Command } from './command.ts';
 import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
 import { gatewayCommand } from './gateway.ts';
+import { leaveCommand } from './leave.ts';
 import { sandboxCommand } from './sandbox.ts';
 
 /**
@@ -11,7 +12,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 

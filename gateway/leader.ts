@@ -84,11 +84,20 @@ export class LeaderElector {
     this.#loop = this.#run();
   }
 
-  /** Stops; a leader releases the Lease (holder cleared) so a standby takes over at once. */
+  /**
+   * Stops. With `release`, a leader clears the Lease's holder so a standby takes over at
+   * once, and onStoppedLeading runs. Without it (a process restart), onStoppedLeading does
+   * not run: what leading built stays, and the Lease stays ours until it expires, so the
+   * restarted process renews it and adopts.
+   */
   async stop(release = true): Promise<void> {
     this.#stopped.abort();
     await this.#loop;
-    if (this.#leading && release) {
+    if (!release) {
+      this.#leading = false;
+      return;
+    }
+    if (this.#leading) {
       await this.#write('release').catch((e: unknown) => this.#o.logger.warn({ err: messageOf(e) }, 'could not release the lease'));
     }
     this.#setLeading(false);

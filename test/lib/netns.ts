@@ -10,6 +10,11 @@ export function linkNames(): string[] {
   return execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0] ?? '').filter(Boolean);
 }
 
+/** Pids of the processes in a network namespace. */
+export function netnsPids(netns: string): string[] {
+  return execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
+}
+
 /** Runs a command in a network namespace. */
 export function inNetns(netns: string, command: string, args: readonly string[], timeoutMs = 20_000): Promise<Run> {
   return run('ip', ['netns', 'exec', netns, command, ...args], { timeoutMs });

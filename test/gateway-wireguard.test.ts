@@ -1,0 +1,157 @@
+// e2e, needs root: the gateway engine with the wireguard driver (wireguard-go here) on the
+// sandbox, real parts only: 3 clusters with two gateway nodes each, c3 behind NAT, a real
+// etcd + broker on the host's wan address, the Lease and the Gateway status in each
+// cluster's real apiserver. Traffic is sent between the gateway nodes' pod-CIDR addresses.
+// Covers: full mesh with NAT, process restart without re-creating anything, SIGKILL
+// failover followed by the remote clusters, a remote endpoint with a bad key, the broker
+// stopped, and a cluster leaving.
+import { readFileSync } from 'node:fs';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { eventually, isthmus, requireRootForTest } from './lib/cli.ts';
+import { Clusterset, exited, kill, type GatewayProc } from './lib/clusterset.ts';
+import { inNetns, netnsPids } from './lib/netns.ts';
+
+requireRootForTest('test/gateway-wireguard.test.ts');
+const cs = new Clusterset();
+const gw = new Map<string, GatewayProc>();
+// c1's Lease outlives a process restart, so the restart test keeps the same active gateway
+const timings = (c: string): string[] => (c === 'c1' ? ['--lease-ms', '15000', '--renew-deadline-ms', '10000'] : []);
+
+async function pingOk(from: readonly [string, number], to: readonly [string, number]): Promise<void> {
+  const r = await cs.ping(from, to, 2);
+  assert.is(r.code, 0, `ping ${from.join('-n')} → ${to.join('-n')}: ${r.stdout} ${r.stderr}`);
+}
+
+async function ifindex(netns: string, dev: string): Promise<string> {
+  const r = await inNetns(netns, 'cat', [`/sys/class/net/${dev}/ifindex`]);
+  assert.is(r.code, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+/** Pids of the processes named `name` inside `netns` (pgrep alone sees every namespace's). */
+function processesIn(netns: string, name: string): string[] {
+  return netnsPids(netns).filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name;
+    } catch {
+      return false;
+    }
+  }).sort();
+}
+
+test.after(async () => {
+  await cs.close();
+});
+
+test('3 clusters (c3 behind NAT) connect in full mesh; the second gateway of each stays passive', async () => {
+  await cs.up({ clusters: 3, gateways: 2, nat: ['c3'], portBase: 26700 });
+  for (const c of ['c1', 'c2', 'c3']) gw.set(`${c}-n1`, await cs.startGateway(c, 0, 'wireguard', timings(c)));
+  for (const c of ['c1', 'c2', 'c3']) {
+    const g = await cs.connected(c, `${c}-n1`, ['c1', 'c2', 'c3'].filter((x) => x !== c));
+    assert.is(g.status?.localEndpoint?.behindNAT, c === 'c3');
+    if (c !== 'c3') assert.is(g.status?.connections?.find((x) => x.cluster === 'c3')?.natTraversal, true, `${c} uses NAT traversal towards c3`);
+  }
+  for (const c of ['c1', 'c2', 'c3']) gw.set(`${c}-n2`, await cs.startGateway(c, 1, 'wireguard', timings(c)));
+  for (const c of ['c1', 'c2', 'c3']) {
+    await eventually(`${c}-n2 passive`, async () => ((await cs.gateway(c, `${c}-n2`).catch(() => undefined))?.status?.haStatus === 'passive' ? true : undefined));
+  }
+  for (const [a, b] of [['c1', 'c2'], ['c2', 'c3'], ['c3', 'c1']] as const) await pingOk([a, 0], [b, 0]);
+});
+
+test('secrets stay out of logs and the Gateway status', async () => {
+  for (const name of ['c1-n1', 'c2-n1', 'c3-n1']) {
+    const key = readFileSync(cs.path(`state-${name}/wireguard.key`), 'utf8').trim();
+    assert.ok(key.length > 40);
+    assert.not.ok(cs.log(`gateway-${name}`).includes(key), `${name}'s private key in its log`);
+    const cluster = name.slice(0, 2);
+    assert.not.ok(JSON.stringify(await cs.gateway(cluster, name)).includes(key), `${name}'s private key in its Gateway`);
+  }
+});
+
+test('a gateway process restart re-creates nothing: same device, same wireguard-go, traffic flows', async () => {
+  const n1 = cs.node('c1', 0).netns;
+  const before = { index: await ifindex(n1, 'isthmus-wg'), daemons: processesIn(n1, 'wireguard-go') };
+  assert.is(before.daemons.length, 1);
+  const old = gw.get('c1-n1');
+  assert.ok(old);
+  kill(old.proc, 'SIGTERM');
+  await exited(old.proc);
+  await pingOk(['c1', 0], ['c2', 0]); // the data plane does not need the process
+  gw.set('c1-n1', await cs.startGateway('c1', 0, 'wireguard', timings('c1')));
+  await eventually('c1-n1 restarted and reconciled', async () => (cs.log('gateway-c1-n1').split('\n').filter((l) => l.includes('became the active gateway')).length >= 2 ? true : undefined));
+  await cs.connected('c1', 'c1-n1', ['c2', 'c3']);
+  assert.equal({ index: await ifindex(n1, 'isthmus-wg'), daemons: processesIn(n1, 'wireguard-go') }, before, 'the device and its wireguard-go were adopted, not re-created');
+  await pingOk(['c1', 0], ['c3', 0]);
+});
+
+test('SIGKILL of c2\'s active gateway: the passive one takes over and c1 and c3 follow', async () => {
+  const active = gw.get('c2-n1');
+  assert.ok(active);
+  const killedAt = Date.now();
+  kill(active.proc, 'SIGKILL');
+  const flowed = await eventually('c1 → c2-n2 through the cable', async () => ((await cs.ping(['c1', 0], ['c2', 1])).code === 0 ? Date.now() : undefined), 30_000);
+  process.stdout.write(`  failover: SIGKILL → first ping answered by c2-n2 after ${flowed - killedAt} ms\n`);
+  const g = await cs.connected('c2', 'c2-n2', ['c1', 'c3']);
+  assert.is(g.status?.haStatus, 'active');
+  const wanIp = cs.node('c2', 1).wan?.ip;
+  for (const c of ['c1', 'c3']) {
+    await eventually(`${c} follows c2 to c2-n2`, async () => {
+      const o = await cs.gateway(c, c === 'c1' ? 'c1-n1' : 'c3-n1');
+      const conn = o?.status?.connections?.find((x) => x.cluster === 'c2');
+      return conn?.status === 'connected' && conn.usingIP === wanIp ? true : undefined;
+    });
+  }
+  await pingOk(['c3', 0], ['c2', 1]);
+});
+
+test('a remote endpoint with a bad key: that cable shows the error, the others are untouched', async () => {
+  const fake = await cs.fakeRemote('c9', ['10.9.0.0/16', '10.109.0.0/16'], {
+    hostname: 'c9-n1', private_ip: '172.29.0.99', ports: [{ name: 'cable', port: 51820, protocol: 'UDP' }],
+    cable_driver: 'wireguard', backend_config: { 'public-key': 'not-a-wireguard-key' },
+  });
+  try {
+    const g = await eventually('c1-n1 reports c9 in error', async () => {
+      const o = await cs.gateway('c1', 'c1-n1');
+      return o?.status?.connections?.find((x) => x.cluster === 'c9')?.status === 'error' ? o : undefined;
+    });
+    assert.match(g.status?.connections?.find((x) => x.cluster === 'c9')?.statusMessage ?? '', /key/i);
+    for (const c of ['c2', 'c3']) assert.is(g.status?.connections?.find((x) => x.cluster === c)?.status, 'connected', `${c} untouched`);
+    await pingOk(['c1', 0], ['c3', 0]);
+  } finally {
+    await fake.leave();
+  }
+  await cs.connected('c1', 'c1-n1', ['c2', 'c3']);
+});
+
+test('the broker stopped: cables keep carrying traffic past the endpoint TTL; on its return all reconnect', async () => {
+  cs.stopBroker();
+  await new Promise((r) => setTimeout(r, 12_000)); // endpoint leases (10 s) expire in etcd meanwhile
+  await pingOk(['c1', 0], ['c2', 1]);
+  await pingOk(['c3', 0], ['c1', 0]);
+  cs.startBroker();
+  for (const [c, n] of [['c1', 'c1-n1'], ['c2', 'c2-n2'], ['c3', 'c3-n1']] as const) {
+    await cs.connected(c, n, ['c1', 'c2', 'c3'].filter((x) => x !== c));
+  }
+  await pingOk(['c2', 1], ['c3', 0]);
+});
+
+test('a cluster leaves: its cables go in every other cluster', async () => {
+  const c3 = ['c3-n1', 'c3-n2'].map((name) => gw.get(name));
+  for (const p of c3) if (p !== undefined) kill(p.proc, 'SIGTERM');
+  for (const p of c3) if (p !== undefined) await exited(p.proc);
+  const left = await isthmus(['leave', '--cluster', 'c3', '--broker', cs.broker, '--broker-tls-dir', cs.path('c3')]);
+  assert.is(left.code, 0, left.stderr);
+  assert.match(left.stdout, 'c3 left the clusterset');
+  await cs.connected('c1', 'c1-n1', ['c2']);
+  await cs.connected('c2', 'c2-n2', ['c1']);
+  for (const [c, i] of [['c1', 0], ['c2', 1]] as const) {
+    const routes = await inNetns(cs.node(c, i).netns, 'ip', ['route', 'show', '10.3.0.0/16']);
+    assert.is(routes.stdout.trim(), '', `${c} still routes c3's pod CIDR: ${routes.stdout}`);
+  }
+  await pingOk(['c1', 0], ['c2', 1]);
+  const again = await isthmus(['leave', '--cluster', 'c3', '--broker', cs.broker, '--broker-tls-dir', cs.path('c3')]);
+  assert.match(again.stdout, 'was not in the clusterset');
+});
+
+test.run();

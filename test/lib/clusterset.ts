@@ -1,0 +1,243 @@
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
+import { EndpointKeeper, type EndpointInput } from '../../core/broker-api/index.ts';
+import { createLogger } from '../../core/index.ts';
+import { brokerClientFromDir } from '../../cli/broker-client.ts';
+import { projectRoot, type SandboxState } from '../../sandbox/index.ts';
+import { eventually, isthmus, kubectl, type Run } from './cli.ts';
+import { inNetns } from './netns.ts';
+
+/**
+ * An e2e clusterset on the sandbox, with real parts only: `sandbox up` (real
+ * apiservers for the Lease and the Gateway status), the clusterset's PKI from
+ * `isthmus certs`, a real etcd and `isthmus broker` on the host's wan address, and
+ * `isthmus gateway` processes in the gateway nodes' namespaces. Every process it starts
+ * runs in its own process group, is logged to `<dir>/<name>.log`, and is killed by
+ * close(), which also takes the sandbox down and removes the folder.
+ *
+ * Each gateway node gets a "health address": the first address of its pod CIDR, on lo.
+ * Until the route agent exists, traffic between clusters is sent between those.
+ */
+export type DriverName = 'wireguard' | 'ipsec' | 'vxlan';
+
+export interface GatewayObj {
+  status?: {
+    haStatus?: string;
+    summary?: string;
+    statusFailure?: string;
+    connections?: { cluster: string; status: string; statusMessage?: string; endpoint?: string; usingIP?: string; rtt?: { avgMs?: number }; natTraversal?: boolean }[];
+    localEndpoint?: { behindNAT?: boolean; publicIP?: string };
+  };
+}
+
+export interface GatewayProc {
+  readonly cluster: string;
+  readonly node: string;
+  readonly netns: string;
+  readonly proc: ChildProcess;
+}
+
+export interface ClustersetOptions {
+  readonly clusters: number;
+  readonly gateways: number;
+  readonly nat: readonly string[];
+  readonly portBase: number;
+}
+
+function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = createServer();
+    s.listen(0, '127.0.0.1', () => {
+      const port = (s.address() as { port: number }).port;
+      s.close(() => resolve(port));
+    });
+  });
+}
+
+function must(r: Run, what: string): void {
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}): ${r.stderr}`);
+}
+
+export class Clusterset {
+  readonly dir = mkdtempSync('/tmp/isthmus-cs-');
+  readonly sandboxDir = join(this.dir, 'sandbox');
+  readonly env = { ISTHMUS_SANDBOX_DIR: this.sandboxDir };
+  readonly kubeconfig = join(this.sandboxDir, 'kubeconfig');
+  readonly #cli = join(projectRoot(), 'cli', 'main.ts');
+  readonly #procs: ChildProcess[] = [];
+  readonly #healthIps = new Map<string, string>();
+  #broker: ChildProcess | undefined;
+  #etcd = '';
+  #brokerPort = 0;
+  #state: SandboxState | undefined;
+
+  path(p: string): string {
+    return join(this.dir, p);
+  }
+
+  get state(): SandboxState {
+    this.#state ??= JSON.parse(readFileSync(join(this.sandboxDir, 'state.json'), 'utf8')) as SandboxState;
+    return this.#state;
+  }
+
+  get broker(): string {
+    return `172.29.0.1:${this.#brokerPort}`;
+  }
+
+  /** The sandbox, the PKI, etcd, the broker, the Gateway CRD and the isthmus-system namespace. */
+  async up(o: ClustersetOptions): Promise<void> {
+    must(await isthmus(['sandbox', 'up', '--clusters', String(o.clusters), '--nodes', String(Math.max(2, o.gateways)), '--gateways', String(o.gateways),
+      ...(o.nat.length > 0 ? ['--nat', o.nat.join(',')] : []), '--port-base', String(o.portBase)], this.env), 'sandbox up');
+    must(await isthmus(['certs', 'ca', 'create', '--out', this.path('ca')]), 'certs ca create');
+    must(await isthmus(['certs', 'issue', '--ca', this.path('ca'), '--server', '--san', '172.29.0.1', '--out', this.path('broker')]), 'broker certificate');
+    for (const c of this.state.clusters) {
+      must(await isthmus(['certs', 'issue', '--ca', this.path('ca'), '--cluster', c.name, '--out', this.path(c.name)]), `${c.name} certificate`);
+    }
+    const etcdPort = await freePort();
+    this.#start('etcd', '/usr/bin/etcd', ['--data-dir', this.path('etcd'), '--listen-client-urls', `http://127.0.0.1:${etcdPort}`,
+      '--advertise-client-urls', `http://127.0.0.1:${etcdPort}`, '--listen-peer-urls', `http://127.0.0.1:${await freePort()}`, '--log-level', 'warn']);
+    this.#brokerPort = await freePort();
+    this.#etcd = `http://127.0.0.1:${etcdPort}`;
+    this.startBroker();
+    const crd = join(projectRoot(), 'deploy', 'crds', 'gateways.isthmus.dev.json');
+    for (const c of this.state.clusters) {
+      await this.kubectl(c.name, ['apply', '-f', crd]);
+      await this.kubectl(c.name, ['create', 'namespace', 'isthmus-system']);
+    }
+    for (const c of this.state.clusters) await this.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/gateways.isthmus.dev', '--timeout=30s']);
+  }
+
+  startBroker(): void {
+    this.#broker = this.#start('broker', process.execPath, ['--no-warnings', this.#cli, 'broker', '--etcd', this.#etcd, '--listen', this.broker, '--tls-dir', this.path('broker')]);
+  }
+
+  stopBroker(): void {
+    if (this.#broker !== undefined) kill(this.#broker, 'SIGKILL', true);
+    this.#broker = undefined;
+  }
+
+  kubectl(context: string, args: readonly string[]): Promise<string> {
+    return kubectl(this.kubeconfig, context, args);
+  }
+
+  node(cluster: string, index: number): SandboxState['clusters'][number]['nodes'][number] {
+    const n = this.state.clusters.find((c) => c.name === cluster)?.nodes[index];
+    if (n === undefined) throw new Error(`no node ${index} in ${cluster}`);
+    return n;
+  }
+
+  /** The first address of the node's pod CIDR (put on its lo by startGateway). */
+  async healthIp(cluster: string, index: number): Promise<string> {
+    const name = this.node(cluster, index).name;
+    let ip = this.#healthIps.get(name);
+    if (ip === undefined) {
+      const podCidr = (await this.kubectl(cluster, ['get', 'node', name, '-o', 'jsonpath={.spec.podCIDR}'])).trim();
+      ip = podCidr.replace(/\.0\/\d+$/, '.1');
+      this.#healthIps.set(name, ip);
+    }
+    return ip;
+  }
+
+  /** `isthmus gateway` on gateway node `index` of `cluster`. */
+  async startGateway(cluster: string, index: number, driver: DriverName, extra: readonly string[] = []): Promise<GatewayProc> {
+    const c = this.state.clusters.find((x) => x.name === cluster);
+    const n = this.node(cluster, index);
+    if (c === undefined || n.wan === undefined) throw new Error(`${n.name} is not a gateway node`);
+    const healthIp = await this.healthIp(cluster, index);
+    execFileSync('ip', ['-n', n.netns, 'addr', 'replace', `${healthIp}/32`, 'dev', 'lo']);
+    const tls = driver === 'ipsec' ? ['--tls-dir', await this.#gatewayCert(cluster, n.name)] : [];
+    const proc = this.#start(`gateway-${n.name}`, 'ip', ['netns', 'exec', n.netns, process.execPath, '--no-warnings', this.#cli, 'gateway',
+      '--cluster', cluster, '--hostname', n.name, '--broker', this.broker, '--broker-tls-dir', this.path(cluster),
+      '--driver', driver, '--private-ip', n.wan.ip, '--pod-cidrs', c.podCidr, '--service-cidrs', c.serviceCidr,
+      '--health-check-ip', healthIp, '--kubeconfig', join(c.dir, 'kubelet.kubeconfig'), '--state-dir', this.path(`state-${n.name}`),
+      ...(driver === 'wireguard' ? ['--private-sockets'] : []), ...tls, ...extra]);
+    return { cluster, node: n.name, netns: n.netns, proc };
+  }
+
+  async #gatewayCert(cluster: string, node: string): Promise<string> {
+    const out = this.path(`gw-cert-${node}`);
+    must(await isthmus(['certs', 'issue', '--ca', this.path('ca'), '--gateway', node, '--cluster', cluster, '--out', out]), `${node} gateway certificate`);
+    return out;
+  }
+
+  /**
+   * A remote cluster that only exists at the broker: its Cluster record and an Endpoint
+   * (kept published) as a misconfigured gateway would send them. leave() unregisters it.
+   */
+  /** `cidrs`: its pod and service CIDR. */
+  async fakeRemote(id: string, cidrs: readonly [string, string], endpoint: Omit<EndpointInput, 'cluster_id'>): Promise<{ leave(): Promise<void> }> {
+    must(await isthmus(['certs', 'issue', '--ca', this.path('ca'), '--cluster', id, '--out', this.path(id)]), `${id} certificate`);
+    const client = brokerClientFromDir(this.broker, this.path(id), createLogger({ component: 'test', cluster: id, level: 'warn' }));
+    await client.registerCluster({ cluster_id: id, pod_cidrs: [cidrs[0]], service_cidrs: [cidrs[1]] });
+    const keeper = new EndpointKeeper(client, { ...endpoint, cluster_id: id }, { ttlSeconds: 30 });
+    keeper.start();
+    await keeper.published;
+    return {
+      async leave() {
+        await keeper.stop(false);
+        await client.unregisterCluster(id);
+        client.close();
+      },
+    };
+  }
+
+  async gateway(cluster: string, name: string): Promise<GatewayObj | undefined> {
+    return JSON.parse(await this.kubectl(cluster, ['-n', 'isthmus-system', 'get', 'gateways.isthmus.dev', name, '-o', 'json'])) as GatewayObj;
+  }
+
+  /** Waits until `name`'s Gateway is active with exactly `remotes` connections, all connected with an RTT. */
+  async connected(cluster: string, name: string, remotes: readonly string[], timeoutMs = 90_000): Promise<GatewayObj> {
+    return eventually(`${name}: active, connected to ${remotes.join(', ')}`, async () => {
+      const o = await this.gateway(cluster, name).catch(() => undefined);
+      const conns = o?.status?.connections ?? [];
+      const ok = o?.status?.haStatus === 'active' && conns.length === remotes.length
+        && remotes.every((r) => conns.some((x) => x.cluster === r && x.status === 'connected' && x.rtt?.avgMs !== undefined));
+      return ok ? o : undefined;
+    }, timeoutMs);
+  }
+
+  /** One ping between two gateway nodes' health addresses (through the cable between their clusters). */
+  async ping(from: readonly [string, number], to: readonly [string, number], count = 1): Promise<Run> {
+    const src = await this.healthIp(from[0], from[1]);
+    const dst = await this.healthIp(to[0], to[1]);
+    return inNetns(this.node(from[0], from[1]).netns, 'ping', ['-n', '-c', String(count), '-W', '1', '-I', src, dst]);
+  }
+
+  #start(name: string, command: string, args: readonly string[]): ChildProcess {
+    const log = openSync(this.path(`${name}.log`), 'a');
+    const p = spawn(command, args, { stdio: ['ignore', log, log], detached: true });
+    this.#procs.push(p);
+    return p;
+  }
+
+  log(name: string): string {
+    try {
+      return readFileSync(this.path(`${name}.log`), 'utf8');
+    } catch {
+      return '';
+    }
+  }
+
+  async close(): Promise<void> {
+    for (const p of this.#procs) kill(p, 'SIGKILL', true);
+    await isthmus(['sandbox', 'down'], this.env);
+    if (process.env['ISTHMUS_KEEP_TEST_DIR'] === undefined) execFileSync('rm', ['-rf', this.dir]);
+    else process.stdout.write(`  kept ${this.dir} (ISTHMUS_KEEP_TEST_DIR)\n`);
+  }
+}
+
+/** Signals a started process (or its whole group); no error when it is gone. */
+export function kill(p: ChildProcess, signal: NodeJS.Signals, group = false): void {
+  try {
+    process.kill(group ? -(p.pid ?? 0) : (p.pid ?? 0), signal);
+  } catch {
+    /* gone */
+  }
+}
+
+/** Resolves when the process has exited. */
+export function exited(p: ChildProcess): Promise<void> {
+  return new Promise((resolve) => (p.exitCode !== null || p.signalCode !== null ? resolve() : p.once('exit', () => resolve())));
+}
