@@ -7,6 +7,7 @@ import { BrokerClient } from '../core/broker-api/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
 import { GatewayEngine } from '../gateway/engine.ts';
+import { DEFAULT_NAT_PROBE_PORT } from '../gateway/nat-probe.ts';
 import { optionRecord, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -38,6 +39,7 @@ const schema = {
   healthPort: int('health probe UDP port (default 4801)', 4801, 1, 65535),
   healthInterval: int('ms between health probes (default 1000)', 1000, 100, 60_000),
   forceNat: bool('force NAT traversal (UDP encapsulation) (default false)', false),
+  natProbePort: int(`UDP port of the NAT discovery probe on the private address, published to the peers; 0 = off (default ${DEFAULT_NAT_PROBE_PORT})`, DEFAULT_NAT_PROBE_PORT, 0, 65535),
   namespace: str('namespace of the Lease and the Gateway resource (default isthmus-system)', 'isthmus-system'),
   leaseName: str('name of the active/passive Lease (default isthmus-gateway)', 'isthmus-gateway'),
   leaseMs: int('lease duration in ms (default 2000)', 2000, 500, 60_000),
@@ -86,8 +88,8 @@ export const gatewayCommand: Command = {
       clusterId: cfg.cluster, hostname: cfg.hostname, privateIp: cfg.privateIp, publicIp: cfg.publicIp,
       port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
       podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
-      healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, namespace: cfg.namespace, leaseName: cfg.leaseName,
-      leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
+      healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
+      leaseName: cfg.leaseName, leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
     }, { kubeConfig, broker, driver: setup.driver, secrets: setup.secrets, backend: setup.backend, logger });
     await engine.start();
     await new Promise<void>((resolve) => {
