@@ -5,6 +5,7 @@ import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
 import { desiredCables, guessVerdict, newestEndpoints, publicAddressOf, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
 import { HealthProber, startResponder, type ProbeTarget } from './health.ts';
 import { LeaderElector } from './leader.ts';
+import type { GatewayMetrics } from './metrics.ts';
 import { NatDiscovery } from './nat-discovery.ts';
 import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
 import { gatewayStatus } from './status.ts';
@@ -14,7 +15,8 @@ import { gatewayStatus } from './status.ts';
  * one of them active. The active one registers its cluster, keeps its Endpoint
  * published at the broker (under a broker lease), watches the remote clusters and
  * endpoints, and reconciles one cable per remote cluster through its CableDriver;
- * it probes every cable's health and every gateway writes its `Gateway` status.
+ * it probes every cable's health and every gateway writes its `Gateway` status (and
+ * feeds the same status to its Prometheus metrics).
  *
  * NAT discovery: every gateway answers NAT probes on its private address (the port is
  * published as `nat-probe`); the active one probes each remote endpoint that publishes
@@ -67,11 +69,13 @@ export interface GatewayDeps {
   readonly backend: Readonly<Record<string, string>>;
   readonly logger: Logger;
   readonly clock?: Clock;
+  readonly metrics?: GatewayMetrics;
 }
 
 const LOST_TO_FAIL = 3;
 
 export class GatewayEngine {
+  readonly name = 'gateway';
   readonly #c: GatewayConfig;
   readonly #d: GatewayDeps;
   readonly #clock: Clock;
@@ -91,6 +95,8 @@ export class GatewayEngine {
   #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
   #natProbe: NatProbe | undefined;
   #nat: NatDiscovery | undefined;
+  #started = false;
+  #synced = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #failure: string | undefined;
   #working: Promise<void> | undefined;
@@ -112,6 +118,11 @@ export class GatewayEngine {
 
   get active(): boolean {
     return this.#active;
+  }
+
+  /** For /readyz: started and, when active, the broker cache has synced. */
+  get ready(): boolean {
+    return this.#started && (!this.#active || this.#synced);
   }
 
   get local(): LocalEndpoint {
@@ -143,6 +154,7 @@ export class GatewayEngine {
     this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
     this.#timer = setInterval(() => void this.#tick(), this.#c.healthIntervalMs);
     this.#leader.start();
+    this.#started = true;
   }
 
   /** A process stop: cables, endpoint and Lease stay (a restarted gateway adopts them). */
@@ -205,11 +217,13 @@ export class GatewayEngine {
     this.#cache = cache;
     cache.start();
     await cache.synced;
+    this.#synced = true;
     this.#queue.add('cables');
   }
 
   async #deactivate(): Promise<void> {
     this.#active = false;
+    this.#synced = false;
     this.#nat?.clear();
     await this.#keeper?.stop(true);
     this.#keeper = undefined;
@@ -232,6 +246,17 @@ export class GatewayEngine {
   async #reconcile(): Promise<void> {
     const cache = this.#cache;
     if (!this.#active || cache === undefined) return;
+    const startedAt = this.#clock.now();
+    try {
+      await this.#reconcileFrom(cache);
+      this.#d.metrics?.reconciled('ok', (this.#clock.now() - startedAt) / 1000);
+    } catch (err) {
+      this.#d.metrics?.reconciled('failed', (this.#clock.now() - startedAt) / 1000);
+      throw err;
+    }
+  }
+
+  async #reconcileFrom(cache: BrokerCache): Promise<void> {
     const endpoints: (RemoteEndpoint & { healthCheckIp: string })[] = cache.keys('ENDPOINT').flatMap((key) => {
       const e = cache.get('ENDPOINT', key) as Endpoint | undefined;
       if (e === undefined) return [];
@@ -298,6 +323,7 @@ export class GatewayEngine {
       nat: this.#active ? (this.#nat?.states() ?? new Map()) : new Map(),
       ...(this.#failure === undefined ? {} : { failure: this.#failure }),
     });
+    this.#d.metrics?.updateFromStatus(status);
     if (this.#active) this.#nat?.reprobe(status.connections.filter((c) => c.status === 'error').map((c) => c.cluster));
     const ref = { group: 'isthmus.dev', version: 'v1alpha1', namespace: this.#c.namespace, plural: 'gateways', name: this.#c.hostname };
     let current: Record<string, unknown>;
