@@ -23,8 +23,8 @@ export interface RemoteEndpoint {
   /** The source address the broker saw when the endpoint was published, or '' */
   readonly observedIp: string;
   readonly port: number;
-  /** Its published nat-probe port, 0 when it has none (it is not probed). */
-  readonly natProbePort: number;
+  /** Its published nat-probe port; absent or 0 when it has none (it is not probed). */
+  readonly natProbePort?: number;
   readonly driver: string;
   readonly backend: Readonly<Record<string, string>>;
   /** Broker revision of the endpoint's last change. */

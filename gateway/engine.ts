@@ -273,9 +273,9 @@ export class GatewayEngine {
     const local = { clusterId: this.#c.clusterId, driver: this.#d.driver.name };
     // the newest endpoint of each cluster, as desiredCables chooses it
     const chosen = newestEndpoints(local, endpoints);
-    this.#nat?.update(chosen.filter((e) => e.natProbePort !== 0).map((e) => ({
+    this.#nat?.update(chosen.flatMap((e) => (e.natProbePort === undefined || e.natProbePort === 0 ? [] : [{
       cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort, guess: guessVerdict(e),
-    })));
+    }])));
     const view = { ...local, behindNat: this.#behindNat(), forceNatTraversal: this.#c.forceNatTraversal };
     const desired = desiredCables(view, endpoints, clusters, this.#nat?.verdicts());
     const result = await this.#d.driver.set(desired);

@@ -15,7 +15,7 @@ const natted: RemoteEndpoint = {
   clusterId: 'c3', hostname: 'c3-n1', privateIp: '172.28.3.10', publicIp: '', observedIp: '172.29.0.13', port: 51820, natProbePort: 4490,
   driver: 'wireguard', backend: {}, revision: 7,
 };
-const candidate = (e: RemoteEndpoint): NatCandidate => ({ cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort, guess: guessVerdict(e) });
+const candidate = (e: RemoteEndpoint): NatCandidate => ({ cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort ?? 0, guess: guessVerdict(e) });
 const PRIVATE: NatProbeResult = { verdict: 'private', seen: { ip: '172.29.0.11', port: 4490 }, behindNat: false };
 
 function setup(reprobeMs = 30_000) {
