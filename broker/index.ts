@@ -4,5 +4,4 @@
 export * from '../core/broker-api/index.ts';
 export { BrokerServer, type BrokerServerOptions } from './server.ts';
 export { PREFIX as ETCD_PREFIX, etcdKey, parseEtcdKey } from './keys.ts';
-export { MetricsServer } from './metrics.ts';
 export { DEFAULT_GLOBAL_CIDR_POOL } from './store.ts';

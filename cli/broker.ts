@@ -1,6 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
-import { Lifecycle, bool, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
-import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL, MetricsServer } from '../broker/index.ts';
+import { Lifecycle, MetricsServer, bool, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
+import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL } from '../broker/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 

@@ -1,12 +1,14 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
+  Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
 import { BrokerClient } from '../core/broker-api/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
 import { GatewayEngine } from '../gateway/engine.ts';
+import { GatewayMetrics } from '../gateway/metrics.ts';
+import { DEFAULT_NAT_PROBE_PORT } from '../gateway/nat-probe.ts';
 import { optionRecord, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -38,6 +40,8 @@ const schema = {
   healthPort: int('health probe UDP port (default 4801)', 4801, 1, 65535),
   healthInterval: int('ms between health probes (default 1000)', 1000, 100, 60_000),
   forceNat: bool('force NAT traversal (UDP encapsulation) (default false)', false),
+  natProbePort: int(`UDP port of the NAT discovery probe on the private address, published to the peers; 0 = off (default ${DEFAULT_NAT_PROBE_PORT})`, DEFAULT_NAT_PROBE_PORT, 0, 65535),
+  metrics: optionalStr('host:port to serve Prometheus metrics at /metrics and probes at /healthz, /readyz (default off)'),
   namespace: str('namespace of the Lease and the Gateway resource (default isthmus-system)', 'isthmus-system'),
   leaseName: str('name of the active/passive Lease (default isthmus-gateway)', 'isthmus-gateway'),
   leaseMs: int('lease duration in ms (default 2000)', 2000, 500, 60_000),
@@ -82,20 +86,21 @@ export const gatewayCommand: Command = {
       logger,
     });
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+    const metrics = new GatewayMetrics();
     const engine = new GatewayEngine({
       clusterId: cfg.cluster, hostname: cfg.hostname, privateIp: cfg.privateIp, publicIp: cfg.publicIp,
       port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
       podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
-      healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, namespace: cfg.namespace, leaseName: cfg.leaseName,
-      leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
-    }, { kubeConfig, broker, driver: setup.driver, secrets: setup.secrets, backend: setup.backend, logger });
-    await engine.start();
-    await new Promise<void>((resolve) => {
-      process.once('SIGTERM', resolve);
-      process.once('SIGINT', resolve);
-    });
-    await engine.stop();
-    broker.close();
+      healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
+      leaseName: cfg.leaseName, leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
+    }, { kubeConfig, broker, driver: setup.driver, secrets: setup.secrets, backend: setup.backend, logger, metrics });
+    // metrics first: /healthz answers while the engine starts, /readyz says when it is ready
+    const services = cfg.metrics === undefined ? [engine] : [new MetricsServer(metrics.registry, cfg.metrics, async () => engine.ready), engine];
+    try {
+      await new Lifecycle(services, logger).runUntilSignal();
+    } finally {
+      broker.close();
+    }
     return 0;
   },
 };

@@ -15,3 +15,4 @@ export * from './workqueue.ts';
 export * from './netns-runner.ts';
 export * from './wgkey.ts';
 export * from './serial.ts';
+export * from './metrics-server.ts';

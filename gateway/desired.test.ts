@@ -1,10 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { desiredCables, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
+import { desiredCables, guessVerdict, newestEndpoints, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
 
 const ep = (clusterId: string, over: Partial<RemoteEndpoint> = {}): RemoteEndpoint => ({
   clusterId, hostname: `${clusterId}-n1`, privateIp: `172.29.0.1${clusterId.slice(1)}`, publicIp: '', observedIp: `172.29.0.1${clusterId.slice(1)}`,
-  port: 51820, driver: 'wireguard', backend: { 'public-key': `key-${clusterId}` }, revision: 10, ...over,
+  port: 51820, natProbePort: 4490, driver: 'wireguard', backend: { 'public-key': `key-${clusterId}` }, revision: 10, ...over,
 });
 const clusters = new Map<string, RemoteCluster>([
   ['c1', { clusterId: 'c1', cidrs: ['10.1.0.0/16', '10.101.0.0/16'] }],
@@ -44,6 +44,20 @@ test('other drivers and clusters without a record are skipped; a probe verdict o
   assert.equal(desiredCables(local, [ep('c2', { driver: 'ipsec' }), ep('c9')], clusters), []);
   const natted = ep('c3', { privateIp: '172.28.3.10', observedIp: '172.29.0.13' });
   assert.is(desiredCables(local, [natted], clusters, new Map([['c3', 'private' as const]]))[0]?.remoteIp, '172.28.3.10');
+});
+
+test('a public verdict sends the cable to the public address even when the guess was private', () => {
+  const e = ep('c2', { publicIp: '198.51.100.2', observedIp: '172.29.0.12' });
+  assert.is(desiredCables(local, [e], clusters)[0]?.remoteIp, '198.51.100.2', 'a configured public address other than the private one: the guess is public');
+  const plain = ep('c2');
+  assert.is(guessVerdict(plain), 'private');
+  assert.is(desiredCables(local, [plain], clusters, new Map([['c2', 'public' as const]]))[0]?.remoteIp, '172.29.0.12', 'no public address but the private one');
+  assert.is(desiredCables(local, [e], clusters, new Map([['c2', 'private' as const]]))[0]?.remoteIp, '172.29.0.12');
+});
+
+test('newestEndpoints: one per remote cluster on our driver, highest revision, sorted', () => {
+  const got = newestEndpoints(local, [ep('c3', { revision: 2 }), ep('c2', { revision: 4, hostname: 'old' }), ep('c2', { revision: 5, hostname: 'new' }), ep('c1'), ep('c4', { driver: 'ipsec' })]);
+  assert.equal(got.map((e) => [e.clusterId, e.hostname]), [['c2', 'new'], ['c3', 'c3-n1']]);
 });
 
 test('same input, same output (pure)', () => {

@@ -9,8 +9,10 @@ import type { CableSpec } from './cable/driver.ts';
  * Address choice: a remote whose broker-observed source address differs from its
  * private address sits behind NAT — it is reached at its public address, with NAT
  * traversal on; the same when this gateway is behind NAT or NAT traversal is forced.
- * Otherwise the private address is used. A probe that found the private address
- * unreachable (or reachable) overrides that guess.
+ * Otherwise the private address is used. That is a guess, so the first packet need
+ * not wait: a NAT probe verdict (see nat-probe.ts) for the cluster overrides it,
+ * 'private' when the remote's private address answered, 'public' when only its public
+ * one did.
  */
 export interface RemoteEndpoint {
   readonly clusterId: string;
@@ -21,6 +23,8 @@ export interface RemoteEndpoint {
   /** The source address the broker saw when the endpoint was published, or '' */
   readonly observedIp: string;
   readonly port: number;
+  /** Its published nat-probe port; absent or 0 when it has none (it is not probed). */
+  readonly natProbePort?: number;
   readonly driver: string;
   readonly backend: Readonly<Record<string, string>>;
   /** Broker revision of the endpoint's last change. */
@@ -52,24 +56,34 @@ export function remoteBehindNat(e: RemoteEndpoint): boolean {
   return pub !== e.privateIp;
 }
 
+/** The address choice without a probe verdict. */
+export function guessVerdict(e: RemoteEndpoint): ProbeVerdict {
+  return remoteBehindNat(e) ? 'public' : 'private';
+}
+
+/** The endpoint a cable goes to for each remote cluster on our driver (highest revision), sorted by cluster. */
+export function newestEndpoints<E extends RemoteEndpoint>(local: Pick<LocalView, 'clusterId' | 'driver'>, endpoints: readonly E[]): E[] {
+  const newest = new Map<string, E>();
+  for (const e of endpoints) {
+    if (e.clusterId === local.clusterId || e.driver !== local.driver) continue;
+    const have = newest.get(e.clusterId);
+    if (have === undefined || e.revision > have.revision) newest.set(e.clusterId, e);
+  }
+  return [...newest.values()].sort((a, b) => a.clusterId.localeCompare(b.clusterId));
+}
+
 export function desiredCables(
   local: LocalView,
   endpoints: readonly RemoteEndpoint[],
   clusters: ReadonlyMap<string, RemoteCluster>,
   probes: ReadonlyMap<string, ProbeVerdict> = new Map(),
 ): CableSpec[] {
-  const newest = new Map<string, RemoteEndpoint>();
-  for (const e of endpoints) {
-    if (e.clusterId === local.clusterId || e.driver !== local.driver) continue;
-    const have = newest.get(e.clusterId);
-    if (have === undefined || e.revision > have.revision) newest.set(e.clusterId, e);
-  }
   const out: CableSpec[] = [];
-  for (const e of [...newest.values()].sort((a, b) => a.clusterId.localeCompare(b.clusterId))) {
+  for (const e of newestEndpoints(local, endpoints)) {
     const cluster = clusters.get(e.clusterId);
     if (cluster === undefined || cluster.cidrs.length === 0) continue; // endpoint before its cluster record: wait
     const nat = remoteBehindNat(e) || local.behindNat;
-    const verdict = probes.get(e.clusterId) ?? (remoteBehindNat(e) ? 'public' : 'private');
+    const verdict = probes.get(e.clusterId) ?? guessVerdict(e);
     out.push({
       remoteCluster: e.clusterId,
       remoteIp: verdict === 'public' ? publicAddressOf(e) : e.privateIp,

@@ -2,9 +2,12 @@ import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
 import { Serial, WorkQueue, messageOf, systemClock, type Clock, type Logger } from '../core/index.ts';
 import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
 import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
-import { desiredCables, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
+import { desiredCables, guessVerdict, newestEndpoints, publicAddressOf, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
 import { HealthProber, startResponder, type ProbeTarget } from './health.ts';
 import { LeaderElector } from './leader.ts';
+import type { GatewayMetrics } from './metrics.ts';
+import { NatDiscovery } from './nat-discovery.ts';
+import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
 import { gatewayStatus } from './status.ts';
 
 /**
@@ -12,14 +15,23 @@ import { gatewayStatus } from './status.ts';
  * one of them active. The active one registers its cluster, keeps its Endpoint
  * published at the broker (under a broker lease), watches the remote clusters and
  * endpoints, and reconciles one cable per remote cluster through its CableDriver;
- * it probes every cable's health and every gateway writes its `Gateway` status.
+ * it probes every cable's health and every gateway writes its `Gateway` status (and
+ * feeds the same status to its Prometheus metrics).
+ *
+ * NAT discovery: every gateway answers NAT probes on its private address (the port is
+ * published as `nat-probe`); the active one probes each remote endpoint that publishes
+ * one when it appears or its addresses change, and every `natReprobeMs` while its
+ * cable is in error. A cable is first set from desiredCables' guess, so the first
+ * packet never waits for a probe; a verdict that changes the choice (or shows this
+ * gateway behind NAT) reconciles again.
  *
  * Invariants: cables are set only from a synced broker cache (never from an empty
  * one at start), so a restart adopts what exists; the broker being unreachable
- * changes nothing that works (the cache keeps its last state); losing the Lease
- * withdraws the endpoint and removes the cables (another gateway has them);
- * stop() (a process restart) leaves cables, endpoint and Lease to expire or be
- * adopted.
+ * changes nothing that works (the cache keeps its last state); probe verdicts are
+ * kept only for the current endpoint of a current remote cluster; losing the Lease
+ * withdraws the endpoint, removes the cables (another gateway has them) and forgets
+ * the verdicts; stop() (a process restart) leaves cables, endpoint and Lease to
+ * expire or be adopted.
  */
 export interface GatewayConfig {
   readonly clusterId: string;
@@ -35,6 +47,10 @@ export interface GatewayConfig {
   readonly healthPort: number;
   readonly healthIntervalMs: number;
   readonly forceNatTraversal: boolean;
+  /** UDP port of the NAT probe responder on the private address; 0 = no NAT probes. */
+  readonly natProbePort: number;
+  /** How often a remote whose cable is in error is probed again (default 30 s). */
+  readonly natReprobeMs?: number;
   readonly namespace: string;
   readonly leaseName: string;
   readonly leaseMs: number;
@@ -53,11 +69,13 @@ export interface GatewayDeps {
   readonly backend: Readonly<Record<string, string>>;
   readonly logger: Logger;
   readonly clock?: Clock;
+  readonly metrics?: GatewayMetrics;
 }
 
 const LOST_TO_FAIL = 3;
 
 export class GatewayEngine {
+  readonly name = 'gateway';
   readonly #c: GatewayConfig;
   readonly #d: GatewayDeps;
   readonly #clock: Clock;
@@ -75,6 +93,10 @@ export class GatewayEngine {
   #failed = new Map<string, string>();
   #prober: HealthProber | undefined;
   #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
+  #natProbe: NatProbe | undefined;
+  #nat: NatDiscovery | undefined;
+  #started = false;
+  #synced = false;
   #timer: ReturnType<typeof setInterval> | undefined;
   #failure: string | undefined;
   #working: Promise<void> | undefined;
@@ -98,6 +120,11 @@ export class GatewayEngine {
     return this.#active;
   }
 
+  /** For /readyz: started and, when active, the broker cache has synced. */
+  get ready(): boolean {
+    return this.#started && (!this.#active || this.#synced);
+  }
+
   get local(): LocalEndpoint {
     return { clusterId: this.#c.clusterId, privateIp: this.#c.privateIp, port: this.#c.port, cidrs: [...this.#c.podCidrs, ...this.#c.serviceCidrs], secrets: this.#d.secrets };
   }
@@ -110,9 +137,24 @@ export class GatewayEngine {
       });
       this.#prober = await HealthProber.open(this.#c.healthPort, this.#clock);
     }
+    if (this.#c.natProbePort !== 0) {
+      const { clusterId, privateIp, natProbePort } = this.#c;
+      const natProbe = await NatProbe.open({ address: privateIp, port: natProbePort, clusterId, clock: this.#clock, logger: this.#d.logger }).catch((err: unknown) => {
+        this.#d.logger.warn({ err: messageOf(err), ip: privateIp, port: natProbePort }, 'NAT probe responder not started; this gateway neither probes nor publishes a nat-probe port');
+        return undefined;
+      });
+      this.#natProbe = natProbe;
+      if (natProbe !== undefined) {
+        this.#nat = new NatDiscovery({
+          probe: (t) => natProbe.probe(t), onChange: () => this.#queue.add('cables'), clock: this.#clock, logger: this.#d.logger,
+          ...(this.#c.natReprobeMs === undefined ? {} : { reprobeMs: this.#c.natReprobeMs }),
+        });
+      }
+    }
     this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
     this.#timer = setInterval(() => void this.#tick(), this.#c.healthIntervalMs);
     this.#leader.start();
+    this.#started = true;
   }
 
   /** A process stop: cables, endpoint and Lease stay (a restarted gateway adopts them). */
@@ -126,6 +168,7 @@ export class GatewayEngine {
     await this.#working;
     this.#prober?.close();
     this.#responder?.close();
+    this.#natProbe?.close();
   }
 
   #switch(active: boolean): void {
@@ -145,7 +188,10 @@ export class GatewayEngine {
       hostname: this.#c.hostname,
       private_ip: this.#c.privateIp,
       public_ip: this.#c.publicIp,
-      ports: [{ name: 'cable', port: this.#c.port, protocol: 'UDP' }],
+      ports: [
+        { name: 'cable', port: this.#c.port, protocol: 'UDP' },
+        ...(this.#natProbe === undefined ? [] : [{ name: NAT_PROBE_PORT_NAME, port: this.#natProbe.port, protocol: 'UDP' }]),
+      ],
       cable_driver: this.#d.driver.name,
       backend_config: { ...this.#d.backend },
       health_check_ip: this.#c.healthCheckIp,
@@ -171,11 +217,14 @@ export class GatewayEngine {
     this.#cache = cache;
     cache.start();
     await cache.synced;
+    this.#synced = true;
     this.#queue.add('cables');
   }
 
   async #deactivate(): Promise<void> {
     this.#active = false;
+    this.#synced = false;
+    this.#nat?.clear();
     await this.#keeper?.stop(true);
     this.#keeper = undefined;
     await this.#cache?.stop();
@@ -187,28 +236,51 @@ export class GatewayEngine {
     await this.#d.driver.cleanup();
   }
 
+  /** This gateway is behind NAT: the broker saw it at another address (none configured), or a NAT probe did. */
+  #behindNat(): boolean {
+    const byBroker = this.#c.publicIp === '' && this.#observedIp !== '' && this.#observedIp !== this.#c.privateIp;
+    return byBroker || this.#nat?.natAddress !== undefined;
+  }
+
   /** The cables for the broker's current state (the cache must have synced). */
   async #reconcile(): Promise<void> {
     const cache = this.#cache;
     if (!this.#active || cache === undefined) return;
+    const startedAt = this.#clock.now();
+    try {
+      await this.#reconcileFrom(cache);
+      this.#d.metrics?.reconciled('ok', (this.#clock.now() - startedAt) / 1000);
+    } catch (err) {
+      this.#d.metrics?.reconciled('failed', (this.#clock.now() - startedAt) / 1000);
+      throw err;
+    }
+  }
+
+  async #reconcileFrom(cache: BrokerCache): Promise<void> {
     const endpoints: (RemoteEndpoint & { healthCheckIp: string })[] = cache.keys('ENDPOINT').flatMap((key) => {
       const e = cache.get('ENDPOINT', key) as Endpoint | undefined;
       if (e === undefined) return [];
       return [{
         clusterId: e.cluster_id, hostname: e.hostname, privateIp: e.private_ip, publicIp: e.public_ip, observedIp: e.observed_source_ip,
-        port: e.ports.find((p) => p.name === 'cable')?.port ?? e.ports[0]?.port ?? 0, driver: e.cable_driver, backend: e.backend_config,
+        port: e.ports.find((p) => p.name === 'cable')?.port ?? e.ports[0]?.port ?? 0,
+        natProbePort: e.ports.find((p) => p.name === NAT_PROBE_PORT_NAME && p.protocol === 'UDP')?.port ?? 0, driver: e.cable_driver, backend: e.backend_config,
         revision: this.#revisions.get(key) ?? 0, healthCheckIp: e.health_check_ip,
       }];
     });
     const clusters = new Map<string, RemoteCluster>(
       cache.list('CLUSTER').map((c: Cluster) => [c.cluster_id, { clusterId: c.cluster_id, cidrs: c.global_cidr !== '' ? [c.global_cidr] : [...c.pod_cidrs, ...c.service_cidrs] }]),
     );
-    const behindNat = this.#c.publicIp === '' && this.#observedIp !== '' && this.#observedIp !== this.#c.privateIp;
-    const desired = desiredCables({ clusterId: this.#c.clusterId, driver: this.#d.driver.name, behindNat, forceNatTraversal: this.#c.forceNatTraversal }, endpoints, clusters);
+    const local = { clusterId: this.#c.clusterId, driver: this.#d.driver.name };
+    // the newest endpoint of each cluster, as desiredCables chooses it
+    const chosen = newestEndpoints(local, endpoints);
+    this.#nat?.update(chosen.flatMap((e) => (e.natProbePort === undefined || e.natProbePort === 0 ? [] : [{
+      cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort, guess: guessVerdict(e),
+    }])));
+    const view = { ...local, behindNat: this.#behindNat(), forceNatTraversal: this.#c.forceNatTraversal };
+    const desired = desiredCables(view, endpoints, clusters, this.#nat?.verdicts());
     const result = await this.#d.driver.set(desired);
     this.#desired = desired;
-    // the newest endpoint of each cluster, as desiredCables chose it
-    const healthIps = new Map([...endpoints].sort((a, b) => a.revision - b.revision).map((e) => [e.clusterId, e.healthCheckIp]));
+    const healthIps = new Map(chosen.map((e) => [e.clusterId, e.healthCheckIp]));
     this.#targets = desired.flatMap((d) => {
       const address = healthIps.get(d.remoteCluster) ?? '';
       return address === '' ? [] : [{ cluster: d.remoteCluster, address }];
@@ -235,20 +307,24 @@ export class GatewayEngine {
         return [d.remoteCluster, { ...(w?.stats() ?? { lastMs: undefined, minMs: undefined, avgMs: undefined, maxMs: undefined, stddevMs: undefined, loss: 0, sent: 0 }), dead: w?.lostLast(LOST_TO_FAIL) ?? false }];
       }),
     );
+    const natAddress = this.#nat?.natAddress;
     const status = gatewayStatus({
       active: this.#active,
       local: {
         clusterID: this.#c.clusterId, hostname: this.#c.hostname, privateIP: this.#c.privateIp,
-        publicIP: this.#c.publicIp !== '' ? this.#c.publicIp : this.#observedIp,
-        behindNAT: this.#c.publicIp === '' && this.#observedIp !== '' && this.#observedIp !== this.#c.privateIp,
+        publicIP: this.#c.publicIp !== '' ? this.#c.publicIp : this.#observedIp !== '' ? this.#observedIp : natAddress ?? '',
+        behindNAT: this.#behindNat(), natSeenByProbe: natAddress !== undefined,
         cableDriver: this.#d.driver.name, port: this.#c.port,
       },
       desired: this.#desired,
       failed: this.#failed,
       cables,
       health,
+      nat: this.#active ? (this.#nat?.states() ?? new Map()) : new Map(),
       ...(this.#failure === undefined ? {} : { failure: this.#failure }),
     });
+    this.#d.metrics?.updateFromStatus(status);
+    if (this.#active) this.#nat?.reprobe(status.connections.filter((c) => c.status === 'error').map((c) => c.cluster));
     const ref = { group: 'isthmus.dev', version: 'v1alpha1', namespace: this.#c.namespace, plural: 'gateways', name: this.#c.hostname };
     let current: Record<string, unknown>;
     try {

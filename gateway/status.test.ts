@@ -2,12 +2,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { gatewayStatus, type StatusInput } from './status.ts';
 
-const local = { clusterID: 'c1', hostname: 'c1-n1', privateIP: '172.29.0.11', publicIP: '172.29.0.11', behindNAT: false, cableDriver: 'wireguard', port: 51820 };
+const local = { clusterID: 'c1', hostname: 'c1-n1', privateIP: '172.29.0.11', publicIP: '172.29.0.11', behindNAT: false, natSeenByProbe: false, cableDriver: 'wireguard', port: 51820 };
 const spec = (c: string, nat = false) => ({ remoteCluster: c, remoteIp: `172.29.0.1${c.slice(1)}`, remotePort: 51820, remoteCidrs: [], natTraversal: nat, backend: { 'public-key': 'PUB' } });
 const stats = (avg: number, dead = false) => ({ lastMs: avg, minMs: avg, avgMs: avg, maxMs: avg, stddevMs: 0, loss: dead ? 1 : 0, sent: 5, dead });
 
 function input(over: Partial<StatusInput>): StatusInput {
-  return { active: true, local, desired: [], failed: new Map(), cables: [], health: new Map(), ...over };
+  return { active: true, local, desired: [], failed: new Map(), cables: [], health: new Map(), nat: new Map(), ...over };
 }
 
 test('connected cables with RTT, summary and average', () => {
@@ -37,6 +37,17 @@ test('a refused spec is an error with its reason; a cable with no health answers
   ]);
   assert.is(s.summary, '0/3');
   assert.is(s.averageRTT, '-');
+});
+
+test('each connection tells what its NAT probe found, when the remote is probed', () => {
+  const s = gatewayStatus(input({
+    local: { ...local, behindNAT: true, natSeenByProbe: true },
+    desired: [spec('c2'), spec('c3'), spec('c4')],
+    nat: new Map([['c2', 'private'], ['c3', 'pending']]),
+  }));
+  assert.equal(s.connections.map((c) => [c.cluster, c.natDiscovery]), [['c2', 'private'], ['c3', 'pending'], ['c4', undefined]]);
+  assert.not.ok('natDiscovery' in (s.connections[2] ?? {}), 'an unprobed remote has no natDiscovery field');
+  assert.equal([s.localEndpoint.behindNAT, s.localEndpoint.natSeenByProbe], [true, true]);
 });
 
 test('a passive gateway reports no connections; secrets never appear', () => {

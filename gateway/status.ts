@@ -1,12 +1,15 @@
 import type { CableSpec, CableStatus } from './cable/driver.ts';
 import type { RttStats } from './health.ts';
+import type { NatDiscoveryState } from './nat-discovery.ts';
 
 /**
  * The `Gateway` resource's status (isthmus.dev/v1alpha1), built by a pure function
  * from the driver's view of each cable and the health probes. A cable the driver
  * calls connected but whose last `lostToFail` probes all went unanswered is reported
  * as `error` ("no answer to health probes"): the driver's handshake can be older
- * than the path's death. Never holds a secret: only public endpoint data.
+ * than the path's death. `natDiscovery` tells what the NAT probe of the remote found
+ * (absent when it publishes no nat-probe port or this gateway does not probe).
+ * Never holds a secret: only public endpoint data.
  */
 export interface ConnectionStatus {
   cluster: string;
@@ -15,6 +18,7 @@ export interface ConnectionStatus {
   endpoint: string;
   usingIP: string;
   natTraversal: boolean;
+  natDiscovery?: NatDiscoveryState;
   rtt?: { lastMs?: number; minMs?: number; avgMs?: number; maxMs?: number; stddevMs?: number };
   loss?: number;
   rxBytes?: number;
@@ -26,7 +30,14 @@ export interface GatewayStatus {
   summary: string;
   averageRTT: string;
   statusFailure?: string;
-  localEndpoint: { clusterID: string; hostname: string; privateIP: string; publicIP: string; behindNAT: boolean; cableDriver: string; port: number };
+  localEndpoint: {
+    clusterID: string; hostname: string; privateIP: string; publicIP: string;
+    /** By the broker's observed address or by a NAT probe. */
+    behindNAT: boolean;
+    /** A remote gateway's NAT probe answer saw this gateway at another address than its private one. */
+    natSeenByProbe: boolean;
+    cableDriver: string; port: number;
+  };
   connections: ConnectionStatus[];
 }
 
@@ -37,6 +48,7 @@ export interface StatusInput {
   readonly failed: ReadonlyMap<string, string>;
   readonly cables: readonly CableStatus[];
   readonly health: ReadonlyMap<string, RttStats & { dead: boolean }>;
+  readonly nat: ReadonlyMap<string, NatDiscoveryState>;
   readonly failure?: string;
 }
 
@@ -63,6 +75,8 @@ export function gatewayStatus(input: StatusInput): GatewayStatus {
           natTraversal: d.natTraversal,
         };
         if (message !== undefined) c.statusMessage = message;
+        const nat = input.nat.get(d.remoteCluster);
+        if (nat !== undefined) c.natDiscovery = nat;
         if (h !== undefined && h.sent > 0) {
           const rtt: NonNullable<ConnectionStatus['rtt']> = {};
           for (const [k, v] of [['lastMs', h.lastMs], ['minMs', h.minMs], ['avgMs', h.avgMs], ['maxMs', h.maxMs], ['stddevMs', h.stddevMs]] as const) {

@@ -1,10 +1,13 @@
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
-import { ErrorCodes, IsthmusError, messageOf, type Service } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
+import type { Service } from './lifecycle.ts';
 
 /**
  * Serves a prom-client registry at GET /metrics on host:port, plus /healthz (the process
- * answers) and /readyz (`ready()` resolves true: for the broker, it serves and etcd answers).
+ * answers) and /readyz (`ready()` resolves true: for the broker, it serves and etcd answers;
+ * for a gateway, the engine runs and, when active, its broker cache has synced).
+ * prom-client is a type import only: a part that serves metrics brings its registry.
  */
 export class MetricsServer implements Service {
   readonly name = 'metrics';
@@ -48,6 +51,12 @@ export class MetricsServer implements Service {
       this.#server?.once('error', (err) => reject(new IsthmusError(ErrorCodes.PORT_IN_USE, `cannot serve metrics on ${this.#listen}: ${messageOf(err)}`, { cause: err })));
       this.#server?.listen(Number(m[2]), host, resolve);
     });
+  }
+
+  /** The port it listens on (the one chosen when the address said port 0), once started. */
+  get port(): number {
+    const a = this.#server?.address();
+    return typeof a === 'object' && a !== null ? a.port : 0;
   }
 
   async stop(): Promise<void> {
