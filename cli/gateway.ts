@@ -1,15 +1,13 @@
-import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import {
   Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
-import { BrokerClient } from '../core/broker-api/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
 import { GatewayEngine } from '../gateway/engine.ts';
 import { GatewayMetrics } from '../gateway/metrics.ts';
 import { DEFAULT_NAT_PROBE_PORT } from '../gateway/nat-probe.ts';
 import { optionRecord, parseArgs } from './args.ts';
+import { brokerClientFromDir } from './broker-client.ts';
 import type { Command } from './command.ts';
 
 const ip = (what: string, def?: string) => custom(what, (raw) => {
@@ -46,7 +44,8 @@ const schema = {
   leaseName: str('name of the active/passive Lease (default isthmus-gateway)', 'isthmus-gateway'),
   leaseMs: int('lease duration in ms (default 2000)', 2000, 500, 60_000),
   renewDeadlineMs: int('renew deadline in ms (default 1500)', 1500, 200, 60_000),
-  retryMs: int('lease retry period in ms (default 500)', 500, 100, 10_000),
+  retryMs: int('lease retry period in ms (default 250)', 250, 50, 10_000),
+  resyncMs: int('ms between full reconciles, which repair what the OS lost (default 5000)', 5000, 500, 600_000),
   endpointTtl: int('broker lease TTL of the endpoint in s (default 10)', 10, 2, 300),
   privateSockets: bool('wireguard: private control-socket folder, for several gateways on one filesystem (sandbox); needs CAP_SYS_ADMIN (default false)', false),
   stateDir: str('folder for driver state and the WireGuard key (default /var/lib/isthmus/gateway)', '/var/lib/isthmus/gateway'),
@@ -75,16 +74,7 @@ export const gatewayCommand: Command = {
       ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
       ...(cfg.pskFile === undefined ? {} : { pskFile: cfg.pskFile }),
     });
-    const tls = cfg.brokerTlsDir;
-    const broker = new BrokerClient({
-      address: cfg.broker,
-      credentials: async () => ({
-        caPem: await readFile(join(tls, 'ca.crt'), 'utf8'),
-        certPem: await readFile(join(tls, 'tls.crt'), 'utf8'),
-        keyPem: await readFile(join(tls, 'tls.key'), 'utf8'),
-      }),
-      logger,
-    });
+    const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
     const metrics = new GatewayMetrics();
     const engine = new GatewayEngine({
@@ -93,6 +83,7 @@ export const gatewayCommand: Command = {
       podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
       healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
       leaseName: cfg.leaseName, leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
+      resyncMs: cfg.resyncMs,
     }, { kubeConfig, broker, driver: setup.driver, secrets: setup.secrets, backend: setup.backend, logger, metrics });
     // metrics first: /healthz answers while the engine starts, /readyz says when it is ready
     const services = cfg.metrics === undefined ? [engine] : [new MetricsServer(metrics.registry, cfg.metrics, async () => engine.ready), engine];

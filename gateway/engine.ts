@@ -1,5 +1,5 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { Serial, WorkQueue, messageOf, systemClock, type Clock, type Logger } from '../core/index.ts';
+import { Backoff, Serial, WorkQueue, messageOf, sleep, systemClock, type Clock, type Logger } from '../core/index.ts';
 import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
 import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
 import { desiredCables, guessVerdict, newestEndpoints, publicAddressOf, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
@@ -8,6 +8,8 @@ import { LeaderElector } from './leader.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { NatDiscovery } from './nat-discovery.ts';
 import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
+import { holdVanished } from './grace.ts';
+import { writeGatewayStatus } from './resource.ts';
 import { gatewayStatus } from './status.ts';
 
 /**
@@ -25,9 +27,19 @@ import { gatewayStatus } from './status.ts';
  * packet never waits for a probe; a verdict that changes the choice (or shows this
  * gateway behind NAT) reconciles again.
  *
- * Invariants: cables are set only from a synced broker cache (never from an empty
+ * Becoming active: the broker cache starts at once, the driver's init and the cluster's
+ * registration run side by side and are retried with backoff until they succeed (or
+ * the Lease is lost), then the Endpoint is published; cables are set as soon as the
+ * cache has synced. A full reconcile also runs every `resyncMs`, which repairs what
+ * the OS lost (a wireguard-go that died, a route someone deleted).
+ *
+ * Invariants: the driver's preflight runs at start, so a missing program is an error
+ * before anything changes; cables are set only from a synced broker cache (never from an empty
  * one at start), so a restart adopts what exists; the broker being unreachable
- * changes nothing that works (the cache keeps its last state); probe verdicts are
+ * changes nothing that works (the cache keeps its last state, and a cable whose
+ * endpoint vanished while its cluster is still registered is held for
+ * `endpointGraceMs`, so a broker back from a long outage does not make cables flap;
+ * a cluster that left loses its cables at once); probe verdicts are
  * kept only for the current endpoint of a current remote cluster; losing the Lease
  * withdraws the endpoint, removes the cables (another gateway has them) and forgets
  * the verdicts; stop() (a process restart) leaves cables, endpoint and Lease to
@@ -57,6 +69,10 @@ export interface GatewayConfig {
   readonly renewDeadlineMs: number;
   readonly retryMs: number;
   readonly endpointTtlS: number;
+  /** Full reconcile period (default 5000 ms). */
+  readonly resyncMs?: number;
+  /** How long a cable outlives its vanished endpoint while the cluster is registered (default 2 × endpoint TTL). */
+  readonly endpointGraceMs?: number;
 }
 
 export interface GatewayDeps {
@@ -88,6 +104,11 @@ export class GatewayEngine {
   #keeper: EndpointKeeper | undefined;
   #observedIp = '';
   #desired: CableSpec[] = [];
+  #vanishedSince = new Map<string, number>();
+  /** What the Lease last decided, set at once (the transitions follow in order). */
+  #wantActive = false;
+  /** Aborted when the Lease is lost: ends the retries of a bring-up in progress. */
+  #activation = new AbortController();
   /** Where to probe each cable: the remote gateway's health-check address, set with the cables. */
   #targets: ProbeTarget[] = [];
   #failed = new Map<string, string>();
@@ -98,6 +119,7 @@ export class GatewayEngine {
   #started = false;
   #synced = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  #resync: ReturnType<typeof setInterval> | undefined;
   #failure: string | undefined;
   #working: Promise<void> | undefined;
   /** Becoming active and standing down run one at a time, in the order the Lease decided. */
@@ -130,6 +152,7 @@ export class GatewayEngine {
   }
 
   async start(): Promise<void> {
+    await this.#d.driver.preflight();
     if (this.#c.healthCheckIp !== '') {
       this.#responder = await startResponder(this.#c.healthCheckIp, this.#c.healthPort).catch((err: unknown) => {
         this.#d.logger.warn({ err: messageOf(err), ip: this.#c.healthCheckIp }, 'health responder not started; remote probes of this gateway will fail');
@@ -153,6 +176,7 @@ export class GatewayEngine {
     }
     this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
     this.#timer = setInterval(() => void this.#tick(), this.#c.healthIntervalMs);
+    this.#resync = setInterval(() => this.#queue.add('cables'), this.#c.resyncMs ?? 5000);
     this.#leader.start();
     this.#started = true;
   }
@@ -160,6 +184,7 @@ export class GatewayEngine {
   /** A process stop: cables, endpoint and Lease stay (a restarted gateway adopts them). */
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
+    if (this.#resync !== undefined) clearInterval(this.#resync);
     await this.#leader.stop(false);
     await this.#transitions.idle();
     await this.#keeper?.stop(false);
@@ -172,6 +197,9 @@ export class GatewayEngine {
   }
 
   #switch(active: boolean): void {
+    this.#wantActive = active;
+    if (active) this.#activation = new AbortController();
+    else this.#activation.abort();
     this.#transitions.run(() => (active ? this.#activate() : this.#deactivate())).catch((err: unknown) => {
       this.#failure = messageOf(err);
       this.#d.logger.error({ err: this.#failure }, active ? 'could not become active' : 'could not stand down cleanly');
@@ -181,8 +209,24 @@ export class GatewayEngine {
   async #activate(): Promise<void> {
     this.#active = true;
     this.#failure = undefined;
-    await this.#d.driver.init(this.local);
-    await this.#d.broker.registerCluster({ cluster_id: this.#c.clusterId, pod_cidrs: [...this.#c.podCidrs], service_cidrs: [...this.#c.serviceCidrs] });
+    const cache = new BrokerCache(this.#d.broker, { kinds: ['CLUSTER', 'ENDPOINT'], logger: this.#d.logger });
+    cache.onChange((ch: Change) => {
+      if (ch.kind === 'ENDPOINT') {
+        if (ch.type === 'deleted') this.#revisions.delete(ch.key);
+        else this.#revisions.set(ch.key, ch.revision);
+      }
+      this.#queue.add('cables');
+    });
+    this.#cache = cache;
+    cache.start();
+    const ready = await Promise.all([
+      this.#untilDone('initialize the cable driver', () => this.#d.driver.init(this.local)),
+      this.#untilDone('register the cluster at the broker', () => this.#d.broker.registerCluster({
+        cluster_id: this.#c.clusterId, pod_cidrs: [...this.#c.podCidrs], service_cidrs: [...this.#c.serviceCidrs],
+      })),
+    ]);
+    if (ready.includes(false)) return; // the Lease was lost meanwhile; the stand-down follows
+    this.#failure = undefined;
     this.#keeper = new EndpointKeeper(this.#d.broker, {
       cluster_id: this.#c.clusterId,
       hostname: this.#c.hostname,
@@ -206,19 +250,26 @@ export class GatewayEngine {
       },
     });
     this.#keeper.start();
-    const cache = new BrokerCache(this.#d.broker, { kinds: ['CLUSTER', 'ENDPOINT'], logger: this.#d.logger });
-    cache.onChange((ch: Change) => {
-      if (ch.kind === 'ENDPOINT') {
-        if (ch.type === 'deleted') this.#revisions.delete(ch.key);
-        else this.#revisions.set(ch.key, ch.revision);
-      }
-      this.#queue.add('cables');
-    });
-    this.#cache = cache;
-    cache.start();
     await cache.synced;
     this.#synced = true;
     this.#queue.add('cables');
+  }
+
+  /** Runs `step` until it succeeds (true) or the Lease is lost (false), with backoff; the last failure shows in the status. */
+  async #untilDone(what: string, step: () => Promise<unknown>): Promise<boolean> {
+    const backoff = new Backoff({ baseMs: 500, maxMs: 10_000 });
+    while (this.#wantActive) {
+      try {
+        await step();
+        return true;
+      } catch (err) {
+        this.#failure = `could not ${what}: ${messageOf(err)}`;
+        const delay = backoff.next();
+        this.#d.logger.warn({ err: messageOf(err), retryInMs: delay }, `could not ${what}; retrying`);
+        await sleep(this.#clock, delay, this.#activation.signal).catch(() => {});
+      }
+    }
+    return false;
   }
 
   async #deactivate(): Promise<void> {
@@ -231,6 +282,7 @@ export class GatewayEngine {
     this.#cache = undefined;
     this.#revisions.clear();
     this.#desired = [];
+    this.#vanishedSince = new Map();
     this.#targets = [];
     this.#failed = new Map();
     await this.#d.driver.cleanup();
@@ -245,7 +297,7 @@ export class GatewayEngine {
   /** The cables for the broker's current state (the cache must have synced). */
   async #reconcile(): Promise<void> {
     const cache = this.#cache;
-    if (!this.#active || cache === undefined) return;
+    if (!this.#active || !this.#synced || cache === undefined) return;
     const startedAt = this.#clock.now();
     try {
       await this.#reconcileFrom(cache);
@@ -277,7 +329,10 @@ export class GatewayEngine {
       cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort, guess: guessVerdict(e),
     }])));
     const view = { ...local, behindNat: this.#behindNat(), forceNatTraversal: this.#c.forceNatTraversal };
-    const desired = desiredCables(view, endpoints, clusters, this.#nat?.verdicts());
+    const held = holdVanished(this.#desired, desiredCables(view, endpoints, clusters, this.#nat?.verdicts()), new Set(clusters.keys()),
+      this.#vanishedSince, this.#clock.now(), this.#c.endpointGraceMs ?? 2000 * this.#c.endpointTtlS);
+    this.#vanishedSince = held.vanishedSince;
+    const desired = held.cables;
     const result = await this.#d.driver.set(desired);
     this.#desired = desired;
     const healthIps = new Map(chosen.map((e) => [e.clusterId, e.healthCheckIp]));
@@ -325,17 +380,6 @@ export class GatewayEngine {
     });
     this.#d.metrics?.updateFromStatus(status);
     if (this.#active) this.#nat?.reprobe(status.connections.filter((c) => c.status === 'error').map((c) => c.cluster));
-    const ref = { group: 'isthmus.dev', version: 'v1alpha1', namespace: this.#c.namespace, plural: 'gateways', name: this.#c.hostname };
-    let current: Record<string, unknown>;
-    try {
-      current = (await this.#objects.getNamespacedCustomObject(ref)) as Record<string, unknown>;
-    } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
-      current = (await this.#objects.createNamespacedCustomObject({
-        group: ref.group, version: ref.version, namespace: ref.namespace, plural: ref.plural,
-        body: { apiVersion: 'isthmus.dev/v1alpha1', kind: 'Gateway', metadata: { name: ref.name, namespace: ref.namespace }, spec: { nodeName: this.#c.hostname } },
-      })) as Record<string, unknown>;
-    }
-    await this.#objects.replaceNamespacedCustomObjectStatus({ ...ref, body: { ...current, status } });
+    await writeGatewayStatus(this.#objects, this.#c.namespace, this.#c.hostname, status);
   }
 }

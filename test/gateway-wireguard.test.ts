@@ -59,6 +59,28 @@ test('3 clusters (c3 behind NAT) connect in full mesh; the second gateway of eac
   for (const [a, b] of [['c1', 'c2'], ['c2', 'c3'], ['c3', 'c1']] as const) await pingOk([a, 0], [b, 0]);
 });
 
+test('NAT discovery by probe exchange: c3\'s private address is unreachable from c1, c1\'s reachable from c3', async () => {
+  const discovery = async (c: string, remote: string): Promise<string | undefined> =>
+    (await cs.gateway(c, `${c}-n1`))?.status?.connections?.find((x) => x.cluster === remote)?.natDiscovery;
+  // c3's public address answers only once c3's own probe opened the NAT mapping towards c1
+  const c1c3 = await eventually('c1 → c3 probed', async () => {
+    const d = await discovery('c1', 'c3');
+    return d === 'public' || d === 'unanswered' ? d : undefined;
+  });
+  process.stdout.write(`  NAT discovery c1 → c3: ${c1c3}\n`);
+  assert.is((await cs.gateway('c1', 'c1-n1'))?.status?.connections?.find((x) => x.cluster === 'c3')?.usingIP, '172.29.0.13', 'c3 is reached at its NAT router');
+  await eventually('c3 → c1 probed: private', async () => ((await discovery('c3', 'c1')) === 'private' ? true : undefined));
+  assert.is((await cs.gateway('c3', 'c3-n1'))?.status?.connections?.find((x) => x.cluster === 'c1')?.usingIP, cs.node('c1', 0).wan?.ip);
+});
+
+test('Prometheus metrics: active, each connection\'s status and RTT', async () => {
+  const text = await cs.metrics('c1', 0);
+  assert.match(text, /^isthmus_gateway_active 1$/m);
+  assert.match(text, /^isthmus_gateway_connection_status\{remote_cluster="c2",status="connected"\} 1$/m);
+  assert.match(text, /^isthmus_gateway_connection_rtt_seconds\{remote_cluster="c3",stat="avg"\} [0-9.e-]+$/m);
+  assert.match(await cs.metrics('c1', 1), /^isthmus_gateway_active 0$/m, 'the passive one says so');
+});
+
 test('secrets stay out of logs and the Gateway status', async () => {
   for (const name of ['c1-n1', 'c2-n1', 'c3-n1']) {
     const key = readFileSync(cs.path(`state-${name}/wireguard.key`), 'utf8').trim();
@@ -103,6 +125,16 @@ test('SIGKILL of c2\'s active gateway: the passive one takes over and c1 and c3 
     });
   }
   await pingOk(['c3', 0], ['c2', 1]);
+});
+
+test('wireguard-go killed on the active gateway: the engine recreates the device and traffic flows again', async () => {
+  const netns = cs.node('c2', 1).netns;
+  const [pid] = processesIn(netns, 'wireguard-go');
+  assert.ok(pid !== undefined);
+  process.kill(Number(pid), 'SIGKILL');
+  await eventually('c2-n2 → c1 after wireguard-go was restarted', async () => ((await cs.ping(['c2', 1], ['c1', 0])).code === 0 ? true : undefined), 30_000);
+  assert.is(processesIn(netns, 'wireguard-go').length, 1);
+  assert.is(cs.log('gateway-c2-n2').split('\n').filter((l) => l.includes('started wireguard-go')).length, 2, 'the engine started a second wireguard-go');
 });
 
 test('a remote endpoint with a bad key: that cable shows the error, the others are untouched', async () => {

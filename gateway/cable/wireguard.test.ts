@@ -294,6 +294,26 @@ test('set: an endpoint WireGuard roamed (NAT) is left alone while the spec is un
   assert.equal(host.modifying(), [`wg set isthmus-wg peer ${kc} endpoint 172.31.0.12:51821 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`]);
 });
 
+test('adoption: a NAT-traversal peer at its address with the NAT\'s port is kept; at another address it is re-applied', async () => {
+  const host = new FakeHost();
+  const first = driverOn(host);
+  await first.init(LOCAL);
+  await first.set([C, B]);
+  const peer = host.peers.get(kc);
+  if (peer === undefined) throw new Error('no peer');
+  peer.endpoint = '172.31.0.12:1024'; // the NAT in front of c3 mapped its port
+  host.runner.calls.length = 0;
+  const restarted = driverOn(host);
+  await restarted.init(LOCAL);
+  await restarted.set([C, B]);
+  assert.equal(host.modifying(), [], 'a restart adopts the roamed peer');
+  const again = driverOn(host);
+  await again.init(LOCAL);
+  host.peers.set(kc, { ...peer, endpoint: '198.51.100.7:1024' });
+  await again.set([C, B]);
+  assert.equal(host.modifying(), [`wg set isthmus-wg peer ${kc} endpoint 172.31.0.12:51820 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`]);
+});
+
 test('set: a refused spec is not applied (its old peer goes), the others are; a failing OS change fails its own cable only', async () => {
   const host = new FakeHost();
   const d = driverOn(host);

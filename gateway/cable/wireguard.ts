@@ -166,6 +166,11 @@ export async function readLink(runner: CommandRunner, name: string): Promise<Lin
   return { name: j.ifname, mtu: j.mtu, up: (j.flags ?? []).includes('UP'), kind: j.linkinfo?.info_kind, address: j.address };
 }
 
+/** The address part of `ip:port` or `[ip]:port`. */
+function hostOf(endpoint: string): string {
+  return endpoint.replace(/:\d+$/, '').replace(/^\[(.*)\]$/, '$1');
+}
+
 /** Routes in the main table through `dev` that the kernel did not add itself, as normalized CIDRs → gateway (or ''). */
 export async function readRoutes(runner: CommandRunner, dev: string): Promise<Map<string, string>> {
   const out = new Map<string, string>();
@@ -377,8 +382,12 @@ export class WireGuardDriver implements CableDriver {
       const endpoint = formatEndpoint(p.peer.endpoint.ip, p.peer.endpoint.port);
       const have = live.get(p.peer.publicKey);
       const applied = this.#applied.get(p.remoteCluster);
-      // a roamed endpoint (NAT) is fine while the spec is the one this instance applied
-      const endpointOk = have !== undefined && (have.endpoint === endpoint || (applied?.publicKey === p.peer.publicKey && applied.endpoint === endpoint));
+      // a roamed endpoint (NAT) is fine while the spec is the one this instance applied; on
+      // adoption (nothing applied yet) a NAT-traversal peer's endpoint at the same address
+      // with another port is the NAT's mapping, so it is kept too
+      const endpointOk = have !== undefined && (have.endpoint === endpoint
+        || (applied?.publicKey === p.peer.publicKey && applied.endpoint === endpoint)
+        || (applied === undefined && p.peer.persistentKeepalive !== undefined && have.endpoint !== undefined && hostOf(have.endpoint) === hostOf(endpoint)));
       const same = have !== undefined && endpointOk && sameList(have.allowedIps, p.peer.allowedIps) && (have.persistentKeepalive ?? 0) === (p.peer.persistentKeepalive ?? 0);
       try {
         if (!same) {

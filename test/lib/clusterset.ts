@@ -27,7 +27,7 @@ export interface GatewayObj {
     haStatus?: string;
     summary?: string;
     statusFailure?: string;
-    connections?: { cluster: string; status: string; statusMessage?: string; endpoint?: string; usingIP?: string; rtt?: { avgMs?: number }; natTraversal?: boolean }[];
+    connections?: { cluster: string; status: string; statusMessage?: string; endpoint?: string; usingIP?: string; rtt?: { avgMs?: number }; natTraversal?: boolean; natDiscovery?: string }[];
     localEndpoint?: { behindNAT?: boolean; publicIP?: string };
   };
 }
@@ -45,6 +45,9 @@ export interface ClustersetOptions {
   readonly nat: readonly string[];
   readonly portBase: number;
 }
+
+/** Each gateway serves its metrics on its node address (reachable from the host over the cluster bridge). */
+export const METRICS_PORT = 9464;
 
 function freePort(): Promise<number> {
   return new Promise((resolve) => {
@@ -152,7 +155,7 @@ export class Clusterset {
       '--cluster', cluster, '--hostname', n.name, '--broker', this.broker, '--broker-tls-dir', this.path(cluster),
       '--driver', driver, '--private-ip', n.wan.ip, '--pod-cidrs', c.podCidr, '--service-cidrs', c.serviceCidr,
       '--health-check-ip', healthIp, '--kubeconfig', join(c.dir, 'kubelet.kubeconfig'), '--state-dir', this.path(`state-${n.name}`),
-      ...(driver === 'wireguard' ? ['--private-sockets'] : []), ...tls, ...extra]);
+      '--metrics', `${n.ip}:${METRICS_PORT}`, ...(driver === 'wireguard' ? ['--private-sockets'] : []), ...tls, ...extra]);
     return { cluster, node: n.name, netns: n.netns, proc };
   }
 
@@ -181,6 +184,13 @@ export class Clusterset {
         client.close();
       },
     };
+  }
+
+  /** The Prometheus text a gateway serves. */
+  async metrics(cluster: string, index: number): Promise<string> {
+    const res = await fetch(`http://${this.node(cluster, index).ip}:${METRICS_PORT}/metrics`);
+    if (!res.ok) throw new Error(`metrics of ${cluster} node ${index}: HTTP ${res.status}`);
+    return res.text();
   }
 
   async gateway(cluster: string, name: string): Promise<GatewayObj | undefined> {
