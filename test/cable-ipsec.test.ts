@@ -41,7 +41,7 @@ if (process.getuid?.() !== 0) {
   }
 
   function specTo(n: LabNode, over: Partial<CableSpec> = {}): CableSpec {
-    return { remoteCluster: n.id, remoteIp: n.underlayIp, remotePort: 500, remoteCidrs: [n.cidr], natTraversal: false, backend: { 'cert-cn': `gw.${n.id}` }, ...over };
+    return { remoteCluster: n.id, remoteIp: n.underlayIp, remotePort: 500, remoteCidrs: [...n.cidrs], natTraversal: false, backend: { 'cert-cn': `gw.${n.id}` }, ...over };
   }
 
   function meshSpecs(l: IpsecLab, self: string, ids: readonly string[]): CableSpec[] {
@@ -74,13 +74,31 @@ if (process.getuid?.() !== 0) {
     });
   }
 
-  function ping(from: LabNode, to: LabNode): boolean {
+  function pingFrom(ns: string, src: string, dst: string): boolean {
     try {
-      execFileSync('ip', ['netns', 'exec', from.ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-I', from.cidrIp, to.cidrIp], { stdio: 'pipe' });
+      execFileSync('ip', ['netns', 'exec', ns, 'ping', '-c', '3', '-i', '0.2', '-W', '2', '-I', src, dst], { stdio: 'pipe' });
       return true;
     } catch {
       return false;
     }
+  }
+
+  /** Gateway to gateway, from and to their addresses in the first cluster CIDR. */
+  function ping(from: LabNode, to: LabNode): boolean {
+    return pingFrom(from.ns, from.cidrIp, to.cidrIp);
+  }
+
+  /** Every pair of the two CIDRs: gateway → gateway, gateway → pod, pod → gateway, pod → pod (second CIDR, forwarded). */
+  function pingAll(from: LabNode, to: LabNode): string[] {
+    const bad: string[] = [];
+    const paths: [string, string, string, string][] = [
+      ['gw → gw', from.ns, from.cidrIp, to.cidrIp],
+      ['gw → pod', from.ns, from.cidrIp, to.podIp],
+      ['pod → gw', from.podNs, from.podIp, to.cidrIp],
+      ['pod → pod', from.podNs, from.podIp, to.podIp],
+    ];
+    for (const [what, ns, src, dst] of paths) if (!pingFrom(ns, src, dst)) bad.push(`${from.id} → ${to.id} ${what} (${src} → ${dst})`);
+    return bad;
   }
 
   async function listSas(n: LabNode): Promise<ViciMessage[]> {
@@ -109,7 +127,7 @@ if (process.getuid?.() !== 0) {
   // killed by the harness (timeout) or by hand: still leave no charon, namespace or folder
   for (const sig of ['SIGINT', 'SIGTERM'] as const) process.once(sig, () => void tidy().finally(() => process.exit(130)));
 
-  test('full mesh of 3 gateways on certificates: every cable connects and carries traffic between the cluster CIDRs', async () => {
+  test('full mesh of 3 gateways on certificates, two cluster CIDRs each: every cable connects and carries traffic between all of them', async () => {
     lab = await IpsecLab.create([...MESH, 'd']);
     for (const id of MESH) {
       const n = lab.node(id);
@@ -117,7 +135,7 @@ if (process.getuid?.() !== 0) {
       const d = await newDriver(n);
       // c gets a CA bundle (as during a CA rotation), with another CA first
       const caPem = id === 'c' ? `${rogueCa.certPem}${ca.certPem}` : ca.certPem;
-      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem } });
+      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem } });
       drivers.set(id, d);
     }
     for (const id of MESH) assert.equal(await drivers.get(id)?.set(meshSpecs(lab, id, MESH)), { failed: [] });
@@ -127,7 +145,7 @@ if (process.getuid?.() !== 0) {
     }
     for (const from of MESH) {
       for (const to of MESH) {
-        if (from !== to) assert.ok(ping(lab.node(from), lab.node(to)), `ping ${from} → ${to} through the SA`);
+        if (from !== to) assert.equal(pingAll(lab.node(from), lab.node(to)), [], `ping ${from} → ${to} through the SA`);
       }
     }
     const a = await drivers.get('a')?.connections();
@@ -135,7 +153,7 @@ if (process.getuid?.() !== 0) {
     assert.ok((toB?.rxBytes ?? 0) > 0 && (toB?.txBytes ?? 0) > 0, 'the SA counted the traffic');
     // the data path: routes to the remote CIDRs in table 220, sourced from the local cluster address
     const routes = execFileSync('ip', ['-n', lab.node('a').ns, 'route', 'show', 'table', '220'], { encoding: 'utf8' });
-    assert.match(routes, `${lab.node('b').cidr} dev ipsec0`);
+    for (const r of [...lab.node('b').cidrs, ...lab.node('c').cidrs]) assert.match(routes, `${r} dev ipsec0`);
     assert.match(routes, `src ${lab.node('a').cidrIp}`);
   });
 
@@ -187,7 +205,7 @@ if (process.getuid?.() !== 0) {
     const dn = l.node('d');
     const rogue = cert('d', rogueCa);
     const dd = await newDriver(dn);
-    await dd.init({ clusterId: 'd', privateIp: dn.underlayIp, port: 500, cidrs: [dn.cidr], secrets: { certPem: rogue.certPem, keyPem: rogue.keyPem, caPem: rogueCa.certPem } });
+    await dd.init({ clusterId: 'd', privateIp: dn.underlayIp, port: 500, cidrs: [...dn.cidrs], secrets: { certPem: rogue.certPem, keyPem: rogue.keyPem, caPem: rogueCa.certPem } });
     drivers.set('d', dd);
     assert.equal(await dd.set([specTo(l.node('a'))]), { failed: [] });
     const a = drivers.get('a') as IpsecDriver;
@@ -237,14 +255,14 @@ if (process.getuid?.() !== 0) {
     secretsSeen.push(intruderPsk);
     const intruder = new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), l.node('b').ns), logger, dir: n.dir });
     try {
-      await intruder.init({ clusterId: 'b', privateIp: l.node('b').underlayIp, port: 500, cidrs: [l.node('b').cidr], secrets: { psk: intruderPsk } });
+      await intruder.init({ clusterId: 'b', privateIp: l.node('b').underlayIp, port: 500, cidrs: [...l.node('b').cidrs], secrets: { psk: intruderPsk } });
       assert.unreachable('adopting a charon of another namespace');
     } catch (err) {
       assert.is((err as { code?: string }).code, 'ISTHMUS_FAILED_PRECONDITION');
       assert.match((err as Error).message, 'another network namespace');
     }
     const fresh = await newDriver(n, false); // the next test restarts charon through init()
-    await fresh.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+    await fresh.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
     drivers.set('a', fresh);
     assert.equal(await fresh.set(meshSpecs(l, 'a', MESH)), { failed: [] });
     assert.is(fresh.charonStarts, 0);
@@ -253,7 +271,7 @@ if (process.getuid?.() !== 0) {
     assert.is(JSON.stringify([...(await fresh.ikeSaIds())].sort()), ids, 'no SA re-created');
     assert.is(addedConns(n), conns, 'no connection re-loaded');
     assert.is(fresh.ikeUps, 0);
-    assert.ok(ping(n, l.node('c')));
+    assert.equal(pingAll(n, l.node('c')), []);
   });
 
   test('charon killed: connections() says so, init() restarts it and traffic flows again', async () => {
@@ -269,11 +287,11 @@ if (process.getuid?.() !== 0) {
     assert.match(down[0]?.message ?? '', 'charon');
     const n = l.node('a');
     const c = certs.get('a') as CertAndKey;
-    await a.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+    await a.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
     assert.is(a.charonStarts, 1);
     assert.is.not(await a.charon?.pid(), pid);
     await allConnected(a, ['b', 'c']);
-    await waitFor('traffic a → b and c → a again', async () => (ping(n, l.node('b')) && ping(l.node('c'), n) ? true : undefined));
+    await waitFor('traffic a → b and c → a again, both CIDRs', async () => ([...pingAll(n, l.node('b')), ...pingAll(l.node('c'), n)].length === 0 ? true : undefined));
   });
 
   test('charon killed under a driver with autoRestart: it restarts charon by itself and traffic flows again', async () => {
@@ -286,7 +304,7 @@ if (process.getuid?.() !== 0) {
     await waitFor('b restarted charon', async () => (b.charonStarts === 2 ? true : undefined));
     assert.is.not(await b.charon?.pid(), pid);
     await allConnected(b, ['a', 'c']);
-    await waitFor('traffic b → a and c → b again', async () => (ping(l.node('b'), l.node('a')) && ping(l.node('c'), l.node('b')) ? true : undefined));
+    await waitFor('traffic b → a and c → b again, both CIDRs', async () => ([...pingAll(l.node('b'), l.node('a')), ...pingAll(l.node('c'), l.node('b'))].length === 0 ? true : undefined));
   });
 
   test('PSK mode with forced UDP encapsulation (NAT-T port 4500); the higher side behind a "NAT" initiates itself', async () => {
@@ -313,7 +331,7 @@ if (process.getuid?.() !== 0) {
     for (const id of ['p', 'q']) {
       const n = l.node(id);
       const d = await newDriver(n, true, { ikeRekeyTime: '8s', childRekeyTime: '6s' }); // short, to see rekeying
-      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { psk } });
+      await d.init({ clusterId: id, privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { psk } });
       drivers.set(`psk-${id}`, d);
       ds.set(id, d);
     }
@@ -321,8 +339,8 @@ if (process.getuid?.() !== 0) {
       assert.equal(await ds.get(id)?.set([specTo(l.node(other), { natTraversal: true, backend: {} })]), { failed: [] });
     }
     await allConnected(ds.get('p') as IpsecDriver, ['q']);
-    assert.ok(ping(l.node('p'), l.node('q')));
-    assert.ok(ping(l.node('q'), l.node('p')));
+    assert.equal(pingAll(l.node('p'), l.node('q')), []);
+    assert.equal(pingAll(l.node('q'), l.node('p')), []);
     const sas = await listSas(l.node('p'));
     const ike = sas[0]?.['isthmus-q'] as Record<string, unknown> | undefined;
     assert.is(ike?.['remote-port'], '4500', 'IKE floated to the NAT-T port');
@@ -347,7 +365,7 @@ if (process.getuid?.() !== 0) {
     for (const n of [g, s]) {
       const c = cert(`${n.id}3`);
       const d = new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000 });
-      await d.init({ clusterId: n.id, privateIp: n.underlayIp, port: 500, cidrs: [n.cidr], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
+      await d.init({ clusterId: n.id, privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
       drivers.set(`nat-${n.id}`, d);
       ds.set(n.id, d);
     }
@@ -356,8 +374,8 @@ if (process.getuid?.() !== 0) {
     assert.equal(await ds.get('s')?.set([{ ...specTo(g), natTraversal: true, backend: { 'cert-cn': 'gw.g3' } }]), { failed: [] });
     await allConnected(ds.get('s') as IpsecDriver, ['g']);
     await allConnected(ds.get('g') as IpsecDriver, ['s']);
-    assert.ok(ping(s, g), 's → g through the SA');
-    assert.ok(ping(g, s), 'g → s through the SA, into the NAT');
+    assert.equal(pingAll(s, g), [], 's → g through the SA');
+    assert.equal(pingAll(g, s), [], 'g → s through the SA, into the NAT');
     const ike = (await listSas(s))[0]?.['isthmus-g'] as Record<string, unknown> | undefined;
     assert.is(ike?.['nat-local'], 'yes', 's sees itself behind NAT');
     assert.is(ike?.['initiator'], 'yes', 's initiated');

@@ -1,5 +1,5 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, openSync, readFileSync } from 'node:fs';
+import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { EndpointKeeper, type EndpointInput } from '../../core/broker-api/index.ts';
@@ -104,12 +104,30 @@ export class Clusterset {
     this.#brokerPort = await freePort();
     this.#etcd = `http://127.0.0.1:${etcdPort}`;
     this.startBroker();
-    const crd = join(projectRoot(), 'deploy', 'crds', 'gateways.isthmus.dev.json');
+    const deploy = join(projectRoot(), 'deploy');
     for (const c of this.state.clusters) {
-      await this.kubectl(c.name, ['apply', '-f', crd]);
-      await this.kubectl(c.name, ['create', 'namespace', 'isthmus-system']);
+      for (const f of ['crds/gateways.isthmus.dev.json', 'namespace.yaml', 'gateway/rbac.yaml']) await this.kubectl(c.name, ['apply', '-f', join(deploy, f)]);
     }
-    for (const c of this.state.clusters) await this.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/gateways.isthmus.dev', '--timeout=30s']);
+    for (const c of this.state.clusters) {
+      await this.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/gateways.isthmus.dev', '--timeout=30s']);
+      await this.#gatewayKubeconfig(c.name, c.server, join(c.dir, 'kubelet.kubeconfig'));
+    }
+  }
+
+  /**
+   * A kubeconfig with a token of deploy/gateway/rbac.yaml's ServiceAccount: the gateways
+   * run with exactly the rights the manifests give them.
+   */
+  async #gatewayKubeconfig(cluster: string, server: string, admin: string): Promise<void> {
+    const token = (await this.kubectl(cluster, ['-n', 'isthmus-system', 'create', 'token', 'isthmus-gateway', '--duration', '24h'])).trim();
+    const ca = (JSON.parse(readFileSync(admin, 'utf8')) as { clusters: { cluster: { 'certificate-authority-data': string } }[] }).clusters[0]?.cluster['certificate-authority-data'];
+    const config = {
+      apiVersion: 'v1', kind: 'Config', 'current-context': 'gateway',
+      clusters: [{ name: cluster, cluster: { server, 'certificate-authority-data': ca } }],
+      users: [{ name: 'isthmus-gateway', user: { token } }],
+      contexts: [{ name: 'gateway', context: { cluster, user: 'isthmus-gateway', namespace: 'isthmus-system' } }],
+    };
+    writeFileSync(this.path(`gateway-${cluster}.kubeconfig`), JSON.stringify(config), { mode: 0o600 });
   }
 
   startBroker(): void {
@@ -154,7 +172,7 @@ export class Clusterset {
     const proc = this.#start(`gateway-${n.name}`, 'ip', ['netns', 'exec', n.netns, process.execPath, '--no-warnings', this.#cli, 'gateway',
       '--cluster', cluster, '--hostname', n.name, '--broker', this.broker, '--broker-tls-dir', this.path(cluster),
       '--driver', driver, '--private-ip', n.wan.ip, '--pod-cidrs', c.podCidr, '--service-cidrs', c.serviceCidr,
-      '--health-check-ip', healthIp, '--kubeconfig', join(c.dir, 'kubelet.kubeconfig'), '--state-dir', this.path(`state-${n.name}`),
+      '--health-check-ip', healthIp, '--kubeconfig', this.path(`gateway-${cluster}.kubeconfig`), '--state-dir', this.path(`state-${n.name}`),
       '--metrics', `${n.ip}:${METRICS_PORT}`, ...(driver === 'wireguard' ? ['--private-sockets'] : []), ...tls, ...extra]);
     return { cluster, node: n.name, netns: n.netns, proc };
   }

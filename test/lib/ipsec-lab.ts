@@ -8,20 +8,37 @@ import { SystemRunner, type CommandRunner } from '../../core/index.ts';
  * A small lab for the IPsec cable tests and benchmark: one network namespace per
  * "gateway" (`ist-ipsec-<rnd>-<id>`), joined by a bridge that lives in a namespace of
  * its own (`ist-ipsec-<rnd>-br`), so no traffic leaves namespaces the lab made.
- * Gateway n has underlay address 192.168.77.(10+n)/24 on `eth0` and its "cluster CIDR"
- * 10.(60+n).0.0/16, of which 10.(60+n).0.1/32 sits on `lo` (the kernel's dummy module
- * is not available here). Every path it creates is under one temp folder.
+ * Gateway n has underlay address 192.168.77.(10+n)/24 on `eth0` and two "cluster CIDRs",
+ * as a real cluster has pods and services: 10.(60+n).0.0/16, of which 10.(60+n).0.1/32
+ * sits on `lo` (the kernel's dummy module is not available here), and 10.(160+n).0.0/16,
+ * in which the gateway itself holds no address (as a node holds none in its service
+ * CIDR): a "pod" namespace `<ns>-pod` at 10.(160+n).0.10 sits behind the gateway on a
+ * veth (`pod0`, which has only the link-local 169.254.1.1), and the gateway forwards for
+ * it. Every path it creates is under one temp folder.
  */
 export interface LabNode {
   readonly id: string;
   readonly ns: string;
   readonly underlayIp: string;
+  /** The first cluster CIDR and the gateway's address in it (on lo). */
   readonly cidr: string;
   readonly cidrIp: string;
+  /** Both cluster CIDRs: [cidr, cidr2]. */
+  readonly cidrs: readonly string[];
+  /** The second cluster CIDR, in which only the pod namespace has an address. */
+  readonly cidr2: string;
+  readonly podNs: string;
+  readonly podIp: string;
   /** A folder for this gateway's charon. */
   readonly dir: string;
   /** For a node behind NAT: the router's address on the bridge, which peers reach it at. */
   readonly publicIp?: string;
+}
+
+function cidrsOf(ns: string, n: number): Pick<LabNode, 'cidr' | 'cidrIp' | 'cidrs' | 'cidr2' | 'podNs' | 'podIp'> {
+  const cidr = `10.${60 + n}.0.0/16`;
+  const cidr2 = `10.${160 + n}.0.0/16`;
+  return { cidr, cidrIp: `10.${60 + n}.0.1`, cidrs: [cidr, cidr2], cidr2, podNs: `${ns}-pod`, podIp: `10.${160 + n}.0.10` };
 }
 
 export class IpsecLab {
@@ -61,7 +78,7 @@ export class IpsecLab {
 
   async addNode(id: string, n: number): Promise<LabNode> {
     const ns = `${this.tag}-${id}`;
-    const node: LabNode = { id, ns, underlayIp: `192.168.77.${10 + n}`, cidr: `10.${60 + n}.0.0/16`, cidrIp: `10.${60 + n}.0.1`, dir: join(this.root, id) };
+    const node: LabNode = { id, ns, underlayIp: `192.168.77.${10 + n}`, ...cidrsOf(ns, n), dir: join(this.root, id) };
     await this.#sh('ip', ['netns', 'add', ns]);
     this.nodes.push(node);
     const peer = `v${n}-${this.tag.slice(-6)}`;
@@ -71,7 +88,24 @@ export class IpsecLab {
     await this.#sh('ip', ['-n', ns, 'link', 'set', 'eth0', 'up']);
     await this.#sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     await this.#sh('ip', ['-n', ns, 'addr', 'add', `${node.cidrIp}/32`, 'dev', 'lo']);
+    await this.#addPod(node);
     return node;
+  }
+
+  /** The pod namespace of a node, behind its gateway on a veth; the gateway forwards for it. */
+  async #addPod(node: LabNode): Promise<void> {
+    await this.#sh('ip', ['netns', 'add', node.podNs]);
+    this.#extraNs.push(node.podNs);
+    await this.#sh('ip', ['-n', node.ns, 'link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.podNs]);
+    await this.#sh('ip', ['-n', node.ns, 'addr', 'add', '169.254.1.1/32', 'dev', 'pod0']);
+    await this.#sh('ip', ['-n', node.ns, 'link', 'set', 'pod0', 'up']);
+    await this.#sh('ip', ['-n', node.ns, 'route', 'add', `${node.podIp}/32`, 'dev', 'pod0']);
+    await this.#sh('ip', ['netns', 'exec', node.ns, 'sysctl', '-qw', 'net.ipv4.ip_forward=1']);
+    await this.#sh('ip', ['-n', node.podNs, 'link', 'set', 'lo', 'up']);
+    await this.#sh('ip', ['-n', node.podNs, 'addr', 'add', `${node.podIp}/32`, 'dev', 'eth0']);
+    await this.#sh('ip', ['-n', node.podNs, 'link', 'set', 'eth0', 'up']);
+    await this.#sh('ip', ['-n', node.podNs, 'route', 'add', '169.254.1.1/32', 'dev', 'eth0', 'scope', 'link']);
+    await this.#sh('ip', ['-n', node.podNs, 'route', 'add', 'default', 'via', '169.254.1.1', 'dev', 'eth0']);
   }
 
   /**
@@ -83,7 +117,7 @@ export class IpsecLab {
     const router = `${this.tag}-nat${n}`;
     const ns = `${this.tag}-${id}`;
     const wan = `192.168.77.${10 + n}`;
-    const node: LabNode = { id, ns, underlayIp: `172.28.${n}.10`, cidr: `10.${60 + n}.0.0/16`, cidrIp: `10.${60 + n}.0.1`, dir: join(this.root, id), publicIp: wan };
+    const node: LabNode = { id, ns, underlayIp: `172.28.${n}.10`, ...cidrsOf(ns, n), dir: join(this.root, id), publicIp: wan };
     await this.#sh('ip', ['netns', 'add', router]);
     this.#extraNs.push(router);
     await this.#sh('ip', ['netns', 'add', ns]);
@@ -103,6 +137,7 @@ export class IpsecLab {
     await this.#sh('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
     await this.#sh('ip', ['-n', ns, 'route', 'add', 'default', 'via', `172.28.${n}.1`]);
     await this.#sh('ip', ['-n', ns, 'addr', 'add', `${node.cidrIp}/32`, 'dev', 'lo']);
+    await this.#addPod(node);
     return node;
   }
 
