@@ -46,6 +46,13 @@ export interface ClustersetOptions {
   readonly portBase: number;
 }
 
+/** The clusters of a 3-cluster clusterset, and the others of one of them. */
+export const CLUSTERS: readonly string[] = ['c1', 'c2', 'c3'];
+export const others = (c: string): string[] => CLUSTERS.filter((x) => x !== c);
+
+/** Gateway options for a Lease that outlives a process restart, so the restarted process stays the active one. */
+export const LONG_LEASE: readonly string[] = ['--lease-ms', '15000', '--renew-deadline-ms', '10000'];
+
 /** Each gateway serves its metrics on its node address (reachable from the host over the cluster bridge). */
 export const METRICS_PORT = 9464;
 
@@ -224,6 +231,50 @@ export class Clusterset {
         && remotes.every((r) => conns.some((x) => x.cluster === r && x.status === 'connected' && x.rtt?.avgMs !== undefined));
       return ok ? o : undefined;
     }, timeoutMs);
+  }
+
+  /** Throws with ping's output unless two pings between the two nodes' health addresses are answered. */
+  async pingOk(from: readonly [string, number], to: readonly [string, number]): Promise<void> {
+    const r = await this.ping(from, to, 2);
+    if (r.code !== 0) throw new Error(`ping ${from.join(' node ')} → ${to.join(' node ')}: ${r.stdout} ${r.stderr}`);
+  }
+
+  /**
+   * Restarts a gateway process: SIGTERM, `whileDown` (e.g. check the data plane works
+   * without it), start again with the same options, and wait until it is active again.
+   */
+  async restartGateway(g: GatewayProc, driver: DriverName, extra: readonly string[], whileDown: () => Promise<void>): Promise<GatewayProc> {
+    kill(g.proc, 'SIGTERM');
+    await exited(g.proc);
+    await whileDown();
+    const index = this.state.clusters.find((c) => c.name === g.cluster)?.nodes.findIndex((n) => n.name === g.node) ?? -1;
+    const activations = (): number => this.log(`gateway-${g.node}`).split('\n').filter((l) => l.includes('became the active gateway')).length;
+    const before = activations();
+    const next = await this.startGateway(g.cluster, index, driver, extra);
+    await eventually(`${g.node} active again`, async () => (activations() > before ? true : undefined));
+    return next;
+  }
+
+  /**
+   * Publishes a bad remote cluster c9 (see fakeRemote), waits until `cluster`'s gateway `name`
+   * reports its cable in error and returns that connection's message and the other
+   * connections' states; c9 leaves again before this returns.
+   */
+  async badRemote(cluster: string, name: string, endpoint: Omit<EndpointInput, 'cluster_id'>): Promise<{ message: string; others: Record<string, string> }> {
+    const fake = await this.fakeRemote('c9', ['10.9.0.0/16', '10.109.0.0/16'], endpoint);
+    try {
+      const g = await eventually(`${name} reports c9 in error`, async () => {
+        const o = await this.gateway(cluster, name);
+        return o?.status?.connections?.find((x) => x.cluster === 'c9')?.status === 'error' ? o : undefined;
+      });
+      const conns = g.status?.connections ?? [];
+      return {
+        message: conns.find((x) => x.cluster === 'c9')?.statusMessage ?? '',
+        others: Object.fromEntries(conns.filter((x) => x.cluster !== 'c9').map((x) => [x.cluster, x.status])),
+      };
+    } finally {
+      await fake.leave();
+    }
   }
 
   /** One ping between two gateway nodes' health addresses (through the cable between their clusters). */
