@@ -3,7 +3,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  NetnsRunner, SystemRunner, createCA, createLogger, issueCertificate, type CertAndKey, type Logger,
+  NetnsRunner, SystemRunner, createCA, createLogger, issueCertificate, type CertAndKey, type CommandRunner, type Logger, type RunOptions, type RunResult,
 } from '../core/index.ts';
 import type { CableSpec, CableStatus } from '../gateway/cable/driver.ts';
 import { IpsecDriver } from '../gateway/cable/ipsec.ts';
@@ -48,8 +48,50 @@ if (process.getuid?.() !== 0) {
     return ids.filter((id) => id !== self).map((id) => specTo(l.node(id)));
   }
 
+  /** Every command a driver ran, per lab node (to check that a resync or an adoption changes nothing). */
+  const commands = new Map<string, string[]>();
+  class RecordingRunner implements CommandRunner {
+    readonly #inner: CommandRunner;
+    readonly #log: string[];
+    constructor(inner: CommandRunner, log: string[]) {
+      this.#inner = inner;
+      this.#log = log;
+    }
+    run(command: string, args: readonly string[], options?: RunOptions): Promise<RunResult> {
+      this.#log.push([command, ...args].join(' '));
+      return this.#inner.run(command, args, options);
+    }
+  }
+  /** The `ip` commands that change something, from position `from` of node n's command log. */
+  function ipChanges(n: LabNode, from: number): string[] {
+    return (commands.get(n.id) ?? []).slice(from).filter((c) => c.startsWith('ip ') && !c.includes(' -j '));
+  }
+
   async function newDriver(n: LabNode, autoRestart = true, rekey: { ikeRekeyTime?: string; childRekeyTime?: string } = {}): Promise<IpsecDriver> {
-    return new IpsecDriver({ runner: new NetnsRunner(new SystemRunner(), n.ns), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000, autoRestart, ...rekey });
+    const log = commands.get(n.id) ?? [];
+    commands.set(n.id, log);
+    return new IpsecDriver({ runner: new RecordingRunner(new NetnsRunner(new SystemRunner(), n.ns), log), logger: logger.child({ cluster: n.id }), dir: n.dir, retryMaxMs: 3_000, autoRestart, ...rekey });
+  }
+
+  /** The driver's routes (table 219): destination → source. */
+  function ownRoutes(n: LabNode): Map<string, string | undefined> {
+    let json = '[]';
+    try {
+      json = execFileSync('ip', ['-n', n.ns, '-j', 'route', 'show', 'table', '219'], { encoding: 'utf8', stdio: 'pipe' });
+    } catch {
+      // no such table: no routes
+    }
+    return new Map((JSON.parse(json) as { dst: string; dev: string; prefsrc?: string }[]).filter((r) => r.dev === 'ipsec0').map((r) => [r.dst, r.prefsrc]));
+  }
+
+  /** The routes a gateway of the mesh should have: every other node's CIDRs, from its own address in its first CIDR. */
+  function meshRoutes(l: IpsecLab, self: string, ids: readonly string[]): Map<string, string> {
+    const me = l.node(self);
+    return new Map(ids.filter((id) => id !== self).flatMap((id) => l.node(id).cidrs.map((c): [string, string] => [c, me.cidrIp])));
+  }
+
+  function loAddresses(n: LabNode): string {
+    return execFileSync('ip', ['-n', n.ns, '-4', '-o', 'address', 'show', 'dev', 'lo'], { encoding: 'utf8' });
   }
 
   async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
@@ -151,10 +193,16 @@ if (process.getuid?.() !== 0) {
     const a = await drivers.get('a')?.connections();
     const toB = a?.find((c) => c.remoteCluster === 'b');
     assert.ok((toB?.rxBytes ?? 0) > 0 && (toB?.txBytes ?? 0) > 0, 'the SA counted the traffic');
-    // the data path: routes to the remote CIDRs in table 220, sourced from the local cluster address
-    const routes = execFileSync('ip', ['-n', lab.node('a').ns, 'route', 'show', 'table', '220'], { encoding: 'utf8' });
-    for (const r of [...lab.node('b').cidrs, ...lab.node('c').cidrs]) assert.match(routes, `${r} dev ipsec0`);
-    assert.match(routes, `src ${lab.node('a').cidrIp}`);
+    // the data path: charon needed an address in the second CIDR, which the gateway does not hold: an anchor on lo
+    for (const id of MESH) assert.match(loAddresses(lab.node(id)), `inet ${lab.node(id).cidr2.replace('/16', '/32')}`);
+    // the driver's routes to every remote CIDR (table 219, rule 219), from the gateway's own address, not the anchor
+    for (const id of MESH) assert.equal(ownRoutes(lab.node(id)), meshRoutes(lab, id, MESH), `${id}'s routes`);
+    assert.match(execFileSync('ip', ['-n', lab.node('a').ns, 'rule'], { encoding: 'utf8' }), /219:\s+from all lookup 219/);
+    // so the gateway's own packets, with no source asked for, leave from its address and match the selectors
+    assert.match(execFileSync('ip', ['-n', lab.node('a').ns, 'route', 'get', lab.node('b').podIp], { encoding: 'utf8' }), `dev ipsec0 table 219 src ${lab.node('a').cidrIp}`);
+    execFileSync('ip', ['netns', 'exec', lab.node('a').ns, 'ping', '-c', '2', '-i', '0.2', '-W', '2', lab.node('b').podIp], { stdio: 'pipe' });
+    // charon's own routes stay in table 220 as the fallback
+    assert.match(execFileSync('ip', ['-n', lab.node('a').ns, 'route', 'show', 'table', '220'], { encoding: 'utf8' }), `${lab.node('b').cidr2} dev ipsec0`);
   });
 
   test('set() twice with the same input loads nothing and re-creates no SA', async () => {
@@ -164,9 +212,11 @@ if (process.getuid?.() !== 0) {
       const d = drivers.get(id) as IpsecDriver;
       before.set(id, { conns: addedConns(l.node(id)), ids: JSON.stringify([...(await d.ikeSaIds())].sort()) });
     }
+    const marks = new Map(MESH.map((id) => [id, commands.get(id)?.length ?? 0]));
     for (const id of MESH) assert.equal(await drivers.get(id)?.set(meshSpecs(l, id, MESH)), { failed: [] });
     for (const id of MESH) {
       const d = drivers.get(id) as IpsecDriver;
+      assert.equal(ipChanges(l.node(id), marks.get(id) ?? 0), [], `${id}: no ip command that changes anything`);
       assert.is(addedConns(l.node(id)), before.get(id)?.conns, `${id}: no load-conn`);
       assert.is(JSON.stringify([...(await d.ikeSaIds())].sort()), before.get(id)?.ids, `${id}: same IKE_SAs`);
     }
@@ -188,16 +238,19 @@ if (process.getuid?.() !== 0) {
     });
     assert.equal(afterUpdate.get('c'), before.get('c'), 'c untouched by the update of b');
     assert.ok(ping(l.node('a'), l.node('b')));
+    assert.is(ownRoutes(l.node('a')).get('10.99.0.0/16'), l.node('a').cidrIp, 'a route for the new remote CIDR');
     // remove c: its SA and connection go, b stays
     assert.equal(await a.set(wider.filter((s) => s.remoteCluster !== 'c')), { failed: [] });
     const afterRemove = await ids();
     assert.equal(afterRemove.get('c') ?? [], []);
     assert.equal(afterRemove.get('b'), afterUpdate.get('b'));
     assert.equal((await a.connections()).map((c) => c.remoteCluster), ['b']);
+    assert.equal([...ownRoutes(l.node('a')).keys()].sort(), [...l.node('b').cidrs, '10.99.0.0/16'].sort(), 'c\'s routes went with it');
     // back to the mesh
     assert.equal(await a.set(mesh), { failed: [] });
     await allConnected(a, ['b', 'c']);
     assert.ok(ping(l.node('c'), l.node('a')));
+    assert.equal(ownRoutes(l.node('a')), meshRoutes(l, 'a', MESH));
   });
 
   test('bad remotes (unknown CA, wrong address, bad spec) fail only their own cable, with the reason', async () => {
@@ -262,6 +315,7 @@ if (process.getuid?.() !== 0) {
       assert.match((err as Error).message, 'another network namespace');
     }
     const fresh = await newDriver(n, false); // the next test restarts charon through init()
+    const mark = commands.get('a')?.length ?? 0;
     await fresh.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
     drivers.set('a', fresh);
     assert.equal(await fresh.set(meshSpecs(l, 'a', MESH)), { failed: [] });
@@ -271,6 +325,8 @@ if (process.getuid?.() !== 0) {
     assert.is(JSON.stringify([...(await fresh.ikeSaIds())].sort()), ids, 'no SA re-created');
     assert.is(addedConns(n), conns, 'no connection re-loaded');
     assert.is(fresh.ikeUps, 0);
+    assert.equal(ipChanges(n, mark), [], 'the anchor and the routes adopted as they are');
+    assert.equal(ownRoutes(n), meshRoutes(l, 'a', MESH));
     assert.equal(pingAll(n, l.node('c')), []);
   });
 
@@ -290,6 +346,7 @@ if (process.getuid?.() !== 0) {
     await a.init({ clusterId: 'a', privateIp: n.underlayIp, port: 500, cidrs: [...n.cidrs], secrets: { certPem: c.certPem, keyPem: c.keyPem, caPem: ca.certPem } });
     assert.is(a.charonStarts, 1);
     assert.is.not(await a.charon?.pid(), pid);
+    assert.equal(ownRoutes(n), meshRoutes(l, 'a', MESH), 'routes back on the new ipsec0');
     await allConnected(a, ['b', 'c']);
     await waitFor('traffic a → b and c → a again, both CIDRs', async () => ([...pingAll(n, l.node('b')), ...pingAll(l.node('c'), n)].length === 0 ? true : undefined));
   });
@@ -303,6 +360,8 @@ if (process.getuid?.() !== 0) {
     process.kill(pid, 'SIGKILL');
     await waitFor('b restarted charon', async () => (b.charonStarts === 2 ? true : undefined));
     assert.is.not(await b.charon?.pid(), pid);
+    const sorted = (m: Map<string, string | undefined>): string => JSON.stringify([...m].sort());
+    await waitFor('b\'s routes back on the new ipsec0', async () => (sorted(ownRoutes(l.node('b'))) === sorted(meshRoutes(l, 'b', MESH)) ? true : undefined), 10_000);
     await allConnected(b, ['a', 'c']);
     await waitFor('traffic b → a and c → b again, both CIDRs', async () => ([...pingAll(l.node('b'), l.node('a')), ...pingAll(l.node('c'), l.node('b'))].length === 0 ? true : undefined));
   });
@@ -387,6 +446,15 @@ if (process.getuid?.() !== 0) {
     for (const d of drivers.values()) await d.cleanup();
     drivers.clear();
     for (const dir of dirs) assert.not.ok(existsSync(dir), `${dir} removed`);
+    // the anchors, the rule and the routes of the driver are gone; the lab's own address stays
+    for (const l of [lab, lab2, lab3]) {
+      for (const n of l?.nodes ?? []) {
+        assert.not.match(loAddresses(n), `inet ${n.cidr2.replace('/16', '/32')}`, `${n.id}: anchor removed`);
+        assert.match(loAddresses(n), `inet ${n.cidrIp}/32`);
+        assert.equal(ownRoutes(n).size, 0, `${n.id}: routes removed`);
+        assert.not.match(execFileSync('ip', ['-n', n.ns, 'rule'], { encoding: 'utf8' }), 'lookup 219', `${n.id}: rule removed`);
+      }
+    }
     const tags = [lab?.tag, lab2?.tag, lab3?.tag];
     for (const l of [lab, lab2, lab3]) {
       for (const n of l?.nodes ?? []) {

@@ -1,10 +1,11 @@
-import { ErrorCodes, IsthmusError, certificateInfo, keyMatchesCertificate, parseCidr, parseIp, verifyChain } from '../../core/index.ts';
+import { ErrorCodes, IsthmusError, certificateInfo, cidrContains, formatCidr, formatIp, keyMatchesCertificate, parseCidr, parseIp, verifyChain } from '../../core/index.ts';
 import type { CableSpec, CableStatus, LocalEndpoint } from './driver.ts';
 import { yes, type ViciMessage } from './vici.ts';
 
 /**
  * The pure half of the ipsec driver (ipsec.ts): credentials check, spec validation, the
- * VICI load-conn message of a cable, parsing list-sas and the status of a cable. No I/O.
+ * VICI load-conn message of a cable, parsing list-sas and the status of a cable, and the
+ * plans of the libipsec data path (anchor addresses, routes). No I/O.
  */
 export type IpsecAuth =
   | { readonly mode: 'pubkey'; readonly localId: string }
@@ -243,4 +244,162 @@ export function failureReason(logLines: readonly string[], errmsg: string): stri
   }
   const failed = logLines.find((l) => /failed/i.test(l));
   return failed ?? errmsg;
+}
+
+
+// ---- the kernel-libipsec data path (see "Data path" in ipsec.ts) ----
+
+/** The driver's own routing table for the remote CIDRs, looked up by a rule of the same priority (before charon's 220). */
+export const ROUTE_TABLE = 219;
+export const RULE_PRIORITY = 219;
+/** kernel-libipsec's TUN device. */
+export const TUN_DEVICE = 'ipsec0';
+
+/** An address the host holds, as charon sees it: global scope on an interface that is up. */
+export interface HostAddress {
+  readonly ip: string;
+  readonly dev: string;
+}
+
+interface IpAddrJson {
+  ifname?: unknown;
+  flags?: unknown;
+  addr_info?: { family?: unknown; local?: unknown; scope?: unknown; tentative?: unknown; dadfailed?: unknown }[];
+}
+
+/** The usable addresses in the output of `ip -j address show` (pure). */
+export function parseAddresses(json: string): HostAddress[] {
+  let links: IpAddrJson[];
+  try {
+    links = JSON.parse(json) as IpAddrJson[];
+  } catch {
+    return [];
+  }
+  const out: HostAddress[] = [];
+  for (const l of Array.isArray(links) ? links : []) {
+    if (typeof l.ifname !== 'string' || !Array.isArray(l.flags) || !l.flags.includes('UP')) continue;
+    for (const a of Array.isArray(l.addr_info) ? l.addr_info : []) {
+      // charon skips link- and host-scope addresses; a tentative one cannot be a route source yet
+      if (typeof a.local !== 'string' || a.scope !== 'global' || a.tentative === true || a.dadfailed === true) continue;
+      out.push({ ip: a.local, dev: l.ifname });
+    }
+  }
+  return out;
+}
+
+/** The address given to the host for a local CIDR in which it holds none: the CIDR's network address (never a pod or ClusterIP). */
+export function anchorFor(cidr: string): string {
+  const c = parseCidr(cidr);
+  return formatIp(c.family, c.base);
+}
+
+/** The prefix length of a single address of ip's family. */
+export function hostPrefix(ip: string): number {
+  return parseIp(ip).family === 4 ? 32 : 128;
+}
+
+function inCidr(cidr: string, ip: string): boolean {
+  try {
+    return cidrContains(parseCidr(cidr), ip);
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Which anchors the host needs (pure): one on `lo` for every local CIDR in which it holds
+ * no address of its own, since charon (kernel-libipsec before strongSwan 5.9.12) fails a
+ * CHILD_SA whose local selector holds no local address. An anchor of ours stays while its
+ * CIDR is local (removing it would flush charon's routes sourced from it); one whose CIDR
+ * went is removed.
+ */
+export function planAnchors(cidrs: readonly string[], have: readonly HostAddress[], owned: readonly string[]): { anchors: string[]; add: string[]; remove: string[] } {
+  const anchors: string[] = [];
+  for (const cidr of cidrs) {
+    const mine = owned.find((ip) => inCidr(cidr, ip));
+    const own = have.some((a) => inCidr(cidr, a.ip) && !owned.includes(a.ip));
+    if (mine !== undefined) anchors.push(mine);
+    else if (!own) anchors.push(anchorFor(cidr));
+  }
+  const present = (ip: string): boolean => have.some((a) => a.ip === ip && a.dev === 'lo');
+  return {
+    anchors,
+    add: anchors.filter((ip) => !present(ip)),
+    remove: owned.filter((ip) => !anchors.includes(ip)),
+  };
+}
+
+/**
+ * The source of the routes to the remote CIDRs (pure): an address the host holds inside a
+ * local CIDR of ip's family, its own before an anchor, in the order of the local CIDRs.
+ */
+export function preferredSource(cidrs: readonly string[], have: readonly HostAddress[], anchors: readonly string[], family: 4 | 6): string | undefined {
+  const local = cidrs.filter((c) => parseCidr(c).family === family);
+  for (const cidr of local) {
+    const own = have.find((a) => inCidr(cidr, a.ip) && !anchors.includes(a.ip));
+    if (own !== undefined) return own.ip;
+  }
+  for (const cidr of local) {
+    const anchor = anchors.find((ip) => inCidr(cidr, ip));
+    if (anchor !== undefined) return anchor;
+  }
+  return undefined;
+}
+
+/** One route of the driver's table as `ip -j route show table N` prints it. */
+export interface TableRoute {
+  readonly dst: string;
+  readonly dev: string | undefined;
+  readonly src: string | undefined;
+}
+
+/** The routes in the output of `ip -j route show table N`, destinations as canonical CIDRs (pure). */
+export function parseRoutes(json: string): TableRoute[] {
+  let rows: { dst?: unknown; dev?: unknown; prefsrc?: unknown }[];
+  try {
+    rows = JSON.parse(json) as typeof rows;
+  } catch {
+    return [];
+  }
+  const out: TableRoute[] = [];
+  for (const r of Array.isArray(rows) ? rows : []) {
+    if (typeof r.dst !== 'string') continue;
+    let dst: string;
+    try {
+      dst = formatCidr(parseCidr(r.dst.includes('/') ? r.dst : `${r.dst}/${hostPrefix(r.dst)}`));
+    } catch {
+      continue; // "default" and the like are not ours
+    }
+    out.push({ dst, dev: typeof r.dev === 'string' ? r.dev : undefined, src: typeof r.prefsrc === 'string' ? r.prefsrc : undefined });
+  }
+  return out;
+}
+
+/** A wanted route: remote CIDR (canonical) → source address (or none). */
+export type WantedRoutes = ReadonlyMap<string, string | undefined>;
+
+/** What to change in the driver's table (pure): routes to replace (missing or different), then routes to delete. */
+export function planRoutes(want: WantedRoutes, have: readonly TableRoute[]): { replace: string[]; remove: string[] } {
+  const replace: string[] = [];
+  for (const [dst, src] of want) {
+    const r = have.find((h) => h.dst === dst);
+    if (r === undefined || r.dev !== TUN_DEVICE || r.src !== src) replace.push(dst);
+  }
+  const remove = have.filter((h) => !want.has(h.dst)).map((h) => h.dst);
+  return { replace, remove };
+}
+
+/** The canonical form of a CIDR (IPv6 text forms differ). */
+export function canonicalCidr(cidr: string): string {
+  return formatCidr(parseCidr(cidr));
+}
+
+/** Whether `ip -j rule show` lists the rule `priority → lookup table` (pure). */
+export function hasTableRule(json: string, priority: number, table: number): boolean {
+  try {
+    const rules = JSON.parse(json) as { priority?: unknown; table?: unknown; src?: unknown }[];
+    return Array.isArray(rules) && rules.some((r) => r.priority === priority && String(r.table) === String(table) && (r.src === undefined || r.src === 'all'));
+  } catch {
+    return false;
+  }
 }

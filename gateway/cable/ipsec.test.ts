@@ -5,12 +5,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, FakeRunner, IsthmusError, createCA, issueCertificate, silentLogger } from '../../core/index.ts';
+import { ErrorCodes, FakeRunner, IsthmusError, createCA, issueCertificate, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
 import { Charon, charonConf } from './charon.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import {
-  IpsecDriver, pemBlocks, authFromSecrets, cableStatus, connConfig, connName, failureReason, isInitiator, parseListSas, remoteId, specKey, specProblem,
-  type SaView,
+  IpsecDriver, pemBlocks, anchorFor, authFromSecrets, cableStatus, connConfig, connName, failureReason, hasTableRule, isInitiator, parseAddresses, parseListSas,
+  parseRoutes, planAnchors, planRoutes, preferredSource, remoteId, specKey, specProblem, type SaView,
 } from './ipsec.ts';
 import { PacketType, SegmentReader, decodeMessage, decodePacket, encodeMessage, encodePacket, type Packet, type ViciMessage } from './vici.ts';
 
@@ -197,6 +197,72 @@ test('failureReason picks the telling log line', () => {
   assert.is(failureReason([], 'establishing CHILD_SA failed'), 'establishing CHILD_SA failed');
 });
 
+const ipAddrJson = JSON.stringify([
+  { ifname: 'lo', flags: ['LOOPBACK', 'UP', 'LOWER_UP'], addr_info: [{ family: 'inet', local: '127.0.0.1', prefixlen: 8, scope: 'host' }, { family: 'inet', local: '10.101.0.0', prefixlen: 32, scope: 'global' }] },
+  { ifname: 'cni0', flags: ['BROADCAST', 'UP'], addr_info: [{ family: 'inet', local: '10.1.0.1', prefixlen: 24, scope: 'global' }, { family: 'inet6', local: 'fe80::1', prefixlen: 64, scope: 'link' }] },
+  { ifname: 'eth1', flags: ['BROADCAST'], addr_info: [{ family: 'inet', local: '10.101.5.5', prefixlen: 24, scope: 'global' }] },
+  { ifname: 'eth0', flags: ['UP'], addr_info: [{ family: 'inet6', local: 'fd00::5', prefixlen: 64, scope: 'global', tentative: true }, { family: 'inet', local: '192.0.2.1', prefixlen: 24, scope: 'global' }] },
+]);
+
+test('parseAddresses: global addresses on interfaces that are up, nothing tentative', () => {
+  assert.equal(parseAddresses(ipAddrJson), [{ ip: '10.101.0.0', dev: 'lo' }, { ip: '10.1.0.1', dev: 'cni0' }, { ip: '192.0.2.1', dev: 'eth0' }]);
+  assert.equal(parseAddresses(''), []);
+  assert.equal(parseAddresses('{"not":"a list"}'), []);
+});
+
+test('planAnchors: an anchor (the network address) for each local CIDR the host holds no address in; ours stay while their CIDR is local', () => {
+  const host = [{ ip: '10.1.0.1', dev: 'cni0' }, { ip: '192.0.2.1', dev: 'eth0' }];
+  const cidrs = ['10.1.0.0/16', '10.101.0.0/16'];
+  assert.is(anchorFor('10.101.0.0/16'), '10.101.0.0');
+  assert.is(anchorFor('fd00:1::/64'), 'fd00:1::');
+  assert.equal(planAnchors(cidrs, host, []), { anchors: ['10.101.0.0'], add: ['10.101.0.0'], remove: [] });
+  // present and ours: nothing to do
+  const withAnchor = [...host, { ip: '10.101.0.0', dev: 'lo' }];
+  assert.equal(planAnchors(cidrs, withAnchor, ['10.101.0.0']), { anchors: ['10.101.0.0'], add: [], remove: [] });
+  // ours but lost (someone removed it): added again
+  assert.equal(planAnchors(cidrs, host, ['10.101.0.0']), { anchors: ['10.101.0.0'], add: ['10.101.0.0'], remove: [] });
+  // the host got an address of its own there: ours stays (charon's routes may use it)
+  assert.equal(planAnchors(cidrs, [...withAnchor, { ip: '10.101.9.9', dev: 'eth1' }], ['10.101.0.0']).remove, []);
+  // the CIDR is no longer local: ours goes; someone else's address in a CIDR counts as the host's own
+  assert.equal(planAnchors(['10.1.0.0/16'], withAnchor, ['10.101.0.0']), { anchors: [], add: [], remove: ['10.101.0.0'] });
+  assert.equal(planAnchors(cidrs, withAnchor, []), { anchors: [], add: [], remove: [] });
+  // no address anywhere: one anchor per CIDR
+  assert.equal(planAnchors(cidrs, [], []).add, ['10.1.0.0', '10.101.0.0']);
+});
+
+test('preferredSource: the host\'s own address in the first local CIDR that has one, an anchor only when there is none', () => {
+  const cidrs = ['10.1.0.0/16', '10.101.0.0/16', 'fd00:1::/64'];
+  const anchors = ['10.101.0.0'];
+  assert.is(preferredSource(cidrs, [{ ip: '10.101.0.0', dev: 'lo' }, { ip: '10.1.0.1', dev: 'cni0' }], anchors, 4), '10.1.0.1');
+  assert.is(preferredSource(cidrs, [{ ip: '10.101.0.0', dev: 'lo' }, { ip: '10.101.3.3', dev: 'x' }], anchors, 4), '10.101.3.3');
+  assert.is(preferredSource(cidrs, [{ ip: '10.101.0.0', dev: 'lo' }], anchors, 4), '10.101.0.0');
+  assert.is(preferredSource(cidrs, [{ ip: 'fd00:1::7', dev: 'x' }], anchors, 6), 'fd00:1::7');
+  assert.is(preferredSource(['10.1.0.0/16'], [], [], 6), undefined);
+});
+
+test('parseRoutes, planRoutes, hasTableRule: replace what is missing or different, delete what is not wanted', () => {
+  const have = parseRoutes(JSON.stringify([
+    { dst: '10.2.0.0/16', dev: 'ipsec0', protocol: 'static', prefsrc: '10.1.0.1' },
+    { dst: '10.102.0.0/16', dev: 'ipsec0', protocol: 'static', prefsrc: '10.101.0.0' },
+    { dst: '10.9.0.1', dev: 'ipsec0' },
+    { dst: 'default', dev: 'eth0' },
+  ]));
+  assert.equal(have, [
+    { dst: '10.2.0.0/16', dev: 'ipsec0', src: '10.1.0.1' },
+    { dst: '10.102.0.0/16', dev: 'ipsec0', src: '10.101.0.0' },
+    { dst: '10.9.0.1/32', dev: 'ipsec0', src: undefined },
+  ]);
+  const want = new Map([['10.2.0.0/16', '10.1.0.1'], ['10.102.0.0/16', '10.1.0.1'], ['10.3.0.0/16', '10.1.0.1']]);
+  assert.equal(planRoutes(want, have), { replace: ['10.102.0.0/16', '10.3.0.0/16'], remove: ['10.9.0.1/32'] });
+  assert.equal(planRoutes(new Map([['10.2.0.0/16', '10.1.0.1']]), [{ dst: '10.2.0.0/16', dev: 'eth0', src: '10.1.0.1' }]).replace, ['10.2.0.0/16']);
+  assert.equal(planRoutes(new Map(), []), { replace: [], remove: [] });
+  assert.equal(parseRoutes('garbage'), []);
+  assert.ok(hasTableRule('[{"priority":0,"src":"all","table":"local"},{"priority":219,"src":"all","table":"219"}]', 219, 219));
+  assert.not.ok(hasTableRule('[{"priority":219,"src":"10.0.0.0/8","table":"219"}]', 219, 219));
+  assert.not.ok(hasTableRule('[{"priority":220,"src":"all","table":"220"}]', 219, 219));
+  assert.not.ok(hasTableRule('', 219, 219));
+});
+
 test('charonConf: plugins per data path, private socket and log, our ports', () => {
   const lib = charonConf({ dir: '/tmp/x', port: 500, portNatT: 4500, dataPath: 'libipsec' });
   assert.match(lib, /load = kernel-libipsec .*vici/);
@@ -264,6 +330,8 @@ interface FakeCharon {
   readonly log: string[];
   readonly conns: Map<string, ViciMessage>;
   readonly up: Set<string>;
+  /** Breaks every VICI connection, as when charon dies (its process stays: the driver adopts it again). */
+  dropClients(): void;
   stop(): Promise<void>;
 }
 
@@ -347,6 +415,10 @@ async function fakeCharon(): Promise<FakeCharon> {
   await new Promise<void>((r) => server.listen(join(dir, 'charon.vici'), r));
   return {
     dir, log, conns, up,
+    dropClients: () => {
+      for (const s of sockets) s.destroy();
+      sockets.clear();
+    },
     stop: async () => {
       proc.kill('SIGKILL');
       for (const s of sockets) s.destroy();
@@ -404,8 +476,8 @@ test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice 
     const state = readFileSync(join(fake.dir, 'state.json'), 'utf8');
     assert.ok(state.includes('10.20.0.0/16'));
     assert.not.ok(state.includes('unit-test-psk'));
-    // no OS command ran: everything went over VICI
-    assert.equal(runner.calls.map((x) => x.command), ['readlink']);
+    // outside VICI only the libipsec anchors and routes (tested below) touched the OS
+    assert.equal([...new Set(runner.calls.map((x) => x.command))].sort(), ['ip', 'readlink']);
     // a new instance reads the state back and, with the connection loaded, changes nothing
     await d.close();
     const d2 = new IpsecDriver({ runner, logger: silentLogger(), dir: fake.dir, autoRestart: false, retryMinMs: 20 });
@@ -432,6 +504,155 @@ test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice 
     assert.equal(await d2.set([b2]), { failed: [] });
     assert.is((await d2.connections())[0]?.state, 'connected');
     await d2.close();
+  } finally {
+    await d.close();
+    await fake.stop();
+  }
+});
+
+/**
+ * A model of the `ip` commands the driver runs on the libipsec data path, for one
+ * namespace: addresses, rules and the routes of table 219. A route needs ipsec0 and a
+ * source the host holds, as in the kernel.
+ */
+class FakeIp {
+  readonly addrs = new Map<string, string>([['10.1.0.1', 'cni0'], ['192.0.2.1', 'eth0']]);
+  readonly rules = new Set<string>();
+  routes = new Map<string, string | undefined>();
+  tableExists = false;
+  /** Destinations whose `ip route replace` fails. */
+  readonly refuse = new Set<string>();
+
+  handle = (c: FakeCall): Partial<RunResult> | undefined => {
+    if (c.command !== 'ip') return undefined;
+    const a = c.args.filter((x) => x !== '-4');
+    const ok = { code: 0, stdout: '', stderr: '' };
+    const is = (...p: string[]): boolean => p.every((x, i) => a[i] === x);
+    if (is('-j', 'address', 'show')) {
+      const devs = [...new Set(this.addrs.values())];
+      return { stdout: JSON.stringify(devs.map((d) => ({ ifname: d, flags: ['UP'], addr_info: [...this.addrs].filter(([, x]) => x === d).map(([ip]) => ({ family: 'inet', local: ip, scope: 'global' })) }))) };
+    }
+    if (is('address', 'add')) {
+      this.addrs.set((a[2] ?? '').split('/')[0] ?? '', a[4] ?? '');
+      return ok;
+    }
+    if (is('address', 'del')) {
+      this.addrs.delete((a[2] ?? '').split('/')[0] ?? '');
+      return ok;
+    }
+    if (is('-j', 'rule', 'show')) return { stdout: JSON.stringify([...this.rules].map((r) => ({ priority: Number(r), src: 'all', table: r }))) };
+    if (is('rule', 'add')) {
+      this.rules.add(a[3] ?? '');
+      return ok;
+    }
+    if (is('rule', 'del')) return this.rules.delete(a[3] ?? '') ? ok : { code: 2, stderr: 'RTNETLINK answers: No such file or directory' };
+    if (is('-j', 'route', 'show', 'table', '219')) {
+      if (!this.tableExists) return { code: 2, stderr: 'Error: ipv4: FIB table does not exist.\nDump terminated' };
+      return { stdout: JSON.stringify([...this.routes].map(([dst, src]) => ({ dst, dev: 'ipsec0', protocol: 'static', ...(src === undefined ? {} : { prefsrc: src }) }))) };
+    }
+    if (is('route', 'replace')) {
+      const dst = a[2] ?? '';
+      const src = a[a.indexOf('src') + 1];
+      if (this.refuse.has(dst)) return { code: 2, stderr: 'RTNETLINK answers: Invalid argument' };
+      if (src !== undefined && !this.addrs.has(src)) return { code: 2, stderr: 'Error: Invalid prefsrc address.' };
+      this.routes.set(dst, src);
+      this.tableExists = true;
+      return ok;
+    }
+    if (is('route', 'del')) return this.routes.delete(a[2] ?? '') ? ok : { code: 2, stderr: 'RTNETLINK answers: No such process' };
+    if (is('route', 'flush')) {
+      this.routes.clear();
+      return ok;
+    }
+    if (c.args[0] === '-6') return { code: 2, stderr: 'not modelled' };
+    return { code: 99, stderr: `unexpected: ip ${c.args.join(' ')}` };
+  };
+
+  /** charon restarted: a new ipsec0, without routes. */
+  newTun(): void {
+    this.routes = new Map();
+  }
+}
+
+/** The commands that change the OS (everything but reads). */
+function changes(runner: FakeRunner, from = 0): string[] {
+  return runner.calls.slice(from).filter((c) => c.command !== 'readlink' && !c.args.includes('-j')).map((c) => [c.command, ...c.args].join(' '));
+}
+
+test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes per remote CIDR with the host\'s own source, idempotent, removed with their cable, restored after a charon restart, cleaned up', async () => {
+  const fake = await fakeCharon();
+  const ip = new FakeIp();
+  const runner = new FakeRunner().on(ip.handle);
+  const psk = 'unit-test-psk-'.repeat(4);
+  const l = { ...local({ psk }), cidrs: ['10.1.0.0/16', '10.101.0.0/16'] };
+  const opts = { runner, logger: silentLogger(), dir: fake.dir, retryMinMs: 20, autoRestartDelayMs: 10 };
+  const d = new IpsecDriver(opts);
+  try {
+    await d.init(l);
+    // the host holds 10.1.0.1 but nothing in the service CIDR: an anchor, and no route yet
+    assert.equal(changes(runner), ['ip address add 10.101.0.0/32 dev lo']);
+    assert.equal(JSON.parse(readFileSync(join(fake.dir, 'state.json'), 'utf8')).anchors, ['10.101.0.0']);
+    const b = spec({ remoteCidrs: ['10.2.0.0/16', '10.102.0.0/16'] });
+    const c = spec({ remoteCluster: 'c', remoteIp: '192.0.2.3', remoteCidrs: ['10.3.0.0/16', '10.103.0.0/16'] });
+    let mark = runner.calls.length;
+    assert.equal(await d.set([b, c]), { failed: [] });
+    assert.equal(changes(runner, mark), [
+      'ip -4 rule add priority 219 table 219',
+      ...['10.2.0.0/16', '10.102.0.0/16', '10.3.0.0/16', '10.103.0.0/16'].map((r) => `ip -4 route replace ${r} dev ipsec0 table 219 proto static src 10.1.0.1`),
+    ]);
+    // the same input again: only reads
+    mark = runner.calls.length;
+    assert.equal(await d.set([c, b]), { failed: [] });
+    assert.equal(changes(runner, mark), []);
+    assert.ok(runner.calls.slice(mark).some((x) => x.args.join(' ') === '-j -4 route show table 219'), 'it looked');
+    // c goes and d comes: d's routes go in before c's go out; a source that changed behind our back is put right
+    ip.routes.set('10.2.0.0/16', '10.101.0.0');
+    const dd = spec({ remoteCluster: 'd', remoteIp: '192.0.2.4', remoteCidrs: ['10.4.0.0/16', '192.0.2.0/24'] });
+    mark = runner.calls.length;
+    assert.equal(await d.set([b, dd]), { failed: [] });
+    assert.equal(changes(runner, mark), [
+      'ip -4 route replace 10.2.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1',
+      'ip -4 route replace 10.4.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1',
+      'ip -4 route del 10.3.0.0/16 table 219',
+      'ip -4 route del 10.103.0.0/16 table 219',
+    ], 'no route to 192.0.2.0/24: it holds d\'s own address (charon excludes the peer, we would not)');
+    assert.equal([...ip.routes.keys()].sort(), ['10.102.0.0/16', '10.2.0.0/16', '10.4.0.0/16']);
+    // a route the kernel refuses fails its own cable only
+    ip.refuse.add('10.4.0.0/16');
+    ip.routes.delete('10.4.0.0/16');
+    ip.routes.delete('10.2.0.0/16');
+    const r = await d.set([b, dd]);
+    assert.equal(r.failed.map((f) => f.remoteCluster), ['d']);
+    assert.match(r.failed[0]?.reason ?? '', 'route to 10.4.0.0/16 via ipsec0');
+    assert.ok(ip.routes.has('10.2.0.0/16'), 'b repaired all the same');
+    ip.refuse.clear();
+    assert.equal(await d.set([b, dd]), { failed: [] });
+    // charon dies and comes back (here: the VICI connections break, the driver reconnects): a new ipsec0, routes restored
+    ip.newTun();
+    fake.dropClients();
+    await eventually(async () => (ip.routes.size === 3 ? true : undefined));
+    assert.is(ip.routes.get('10.102.0.0/16'), '10.1.0.1');
+    // and through init(), as after a failed restart
+    ip.newTun();
+    await d.init(l);
+    assert.equal([...ip.routes.keys()].sort(), ['10.102.0.0/16', '10.2.0.0/16', '10.4.0.0/16']);
+    // the anchor lost (someone flushed lo): set() puts it back before anything else
+    ip.addrs.delete('10.101.0.0');
+    mark = runner.calls.length;
+    assert.equal(await d.set([b, dd]), { failed: [] });
+    assert.equal(changes(runner, mark), ['ip address add 10.101.0.0/32 dev lo']);
+    // a new instance adopts: nothing changes, and its cleanup removes what the first one made
+    await d.close();
+    const d2 = new IpsecDriver({ ...opts, autoRestart: false });
+    mark = runner.calls.length;
+    await d2.init(l);
+    assert.equal(await d2.set([b, dd]), { failed: [] });
+    assert.equal(changes(runner, mark), []);
+    await d2.cleanup();
+    assert.equal([...ip.routes.keys()], []);
+    assert.equal([...ip.rules], []);
+    assert.not.ok(ip.addrs.has('10.101.0.0'), 'anchor removed');
+    assert.ok(ip.addrs.has('10.1.0.1'), 'the host\'s own address stays');
   } finally {
     await d.close();
     await fake.stop();

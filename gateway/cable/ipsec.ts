@@ -1,12 +1,13 @@
 import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ErrorCodes, IsthmusError, messageOf, missingDependency, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
+import { ErrorCodes, IsthmusError, cidrContains, formatCidr, messageOf, missingDependency, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
 import { CHARON_PATH, Charon, exists, type DataPath } from './charon.ts';
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
 import {
-  LABEL, NAME_PREFIX, authFromSecrets, cableStatus, childName, connConfig, connName, failureReason, isInitiator, parseListSas,
-  pemBlocks, specKey, specProblem, str, type ConnTimings, type IpsecAuth, type SaView,
+  LABEL, NAME_PREFIX, ROUTE_TABLE, RULE_PRIORITY, TUN_DEVICE, authFromSecrets, cableStatus, childName, connConfig, connName, failureReason,
+  hasTableRule, hostPrefix, isInitiator, parseAddresses, parseListSas, parseRoutes, pemBlocks, planAnchors, planRoutes, preferredSource,
+  specKey, specProblem, str, type ConnTimings, type HostAddress, type IpsecAuth, type SaView,
 } from './ipsec-config.ts';
 import { ViciClient, yes, type EventHandler } from './vici.ts';
 
@@ -34,17 +35,33 @@ export * from './ipsec-config.ts';
  *   `<dir>/state.json`); `set` touches only cables whose spec changed. A new driver
  *   instance adopts a running charon, reads the state back and re-initiates nothing that
  *   is up. If charon died, init()/set() restart it and load everything again.
- * - Data path with kernel-libipsec: charon's TUN device `ipsec0` and its routes to the
- *   remote CIDRs in table 220 (with an `ip rule` at priority 220); charon picks as route
- *   source the local address inside local_ts, so a host that has an address in its own
- *   cluster CIDR (the gateway) sends from it and the packets match the SA's selectors.
- *   Without such an address the route has no source and the gateway's own packets leave
- *   from its underlay address, which no selector matches: give the gateway an address in a
- *   local CIDR (the e2e test puts it on `lo`). Traffic the gateway forwards (pods of its
- *   cluster, with ip_forward on) carries its own in-CIDR source and needs nothing more;
- *   decrypted packets come out of ipsec0, whose table-220 routes also satisfy rp_filter.
- *   On XFRM kernels the same routes point at the underlay interface and the kernel's
- *   policies do the encryption. ipsec0 has MTU 1400: MSS clamping is the route agent's.
+ * - Data path with kernel-libipsec: charon's TUN device `ipsec0`. charon installs one
+ *   route per outbound policy (local CIDR × remote CIDR) in table 220 (with an `ip rule` at
+ *   priority 220, which its kernel-netlink plugin adds at start whenever routing_table is
+ *   set; `install_routes = no` does not stop kernel-libipsec from routing), sourced from an
+ *   address the host holds inside that policy's local CIDR. strongSwan before 5.9.12 fails
+ *   the policy, and with it the whole CHILD_SA (TS_UNACCEPTABLE to the peer), when the host
+ *   holds no address in one of its local CIDRs, as a node holds none in its service CIDR.
+ *   So for every local CIDR without an address of the host the driver puts an anchor on
+ *   `lo`: the CIDR's network address, which Kubernetes never gives to a pod or a ClusterIP
+ *   (kept in the state file; removed when its CIDR goes and by cleanup()). charon's routes
+ *   for one remote CIDR then differ only in their source and the last policy's wins, which
+ *   would make the gateway send its own packets from an anchor. The driver therefore owns
+ *   the routes that count: in table 219, looked up by an `ip rule` at priority 219 before
+ *   charon's, one route per remote CIDR of every cable, `dev ipsec0`, sourced from the
+ *   host's own address in its first local CIDR that has one (an anchor only when it has
+ *   none), so the gateway's packets match the SA's selectors. set() compares them with
+ *   `ip -j route show table 219` and changes only what differs; init() and the restart
+ *   after charon died put them back (a new ipsec0 has no routes). charon's table stays as
+ *   the fallback. Traffic the gateway forwards (pods of its cluster, with ip_forward on)
+ *   carries its own in-CIDR source; decrypted packets come out of ipsec0, whose routes
+ *   also satisfy rp_filter. A remote CIDR that holds the remote gateway's address gets no
+ *   route of ours (charon's table has an exclude route for the peer; ours would not).
+ * - On XFRM kernels charon's kernel-netlink plugin keeps installing the routes (towards
+ *   the underlay interface; the kernel's policies encrypt): it shares one route among the
+ *   policies of a destination, and a local CIDR without an address of the host only costs
+ *   that policy its route, not the CHILD_SA. No anchors and no routes of the driver there.
+ *   ipsec0 has MTU 1400: MSS clamping is the route agent's.
  */
 
 export interface IpsecDriverOptions {
@@ -99,6 +116,8 @@ interface StateFile {
   readonly version: 1;
   readonly local: { clusterId: string; privateIp: string; port: number; cidrs: readonly string[]; auth: IpsecAuth['mode'] };
   readonly cables: readonly CableSpec[];
+  /** Anchor addresses the driver put on lo (libipsec). */
+  readonly anchors?: readonly string[];
 }
 
 /** What the supervisor (see #supervise) keeps per cable. */
@@ -135,6 +154,10 @@ export class IpsecDriver implements CableDriver {
   readonly #initiateNow = new Set<string>();
   /** Digest of the credentials loaded into charon (kept in memory only). */
   #loadedCreds: string | undefined;
+  /** Anchor addresses this driver put on lo (libipsec), kept in the state file. */
+  #anchors: string[] = [];
+  /** The host's addresses at the last anchor check. */
+  #hostAddresses: HostAddress[] = [];
   /** IKE_SAs that came up while this driver watched (ike-updown up=yes), for tests and metrics. */
   ikeUps = 0;
   /** IKE_SA rekeyings seen (ike-rekey events). */
@@ -194,6 +217,7 @@ export class IpsecDriver implements CableDriver {
     } catch {
       return;
     }
+    if (this.#anchors.length === 0 && Array.isArray(state.anchors)) this.#anchors = state.anchors.filter((a) => typeof a === 'string');
     const same = state.version === 1 && state.local.clusterId === local.clusterId && state.local.privateIp === local.privateIp &&
       state.local.port === local.port && JSON.stringify(state.local.cidrs) === JSON.stringify(local.cidrs) && state.local.auth === auth.mode;
     for (const spec of state.cables) {
@@ -210,6 +234,7 @@ export class IpsecDriver implements CableDriver {
       version: 1,
       local: { clusterId: local.clusterId, privateIp: local.privateIp, port: local.port, cidrs: [...local.cidrs], auth: auth.mode },
       cables: [...this.#applied.values()].map((a) => a.spec),
+      anchors: [...this.#anchors],
     };
     await mkdir(this.#o.dir, { recursive: true, mode: 0o700 });
     const tmp = `${this.stateFile}.tmp`;
@@ -230,6 +255,8 @@ export class IpsecDriver implements CableDriver {
     if (!fromInit && this.#vici !== undefined && !this.#vici.closed && (await charon.pid()) !== undefined) return;
     const { started, pid } = await charon.ensure();
     if (started) this.charonStarts++;
+    // before any CHILD_SA can be installed (a peer may initiate as soon as the connections are loaded)
+    await this.#syncAnchors();
     const previous = this.#vici;
     this.#vici = undefined;
     previous?.close();
@@ -269,7 +296,101 @@ export class IpsecDriver implements CableDriver {
     void v.whenClosed().then((why) => this.#onViciClosed(v, why));
     if (failedNow.length > 0) await this.#writeState();
     this.#startSupervisor();
+    // a restarted charon has a new ipsec0, without routes; set() reports a failure per cable
+    for (const [remote, reason] of await this.#syncRoutes()) this.#log.warn({ remote, reason }, 'ipsec routes not installed');
     this.#log.info({ pid, started, cables: this.#applied.size, dataPath: charon.dataPath }, started ? 'charon started, configuration loaded' : 'charon adopted');
+  }
+
+  /**
+   * libipsec: an address of the host in every local CIDR (see "Data path" above). Adds the
+   * missing anchors on lo, removes those whose CIDR is no longer local; reads only when
+   * nothing is missing.
+   */
+  async #syncAnchors(): Promise<void> {
+    const { local, charon } = this.#need();
+    if (charon.dataPath !== 'libipsec') return;
+    const run = this.#o.runner;
+    this.#hostAddresses = parseAddresses((await run.run('ip', ['-j', 'address', 'show'])).stdout);
+    const plan = planAnchors(local.cidrs, this.#hostAddresses, this.#anchors);
+    if (plan.add.length === 0 && plan.remove.length === 0 && JSON.stringify(plan.anchors) === JSON.stringify(this.#anchors)) return;
+    try {
+      for (const ip of plan.add) {
+        await run.run('ip', ['address', 'add', `${ip}/${hostPrefix(ip)}`, 'dev', 'lo']);
+        this.#anchors = [...new Set([...this.#anchors, ip])];
+        this.#log.info({ address: ip }, 'anchor address added on lo: charon needs an address of this host in every local CIDR');
+      }
+      for (const ip of plan.remove) {
+        await run.run('ip', ['address', 'del', `${ip}/${hostPrefix(ip)}`, 'dev', 'lo'], { allowFailure: true });
+        this.#log.info({ address: ip }, 'anchor address removed from lo (its CIDR is no longer local)');
+      }
+      this.#anchors = plan.anchors;
+    } finally {
+      await this.#writeState();
+    }
+  }
+
+  /**
+   * libipsec: the driver's routes (table 219, rule priority 219) to the remote CIDRs of every
+   * applied cable, changing only what differs from `ip -j route show`; returns the cables
+   * whose routes could not be installed, with the reason. Uses the addresses #syncAnchors read.
+   */
+  async #syncRoutes(): Promise<Map<string, string>> {
+    const failed = new Map<string, string>();
+    const { local, charon } = this.#need();
+    if (charon.dataPath !== 'libipsec') return failed;
+    const run = this.#o.runner;
+    const table = String(ROUTE_TABLE);
+    const families = new Set(local.cidrs.map((c) => parseCidr(c).family));
+    for (const family of families) {
+      const f = family === 4 ? '-4' : '-6';
+      const want = new Map<string, string | undefined>();
+      const owner = new Map<string, string>();
+      const src = preferredSource(local.cidrs, this.#hostAddresses, this.#anchors, family);
+      for (const [remote, a] of this.#applied) {
+        for (const cidr of a.spec.remoteCidrs) {
+          const c = parseCidr(cidr);
+          if (c.family !== family || cidrContains(c, a.spec.remoteIp)) continue;
+          const dst = formatCidr(c);
+          want.set(dst, src);
+          owner.set(dst, remote);
+        }
+      }
+      try {
+        if (want.size > 0 && !hasTableRule((await run.run('ip', ['-j', f, 'rule', 'show'])).stdout, RULE_PRIORITY, ROUTE_TABLE)) {
+          await run.run('ip', [f, 'rule', 'add', 'priority', String(RULE_PRIORITY), 'table', table]);
+        }
+        const shown = await run.run('ip', ['-j', f, 'route', 'show', 'table', table], { allowFailure: true });
+        // a table that never held a route does not exist yet
+        if (shown.code !== 0 && !/does not exist/.test(shown.stderr)) throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `ip route show table ${table}: ${shown.stderr.trim()}`);
+        const plan = planRoutes(want, shown.code === 0 ? parseRoutes(shown.stdout) : []);
+        for (const dst of plan.replace) {
+          const s = want.get(dst);
+          try {
+            await run.run('ip', [f, 'route', 'replace', dst, 'dev', TUN_DEVICE, 'table', table, 'proto', 'static', ...(s === undefined ? [] : ['src', s])]);
+          } catch (err) {
+            failed.set(owner.get(dst) ?? '', `route to ${dst} via ${TUN_DEVICE}: ${messageOf(err)}`);
+          }
+        }
+        for (const dst of plan.remove) await run.run('ip', [f, 'route', 'del', dst, 'table', table], { allowFailure: true });
+        if (plan.replace.length > 0 || plan.remove.length > 0) this.#log.info({ table: ROUTE_TABLE, src, replaced: plan.replace, removed: plan.remove }, 'ipsec routes updated');
+      } catch (err) {
+        for (const remote of new Set(owner.values())) if (!failed.has(remote)) failed.set(remote, `routes in table ${table}: ${messageOf(err)}`);
+      }
+    }
+    return failed;
+  }
+
+  /** Removes the driver's rule, routes and anchors (cleanup; safe when none exist). */
+  async #removeHostState(anchors: readonly string[]): Promise<void> {
+    const run = this.#o.runner;
+    const table = String(ROUTE_TABLE);
+    for (const f of ['-4', '-6']) {
+      await run.run('ip', [f, 'route', 'flush', 'table', table], { allowFailure: true });
+      await run.run('ip', [f, 'rule', 'del', 'priority', String(RULE_PRIORITY), 'table', table], { allowFailure: true });
+    }
+    for (const ip of anchors) await run.run('ip', ['address', 'del', `${ip}/${hostPrefix(ip)}`, 'dev', 'lo'], { allowFailure: true });
+    this.#anchors = [];
+    this.#hostAddresses = [];
   }
 
   /** The main VICI connection broke: charon died (or was restarted). Restart it unless told not to. */
@@ -361,6 +482,7 @@ export class IpsecDriver implements CableDriver {
   async set(desired: readonly CableSpec[]): Promise<SetResult> {
     const { local } = this.#need();
     const vici = await this.#viciNow();
+    await this.#syncAnchors();
     const failed: { remoteCluster: string; reason: string }[] = [];
     const want = new Map<string, CableSpec>();
     for (const spec of desired) {
@@ -411,6 +533,10 @@ export class IpsecDriver implements CableDriver {
       if (!desired.some((d) => d.remoteCluster === remote)) this.#failed.delete(remote);
     }
     if (changed) await this.#writeState();
+    // the routes last: new cables' routes in, removed cables' routes out
+    for (const [remote, reason] of await this.#syncRoutes()) {
+      if (!failed.some((f) => f.remoteCluster === remote)) failed.push({ remoteCluster: remote, reason });
+    }
     return { failed };
   }
 
@@ -644,6 +770,9 @@ export class IpsecDriver implements CableDriver {
     this.#restartTimer = undefined;
     await this.#stopSupervisor();
     const charon = this.#charon ?? new Charon({ runner: this.#o.runner, logger: this.#log, dir: this.#o.dir });
+    // anchors a previous instance made are in the state file, which goes with charon's folder
+    const saved: unknown = await readFile(this.stateFile, 'utf8').then((t) => (JSON.parse(t) as Partial<StateFile>).anchors).catch(() => undefined);
+    const anchors = [...new Set([...this.#anchors, ...(Array.isArray(saved) ? saved.filter((x): x is string => typeof x === 'string') : [])])];
     if ((await charon.pid()) !== undefined) {
       try {
         const main = this.#vici !== undefined && !this.#vici.closed ? this.#vici : undefined;
@@ -662,6 +791,7 @@ export class IpsecDriver implements CableDriver {
     this.#vici = undefined;
     v?.close();
     await charon.remove();
+    await this.#removeHostState(anchors);
     this.#applied.clear();
     this.#failed.clear();
     this.#lastError.clear();
