@@ -558,7 +558,9 @@ export class IpsecDriver implements CableDriver {
   async #terminate(vici: ViciClient, remote: string): Promise<void> {
     const { sas } = await this.#listSas(vici, connName(remote));
     if ((sas.get(connName(remote)) ?? []).length === 0) return;
-    await vici.request('terminate', { ike: connName(remote), timeout: '3000' }).catch((err: unknown) => {
+    // by force: the SA goes at once (one DELETE is sent) instead of waiting for the peer's answer,
+    // which never comes when it died; until the old SA is gone nothing initiates the new one
+    await vici.request('terminate', { ike: connName(remote), force: 'yes' }).catch((err: unknown) => {
       this.#log.debug({ remote, err: messageOf(err) }, 'terminate');
     });
   }
