@@ -172,7 +172,10 @@ test('a restarted kubelet adopts running pods: no namespace leaked or lost, no p
   await kubectl(kc, 'c1', ['-n', 'demo', 'scale', 'deployment', 'echo', '--replicas=4']);
   await eventually('4 ready pods after the restart', async () => ((await echoPods('c1')).length === 4 ? true : undefined), 60_000);
   const after = records('c1').map((r) => [r.uid, r.netns, r.ip, r.containers.map((c) => c.pid)]).sort();
-  for (const b of before) assert.ok(after.some((a) => JSON.stringify(a) === JSON.stringify(b)), `pod ${String(b[0])} kept its namespace, address and process`);
+  for (const b of before) {
+    const a = after.find((x) => x[0] === b[0]);
+    assert.equal(a, b, `pod ${String(b[0])} kept its namespace, address and process`);
+  }
   const podNetns = netnsList().filter((n) => n.startsWith('isb-c1-') && !/-n\d+$/.test(n));
   assert.is(podNetns.length, records('c1').length, 'exactly one namespace per pod');
 });
