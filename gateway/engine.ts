@@ -250,7 +250,10 @@ export class GatewayEngine {
       },
     });
     this.#keeper.start();
-    await cache.synced;
+    // a Lease lost while the broker is away must not wait for the cache: the stand-down is queued behind this
+    const signal = this.#activation.signal;
+    const lost = new Promise<false>((resolve) => (signal.aborted ? resolve(false) : signal.addEventListener('abort', () => resolve(false), { once: true })));
+    if (!(await Promise.race([cache.synced.then(() => true), lost]))) return;
     this.#synced = true;
     this.#queue.add('cables');
   }
