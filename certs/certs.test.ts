@@ -11,6 +11,7 @@ import {
   loadClustersetCA, pruneBundle, readIssued, renewDir, renewalDue, renewalTime, rotateClustersetCA, splitPemBundle,
   validateClusterId, validateIpsecPsk, verifyWithBundle, wireGuardPublicKey, writeClustersetCA, writeIssued,
 } from './index.ts';
+import { errorCode } from '../core/testing.ts';
 
 const DAY = 86_400_000;
 const ca = createClustersetCA({ validDays: 100 });
@@ -28,14 +29,7 @@ async function mode(path: string): Promise<number> {
   return (await stat(path)).mode & 0o777;
 }
 
-function codeOf(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : `not an IsthmusError: ${String(err)}`;
-  }
-  return 'no error';
-}
+const codeOf = (fn: () => unknown): string => errorCode(fn) ?? 'no error';
 
 test('CA is written with a 0600 key, loaded back, and not silently replaced', async () => {
   await withDir(async (dir) => {

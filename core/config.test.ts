@@ -2,6 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { bool, int, list, oneOf, str, validateConfig, custom } from './config.ts';
 import { ErrorCodes, IsthmusError } from './errors.ts';
+import { errorCode } from './testing.ts';
 
 const schema = {
   name: str('cluster id', undefined, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, 'is not an RFC-1123 label'),
@@ -15,15 +16,6 @@ const schema = {
     return n;
   }),
 };
-
-function codeOf(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : 'not an IsthmusError';
-  }
-  return undefined;
-}
 
 test('applies defaults and parses strings', () => {
   const c = validateConfig(schema, { name: 'c1', port: '9000', debug: 'true', peers: 'a, b' });
@@ -54,7 +46,7 @@ test('reports every problem at once, with the field name', () => {
 });
 
 test('required field without default', () => {
-  assert.is(codeOf(() => validateConfig(schema, {})), ErrorCodes.INVALID_CONFIG);
+  assert.is(errorCode(() => validateConfig(schema, {})), ErrorCodes.INVALID_CONFIG);
 });
 
 test('list items are validated with their index', () => {

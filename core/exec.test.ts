@@ -2,15 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError } from './errors.ts';
 import { FakeRunner, SystemRunner } from './exec.ts';
-
-async function codeOf(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : 'other';
-  }
-  return undefined;
-}
+import { errorCodeAsync } from './testing.ts';
 
 test('SystemRunner returns output and passes stdin', async () => {
   const r = await new SystemRunner().run('sh', ['-c', 'cat; echo err >&2'], { input: 'hello' });
@@ -43,20 +35,20 @@ test('SystemRunner: a missing program is MISSING_DEPENDENCY naming the package a
 });
 
 test('SystemRunner: timeout kills the command', async () => {
-  assert.is(await codeOf(new SystemRunner().run('sleep', ['5'], { timeoutMs: 100 })), ErrorCodes.COMMAND_FAILED);
+  assert.is(await errorCodeAsync(new SystemRunner().run('sleep', ['5'], { timeoutMs: 100 })), ErrorCodes.COMMAND_FAILED);
 });
 
 test('SystemRunner: abort signal', async () => {
   const ac = new AbortController();
   const p = new SystemRunner().run('sleep', ['5'], { signal: ac.signal });
   ac.abort();
-  assert.is(await codeOf(p), ErrorCodes.ABORTED);
+  assert.is(await errorCodeAsync(p), ErrorCodes.ABORTED);
 });
 
 test('FakeRunner records calls and answers by prefix', async () => {
   const fake = new FakeRunner().when('wg', ['show'], { stdout: 'peers' }).when('ip', ['link', 'add'], { code: 2, stderr: 'exists' });
   assert.is((await fake.run('wg', ['show', 'isthmus-wg', 'dump'])).stdout, 'peers');
-  assert.is(await codeOf(fake.run('ip', ['link', 'add', 'x'])), ErrorCodes.COMMAND_FAILED);
+  assert.is(await errorCodeAsync(fake.run('ip', ['link', 'add', 'x'])), ErrorCodes.COMMAND_FAILED);
   assert.is((await fake.run('ip', ['link', 'add', 'x'], { allowFailure: true })).code, 2);
   assert.is((await fake.run('nft', ['list', 'ruleset'])).code, 0);
   assert.equal(fake.lines(), ['wg show isthmus-wg dump', 'ip link add x', 'ip link add x', 'nft list ruleset']);

@@ -1,18 +1,10 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { V1ConfigMap, V1Deployment, V1Service } from '@kubernetes/client-node';
-import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { ErrorCodes } from '../core/index.ts';
 import { DEFAULT_COREDNS_IMAGE, clusterDnsIp, dnsManifests, renderCorefile, type DnsObject } from './dns.ts';
 import { pins } from './versions.ts';
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : 'other';
-  }
-  return undefined;
-}
+import { errorCode } from '../core/testing.ts';
 
 function find<T extends DnsObject>(items: readonly DnsObject[], kind: string, name: string): T {
   const found = items.filter((o) => o.kind === kind && o.metadata?.name === name);
@@ -33,10 +25,10 @@ test('cluster DNS IP is the 10th address of the service CIDR', () => {
 });
 
 test('cluster DNS IP refuses malformed and too small CIDRs', () => {
-  assert.is(code(() => clusterDnsIp('10.96.0.0')), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => clusterDnsIp('10.96.0.1/16')), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => clusterDnsIp('10.0.0.0/29')), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => clusterDnsIp('banana')), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => clusterDnsIp('10.96.0.0')), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => clusterDnsIp('10.96.0.1/16')), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => clusterDnsIp('10.0.0.0/29')), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => clusterDnsIp('banana')), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('Corefile: the kubernetes plugin for cluster.local, no forward without upstream', () => {
@@ -73,12 +65,12 @@ test('Corefile: custom domain and upstreams', () => {
 });
 
 test('Corefile: refuses input that would break or inject into it', () => {
-  assert.is(code(() => renderCorefile({ clusterDomain: 'Cluster.Local' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => renderCorefile({ clusterDomain: 'a..b' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => renderCorefile({ clusterDomain: 'x {\n}' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => renderCorefile({ upstream: '' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => renderCorefile({ upstream: '1.1.1.1\n}\nerrors' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => renderCorefile({ upstream: '1.1.1.1 {' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => renderCorefile({ clusterDomain: 'Cluster.Local' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => renderCorefile({ clusterDomain: 'a..b' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => renderCorefile({ clusterDomain: 'x {\n}' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => renderCorefile({ upstream: '' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => renderCorefile({ upstream: '1.1.1.1\n}\nerrors' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => renderCorefile({ upstream: '1.1.1.1 {' })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('manifests: a v1 List of the six objects in apply order, all DNS objects in kube-system', () => {
@@ -157,10 +149,10 @@ test('manifests: image and replicas can be set and are checked', () => {
   const d = find<V1Deployment>(items, 'Deployment', 'coredns');
   assert.is(d.spec?.replicas, 1);
   assert.is(d.spec?.template.spec?.containers[0]?.image, 'coredns/coredns:1.15.0');
-  assert.is(code(() => dnsManifests({ serviceCidr: '10.96.0.0/12', replicas: 0 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => dnsManifests({ serviceCidr: '10.96.0.0/12', replicas: 1.5 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => dnsManifests({ serviceCidr: '10.96.0.0/12', image: 'a b' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => dnsManifests({ serviceCidr: '10.96.0.0/30' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => dnsManifests({ serviceCidr: '10.96.0.0/12', replicas: 0 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => dnsManifests({ serviceCidr: '10.96.0.0/12', replicas: 1.5 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => dnsManifests({ serviceCidr: '10.96.0.0/12', image: 'a b' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => dnsManifests({ serviceCidr: '10.96.0.0/30' })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('manifests: the kube-dns Service sits at the cluster DNS IP and selects the CoreDNS pods', () => {

@@ -1,16 +1,8 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { ErrorCodes } from '../core/index.ts';
 import { planSandbox } from './plan.ts';
-
-function code(fn: () => unknown): string | undefined {
-  try {
-    fn();
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : 'other';
-  }
-  return undefined;
-}
+import { errorCode } from '../core/testing.ts';
 
 test('distinct CIDRs and ports per cluster by default', () => {
   const plan = planSandbox({ clusters: 3, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 });
@@ -34,11 +26,11 @@ test('overlapping gives every cluster the same CIDRs but its own ports', () => {
 });
 
 test('refuses bad counts and port bases', () => {
-  assert.is(code(() => planSandbox({ clusters: 0, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 17, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 1.5, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 2, overlapping: false, portBase: 80, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ clusters: 16, overlapping: false, portBase: 65500, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ clusters: 0, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ clusters: 17, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ clusters: 1.5, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ clusters: 2, overlapping: false, portBase: 80, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ clusters: 16, overlapping: false, portBase: 65500, nodes: 2, gateways: 1, nat: [], nodeCidrMask: 24 })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('nodes, the gateway node and the wan, with and without NAT', () => {
@@ -78,13 +70,13 @@ test('several gateway nodes: each on the wan, or all on the NAT router\'s inside
 
 test('refuses bad node counts, masks and NAT cluster names', () => {
   const base = { clusters: 2, overlapping: false, portBase: 16400, nodes: 2, gateways: 1, nat: [] as string[], nodeCidrMask: 24 };
-  assert.is(code(() => planSandbox({ ...base, nodes: 0 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ ...base, nodeCidrMask: 30 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ ...base, nat: ['c3'] })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ ...base, nat: ['x'] })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ ...base, gateways: 0 })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(code(() => planSandbox({ ...base, gateways: 3 })), ErrorCodes.INVALID_ARGUMENT, 'more gateways than nodes');
-  assert.is(code(() => planSandbox({ ...base, nodes: 8, gateways: 5 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, nodes: 0 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, nodeCidrMask: 30 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, nat: ['c3'] })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, nat: ['x'] })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, gateways: 0 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, gateways: 3 })), ErrorCodes.INVALID_ARGUMENT, 'more gateways than nodes');
+  assert.is(errorCode(() => planSandbox({ ...base, nodes: 8, gateways: 5 })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test.run();

@@ -1,10 +1,11 @@
 import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { Client, credentials, status } from '@grpc/grpc-js';
-import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { ErrorCodes } from '../core/index.ts';
 import { issueFor } from '../certs/index.ts';
 import type { BrokerClient, BrokerServer } from '../broker/index.ts';
 import { Lab } from './broker-harness.ts';
+import { errorCodeAsync } from '../core/testing.ts';
 
 // The authorization matrix over real mTLS against a broker on real etcd.
 let lab: Lab;
@@ -15,14 +16,7 @@ const cluster = (id: string, n: number) => ({ cluster_id: id, pod_cidrs: [`10.${
 const exp = (id: string, name = 'web') => ({ cluster_id: id, namespace: 'default', name, type: 'ClusterSetIP', ports: [{ name: 'http', protocol: 'TCP', port: 80, app_protocol: '' }] });
 const ep = (id: string) => ({ cluster_id: id, hostname: `gw.${id}`, private_ip: '192.168.1.10', cable_driver: 'wireguard', backend_config: { 'public-key': 'x' } });
 
-async function code(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-    return 'OK';
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : `not an IsthmusError: ${String(err)}`;
-  }
-}
+const code = async (p: Promise<unknown>): Promise<string> => (await errorCodeAsync(p)) ?? 'OK';
 
 test.before(async () => {
   lab = await Lab.create();

@@ -13,24 +13,7 @@ import {
   parseRoutes, planAnchors, planRoutes, preferredSource, remoteId, specKey, specProblem, type SaView,
 } from './ipsec.ts';
 import { PacketType, SegmentReader, decodeMessage, decodePacket, encodeMessage, encodePacket, type Packet, type ViciMessage } from './vici.ts';
-
-function codeOf(f: () => unknown): string | undefined {
-  try {
-    f();
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : `other: ${String(err)}`;
-  }
-  return undefined;
-}
-
-async function codeOfAsync(p: Promise<unknown>): Promise<string | undefined> {
-  try {
-    await p;
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : `other: ${String(err)}`;
-  }
-  return undefined;
-}
+import { errorCode, errorCodeAsync } from '../../core/testing.ts';
 
 const ca = createCA({ commonName: 'unit-ca', validDays: 1 });
 const gw = issueCertificate({ ca, commonName: 'gw.a', dnsNames: ['gw.a'], usages: ['server', 'client'], validDays: 1 });
@@ -72,9 +55,9 @@ test('authFromSecrets: bad credentials are BAD_CREDENTIALS and the message holds
     }
   }
   // a certificate from another CA fails the chain check; a bundle holding its CA passes, in any order
-  assert.is(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: other.certPem }))), ErrorCodes.BAD_CREDENTIALS);
-  assert.is(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: `${other.certPem}${ca.certPem}` }))), undefined);
-  assert.is(codeOf(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: 'not a pem' }))), ErrorCodes.BAD_CREDENTIALS);
+  assert.is(errorCode(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: other.certPem }))), ErrorCodes.BAD_CREDENTIALS);
+  assert.is(errorCode(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: `${other.certPem}${ca.certPem}` }))), undefined);
+  assert.is(errorCode(() => authFromSecrets(local({ certPem: gw.certPem, keyPem: gw.keyPem, caPem: 'not a pem' }))), ErrorCodes.BAD_CREDENTIALS);
 });
 
 test('specProblem: a table of bad specs, each with its reason; good specs pass', () => {
@@ -287,8 +270,8 @@ test('Charon: missing binary is MISSING_DEPENDENCY naming strongswan-charon; bad
       assert.match((err as Error).message, 'strongswan-charon');
     }
     assert.equal(runner.calls, []);
-    assert.is(codeOf(() => new Charon({ runner, logger: silentLogger(), dir: `/tmp/${'x'.repeat(120)}` })), ErrorCodes.INVALID_CONFIG);
-    assert.is(codeOf(() => new Charon({ runner, logger: silentLogger(), dir, port: 4500, portNatT: 4500 })), ErrorCodes.INVALID_CONFIG);
+    assert.is(errorCode(() => new Charon({ runner, logger: silentLogger(), dir: `/tmp/${'x'.repeat(120)}` })), ErrorCodes.INVALID_CONFIG);
+    assert.is(errorCode(() => new Charon({ runner, logger: silentLogger(), dir, port: 4500, portNatT: 4500 })), ErrorCodes.INVALID_CONFIG);
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -296,10 +279,10 @@ test('Charon: missing binary is MISSING_DEPENDENCY naming strongswan-charon; bad
 
 test('IpsecDriver: set() before init() is FAILED_PRECONDITION; init() refuses bad local endpoints', async () => {
   const d = new IpsecDriver({ runner: new FakeRunner(), logger: silentLogger(), dir: '/tmp/unused-ipsec' });
-  assert.is(await codeOfAsync(d.set([])), ErrorCodes.FAILED_PRECONDITION);
-  assert.is(await codeOfAsync(d.init({ ...local({ psk: 'p'.repeat(40) }), clusterId: 'Bad' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOfAsync(d.init({ ...local({ psk: 'p'.repeat(40) }), cidrs: [] })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOfAsync(d.init(local({}))), ErrorCodes.BAD_CREDENTIALS);
+  assert.is(await errorCodeAsync(d.set([])), ErrorCodes.FAILED_PRECONDITION);
+  assert.is(await errorCodeAsync(d.init({ ...local({ psk: 'p'.repeat(40) }), clusterId: 'Bad' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(d.init({ ...local({ psk: 'p'.repeat(40) }), cidrs: [] })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(d.init(local({}))), ErrorCodes.BAD_CREDENTIALS);
 });
 
 test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming the package', async () => {
@@ -307,7 +290,7 @@ test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming th
   try {
     const runner = new FakeRunner();
     const d = new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: '/nonexistent/charon', dataPath: 'libipsec' });
-    assert.is(await codeOfAsync(d.preflight()), ErrorCodes.MISSING_DEPENDENCY, 'preflight says so before init');
+    assert.is(await errorCodeAsync(d.preflight()), ErrorCodes.MISSING_DEPENDENCY, 'preflight says so before init');
     await new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: process.execPath, dataPath: 'libipsec' }).preflight();
     try {
       await d.init(local({ psk: 'p'.repeat(40) }));

@@ -9,15 +9,7 @@ import {
   MAX_NAME, MAX_SEGMENT, MAX_VALUE, PacketType, SegmentReader, ViciClient, decodeMessage, decodePacket,
   encodeMessage, encodePacket, type Packet, type ViciMessage,
 } from './vici.ts';
-
-async function codeOf(p: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (err) {
-    return err instanceof IsthmusError ? err.code : `other: ${String(err)}`;
-  }
-  return undefined;
-}
+import { errorCodeAsync } from '../../core/testing.ts';
 
 // ---- codec ----
 
@@ -70,20 +62,20 @@ test('maximum name and value lengths encode; one more is refused', async () => {
   const value = 'v'.repeat(MAX_VALUE);
   const msg = { [name]: value, l: [value] };
   assert.equal(decodeMessage(encodeMessage(msg)), msg);
-  assert.is(await codeOf(() => encodeMessage({ ['n'.repeat(MAX_NAME + 1)]: 'x' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOf(() => encodeMessage({ k: 'v'.repeat(MAX_VALUE + 1) })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOf(() => encodeMessage({ l: ['v'.repeat(MAX_VALUE + 1)] })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOf(() => encodeMessage({ '': 'x' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOf(() => encodeMessage({ 'naïve': 'x' })), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOf(() => encodeMessage({ n: 5 } as unknown as ViciMessage)), ErrorCodes.INVALID_ARGUMENT);
-  assert.is(await codeOf(() => encodeMessage({ l: [{}] } as unknown as ViciMessage)), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ ['n'.repeat(MAX_NAME + 1)]: 'x' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ k: 'v'.repeat(MAX_VALUE + 1) })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ l: ['v'.repeat(MAX_VALUE + 1)] })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ '': 'x' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ 'naïve': 'x' })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ n: 5 } as unknown as ViciMessage)), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodeMessage({ l: [{}] } as unknown as ViciMessage)), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('a packet larger than 512 KiB is refused', async () => {
   const big: ViciMessage = {};
   for (let i = 0; i < 9; i++) big[`k${i}`] = 'x'.repeat(MAX_VALUE);
   assert.ok(encodeMessage(big).length > MAX_SEGMENT);
-  assert.is(await codeOf(() => encodePacket({ type: PacketType.CMD_REQUEST, name: 'load-conn', message: big })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodePacket({ type: PacketType.CMD_REQUEST, name: 'load-conn', message: big })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 const malformed: [string, number[]][] = [
@@ -103,7 +95,7 @@ const malformed: [string, number[]][] = [
 ];
 for (const [name, bytes] of malformed) {
   test(`malformed message is INVALID_ARGUMENT: ${name}`, async () => {
-    assert.is(await codeOf(() => decodeMessage(Buffer.from(bytes))), ErrorCodes.INVALID_ARGUMENT);
+    assert.is(await errorCodeAsync(() => decodeMessage(Buffer.from(bytes))), ErrorCodes.INVALID_ARGUMENT);
   });
 }
 
@@ -130,9 +122,9 @@ test('packets: named types carry their name, message types their message', () =>
 
 test('malformed packets are INVALID_ARGUMENT', async () => {
   for (const bytes of [[], [8], [0, 5, 0x61], [5, 1], [3]]) {
-    assert.is(await codeOf(() => decodePacket(Buffer.from(bytes))), ErrorCodes.INVALID_ARGUMENT, JSON.stringify(bytes));
+    assert.is(await errorCodeAsync(() => decodePacket(Buffer.from(bytes))), ErrorCodes.INVALID_ARGUMENT, JSON.stringify(bytes));
   }
-  assert.is(await codeOf(() => encodePacket({ type: PacketType.CMD_REQUEST })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => encodePacket({ type: PacketType.CMD_REQUEST })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('SegmentReader reassembles segments split anywhere and refuses oversized lengths', async () => {
@@ -148,7 +140,7 @@ test('SegmentReader reassembles segments split anywhere and refuses oversized le
   }
   const huge = Buffer.alloc(4);
   huge.writeUInt32BE(MAX_SEGMENT + 1);
-  assert.is(await codeOf(() => new SegmentReader().push(huge)), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(await errorCodeAsync(() => new SegmentReader().push(huge)), ErrorCodes.INVALID_ARGUMENT);
 });
 
 // ---- client against a fake VICI server on a temp Unix socket ----
@@ -259,7 +251,7 @@ test('client: success=no rejects COMMAND_FAILED with the errmsg; unknown command
       assert.is((err as IsthmusError).code, ErrorCodes.COMMAND_FAILED);
       assert.match((err as IsthmusError).message, 'invalid value for: remote_addrs');
     }
-    assert.is(await codeOf(c.request('no-such-command')), ErrorCodes.NOT_FOUND);
+    assert.is(await errorCodeAsync(c.request('no-such-command')), ErrorCodes.NOT_FOUND);
     assert.equal(await c.request('load-conn', { good: {} }), { success: 'yes' });
   } finally {
     c.close();
@@ -280,7 +272,7 @@ test('client: streamed list-sas collects its events; other events go to their ha
     // registered list-sa for the stream, unregistered after
     const regs = fake.seen.filter((p) => p.type === PacketType.EVENT_REGISTER || p.type === PacketType.EVENT_UNREGISTER).map((p) => `${p.type}:${p.name}`);
     assert.equal(regs, [`${PacketType.EVENT_REGISTER}:ike-updown`, `${PacketType.EVENT_REGISTER}:list-sa`, `${PacketType.EVENT_UNREGISTER}:list-sa`]);
-    assert.is(await codeOf(c.on('no-such-event', () => {})), ErrorCodes.NOT_FOUND);
+    assert.is(await errorCodeAsync(c.on('no-such-event', () => {})), ErrorCodes.NOT_FOUND);
   } finally {
     c.close();
     await fake.close();
@@ -300,14 +292,14 @@ test('client: concurrent streams each get only their own events', async () => {
 });
 
 test('client: nothing listening is UNAVAILABLE; a server that hangs up fails the request UNAVAILABLE', async () => {
-  assert.is(await codeOf(ViciClient.connect(join(tmpdir(), `nothing-${process.pid}.vici`))), ErrorCodes.UNAVAILABLE);
+  assert.is(await errorCodeAsync(ViciClient.connect(join(tmpdir(), `nothing-${process.pid}.vici`))), ErrorCodes.UNAVAILABLE);
   const fake = await fakeServer((_p, _send, sock) => sock.destroy());
   const c = await ViciClient.connect(fake.path);
   try {
-    assert.is(await codeOf(c.request('version')), ErrorCodes.UNAVAILABLE);
+    assert.is(await errorCodeAsync(c.request('version')), ErrorCodes.UNAVAILABLE);
     assert.ok(c.closed);
     assert.is((await c.whenClosed()).code, ErrorCodes.UNAVAILABLE);
-    assert.is(await codeOf(c.request('version')), ErrorCodes.UNAVAILABLE);
+    assert.is(await errorCodeAsync(c.request('version')), ErrorCodes.UNAVAILABLE);
   } finally {
     c.close();
     await fake.close();
@@ -320,13 +312,13 @@ test('client: garbage from the server fails the request INVALID_ARGUMENT; no ans
   });
   const c = await ViciClient.connect(fake.path);
   try {
-    assert.is(await codeOf(c.request('garbage')), ErrorCodes.INVALID_ARGUMENT);
+    assert.is(await errorCodeAsync(c.request('garbage')), ErrorCodes.INVALID_ARGUMENT);
   } finally {
     c.close();
   }
   const c2 = await ViciClient.connect(fake.path, { timeoutMs: 50 });
   try {
-    assert.is(await codeOf(c2.request('never')), ErrorCodes.TIMEOUT);
+    assert.is(await errorCodeAsync(c2.request('never')), ErrorCodes.TIMEOUT);
   } finally {
     c2.close();
     await fake.close();
@@ -345,7 +337,7 @@ test('client: a response when none was asked for is a protocol error that closes
   try {
     for (let i = 0; i < 200 && !c.closed; i++) await new Promise((r) => setTimeout(r, 5));
     assert.ok(c.closed);
-    assert.is(await codeOf(c.request('version')), ErrorCodes.INVALID_ARGUMENT);
+    assert.is(await errorCodeAsync(c.request('version')), ErrorCodes.INVALID_ARGUMENT);
   } finally {
     c.close();
     await new Promise<void>((r) => server.close(() => r()));

@@ -1,0 +1,29 @@
+import { IsthmusError } from './errors.ts';
+
+/**
+ * Helpers for tests (not exported from core/index.ts). The code of the IsthmusError that
+ * `f` throws, or undefined when it does not throw; any other error comes back as
+ * "not an IsthmusError: …", which never equals a code, so an assertion on the code fails.
+ */
+export function errorCode(f: () => unknown): string | undefined {
+  try {
+    f();
+  } catch (err) {
+    return describe(err);
+  }
+  return undefined;
+}
+
+/** errorCode for a promise (or a function returning one): the code it rejects with. */
+export async function errorCodeAsync(p: Promise<unknown> | (() => unknown)): Promise<string | undefined> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (err) {
+    return describe(err);
+  }
+  return undefined;
+}
+
+function describe(err: unknown): string {
+  return err instanceof IsthmusError ? err.code : `not an IsthmusError: ${String(err)}`;
+}
