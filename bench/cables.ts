@@ -14,10 +14,12 @@ import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { cpus, hostname, totalmem } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import {
-  NetnsRunner, SystemRunner, silentLogger, wireguardKeyPair, type CommandRunner, type RunOptions, type RunResult,
+  NetnsRunner, SystemRunner, createLogger, silentLogger, wireguardKeyPair, type CommandRunner, type Logger, type RunOptions, type RunResult,
 } from '../core/index.ts';
-import type { CableDriver, CableSpec, LocalEndpoint } from '../gateway/cable/driver.ts';
+import type { CableDriver, CableSpec, CableStatus, LocalEndpoint } from '../gateway/cable/driver.ts';
+import { netnsPids } from '../test/lib/netns.ts';
 import { VxlanDriver } from '../gateway/cable/vxlan.ts';
 import { WireGuardDriver } from '../gateway/cable/wireguard.ts';
 
@@ -43,14 +45,31 @@ export interface Lab {
   destroy(): Promise<void>;
 }
 
-async function sh(args: readonly string[]): Promise<RunResult> {
-  return system.run(args[0] ?? '', args.slice(1));
+/** A debug logger that keeps every line it writes in `logs` (tests search them for secrets). */
+export function capturingLogger(): { logger: Logger; logs: string[] } {
+  const logs: string[] = [];
+  const destination = new Writable({ write(chunk: Buffer, _enc, cb) { logs.push(chunk.toString()); cb(); } });
+  return { logger: createLogger({ component: 'gateway', level: 'debug', destination }), logs };
 }
 
-/** Pids of every process in a namespace. */
-export async function netnsPids(ns: string): Promise<number[]> {
-  const r = await system.run('ip', ['netns', 'pids', ns], { allowFailure: true });
-  return r.stdout.split('\n').filter(Boolean).map(Number);
+export function must<T>(v: T | undefined, what: string): T {
+  if (v === undefined) throw new Error(`missing ${what}`);
+  return v;
+}
+
+/** The status of the cable to `cluster` in a connections() list. */
+export function stateOf(list: readonly CableStatus[], cluster: string): CableStatus {
+  return must(list.find((s) => s.remoteCluster === cluster), `status of ${cluster}`);
+}
+
+/** Accessors for the lab's drivers a, b, c (set up in test.before). */
+export function abc(drivers: readonly LabDriver[]): [() => LabDriver, () => LabDriver, () => LabDriver] {
+  const at = (i: number) => (): LabDriver => must(drivers[i], `driver ${'abc'[i] ?? String(i)}`);
+  return [at(0), at(1), at(2)];
+}
+
+async function sh(args: readonly string[]): Promise<RunResult> {
+  return system.run(args[0] ?? '', args.slice(1));
 }
 
 // Labs not destroyed yet: removed synchronously if the process is stopped by a signal.
@@ -98,7 +117,7 @@ export async function createLab(prefix: string, count: number): Promise<Lab> {
   const lab: Lab = {
     id, hub, nodes, dir,
     async destroy() {
-      for (const ns of made) for (const pid of await netnsPids(ns)) {
+      for (const ns of made) for (const pid of netnsPids(ns)) {
         try {
           process.kill(pid, 'SIGKILL');
         } catch {

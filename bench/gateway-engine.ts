@@ -18,12 +18,12 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { cpus, release } from 'node:os';
 import { isthmus } from '../test/lib/cli.ts';
 import { Clusterset, exited, kill, type DriverName, type GatewayProc } from '../test/lib/clusterset.ts';
-import { netnsPids } from '../test/lib/netns.ts';
+import { processesNamed } from '../test/lib/netns.ts';
 import { arg, numberArg } from './lib/args.ts';
 
 const DRIVERS: readonly DriverName[] = ['wireguard', 'ipsec', 'vxlan'];
 const ANYCAST = '10.2.255.1';
-const DAEMONS = new Set(['wireguard-go', 'charon']);
+const DAEMONS = ['wireguard-go', 'charon'];
 
 interface Pinger {
   readonly replies: number[];
@@ -63,17 +63,9 @@ function publishedAt(cs: Clusterset, node: string, since: number): number | unde
   return times[0];
 }
 
-function comm(pid: string): string {
-  try {
-    return execFileSync('cat', [`/proc/${pid}/comm`], { encoding: 'utf8' }).trim();
-  } catch {
-    return '';
-  }
-}
-
 /** Kills the cable daemons in a node and removes the cable devices and state a gateway left. */
 function wipeCables(cs: Clusterset, node: { netns: string; name: string }): void {
-  for (const pid of netnsPids(node.netns)) if (DAEMONS.has(comm(pid))) process.kill(Number(pid), 'SIGKILL');
+  for (const pid of processesNamed(node.netns, ...DAEMONS)) process.kill(pid, 'SIGKILL');
   for (const dev of ['isthmus-wg', 'vx-isthmus']) {
     try {
       execFileSync('ip', ['-n', node.netns, 'link', 'del', dev], { stdio: 'ignore' });
@@ -137,7 +129,7 @@ async function failover(cs: Clusterset, driver: DriverName, runs: number): Promi
       await until('replies before the kill', () => (ping.replies.some((t) => t > Date.now() - 200) ? true : undefined), 30_000);
       const killedAt = Date.now();
       kill(activeProc.proc, 'SIGKILL');
-      for (const pid of netnsPids(active.netns)) if (DAEMONS.has(comm(pid))) process.kill(Number(pid), 'SIGKILL');
+      for (const pid of processesNamed(active.netns, ...DAEMONS)) process.kill(pid, 'SIGKILL');
       execFileSync('ip', ['-n', active.netns, 'link', 'set', 'wan0', 'down']);
       const back = await until('a reply after the failover', () => ping.replies.find((t) => t > killedAt + 50), 60_000);
       out.push(back - killedAt);

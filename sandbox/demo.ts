@@ -6,6 +6,28 @@ import { kubeconfigPath } from './state.ts';
 import { kubeBinDir } from './versions.ts';
 
 /**
+ * The demo's objects in namespace `demo`: the `echo` Deployment (image isthmus/echo,
+ * ready once 8080 answers) and its Service with `servicePorts`, as one kubectl List.
+ */
+export function echoManifest(replicas: number, servicePorts: readonly object[] = [{ port: 8080 }]): string {
+  return JSON.stringify({
+    apiVersion: 'v1',
+    kind: 'List',
+    items: [
+      { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } },
+      {
+        apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'demo' },
+        spec: {
+          replicas, selector: { matchLabels: { app: 'echo' } },
+          template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [{ name: 'echo', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] } },
+        },
+      },
+      { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'demo' }, spec: { selector: { app: 'echo' }, ports: servicePorts } },
+    ],
+  });
+}
+
+/**
  * The newcomer's first run: shows what the sandbox does today, with kubectl and
  * real packets in every cluster: an echo Deployment and Service, a request from
  * one pod to the Service by its DNS name, and the answer naming the pod that
@@ -18,21 +40,7 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     (await runner.run(kubectl, ['--kubeconfig', kc, '--context', ctx, ...args], input === undefined ? {} : { input })).stdout;
   for (const c of state.clusters) {
     out(`\n== ${c.name}: ${c.server} (pods ${c.podCidr}, services ${c.serviceCidr}, nodes ${c.nodes.map((n) => n.name).join(' ')})`);
-    const manifest = JSON.stringify({
-      apiVersion: 'v1',
-      kind: 'List',
-      items: [
-        { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } },
-        {
-          apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'demo' },
-          spec: {
-            replicas: 2, selector: { matchLabels: { app: 'echo' } },
-            template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [{ name: 'echo', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] } },
-          },
-        },
-        { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'demo' }, spec: { selector: { app: 'echo' }, ports: [{ port: 8080 }] } },
-      ],
-    });
+    const manifest = echoManifest(2);
     out((await k(c.name, ['apply', '-f', '-'], manifest)).trim());
     await k(c.name, ['-n', 'demo', 'rollout', 'status', 'deployment/echo', '--timeout=60s']);
     out((await k(c.name, ['-n', 'demo', 'get', 'pods,service', '-o', 'wide'])).trimEnd());

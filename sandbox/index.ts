@@ -3,4 +3,4 @@ export { Sandbox, type UpOptions, type ClusterStatus } from './sandbox.ts';
 export { planSandbox, DEFAULT_PORT_BASE, MAX_CLUSTERS, type ClusterPlan, type SandboxOptions } from './plan.ts';
 export { sandboxDir, kubeconfigPath, readState, type SandboxState } from './state.ts';
 export { kubeBinDir, etcdBinary, pins, projectRoot } from './versions.ts';
-export { runDemo } from './demo.ts';
+export { echoManifest, runDemo } from './demo.ts';

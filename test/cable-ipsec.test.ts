@@ -10,6 +10,7 @@ import { IpsecDriver } from '../gateway/cable/ipsec.ts';
 import { ViciClient, type ViciMessage } from '../gateway/cable/vici.ts';
 import { IpsecLab, type LabNode } from './lib/ipsec-lab.ts';
 import { netnsList } from './lib/netns.ts';
+import { eventually } from './lib/cli.ts';
 
 /**
  * End-to-end: real charons (one per namespace) driven by IpsecDriver over VICI, in
@@ -94,20 +95,8 @@ if (process.getuid?.() !== 0) {
     return execFileSync('ip', ['-n', n.ns, '-4', '-o', 'address', 'show', 'dev', 'lo'], { encoding: 'utf8' });
   }
 
-  async function waitFor<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> {
-    const deadline = Date.now() + timeoutMs;
-    let last: unknown;
-    while (Date.now() < deadline) {
-      try {
-        const v = await f();
-        if (v !== undefined) return v;
-      } catch (err) {
-        last = err;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    throw new Error(`timed out waiting for ${what}${last === undefined ? '' : `: ${String(last)}`}`);
-  }
+  const waitFor = <T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 40_000): Promise<T> => eventually(what, f, timeoutMs);
+
 
   async function allConnected(d: IpsecDriver, ids: readonly string[]): Promise<readonly CableStatus[]> {
     return waitFor(`cables ${ids.join(',')} connected`, async () => {

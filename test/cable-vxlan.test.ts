@@ -3,39 +3,19 @@
 // CIDRs 10.201.N.0/24 with 10.201.N.1 on lo; traffic is ping -I from one CIDR address to another.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Writable } from 'node:stream';
-import { createLogger } from '../core/index.ts';
-import type { CableStatus } from '../gateway/cable/driver.ts';
 import { VxlanDriver, tunnelAddress, vtepMac } from '../gateway/cable/vxlan.ts';
 import { readLink, readRoutes } from '../gateway/cable/wireguard.ts';
 import {
-  RecordingRunner, createLab, isReadOnly, labDriver, meshSpecs, ping, waitPing, type Lab, type LabDriver,
+  RecordingRunner, abc, capturingLogger, createLab, must, stateOf, isReadOnly, labDriver, meshSpecs, ping, waitPing, type Lab, type LabDriver,
 } from '../bench/cables.ts';
+import { requireRootForTest } from './lib/cli.ts';
 
-
-
-if (process.getuid?.() !== 0) {
-  console.error('test/cable-vxlan.test.ts needs root (network namespaces, VXLAN devices): run it as root');
-  process.exit(1);
-}
+requireRootForTest('test/cable-vxlan.test.ts');
 
 let lab: Lab | undefined;
 const drivers: LabDriver[] = [];
-const logs: string[] = [];
-const logger = createLogger({
-  component: 'gateway',
-  level: 'debug',
-  destination: new Writable({ write(chunk: Buffer, _enc, cb) { logs.push(chunk.toString()); cb(); } }),
-});
-
-function must<T>(v: T | undefined, what: string): T {
-  if (v === undefined) throw new Error(`missing ${what}`);
-  return v;
-}
-const A = (): LabDriver => must(drivers[0], 'driver a');
-const B = (): LabDriver => must(drivers[1], 'driver b');
-const C = (): LabDriver => must(drivers[2], 'driver c');
-const stateOf = (list: readonly CableStatus[], cluster: string): CableStatus => must(list.find((s) => s.remoteCluster === cluster), `status of ${cluster}`);
+const { logger, logs } = capturingLogger();
+const [A, B, C] = abc(drivers);
 
 async function fdbOf(d: LabDriver): Promise<{ mac: string; dst: string }[]> {
   const r = await d.node.runner.run('bridge', ['-j', 'fdb', 'show', 'dev', 'vx-isthmus']);

@@ -4,60 +4,25 @@
 // 10.201.N.0/24 with 10.201.N.1 on lo; traffic is ping -I from one CIDR address to another.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Writable } from 'node:stream';
-import { ErrorCodes, IsthmusError, SystemRunner, createLogger, isIsthmusError, type CommandRunner, type RunOptions, type RunResult } from '../core/index.ts';
-import type { CableStatus } from '../gateway/cable/driver.ts';
+import { ErrorCodes, SystemRunner, isIsthmusError, type CommandRunner, type RunOptions, type RunResult } from '../core/index.ts';
 import { Wg } from '../gateway/cable/wg.ts';
 import { WireGuardDriver, readRoutes } from '../gateway/cable/wireguard.ts';
 import {
-  RecordingRunner, createLab, isReadOnly, labDriver, meshSpecs, netnsPids, ping, waitPing, type Lab, type LabDriver,
+  RecordingRunner, abc, capturingLogger, createLab, must, stateOf, isReadOnly, labDriver, meshSpecs, ping, waitPing, type Lab, type LabDriver,
 } from '../bench/cables.ts';
+import { eventually, requireRootForTest } from './lib/cli.ts';
+import { processesNamed } from './lib/netns.ts';
 
-
-
-if (process.getuid?.() !== 0) {
-  console.error('test/cable-wireguard.test.ts needs root (network namespaces, wireguard-go): run it as root');
-  process.exit(1);
-}
+requireRootForTest('test/cable-wireguard.test.ts');
 
 let lab: Lab | undefined;
 const drivers: LabDriver[] = [];
-const logs: string[] = [];
-const logger = createLogger({
-  component: 'gateway',
-  level: 'debug',
-  destination: new Writable({ write(chunk: Buffer, _enc, cb) { logs.push(chunk.toString()); cb(); } }),
-});
-
-function must<T>(v: T | undefined, what: string): T {
-  if (v === undefined) throw new Error(`missing ${what}`);
-  return v;
-}
-const A = (): LabDriver => must(drivers[0], 'driver a');
-const B = (): LabDriver => must(drivers[1], 'driver b');
-const C = (): LabDriver => must(drivers[2], 'driver c');
+const { logger, logs } = capturingLogger();
+const [A, B, C] = abc(drivers);
 const wgOf = (d: LabDriver): Wg => new Wg(d.node.runner, { socketDir: `${must(lab, 'lab').dir}/${d.node.name}` });
 
-async function eventually<T>(what: string, fn: () => Promise<T | undefined>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 250));
-  }
-}
+const wireguardGoPids = (ns: string): number[] => processesNamed(ns, 'wireguard-go');
 
-async function wireguardGoPids(ns: string): Promise<number[]> {
-  const pids: number[] = [];
-  for (const pid of await netnsPids(ns)) {
-    const comm = await new SystemRunner().run('cat', [`/proc/${String(pid)}/comm`], { allowFailure: true });
-    if (comm.stdout.trim() === 'wireguard-go') pids.push(pid);
-  }
-  return pids;
-}
-
-const stateOf = (list: readonly CableStatus[], cluster: string): CableStatus => must(list.find((s) => s.remoteCluster === cluster), `status of ${cluster}`);
 
 test.before(async () => {
   lab = await createLab('wg', 3);
@@ -166,14 +131,14 @@ test('removing a remote removes its peer and routes only', async () => {
 });
 
 test('wireguard-go killed: connections() says so, init() restarts it and re-applies the cables', async () => {
-  const pids = await wireguardGoPids(A().node.ns);
+  const pids = wireguardGoPids(A().node.ns);
   assert.is(pids.length, 1);
   process.kill(must(pids[0], 'pid'), 'SIGKILL');
   await eventually('the device to vanish', async () => ((await wgOf(A()).showDump('isthmus-wg')) === undefined ? true : undefined));
   const st = await A().driver.connections();
   assert.ok(st.every((s) => s.state === 'error' && /gone/.test(s.message ?? '')));
   await A().driver.init(A().local);
-  assert.is((await wireguardGoPids(A().node.ns)).length, 1);
+  assert.is(wireguardGoPids(A().node.ns).length, 1);
   await waitPing(A().node, B().node);
   await waitPing(A().node, C().node);
   await waitPing(C().node, A().node);
@@ -182,13 +147,13 @@ test('wireguard-go killed: connections() says so, init() restarts it and re-appl
 test('a new driver instance on the same namespace (process restart) adopts the device: nothing created, traffic flows', async () => {
   const rec = new RecordingRunner(B().node.runner);
   const restarted = labDriver('wireguard', must(lab, 'lab'), B().node, { runner: rec, logger, port: B().local.port, privateKey: B().local.secrets['privateKey'] ?? '' });
-  const before = await wireguardGoPids(B().node.ns);
+  const before = wireguardGoPids(B().node.ns);
   await restarted.driver.init(B().local);
   const r = await restarted.driver.set(meshSpecs(drivers, B()));
   assert.equal(r.failed, []);
   assert.equal(rec.lines.filter((l) => /\blink add\b|wireguard-go/.test(l)), [], 'no interface created, no wireguard-go started');
   assert.equal(rec.lines.filter((l) => !isReadOnly(l)), [], 'nothing changed at all');
-  assert.equal(await wireguardGoPids(B().node.ns), before);
+  assert.equal(wireguardGoPids(B().node.ns), before);
   await waitPing(B().node, A().node);
   await waitPing(B().node, C().node);
   const st = await restarted.driver.connections();
@@ -222,7 +187,7 @@ test('cleanup() leaves no device, route, socket or wireguard-go behind', async (
   for (const d of drivers) {
     const link = await d.node.runner.run('ip', ['link', 'show', 'dev', 'isthmus-wg'], { allowFailure: true });
     assert.is.not(link.code, 0);
-    assert.equal(await wireguardGoPids(d.node.ns), []);
+    assert.equal(wireguardGoPids(d.node.ns), []);
     assert.equal([...(await readRoutes(d.node.runner, 'isthmus-wg')).keys()], []);
     assert.is(await wgOf(d).showDump('isthmus-wg'), undefined);
     const sock = await new SystemRunner().run('ls', [`${must(lab, 'lab').dir}/${d.node.name}`], { allowFailure: true });

@@ -12,7 +12,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { eventually, isthmus, requireRootForTest } from './lib/cli.ts';
 import { Clusterset, LONG_LEASE, exited, kill, type GatewayProc } from './lib/clusterset.ts';
-import { inNetns, netnsPids } from './lib/netns.ts';
+import { inNetns, processesNamed } from './lib/netns.ts';
 
 requireRootForTest('test/gateway-wireguard.test.ts');
 const cs = new Clusterset();
@@ -24,17 +24,6 @@ async function ifindex(netns: string, dev: string): Promise<string> {
   const r = await inNetns(netns, 'cat', [`/sys/class/net/${dev}/ifindex`]);
   assert.is(r.code, 0, r.stderr);
   return r.stdout.trim();
-}
-
-/** Pids of the processes named `name` inside `netns` (pgrep alone sees every namespace's). */
-function processesIn(netns: string, name: string): string[] {
-  return netnsPids(netns).filter((pid) => {
-    try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name;
-    } catch {
-      return false;
-    }
-  }).sort();
 }
 
 test.after(async () => {
@@ -98,14 +87,14 @@ test('secrets stay out of logs and the Gateway status', async () => {
 
 test('a gateway process restart re-creates nothing: same device, same wireguard-go, traffic flows', async () => {
   const n1 = cs.node('c1', 0).netns;
-  const before = { index: await ifindex(n1, 'isthmus-wg'), daemons: processesIn(n1, 'wireguard-go') };
+  const before = { index: await ifindex(n1, 'isthmus-wg'), daemons: processesNamed(n1, 'wireguard-go') };
   assert.is(before.daemons.length, 1);
   const old = gw.get('c1-n1');
   assert.ok(old);
   // the data plane does not need the process
   gw.set('c1-n1', await cs.restartGateway(old, 'wireguard', timings('c1'), () => cs.pingOk(['c1', 0], ['c2', 0])));
   await cs.connected('c1', 'c1-n1', ['c2', 'c3']);
-  assert.equal({ index: await ifindex(n1, 'isthmus-wg'), daemons: processesIn(n1, 'wireguard-go') }, before, 'the device and its wireguard-go were adopted, not re-created');
+  assert.equal({ index: await ifindex(n1, 'isthmus-wg'), daemons: processesNamed(n1, 'wireguard-go') }, before, 'the device and its wireguard-go were adopted, not re-created');
   await cs.pingOk(['c1', 0], ['c3', 0]);
 });
 
@@ -131,11 +120,11 @@ test('SIGKILL of c2\'s active gateway: the passive one takes over and c1 and c3 
 
 test('wireguard-go killed on the active gateway: the engine recreates the device and traffic flows again', async () => {
   const netns = cs.node('c2', 1).netns;
-  const [pid] = processesIn(netns, 'wireguard-go');
+  const [pid] = processesNamed(netns, 'wireguard-go');
   assert.ok(pid !== undefined);
-  process.kill(Number(pid), 'SIGKILL');
+  process.kill(pid, 'SIGKILL');
   await eventually('c2-n2 → c1 after wireguard-go was restarted', async () => ((await cs.ping(['c2', 1], ['c1', 0])).code === 0 ? true : undefined), 30_000);
-  assert.is(processesIn(netns, 'wireguard-go').length, 1);
+  assert.is(processesNamed(netns, 'wireguard-go').length, 1);
   assert.is(cs.log('gateway-c2-n2').split('\n').filter((l) => l.includes('started wireguard-go')).length, 2, 'the engine started a second wireguard-go');
 });
 

@@ -6,7 +6,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import type { SandboxState } from '../sandbox/index.ts';
+import { echoManifest, type SandboxState } from '../sandbox/index.ts';
 import { eventually, isthmus, kubectl, requireRootForTest, run } from './lib/cli.ts';
 import { echoFrom, inNetns, linkNames, netnsList } from './lib/netns.ts';
 
@@ -48,24 +48,8 @@ async function echoPods(ctx: string): Promise<PodInfo[]> {
     .map((p) => ({ name: p.metadata.name, node: p.spec.nodeName ?? '', ip: p.status.podIP ?? '', netns: recs.find((r) => r.name === p.metadata.name)?.netns ?? '' }));
 }
 
-const manifest = JSON.stringify({
-  apiVersion: 'v1',
-  kind: 'List',
-  items: [
-    { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } },
-    {
-      apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'demo' },
-      spec: {
-        replicas: 3, selector: { matchLabels: { app: 'echo' } },
-        template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [{ name: 'echo', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] } },
-      },
-    },
-    {
-      apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'demo' },
-      spec: { selector: { app: 'echo' }, ports: [{ name: 'tcp', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'udp', port: 80, targetPort: 8080, protocol: 'UDP' }] },
-    },
-  ],
-});
+const manifest = echoManifest(3, [{ name: 'tcp', port: 80, targetPort: 8080, protocol: 'TCP' }, { name: 'udp', port: 80, targetPort: 8080, protocol: 'UDP' }]);
+
 
 test.after(async () => {
   await isthmus(['sandbox', 'down'], env);

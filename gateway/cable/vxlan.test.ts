@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, missingDependency, parseCidr, cidrContains, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
+import { ErrorCodes, FakeRunner, isIsthmusError, missingDependency, parseCidr, cidrContains, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import { VxlanDriver, planVxlan, tunnelAddress, vtepMac } from './vxlan.ts';
 

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, FakeRunner, IsthmusError, isIsthmusError, wireguardKeyPair } from '../../core/index.ts';
+import { ErrorCodes, FakeRunner, isIsthmusError, wireguardKeyPair } from '../../core/index.ts';
 import { Wg, configText, formatEndpoint, parseDump, peerArgs } from './wg.ts';
 
 

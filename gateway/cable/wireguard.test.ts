@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  ErrorCodes, FakeClock, FakeRunner, IsthmusError, isIsthmusError, silentLogger, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type FakeCall, type RunResult,
+  ErrorCodes, FakeClock, FakeRunner, isIsthmusError, silentLogger, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type FakeCall, type RunResult,
 } from '../../core/index.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import { WireGuardDriver, planWireGuard } from './wireguard.ts';

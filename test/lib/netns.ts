@@ -1,4 +1,5 @@
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { run, type Run } from './cli.ts';
 
 /** Helpers for e2e tests that look at namespaces and send traffic from inside them. */
@@ -10,9 +11,24 @@ export function linkNames(): string[] {
   return execFileSync('ip', ['-o', 'link', 'show'], { encoding: 'utf8' }).split('\n').map((l) => l.split(':')[1]?.trim().split('@')[0] ?? '').filter(Boolean);
 }
 
-/** Pids of the processes in a network namespace. */
-export function netnsPids(netns: string): string[] {
-  return execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8' }).split(/\s+/).filter(Boolean);
+/** Pids of the processes in a network namespace ([] when it does not exist). */
+export function netnsPids(netns: string): number[] {
+  try {
+    return execFileSync('ip', ['netns', 'pids', netns], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Pids of the processes in `netns` whose name is one of `names` (pgrep alone sees every namespace's). */
+export function processesNamed(netns: string, ...names: string[]): number[] {
+  return netnsPids(netns).filter((pid) => {
+    try {
+      return names.includes(readFileSync(`/proc/${pid}/comm`, 'utf8').trim());
+    } catch {
+      return false; // gone meanwhile
+    }
+  }).sort((a, b) => a - b);
 }
 
 /** Runs a command in a network namespace. */
