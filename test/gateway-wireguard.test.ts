@@ -138,16 +138,31 @@ test('a remote endpoint with a bad key: that cable shows the error, the others a
   await cs.connected('c1', 'c1-n1', ['c2', 'c3']);
 });
 
-test('the broker stopped: cables keep carrying traffic past the endpoint TTL; on its return all reconnect', async () => {
+test('the broker stopped: cables carry traffic past the endpoint TTL and are not rebuilt on its return; a gateway that became active meanwhile connects then', async () => {
+  gw.set('c2-n1', await cs.startGateway('c2', 0, 'wireguard')); // killed in the failover test: back as the passive one
+  await eventually('c2-n1 passive', async () => ((await cs.gateway('c2', 'c2-n1'))?.status?.haStatus === 'passive' ? true : undefined));
+  const c3PeerAdds = (): number => cs.log('gateway-c1-n1').split('\n').filter((l) => l.includes('"WireGuard peer added"') && l.includes('"remoteCluster":"c3"')).length;
+  const addsBefore = c3PeerAdds();
   cs.stopBroker();
   await new Promise((r) => setTimeout(r, 12_000)); // endpoint leases (10 s) expire in etcd meanwhile
   await cs.pingOk(['c1', 0], ['c2', 1]);
   await cs.pingOk(['c3', 0], ['c1', 0]);
+  // c2's active gateway dies while the broker is away: c2-n1 takes the Lease but cannot register
+  const active = gw.get('c2-n2');
+  assert.ok(active);
+  kill(active.proc, 'SIGKILL');
+  const failing = await eventually('c2-n1 active, saying it cannot reach the broker', async () => {
+    const s = (await cs.gateway('c2', 'c2-n1'))?.status;
+    return s?.haStatus === 'active' && /register the cluster/.test(s.statusFailure ?? '') ? s : undefined;
+  }, 60_000);
+  assert.is(failing.connections?.length ?? 0, 0);
   cs.startBroker();
-  for (const [c, n] of [['c1', 'c1-n1'], ['c2', 'c2-n2'], ['c3', 'c3-n1']] as const) {
-    await cs.connected(c, n, ['c1', 'c2', 'c3'].filter((x) => x !== c));
-  }
-  await cs.pingOk(['c2', 1], ['c3', 0]);
+  await cs.connected('c2', 'c2-n1', ['c1', 'c3']);
+  await cs.connected('c1', 'c1-n1', ['c2', 'c3']);
+  await cs.connected('c3', 'c3-n1', ['c1', 'c2']);
+  await cs.pingOk(['c2', 0], ['c3', 0]);
+  await cs.pingOk(['c1', 0], ['c2', 0]);
+  assert.is(c3PeerAdds(), addsBefore, "c1's cable to c3 was kept while the broker was away and when it returned");
 });
 
 test('a cluster leaves: its cables go in every other cluster', async () => {
@@ -158,12 +173,12 @@ test('a cluster leaves: its cables go in every other cluster', async () => {
   assert.is(left.code, 0, left.stderr);
   assert.match(left.stdout, 'c3 left the clusterset');
   await cs.connected('c1', 'c1-n1', ['c2']);
-  await cs.connected('c2', 'c2-n2', ['c1']);
-  for (const [c, i] of [['c1', 0], ['c2', 1]] as const) {
+  await cs.connected('c2', 'c2-n1', ['c1']);
+  for (const [c, i] of [['c1', 0], ['c2', 0]] as const) {
     const routes = await inNetns(cs.node(c, i).netns, 'ip', ['route', 'show', '10.3.0.0/16']);
     assert.is(routes.stdout.trim(), '', `${c} still routes c3's pod CIDR: ${routes.stdout}`);
   }
-  await cs.pingOk(['c1', 0], ['c2', 1]);
+  await cs.pingOk(['c1', 0], ['c2', 0]);
   const again = await isthmus(['leave', '--cluster', 'c3', '--broker', cs.broker, '--broker-tls-dir', cs.path('c3')]);
   assert.match(again.stdout, 'was not in the clusterset');
 });

@@ -372,7 +372,7 @@ async function fakeCharon(): Promise<FakeCharon> {
             ok();
             break;
           case 'terminate':
-            log.push(`terminate ${String(m['ike'])}`);
+            log.push(`terminate ${String(m['ike'])}${m['force'] === 'yes' ? ' by force' : ''}`);
             up.delete(String(m['ike']));
             ok();
             break;
@@ -448,7 +448,7 @@ test('IpsecDriver on a fake charon: adopts, adds before it deletes, set() twice 
     assert.equal(r.failed.map((f) => f.remoteCluster).sort(), ['bad', 'x']);
     assert.match(r.failed.find((f) => f.remoteCluster === 'bad')?.reason ?? '', 'invalid configuration for isthmus-bad');
     const changes = fake.log.slice(mark2).filter((l) => !l.startsWith('initiate'));
-    assert.equal(changes, ['load-conn isthmus-b', 'terminate isthmus-b', 'load-conn isthmus-bad', 'terminate isthmus-c', 'unload-conn isthmus-c']);
+    assert.equal(changes, ['load-conn isthmus-b', 'terminate isthmus-b by force', 'load-conn isthmus-bad', 'terminate isthmus-c by force', 'unload-conn isthmus-c']);
     const st2 = await eventually(async () => {
       const s2 = await d.connections();
       return s2.find((x) => x.remoteCluster === 'b')?.state === 'connected' ? s2 : undefined;
