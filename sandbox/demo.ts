@@ -56,5 +56,5 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     }
     out(`from pod ${pod}: curl http://echo:8080/demo → ${curl.stdout.trim() || `failed: ${curl.stderr.trim()}`}`);
   }
-  out('\nCross-cluster connectivity and clusterset.local DNS arrive with the gateway, route agent and MCS API (see the open issues).');
+  out('\nGateways and cables between the clusters: see "Gateways" in the README. Pod-to-pod traffic across clusters and clusterset.local DNS arrive with the route agent and the MCS API.');
 }
