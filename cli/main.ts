@@ -5,6 +5,7 @@ import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
 import { gatewayCommand } from './gateway.ts';
 import { leaveCommand } from './leave.ts';
+import { routeAgentCommand } from './route-agent.ts';
 import { sandboxCommand } from './sandbox.ts';
 
 /**
@@ -12,7 +13,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 

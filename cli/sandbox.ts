@@ -1,7 +1,7 @@
 import {
-  SystemRunner, bool, createLogger, int, list, optionalStr, str, validateConfig,
+  SystemRunner, bool, createLogger, int, list, oneOf, optionalStr, str, validateConfig,
 } from '../core/index.ts';
-import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, runDemo, sandboxDir, type UpOptions } from '../sandbox/index.ts';
+import { DEFAULT_PORT_BASE, MAX_CLUSTERS, PROXY_MODES, Sandbox, kubeconfigPath, runDemo, sandboxDir, type UpOptions } from '../sandbox/index.ts';
 import { runEchoCommand } from '../sandbox/echo.ts';
 import { execIn, resolveNetns } from '../sandbox/exec.ts';
 import { runKubelet } from '../sandbox/kubelet/main.ts';
@@ -17,6 +17,7 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
     --nat cN[,cM]      put these clusters' gateway nodes behind a NAT router (default none)
     --node-cidr-mask K size of each node's pod CIDR, 17..29 (default 24)
     --overlapping      give every cluster the same pod and service CIDRs (default off)
+    --proxy-mode M     kube-proxy mode: iptables, nftables or ipvs (default iptables)
     --port-base P      first loopback port; cluster i uses P+10(i-1)..+3 (default ${DEFAULT_PORT_BASE})
     --timeout S        seconds to wait for each component (default 120)
   down        stop every process and remove every file, namespace and interface (needs root)
@@ -32,6 +33,7 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
 const upSchema = {
   clusters: int(`number of clusters (default 2)`, 2, 1, MAX_CLUSTERS),
   overlapping: bool('same CIDRs in every cluster (default false)', false),
+  proxyMode: oneOf('kube-proxy mode (default iptables)', PROXY_MODES, 'iptables'),
   portBase: int(`first port (default ${DEFAULT_PORT_BASE})`, DEFAULT_PORT_BASE, 1024, 65535),
   nodes: int('nodes per cluster (default 2)', 2, 1, 16),
   gateways: int('gateway-capable nodes per cluster (default 1)', 1, 1, 4),
@@ -72,7 +74,7 @@ function upOptions(args: Args): UpOptions {
   const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox options');
   return {
     clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, nodes: cfg.nodes, gateways: cfg.gateways,
-    nat: cfg.nat, nodeCidrMask: cfg.nodeCidrMask, readyTimeoutS: cfg.timeout,
+    nat: cfg.nat, nodeCidrMask: cfg.nodeCidrMask, readyTimeoutS: cfg.timeout, proxyMode: cfg.proxyMode,
   };
 }
 

@@ -1,5 +1,5 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { Backoff, Serial, WorkQueue, messageOf, sleep, systemClock, type Clock, type Logger } from '../core/index.ts';
+import { Backoff, Serial, SystemRunner, WorkQueue, messageOf, sleep, systemClock, type Clock, type CommandRunner, type Logger } from '../core/index.ts';
 import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
 import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
 import { desiredCables, guessVerdict, newestEndpoints, publicAddressOf, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
@@ -9,6 +9,7 @@ import type { GatewayMetrics } from './metrics.ts';
 import { NatDiscovery } from './nat-discovery.ts';
 import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
 import { holdVanished } from './grace.ts';
+import { pathMtu } from './path-mtu.ts';
 import { writeGatewayStatus } from './resource.ts';
 import { gatewayStatus } from './status.ts';
 
@@ -86,6 +87,8 @@ export interface GatewayDeps {
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly metrics?: GatewayMetrics;
+  /** Reads the OS's routes for the cables' path MTU (default: the system's). */
+  readonly runner?: CommandRunner;
 }
 
 const LOST_TO_FAIL = 3;
@@ -112,6 +115,8 @@ export class GatewayEngine {
   /** Where to probe each cable: the remote gateway's health-check address, set with the cables. */
   #targets: ProbeTarget[] = [];
   #failed = new Map<string, string>();
+  /** Path MTU per remote cluster, keyed by the CIDR it was measured for. */
+  #mtus = new Map<string, { cidr: string; mtu: number }>();
   #prober: HealthProber | undefined;
   #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
   #natProbe: NatProbe | undefined;
@@ -288,6 +293,7 @@ export class GatewayEngine {
     this.#vanishedSince = new Map();
     this.#targets = [];
     this.#failed = new Map();
+    this.#mtus = new Map();
     await this.#d.driver.cleanup();
   }
 
@@ -345,6 +351,25 @@ export class GatewayEngine {
     });
     this.#failed = new Map(result.failed.map((f) => [f.remoteCluster, f.reason]));
     for (const f of result.failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
+    await this.#measureMtus(desired);
+  }
+
+  /** The path MTU of each applied cable, measured once per remote CIDR (the route agents publish it to every node). */
+  async #measureMtus(desired: readonly CableSpec[]): Promise<void> {
+    const runner = this.#d.runner ?? new SystemRunner();
+    const next = new Map<string, { cidr: string; mtu: number }>();
+    for (const d of desired) {
+      const cidr = d.remoteCidrs[0];
+      if (cidr === undefined || this.#failed.has(d.remoteCluster)) continue;
+      const have = this.#mtus.get(d.remoteCluster);
+      if (have?.cidr === cidr) {
+        next.set(d.remoteCluster, have);
+        continue;
+      }
+      const mtu = await pathMtu(runner, cidr, this.#c.privateIp, this.#d.driver.name).catch(() => undefined);
+      if (mtu !== undefined) next.set(d.remoteCluster, { cidr, mtu });
+    }
+    this.#mtus = next;
   }
 
   /** Health probes, then the Gateway status. */
@@ -379,6 +404,7 @@ export class GatewayEngine {
       cables,
       health,
       nat: this.#active ? (this.#nat?.states() ?? new Map()) : new Map(),
+      mtus: new Map([...this.#mtus].map(([k, v]) => [k, v.mtu])),
       ...(this.#failure === undefined ? {} : { failure: this.#failure }),
     });
     this.#d.metrics?.updateFromStatus(status);

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { gatewayStatus, type StatusInput } from './status.ts';
 
 const local = { clusterID: 'c1', hostname: 'c1-n1', privateIP: '172.29.0.11', publicIP: '172.29.0.11', behindNAT: false, natSeenByProbe: false, cableDriver: 'wireguard', port: 51820 };
-const spec = (c: string, nat = false) => ({ remoteCluster: c, remoteIp: `172.29.0.1${c.slice(1)}`, remotePort: 51820, remoteCidrs: [], natTraversal: nat, backend: { 'public-key': 'PUB' } });
+const spec = (c: string, nat = false) => ({ remoteCluster: c, remoteIp: `172.29.0.1${c.slice(1)}`, remotePort: 51820, remoteCidrs: [`10.${c.slice(1)}.0.0/16`], natTraversal: nat, backend: { 'public-key': 'PUB' } });
 const stats = (avg: number, dead = false) => ({ lastMs: avg, minMs: avg, avgMs: avg, maxMs: avg, stddevMs: 0, loss: dead ? 1 : 0, sent: 5, dead });
 
 function input(over: Partial<StatusInput>): StatusInput {
@@ -15,11 +15,12 @@ test('connected cables with RTT, summary and average', () => {
     desired: [spec('c2'), spec('c3', true)],
     cables: [{ remoteCluster: 'c2', state: 'connected', remoteIp: '172.29.0.12', rxBytes: 10, txBytes: 20 }, { remoteCluster: 'c3', state: 'connected', remoteIp: '172.29.0.13' }],
     health: new Map([['c2', stats(1)], ['c3', stats(3)]]),
+    mtus: new Map([['c2', 1420]]),
   }));
   assert.is(s.haStatus, 'active');
   assert.is(s.summary, '2/2');
   assert.is(s.averageRTT, '2.000ms');
-  assert.equal(s.connections[0], { cluster: 'c2', status: 'connected', endpoint: '172.29.0.12:51820', usingIP: '172.29.0.12', natTraversal: false, rtt: { lastMs: 1, minMs: 1, avgMs: 1, maxMs: 1, stddevMs: 0 }, loss: 0, rxBytes: 10, txBytes: 20 });
+  assert.equal(s.connections[0], { cluster: 'c2', status: 'connected', endpoint: '172.29.0.12:51820', usingIP: '172.29.0.12', subnets: ['10.2.0.0/16'], mtu: 1420, natTraversal: false, rtt: { lastMs: 1, minMs: 1, avgMs: 1, maxMs: 1, stddevMs: 0 }, loss: 0, rxBytes: 10, txBytes: 20 });
   assert.is(s.connections[1]?.natTraversal, true);
 });
 

@@ -17,6 +17,10 @@ export interface ConnectionStatus {
   statusMessage?: string;
   endpoint: string;
   usingIP: string;
+  /** The remote cluster's CIDRs this gateway routes into the cable: what the route agents route to it. */
+  subnets: string[];
+  /** Path MTU for inner packets through the cable, when the OS has a route for it. */
+  mtu?: number;
   natTraversal: boolean;
   natDiscovery?: NatDiscoveryState;
   rtt?: { lastMs?: number; minMs?: number; avgMs?: number; maxMs?: number; stddevMs?: number };
@@ -49,6 +53,8 @@ export interface StatusInput {
   readonly cables: readonly CableStatus[];
   readonly health: ReadonlyMap<string, RttStats & { dead: boolean }>;
   readonly nat: ReadonlyMap<string, NatDiscoveryState>;
+  /** Path MTU of each cable (see path-mtu.ts). */
+  readonly mtus?: ReadonlyMap<string, number>;
   readonly failure?: string;
 }
 
@@ -72,8 +78,11 @@ export function gatewayStatus(input: StatusInput): GatewayStatus {
           status,
           endpoint: `${d.remoteIp}:${d.remotePort}`,
           usingIP: d.remoteIp,
+          subnets: [...d.remoteCidrs],
           natTraversal: d.natTraversal,
         };
+        const mtu = input.mtus?.get(d.remoteCluster);
+        if (mtu !== undefined) c.mtu = mtu;
         if (message !== undefined) c.statusMessage = message;
         const nat = input.nat.get(d.remoteCluster);
         if (nat !== undefined) c.natDiscovery = nat;

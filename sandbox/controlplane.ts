@@ -90,7 +90,7 @@ export function controllerManagerSpec(c: ClusterPlan, clusterDir: string, pki: C
   };
 }
 
-/** The real kube-proxy, iptables mode, inside a node's namespace (run through `ip netns exec`). */
+/** The real kube-proxy in the cluster's mode (iptables by default), inside a node's namespace (run through `ip netns exec`). */
 export function kubeProxySpec(c: ClusterPlan, n: NodePlan, kubeconfig: string, binary: string): ComponentSpec {
   return {
     name: 'kube-proxy',
@@ -98,7 +98,7 @@ export function kubeProxySpec(c: ClusterPlan, n: NodePlan, kubeconfig: string, b
       'netns', 'exec', n.netns, binary,
       `--kubeconfig=${kubeconfig}`,
       `--hostname-override=${n.name}`,
-      '--proxy-mode=iptables',
+      `--proxy-mode=${c.proxyMode ?? 'iptables'}`,
       `--cluster-cidr=${c.podCidr}`,
       '--conntrack-max-per-core=0',
       '--conntrack-tcp-timeout-established=0',

@@ -26,7 +26,12 @@ export interface SandboxOptions {
   readonly nat: readonly string[];
   /** Size of each node's pod CIDR (default 24). */
   readonly nodeCidrMask: number;
+  /** kube-proxy's mode on every node (default iptables). */
+  readonly proxyMode?: ProxyMode;
 }
+
+export const PROXY_MODES = ['iptables', 'nftables', 'ipvs'] as const;
+export type ProxyMode = (typeof PROXY_MODES)[number];
 
 export interface NodePlan {
   /** `<cluster>-n<j>`, the Node object's name. */
@@ -97,6 +102,7 @@ export interface ClusterPlan {
   readonly nodes: readonly NodePlan[];
   readonly wan: WanPlan;
   readonly nodeCidrMask: number;
+  readonly proxyMode: ProxyMode;
 }
 
 export const MAX_CLUSTERS = 16;
@@ -122,6 +128,9 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
       throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--nat ${name}: no such cluster; the clusters are c1..c${options.clusters}`);
     }
   }
+  if (options.proxyMode !== undefined && !PROXY_MODES.includes(options.proxyMode)) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--proxy-mode must be one of ${PROXY_MODES.join(', ')}, got ${String(options.proxyMode)}`);
+  }
   const lastPort = options.portBase + 10 * options.clusters;
   if (!Number.isInteger(options.portBase) || options.portBase < 1024 || lastPort > 65535) {
     throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--port-base must leave room for ${options.clusters} clusters between 1024 and 65535, got ${options.portBase}`);
@@ -144,6 +153,7 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
       hostIp: `172.30.${i}.1`,
       bridge: `isb-c${i}`,
       nodeCidrMask: options.nodeCidrMask,
+      proxyMode: options.proxyMode ?? 'iptables',
       nodes: Array.from({ length: options.nodes }, (_, k) => ({
         name: `c${i}-n${k + 1}`,
         netns: `isb-c${i}-n${k + 1}`,

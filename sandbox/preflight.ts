@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { access, constants } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
@@ -99,5 +100,16 @@ export async function requireCidrsFree(plans: readonly ClusterPlan[], runner: Co
         { context: { cidr: hit[0], route: hit[1] } },
       );
     }
+  }
+}
+
+/**
+ * kube-proxy's IPVS mode needs the kernel's ip_vs module; a kernel without it (no
+ * /proc/net/ip_vs) is said so before anything starts, instead of a kube-proxy that
+ * falls over later. iptables and nftables modes need nothing more than the packages.
+ */
+export function requireProxyMode(mode: string, ipvsPresent = existsSync('/proc/net/ip_vs')): void {
+  if (mode === 'ipvs' && !ipvsPresent) {
+    throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, 'kube-proxy IPVS mode needs the kernel\'s ip_vs module, which this kernel does not have (no /proc/net/ip_vs): use --proxy-mode iptables or nftables');
   }
 }

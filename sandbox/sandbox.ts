@@ -13,7 +13,7 @@ import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
 import { deleteNetns, wireNatRouter, wireNode, wireWan } from './network.ts';
 import { createClusterPki, type ClusterPki } from './pki.ts';
 import { WAN_BRIDGE, WAN_CIDR, WAN_HOST_IP, planSandbox, type SandboxOptions } from './plan.ts';
-import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireRoot, type Binaries } from './preflight.ts';
+import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireProxyMode, requireRoot, type Binaries } from './preflight.ts';
 import { findByMarker, isOurs, spawnDetached, stopProcesses } from './process.ts';
 import { kubeconfigPath, readState, writeState, type ClusterState, type ProcessRecord, type SandboxState } from './state.ts';
 import { etcdBinary, kubeBinDir, pins, projectRoot } from './versions.ts';
@@ -98,6 +98,7 @@ export class Sandbox {
     }
     const plans = planSandbox(options);
     await requireBinaries(this.#bins);
+    requireProxyMode(options.proxyMode ?? 'iptables');
     await requirePortsFree(plans);
     await requireCidrsFree(plans, this.#runner);
 

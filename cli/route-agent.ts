@@ -1,0 +1,61 @@
+import { Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, str, validateConfig } from '../core/index.ts';
+import { loadKubeConfig } from '../core/k8s.ts';
+import { RouteAgent, RouteAgentMetrics, chooseFilter } from '../route-agent/index.ts';
+import { optionRecord, parseArgs } from './args.ts';
+import type { Command } from './command.ts';
+
+const checkedCidr = custom('a CIDR', (raw) => {
+  if (typeof raw !== 'string' || raw === '') throw new Error('is required');
+  parseCidr(raw);
+  return raw;
+});
+
+const schema = {
+  cluster: optionalStr('this cluster\'s id, for the logs (default: $CLUSTER_ID)'),
+  node: str('this node\'s name (default: $NODE_NAME)', process.env['NODE_NAME'] || undefined),
+  podCidrs: list('this cluster\'s pod CIDRs (a remote CIDR overlapping one is refused)', checkedCidr),
+  serviceCidrs: list('this cluster\'s service CIDRs', checkedCidr),
+  mode: oneOf('how a node reaches the gateway node: direct (on-link), vxlan (tunnel), auto (default: direct when on-link)', ['auto', 'direct', 'vxlan'] as const, 'auto'),
+  filter: oneOf('packet filter: nftables, iptables, auto (default: nftables when it works)', ['auto', 'nftables', 'iptables'] as const, 'auto'),
+  table: int('routing table of the route agent (it also owns table+1) (default 220)', 220, 1, 252),
+  pref: int('rule preference of its table (it also owns pref-2 and pref-3) (default 220)', 220, 4, 32000),
+  resyncMs: int('ms between full reconciles, which repair what was deleted (default 5000)', 5000, 500, 600_000),
+  namespace: str('namespace of the gateway Lease, the Gateways and the RouteAgents (default isthmus-system)', 'isthmus-system'),
+  leaseName: str('name of the gateway Lease (default isthmus-gateway)', 'isthmus-gateway'),
+  metrics: optionalStr('host:port to serve Prometheus metrics at /metrics and probes at /healthz, /readyz (default off)'),
+  cleanup: bool('remove every route, rule, chain and device of the route agent on this node, then exit (default false)', false),
+  kubeconfig: optionalStr('kubeconfig (default: in-cluster, $KUBECONFIG, ~/.kube/config)'),
+  context: optionalStr('kubeconfig context'),
+};
+
+export const routeAgentCommand: Command = {
+  name: 'route-agent',
+  summary: 'run the route agent on a node: remote CIDRs to the active gateway, no masquerade, MSS clamp, fail closed',
+  async run(argv) {
+    const args = parseArgs(argv, new Set(['cleanup', 'help']));
+    if (args.options.has('help')) {
+      process.stdout.write(`isthmus route-agent [options]\n\n${Object.entries(schema).map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(16)} ${f.doc}`).join('\n')}\n`);
+      return 0;
+    }
+    const cfg = validateConfig(schema, optionRecord(args), 'route-agent options');
+    const cluster = cfg.cluster ?? process.env['CLUSTER_ID'];
+    const logger = createLogger({ component: 'route-agent', ...(cluster === undefined ? {} : { cluster }) }).child({ node: cfg.node });
+    const runner = new SystemRunner();
+    const filter = await chooseFilter(runner, cfg.filter);
+    const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+    const metrics = new RouteAgentMetrics();
+    const agent = new RouteAgent({
+      nodeName: cfg.node, namespace: cfg.namespace, leaseName: cfg.leaseName, localCidrs: [...cfg.podCidrs, ...cfg.serviceCidrs],
+      mode: cfg.mode, table: cfg.table, pref: cfg.pref, resyncMs: cfg.resyncMs,
+    }, { kubeConfig, runner, filter, logger, metrics });
+    if (cfg.cleanup) {
+      await agent.cleanup();
+      logger.info('removed every route, rule, chain and device of the route agent');
+      return 0;
+    }
+    logger.info({ filter: filter.name, mode: cfg.mode }, 'route agent starting');
+    const services = cfg.metrics === undefined ? [agent] : [new MetricsServer(metrics.registry, cfg.metrics, async () => agent.ready), agent];
+    await new Lifecycle(services, logger).runUntilSignal();
+    return 0;
+  },
+};

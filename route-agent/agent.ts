@@ -1,0 +1,225 @@
+import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { WorkQueue, messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
+import { createInformer, type CachedInformer } from '../core/k8s.ts';
+import { clusterInputs, nodeIp, type GatewayLike, type LeaseLike, type NodeLike, type RouteAgentLike } from './contract.ts';
+import { desiredRoutes, tunnelIp, TUNNEL_DEV, type Desired, type Mode } from './desired.ts';
+import type { PacketFilter } from './filter.ts';
+import type { RouteAgentMetrics } from './metrics.ts';
+import { RouteTable } from './routes.ts';
+import { routeAgentStatus, writeRouteAgentStatus, type RouteAgentStatus } from './status.ts';
+import { TUNNEL_PORT, Tunnel } from './tunnel.ts';
+
+/**
+ * The route agent: one per node. It watches, in its own cluster only, the gateway Lease,
+ * the Gateway resources, the Nodes and the other RouteAgents (see contract.ts), computes
+ * the node's routes and filter rules with desiredRoutes, and applies them through its
+ * three OS seams (Tunnel, RouteTable, PacketFilter), each idempotent. It reconciles on
+ * every change and every `resyncMs` (which repairs what someone deleted).
+ *
+ * Invariants: nothing is applied before every informer has synced, so a restarted agent
+ * adopts what exists and re-creates nothing that is right; stop() leaves the data path
+ * as it is (only `cleanup` removes it); one reconcile runs at a time, and a burst of
+ * events coalesces into one.
+ */
+export type ModeChoice = Mode | 'auto';
+
+export interface RouteAgentConfig {
+  readonly nodeName: string;
+  readonly namespace: string;
+  readonly leaseName: string;
+  readonly localCidrs: readonly string[];
+  readonly mode: ModeChoice;
+  readonly table: number;
+  readonly pref: number;
+  readonly resyncMs: number;
+}
+
+export interface RouteAgentDeps {
+  readonly kubeConfig: KubeConfig;
+  readonly runner: CommandRunner;
+  readonly filter: PacketFilter;
+  readonly logger: Logger;
+  readonly metrics?: RouteAgentMetrics;
+  readonly clock?: Clock;
+}
+
+/** Every key becomes one: a burst of events is one reconcile of the whole node. */
+class Coalescing extends WorkQueue<string> {
+  override add(_key: string): void {
+    super.add('sync');
+  }
+}
+
+const asList = <T extends KubernetesObject>(o: unknown): KubernetesListObject<T> => o as KubernetesListObject<T>;
+
+export class RouteAgent implements Service {
+  readonly name = 'route-agent';
+  readonly #c: RouteAgentConfig;
+  readonly #d: RouteAgentDeps;
+  readonly #clock: Clock;
+  readonly #queue = new Coalescing({ backoff: { baseMs: 200, maxMs: 5000 } });
+  readonly #routes: RouteTable;
+  readonly #tunnel: Tunnel;
+  readonly #objects: CustomObjectsApi;
+  #informers: CachedInformer<KubernetesObject>[] = [];
+  #working: Promise<void> | undefined;
+  #resync: ReturnType<typeof setInterval> | undefined;
+  #synced = false;
+  #lastStatus = '';
+  #lastGateway: string | undefined;
+  #onLink = new Map<string, { onLink: boolean; via: string }>();
+
+  constructor(config: RouteAgentConfig, deps: RouteAgentDeps) {
+    this.#c = config;
+    this.#d = deps;
+    this.#clock = deps.clock ?? systemClock;
+    this.#routes = new RouteTable(deps.runner, [config.table, config.table + 1], [config.pref - 3, config.pref - 2, config.pref]);
+    this.#tunnel = new Tunnel(deps.runner);
+    this.#objects = deps.kubeConfig.makeApiClient(CustomObjectsApi);
+  }
+
+  get ready(): boolean {
+    return this.#synced;
+  }
+
+  async start(): Promise<void> {
+    await this.#d.filter.preflight();
+    const kc = this.#d.kubeConfig;
+    const ns = this.#c.namespace;
+    const coordination = kc.makeApiClient(CoordinationV1Api);
+    const core = kc.makeApiClient(CoreV1Api);
+    const common = { kubeConfig: kc, queue: this.#queue, logger: this.#d.logger, clock: this.#clock };
+    const custom = (plural: string) => createInformer<KubernetesObject>({
+      ...common, name: plural, path: `/apis/isthmus.dev/v1alpha1/namespaces/${ns}/${plural}`,
+      list: async () => asList(await this.#objects.listNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: ns, plural })),
+    });
+    this.#informers = [
+      createInformer<KubernetesObject>({
+        ...common, name: 'lease', path: `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, fieldSelector: `metadata.name=${this.#c.leaseName}`,
+        list: async () => asList(await coordination.listNamespacedLease({ namespace: ns, fieldSelector: `metadata.name=${this.#c.leaseName}` })),
+      }),
+      createInformer<KubernetesObject>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: async () => asList(await core.listNode()) }),
+      custom('gateways'),
+      custom('routeagents'),
+    ];
+    for (const i of this.#informers) await i.start();
+    this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
+    void Promise.all(this.#informers.map((i) => i.synced)).then(() => {
+      this.#synced = true;
+      this.#queue.add('sync');
+    }, () => {});
+    this.#resync = setInterval(() => this.#queue.add('sync'), this.#c.resyncMs);
+  }
+
+  /** A process stop: the routes and rules stay for the next process to adopt. */
+  async stop(): Promise<void> {
+    if (this.#resync !== undefined) clearInterval(this.#resync);
+    for (const i of this.#informers) await i.stop();
+    this.#queue.shutDown();
+    await this.#working;
+  }
+
+  /** Removes every route, rule, chain and device the route agent made on this node. */
+  async cleanup(): Promise<void> {
+    await this.#routes.cleanup();
+    await this.#d.filter.cleanup();
+    await this.#tunnel.cleanup();
+  }
+
+  async #addresses(): Promise<string[]> {
+    const r = await this.#d.runner.run('ip', ['-j', 'addr', 'show'], { allowFailure: true });
+    if (r.code !== 0) return [];
+    return (JSON.parse(r.stdout || '[]') as { ifname?: string; addr_info?: { local?: string; family?: string }[] }[])
+      .filter((l) => l.ifname !== TUNNEL_DEV)
+      .flatMap((l) => (l.addr_info ?? []).filter((a) => a.family === 'inet' && a.local !== undefined && !a.local.startsWith('127.')).map((a) => a.local ?? ''));
+  }
+
+  /** auto: direct when the gateway node is on-link from here, else vxlan. */
+  async #mode(gatewayIp: string | undefined): Promise<{ mode: Mode; reason: string }> {
+    if (this.#c.mode !== 'auto') return { mode: this.#c.mode, reason: `--mode ${this.#c.mode}` };
+    if (gatewayIp === undefined) return { mode: 'direct', reason: 'no gateway known yet' };
+    let seen = this.#onLink.get(gatewayIp);
+    if (seen === undefined) {
+      const r = await this.#d.runner.run('ip', ['-j', 'route', 'get', gatewayIp], { allowFailure: true });
+      const route = (r.code === 0 ? (JSON.parse(r.stdout || '[]') as { gateway?: string }[]) : [])[0];
+      seen = { onLink: route !== undefined && route.gateway === undefined, via: route?.gateway ?? '' };
+      this.#onLink.set(gatewayIp, seen);
+    }
+    return seen.onLink
+      ? { mode: 'direct', reason: `auto: the gateway node ${gatewayIp} is on-link` }
+      : { mode: 'vxlan', reason: `auto: the gateway node ${gatewayIp} is behind a router (${seen.via || 'no route'}): tunnelled over VXLAN port ${TUNNEL_PORT}` };
+  }
+
+  async #reconcile(): Promise<void> {
+    if (!this.#synced) return;
+    const startedAt = this.#clock.now();
+    const ns = this.#c.namespace;
+    const [lease, gateways, nodes, agents] = this.#informers;
+    const inputs = clusterInputs(
+      lease?.cache.get(ns, this.#c.leaseName) as LeaseLike | undefined,
+      (gateways?.cache.list(ns) ?? []) as GatewayLike[],
+      (nodes?.cache.list() ?? []) as NodeLike[],
+      (agents?.cache.list(ns) ?? []) as RouteAgentLike[],
+    );
+    const me = nodes?.cache.get('', this.#c.nodeName) as NodeLike | undefined;
+    const myIp = nodeIp(me) ?? '';
+    const errors: string[] = [];
+    if (myIp === '') errors.push(`node ${this.#c.nodeName} has no InternalIP in its Node status`);
+    if (inputs.gateway?.name !== this.#lastGateway) {
+      if (this.#lastGateway !== undefined) this.#d.metrics?.gatewayChanged();
+      this.#d.logger.info({ gateway: inputs.gateway?.name ?? '', ...(inputs.note === undefined ? {} : { note: inputs.note }) }, 'active gateway node');
+      this.#lastGateway = inputs.gateway?.name;
+    }
+    const isGateway = inputs.gateway?.name === this.#c.nodeName;
+    const mode = await this.#mode(isGateway ? undefined : inputs.gateway?.ip);
+    const desired: Desired = desiredRoutes({
+      node: { name: this.#c.nodeName, ip: myIp, addresses: await this.#addresses() },
+      localCidrs: this.#c.localCidrs,
+      gateway: inputs.gateway,
+      mode: mode.mode,
+      remotes: inputs.remotes,
+      vxlanPeers: inputs.vxlanPeers,
+      table: this.#c.table,
+      pref: this.#c.pref,
+    });
+    let changes = 0;
+    const step = async (what: string, fn: () => Promise<number>): Promise<void> => {
+      try {
+        changes += await fn();
+      } catch (err) {
+        errors.push(`${what}: ${messageOf(err)}`);
+      }
+    };
+    await step('tunnel', () => this.#tunnel.set(desired.tunnel));
+    await step('routes', async () => {
+      const r = await this.#routes.set(desired.routes, desired.rules, this.#c.pref);
+      errors.push(...r.failed);
+      return r.changes;
+    });
+    await step(this.#d.filter.name, async () => ((await this.#d.filter.set(desired.filter)) ? 1 : 0));
+    if (!isGateway && mode.mode === 'vxlan' && inputs.gateway !== undefined && desired.routes.length > 0) {
+      const ping = await this.#d.runner.run('ping', ['-n', '-q', '-c', '1', '-W', '1', '-I', TUNNEL_DEV, tunnelIp(inputs.gateway.ip)], { allowFailure: true }).catch(() => ({ code: 1 }));
+      if (ping.code !== 0) errors.push(`the gateway node ${inputs.gateway.name} does not answer through the VXLAN tunnel: check that UDP port ${TUNNEL_PORT} between the nodes is open`);
+    }
+    if (changes > 0) this.#d.logger.info({ changes, routes: desired.routes.length, gateway: inputs.gateway?.name ?? '' }, 'routes applied');
+    for (const e of errors) this.#d.logger.warn({ err: e }, 'reconcile error');
+    this.#d.metrics?.reconciled(errors.length === 0 ? 'ok' : 'failed', (this.#clock.now() - startedAt) / 1000, changes);
+    const status = routeAgentStatus({
+      nodeIp: myIp, podCidr: me?.spec?.podCIDR ?? '', gateway: inputs.gateway?.name ?? '', isGateway, mode: mode.mode,
+      modeReason: mode.reason, filter: this.#d.filter.name, desired, errors: [...(inputs.note === undefined ? [] : [inputs.note]), ...errors],
+    });
+    this.#d.metrics?.update(status);
+    await this.#publish(status);
+  }
+
+  async #publish(status: RouteAgentStatus): Promise<void> {
+    const text = JSON.stringify(status);
+    if (text === this.#lastStatus) return;
+    try {
+      await writeRouteAgentStatus(this.#objects, this.#c.namespace, this.#c.nodeName, status);
+      this.#lastStatus = text;
+    } catch (err) {
+      this.#d.logger.warn({ err: messageOf(err) }, 'RouteAgent status not written');
+    }
+  }
+}
