@@ -1,6 +1,6 @@
 import { Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, str, validateConfig } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
-import { RouteAgent, RouteAgentMetrics, chooseFilter } from '../route-agent/index.ts';
+import { IptablesFilter, NftFilter, RouteAgent, RouteAgentMetrics, chooseFilter, cleanupNode } from '../route-agent/index.ts';
 import { optionRecord, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -17,8 +17,8 @@ const schema = {
   serviceCidrs: list('this cluster\'s service CIDRs', checkedCidr),
   mode: oneOf('how a node reaches the gateway node: direct (on-link), vxlan (tunnel), auto (default: direct when on-link)', ['auto', 'direct', 'vxlan'] as const, 'auto'),
   filter: oneOf('packet filter: nftables, iptables, auto (default: nftables when it works)', ['auto', 'nftables', 'iptables'] as const, 'auto'),
-  table: int('routing table of the route agent (it also owns table+1) (default 220)', 220, 1, 252),
-  pref: int('rule preference of its table (it also owns pref-2 and pref-3) (default 220)', 220, 4, 32000),
+  table: int('routing table of the route agent (it also owns table+1; strongSwan uses 220, the ipsec driver 219) (default 230)', 230, 1, 252),
+  pref: int('rule preference of its table (it also owns pref-2 and pref-3) (default 230)', 230, 4, 32000),
   resyncMs: int('ms between full reconciles, which repair what was deleted (default 5000)', 5000, 500, 600_000),
   namespace: str('namespace of the gateway Lease, the Gateways and the RouteAgents (default isthmus-system)', 'isthmus-system'),
   leaseName: str('name of the gateway Lease (default isthmus-gateway)', 'isthmus-gateway'),
@@ -41,6 +41,13 @@ export const routeAgentCommand: Command = {
     const cluster = cfg.cluster ?? process.env['CLUSTER_ID'];
     const logger = createLogger({ component: 'route-agent', ...(cluster === undefined ? {} : { cluster }) }).child({ node: cfg.node });
     const runner = new SystemRunner();
+    if (cfg.cleanup) {
+      // whatever backend made them: both are looked at, each removes only its own table or chains
+      const filters = cfg.filter === 'auto' ? [new NftFilter(runner), new IptablesFilter(runner)] : [await chooseFilter(runner, cfg.filter)];
+      await cleanupNode(runner, filters, cfg.table, cfg.pref);
+      logger.info('removed every route, rule, chain and device of the route agent');
+      return 0;
+    }
     const filter = await chooseFilter(runner, cfg.filter);
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
     const metrics = new RouteAgentMetrics();
@@ -48,11 +55,6 @@ export const routeAgentCommand: Command = {
       nodeName: cfg.node, namespace: cfg.namespace, leaseName: cfg.leaseName, localCidrs: [...cfg.podCidrs, ...cfg.serviceCidrs],
       mode: cfg.mode, table: cfg.table, pref: cfg.pref, resyncMs: cfg.resyncMs,
     }, { kubeConfig, runner, filter, logger, metrics });
-    if (cfg.cleanup) {
-      await agent.cleanup();
-      logger.info('removed every route, rule, chain and device of the route agent');
-      return 0;
-    }
     logger.info({ filter: filter.name, mode: cfg.mode }, 'route agent starting');
     const services = cfg.metrics === undefined ? [agent] : [new MetricsServer(metrics.registry, cfg.metrics, async () => agent.ready), agent];
     await new Lifecycle(services, logger).runUntilSignal();

@@ -64,14 +64,16 @@ async function up(args: Args): Promise<number> {
 
 async function demo(args: Args): Promise<number> {
   const sandbox = open(args);
-  const { state } = await sandbox.up(upOptions(args));
+  // the demo's own defaults: three clusters, c3 behind NAT (each with a node that is not a gateway)
+  const { state } = await sandbox.up(upOptions(args, args.options.has('clusters') ? {} : { clusters: '3', nat: 'c3' }));
   await runDemo(sandbox.dir, state, new SystemRunner(), (line) => process.stdout.write(line + '\n'));
   process.stdout.write(`\nkubectl: export KUBECONFIG=${kubeconfigPath(sandbox.dir)}; kubectl --context c1 get pods -A\nstop it: isthmus sandbox down\n`);
   return 0;
 }
 
-function upOptions(args: Args): UpOptions {
-  const cfg = validateConfig(upSchema, optionRecord(args), 'sandbox options');
+/** `defaults`: values for options the user did not give. */
+function upOptions(args: Args, defaults: Record<string, string> = {}): UpOptions {
+  const cfg = validateConfig(upSchema, { ...defaults, ...optionRecord(args) }, 'sandbox options');
   return {
     clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, nodes: cfg.nodes, gateways: cfg.gateways,
     nat: cfg.nat, nodeCidrMask: cfg.nodeCidrMask, readyTimeoutS: cfg.timeout, proxyMode: cfg.proxyMode,

@@ -18,7 +18,7 @@ import { TUNNEL_PORT, Tunnel } from './tunnel.ts';
  *
  * Invariants: nothing is applied before every informer has synced, so a restarted agent
  * adopts what exists and re-creates nothing that is right; stop() leaves the data path
- * as it is (only `cleanup` removes it); one reconcile runs at a time, and a burst of
+ * as it is (only cleanupNode, `isthmus route-agent --cleanup`, removes it); one reconcile runs at a time, and a burst of
  * events coalesces into one.
  */
 export type ModeChoice = Mode | 'auto';
@@ -43,6 +43,17 @@ export interface RouteAgentDeps {
   readonly clock?: Clock;
 }
 
+/**
+ * Removes every route, rule, chain and device a route agent with this table and
+ * preference made on this node (of each given filter backend), and nothing else; safe
+ * when there is nothing. Needs no apiserver.
+ */
+export async function cleanupNode(runner: CommandRunner, filters: readonly PacketFilter[], table: number, pref: number): Promise<void> {
+  await new RouteTable(runner, [table, table + 1], [pref - 3, pref - 2, pref]).cleanup();
+  for (const f of filters) await f.cleanup();
+  await new Tunnel(runner).cleanup();
+}
+
 /** Every key becomes one: a burst of events is one reconcile of the whole node. */
 class Coalescing extends WorkQueue<string> {
   override add(_key: string): void {
@@ -61,7 +72,7 @@ export class RouteAgent implements Service {
   readonly #routes: RouteTable;
   readonly #tunnel: Tunnel;
   readonly #objects: CustomObjectsApi;
-  #informers: CachedInformer<KubernetesObject>[] = [];
+  #informers: { lease: CachedInformer<KubernetesObject>; nodes: CachedInformer<KubernetesObject>; gateways: CachedInformer<KubernetesObject>; agents: CachedInformer<KubernetesObject> } | undefined;
   #working: Promise<void> | undefined;
   #resync: ReturnType<typeof setInterval> | undefined;
   #synced = false;
@@ -93,18 +104,19 @@ export class RouteAgent implements Service {
       ...common, name: plural, path: `/apis/isthmus.dev/v1alpha1/namespaces/${ns}/${plural}`,
       list: async () => asList(await this.#objects.listNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: ns, plural })),
     });
-    this.#informers = [
-      createInformer<KubernetesObject>({
+    const informers = {
+      lease: createInformer<KubernetesObject>({
         ...common, name: 'lease', path: `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, fieldSelector: `metadata.name=${this.#c.leaseName}`,
         list: async () => asList(await coordination.listNamespacedLease({ namespace: ns, fieldSelector: `metadata.name=${this.#c.leaseName}` })),
       }),
-      createInformer<KubernetesObject>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: async () => asList(await core.listNode()) }),
-      custom('gateways'),
-      custom('routeagents'),
-    ];
-    for (const i of this.#informers) await i.start();
+      nodes: createInformer<KubernetesObject>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: async () => asList(await core.listNode()) }),
+      gateways: custom('gateways'),
+      agents: custom('routeagents'),
+    };
+    this.#informers = informers;
+    for (const i of Object.values(informers)) await i.start();
     this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
-    void Promise.all(this.#informers.map((i) => i.synced)).then(() => {
+    void Promise.all(Object.values(informers).map((i) => i.synced)).then(() => {
       this.#synced = true;
       this.#queue.add('sync');
     }, () => {});
@@ -114,16 +126,9 @@ export class RouteAgent implements Service {
   /** A process stop: the routes and rules stay for the next process to adopt. */
   async stop(): Promise<void> {
     if (this.#resync !== undefined) clearInterval(this.#resync);
-    for (const i of this.#informers) await i.stop();
+    for (const i of Object.values(this.#informers ?? {})) await i.stop();
     this.#queue.shutDown();
     await this.#working;
-  }
-
-  /** Removes every route, rule, chain and device the route agent made on this node. */
-  async cleanup(): Promise<void> {
-    await this.#routes.cleanup();
-    await this.#d.filter.cleanup();
-    await this.#tunnel.cleanup();
   }
 
   async #addresses(): Promise<string[]> {
@@ -151,17 +156,17 @@ export class RouteAgent implements Service {
   }
 
   async #reconcile(): Promise<void> {
-    if (!this.#synced) return;
+    const inf = this.#informers;
+    if (!this.#synced || inf === undefined) return;
     const startedAt = this.#clock.now();
     const ns = this.#c.namespace;
-    const [lease, gateways, nodes, agents] = this.#informers;
     const inputs = clusterInputs(
-      lease?.cache.get(ns, this.#c.leaseName) as LeaseLike | undefined,
-      (gateways?.cache.list(ns) ?? []) as GatewayLike[],
-      (nodes?.cache.list() ?? []) as NodeLike[],
-      (agents?.cache.list(ns) ?? []) as RouteAgentLike[],
+      inf.lease.cache.get(ns, this.#c.leaseName) as LeaseLike | undefined,
+      inf.gateways.cache.list(ns) as GatewayLike[],
+      inf.nodes.cache.list() as NodeLike[],
+      inf.agents.cache.list(ns) as RouteAgentLike[],
     );
-    const me = nodes?.cache.get('', this.#c.nodeName) as NodeLike | undefined;
+    const me = inf.nodes.cache.get('', this.#c.nodeName) as NodeLike | undefined;
     const myIp = nodeIp(me) ?? '';
     const errors: string[] = [];
     if (myIp === '') errors.push(`node ${this.#c.nodeName} has no InternalIP in its Node status`);

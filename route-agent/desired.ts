@@ -6,7 +6,7 @@ import { cidrContains, cidrsOverlap, parseCidr, parseIp, type Cidr } from '../co
  * the active gateway publishes). Nothing here touches the machine.
  *
  * Tables and rules (all owned by the route agent, nothing else of the node's is touched):
- * - table `table` (default 220) holds one route per remote CIDR; rule `pref` looks it up
+ * - table `table` (default 230; strongSwan's is 220 and the ipsec driver's 219) holds one route per remote CIDR; rule `pref` looks it up
  *   for every packet (the table holds only remote CIDRs, so other traffic falls through).
  * - On a node that is not the active gateway: each remote CIDR goes to the active
  *   gateway node, `direct` (via its address, on-link) or `vxlan` (via its tunnel address

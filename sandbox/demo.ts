@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import type { CommandRunner } from '../core/index.ts';
+import { connectClusterset } from './connect.ts';
 import { resolveNetns } from './exec.ts';
 import type { SandboxState } from './state.ts';
 import { kubeconfigPath } from './state.ts';
@@ -56,5 +57,41 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     }
     out(`from pod ${pod}: curl http://echo:8080/demo → ${curl.stdout.trim() || `failed: ${curl.stderr.trim()}`}`);
   }
-  out('\nGateways and cables between the clusters: see "Gateways" in the README. Pod-to-pod traffic across clusters and clusterset.local DNS arrive with the route agent and the MCS API.');
+  if (state.clusters.length < 2) {
+    out('\nOne cluster only: start the sandbox with --clusters 3 to see the clusters joined.');
+    return;
+  }
+  out('\n== joining the clusters into a clusterset');
+  await connectClusterset({ dir, state, runner, driver: 'wireguard', out });
+  for (const c of state.clusters) out((await k(c.name, ['-n', 'isthmus-system', 'get', 'gateways,routeagents'])).trimEnd());
+  // from a pod on a node that is not a gateway: to a pod and to the Service of every other cluster
+  const c1 = state.clusters[0];
+  const plain = c1?.nodes.find((n) => n.wan === undefined);
+  if (c1 === undefined || plain === undefined) {
+    out('\nevery node of c1 is a gateway node: start the sandbox with more --nodes than --gateways to see a pod on a plain node');
+    return;
+  }
+  const pods = JSON.parse(await k(c1.name, ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'json'])) as { items: { metadata: { name: string }; spec: { nodeName?: string }; status: { podIP?: string } }[] };
+  const client = pods.items.find((p) => p.spec.nodeName === plain.name);
+  if (client === undefined) {
+    out(`\nno echo pod landed on ${plain.name}; run the demo again once the echo pods are spread`);
+    return;
+  }
+  const netns = await resolveNetns(dir, c1.name, client.metadata.name, 'demo');
+  out(`\n== from pod ${client.metadata.name} (${client.status.podIP ?? '?'}) on ${plain.name}, a node that is not a gateway, in ${c1.name}:`);
+  for (const c of state.clusters.slice(1)) {
+    const remote = JSON.parse(await k(c.name, ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'json'])) as typeof pods;
+    const svc = (await k(c.name, ['-n', 'demo', 'get', 'service', 'echo', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
+    for (const [what, target] of [[`pod ${remote.items[0]?.metadata.name ?? '?'} in ${c.name}`, remote.items[0]?.status.podIP ?? ''], [`Service echo in ${c.name} (ClusterIP)`, svc]] as const) {
+      let curl = { code: 1, stdout: '', stderr: '' };
+      for (let i = 0; i < 20 && curl.code !== 0; i++) {
+        if (i > 0) await new Promise((r) => setTimeout(r, 500));
+        curl = await runner.run('ip', ['netns', 'exec', netns, 'curl', '-sS', '--max-time', '3', `http://${target}:8080/cross-cluster`], { allowFailure: true });
+      }
+      out(`  curl http://${target}:8080 (${what}) → ${curl.stdout.trim() || `failed: ${curl.stderr.trim()}`}`);
+    }
+  }
+  out('\nThe answers name the client as the pod\'s own address: nothing masquerades between clusters.');
+  out('Try next: `kubectl --context c1 -n isthmus-system get gateways,routeagents -o yaml`, or stop a gateway and watch the passive one take over.');
+  out('clusterset.local DNS and ServiceExport arrive with the MCS API.');
 }

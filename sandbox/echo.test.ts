@@ -121,6 +121,21 @@ test('HTTP over TCP answers with the identity, the client address and the path',
   });
 });
 
+test('GET /bytes/N answers N bytes; a larger N than the limit is an ordinary answer', async () => {
+  await withEcho([0], async (e) => {
+    const port = e.ports[0] ?? 0;
+    const body = await new Promise<Buffer>((resolve, reject) => {
+      request({ host: HOST, port, path: '/bytes/3000000', agent: false }, (res) => {
+        const parts: Buffer[] = [];
+        res.on('data', (c: Buffer) => parts.push(c));
+        res.on('end', () => resolve(Buffer.concat(parts)));
+      }).on('error', reject).end();
+    });
+    assert.is(body.length, 3_000_000);
+    assert.is((await http(port, '/bytes/999999999999')).json['path'], '/bytes/999999999999');
+  });
+});
+
 test('HTTP keep-alive: several requests on one connection, any method, with a body', async () => {
   await withEcho([0], async (e) => {
     const port = e.ports[0] ?? 0;
@@ -131,6 +146,7 @@ test('HTTP keep-alive: several requests on one connection, any method, with a bo
       const third = await http(port, '/three', { agent, method: 'DELETE' });
       assert.equal([first.status, second.status, third.status], [200, 200, 200]);
       assert.equal([first.json['path'], second.json['path'], third.json['path']], ['/one', '/two', '/three']);
+      assert.equal([first.json['received'], second.json['received']], [undefined, 100_000], 'the body length is reported');
       // One connection: the same client port every time.
       assert.is(second.json['client'], first.json['client']);
       assert.is(third.json['client'], first.json['client']);

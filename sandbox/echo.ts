@@ -9,7 +9,10 @@ import { ErrorCodes, IsthmusError, createLogger, messageOf, silentLogger, type L
  * each port it listens on TCP and on UDP and says who answered and who asked.
  *
  * - TCP: HTTP/1.1, any method and path, keep-alive: 200 with the JSON body
- *   `{ pod, namespace, cluster, podIp, client, path }` and a newline.
+ *   `{ pod, namespace, cluster, podIp, client, path }` and a newline, plus `received`
+ *   (the request body's length) when it had a body, so a test can send a large body
+ *   and check it all arrived. `GET /bytes/N` (N ≤ 64 MiB) answers N bytes instead, to
+ *   test the other direction.
  * - UDP: every datagram gets one datagram back, one line of JSON:
  *   `{ pod, namespace, cluster, podIp, client }` and a newline (no `path`).
  *
@@ -28,7 +31,12 @@ export interface EchoReply extends EchoIdentity {
   readonly client: string;
   /** The HTTP request target (path and query); absent in UDP replies. */
   readonly path?: string;
+  /** Bytes of request body received, when there was one. */
+  readonly received?: number;
 }
+
+/** The largest body `GET /bytes/N` sends. */
+export const MAX_BYTES_BODY = 64 << 20;
 
 export interface EchoOptions {
   /** Ports to serve on both TCP and UDP. 0 picks a free port that is free for both. */
@@ -87,15 +95,23 @@ function httpServer(id: EchoIdentity, logger: Logger): Server {
     const socket = req.socket;
     const client = formatClient(socket.remoteAddress ?? '', socket.remotePort ?? 0);
     const path = req.url ?? '/';
+    let received = 0;
+    req.on('data', (chunk: Buffer) => (received += chunk.length));
     // Answer once the request body (if any) is read, so keep-alive stays in step.
     req.on('end', () => {
-      const body = JSON.stringify(reply(id, client, path)) + '\n';
+      const bytes = /^\/bytes\/(\d+)$/.exec(path);
+      if (bytes !== null && Number(bytes[1]) <= MAX_BYTES_BODY) {
+        const n = Number(bytes[1]);
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'content-length': n });
+        res.end(Buffer.alloc(n, 0x78));
+        return;
+      }
+      const body = JSON.stringify({ ...reply(id, client, path), ...(received > 0 ? { received } : {}) }) + '\n';
       res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) });
       res.end(body);
       logger.debug({ proto: 'tcp', client, method: req.method, path }, 'answered');
     });
     req.on('error', (err) => logger.debug({ client, err: messageOf(err) }, 'request failed'));
-    req.resume();
   });
   return server;
 }

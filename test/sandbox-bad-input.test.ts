@@ -43,6 +43,17 @@ test('missing binaries: names them and the set-up command', async () => {
   nothingLeft();
 });
 
+test('--proxy-mode: an unknown mode is named; ipvs on a kernel without ip_vs (this one) says so', async () => {
+  const bad = await isthmus(['sandbox', 'up', '--proxy-mode', 'userspace', '--port-base', String(PORT_BASE)], env);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /--proxy-mode/);
+  if (existsSync('/proc/net/ip_vs')) return; // a kernel with IPVS runs it
+  const r = await isthmus(['sandbox', 'up', '--proxy-mode', 'ipvs', '--port-base', String(PORT_BASE)], env);
+  assert.is(r.code, 1);
+  assert.match(r.stderr, /ip_vs/);
+  nothingLeft();
+});
+
 test('port in use: names the port and its owner', async () => {
   const server: Server = createServer();
   await new Promise<void>((resolve) => server.listen(PORT_BASE + 11, '127.0.0.1', resolve));

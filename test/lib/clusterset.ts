@@ -32,6 +32,17 @@ export interface GatewayObj {
   };
 }
 
+export interface RouteAgentObj {
+  status?: {
+    gateway?: string; mode?: string; filter?: string; routes?: number; summary?: string;
+    remotes?: { cluster: string; cidrs: string[]; via: string; mode: string; mtu?: number }[];
+    refused?: { cluster: string; reason: string }[];
+    errors?: string[];
+  };
+}
+
+export type RouteAgentProc = GatewayProc;
+
 export interface GatewayProc {
   readonly cluster: string;
   readonly node: string;
@@ -44,7 +55,14 @@ export interface ClustersetOptions {
   readonly gateways: number;
   readonly nat: readonly string[];
   readonly portBase: number;
+  /** Nodes per cluster (default: max(2, gateways)). */
+  readonly nodes?: number;
+  /** kube-proxy's mode (default iptables). */
+  readonly proxyMode?: 'iptables' | 'nftables';
 }
+
+/** Each route agent serves its metrics on its node address. */
+export const ROUTE_AGENT_METRICS_PORT = 9465;
 
 /** The clusters of a 3-cluster clusterset, and the others of one of them. */
 export const CLUSTERS: readonly string[] = ['c1', 'c2', 'c3'];
@@ -98,8 +116,8 @@ export class Clusterset {
 
   /** The sandbox, the PKI, etcd, the broker, the Gateway CRD and the isthmus-system namespace. */
   async up(o: ClustersetOptions): Promise<void> {
-    must(await isthmus(['sandbox', 'up', '--clusters', String(o.clusters), '--nodes', String(Math.max(2, o.gateways)), '--gateways', String(o.gateways),
-      ...(o.nat.length > 0 ? ['--nat', o.nat.join(',')] : []), '--port-base', String(o.portBase)], this.env), 'sandbox up');
+    must(await isthmus(['sandbox', 'up', '--clusters', String(o.clusters), '--nodes', String(o.nodes ?? Math.max(2, o.gateways)), '--gateways', String(o.gateways),
+      ...(o.nat.length > 0 ? ['--nat', o.nat.join(',')] : []), '--port-base', String(o.portBase), ...(o.proxyMode === undefined ? [] : ['--proxy-mode', o.proxyMode])], this.env), 'sandbox up');
     must(await isthmus(['certs', 'ca', 'create', '--out', this.path('ca')]), 'certs ca create');
     must(await isthmus(['certs', 'issue', '--ca', this.path('ca'), '--server', '--san', '172.29.0.1', '--out', this.path('broker')]), 'broker certificate');
     for (const c of this.state.clusters) {
@@ -113,28 +131,47 @@ export class Clusterset {
     this.startBroker();
     const deploy = join(projectRoot(), 'deploy');
     for (const c of this.state.clusters) {
-      for (const f of ['crds/gateways.isthmus.dev.json', 'namespace.yaml', 'gateway/rbac.yaml']) await this.kubectl(c.name, ['apply', '-f', join(deploy, f)]);
+      for (const f of ['crds/gateways.isthmus.dev.json', 'crds/routeagents.isthmus.dev.json', 'namespace.yaml', 'gateway/rbac.yaml', 'route-agent/rbac.yaml']) {
+        await this.kubectl(c.name, ['apply', '-f', join(deploy, f)]);
+      }
     }
     for (const c of this.state.clusters) {
-      await this.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/gateways.isthmus.dev', '--timeout=30s']);
-      await this.#gatewayKubeconfig(c.name, c.server, join(c.dir, 'kubelet.kubeconfig'));
+      await this.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/gateways.isthmus.dev', 'crd/routeagents.isthmus.dev', '--timeout=30s']);
+      await this.#serviceAccountKubeconfig(c.name, c.server, join(c.dir, 'kubelet.kubeconfig'), 'isthmus-gateway', `gateway-${c.name}.kubeconfig`);
+      await this.#serviceAccountKubeconfig(c.name, c.server, join(c.dir, 'kubelet.kubeconfig'), 'isthmus-route-agent', `route-agent-${c.name}.kubeconfig`);
     }
   }
 
   /**
-   * A kubeconfig with a token of deploy/gateway/rbac.yaml's ServiceAccount: the gateways
-   * run with exactly the rights the manifests give them.
+   * A kubeconfig with a token of a ServiceAccount of deploy/ (gateway/rbac.yaml,
+   * route-agent/rbac.yaml): the parts run with exactly the rights the manifests give them.
    */
-  async #gatewayKubeconfig(cluster: string, server: string, admin: string): Promise<void> {
-    const token = (await this.kubectl(cluster, ['-n', 'isthmus-system', 'create', 'token', 'isthmus-gateway', '--duration', '24h'])).trim();
+  async #serviceAccountKubeconfig(cluster: string, server: string, admin: string, account: string, file: string): Promise<void> {
+    const token = (await this.kubectl(cluster, ['-n', 'isthmus-system', 'create', 'token', account, '--duration', '24h'])).trim();
     const ca = (JSON.parse(readFileSync(admin, 'utf8')) as { clusters: { cluster: { 'certificate-authority-data': string } }[] }).clusters[0]?.cluster['certificate-authority-data'];
     const config = {
       apiVersion: 'v1', kind: 'Config', 'current-context': 'gateway',
       clusters: [{ name: cluster, cluster: { server, 'certificate-authority-data': ca } }],
-      users: [{ name: 'isthmus-gateway', user: { token } }],
-      contexts: [{ name: 'gateway', context: { cluster, user: 'isthmus-gateway', namespace: 'isthmus-system' } }],
+      users: [{ name: account, user: { token } }],
+      contexts: [{ name: 'gateway', context: { cluster, user: account, namespace: 'isthmus-system' } }],
     };
-    writeFileSync(this.path(`gateway-${cluster}.kubeconfig`), JSON.stringify(config), { mode: 0o600 });
+    writeFileSync(this.path(file), JSON.stringify(config), { mode: 0o600 });
+  }
+
+  /** `isthmus route-agent` on node `index` of `cluster` (its own process group, log route-agent-<node>.log). */
+  startRouteAgent(cluster: string, index: number, extra: readonly string[] = []): RouteAgentProc {
+    const c = this.state.clusters.find((x) => x.name === cluster);
+    const n = this.node(cluster, index);
+    if (c === undefined) throw new Error(`no cluster ${cluster}`);
+    const proc = this.#start(`route-agent-${n.name}`, 'ip', ['netns', 'exec', n.netns, process.execPath, '--no-warnings', this.#cli, 'route-agent',
+      '--cluster', cluster, '--node', n.name, '--pod-cidrs', c.podCidr, '--service-cidrs', c.serviceCidr,
+      '--kubeconfig', this.path(`route-agent-${cluster}.kubeconfig`), '--metrics', `${n.ip}:${ROUTE_AGENT_METRICS_PORT}`, '--resync-ms', '2000', ...extra]);
+    return { cluster, node: n.name, netns: n.netns, proc };
+  }
+
+  /** A node's RouteAgent resource. */
+  async routeAgent(cluster: string, node: string): Promise<RouteAgentObj | undefined> {
+    return JSON.parse(await this.kubectl(cluster, ['-n', 'isthmus-system', 'get', 'routeagents.isthmus.dev', node, '-o', 'json'])) as RouteAgentObj;
   }
 
   startBroker(): void {

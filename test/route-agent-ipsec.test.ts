@@ -1,0 +1,18 @@
+// e2e, needs root: the route agent and the data path with the ipsec cable driver on the sandbox
+// (3 clusters × 3 nodes, two gateway nodes each, c3 behind NAT; real apiservers and kube-proxy,
+// etcd + broker, gateways and route agents with their RBAC's tokens). The wireguard file covers
+// failover, restarts, bad input, vxlan mode and the iptables backend; this one the data path.
+import { test } from 'uvu';
+import { requireRootForTest } from './lib/cli.ts';
+import { Datapath, dataPathTests } from './lib/datapath.ts';
+
+requireRootForTest('test/route-agent-ipsec.test.ts');
+const dp = new Datapath();
+
+test.after(async () => {
+  await dp.close();
+});
+
+dataPathTests(test, dp, 'ipsec');
+
+test.run();
