@@ -7,13 +7,14 @@ import {
 } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ErrorCodes, IsthmusError, messageOf, type Logger, type Service } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, PRIVATE_RANGES, formatCidr, messageOf, parseCidr, type Logger, type Service } from '../core/index.ts';
 import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';
 import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from '../core/broker-api/proto.ts';
 import { toStatus } from '../core/broker-api/status.ts';
 import type { BrokerEvent } from '../core/broker-api/types.ts';
 import { BrokerStore } from './store.ts';
+import { ConnectionGuard, connectionLimits, type ConnectionLimits } from './guard.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
 
 /**
@@ -29,6 +30,11 @@ export interface BrokerServerOptions {
   /** Directory with tls.crt, tls.key and ca.crt (the trust bundle). */
   tlsDir: string;
   globalCidrPool?: string;
+  /**
+   * Ranges member CIDRs must lie in (default PRIVATE_RANGES: 10/8, 172.16/12, 192.168/16,
+   * 100.64/10, fc00::/7). Non-unicast ranges and blocks broader than /8 (/32) are refused whatever this says.
+   */
+  allowedCidrs?: readonly string[];
   globalCidrPrefix?: number;
   logger: Logger;
   /** Requests larger than this are refused with RESOURCE_EXHAUSTED (default 1 MiB). */
@@ -40,6 +46,8 @@ export interface BrokerServerOptions {
   hub?: Omit<HubOptions, 'logger'>;
   /** Where metrics are registered (default: a new registry, see `metrics`). */
   registry?: Registry;
+  /** Connection and stream limits (defaults: DEFAULT_CONNECTION_LIMITS). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 const LIST_PAGE_ITEMS = 500;
@@ -56,20 +64,37 @@ export class BrokerServer implements Service {
   #store: BrokerStore | undefined;
   #hub: WatchHub | undefined;
   #server: Server | undefined;
+  #guard: ConnectionGuard | undefined;
   #auth: Authenticator | undefined;
   #port = 0;
   #caTimer: ReturnType<typeof setInterval> | undefined;
   readonly #requests: Counter<'method' | 'code'>;
+  readonly #allowed: readonly string[];
 
   constructor(options: BrokerServerOptions) {
     this.#options = options;
     this.#logger = options.logger;
+    this.#allowed = (options.allowedCidrs ?? PRIVATE_RANGES).map((c) => {
+      try {
+        return formatCidr(parseCidr(c));
+      } catch (err) {
+        throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `allowed CIDR ${JSON.stringify(c)}: ${messageOf(err)}`);
+      }
+    });
     this.metrics = options.registry ?? new Registry();
     if (options.registry === undefined) collectDefaultMetrics({ register: this.metrics, prefix: 'isthmus_broker_' });
     this.#requests = new Counter({ name: 'isthmus_broker_requests_total', help: 'Broker RPCs by method and gRPC status code', labelNames: ['method', 'code'], registers: [this.metrics] });
     const hub = (): WatchHub | undefined => this.#hub;
     new Gauge({ name: 'isthmus_broker_watchers', help: 'Open Watch streams', registers: [this.metrics], collect() { this.set(hub()?.watchers ?? 0); } });
     new Gauge({ name: 'isthmus_broker_revision', help: 'etcd revision the broker has applied', registers: [this.metrics], collect() { this.set(hub()?.revision ?? 0); } });
+    const guard = (): ConnectionGuard | undefined => this.#guard;
+    new Gauge({ name: 'isthmus_broker_connections', help: 'Open TCP connections to the broker', registers: [this.metrics], collect() { this.set(guard()?.connections ?? 0); } });
+    new Gauge({
+      name: 'isthmus_broker_connections_refused', help: 'Connections refused or closed by a limit since start, by limit', labelNames: ['limit'], registers: [this.metrics],
+      collect() {
+        for (const [limit, n] of Object.entries(guard()?.refused ?? {})) this.set({ limit }, n);
+      },
+    });
     new Gauge({ name: 'isthmus_broker_records', help: 'Records in the broker cache', registers: [this.metrics], collect() { this.set(hub()?.size ?? 0); } });
   }
 
@@ -96,6 +121,7 @@ export class BrokerServer implements Service {
 
   async start(): Promise<void> {
     const o = this.#options;
+    const limits = connectionLimits(o.connections);
     for (const f of ['tls.crt', 'tls.key']) {
       await readFile(join(o.tlsDir, f)).catch((err: unknown) => {
         throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot read ${join(o.tlsDir, f)}: ${messageOf(err)}; issue the broker's certificate with \`isthmus certs issue --server --san … --out ${o.tlsDir}\``);
@@ -122,15 +148,20 @@ export class BrokerServer implements Service {
         this.#readCaBundle().then((cas) => this.#auth?.setTrusted(cas), (err: unknown) => this.#logger.warn({ err: messageOf(err) }, 'cannot re-read the CA bundle; keeping the old one'));
       }, refresh);
       this.#caTimer.unref();
-      const creds: ServerCredentials = experimental.createCertificateProviderServerCredentials(provider, provider, false);
+      // the TLS handshake itself requires a client certificate from a trusted CA: a client
+      // without one never reaches HTTP/2, so it cannot open streams or send messages
+      const creds: ServerCredentials = experimental.createCertificateProviderServerCredentials(provider, provider, true);
       const max = o.maxMessageBytes ?? 1024 * 1024;
-      this.#server = new Server({ 'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
-      this.#server.addService(serverServiceDefinition(), this.#handlers());
-      this.#port = await new Promise<number>((resolve, reject) => {
-        this.#server?.bindAsync(o.listen, creds, (err, port) => (err === null ? resolve(port) : reject(err)));
-      }).catch((err: unknown) => {
-        throw new IsthmusError(/in use|EADDRINUSE/i.test(messageOf(err)) ? ErrorCodes.PORT_IN_USE : ErrorCodes.INVALID_CONFIG, `cannot listen on ${o.listen}: ${messageOf(err)}`, { cause: err });
+      this.#server = new Server({
+        'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1,
+        'grpc.max_concurrent_streams': limits.maxConcurrentStreams, 'grpc.max_connection_idle_ms': limits.maxConnectionIdleMs,
+        // nghttp2's own buffers per connection, in MB
+        'grpc-node.max_session_memory': Math.max(10, Math.ceil((4 * max) / (1024 * 1024))),
       });
+      this.#server.addService(serverServiceDefinition(), this.#handlers());
+      const injector = this.#server.createConnectionInjector(creds);
+      this.#guard = new ConnectionGuard(limits, (socket) => injector.injectConnection(socket), this.#logger);
+      this.#port = await this.#guard.listen(o.listen);
       this.#logger.info({ listen: o.listen, port: this.#port, revision: this.#hub.revision, records: this.#hub.size, globalCidrPool: o.globalCidrPool }, 'broker serving');
     } catch (err) {
       await this.stop();
@@ -142,6 +173,8 @@ export class BrokerServer implements Service {
     if (this.#caTimer !== undefined) clearInterval(this.#caTimer);
     const server = this.#server;
     this.#server = undefined;
+    const guard = this.#guard;
+    this.#guard = undefined;
     this.#store?.close();
     await this.#hub?.stop();
     if (server !== undefined) {
@@ -156,6 +189,7 @@ export class BrokerServer implements Service {
         });
       });
     }
+    await guard?.close();
     this.#etcd?.close();
     this.#etcd = undefined;
   }
@@ -199,7 +233,7 @@ export class BrokerServer implements Service {
   #handlers(): UntypedServiceImplementation {
     return {
       RegisterCluster: this.#unary('RegisterCluster', async (req, caller) => {
-        const cluster = validateCluster(req['cluster']);
+        const cluster = validateCluster(req['cluster'], this.#allowed);
         authorizeWrite(caller, cluster.cluster_id, 'register the cluster record');
         const r = await this.#store_().registerCluster(cluster);
         return { cluster: r.cluster, revision: String(r.revision) };

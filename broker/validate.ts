@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { ErrorCodes, IsthmusError, formatCidr, parseCidr, cidrsOverlap, messageOf } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, PRIVATE_RANGES, addressProblem, formatCidr, parseCidr, cidrsOverlap, messageOf, routedCidrProblem } from '../core/index.ts';
 import type { Cluster, Endpoint, EndpointPort, Export, ExportEndpoint, ServicePort } from '../core/broker-api/types.ts';
 
 /**
@@ -64,10 +64,13 @@ function hostname(v: unknown, field: string): string {
   return s;
 }
 
+/** A unicast address (see core/unicast.ts): peers are sent traffic to it. */
 function ip(v: unknown, field: string, required: boolean): string {
   const s = str(v, field);
   if (s === '' && !required) return '';
   if (isIP(s) === 0) throw invalid(`${field} ${JSON.stringify(s)} is not an IPv4 or IPv6 address`);
+  const problem = addressProblem(s);
+  if (problem !== undefined) throw invalid(`${field}: ${problem}`);
   return s;
 }
 
@@ -108,8 +111,11 @@ function cidrList(v: unknown, field: string): string[] {
   return list;
 }
 
-/** A Cluster as a member registers it (global_cidr is ignored: the broker sets it). */
-export function validateCluster(v: unknown): Cluster {
+/**
+ * A Cluster as a member registers it (global_cidr is ignored: the broker sets it). Its
+ * CIDRs must be routable unicast ranges inside `allowed` (default the private ranges).
+ */
+export function validateCluster(v: unknown, allowed: readonly string[] = PRIVATE_RANGES): Cluster {
   if (v === undefined || v === null || typeof v !== 'object') throw invalid('cluster is required');
   const c = v as Record<string, unknown>;
   const cluster: Cluster = {
@@ -120,6 +126,10 @@ export function validateCluster(v: unknown): Cluster {
     global_cidr: '',
   };
   const all = [...cluster.pod_cidrs, ...cluster.service_cidrs];
+  for (const c of all) {
+    const problem = routedCidrProblem(c, allowed);
+    if (problem !== undefined) throw invalid(`cluster ${cluster.cluster_id}: ${problem}`);
+  }
   for (let i = 0; i < all.length; i++) {
     for (let j = i + 1; j < all.length; j++) {
       if (cidrsOverlap(parseCidr(all[i] as string), parseCidr(all[j] as string))) {
@@ -131,13 +141,17 @@ export function validateCluster(v: unknown): Cluster {
 }
 
 const PORT_PROTOCOLS = ['UDP', 'TCP'] as const;
+/** The only ports below 1024 a gateway may publish: IKE and IKE over NAT-T. */
+const IKE_PORTS: readonly number[] = [500, 4500];
 
 function endpointPort(v: unknown, i: number): EndpointPort {
   if (v === null || typeof v !== 'object') throw invalid(`ports[${i}] must be a message`);
   const p = v as Record<string, unknown>;
   const name = str(p['name'], `ports[${i}].name`);
   if (name !== '' && (name.length > 63 || !LABEL.test(name))) throw invalid(`ports[${i}].name ${JSON.stringify(name)} is not an RFC-1123 label`);
-  return { name, port: uint(p['port'], `ports[${i}].port`, 1, 65535), protocol: oneOf(p['protocol'], `ports[${i}].protocol`, PORT_PROTOCOLS, 'UDP') };
+  const port = uint(p['port'], `ports[${i}].port`, 1, 65535);
+  if (port < 1024 && !IKE_PORTS.includes(port)) throw invalid(`ports[${i}].port ${port} is a privileged port peers must not be pointed at: use 1024-65535 (or 500/4500 for IKE)`);
+  return { name, port, protocol: oneOf(p['protocol'], `ports[${i}].protocol`, PORT_PROTOCOLS, 'UDP') };
 }
 
 /** An Endpoint as a gateway publishes it (observed_source_ip is set by the broker). */

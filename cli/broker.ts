@@ -17,6 +17,9 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
   --global-cidr-pool CIDR     the pool global CIDRs come from; implies --global-addressing
                               (default 242.0.0.0/8)
   --global-cidr-prefix N      size of each cluster's global block (default 16)
+  --allowed-cidrs CIDRS       ranges member pod and service CIDRs must lie in, comma-separated
+                              (default the private ranges 10.0.0.0/8,172.16.0.0/12,
+                              192.168.0.0/16,100.64.0.0/10,fc00::/7)
   --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics and probes at
                               /healthz and /readyz (default: off)
 
@@ -36,6 +39,7 @@ const schema = {
   globalCidrPool: custom('global CIDR pool (default 242.0.0.0/8 under global addressing)', (raw) => (raw === undefined || raw === '' ? undefined : formatCidr(parseCidr(String(raw))))),
   globalCidrPrefix: int('global block prefix length (default 16)', 16, 1, 128),
   metrics: optionalStr('metrics listen address (default off)'),
+  allowedCidrs: list('allowed CIDRs (default the private ranges)', custom('CIDR', (raw) => formatCidr(parseCidr(String(raw))))),
 };
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -55,6 +59,7 @@ async function run(argv: readonly string[]): Promise<number> {
   const pool = config.globalCidrPool ?? (config.globalAddressing ? DEFAULT_GLOBAL_CIDR_POOL : undefined);
   const broker = new BrokerServer({
     etcdHosts: config.etcd, listen: config.listen, tlsDir: config.tlsDir, logger,
+    ...(config.allowedCidrs.length === 0 ? {} : { allowedCidrs: config.allowedCidrs }),
     ...(pool === undefined ? {} : { globalCidrPool: pool, globalCidrPrefix: config.globalCidrPrefix }),
   });
   const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics, () => broker.ready())];

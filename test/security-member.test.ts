@@ -1,0 +1,73 @@
+import { test, Lab } from './broker-harness.ts';
+import * as assert from 'uvu/assert';
+import { ErrorCodes } from '../core/index.ts';
+import type { BrokerClient, BrokerServer, EndpointInput } from '../broker/index.ts';
+import { errorCodeAsync } from '../core/testing.ts';
+
+// Issue 10: a hostile member (its own valid certificate, cluster "evil") against a real
+// broker on real etcd. Every attempt is refused at the broker with a reason; the
+// victim's records and watch are unaffected.
+let lab: Lab;
+let broker: BrokerServer;
+let evil: BrokerClient;
+let victim: BrokerClient;
+
+const cluster = (id: string, n: number, extra: { pod?: string } = {}) => ({ cluster_id: id, pod_cidrs: [extra.pod ?? `10.${n}.0.0/16`], service_cidrs: [`10.${100 + n}.0.0/16`] });
+const endpoint = (id: string, extra: Partial<EndpointInput> = {}): EndpointInput => ({
+  cluster_id: id, hostname: `gw.${id}`, private_ip: '192.168.1.10', cable_driver: 'wireguard', ports: [{ name: 'cable', port: 51820, protocol: 'UDP' }], ...extra,
+});
+
+async function refusal(p: Promise<unknown>): Promise<{ code: string; message: string }> {
+  try {
+    await p;
+  } catch (err) {
+    return { code: (err as { code?: string }).code ?? 'none', message: String(err) };
+  }
+  return { code: 'OK', message: '' };
+}
+
+test.before(async () => {
+  lab = await Lab.create();
+  await lab.startEtcd(1);
+  await lab.makePki(['victim', 'evil']);
+  broker = await lab.startBroker();
+  victim = lab.client(broker.port, await lab.tls('victim'), { retryForMs: 0 });
+  evil = lab.client(broker.port, await lab.tls('evil'), { retryForMs: 0 });
+  await victim.registerCluster(cluster('victim', 1));
+  await victim.publishEndpoint(endpoint('victim'), 30);
+  await evil.registerCluster(cluster('evil', 2));
+});
+
+test.after(async () => {
+  await lab?.cleanup();
+});
+
+test('findings 5 and 10: reserved, multicast, over-broad and non-private CIDRs are refused', async () => {
+  for (const [pod, why] of [['127.0.0.0/8', /loopback/], ['169.254.0.0/16', /metadata/], ['224.0.0.0/4', /multicast/], ['32.0.0.0/4', /broader/], ['203.0.113.0/24', /allowed ranges/]] as const) {
+    const r = await refusal(evil.registerCluster(cluster('evil', 2, { pod })));
+    assert.is(r.code, ErrorCodes.INVALID_ARGUMENT, pod);
+    assert.match(r.message, why, pod);
+  }
+});
+
+test('finding 10: non-unicast gateway, health and exported addresses and privileged ports are refused', async () => {
+  for (const [field, value] of [['private_ip', '0.0.0.0'], ['private_ip', '255.255.255.255'], ['public_ip', '224.0.0.1'], ['private_ip', '::'], ['health_check_ip', '127.0.0.1']] as const) {
+    const r = await refusal(evil.publishEndpoint(endpoint('evil', { [field]: value }), 30));
+    assert.is(r.code, ErrorCodes.INVALID_ARGUMENT, `${field}=${value}`);
+    assert.match(r.message, /not a unicast address/);
+  }
+  const port = await refusal(evil.publishEndpoint(endpoint('evil', { ports: [{ name: 'nat-probe', port: 53, protocol: 'UDP' }] }), 30));
+  assert.match(port.message, /privileged port/);
+  const x = await refusal(evil.publishExport({ cluster_id: 'evil', namespace: 'default', name: 'db', type: 'Headless', endpoints: [{ hostname: '', addresses: ['224.0.0.1'], ready: true }] }));
+  assert.is(x.code, ErrorCodes.INVALID_ARGUMENT);
+});
+
+test('the victim is unaffected: its records are intact and nothing of the attempts was stored', async () => {
+  const { events } = await victim.list(['CLUSTER', 'ENDPOINT', 'EXPORT']);
+  assert.equal(events.map((e) => `${e.kind}:${e.key}`).sort(), ['CLUSTER:evil', 'CLUSTER:victim', 'ENDPOINT:victim/gw.victim']);
+  const evilCluster = events.find((e) => e.key === 'evil')?.record as { pod_cidrs: string[] };
+  assert.equal(evilCluster.pod_cidrs, ['10.2.0.0/16']);
+  assert.is(await errorCodeAsync(victim.publishExport({ cluster_id: 'victim', namespace: 'default', name: 'web' })), undefined);
+});
+
+test.run();
