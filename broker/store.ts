@@ -31,6 +31,9 @@ export interface StoreOptions {
 
 const CAS_ATTEMPTS = 50;
 
+/** backend_config fields that name a cable's identity: no two clusters may publish the same value. */
+export const IDENTITY_FIELDS: readonly string[] = ['public-key', 'cert-cn'];
+
 /** The pool of global CIDRs when global addressing is on and no pool is given. */
 export const DEFAULT_GLOBAL_CIDR_POOL = '242.0.0.0/8';
 
@@ -302,25 +305,67 @@ export class BrokerStore {
     }
   }
 
-  /** Puts the endpoint under a new lease of `ttl` seconds; the previous lease of that key is revoked. */
-  async publishEndpoint(endpoint: Endpoint, ttl: number): Promise<{ leaseId: string; revision: number }> {
+  /**
+   * Puts the endpoint under a new lease of `ttl` seconds; the previous lease of that key
+   * is revoked. Refuses (ALREADY_EXISTS) a cable identity — WireGuard `public-key`,
+   * IPsec `cert-cn` — that an endpoint of another cluster holds: the check and the
+   * write are one transaction over every endpoint, so two replicas cannot both let one
+   * through. `maxEndpoints` bounds the cluster's endpoints (and so its leases).
+   */
+  async publishEndpoint(endpoint: Endpoint, ttl: number, maxEndpoints = Number.POSITIVE_INFINITY): Promise<{ leaseId: string; revision: number }> {
     await this.#requireCluster(endpoint.cluster_id);
     const key = endpointKey(endpoint.cluster_id, endpoint.hostname);
     const grant = await this.retry('grant lease', (o) => this.#etcd.leaseClient.leaseGrant({ TTL: ttl }, o));
-    const before = await this.retry('get endpoint', (o) => this.#etcd.kv.range({ key: b(key) }, o));
-    const res = await this.retry('publish endpoint', (o) =>
-      this.#etcd.kv.txn({
-        compare: [{ key: b(clusterKey(endpoint.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
-        success: [{ request_put: { key: b(key), value: b(JSON.stringify(endpoint)), lease: grant.ID } }],
-      }, o),
-    );
-    if (!res.succeeded) {
+    try {
+      for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+        const all = await this.range(kindPrefix('ENDPOINT'));
+        let mine = 0;
+        let before: IKeyValue | undefined;
+        for (const kv of all.kvs) {
+          if (kv.key.toString() === key) {
+            before = kv;
+            continue;
+          }
+          const other = JSON.parse(kv.value.toString()) as Endpoint;
+          if (other.cluster_id === endpoint.cluster_id) {
+            mine++;
+            continue;
+          }
+          for (const field of IDENTITY_FIELDS) {
+            const v = endpoint.backend_config[field];
+            if (v !== undefined && v !== '' && other.backend_config[field] === v) {
+              throw new IsthmusError(ErrorCodes.ALREADY_EXISTS, `backend_config ${field} ${JSON.stringify(v)} is already published by cluster ${other.cluster_id}: every gateway needs its own key/identity (generate a new one)`, {
+                context: { otherCluster: other.cluster_id, field },
+              });
+            }
+          }
+        }
+        if (mine + 1 > maxEndpoints) {
+          throw new IsthmusError(ErrorCodes.RESOURCE_EXHAUSTED, `cluster ${endpoint.cluster_id} already has ${mine} endpoints; the limit maxEndpoints is ${maxEndpoints}: withdraw unused ones`, {
+            context: { limit: 'maxEndpoints' },
+          });
+        }
+        const res = await this.retry('publish endpoint', (o) =>
+          this.#etcd.kv.txn({
+            compare: [
+              { key: b(clusterKey(endpoint.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 },
+              { key: b(kindPrefix('ENDPOINT')), range_end: prefixEnd(kindPrefix('ENDPOINT')), target: 'Mod', result: 'Less', mod_revision: all.revision + 1 },
+            ],
+            success: [{ request_put: { key: b(key), value: b(JSON.stringify(endpoint)), lease: grant.ID } }],
+          }, o),
+        );
+        if (res.succeeded) {
+          const old = before?.lease;
+          if (old !== undefined && old !== grant.ID) await this.#revoke(old);
+          return { leaseId: grant.ID, revision: rev(res.header.revision) };
+        }
+        await this.#requireCluster(endpoint.cluster_id); // removed meanwhile, or another endpoint changed: read again
+      }
+      throw new IsthmusError(ErrorCodes.UNAVAILABLE, `publishing ${key} kept conflicting with concurrent changes; try again`);
+    } catch (err) {
       await this.#revoke(grant.ID);
-      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${endpoint.cluster_id} was removed meanwhile: register it again`);
+      throw err;
     }
-    const old = before.kvs[0]?.lease;
-    if (old !== undefined && old !== grant.ID) await this.#revoke(old);
-    return { leaseId: grant.ID, revision: rev(res.header.revision) };
   }
 
   /** Keeps an endpoint's lease alive; NOT_FOUND when the endpoint or its lease is gone. */

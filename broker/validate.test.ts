@@ -58,6 +58,11 @@ test('issue 10 findings 5 and 10: non-unicast, reserved, over-broad and foreign 
   }
   assert.match(message(() => validateEndpoint({ ...e, ports: [{ name: 'nat-probe', port: 53 }] })), /privileged port/);
   assert.equal(validateEndpoint({ ...e, ports: [{ port: 500 }, { port: 4500 }] }).ports.map((p) => p.port), [500, 4500], 'IKE ports are fine');
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { 'cert-cn': 'gw.c2' } })), /not "<gateway>\.c1"/);
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { 'cert-cn': 'c1' } })), /not "<gateway>\.c1"/);
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { 'cert-cn': 'a.b.c1' } })), /not "<gateway>\.c1"/);
+  assert.is(validateEndpoint({ ...e, backend_config: { 'cert-cn': 'gw-1.c1' } }).backend_config['cert-cn'], 'gw-1.c1');
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { note: 'two\nlines' } })), /printable ASCII/);
   const x = { cluster_id: 'c1', namespace: 'default', name: 'db', type: 'Headless', endpoints: [{ addresses: ['224.0.0.1'] }] };
   assert.match(message(() => validateExport(x)), /addresses\[0\]: 224\.0\.0\.1 is multicast/);
 });

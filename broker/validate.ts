@@ -12,6 +12,7 @@ import type { Cluster, Endpoint, EndpointPort, Export, ExportEndpoint, ServicePo
 const LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const BACKEND_VALUE = /^[\x21-\x7e]*$/;
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
 
 const MAX_LIST = 64;
@@ -91,7 +92,7 @@ function stringMap(v: unknown, field: string, keyPattern: RegExp, valueMax: numb
     if (k.length > 253 || !keyPattern.test(k)) throw invalid(`${field}: key ${JSON.stringify(k)} is not a valid name`);
     if (typeof val !== 'string') throw invalid(`${field}[${k}] must be a string`);
     if (val.length > valueMax || (valuePattern !== undefined && !valuePattern.test(val))) {
-      throw invalid(`${field}[${k}]: value is not valid (at most ${valueMax} characters${valuePattern === undefined ? '' : ', letters, digits, "-", "_", "."'})`);
+      throw invalid(`${field}[${k}]: value is not valid (at most ${valueMax} characters${valuePattern === undefined ? '' : valuePattern === BACKEND_VALUE ? ', printable ASCII without spaces' : ', letters, digits, "-", "_", "."'})`);
     }
     out[k] = val;
   }
@@ -154,10 +155,23 @@ function endpointPort(v: unknown, i: number): EndpointPort {
   return { name, port, protocol: oneOf(p['protocol'], `ports[${i}].protocol`, PORT_PROTOCOLS, 'UDP') };
 }
 
-/** An Endpoint as a gateway publishes it (observed_source_ip is set by the broker). */
+/**
+ * An Endpoint as a gateway publishes it (observed_source_ip is set by the broker). An
+ * IPsec identity (`cert-cn`) must be "<gateway>.<cluster_id>" of this very cluster:
+ * the name its gateway certificate carries, so no cluster can claim another's.
+ */
 export function validateEndpoint(v: unknown): Endpoint {
   if (v === undefined || v === null || typeof v !== 'object') throw invalid('endpoint is required');
   const e = v as Record<string, unknown>;
+  const endpoint = endpointFields(e);
+  const cn = endpoint.backend_config['cert-cn'];
+  if (cn !== undefined && !(cn.endsWith(`.${endpoint.cluster_id}`) && LABEL.test(cn.slice(0, -endpoint.cluster_id.length - 1)))) {
+    throw invalid(`backend_config[cert-cn] ${JSON.stringify(cn)} is not "<gateway>.${endpoint.cluster_id}": publish the CN of this cluster's gateway certificate (\`isthmus certs issue --gateway NAME --cluster ${endpoint.cluster_id}\`)`);
+  }
+  return endpoint;
+}
+
+function endpointFields(e: Record<string, unknown>): Endpoint {
   return {
     cluster_id: validateClusterId(e['cluster_id']),
     hostname: hostname(e['hostname'], 'hostname'),
@@ -165,7 +179,8 @@ export function validateEndpoint(v: unknown): Endpoint {
     public_ip: ip(e['public_ip'], 'public_ip', false),
     ports: arr(e['ports'], 'ports', 16).map(endpointPort),
     cable_driver: label(e['cable_driver'], 'cable_driver'),
-    backend_config: stringMap(e['backend_config'], 'backend_config', QUALIFIED_NAME, 4096),
+    // relayed to every gateway, its logs and status: short, printable, one line
+    backend_config: stringMap(e['backend_config'], 'backend_config', QUALIFIED_NAME, 512, BACKEND_VALUE),
     health_check_ip: ip(e['health_check_ip'], 'health_check_ip', false),
     observed_source_ip: '',
   };

@@ -11,6 +11,7 @@ let lab: Lab;
 let broker: BrokerServer;
 let evil: BrokerClient;
 let victim: BrokerClient;
+const VICTIM_KEY = 'dmljdGltLXdpcmVndWFyZC1wdWJsaWMta2V5LTMyYiE=';
 
 const cluster = (id: string, n: number, extra: { pod?: string } = {}) => ({ cluster_id: id, pod_cidrs: [extra.pod ?? `10.${n}.0.0/16`], service_cidrs: [`10.${100 + n}.0.0/16`] });
 const endpoint = (id: string, extra: Partial<EndpointInput> = {}): EndpointInput => ({
@@ -34,7 +35,7 @@ test.before(async () => {
   victim = lab.client(broker.port, await lab.tls('victim'), { retryForMs: 0 });
   evil = lab.client(broker.port, await lab.tls('evil'), { retryForMs: 0 });
   await victim.registerCluster(cluster('victim', 1));
-  await victim.publishEndpoint(endpoint('victim'), 30);
+  await victim.publishEndpoint(endpoint('victim', { backend_config: { 'public-key': VICTIM_KEY } }), 30);
   await evil.registerCluster(cluster('evil', 2));
 });
 
@@ -60,6 +61,27 @@ test('finding 10: non-unicast gateway, health and exported addresses and privile
   assert.match(port.message, /privileged port/);
   const x = await refusal(evil.publishExport({ cluster_id: 'evil', namespace: 'default', name: 'db', type: 'Headless', endpoints: [{ hostname: '', addresses: ['224.0.0.1'], ready: true }] }));
   assert.is(x.code, ErrorCodes.INVALID_ARGUMENT);
+});
+
+test('findings 4 and 8: another cluster\'s WireGuard key or IPsec identity is refused', async () => {
+  const squat = await refusal(evil.publishEndpoint(endpoint('evil', { backend_config: { 'public-key': VICTIM_KEY } }), 30));
+  assert.is(squat.code, ErrorCodes.ALREADY_EXISTS);
+  assert.match(squat.message, /already published by cluster victim/);
+  const cn = await refusal(evil.publishEndpoint(endpoint('evil', { backend_config: { 'cert-cn': 'gw.victim' } }), 30));
+  assert.is(cn.code, ErrorCodes.INVALID_ARGUMENT);
+  assert.match(cn.message, /not "<gateway>\.evil"/);
+  // its own identity is fine, and the victim republishes its key as often as it likes
+  assert.is((await refusal(evil.publishEndpoint(endpoint('evil', { backend_config: { 'cert-cn': 'gw.evil' } }), 30))).code, 'OK');
+  assert.is((await refusal(victim.publishEndpoint(endpoint('victim', { backend_config: { 'public-key': VICTIM_KEY } }), 30))).code, 'OK');
+  // and the identity cannot be taken either after the victim's cluster moved it to another gateway
+  assert.is((await refusal(evil.publishEndpoint(endpoint('evil', { hostname: 'gw2.evil', backend_config: { 'cert-cn': 'gw.evil', 'public-key': VICTIM_KEY } }), 30))).code, ErrorCodes.ALREADY_EXISTS);
+  await evil.withdrawEndpoint('evil', 'gw.evil');
+});
+
+test('finding 12: backend_config values with newlines or of 4 096 characters are refused', async () => {
+  for (const v of ['a\nFAKE LOG LINE', 'x'.repeat(4096)]) {
+    assert.is((await refusal(evil.publishEndpoint(endpoint('evil', { backend_config: { note: v } }), 30))).code, ErrorCodes.INVALID_ARGUMENT);
+  }
 });
 
 test('the victim is unaffected: its records are intact and nothing of the attempts was stored', async () => {

@@ -19,6 +19,7 @@ const TO_GRPC: Partial<Record<ErrorCode, status>> = {
   [ErrorCodes.UNAVAILABLE]: status.UNAVAILABLE,
   [ErrorCodes.TIMEOUT]: status.DEADLINE_EXCEEDED,
   [ErrorCodes.ABORTED]: status.CANCELLED,
+  [ErrorCodes.RESOURCE_EXHAUSTED]: status.RESOURCE_EXHAUSTED,
 };
 
 const FROM_GRPC: Partial<Record<status, ErrorCode>> = {
