@@ -135,6 +135,8 @@ async function main(): Promise<void> {
       `const { brokerCommand } = await import(${JSON.stringify(new URL('../cli/broker.ts', import.meta.url).href)}); process.exitCode = await brokerCommand.run(process.argv.slice(1));`,
       '--', '--etcd', lab.etcdHosts.join(','), '--listen', `127.0.0.1:${port}`, '--tls-dir', join(lab.pki, 'broker'),
       '--metrics', `127.0.0.1:${metricsPort}`,
+      // a throughput benchmark: writes as fast as it can, above the default per-cluster write rate
+      '--quotas', 'writesPerSecond=100000,writeBurst=100000',
     ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ISTHMUS_LOG_LEVEL: 'warn' } });
     let brokerLog = '';
     broker.stderr?.on('data', (b: Buffer) => (brokerLog += b.toString()));

@@ -14,6 +14,8 @@ import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, t
 import { toStatus } from '../core/broker-api/status.ts';
 import type { BrokerEvent } from '../core/broker-api/types.ts';
 import { BrokerStore } from './store.ts';
+import { Quotas, quotaLimits, type QuotaLimits } from './quota.ts';
+import { endpointKey, exportKey } from './keys.ts';
 import { ConnectionGuard, connectionLimits, type ConnectionLimits } from './guard.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
 
@@ -39,6 +41,8 @@ export interface BrokerServerOptions {
   logger: Logger;
   /** Requests larger than this are refused with RESOURCE_EXHAUSTED (default 1 MiB). */
   maxMessageBytes?: number;
+  /** Largest etcd response the broker takes (default 64 MiB); a bigger watch revision makes it list again. */
+  etcdMaxMessageBytes?: number;
   /** How long etcd operations are retried through member failures (default 15 s). */
   etcdRetryMs?: number;
   /** How often the TLS files are re-read (default 60 s). */
@@ -46,6 +50,8 @@ export interface BrokerServerOptions {
   hub?: Omit<HubOptions, 'logger'>;
   /** Where metrics are registered (default: a new registry, see `metrics`). */
   registry?: Registry;
+  /** Per-cluster quotas (defaults: DEFAULT_QUOTAS). */
+  quotas?: Partial<QuotaLimits>;
   /** Connection and stream limits (defaults: DEFAULT_CONNECTION_LIMITS). */
   connections?: Partial<ConnectionLimits>;
 }
@@ -70,6 +76,7 @@ export class BrokerServer implements Service {
   #caTimer: ReturnType<typeof setInterval> | undefined;
   readonly #requests: Counter<'method' | 'code'>;
   readonly #allowed: readonly string[];
+  readonly #quotas: Quotas;
 
   constructor(options: BrokerServerOptions) {
     this.#options = options;
@@ -82,6 +89,10 @@ export class BrokerServer implements Service {
       }
     });
     this.metrics = options.registry ?? new Registry();
+    const refusals = new Counter({ name: 'isthmus_broker_quota_refusals_total', help: 'Requests refused by a per-cluster quota, by identity and limit', labelNames: ['identity', 'limit'], registers: [this.metrics] });
+    this.#quotas = new Quotas(quotaLimits(options.quotas), (id) => this.#hub?.usage(id) ?? { records: 0, bytes: 0, endpoints: 0 }, {
+      onRefuse: (identity, limit) => refusals.inc({ identity, limit }),
+    });
     if (options.registry === undefined) collectDefaultMetrics({ register: this.metrics, prefix: 'isthmus_broker_' });
     this.#requests = new Counter({ name: 'isthmus_broker_requests_total', help: 'Broker RPCs by method and gRPC status code', labelNames: ['method', 'code'], registers: [this.metrics] });
     const hub = (): WatchHub | undefined => this.#hub;
@@ -93,6 +104,20 @@ export class BrokerServer implements Service {
       name: 'isthmus_broker_connections_refused', help: 'Connections refused or closed by a limit since start, by limit', labelNames: ['limit'], registers: [this.metrics],
       collect() {
         for (const [limit, n] of Object.entries(guard()?.refused ?? {})) this.set({ limit }, n);
+      },
+    });
+    new Gauge({
+      name: 'isthmus_broker_cluster_records', help: 'Endpoints and exports each cluster holds', labelNames: ['cluster'], registers: [this.metrics],
+      collect() {
+        this.reset();
+        for (const [cluster, u] of hub()?.usages() ?? []) this.set({ cluster }, u.records);
+      },
+    });
+    new Gauge({
+      name: 'isthmus_broker_cluster_bytes', help: 'Bytes of the records each cluster holds', labelNames: ['cluster'], registers: [this.metrics],
+      collect() {
+        this.reset();
+        for (const [cluster, u] of hub()?.usages() ?? []) this.set({ cluster }, u.bytes);
       },
     });
     new Gauge({ name: 'isthmus_broker_records', help: 'Records in the broker cache', registers: [this.metrics], collect() { this.set(hub()?.size ?? 0); } });
@@ -128,13 +153,16 @@ export class BrokerServer implements Service {
       });
     }
     this.#auth = new Authenticator(await this.#readCaBundle());
-    // a revision that deletes many records (UnregisterCluster) arrives as one watch message
-    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': 512 * 1024 * 1024 } });
+    // bounded: a revision larger than this is skipped by listing again (see WatchHub), never retried
+    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': o.etcdMaxMessageBytes ?? 64 * 1024 * 1024 } });
     this.#store = new BrokerStore(this.#etcd, {
       logger: this.#logger,
       ...(o.globalCidrPool === undefined ? {} : { globalCidrPool: o.globalCidrPool }),
       ...(o.globalCidrPrefix === undefined ? {} : { globalCidrPrefix: o.globalCidrPrefix }),
       ...(o.etcdRetryMs === undefined ? {} : { retryForMs: o.etcdRetryMs }),
+      // a deletion batch travels with its previous values in one watch message
+      deleteBatchBytes: Math.min(2 * 1024 * 1024, Math.floor((o.etcdMaxMessageBytes ?? 64 * 1024 * 1024) / 8)),
+      pageBytes: { max: o.etcdMaxMessageBytes ?? 64 * 1024 * 1024, record: this.#quotas.limits.maxRecordBytes },
     });
     try {
       await this.#store.init();
@@ -207,6 +235,7 @@ export class BrokerServer implements Service {
     return (call: ServerUnaryCall<object, object>, callback: sendUnaryData<object>): void => {
       (async () => {
         const caller = this.#caller(call);
+        this.#quotas.takeWrite(caller.name);
         if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed ${method} request: ${call.request.malformed}`);
         return fn(call.request as Record<string, unknown>, caller, call);
       })().then(
@@ -223,6 +252,11 @@ export class BrokerServer implements Service {
         },
       );
     };
+  }
+
+  /** Waits (briefly) until the cache the quotas count from has every write so far; lagging, the count is a little behind. */
+  async #fresh(): Promise<void> {
+    await this.#hub?.waitFresh(1_000).catch(() => undefined);
   }
 
   #store_(): BrokerStore {
@@ -249,7 +283,10 @@ export class BrokerServer implements Service {
         const ttl = validateTtl(req['ttl_seconds']);
         authorizeWrite(caller, endpoint.cluster_id, 'publish endpoints');
         endpoint.observed_source_ip = peerAddress(call.getPeer());
-        const r = await this.#store_().publishEndpoint(endpoint, ttl);
+        const key = endpointKey(endpoint.cluster_id, endpoint.hostname);
+        await this.#fresh();
+        this.#quotas.checkRecord(endpoint.cluster_id, 'ENDPOINT', Buffer.byteLength(JSON.stringify(endpoint)), this.#hub?.recordBytes(key));
+        const r = await this.#store_().publishEndpoint(endpoint, ttl, this.#quotas.limits.maxEndpoints);
         return { lease_id: r.leaseId, ttl_seconds: ttl, observed_source_ip: endpoint.observed_source_ip, revision: String(r.revision) };
       }),
       RenewEndpoint: this.#unary('RenewEndpoint', async (req, caller) => {
@@ -270,6 +307,8 @@ export class BrokerServer implements Service {
       PublishExport: this.#unary('PublishExport', async (req, caller) => {
         const x = validateExport(req['export']);
         authorizeWrite(caller, x.cluster_id, 'publish exports');
+        await this.#fresh();
+        this.#quotas.checkRecord(x.cluster_id, 'EXPORT', Buffer.byteLength(JSON.stringify(x)), this.#hub?.recordBytes(exportKey(x.cluster_id, x.namespace, x.name)));
         const r = await this.#store_().publishExport(x);
         return { revision: String(r.revision) };
       }),
@@ -334,8 +373,9 @@ export class BrokerServer implements Service {
   }
 
   async #watch(call: ServerWritableStream<object, object>): Promise<void> {
+    let release: (() => void) | undefined;
     try {
-      this.#caller(call);
+      release = this.#quotas.openWatch(this.#caller(call).name);
       if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed Watch request: ${call.request.malformed}`);
       const req = call.request as Record<string, unknown>;
       const kinds = new Set(toKinds(req['kinds']));
@@ -347,6 +387,7 @@ export class BrokerServer implements Service {
       // registered before subscribing: a client may go away while we replay
       const gone = (): void => {
         closed = true;
+        release?.();
         unsubscribe?.();
       };
       call.on('cancelled', gone);
@@ -354,6 +395,7 @@ export class BrokerServer implements Service {
       const close = (err?: IsthmusError): void => {
         if (closed) return;
         closed = true;
+        release?.();
         unsubscribe?.();
         if (err === undefined) {
           this.#count('Watch', status.OK);
@@ -373,9 +415,11 @@ export class BrokerServer implements Service {
       }, from);
       if (closed || call.cancelled) {
         closed = true;
+        release();
         unsubscribe();
       }
     } catch (err) {
+      release?.();
       this.#fail('Watch', call, err);
     }
   }

@@ -75,6 +75,11 @@ export class BrokerClient {
     return this.#clock;
   }
 
+  /** host:port this client dials. */
+  get address(): string {
+    return this.#options.address;
+  }
+
   get logger(): Logger {
     return this.#logger;
   }
@@ -104,8 +109,9 @@ export class BrokerClient {
     const old = this.#client;
     const creds = grpcCredentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
     this.#client = new Client(this.#options.address, creds, {
-      // one revision can delete a whole cluster's records and arrives as one message
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      // the broker sends whole revisions of bounded size (records ≤ its maxRecordBytes, a
+      // cluster's removal in batches); a larger message makes the cache list again
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.initial_reconnect_backoff_ms': 200,
