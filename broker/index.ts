@@ -7,3 +7,4 @@ export { PREFIX as ETCD_PREFIX, etcdKey, parseEtcdKey } from './keys.ts';
 export { DEFAULT_GLOBAL_CIDR_POOL } from './store.ts';
 export { DEFAULT_QUOTAS, parseQuotas, type QuotaLimits } from './quota.ts';
 export { DEFAULT_CONNECTION_LIMITS, type ConnectionLimits } from './guard.ts';
+export { REVOKED_DIR, normalizeSerial, revoke, revokedKey } from './revocation.ts';

@@ -16,6 +16,7 @@ import type { BrokerEvent } from '../core/broker-api/types.ts';
 import { BrokerStore } from './store.ts';
 import { Quotas, quotaLimits, type QuotaLimits } from './quota.ts';
 import { endpointKey, exportKey } from './keys.ts';
+import { RevocationList } from './revocation.ts';
 import { ConnectionGuard, connectionLimits, type ConnectionLimits } from './guard.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
 
@@ -52,6 +53,8 @@ export interface BrokerServerOptions {
   registry?: Registry;
   /** Per-cluster quotas (defaults: DEFAULT_QUOTAS). */
   quotas?: Partial<QuotaLimits>;
+  /** How often the revocation list is read again besides its watch (default 30 000 ms). */
+  revocationReloadMs?: number;
   /** Connection and stream limits (defaults: DEFAULT_CONNECTION_LIMITS). */
   connections?: Partial<ConnectionLimits>;
 }
@@ -71,6 +74,7 @@ export class BrokerServer implements Service {
   #hub: WatchHub | undefined;
   #server: Server | undefined;
   #guard: ConnectionGuard | undefined;
+  #revocations: RevocationList | undefined;
   #auth: Authenticator | undefined;
   #port = 0;
   #caTimer: ReturnType<typeof setInterval> | undefined;
@@ -166,6 +170,8 @@ export class BrokerServer implements Service {
     });
     try {
       await this.#store.init();
+      this.#revocations = new RevocationList(this.#etcd, this.#logger, o.revocationReloadMs ?? 30_000);
+      await this.#revocations.start();
       this.#hub = new WatchHub(this.#etcd, this.#store, { logger: this.#logger, ...(o.hub ?? {}) });
       await this.#hub.start();
       const refresh = o.tlsRefreshMs ?? 60_000;
@@ -204,6 +210,7 @@ export class BrokerServer implements Service {
     const guard = this.#guard;
     this.#guard = undefined;
     this.#store?.close();
+    await this.#revocations?.stop();
     await this.#hub?.stop();
     if (server !== undefined) {
       await new Promise<void>((resolve) => {
@@ -226,9 +233,12 @@ export class BrokerServer implements Service {
     this.#requests.inc({ method, code: status[code] ?? String(code) });
   }
 
+  /** The caller of `call`: its certificate verified against the CA bundle, then checked against the revocation list. */
   #caller(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): Caller {
-    if (this.#auth === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
-    return this.#auth.authenticate(call);
+    if (this.#auth === undefined || this.#revocations === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
+    const caller = this.#auth.authenticate(call);
+    this.#revocations.check(caller.serial, caller.role === 'cluster' ? caller.clusterId : undefined);
+    return caller;
   }
 
   #unary(method: MethodName, fn: (req: Record<string, unknown>, caller: Caller, call: ServerUnaryCall<object, object>) => Promise<object>) {
