@@ -126,7 +126,9 @@ export class BrokerStore {
         if (!isTransientEtcdError(err)) throw err;
         if (this.#closed) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker is shutting down (${what} not done): retry against another replica`, { cause: err });
         if (this.#clock.now() >= deadline) {
-          throw new IsthmusError(ErrorCodes.UNAVAILABLE, `etcd did not answer ${what} for ${this.#retryForMs / 1000}s (${messageOf(err)}): check that a quorum of etcd members is up`, { cause: err });
+          // the etcd error stays in the broker's log: callers are members, not operators
+          this.#logger.warn({ what, err: messageOf(err) }, 'etcd did not answer');
+          throw new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker's store did not answer ${what} for ${this.#retryForMs / 1000}s: retry later (operators: check that a quorum of etcd members is up)`, { cause: err });
         }
         this.#logger.debug({ what, err: messageOf(err) }, 'etcd operation failed; retrying');
         await sleep(this.#clock, backoff.next());

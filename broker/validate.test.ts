@@ -115,6 +115,7 @@ test('status mapping both ways keeps the Isthmus code and reason', () => {
   assert.is(back.code, ErrorCodes.COMPACTED);
   assert.is(back.context['reason'], 'too-old');
   assert.is(toStatus(new Error('boom')).code, status.INTERNAL);
+  assert.not.match(toStatus(new Error('etcd at 10.0.0.5:2379: lease not found')).details, /10\.0\.0\.5|lease/, 'issue 10 finding 12: no internals reach the client');
   assert.is(fromServiceError({ code: status.UNAVAILABLE, details: 'down', metadata: new Metadata() }, 'x').code, ErrorCodes.UNAVAILABLE);
   assert.is(toStatus(new IsthmusError(ErrorCodes.CIDR_IN_USE, 'x')).code, status.FAILED_PRECONDITION);
 });

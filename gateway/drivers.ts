@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, certificateInfo, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type Logger } from '../core/index.ts';
 import type { CableDriver, CableDriverName } from './cable/driver.ts';
@@ -35,6 +35,17 @@ export interface DriverInputs {
   readonly privateSockets?: boolean;
 }
 
+/**
+ * A file or folder this gateway made for a secret keeps `mode` when it already existed
+ * (a restore, a copy or an older version may have widened it): group and other bits go.
+ */
+export function keepPrivate(path: string, logger: Logger, mode = 0o600): void {
+  const now = statSync(path).mode & 0o777;
+  if ((now & 0o077) === 0) return;
+  chmodSync(path, mode);
+  logger.warn({ path, was: now.toString(8), now: mode.toString(8) }, 'a secret was readable by others; its mode was narrowed');
+}
+
 function read(path: string, what: string): string {
   try {
     return readFileSync(path, 'utf8');
@@ -47,11 +58,13 @@ export const DRIVER_NAMES: readonly CableDriverName[] = ['wireguard', 'ipsec', '
 
 export function setupDriver(i: DriverInputs): DriverSetup {
   mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
+  keepPrivate(i.stateDir, i.logger, 0o700);
   const deps = { runner: i.runner, logger: i.logger };
   switch (i.name) {
     case 'wireguard': {
       const keyFile = join(i.stateDir, 'wireguard.key');
       if (!existsSync(keyFile)) writeFileSync(keyFile, wireguardKeyPair().privateKey + '\n', { mode: 0o600 });
+      else keepPrivate(keyFile, i.logger);
       const privateKey = read(keyFile, 'the WireGuard private key').trim();
       return {
         driver: new WireGuardDriver(deps, i.privateSockets === true ? { socketDir: join(i.stateDir, 'wireguard') } : {}),

@@ -3,7 +3,10 @@ import * as assert from 'uvu/assert';
 import { connect as h2connect } from 'node:http2';
 import { connect as netConnect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
-import type { BrokerClient, BrokerServer } from '../broker/index.ts';
+import { join } from 'node:path';
+import { BrokerClient, type BrokerServer } from '../broker/index.ts';
+import { ErrorCodes, type IsthmusError } from '../core/index.ts';
+import { issueFor, writeIssued } from '../certs/index.ts';
 
 // Finding 2 of issue 10: what a client without a certificate (or a member, on one
 // connection) can hold at the broker, against a real broker on real etcd over real TLS.
@@ -99,6 +102,22 @@ test('a member connection advertises maxConcurrentStreams in its HTTP/2 settings
     assert.is(max, LIMITS.maxConcurrentStreams);
   } finally {
     session.destroy();
+  }
+});
+
+test('finding 12: the client refuses a server whose certificate is from the clusterset CA but not a broker\'s', async () => {
+  // an impostor serving with a gateway certificate (server usage, its own DNS name) of the same CA
+  const dir = join(lab.dir, 'impostor');
+  await writeIssued(dir, issueFor(lab.ca, { role: 'gateway', clusterId: 'c1', gateway: 'gw' }), lab.ca);
+  const impostor = await lab.startBroker({ tlsDir: dir });
+  const client = new BrokerClient({ address: `127.0.0.1:${impostor.port}`, serverName: 'gw.c1', credentials: async () => lab.tls('c1'), retryForMs: 0 });
+  try {
+    const err = await client.list(['CLUSTER']).then(() => undefined, (e: unknown) => e as IsthmusError);
+    assert.is(err?.code, ErrorCodes.UNAVAILABLE);
+    assert.match(String(err?.message), /not a broker's|isthmus:gateway/);
+  } finally {
+    client.close();
+    await lab.stopBroker(impostor);
   }
 });
 

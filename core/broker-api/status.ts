@@ -52,7 +52,8 @@ export function toStatus(err: unknown): GrpcStatus {
     return { code: TO_GRPC[err.code] ?? status.INTERNAL, details: err.message, metadata };
   }
   metadata.set('isthmus-code', ErrorCodes.INTERNAL);
-  return { code: status.INTERNAL, details: `internal error: ${messageOf(err)}`, metadata };
+  // never the text of what failed inside (etcd addresses, library errors): that goes to the server's log
+  return { code: status.INTERNAL, details: 'internal error in the broker: its log has the details', metadata };
 }
 
 function first(md: Metadata | undefined, key: string): string | undefined {
