@@ -11,6 +11,8 @@ import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
 import { holdVanished } from './grace.ts';
 import { writeGatewayStatus } from './resource.ts';
 import { gatewayStatus } from './status.ts';
+import { healthProblem, screenCables } from './screen.ts';
+import { localAddresses, resolveHost } from './addresses.ts';
 
 /**
  * The gateway engine. Every gateway-capable node runs one; a Kubernetes Lease makes
@@ -86,6 +88,8 @@ export interface GatewayDeps {
   readonly logger: Logger;
   readonly clock?: Clock;
   readonly metrics?: GatewayMetrics;
+  /** This node's interface addresses (default: os.networkInterfaces()); remote CIDRs may not contain them. */
+  readonly localAddresses?: () => readonly string[];
 }
 
 const LOST_TO_FAIL = 3;
@@ -112,6 +116,8 @@ export class GatewayEngine {
   /** Where to probe each cable: the remote gateway's health-check address, set with the cables. */
   #targets: ProbeTarget[] = [];
   #failed = new Map<string, string>();
+  /** The broker's addresses, resolved when this gateway becomes active. */
+  #brokerAddresses: readonly string[] = [];
   #prober: HealthProber | undefined;
   #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
   #natProbe: NatProbe | undefined;
@@ -209,6 +215,10 @@ export class GatewayEngine {
   async #activate(): Promise<void> {
     this.#active = true;
     this.#failure = undefined;
+    void resolveHost(this.#d.broker.address).then((ips) => {
+      this.#brokerAddresses = ips;
+      this.#queue.add('cables');
+    });
     const cache = new BrokerCache(this.#d.broker, { kinds: ['CLUSTER', 'ENDPOINT'], logger: this.#d.logger });
     cache.onChange((ch: Change) => {
       if (ch.kind === 'ENDPOINT') {
@@ -332,19 +342,29 @@ export class GatewayEngine {
       cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort, guess: guessVerdict(e),
     }])));
     const view = { ...local, behindNat: this.#behindNat(), forceNatTraversal: this.#c.forceNatTraversal };
-    const held = holdVanished(this.#desired, desiredCables(view, endpoints, clusters, this.#nat?.verdicts()), new Set(clusters.keys()),
+    const held = holdVanished(this.#desired, desiredCables(view, endpoints, clusters, this.#nat?.verdicts(), this.#nat?.seenBehindNatBy()), new Set(clusters.keys()),
       this.#vanishedSince, this.#clock.now(), this.#c.endpointGraceMs ?? 2000 * this.#c.endpointTtlS);
     this.#vanishedSince = held.vanishedSince;
     const desired = held.cables;
-    const result = await this.#d.driver.set(desired);
+    // receivers check again what the broker relays: a refused cable is not set (its status says why)
+    const own = [this.#c.privateIp, this.#c.publicIp, this.#observedIp, this.#c.healthCheckIp, ...(this.#d.localAddresses ?? localAddresses)()].filter((a) => a !== '');
+    const screened = screenCables(desired, { ownAddresses: own, brokerAddresses: this.#brokerAddresses });
+    const result = await this.#d.driver.set(screened.accepted);
     this.#desired = desired;
     const healthIps = new Map(chosen.map((e) => [e.clusterId, e.healthCheckIp]));
-    this.#targets = desired.flatMap((d) => {
+    this.#targets = screened.accepted.flatMap((d) => {
       const address = healthIps.get(d.remoteCluster) ?? '';
-      return address === '' ? [] : [{ cluster: d.remoteCluster, address }];
+      if (address === '') return [];
+      const bad = healthProblem(address, d.remoteCidrs);
+      if (bad !== undefined) {
+        this.#d.logger.warn({ remote: d.remoteCluster, reason: bad }, 'health-check address refused; the cable is not probed');
+        return [];
+      }
+      return [{ cluster: d.remoteCluster, address }];
     });
-    this.#failed = new Map(result.failed.map((f) => [f.remoteCluster, f.reason]));
-    for (const f of result.failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
+    const failed = [...screened.refused, ...result.failed];
+    this.#failed = new Map(failed.map((f) => [f.remoteCluster, f.reason]));
+    for (const f of failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
   }
 
   /** Health probes, then the Gateway status. */

@@ -1,0 +1,90 @@
+import { addressProblem, cidrHolding, nonUnicastCidrProblem } from '../core/index.ts';
+import type { CableSpec } from './cable/driver.ts';
+
+/**
+ * What a receiver refuses whatever the broker let through (defence in depth: a member
+ * with a valid certificate, or a broken broker, must not redirect this node's traffic).
+ * Pure: the cables desiredCables built, and what this gateway knows about itself.
+ *
+ * A cable is refused, with the reason, when
+ * - its remote address is not unicast;
+ * - a remote CIDR is not a unicast range, or contains one of this node's own addresses,
+ *   any peer's cable address (its own included: its tunnel would carry itself) or the
+ *   broker's address — routing it into the cable would hijack that traffic;
+ * - it shares its WireGuard public key or IPsec identity (cert-cn) with another
+ *   cable: every cable holding it is refused, none is chosen;
+ * - its IPsec identity is not "<gateway>.<remote cluster>".
+ * A health-check address must be unicast and inside the remote's CIDRs, else the cable
+ * is kept but not probed (`healthProblem`).
+ */
+export interface ScreenContext {
+  /** This node's addresses (gateway private, public and observed addresses, interface addresses). */
+  readonly ownAddresses: readonly string[];
+  /** Addresses the broker is reached at. */
+  readonly brokerAddresses: readonly string[];
+}
+
+export interface Refusal {
+  readonly remoteCluster: string;
+  readonly reason: string;
+}
+
+const IDENTITY_FIELDS = ['public-key', 'cert-cn'] as const;
+const LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+
+export function screenCables(specs: readonly CableSpec[], ctx: ScreenContext): { accepted: CableSpec[]; refused: Refusal[] } {
+  const peerAddresses = specs.map((s) => ({ cluster: s.remoteCluster, ip: s.remoteIp }));
+  const holders = new Map<string, string[]>();
+  for (const s of specs) {
+    for (const f of IDENTITY_FIELDS) {
+      const v = s.backend[f];
+      if (v === undefined || v === '') continue;
+      const k = `${f}\0${v}`;
+      holders.set(k, [...(holders.get(k) ?? []), s.remoteCluster]);
+    }
+  }
+  const accepted: CableSpec[] = [];
+  const refused: Refusal[] = [];
+  for (const s of specs) {
+    const reason = problem(s, ctx, peerAddresses, holders);
+    if (reason === undefined) accepted.push(s);
+    else refused.push({ remoteCluster: s.remoteCluster, reason });
+  }
+  return { accepted, refused };
+}
+
+function problem(
+  s: CableSpec, ctx: ScreenContext, peers: readonly { cluster: string; ip: string }[], holders: ReadonlyMap<string, readonly string[]>,
+): string | undefined {
+  const bad = addressProblem(s.remoteIp);
+  if (bad !== undefined) return `refused: its gateway address ${bad}`;
+  for (const c of s.remoteCidrs) {
+    const nu = nonUnicastCidrProblem(c);
+    if (nu !== undefined) return `refused: remote CIDR ${nu}`;
+  }
+  const own = ctx.ownAddresses.find((a) => cidrHolding(s.remoteCidrs, a) !== undefined);
+  if (own !== undefined) return `refused: remote CIDR ${cidrHolding(s.remoteCidrs, own) ?? ''} contains this gateway's own address ${own}`;
+  const broker = ctx.brokerAddresses.find((a) => cidrHolding(s.remoteCidrs, a) !== undefined);
+  if (broker !== undefined) return `refused: remote CIDR ${cidrHolding(s.remoteCidrs, broker) ?? ''} contains the broker's address ${broker}`;
+  const peer = peers.find((p) => cidrHolding(s.remoteCidrs, p.ip) !== undefined);
+  if (peer !== undefined) return `refused: remote CIDR ${cidrHolding(s.remoteCidrs, peer.ip) ?? ''} contains the cable address ${peer.ip} of cluster ${peer.cluster}`;
+  for (const f of IDENTITY_FIELDS) {
+    const v = s.backend[f];
+    if (v === undefined || v === '') continue;
+    const others = (holders.get(`${f}\0${v}`) ?? []).filter((c) => c !== s.remoteCluster);
+    if (others.length > 0) return `refused: its ${f} is also published by cluster ${others.join(', ')}; no cable uses a shared ${f}`;
+  }
+  const cn = s.backend['cert-cn'];
+  if (cn !== undefined && cn !== '' && !(cn.endsWith(`.${s.remoteCluster}`) && LABEL.test(cn.slice(0, -s.remoteCluster.length - 1)))) {
+    return `refused: its IPsec identity ${JSON.stringify(cn.slice(0, 80))} is not "<gateway>.${s.remoteCluster}"`;
+  }
+  return undefined;
+}
+
+/** Why `address` may not be health-probed for a remote with `cidrs`, or undefined. */
+export function healthProblem(address: string, cidrs: readonly string[]): string | undefined {
+  const bad = addressProblem(address);
+  if (bad !== undefined) return bad;
+  if (cidrHolding(cidrs, address) === undefined) return `${address} is outside the remote's CIDRs (${cidrs.join(', ')})`;
+  return undefined;
+}
