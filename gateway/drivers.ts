@@ -25,8 +25,13 @@ export interface DriverInputs {
   readonly stateDir: string;
   /** Folder with tls.crt, tls.key, ca.crt (ipsec certificate mode). */
   readonly tlsDir?: string;
-  /** File holding an IPsec PSK (PSK mode). */
+  /** File holding an IPsec PSK (PSK mode): refused unless `insecureSharedPsk`. */
   readonly pskFile?: string;
+  /**
+   * Accept PSK mode: one secret for every cluster, so any member holding it can
+   * impersonate any other at IKE (issue 10 finding 6). Certificates are the default.
+   */
+  readonly insecureSharedPsk?: boolean;
   /**
    * WireGuard: keep wireguard-go's control socket in a private folder (needs
    * CAP_SYS_ADMIN for a private mount namespace). Only for several gateways on one
@@ -74,7 +79,13 @@ export function setupDriver(i: DriverInputs): DriverSetup {
     }
     case 'ipsec': {
       const driver = new IpsecDriver({ ...deps, dir: join(i.stateDir, 'ipsec') });
-      if (i.pskFile !== undefined) return { driver, secrets: { psk: read(i.pskFile, 'the IPsec PSK').trim() }, backend: {} };
+      if (i.pskFile !== undefined) {
+        if (i.insecureSharedPsk !== true) {
+          throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'an IPsec PSK is one secret shared by every cluster: any member holding it can impersonate any other. Use --tls-dir with a gateway certificate (`isthmus certs issue --gateway NAME --cluster ID`), or accept that risk explicitly with --insecure-shared-psk');
+        }
+        i.logger.warn('IPsec PSK mode: every cluster shares one secret, so any member can impersonate any other; use gateway certificates (--tls-dir) instead');
+        return { driver, secrets: { psk: read(i.pskFile, 'the IPsec PSK').trim() }, backend: {} };
+      }
       if (i.tlsDir === undefined) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'ipsec needs --tls-dir (certificates) or --psk-file');
       const certPem = read(join(i.tlsDir, 'tls.crt'), 'the gateway certificate');
       const cn = certificateInfo(certPem).commonName ?? '';
