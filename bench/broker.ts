@@ -116,8 +116,12 @@ async function main(): Promise<void> {
     await lab.startEtcd(1);
     await lab.makePki(CLUSTERS);
     const nodeFlags = (process.env['BROKER_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-    // a throughput benchmark: writes as fast as it can, above the default per-cluster write rate
-    const bp = await spawnBroker(lab, ['--quotas', 'writesPerSecond=100000,writeBurst=100000'], nodeFlags);
+    // a throughput benchmark: writes as fast as it can and opens up to 1,000 watches over as many
+    // connections from one address, far above the default per-cluster and per-address limits
+    const bp = await spawnBroker(lab, [
+      '--quotas', 'writesPerSecond=100000,writeBurst=100000,maxWatches=100000',
+      '--limits', 'maxConnections=100000,maxConnectionsPerPeer=100000',
+    ], nodeFlags);
     broker = bp.proc;
     const { pid, port, metricsPort } = bp;
     const brokerLog = bp.log;

@@ -1,5 +1,6 @@
 import { createServer, isIP, type Server as NetServer, type Socket } from 'node:net';
 import { ErrorCodes, IsthmusError, messageOf, type Logger } from '../core/index.ts';
+import { parseNamedNumbers } from './quota.ts';
 
 /**
  * The broker's listening socket: a plain TCP server in front of grpc-js that bounds
@@ -38,6 +39,11 @@ export function connectionLimits(given: Partial<ConnectionLimits> = {}): Connect
     if (!Number.isInteger(v) || v < 1) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `broker limit ${k} must be a whole number ≥ 1, got ${String(v)}`);
   }
   return out;
+}
+
+/** Parses "maxConnectionsPerPeer=64,…" (the CLI's --limits). */
+export function parseConnectionLimits(text: string): ConnectionLimits {
+  return connectionLimits(parseNamedNumbers(text, DEFAULT_CONNECTION_LIMITS, '--limits'));
 }
 
 /** "host:port", "[v6]:port" → host and port; INVALID_CONFIG otherwise. */

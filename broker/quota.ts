@@ -39,17 +39,22 @@ export const DEFAULT_QUOTAS: Readonly<QuotaLimits> = Object.freeze({
   maxWatches: 8,
 });
 
-/** Parses "maxRecords=100,writesPerSecond=50" (the CLI's --quotas); INVALID_CONFIG naming what is wrong. */
-export function parseQuotas(text: string): Partial<QuotaLimits> {
-  const out: Partial<Record<LimitName, number>> = {};
+/** Parses "a=1,b=2.5" where every name is a key of `known` (a CLI option such as --quotas); INVALID_CONFIG naming what is wrong. */
+export function parseNamedNumbers<K extends string>(text: string, known: Readonly<Record<K, number>>, flag: string): Partial<Record<K, number>> {
+  const out: Partial<Record<K, number>> = {};
   for (const part of text.split(',').map((p) => p.trim()).filter((p) => p !== '')) {
     const [k, v] = part.split('=');
-    if (k === undefined || !(k in DEFAULT_QUOTAS) || v === undefined || !/^\d+(\.\d+)?$/.test(v)) {
-      throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `--quotas: ${JSON.stringify(part)} is not NAME=NUMBER with NAME one of ${Object.keys(DEFAULT_QUOTAS).join(', ')}`);
+    if (k === undefined || !(k in known) || v === undefined || !/^\d+(\.\d+)?$/.test(v)) {
+      throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `${flag}: ${JSON.stringify(part)} is not NAME=NUMBER with NAME one of ${Object.keys(known).join(', ')}`);
     }
-    out[k as LimitName] = Number(v);
+    out[k as K] = Number(v);
   }
-  return quotaLimits(out);
+  return out;
+}
+
+/** Parses "maxRecords=100,writesPerSecond=50" (the CLI's --quotas). */
+export function parseQuotas(text: string): Partial<QuotaLimits> {
+  return quotaLimits(parseNamedNumbers(text, DEFAULT_QUOTAS, '--quotas'));
 }
 
 /** The limits with defaults filled in; INVALID_CONFIG for a value that is not a positive number. */
