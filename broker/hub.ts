@@ -273,33 +273,19 @@ export class WatchHub {
         await this.#watchOnce(backoff);
       } catch (err) {
         if (this.#stopped) return;
-        if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
-          const compactedTo = Number(err.context['compactRevision'] ?? 0);
+        const compacted = err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED;
+        // a revision bigger than the broker takes cannot be replayed, only skipped by listing
+        // again, as after a compaction: retrying would fail forever
+        if (compacted || isTooLarge(err)) {
+          const compactedTo = compacted ? Number(err.context['compactRevision'] ?? 0) : undefined;
           if (this.#caughtUp !== undefined && this.#next <= this.#listedAt) {
-            // backfill reached into compacted history: replay only what etcd still has
-            this.#next = Math.max(compactedTo, this.#next);
+            // the backfill ran into it: replay only what can still be replayed
+            this.#logger.warn({ from: this.#next, compactedTo, err: messageOf(err) }, 'backfill cut short');
+            this.#next = compactedTo === undefined ? this.#listedAt + 1 : Math.max(compactedTo, this.#next);
             this.#windowStart = this.#next;
             continue;
           }
-          this.#logger.warn({ from: this.#next, compactedTo }, 'etcd compacted past the watch position; listing again');
-          try {
-            await this.#reset();
-          } catch (e) {
-            this.#logger.warn({ err: messageOf(e) }, 'relist failed; retrying');
-            await sleep(this.#clock, backoff.next());
-          }
-          continue;
-        }
-        if (isTooLarge(err)) {
-          // one revision bigger than the broker takes: it cannot be replayed, only skipped
-          // by listing again (as after a compaction); retrying would fail forever
-          if (this.#caughtUp !== undefined && this.#next <= this.#listedAt) {
-            this.#logger.warn({ from: this.#next, err: messageOf(err) }, 'backfill holds a revision too large to take; replay starts after the list');
-            this.#next = this.#listedAt + 1;
-            this.#windowStart = this.#next;
-            continue;
-          }
-          this.#logger.warn({ from: this.#next, err: messageOf(err) }, 'an etcd revision is too large to take; listing again');
+          this.#logger.warn({ from: this.#next, compactedTo, err: messageOf(err) }, compacted ? 'etcd compacted past the watch position; listing again' : 'an etcd revision is too large to take; listing again');
           try {
             await this.#reset();
           } catch (e) {

@@ -49,16 +49,9 @@ export function addressProblem(ip: string): string | undefined {
 
 /** Why `cidr` may not be routed to a cluster under `allowed` (default PRIVATE_RANGES), or undefined. */
 export function routedCidrProblem(cidr: string, allowed: readonly string[] = PRIVATE_RANGES): string | undefined {
-  let c: Cidr;
-  try {
-    c = parseCidr(cidr);
-  } catch (err) {
-    return err instanceof Error ? err.message : String(err);
-  }
-  for (const [s, what] of SPECIAL_CIDRS) {
-    if (cidrsOverlap(c, s)) return `${cidr} overlaps ${formatCidr(s)} (${what}); only unicast ranges may be routed`;
-  }
-  if (c.prefix < MIN_ROUTED_PREFIX[c.family]) return `${cidr} is broader than /${MIN_ROUTED_PREFIX[c.family]}; route smaller blocks`;
+  const shape = shapeProblem(cidr, SPECIAL_CIDRS);
+  if (typeof shape === 'string') return shape;
+  const c = shape;
   const inside = allowed.some((a) => {
     const r = parseCidr(a);
     return r.family === c.family && r.prefix <= c.prefix && cidrsOverlap(r, c);
@@ -73,17 +66,23 @@ export function routedCidrProblem(cidr: string, allowed: readonly string[] = PRI
  * out blocks of it), except the broadcast address.
  */
 export function nonUnicastCidrProblem(cidr: string): string | undefined {
+  const shape = shapeProblem(cidr, RECEIVER_SPECIAL);
+  return typeof shape === 'string' ? shape : undefined;
+}
+
+/** The parsed CIDR, or why it is malformed, touches one of `special` or is broader than MIN_ROUTED_PREFIX. */
+function shapeProblem(cidr: string, special: readonly (readonly [Cidr, string])[]): Cidr | string {
   let c: Cidr;
   try {
     c = parseCidr(cidr);
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
   }
-  for (const [s, what] of RECEIVER_SPECIAL) {
+  for (const [s, what] of special) {
     if (cidrsOverlap(c, s)) return `${cidr} overlaps ${formatCidr(s)} (${what}); only unicast ranges may be routed`;
   }
   if (c.prefix < MIN_ROUTED_PREFIX[c.family]) return `${cidr} is broader than /${MIN_ROUTED_PREFIX[c.family]}`;
-  return undefined;
+  return c;
 }
 
 const RECEIVER_SPECIAL = [
