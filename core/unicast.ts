@@ -39,7 +39,7 @@ export function addressProblem(ip: string): string | undefined {
   try {
     parsed = parseIp(ip);
   } catch {
-    return `${JSON.stringify(ip)} is not an IP address`;
+    return `${JSON.stringify(ip.slice(0, 64))} is not an IP address`;
   }
   for (const [c, what] of SPECIAL_CIDRS) {
     if (c.family === parsed.family && cidrContains(c, parsed.value)) return `${ip} is ${what}, not a unicast address`;

@@ -11,7 +11,7 @@ import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
 import { holdVanished } from './grace.ts';
 import { writeGatewayStatus } from './resource.ts';
 import { gatewayStatus } from './status.ts';
-import { healthProblem, screenCables } from './screen.ts';
+import { displayable, healthProblem, screenCables } from './screen.ts';
 import { localAddresses, resolveHost } from './addresses.ts';
 
 /**
@@ -350,7 +350,8 @@ export class GatewayEngine {
     const own = [this.#c.privateIp, this.#c.publicIp, this.#observedIp, this.#c.healthCheckIp, ...(this.#d.localAddresses ?? localAddresses)()].filter((a) => a !== '');
     const screened = screenCables(desired, { ownAddresses: own, brokerAddresses: this.#brokerAddresses });
     const result = await this.#d.driver.set(screened.accepted);
-    this.#desired = desired;
+    const refused = new Set(screened.refused.map((r) => r.remoteCluster));
+    this.#desired = desired.map((d) => (refused.has(d.remoteCluster) ? displayable(d) : d));
     const healthIps = new Map(chosen.map((e) => [e.clusterId, e.healthCheckIp]));
     this.#targets = screened.accepted.flatMap((d) => {
       const address = healthIps.get(d.remoteCluster) ?? '';

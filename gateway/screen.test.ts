@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { CableSpec } from './cable/driver.ts';
-import { healthProblem, screenCables } from './screen.ts';
+import { displayable, healthProblem, screenCables } from './screen.ts';
 
 // Issue 10 findings 4, 5, 8, 10 at the receiver: what a gateway refuses whatever the broker relayed.
 const spec = (remoteCluster: string, extra: Partial<CableSpec> = {}): CableSpec => ({
@@ -41,6 +41,11 @@ test('finding 10: a non-unicast gateway address is refused', () => {
   for (const ip of ['0.0.0.0', '255.255.255.255', '224.0.0.1', '127.0.0.1', '::']) {
     assert.match(reasons([spec('c2', { remoteIp: ip })]).refused['c2'] ?? '', /not a unicast address/, ip);
   }
+  const long = reasons([spec('c2', { remoteIp: 'x\n'.repeat(2000) })]).refused['c2'] ?? '';
+  assert.match(long, /not an IP address/);
+  assert.ok(long.length < 200, 'the reason quotes a bounded part of it');
+  assert.is(displayable(spec('c2', { remoteIp: 'x\n'.repeat(2000) })).remoteIp, '(not an IP address)', 'the status does not copy it');
+  assert.is(displayable(spec('c2', { remoteIp: '224.0.0.1' })).remoteIp, '224.0.0.1');
 });
 
 test('finding 4: every cable sharing a key is refused, none is chosen; finding 8: the IPsec identity is bound to the cluster', () => {

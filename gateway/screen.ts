@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import { addressProblem, cidrHolding, nonUnicastCidrProblem } from '../core/index.ts';
 import type { CableSpec } from './cable/driver.ts';
 
@@ -79,6 +80,11 @@ function problem(
     return `refused: its IPsec identity ${JSON.stringify(cn.slice(0, 80))} is not "<gateway>.${s.remoteCluster}"`;
   }
   return undefined;
+}
+
+/** A refused spec as the Gateway status may show it: a remote address that is no IP is not copied there. */
+export function displayable(s: CableSpec): CableSpec {
+  return isIP(s.remoteIp) === 0 ? { ...s, remoteIp: '(not an IP address)' } : s;
 }
 
 /** Why `address` may not be health-probed for a remote with `cidrs`, or undefined. */
