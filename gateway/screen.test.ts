@@ -46,6 +46,8 @@ test('finding 10: a non-unicast gateway address is refused', () => {
   assert.ok(long.length < 200, 'the reason quotes a bounded part of it');
   assert.is(displayable(spec('c2', { remoteIp: 'x\n'.repeat(2000) })).remoteIp, '(not an IP address)', 'the status does not copy it');
   assert.is(displayable(spec('c2', { remoteIp: '224.0.0.1' })).remoteIp, '224.0.0.1');
+  for (const port of [53, 0, 70_000, 1.5]) assert.match(reasons([spec('c2', { remotePort: port })]).refused['c2'] ?? '', /port .* is not 1024-65535/, String(port));
+  assert.equal(reasons([spec('c2', { remotePort: 500 }), spec('c3', { remoteCidrs: ['10.3.0.0/16'], remotePort: 4500 })]).accepted, ['c2', 'c3']);
 });
 
 test('finding 4: every cable sharing a key is refused, none is chosen; finding 8: the IPsec identity is bound to the cluster', () => {

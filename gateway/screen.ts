@@ -8,7 +8,7 @@ import type { CableSpec } from './cable/driver.ts';
  * Pure: the cables desiredCables built, and what this gateway knows about itself.
  *
  * A cable is refused, with the reason, when
- * - its remote address is not unicast;
+ * - its remote address is not unicast, or its port is privileged (other than IKE's);
  * - a remote CIDR is not a unicast range, or contains one of this node's own addresses,
  *   any peer's cable address (its own included: its tunnel would carry itself) or the
  *   broker's address — routing it into the cable would hijack that traffic;
@@ -59,6 +59,10 @@ function problem(
 ): string | undefined {
   const bad = addressProblem(s.remoteIp);
   if (bad !== undefined) return `refused: its gateway address ${bad}`;
+  const port = s.remotePort;
+  if (!Number.isInteger(port) || port < 1 || port > 65_535 || (port < 1024 && port !== 500 && port !== 4500)) {
+    return `refused: its port ${String(port).slice(0, 16)} is not 1024-65535 (or 500/4500 for IKE)`;
+  }
   for (const c of s.remoteCidrs) {
     const nu = nonUnicastCidrProblem(c);
     if (nu !== undefined) return `refused: remote CIDR ${nu}`;
