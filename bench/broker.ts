@@ -120,7 +120,7 @@ async function main(): Promise<void> {
     // connections from one address, far above the default per-cluster and per-address limits
     const bp = await spawnBroker(lab, [
       '--quotas', 'writesPerSecond=100000,writeBurst=100000,maxWatches=100000',
-      '--limits', 'maxConnections=100000,maxConnectionsPerPeer=100000',
+      '--limits', 'maxConnections=100000,maxConnectionsPerPeer=100000,maxNewConnectionsPerSecond=100000',
     ], nodeFlags);
     broker = bp.proc;
     const { pid, port, metricsPort } = bp;

@@ -6,7 +6,8 @@ import { parseNamedNumbers } from './quota.ts';
  * The broker's listening socket: a plain TCP server in front of grpc-js that bounds
  * what anyone can hold before TLS has authenticated them. It refuses a connection
  * beyond `maxConnections` in all or `maxConnectionsPerPeer` from one source address,
- * and closes a connection on which nothing moved for `idleTimeoutMs` (a gRPC session
+ * or more than `maxNewConnectionsPerSecond` new ones in a second, and closes a
+ * connection on which nothing moved for `idleTimeoutMs` (a gRPC session
  * with a Watch sees progress messages every few seconds, so only idle and stuck
  * handshakes hit it). Accepted sockets are handed to grpc-js, which does TLS with a
  * required client certificate.
@@ -22,6 +23,12 @@ export interface ConnectionLimits {
   maxConcurrentStreams: number;
   /** A connection with no open call for this long is closed by a GOAWAY (default 300 000 ms). */
   maxConnectionIdleMs: number;
+  /**
+   * New connections accepted per second in all, with a burst of as many (default 200):
+   * each costs a TLS handshake, so a flood of them would take the CPU that established
+   * connections need. Beyond it a connection is closed at once, before any TLS.
+   */
+  maxNewConnectionsPerSecond: number;
 }
 
 export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
@@ -30,6 +37,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   idleTimeoutMs: 120_000,
   maxConcurrentStreams: 32,
   maxConnectionIdleMs: 300_000,
+  maxNewConnectionsPerSecond: 200,
 });
 
 /** The limits with defaults filled in; INVALID_CONFIG for a value that is not a positive whole number. */
@@ -65,12 +73,26 @@ export class ConnectionGuard {
   readonly #sockets = new Set<Socket>();
   #server: NetServer | undefined;
   /** Connections refused by a limit, by limit name. */
-  readonly refused = { maxConnections: 0, maxConnectionsPerPeer: 0, idleTimeoutMs: 0 };
+  readonly refused = { maxConnections: 0, maxConnectionsPerPeer: 0, maxNewConnectionsPerSecond: 0, idleTimeoutMs: 0 };
+  #tokens: number;
+  #tokensAt = Date.now();
 
   constructor(limits: ConnectionLimits, inject: (socket: Socket) => void, logger: Logger) {
     this.#limits = limits;
     this.#inject = inject;
     this.#logger = logger;
+    this.#tokens = limits.maxNewConnectionsPerSecond;
+  }
+
+  /** Takes one token of the accept rate; false when none is left. */
+  #takeToken(): boolean {
+    const now = Date.now();
+    const rate = this.#limits.maxNewConnectionsPerSecond;
+    this.#tokens = Math.min(rate, this.#tokens + ((now - this.#tokensAt) / 1000) * rate);
+    this.#tokensAt = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
   }
 
   get connections(): number {
@@ -94,7 +116,9 @@ export class ConnectionGuard {
   #accept(socket: Socket): void {
     const peer = socket.remoteAddress ?? '';
     const n = this.#perPeer.get(peer) ?? 0;
-    const over = this.#sockets.size >= this.#limits.maxConnections ? 'maxConnections' : n >= this.#limits.maxConnectionsPerPeer ? 'maxConnectionsPerPeer' : undefined;
+    const over = this.#sockets.size >= this.#limits.maxConnections ? 'maxConnections'
+      : n >= this.#limits.maxConnectionsPerPeer ? 'maxConnectionsPerPeer'
+      : !this.#takeToken() ? 'maxNewConnectionsPerSecond' : undefined;
     if (over !== undefined) {
       this.refused[over]++;
       this.#logger.debug({ peer, limit: over }, 'connection refused by a limit');

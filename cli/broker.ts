@@ -22,7 +22,8 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
                               writeBurst=1000, maxWatches=8)
   --limits NAME=N,…           connection limits (defaults: maxConnections=1024,
                               maxConnectionsPerPeer=16, idleTimeoutMs=120000,
-                              maxConcurrentStreams=32, maxConnectionIdleMs=300000)
+                              maxConcurrentStreams=32, maxConnectionIdleMs=300000,
+                              maxNewConnectionsPerSecond=200)
   --allowed-cidrs CIDRS       ranges member pod and service CIDRs must lie in, comma-separated
                               (default the private ranges 10.0.0.0/8,172.16.0.0/12,
                               192.168.0.0/16,100.64.0.0/10,fc00::/7)

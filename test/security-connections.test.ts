@@ -13,7 +13,7 @@ import { issueFor, writeIssued } from '../certs/index.ts';
 let lab: Lab;
 let broker: BrokerServer;
 let c1: BrokerClient;
-const LIMITS = { maxConnections: 64, maxConnectionsPerPeer: 4, idleTimeoutMs: 1_500, maxConcurrentStreams: 8 };
+const LIMITS = { maxConnections: 64, maxConnectionsPerPeer: 4, idleTimeoutMs: 1_500, maxConcurrentStreams: 8, maxNewConnectionsPerSecond: 30 };
 
 test.before(async () => {
   lab = await Lab.create();
@@ -74,6 +74,19 @@ test('one source address holds at most maxConnectionsPerPeer connections; other 
     await eventually('the excess connections to be closed', () => (held.filter((s) => !s.closed).length === LIMITS.maxConnectionsPerPeer ? true : undefined), 5_000);
     const { events } = await c1.list(['CLUSTER']);
     assert.equal(events.map((e) => e.key), ['c1'], 'a member from another address is served meanwhile');
+  } finally {
+    for (const s of held) s.destroy();
+  }
+});
+
+test('a flood of new connections (from many addresses) beyond maxNewConnectionsPerSecond is closed before TLS; members are served', async () => {
+  const held = await Promise.all(Array.from({ length: 50 }, (_, i) => rawFrom(`127.0.2.${i + 1}`)));
+  try {
+    await eventually('some of the flood to be closed', () => (held.some((s) => s.closed) ? true : undefined), 5_000);
+    assert.ok(held.filter((s) => !s.closed).length <= LIMITS.maxNewConnectionsPerSecond + 5, 'at most about one second\'s worth were taken');
+    assert.match(await broker.metrics.metrics(), /isthmus_broker_connections_refused\{limit="maxNewConnectionsPerSecond"\} [1-9]/);
+    const { events } = await c1.list(['CLUSTER']);
+    assert.equal(events.map((e) => e.key), ['c1']);
   } finally {
     for (const s of held) s.destroy();
   }
