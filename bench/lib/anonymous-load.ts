@@ -4,8 +4,9 @@
  *
  *   node bench/lib/anonymous-load.ts PORT COUNT
  *
- * Half of COUNT sit idle after TCP connect; the other half attempt TLS without a client
- * certificate again and again. They come from 50 loopback source addresses. On SIGTERM it
+ * Half of COUNT sit idle after TCP connect (opened at 100 per second, so the broker's
+ * new-connection rate takes them all; "held" is printed then); the other half attempt
+ * TLS without a client certificate again and again. They come from 50 loopback source addresses. On SIGTERM it
  * prints "<open idle connections> <handshake attempts>" and exits.
  */
 import { connect as netConnect, type Socket } from 'node:net';
@@ -26,11 +27,14 @@ process.once('SIGTERM', () => {
   process.exit(0);
 });
 
+// the idle half first, paced below the broker's new-connection rate so that all are taken
 for (let i = 0; i < idle; i++) {
   const s = netConnect({ host: '127.0.0.1', port, localAddress: source(i) });
   s.on('error', () => undefined);
   held.push(s);
+  if (i % 10 === 9) await new Promise((r) => setTimeout(r, 100));
 }
+process.stdout.write('held\n');
 for (let i = 0; i < count - idle; i++) {
   void (async () => {
     while (!stop) {
