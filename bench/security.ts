@@ -153,10 +153,17 @@ async function main(): Promise<void> {
     console.log(`broker: default quotas and limits, --max-old-space-size=${HEAP_MB}; RSS at start ${procStat(bp.pid).rssMb.toFixed(0)} MB`);
     await anonymous(lab, bp.port, bp.pid, bp.metricsPort);
     let peak = 0;
+    let heapPeak = 0;
     const sampler = setInterval(() => (peak = Math.max(peak, procStat(bp.pid).rssMb)), 50);
+    const heapSampler = setInterval(() => {
+      fetch(`http://127.0.0.1:${bp.metricsPort}/metrics`).then((r) => r.text()).then((t) => {
+        heapPeak = Math.max(heapPeak, Number(/^isthmus_broker_nodejs_heap_size_used_bytes (\S+)/m.exec(t)?.[1] ?? 0) / 1048576);
+      }, () => undefined);
+    }, 250);
     await hostileMember(lab, bp.port);
     clearInterval(sampler);
-    console.log(`  broker RSS peak over the hostile member's run: ${peak.toFixed(0)} MB`);
+    clearInterval(heapSampler);
+    console.log(`  broker over the hostile member's run: RSS peak ${peak.toFixed(0)} MB, V8 heap used peak ${heapPeak.toFixed(0)} MB (cap ${HEAP_MB} MB)`);
   } finally {
     await stopBroker?.();
     await lab.cleanup();
