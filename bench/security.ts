@@ -65,7 +65,6 @@ async function hostileMember(lab: Lab, port: number): Promise<void> {
   const evil = lab.client(port, await lab.tls('evil'), { retryForMs: 10_000 });
   const victim = lab.client(port, await lab.tls('victim'), { retryForMs: 10_000 });
   await evil.registerCluster({ cluster_id: 'evil', pod_cidrs: ['10.66.0.0/16'], service_cidrs: ['10.166.0.0/16'] });
-  await victim.registerCluster({ cluster_id: 'victim', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
   const cache = new BrokerCache(lab.client(port, await lab.tls('victim')), { kinds: ['EXPORT'] });
   cache.start();
   await cache.synced;
@@ -150,6 +149,7 @@ async function main(): Promise<void> {
       await probe.list(['CLUSTER']);
       return true;
     }, 30_000, 200);
+    await probe.registerCluster({ cluster_id: 'victim', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
     console.log(`broker: default quotas and limits, --max-old-space-size=${HEAP_MB}; RSS at start ${procStat(bp.pid).rssMb.toFixed(0)} MB`);
     await anonymous(lab, bp.port, bp.pid, bp.metricsPort);
     let peak = 0;
