@@ -11,7 +11,7 @@ import { NAT_PROBE_PORT_NAME, NatProbe } from './nat-probe.ts';
 import { holdVanished } from './grace.ts';
 import { writeGatewayStatus } from './resource.ts';
 import { gatewayStatus } from './status.ts';
-import { displayable, healthProblem, screenCables } from './screen.ts';
+import { clusterShapeProblem, displayable, endpointShapeProblem, healthProblem, screenCables } from './screen.ts';
 import { localAddresses, resolveHost } from './addresses.ts';
 
 /**
@@ -322,9 +322,13 @@ export class GatewayEngine {
   }
 
   async #reconcileFrom(cache: BrokerCache): Promise<void> {
+    const shapeless = (what: string, key: string, problem: string | undefined): boolean => {
+      if (problem !== undefined) this.#d.logger.warn({ key, problem }, `${what} record from the broker skipped: not of the expected shape`);
+      return problem !== undefined;
+    };
     const endpoints: (RemoteEndpoint & { healthCheckIp: string })[] = cache.keys('ENDPOINT').flatMap((key) => {
       const e = cache.get('ENDPOINT', key) as Endpoint | undefined;
-      if (e === undefined) return [];
+      if (e === undefined || shapeless('endpoint', key, endpointShapeProblem(e))) return [];
       return [{
         clusterId: e.cluster_id, hostname: e.hostname, privateIp: e.private_ip, publicIp: e.public_ip, observedIp: e.observed_source_ip,
         port: e.ports.find((p) => p.name === 'cable')?.port ?? e.ports[0]?.port ?? 0,
@@ -333,7 +337,8 @@ export class GatewayEngine {
       }];
     });
     const clusters = new Map<string, RemoteCluster>(
-      cache.list('CLUSTER').map((c: Cluster) => [c.cluster_id, { clusterId: c.cluster_id, cidrs: c.global_cidr !== '' ? [c.global_cidr] : [...c.pod_cidrs, ...c.service_cidrs] }]),
+      cache.list('CLUSTER').filter((c: Cluster) => !shapeless('cluster', String(c.cluster_id), clusterShapeProblem(c)))
+        .map((c: Cluster) => [c.cluster_id, { clusterId: c.cluster_id, cidrs: c.global_cidr !== '' ? [c.global_cidr] : [...c.pod_cidrs, ...c.service_cidrs] }]),
     );
     const local = { clusterId: this.#c.clusterId, driver: this.#d.driver.name };
     // the newest endpoint of each cluster, as desiredCables chooses it

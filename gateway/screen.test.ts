@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { CableSpec } from './cable/driver.ts';
-import { displayable, healthProblem, screenCables } from './screen.ts';
+import { clusterShapeProblem, displayable, endpointShapeProblem, healthProblem, screenCables } from './screen.ts';
 
 // Issue 10 findings 4, 5, 8, 10 at the receiver: what a gateway refuses whatever the broker relayed.
 const spec = (remoteCluster: string, extra: Partial<CableSpec> = {}): CableSpec => ({
@@ -66,6 +66,20 @@ test('finding 9: a health-check address must be unicast and inside the remote\'s
   assert.is(healthProblem('10.2.0.1', ['10.2.0.0/16']), undefined);
   assert.match(healthProblem('127.0.0.1', ['10.2.0.0/16']) ?? '', /loopback/);
   assert.match(healthProblem('10.1.0.1', ['10.2.0.0/16']) ?? '', /outside the remote's CIDRs/);
+});
+
+test('finding 12: relayed records of the wrong shape are named, so the engine skips them instead of throwing', () => {
+  const ep = { cluster_id: 'c2', hostname: 'gw', private_ip: '10.0.0.1', public_ip: '', cable_driver: 'wireguard', health_check_ip: '', observed_source_ip: '', ports: [{ name: 'cable', port: 51820, protocol: 'UDP' }], backend_config: {} };
+  assert.is(endpointShapeProblem(ep), undefined);
+  assert.match(endpointShapeProblem({ ...ep, ports: 5 }) ?? '', /ports/);
+  assert.match(endpointShapeProblem({ ...ep, ports: [null] }) ?? '', /ports/);
+  assert.match(endpointShapeProblem({ ...ep, backend_config: { k: 1 } }) ?? '', /backend_config/);
+  assert.match(endpointShapeProblem({ ...ep, private_ip: 7 }) ?? '', /private_ip/);
+  assert.match(endpointShapeProblem(null) ?? '', /not an object/);
+  const c = { cluster_id: 'c2', pod_cidrs: ['10.2.0.0/16'], service_cidrs: [], global_cidr: '', labels: {} };
+  assert.is(clusterShapeProblem(c), undefined);
+  assert.match(clusterShapeProblem({ ...c, pod_cidrs: 'x' }) ?? '', /pod_cidrs/);
+  assert.match(clusterShapeProblem({ ...c, global_cidr: null }) ?? '', /global_cidr/);
 });
 
 test.run();

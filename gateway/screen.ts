@@ -86,6 +86,38 @@ function problem(
   return undefined;
 }
 
+const isStr = (v: unknown): v is string => typeof v === 'string';
+const isStrList = (v: unknown): v is string[] => Array.isArray(v) && v.every(isStr);
+const isStrMap = (v: unknown): v is Record<string, string> => typeof v === 'object' && v !== null && !Array.isArray(v) && Object.values(v).every(isStr);
+
+/**
+ * Why a relayed Endpoint record does not have the shape the engine reads, or undefined.
+ * The broker validates what it stores, but the client decodes whatever it is sent: a
+ * record of the wrong shape is skipped (and logged), never allowed to make the reconcile
+ * of every other cable throw.
+ */
+export function endpointShapeProblem(e: unknown): string | undefined {
+  if (typeof e !== 'object' || e === null) return 'not an object';
+  const r = e as Record<string, unknown>;
+  for (const f of ['cluster_id', 'hostname', 'private_ip', 'public_ip', 'cable_driver', 'health_check_ip', 'observed_source_ip']) {
+    if (!isStr(r[f])) return `${f} is not a string`;
+  }
+  if (!Array.isArray(r['ports']) || !r['ports'].every((p) => typeof p === 'object' && p !== null && isStr((p as Record<string, unknown>)['name']) && typeof (p as Record<string, unknown>)['port'] === 'number' && isStr((p as Record<string, unknown>)['protocol']))) {
+    return 'ports is not a list of {name, port, protocol}';
+  }
+  if (!isStrMap(r['backend_config'])) return 'backend_config is not a map of strings';
+  return undefined;
+}
+
+/** Why a relayed Cluster record does not have the shape the engine reads, or undefined. */
+export function clusterShapeProblem(c: unknown): string | undefined {
+  if (typeof c !== 'object' || c === null) return 'not an object';
+  const r = c as Record<string, unknown>;
+  if (!isStr(r['cluster_id']) || !isStr(r['global_cidr'])) return 'cluster_id or global_cidr is not a string';
+  if (!isStrList(r['pod_cidrs']) || !isStrList(r['service_cidrs'])) return 'pod_cidrs or service_cidrs is not a list of strings';
+  return undefined;
+}
+
 /** A refused spec as the Gateway status may show it: a remote address that is no IP is not copied there. */
 export function displayable(s: CableSpec): CableSpec {
   return isIP(s.remoteIp) === 0 ? { ...s, remoteIp: '(not an IP address)' } : s;
