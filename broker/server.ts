@@ -194,6 +194,8 @@ export class BrokerServer implements Service {
       });
       this.#server.addService(serverServiceDefinition(), this.#handlers());
       const injector = this.#server.createConnectionInjector(creds);
+      // grpc-js drops connections until it has read the TLS files: listen only once it has
+      await credentialsLoaded(provider, this.#options.tlsDir);
       this.#guard = new ConnectionGuard(limits, (socket) => injector.injectConnection(socket), this.#logger);
       this.#port = await this.#guard.listen(o.listen);
       this.#logger.info({ listen: o.listen, port: this.#port, revision: this.#hub.revision, records: this.#hub.size, globalCidrPool: o.globalCidrPool }, 'broker serving');
@@ -432,6 +434,33 @@ export class BrokerServer implements Service {
       release?.();
       this.#fail('Watch', call, err);
     }
+  }
+}
+
+/**
+ * Resolves once `provider` has delivered both the CA bundle and the identity (its listeners
+ * run in the order they were added, so the server's credentials, added before, are set by
+ * then); INVALID_CONFIG after 10 s.
+ */
+async function credentialsLoaded(provider: experimental.FileWatcherCertificateProvider, dir: string): Promise<void> {
+  let ca: (update: experimental.CaCertificateUpdate | null) => void = () => undefined;
+  let id: (update: experimental.IdentityCertificateUpdate | null) => void = () => undefined;
+  const both = Promise.all([
+    new Promise<void>((resolve) => (ca = (u) => (u === null ? undefined : resolve()))),
+    new Promise<void>((resolve) => (id = (u) => (u === null ? undefined : resolve()))),
+  ]);
+  provider.addCaCertificateListener(ca);
+  provider.addIdentityCertificateListener(id);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([both, new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.INVALID_CONFIG, `the TLS files in ${dir} could not be loaded within 10 s: check tls.crt, tls.key and ca.crt`)), 10_000);
+    })]);
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    clearTimeout(timer);
+    provider.removeCaCertificateListener(ca);
+    provider.removeIdentityCertificateListener(id);
   }
 }
 

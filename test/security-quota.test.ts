@@ -79,9 +79,13 @@ test('maxEndpoints (each endpoint holds a lease)', async () => {
 });
 
 test('writesPerSecond: a burst beyond writeBurst is refused; other identities write on', async () => {
+  const t0 = Date.now();
   const results = await Promise.all(Array.from({ length: 60 }, () => refusal(c('noisy').withdrawExport('noisy', 'default', 'nothing'))));
+  const seconds = (Date.now() - t0) / 1000;
   const limited = results.filter((e) => e?.code === ErrorCodes.RESOURCE_EXHAUSTED);
-  assert.ok(limited.length >= 60 - QUOTAS.writeBurst - 5, `${limited.length} of 60 refused`);
+  // the bucket lets through the burst and what refilled meanwhile, nothing more
+  assert.ok(60 - limited.length <= QUOTAS.writeBurst + Math.ceil(seconds * QUOTAS.writesPerSecond) + 1, `${60 - limited.length} of 60 let through in ${seconds} s`);
+  assert.ok(limited.length > 0);
   assert.match(limited[0]?.message ?? '', /faster than 5\/s/);
   assert.is(await refusal(c('victim').publishExport(exp('victim', 'web'))), undefined);
 });
