@@ -86,6 +86,11 @@ function encodeMany(batches: readonly Batch[], mask: number, revision: number): 
   return events.length === 0 ? null : methods.Watch.responseSerialize({ events, revision: String(revision) });
 }
 
+/** Throws unless `event` can be encoded as the API's Event message (field types as the proto says). */
+function encodable(event: BrokerEvent): void {
+  methods.Watch.responseSerialize({ events: [eventMessage(event)], revision: '0' });
+}
+
 /** The etcd watch delivered a message above the client's receive limit. */
 export function isTooLarge(err: unknown): boolean {
   return /larger than max|RESOURCE_EXHAUSTED|ResourceExhausted/i.test(`${err instanceof Error ? err.constructor.name : ''} ${messageOf(err)}`);
@@ -230,9 +235,13 @@ export class WatchHub {
     if (source !== undefined && source.value.length > 0) {
       try {
         record = JSON.parse(source.value.toString()) as AnyRecord;
+        encodable({ type, kind: parsed.kind, key: parsed.key, revision: 0, record });
       } catch (err) {
-        this.#logger.error({ key: etcdKey, err: messageOf(err) }, 'record in etcd is not JSON; skipped');
-        return undefined;
+        // written around the broker (or by a bug): one such record must not fail every List
+        // and stall the watch on its revision; a deletion still goes through
+        this.#logger.error({ key: etcdKey, err: messageOf(err) }, 'record in etcd is not JSON of the API\'s shape; skipped');
+        if (type === 'PUT') return undefined;
+        record = undefined;
       }
     }
     record ??= this.#cache.get(etcdKey)?.event.record ?? ({ cluster_id: clusterOfKey(parsed.key) } as AnyRecord);

@@ -1,7 +1,7 @@
-import { test, Lab } from './broker-harness.ts';
+import { test, Lab, eventually } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
 import { ErrorCodes } from '../core/index.ts';
-import type { BrokerClient, BrokerServer, EndpointInput } from '../broker/index.ts';
+import { etcdKey, type BrokerClient, type BrokerServer, type EndpointInput } from '../broker/index.ts';
 import { errorCodeAsync } from '../core/testing.ts';
 
 // Issue 10: a hostile member (its own valid certificate, cluster "evil") against a real
@@ -81,6 +81,23 @@ test('findings 4 and 8: another cluster\'s WireGuard key or IPsec identity is re
 test('finding 12: backend_config values with newlines or of 4 096 characters are refused', async () => {
   for (const v of ['a\nFAKE LOG LINE', 'x'.repeat(4096)]) {
     assert.is((await refusal(evil.publishEndpoint(endpoint('evil', { backend_config: { note: v } }), 30))).code, ErrorCodes.INVALID_ARGUMENT);
+  }
+});
+
+test('a record in etcd that does not fit the API (written around the broker) is skipped: List and Watch go on', async () => {
+  const seen: string[] = [];
+  const cancel = await victim.watch(['EXPORT', 'ENDPOINT'], 0, { onEvents: (events) => seen.push(...events.map((e) => e.key)), onEnd: () => undefined });
+  try {
+    await lab.etcd().put(etcdKey('ENDPOINT', 'evil/forged')).value(JSON.stringify({ cluster_id: 'evil', hostname: 'forged', ports: 5, backend_config: 'x', private_ip: 7 }));
+    await victim.publishExport({ cluster_id: 'victim', namespace: 'default', name: 'after-forgery' });
+    await eventually('the victim\'s watch to go past the forged record', () => (seen.includes('victim/default/after-forgery') ? true : undefined), 5_000);
+    assert.not.ok(seen.includes('evil/forged'));
+    const { events } = await victim.list(['ENDPOINT']);
+    assert.not.ok(events.some((e) => e.key === 'evil/forged'));
+  } finally {
+    cancel();
+    await lab.etcd().delete().key(etcdKey('ENDPOINT', 'evil/forged'));
+    await victim.withdrawExport('victim', 'default', 'after-forgery');
   }
 });
 
