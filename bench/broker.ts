@@ -11,14 +11,12 @@
  * client so connections are not shared), all in this process; identities cycle through
  * ten cluster certificates because making a thousand RSA keys would dominate the run.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-
-import { join } from 'node:path';
+import type { ChildProcess } from 'node:child_process';
 import { Client, credentials } from '@grpc/grpc-js';
 import { BrokerCache, type BrokerClient, type ExportInput } from '../broker/index.ts';
 import { methods } from '../core/broker-api/proto.ts';
-import { Lab, eventually, freePort } from '../test/broker-harness.ts';
+import { Lab, eventually } from '../test/broker-harness.ts';
+import { procStat, spawnBroker } from './lib/broker-process.ts';
 
 interface Args {
   watchers: number[];
@@ -43,17 +41,6 @@ function parseArgs(argv: string[]): Args {
 }
 
 const CLUSTERS = Array.from({ length: 10 }, (_, i) => `c${i + 1}`);
-const TICK = 100; // /proc clock ticks per second (USER_HZ on Linux)
-
-function procStat(pid: number): { cpuSeconds: number; rssMb: number } {
-  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-  const cpu = (Number(fields[11]) + Number(fields[12])) / TICK;
-  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
-  const rssKb = Number(/VmRSS:\s+(\d+)/.exec(status)?.[1] ?? 0);
-  return { cpuSeconds: cpu, rssMb: rssKb / 1024 };
-}
-
 /** The broker's V8 heap in use and its total, from its /metrics (process-wide figures). */
 async function brokerHeap(metricsPort: number): Promise<string> {
   const text = await (await fetch(`http://127.0.0.1:${metricsPort}/metrics`)).text();
@@ -128,22 +115,21 @@ async function main(): Promise<void> {
   try {
     await lab.startEtcd(1);
     await lab.makePki(CLUSTERS);
-    const port = await freePort();
-    const metricsPort = await freePort();
     const nodeFlags = (process.env['BROKER_NODE_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
-    broker = spawn(process.execPath, [...nodeFlags, '--no-warnings', '--input-type=module', '-e',
-      `const { brokerCommand } = await import(${JSON.stringify(new URL('../cli/broker.ts', import.meta.url).href)}); process.exitCode = await brokerCommand.run(process.argv.slice(1));`,
-      '--', '--etcd', lab.etcdHosts.join(','), '--listen', `127.0.0.1:${port}`, '--tls-dir', join(lab.pki, 'broker'),
-      '--metrics', `127.0.0.1:${metricsPort}`,
-    ], { stdio: ['ignore', 'ignore', 'pipe'], env: { ...process.env, ISTHMUS_LOG_LEVEL: 'warn' } });
-    let brokerLog = '';
-    broker.stderr?.on('data', (b: Buffer) => (brokerLog += b.toString()));
-    const pid = broker.pid as number;
+    // a throughput benchmark: writes as fast as it can and opens up to 1,000 watches over as many
+    // connections from one address, far above the default per-cluster and per-address limits
+    const bp = await spawnBroker(lab, [
+      '--quotas', 'writesPerSecond=100000,writeBurst=100000,maxWatches=100000',
+      '--limits', 'maxConnections=100000,maxConnectionsPerPeer=100000,maxNewConnectionsPerSecond=100000',
+    ], nodeFlags);
+    broker = bp.proc;
+    const { pid, port, metricsPort } = bp;
+    const brokerLog = bp.log;
     const tlsOf = async (id: string) => lab.tls(id);
     const writers = new Map<string, BrokerClient>();
     for (const id of CLUSTERS) writers.set(id, lab.client(port, await tlsOf(id), { retryForMs: 10_000 }));
     await eventually('the broker to serve', async () => {
-      if (broker?.exitCode !== null) throw new Error(`broker exited: ${brokerLog}`);
+      if (broker?.exitCode !== null) throw new Error(`broker exited: ${brokerLog()}`);
       await writers.get('c1')?.list(['CLUSTER']);
       return true;
     }, 30_000, 200);

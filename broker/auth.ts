@@ -10,8 +10,8 @@ import { ErrorCodes, IsthmusError, certificateInfo, clustersetRoleOf, messageOf,
  * the bundle it holds now (it can rotate) and reads the role from the subject.
  */
 export type Caller =
-  | { readonly role: 'cluster'; readonly clusterId: string; readonly name: string }
-  | { readonly role: 'admin'; readonly name: string };
+  | { readonly role: 'cluster'; readonly clusterId: string; readonly name: string; readonly serial: string }
+  | { readonly role: 'admin'; readonly name: string; readonly serial: string };
 
 const NO_CERT = 'no valid client certificate: present one issued by this clusterset\'s CA that has not expired (`isthmus certs issue --cluster ID`)';
 
@@ -36,7 +36,9 @@ export class Authenticator {
     const fingerprint = raw.toString('base64');
     const hit = this.#cache.get(fingerprint);
     if (hit !== undefined && now < hit.notAfter) return hit.caller;
-    const pem = new X509Certificate(raw).toString();
+    const x509 = new X509Certificate(raw);
+    const pem = x509.toString();
+    const serial = x509.serialNumber.toUpperCase();
     let verified = false;
     let why = '';
     for (const ca of this.#caPems) {
@@ -53,8 +55,8 @@ export class Authenticator {
     const role = clustersetRoleOf(info.organizations);
     const name = info.commonName ?? '';
     let caller: Caller;
-    if (role === 'admin') caller = { role: 'admin', name };
-    else if (role === 'cluster' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) && name.length <= 63) caller = { role: 'cluster', clusterId: name, name };
+    if (role === 'admin') caller = { role: 'admin', name, serial };
+    else if (role === 'cluster' && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(name) && name.length <= 63) caller = { role: 'cluster', clusterId: name, name, serial };
     else throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `certificate ${name} (role ${role ?? 'none'}) may not use the broker: use a cluster or admin certificate`);
     if (this.#cache.size > 10_000) this.#cache.clear();
     this.#cache.set(fingerprint, { caller, notAfter: info.notAfter.getTime() });

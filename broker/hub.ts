@@ -43,11 +43,22 @@ export interface Subscriber {
 interface Batch {
   readonly revision: number;
   readonly events: readonly BrokerEvent[];
+  /** Approximate encoded size (the stored values). */
+  readonly bytes: number;
   readonly encoded: Map<number, Buffer | null>;
 }
 
 interface Entry {
   readonly event: BrokerEvent;
+  /** Size of the stored value. */
+  readonly bytes: number;
+}
+
+/** What one cluster holds (endpoints and exports; its cluster record is not counted). */
+export interface ClusterUsage {
+  records: number;
+  bytes: number;
+  endpoints: number;
 }
 
 interface Sub {
@@ -75,6 +86,19 @@ function encodeMany(batches: readonly Batch[], mask: number, revision: number): 
   return events.length === 0 ? null : methods.Watch.responseSerialize({ events, revision: String(revision) });
 }
 
+/** Throws unless `event` can be encoded as the API's Event message (field types as the proto says). */
+function encodable(event: BrokerEvent): void {
+  methods.Watch.responseSerialize({ events: [eventMessage(event)], revision: '0' });
+}
+
+/** The etcd watch delivered a message above the client's receive limit. */
+export function isTooLarge(err: unknown): boolean {
+  return /larger than max|RESOURCE_EXHAUSTED|ResourceExhausted/i.test(`${err instanceof Error ? err.constructor.name : ''} ${messageOf(err)}`);
+}
+
+/** Target size of one WatchResponse: batches flushed together are split at this size. */
+const MAX_MESSAGE_BYTES = 4 * 1024 * 1024;
+
 function num(s: string | undefined): number {
   return Number(s ?? 0);
 }
@@ -90,6 +114,7 @@ export class WatchHub {
   readonly #startTimeoutMs: number;
   /** Current records by etcd key. */
   #cache = new Map<string, Entry>();
+  #usage = new Map<string, ClusterUsage>();
   #ring: Batch[] = [];
   #ringEvents = 0;
   /** Every change with revision ≥ windowStart is in the ring. */
@@ -187,9 +212,14 @@ export class WatchHub {
   async #relist(): Promise<void> {
     const { revision, kvs } = await this.#store.range(PREFIX);
     const cache = new Map<string, Entry>();
+    this.#usage = new Map();
     for (const kv of kvs) {
       const event = this.#toEvent('PUT', kv, undefined);
-      if (event !== undefined) cache.set(kv.key.toString(), { event });
+      if (event !== undefined) {
+        const entry = { event, bytes: kv.value.length };
+        cache.set(kv.key.toString(), entry);
+        this.#count(entry, 1);
+      }
     }
     this.#cache = cache;
     this.#listedAt = revision;
@@ -205,13 +235,44 @@ export class WatchHub {
     if (source !== undefined && source.value.length > 0) {
       try {
         record = JSON.parse(source.value.toString()) as AnyRecord;
+        encodable({ type, kind: parsed.kind, key: parsed.key, revision: 0, record });
       } catch (err) {
-        this.#logger.error({ key: etcdKey, err: messageOf(err) }, 'record in etcd is not JSON; skipped');
-        return undefined;
+        // written around the broker (or by a bug): one such record must not fail every List
+        // and stall the watch on its revision; a deletion still goes through
+        this.#logger.error({ key: etcdKey, err: messageOf(err) }, 'record in etcd is not JSON of the API\'s shape; skipped');
+        if (type === 'PUT') return undefined;
+        record = undefined;
       }
     }
     record ??= this.#cache.get(etcdKey)?.event.record ?? ({ cluster_id: clusterOfKey(parsed.key) } as AnyRecord);
     return { type, kind: parsed.kind, key: parsed.key, revision: num(kv.mod_revision), record };
+  }
+
+  #count(entry: Entry, sign: 1 | -1): void {
+    const { kind, record } = entry.event;
+    if (kind === 'CLUSTER') return;
+    const id = record.cluster_id;
+    const u = this.#usage.get(id) ?? { records: 0, bytes: 0, endpoints: 0 };
+    u.records += sign;
+    u.bytes += sign * entry.bytes;
+    if (kind === 'ENDPOINT') u.endpoints += sign;
+    if (u.records <= 0) this.#usage.delete(id);
+    else this.#usage.set(id, u);
+  }
+
+  /** What `clusterId` holds now, as far as this replica has applied. */
+  usage(clusterId: string): ClusterUsage {
+    return { ...(this.#usage.get(clusterId) ?? { records: 0, bytes: 0, endpoints: 0 }) };
+  }
+
+  /** Every cluster's usage (for metrics). */
+  usages(): ReadonlyMap<string, ClusterUsage> {
+    return this.#usage;
+  }
+
+  /** Stored size of the record of `kind` at `key`, or undefined when there is none. */
+  recordBytes(etcdKey: string): number | undefined {
+    return this.#cache.get(etcdKey)?.bytes;
   }
 
   async #run(): Promise<void> {
@@ -221,15 +282,19 @@ export class WatchHub {
         await this.#watchOnce(backoff);
       } catch (err) {
         if (this.#stopped) return;
-        if (err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED) {
-          const compactedTo = Number(err.context['compactRevision'] ?? 0);
+        const compacted = err instanceof IsthmusError && err.code === ErrorCodes.COMPACTED;
+        // a revision bigger than the broker takes cannot be replayed, only skipped by listing
+        // again, as after a compaction: retrying would fail forever
+        if (compacted || isTooLarge(err)) {
+          const compactedTo = compacted ? Number(err.context['compactRevision'] ?? 0) : undefined;
           if (this.#caughtUp !== undefined && this.#next <= this.#listedAt) {
-            // backfill reached into compacted history: replay only what etcd still has
-            this.#next = Math.max(compactedTo, this.#next);
+            // the backfill ran into it: replay only what can still be replayed
+            this.#logger.warn({ from: this.#next, compactedTo, err: messageOf(err) }, 'backfill cut short');
+            this.#next = compactedTo === undefined ? this.#listedAt + 1 : Math.max(compactedTo, this.#next);
             this.#windowStart = this.#next;
             continue;
           }
-          this.#logger.warn({ from: this.#next, compactedTo }, 'etcd compacted past the watch position; listing again');
+          this.#logger.warn({ from: this.#next, compactedTo, err: messageOf(err) }, compacted ? 'etcd compacted past the watch position; listing again' : 'an etcd revision is too large to take; listing again');
           try {
             await this.#reset();
           } catch (e) {
@@ -303,6 +368,7 @@ export class WatchHub {
   /** Applies one etcd watch response (whole revisions) and queues it for the watchers. */
   #apply(res: IWatchResponse): void {
     const byRevision = new Map<number, BrokerEvent[]>();
+    const sizes = new Map<number, number>();
     let max = 0;
     for (const ev of res.events) {
       const r = num(ev.kv.mod_revision);
@@ -312,14 +378,21 @@ export class WatchHub {
       if (event === undefined) continue;
       if (r > this.#listedAt) {
         const etcdKey = ev.kv.key.toString();
+        const old = this.#cache.get(etcdKey);
+        if (old !== undefined) this.#count(old, -1);
         if (event.type === 'DELETE') this.#cache.delete(etcdKey);
-        else this.#cache.set(etcdKey, { event });
+        else {
+          const entry = { event, bytes: ev.kv.value.length };
+          this.#cache.set(etcdKey, entry);
+          this.#count(entry, 1);
+        }
       }
       const list = byRevision.get(r) ?? [];
       list.push(event);
       byRevision.set(r, list);
+      sizes.set(r, (sizes.get(r) ?? 0) + 200 + Math.max(ev.kv.value.length, ev.prev_kv?.value.length ?? 0));
     }
-    for (const [revision, events] of byRevision) this.#pushBatch({ revision, events, encoded: new Map() });
+    for (const [revision, events] of byRevision) this.#pushBatch({ revision, events, bytes: sizes.get(revision) ?? 0, encoded: new Map() });
     if (max > 0) {
       this.#next = max + 1;
       this.#advance(max);
@@ -348,8 +421,25 @@ export class WatchHub {
    */
   #flush(): void {
     this.#flushScheduled = false;
-    const batches = this.#pending;
+    const pending = this.#pending;
     this.#pending = [];
+    if (this.#stopped) return;
+    // one message holds whole revisions up to MAX_MESSAGE_BYTES (a single larger revision goes alone)
+    let chunk: Batch[] = [];
+    let bytes = 0;
+    for (const b of pending) {
+      if (chunk.length > 0 && bytes + b.bytes > MAX_MESSAGE_BYTES) {
+        this.#flushChunk(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(b);
+      bytes += b.bytes;
+    }
+    this.#flushChunk(chunk);
+  }
+
+  #flushChunk(batches: readonly Batch[]): void {
     const first = batches[0]?.revision;
     const last = batches[batches.length - 1]?.revision;
     if (first === undefined || last === undefined || this.#stopped) return;

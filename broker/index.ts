@@ -5,3 +5,6 @@ export * from '../core/broker-api/index.ts';
 export { BrokerServer, type BrokerServerOptions } from './server.ts';
 export { PREFIX as ETCD_PREFIX, etcdKey, parseEtcdKey } from './keys.ts';
 export { DEFAULT_GLOBAL_CIDR_POOL } from './store.ts';
+export { DEFAULT_QUOTAS, parseQuotas, type QuotaLimits } from './quota.ts';
+export { DEFAULT_CONNECTION_LIMITS, parseConnectionLimits, type ConnectionLimits } from './guard.ts';
+export { REVOKED_DIR, normalizeSerial, revoke, revokedKey } from './revocation.ts';

@@ -7,13 +7,17 @@ import {
 } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
 import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
-import { ErrorCodes, IsthmusError, messageOf, type Logger, type Service } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, PRIVATE_RANGES, formatCidr, messageOf, parseCidr, type Logger, type Service } from '../core/index.ts';
 import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';
 import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from '../core/broker-api/proto.ts';
 import { toStatus } from '../core/broker-api/status.ts';
 import type { BrokerEvent } from '../core/broker-api/types.ts';
 import { BrokerStore } from './store.ts';
+import { Quotas, quotaLimits, type QuotaLimits } from './quota.ts';
+import { endpointKey, exportKey } from './keys.ts';
+import { RevocationList } from './revocation.ts';
+import { ConnectionGuard, connectionLimits, type ConnectionLimits } from './guard.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
 
 /**
@@ -29,10 +33,17 @@ export interface BrokerServerOptions {
   /** Directory with tls.crt, tls.key and ca.crt (the trust bundle). */
   tlsDir: string;
   globalCidrPool?: string;
+  /**
+   * Ranges member CIDRs must lie in (default PRIVATE_RANGES: 10/8, 172.16/12, 192.168/16,
+   * 100.64/10, fc00::/7). Non-unicast ranges and blocks broader than /8 (/32) are refused whatever this says.
+   */
+  allowedCidrs?: readonly string[];
   globalCidrPrefix?: number;
   logger: Logger;
   /** Requests larger than this are refused with RESOURCE_EXHAUSTED (default 1 MiB). */
   maxMessageBytes?: number;
+  /** Largest etcd response the broker takes (default 64 MiB); a bigger watch revision makes it list again. */
+  etcdMaxMessageBytes?: number;
   /** How long etcd operations are retried through member failures (default 15 s). */
   etcdRetryMs?: number;
   /** How often the TLS files are re-read (default 60 s). */
@@ -40,6 +51,12 @@ export interface BrokerServerOptions {
   hub?: Omit<HubOptions, 'logger'>;
   /** Where metrics are registered (default: a new registry, see `metrics`). */
   registry?: Registry;
+  /** Per-cluster quotas (defaults: DEFAULT_QUOTAS). */
+  quotas?: Partial<QuotaLimits>;
+  /** How often the revocation list is read again besides its watch (default 30 000 ms). */
+  revocationReloadMs?: number;
+  /** Connection and stream limits (defaults: DEFAULT_CONNECTION_LIMITS). */
+  connections?: Partial<ConnectionLimits>;
 }
 
 const LIST_PAGE_ITEMS = 500;
@@ -56,20 +73,57 @@ export class BrokerServer implements Service {
   #store: BrokerStore | undefined;
   #hub: WatchHub | undefined;
   #server: Server | undefined;
+  #guard: ConnectionGuard | undefined;
+  #revocations: RevocationList | undefined;
   #auth: Authenticator | undefined;
   #port = 0;
   #caTimer: ReturnType<typeof setInterval> | undefined;
   readonly #requests: Counter<'method' | 'code'>;
+  readonly #allowed: readonly string[];
+  readonly #quotas: Quotas;
 
   constructor(options: BrokerServerOptions) {
     this.#options = options;
     this.#logger = options.logger;
+    this.#allowed = (options.allowedCidrs ?? PRIVATE_RANGES).map((c) => {
+      try {
+        return formatCidr(parseCidr(c));
+      } catch (err) {
+        throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `allowed CIDR ${JSON.stringify(c)}: ${messageOf(err)}`);
+      }
+    });
     this.metrics = options.registry ?? new Registry();
+    const refusals = new Counter({ name: 'isthmus_broker_quota_refusals_total', help: 'Requests refused by a per-cluster quota, by identity and limit', labelNames: ['identity', 'limit'], registers: [this.metrics] });
+    this.#quotas = new Quotas(quotaLimits(options.quotas), (id) => this.#hub?.usage(id) ?? { records: 0, bytes: 0, endpoints: 0 }, {
+      onRefuse: (identity, limit) => refusals.inc({ identity, limit }),
+    });
     if (options.registry === undefined) collectDefaultMetrics({ register: this.metrics, prefix: 'isthmus_broker_' });
     this.#requests = new Counter({ name: 'isthmus_broker_requests_total', help: 'Broker RPCs by method and gRPC status code', labelNames: ['method', 'code'], registers: [this.metrics] });
     const hub = (): WatchHub | undefined => this.#hub;
     new Gauge({ name: 'isthmus_broker_watchers', help: 'Open Watch streams', registers: [this.metrics], collect() { this.set(hub()?.watchers ?? 0); } });
     new Gauge({ name: 'isthmus_broker_revision', help: 'etcd revision the broker has applied', registers: [this.metrics], collect() { this.set(hub()?.revision ?? 0); } });
+    const guard = (): ConnectionGuard | undefined => this.#guard;
+    new Gauge({ name: 'isthmus_broker_connections', help: 'Open TCP connections to the broker', registers: [this.metrics], collect() { this.set(guard()?.connections ?? 0); } });
+    new Gauge({
+      name: 'isthmus_broker_connections_refused', help: 'Connections refused or closed by a limit since start, by limit', labelNames: ['limit'], registers: [this.metrics],
+      collect() {
+        for (const [limit, n] of Object.entries(guard()?.refused ?? {})) this.set({ limit }, n);
+      },
+    });
+    new Gauge({
+      name: 'isthmus_broker_cluster_records', help: 'Endpoints and exports each cluster holds', labelNames: ['cluster'], registers: [this.metrics],
+      collect() {
+        this.reset();
+        for (const [cluster, u] of hub()?.usages() ?? []) this.set({ cluster }, u.records);
+      },
+    });
+    new Gauge({
+      name: 'isthmus_broker_cluster_bytes', help: 'Bytes of the records each cluster holds', labelNames: ['cluster'], registers: [this.metrics],
+      collect() {
+        this.reset();
+        for (const [cluster, u] of hub()?.usages() ?? []) this.set({ cluster }, u.bytes);
+      },
+    });
     new Gauge({ name: 'isthmus_broker_records', help: 'Records in the broker cache', registers: [this.metrics], collect() { this.set(hub()?.size ?? 0); } });
   }
 
@@ -96,22 +150,28 @@ export class BrokerServer implements Service {
 
   async start(): Promise<void> {
     const o = this.#options;
+    const limits = connectionLimits(o.connections);
     for (const f of ['tls.crt', 'tls.key']) {
       await readFile(join(o.tlsDir, f)).catch((err: unknown) => {
         throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot read ${join(o.tlsDir, f)}: ${messageOf(err)}; issue the broker's certificate with \`isthmus certs issue --server --san … --out ${o.tlsDir}\``);
       });
     }
     this.#auth = new Authenticator(await this.#readCaBundle());
-    // a revision that deletes many records (UnregisterCluster) arrives as one watch message
-    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': 512 * 1024 * 1024 } });
+    // bounded: a revision larger than this is skipped by listing again (see WatchHub), never retried
+    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': o.etcdMaxMessageBytes ?? 64 * 1024 * 1024 } });
     this.#store = new BrokerStore(this.#etcd, {
       logger: this.#logger,
       ...(o.globalCidrPool === undefined ? {} : { globalCidrPool: o.globalCidrPool }),
       ...(o.globalCidrPrefix === undefined ? {} : { globalCidrPrefix: o.globalCidrPrefix }),
       ...(o.etcdRetryMs === undefined ? {} : { retryForMs: o.etcdRetryMs }),
+      // a deletion batch travels with its previous values in one watch message
+      deleteBatchBytes: Math.min(2 * 1024 * 1024, Math.floor((o.etcdMaxMessageBytes ?? 64 * 1024 * 1024) / 8)),
+      pageBytes: { max: o.etcdMaxMessageBytes ?? 64 * 1024 * 1024, record: this.#quotas.limits.maxRecordBytes },
     });
     try {
       await this.#store.init();
+      this.#revocations = new RevocationList(this.#etcd, this.#logger, o.revocationReloadMs ?? 30_000);
+      await this.#revocations.start();
       this.#hub = new WatchHub(this.#etcd, this.#store, { logger: this.#logger, ...(o.hub ?? {}) });
       await this.#hub.start();
       const refresh = o.tlsRefreshMs ?? 60_000;
@@ -122,15 +182,22 @@ export class BrokerServer implements Service {
         this.#readCaBundle().then((cas) => this.#auth?.setTrusted(cas), (err: unknown) => this.#logger.warn({ err: messageOf(err) }, 'cannot re-read the CA bundle; keeping the old one'));
       }, refresh);
       this.#caTimer.unref();
-      const creds: ServerCredentials = experimental.createCertificateProviderServerCredentials(provider, provider, false);
+      // the TLS handshake itself requires a client certificate from a trusted CA: a client
+      // without one never reaches HTTP/2, so it cannot open streams or send messages
+      const creds: ServerCredentials = experimental.createCertificateProviderServerCredentials(provider, provider, true);
       const max = o.maxMessageBytes ?? 1024 * 1024;
-      this.#server = new Server({ 'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1 });
-      this.#server.addService(serverServiceDefinition(), this.#handlers());
-      this.#port = await new Promise<number>((resolve, reject) => {
-        this.#server?.bindAsync(o.listen, creds, (err, port) => (err === null ? resolve(port) : reject(err)));
-      }).catch((err: unknown) => {
-        throw new IsthmusError(/in use|EADDRINUSE/i.test(messageOf(err)) ? ErrorCodes.PORT_IN_USE : ErrorCodes.INVALID_CONFIG, `cannot listen on ${o.listen}: ${messageOf(err)}`, { cause: err });
+      this.#server = new Server({
+        'grpc.enable_channelz': 0, 'grpc.max_receive_message_length': max, 'grpc.keepalive_time_ms': 30_000, 'grpc.keepalive_permit_without_calls': 1,
+        'grpc.max_concurrent_streams': limits.maxConcurrentStreams, 'grpc.max_connection_idle_ms': limits.maxConnectionIdleMs,
+        // nghttp2's own buffers per connection, in MB
+        'grpc-node.max_session_memory': Math.max(10, Math.ceil((4 * max) / (1024 * 1024))),
       });
+      this.#server.addService(serverServiceDefinition(), this.#handlers());
+      const injector = this.#server.createConnectionInjector(creds);
+      // grpc-js drops connections until it has read the TLS files: listen only once it has
+      await credentialsLoaded(provider, this.#options.tlsDir);
+      this.#guard = new ConnectionGuard(limits, (socket) => injector.injectConnection(socket), this.#logger);
+      this.#port = await this.#guard.listen(o.listen);
       this.#logger.info({ listen: o.listen, port: this.#port, revision: this.#hub.revision, records: this.#hub.size, globalCidrPool: o.globalCidrPool }, 'broker serving');
     } catch (err) {
       await this.stop();
@@ -142,7 +209,10 @@ export class BrokerServer implements Service {
     if (this.#caTimer !== undefined) clearInterval(this.#caTimer);
     const server = this.#server;
     this.#server = undefined;
+    const guard = this.#guard;
+    this.#guard = undefined;
     this.#store?.close();
+    await this.#revocations?.stop();
     await this.#hub?.stop();
     if (server !== undefined) {
       await new Promise<void>((resolve) => {
@@ -156,6 +226,7 @@ export class BrokerServer implements Service {
         });
       });
     }
+    await guard?.close();
     this.#etcd?.close();
     this.#etcd = undefined;
   }
@@ -164,15 +235,19 @@ export class BrokerServer implements Service {
     this.#requests.inc({ method, code: status[code] ?? String(code) });
   }
 
+  /** The caller of `call`: its certificate verified against the CA bundle, then checked against the revocation list. */
   #caller(call: Pick<ServerUnaryCall<unknown, unknown>, 'getAuthContext'>): Caller {
-    if (this.#auth === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
-    return this.#auth.authenticate(call);
+    if (this.#auth === undefined || this.#revocations === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
+    const caller = this.#auth.authenticate(call);
+    this.#revocations.check(caller.serial, caller.role === 'cluster' ? caller.clusterId : undefined);
+    return caller;
   }
 
   #unary(method: MethodName, fn: (req: Record<string, unknown>, caller: Caller, call: ServerUnaryCall<object, object>) => Promise<object>) {
     return (call: ServerUnaryCall<object, object>, callback: sendUnaryData<object>): void => {
       (async () => {
         const caller = this.#caller(call);
+        this.#quotas.takeWrite(caller.name);
         if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed ${method} request: ${call.request.malformed}`);
         return fn(call.request as Record<string, unknown>, caller, call);
       })().then(
@@ -191,6 +266,11 @@ export class BrokerServer implements Service {
     };
   }
 
+  /** Waits (briefly) until the cache the quotas count from has every write so far; lagging, the count is a little behind. */
+  async #fresh(): Promise<void> {
+    await this.#hub?.waitFresh(1_000).catch(() => undefined);
+  }
+
   #store_(): BrokerStore {
     if (this.#store === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker is not started');
     return this.#store;
@@ -199,7 +279,7 @@ export class BrokerServer implements Service {
   #handlers(): UntypedServiceImplementation {
     return {
       RegisterCluster: this.#unary('RegisterCluster', async (req, caller) => {
-        const cluster = validateCluster(req['cluster']);
+        const cluster = validateCluster(req['cluster'], this.#allowed);
         authorizeWrite(caller, cluster.cluster_id, 'register the cluster record');
         const r = await this.#store_().registerCluster(cluster);
         return { cluster: r.cluster, revision: String(r.revision) };
@@ -215,7 +295,10 @@ export class BrokerServer implements Service {
         const ttl = validateTtl(req['ttl_seconds']);
         authorizeWrite(caller, endpoint.cluster_id, 'publish endpoints');
         endpoint.observed_source_ip = peerAddress(call.getPeer());
-        const r = await this.#store_().publishEndpoint(endpoint, ttl);
+        const key = endpointKey(endpoint.cluster_id, endpoint.hostname);
+        await this.#fresh();
+        this.#quotas.checkRecord(endpoint.cluster_id, 'ENDPOINT', Buffer.byteLength(JSON.stringify(endpoint)), this.#hub?.recordBytes(key));
+        const r = await this.#store_().publishEndpoint(endpoint, ttl, this.#quotas.limits.maxEndpoints);
         return { lease_id: r.leaseId, ttl_seconds: ttl, observed_source_ip: endpoint.observed_source_ip, revision: String(r.revision) };
       }),
       RenewEndpoint: this.#unary('RenewEndpoint', async (req, caller) => {
@@ -236,6 +319,8 @@ export class BrokerServer implements Service {
       PublishExport: this.#unary('PublishExport', async (req, caller) => {
         const x = validateExport(req['export']);
         authorizeWrite(caller, x.cluster_id, 'publish exports');
+        await this.#fresh();
+        this.#quotas.checkRecord(x.cluster_id, 'EXPORT', Buffer.byteLength(JSON.stringify(x)), this.#hub?.recordBytes(exportKey(x.cluster_id, x.namespace, x.name)));
         const r = await this.#store_().publishExport(x);
         return { revision: String(r.revision) };
       }),
@@ -300,8 +385,9 @@ export class BrokerServer implements Service {
   }
 
   async #watch(call: ServerWritableStream<object, object>): Promise<void> {
+    let release: (() => void) | undefined;
     try {
-      this.#caller(call);
+      release = this.#quotas.openWatch(this.#caller(call).name);
       if (isMalformed(call.request)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `malformed Watch request: ${call.request.malformed}`);
       const req = call.request as Record<string, unknown>;
       const kinds = new Set(toKinds(req['kinds']));
@@ -313,6 +399,7 @@ export class BrokerServer implements Service {
       // registered before subscribing: a client may go away while we replay
       const gone = (): void => {
         closed = true;
+        release?.();
         unsubscribe?.();
       };
       call.on('cancelled', gone);
@@ -320,6 +407,7 @@ export class BrokerServer implements Service {
       const close = (err?: IsthmusError): void => {
         if (closed) return;
         closed = true;
+        release?.();
         unsubscribe?.();
         if (err === undefined) {
           this.#count('Watch', status.OK);
@@ -339,11 +427,40 @@ export class BrokerServer implements Service {
       }, from);
       if (closed || call.cancelled) {
         closed = true;
+        release();
         unsubscribe();
       }
     } catch (err) {
+      release?.();
       this.#fail('Watch', call, err);
     }
+  }
+}
+
+/**
+ * Resolves once `provider` has delivered both the CA bundle and the identity (its listeners
+ * run in the order they were added, so the server's credentials, added before, are set by
+ * then); INVALID_CONFIG after 10 s.
+ */
+async function credentialsLoaded(provider: experimental.FileWatcherCertificateProvider, dir: string): Promise<void> {
+  let ca: (update: experimental.CaCertificateUpdate | null) => void = () => undefined;
+  let id: (update: experimental.IdentityCertificateUpdate | null) => void = () => undefined;
+  const both = Promise.all([
+    new Promise<void>((resolve) => (ca = (u) => (u === null ? undefined : resolve()))),
+    new Promise<void>((resolve) => (id = (u) => (u === null ? undefined : resolve()))),
+  ]);
+  provider.addCaCertificateListener(ca);
+  provider.addIdentityCertificateListener(id);
+  let timer: ReturnType<typeof setTimeout> | undefined;
+  try {
+    await Promise.race([both, new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new IsthmusError(ErrorCodes.INVALID_CONFIG, `the TLS files in ${dir} could not be loaded within 10 s: check tls.crt, tls.key and ca.crt`)), 10_000);
+    })]);
+    await new Promise((r) => setImmediate(r));
+  } finally {
+    clearTimeout(timer);
+    provider.removeCaCertificateListener(ca);
+    provider.removeIdentityCertificateListener(id);
   }
 }
 

@@ -23,6 +23,13 @@ export interface StoreOptions {
   globalCidrPrefix?: number;
   /** How long to retry an etcd operation through member failures (default 15 000 ms). */
   retryForMs?: number;
+  /**
+   * Largest etcd response the client takes, and the largest record: range pages hold at
+   * most max/record keys so that no page goes over (default: 2 000 keys per page).
+   */
+  pageBytes?: { max: number; record: number };
+  /** Value bytes deleted in one revision when a cluster is removed (default 2 MiB). */
+  deleteBatchBytes?: number;
   /** Deadline of one etcd request attempt (default 2 000 ms). */
   attemptTimeoutMs?: number;
   logger: Logger;
@@ -30,6 +37,11 @@ export interface StoreOptions {
 }
 
 const CAS_ATTEMPTS = 50;
+/** A cluster's records are deleted at most this many keys / value bytes per revision. */
+const DELETE_BATCH_KEYS = 64;
+
+/** backend_config fields that name a cable's identity: no two clusters may publish the same value. */
+export const IDENTITY_FIELDS: readonly string[] = ['public-key', 'cert-cn'];
 
 /** The pool of global CIDRs when global addressing is on and no pool is given. */
 export const DEFAULT_GLOBAL_CIDR_POOL = '242.0.0.0/8';
@@ -59,6 +71,8 @@ export class BrokerStore {
   readonly #prefix: number;
   readonly #retryForMs: number;
   readonly #attemptMs: number;
+  readonly #deleteBatchBytes: number;
+  readonly #pageKeys: number;
   readonly #logger: Logger;
   readonly #clock: Clock;
   #closed = false;
@@ -69,6 +83,9 @@ export class BrokerStore {
     this.#clock = options.clock ?? systemClock;
     this.#retryForMs = options.retryForMs ?? 15_000;
     this.#attemptMs = options.attemptTimeoutMs ?? 2_000;
+    this.#deleteBatchBytes = options.deleteBatchBytes ?? 2 * 1024 * 1024;
+    const pb = options.pageBytes;
+    this.#pageKeys = pb === undefined ? 2000 : Math.max(1, Math.min(2000, Math.floor(pb.max / (pb.record + 1024))));
     this.#prefix = options.globalCidrPrefix ?? 16;
     if (options.globalCidrPool !== undefined) {
       const pool = parseCidr(options.globalCidrPool);
@@ -109,7 +126,9 @@ export class BrokerStore {
         if (!isTransientEtcdError(err)) throw err;
         if (this.#closed) throw new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker is shutting down (${what} not done): retry against another replica`, { cause: err });
         if (this.#clock.now() >= deadline) {
-          throw new IsthmusError(ErrorCodes.UNAVAILABLE, `etcd did not answer ${what} for ${this.#retryForMs / 1000}s (${messageOf(err)}): check that a quorum of etcd members is up`, { cause: err });
+          // the etcd error stays in the broker's log: callers are members, not operators
+          this.#logger.warn({ what, err: messageOf(err) }, 'etcd did not answer');
+          throw new IsthmusError(ErrorCodes.UNAVAILABLE, `the broker's store did not answer ${what} for ${this.#retryForMs / 1000}s: retry later (operators: check that a quorum of etcd members is up)`, { cause: err });
         }
         this.#logger.debug({ what, err: messageOf(err) }, 'etcd operation failed; retrying');
         await sleep(this.#clock, backoff.next());
@@ -157,18 +176,23 @@ export class BrokerStore {
    * Every key under `prefix` at one revision (the current one when 0), fetched in
    * pages of `pageSize`. Throws COMPACTED when that revision was compacted.
    */
-  async range(prefix: string, revision = 0, pageSize = 2000): Promise<{ revision: number; kvs: IKeyValue[] }> {
+  async range(prefix: string, revision = 0, pageSize = this.#pageKeys): Promise<{ revision: number; kvs: IKeyValue[] }> {
     const end = prefixEnd(prefix);
     const kvs: IKeyValue[] = [];
+    let size = pageSize;
     let at = revision;
     let from = b(prefix);
     for (;;) {
       const res = await this.retry('range', async (o) => {
-        try {
-          return await this.#etcd.kv.range({ key: from, range_end: end, limit: pageSize, revision: at }, o);
-        } catch (err) {
-          if (/compacted/i.test(messageOf(err))) throw new IsthmusError(ErrorCodes.COMPACTED, `revision ${at} was compacted`, { cause: err, context: { reason: 'compacted' } });
-          throw err;
+        for (;;) {
+          try {
+            return await this.#etcd.kv.range({ key: from, range_end: end, limit: size, revision: at }, o);
+          } catch (err) {
+            if (/compacted/i.test(messageOf(err))) throw new IsthmusError(ErrorCodes.COMPACTED, `revision ${at} was compacted`, { cause: err, context: { reason: 'compacted' } });
+            // a page of large records above the client's receive limit: smaller pages
+            if (size > 1 && /larger than max/i.test(messageOf(err))) size = Math.ceil(size / 4);
+            else throw err;
+          }
         }
       });
       if (at === 0) at = rev(res.header.revision);
@@ -265,19 +289,20 @@ export class BrokerStore {
     return undefined;
   }
 
-  /** Deletes a cluster, its endpoints and exports, and its global CIDR allocation, in one transaction. */
+  /**
+   * Deletes a cluster and its global CIDR allocation in one transaction (from then on
+   * none of its records can be written: every write checks the cluster exists), then
+   * its endpoints and exports in batches of at most DELETE_BATCH_KEYS keys and
+   * `deleteBatchBytes` bytes, so no revision — and no watch message — grows with the
+   * cluster's size. Only records older than the removal are deleted (a cluster that
+   * registers again at once keeps its new ones). Idempotent: calling it again after an
+   * interruption finishes the sweep. The revision returned is the last deletion's.
+   */
   async unregisterCluster(clusterId: string): Promise<{ revision: number; existed: boolean }> {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const res0 = await this.retry('get cluster', (o) => this.#etcd.kv.range({ key: b(clusterKey(clusterId)) }, o));
       const kv = res0.kvs[0];
-      const leases = await this.range(clusterRecordsPrefix('ENDPOINT', clusterId));
-      const ops: IRequestOp[] = [
-        { request_delete_range: { key: b(clusterKey(clusterId)) } },
-        ...(['ENDPOINT', 'EXPORT'] as const).map((k) => {
-          const p = clusterRecordsPrefix(k, clusterId);
-          return { request_delete_range: { key: b(p), range_end: prefixEnd(p) } };
-        }),
-      ];
+      const ops: IRequestOp[] = [{ request_delete_range: { key: b(clusterKey(clusterId)) } }];
       const compare: ICompare[] = [{ key: b(clusterKey(clusterId)), target: 'Mod', result: 'Equal', mod_revision: kv?.mod_revision ?? 0 }];
       const global = kv === undefined ? '' : (JSON.parse(kv.value.toString()) as Cluster).global_cidr;
       if (global !== '') {
@@ -286,11 +311,43 @@ export class BrokerStore {
       }
       const res = await this.retry('unregister cluster', (o) => this.#etcd.kv.txn({ compare, success: ops }, o));
       if (!res.succeeded) continue;
-      for (const l of leases.kvs) await this.#revoke(l.lease);
+      const removedAt = rev(res.header.revision);
+      let last = removedAt;
+      for (const kind of ['EXPORT', 'ENDPOINT'] as const) last = Math.max(last, await this.#sweep(clusterRecordsPrefix(kind, clusterId), removedAt));
       if (kv !== undefined) this.#logger.info({ clusterId, released: global || undefined }, 'cluster removed');
-      return { revision: rev(res.header.revision), existed: kv !== undefined };
+      return { revision: last, existed: kv !== undefined };
     }
     throw new IsthmusError(ErrorCodes.UNAVAILABLE, `removing ${clusterId} kept conflicting with concurrent changes; try again`);
+  }
+
+  /** Deletes the keys under `prefix` last modified before `before`, in bounded batches; returns the last revision. */
+  async #sweep(prefix: string, before: number): Promise<number> {
+    const end = prefixEnd(prefix);
+    let from = b(prefix);
+    let last = 0;
+    for (;;) {
+      const page = await this.retry('range', (o) => this.#etcd.kv.range({ key: from, range_end: end, limit: DELETE_BATCH_KEYS }, o));
+      const batch: IKeyValue[] = [];
+      let bytes = 0;
+      for (const kv of page.kvs) {
+        if (rev(kv.mod_revision) >= before) continue;
+        if (batch.length > 0 && bytes + kv.value.length > this.#deleteBatchBytes) break;
+        batch.push(kv);
+        bytes += kv.value.length;
+      }
+      const lastRead = batch.length > 0 ? batch[batch.length - 1] : page.kvs[page.kvs.length - 1];
+      if (batch.length > 0) {
+        const res = await this.retry('delete records', (o) => this.#etcd.kv.txn({
+          compare: batch.map((kv) => ({ key: kv.key, target: 'Mod', result: 'Equal', mod_revision: kv.mod_revision })),
+          success: batch.map((kv) => ({ request_delete_range: { key: kv.key } })),
+        }, o));
+        if (!res.succeeded) continue; // one changed meanwhile: read this page again
+        last = rev(res.header.revision);
+        for (const kv of batch) await this.#revoke(kv.lease);
+      }
+      if (lastRead === undefined || (!page.more && lastRead === page.kvs[page.kvs.length - 1])) return last;
+      from = Buffer.concat([lastRead.key, Buffer.from([0])]);
+    }
   }
 
   async #revoke(lease: string): Promise<void> {
@@ -302,25 +359,67 @@ export class BrokerStore {
     }
   }
 
-  /** Puts the endpoint under a new lease of `ttl` seconds; the previous lease of that key is revoked. */
-  async publishEndpoint(endpoint: Endpoint, ttl: number): Promise<{ leaseId: string; revision: number }> {
+  /**
+   * Puts the endpoint under a new lease of `ttl` seconds; the previous lease of that key
+   * is revoked. Refuses (ALREADY_EXISTS) a cable identity — WireGuard `public-key`,
+   * IPsec `cert-cn` — that an endpoint of another cluster holds: the check and the
+   * write are one transaction over every endpoint, so two replicas cannot both let one
+   * through. `maxEndpoints` bounds the cluster's endpoints (and so its leases).
+   */
+  async publishEndpoint(endpoint: Endpoint, ttl: number, maxEndpoints = Number.POSITIVE_INFINITY): Promise<{ leaseId: string; revision: number }> {
     await this.#requireCluster(endpoint.cluster_id);
     const key = endpointKey(endpoint.cluster_id, endpoint.hostname);
     const grant = await this.retry('grant lease', (o) => this.#etcd.leaseClient.leaseGrant({ TTL: ttl }, o));
-    const before = await this.retry('get endpoint', (o) => this.#etcd.kv.range({ key: b(key) }, o));
-    const res = await this.retry('publish endpoint', (o) =>
-      this.#etcd.kv.txn({
-        compare: [{ key: b(clusterKey(endpoint.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
-        success: [{ request_put: { key: b(key), value: b(JSON.stringify(endpoint)), lease: grant.ID } }],
-      }, o),
-    );
-    if (!res.succeeded) {
+    try {
+      for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
+        const all = await this.range(kindPrefix('ENDPOINT'));
+        let mine = 0;
+        let before: IKeyValue | undefined;
+        for (const kv of all.kvs) {
+          if (kv.key.toString() === key) {
+            before = kv;
+            continue;
+          }
+          const other = JSON.parse(kv.value.toString()) as Endpoint;
+          if (other.cluster_id === endpoint.cluster_id) {
+            mine++;
+            continue;
+          }
+          for (const field of IDENTITY_FIELDS) {
+            const v = endpoint.backend_config[field];
+            if (v !== undefined && v !== '' && other.backend_config[field] === v) {
+              throw new IsthmusError(ErrorCodes.ALREADY_EXISTS, `backend_config ${field} ${JSON.stringify(v)} is already published by cluster ${other.cluster_id}: every gateway needs its own key/identity (generate a new one)`, {
+                context: { otherCluster: other.cluster_id, field },
+              });
+            }
+          }
+        }
+        if (mine + 1 > maxEndpoints) {
+          throw new IsthmusError(ErrorCodes.RESOURCE_EXHAUSTED, `cluster ${endpoint.cluster_id} already has ${mine} endpoints; the limit maxEndpoints is ${maxEndpoints}: withdraw unused ones`, {
+            context: { limit: 'maxEndpoints' },
+          });
+        }
+        const res = await this.retry('publish endpoint', (o) =>
+          this.#etcd.kv.txn({
+            compare: [
+              { key: b(clusterKey(endpoint.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 },
+              { key: b(kindPrefix('ENDPOINT')), range_end: prefixEnd(kindPrefix('ENDPOINT')), target: 'Mod', result: 'Less', mod_revision: all.revision + 1 },
+            ],
+            success: [{ request_put: { key: b(key), value: b(JSON.stringify(endpoint)), lease: grant.ID } }],
+          }, o),
+        );
+        if (res.succeeded) {
+          const old = before?.lease;
+          if (old !== undefined && old !== grant.ID) await this.#revoke(old);
+          return { leaseId: grant.ID, revision: rev(res.header.revision) };
+        }
+        await this.#requireCluster(endpoint.cluster_id); // removed meanwhile, or another endpoint changed: read again
+      }
+      throw new IsthmusError(ErrorCodes.UNAVAILABLE, `publishing ${key} kept conflicting with concurrent changes; try again`);
+    } catch (err) {
       await this.#revoke(grant.ID);
-      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${endpoint.cluster_id} was removed meanwhile: register it again`);
+      throw err;
     }
-    const old = before.kvs[0]?.lease;
-    if (old !== undefined && old !== grant.ID) await this.#revoke(old);
-    return { leaseId: grant.ID, revision: rev(res.header.revision) };
   }
 
   /** Keeps an endpoint's lease alive; NOT_FOUND when the endpoint or its lease is gone. */

@@ -40,10 +40,31 @@ test('endpoints: defaults, IPs, ports, drivers', () => {
   assert.is(e.observed_source_ip, '', 'set by the broker, never by the client');
   assert.is(e.public_ip, '');
   assert.match(message(() => validateEndpoint({ ...e, ports: [{ port: 0 }] })), /ports\[0\]\.port must be a whole number from 1 to 65535/);
-  assert.match(message(() => validateEndpoint({ ...e, ports: [{ port: 1, protocol: 'ICMP' }] })), /protocol must be one of UDP, TCP/);
+  assert.match(message(() => validateEndpoint({ ...e, ports: [{ port: 1024, protocol: 'ICMP' }] })), /protocol must be one of UDP, TCP/);
   assert.match(message(() => validateEndpoint({ ...e, cable_driver: '' })), /cable_driver "" is not an RFC-1123 label/);
   assert.match(message(() => validateEndpoint({ ...e, health_check_ip: '1.2.3' })), /health_check_ip "1\.2\.3"/);
   assert.match(message(() => validateEndpoint({ ...e, hostname: 'a'.repeat(64) + '.x' })), /not an RFC-1123 host name/);
+});
+
+test('issue 10 findings 5 and 10: non-unicast, reserved, over-broad and foreign CIDRs; non-unicast addresses; privileged ports', () => {
+  const c = (pod: string) => ({ cluster_id: 'c1', pod_cidrs: [pod], service_cidrs: ['10.96.0.0/12'] });
+  for (const [cidr, why] of [['127.0.0.0/8', /loopback/], ['169.254.0.0/16', /metadata/], ['224.0.0.0/4', /multicast/], ['64.0.0.0/2', /loopback/], ['32.0.0.0/4', /broader/], ['8.8.8.0/24', /allowed ranges/]] as const) {
+    assert.match(message(() => validateCluster(c(cidr))), why, cidr);
+  }
+  assert.is(validateCluster(c('8.8.8.0/24'), ['8.8.0.0/16', '10.0.0.0/8']).pod_cidrs[0], '8.8.8.0/24', 'an allow-list given by the operator');
+  const e = { cluster_id: 'c1', hostname: 'gw', private_ip: '192.168.1.5', cable_driver: 'wireguard', ports: [{ port: 51820 }] };
+  for (const [field, value] of [['private_ip', '0.0.0.0'], ['private_ip', '255.255.255.255'], ['public_ip', '224.0.0.1'], ['public_ip', '::'], ['health_check_ip', '127.0.0.1']] as const) {
+    assert.match(message(() => validateEndpoint({ ...e, [field]: value })), new RegExp(`${field}: .*not a unicast address`), `${field}=${value}`);
+  }
+  assert.match(message(() => validateEndpoint({ ...e, ports: [{ name: 'nat-probe', port: 53 }] })), /privileged port/);
+  assert.equal(validateEndpoint({ ...e, ports: [{ port: 500 }, { port: 4500 }] }).ports.map((p) => p.port), [500, 4500], 'IKE ports are fine');
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { 'cert-cn': 'gw.c2' } })), /not "<gateway>\.c1"/);
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { 'cert-cn': 'c1' } })), /not "<gateway>\.c1"/);
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { 'cert-cn': 'a.b.c1' } })), /not "<gateway>\.c1"/);
+  assert.is(validateEndpoint({ ...e, backend_config: { 'cert-cn': 'gw-1.c1' } }).backend_config['cert-cn'], 'gw-1.c1');
+  assert.match(message(() => validateEndpoint({ ...e, backend_config: { note: 'two\nlines' } })), /printable ASCII/);
+  const x = { cluster_id: 'c1', namespace: 'default', name: 'db', type: 'Headless', endpoints: [{ addresses: ['224.0.0.1'] }] };
+  assert.match(message(() => validateExport(x)), /addresses\[0\]: 224\.0\.0\.1 is multicast/);
 });
 
 test('exports: defaults and headless endpoints', () => {
@@ -94,6 +115,7 @@ test('status mapping both ways keeps the Isthmus code and reason', () => {
   assert.is(back.code, ErrorCodes.COMPACTED);
   assert.is(back.context['reason'], 'too-old');
   assert.is(toStatus(new Error('boom')).code, status.INTERNAL);
+  assert.not.match(toStatus(new Error('etcd at 10.0.0.5:2379: lease not found')).details, /10\.0\.0\.5|lease/, 'issue 10 finding 12: no internals reach the client');
   assert.is(fromServiceError({ code: status.UNAVAILABLE, details: 'down', metadata: new Metadata() }, 'x').code, ErrorCodes.UNAVAILABLE);
   assert.is(toStatus(new IsthmusError(ErrorCodes.CIDR_IN_USE, 'x')).code, status.FAILED_PRECONDITION);
 });

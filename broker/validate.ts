@@ -1,5 +1,5 @@
 import { isIP } from 'node:net';
-import { ErrorCodes, IsthmusError, formatCidr, parseCidr, cidrsOverlap, messageOf } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, PRIVATE_RANGES, addressProblem, formatCidr, parseCidr, cidrsOverlap, messageOf, routedCidrProblem } from '../core/index.ts';
 import type { Cluster, Endpoint, EndpointPort, Export, ExportEndpoint, ServicePort } from '../core/broker-api/types.ts';
 
 /**
@@ -12,6 +12,7 @@ import type { Cluster, Endpoint, EndpointPort, Export, ExportEndpoint, ServicePo
 const LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
 const SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
+const BACKEND_VALUE = /^[\x21-\x7e]*$/;
 const LABEL_VALUE = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$/;
 
 const MAX_LIST = 64;
@@ -64,10 +65,13 @@ function hostname(v: unknown, field: string): string {
   return s;
 }
 
+/** A unicast address (see core/unicast.ts): peers are sent traffic to it. */
 function ip(v: unknown, field: string, required: boolean): string {
   const s = str(v, field);
   if (s === '' && !required) return '';
   if (isIP(s) === 0) throw invalid(`${field} ${JSON.stringify(s)} is not an IPv4 or IPv6 address`);
+  const problem = addressProblem(s);
+  if (problem !== undefined) throw invalid(`${field}: ${problem}`);
   return s;
 }
 
@@ -88,7 +92,7 @@ function stringMap(v: unknown, field: string, keyPattern: RegExp, valueMax: numb
     if (k.length > 253 || !keyPattern.test(k)) throw invalid(`${field}: key ${JSON.stringify(k)} is not a valid name`);
     if (typeof val !== 'string') throw invalid(`${field}[${k}] must be a string`);
     if (val.length > valueMax || (valuePattern !== undefined && !valuePattern.test(val))) {
-      throw invalid(`${field}[${k}]: value is not valid (at most ${valueMax} characters${valuePattern === undefined ? '' : ', letters, digits, "-", "_", "."'})`);
+      throw invalid(`${field}[${k}]: value is not valid (at most ${valueMax} characters${valuePattern === undefined ? '' : valuePattern === BACKEND_VALUE ? ', printable ASCII without spaces' : ', letters, digits, "-", "_", "."'})`);
     }
     out[k] = val;
   }
@@ -108,8 +112,11 @@ function cidrList(v: unknown, field: string): string[] {
   return list;
 }
 
-/** A Cluster as a member registers it (global_cidr is ignored: the broker sets it). */
-export function validateCluster(v: unknown): Cluster {
+/**
+ * A Cluster as a member registers it (global_cidr is ignored: the broker sets it). Its
+ * CIDRs must be routable unicast ranges inside `allowed` (default the private ranges).
+ */
+export function validateCluster(v: unknown, allowed: readonly string[] = PRIVATE_RANGES): Cluster {
   if (v === undefined || v === null || typeof v !== 'object') throw invalid('cluster is required');
   const c = v as Record<string, unknown>;
   const cluster: Cluster = {
@@ -120,6 +127,10 @@ export function validateCluster(v: unknown): Cluster {
     global_cidr: '',
   };
   const all = [...cluster.pod_cidrs, ...cluster.service_cidrs];
+  for (const c of all) {
+    const problem = routedCidrProblem(c, allowed);
+    if (problem !== undefined) throw invalid(`cluster ${cluster.cluster_id}: ${problem}`);
+  }
   for (let i = 0; i < all.length; i++) {
     for (let j = i + 1; j < all.length; j++) {
       if (cidrsOverlap(parseCidr(all[i] as string), parseCidr(all[j] as string))) {
@@ -131,19 +142,36 @@ export function validateCluster(v: unknown): Cluster {
 }
 
 const PORT_PROTOCOLS = ['UDP', 'TCP'] as const;
+/** The only ports below 1024 a gateway may publish: IKE and IKE over NAT-T. */
+const IKE_PORTS: readonly number[] = [500, 4500];
 
 function endpointPort(v: unknown, i: number): EndpointPort {
   if (v === null || typeof v !== 'object') throw invalid(`ports[${i}] must be a message`);
   const p = v as Record<string, unknown>;
   const name = str(p['name'], `ports[${i}].name`);
   if (name !== '' && (name.length > 63 || !LABEL.test(name))) throw invalid(`ports[${i}].name ${JSON.stringify(name)} is not an RFC-1123 label`);
-  return { name, port: uint(p['port'], `ports[${i}].port`, 1, 65535), protocol: oneOf(p['protocol'], `ports[${i}].protocol`, PORT_PROTOCOLS, 'UDP') };
+  const port = uint(p['port'], `ports[${i}].port`, 1, 65535);
+  if (port < 1024 && !IKE_PORTS.includes(port)) throw invalid(`ports[${i}].port ${port} is a privileged port peers must not be pointed at: use 1024-65535 (or 500/4500 for IKE)`);
+  return { name, port, protocol: oneOf(p['protocol'], `ports[${i}].protocol`, PORT_PROTOCOLS, 'UDP') };
 }
 
-/** An Endpoint as a gateway publishes it (observed_source_ip is set by the broker). */
+/**
+ * An Endpoint as a gateway publishes it (observed_source_ip is set by the broker). An
+ * IPsec identity (`cert-cn`) must be "<gateway>.<cluster_id>" of this very cluster:
+ * the name its gateway certificate carries, so no cluster can claim another's.
+ */
 export function validateEndpoint(v: unknown): Endpoint {
   if (v === undefined || v === null || typeof v !== 'object') throw invalid('endpoint is required');
   const e = v as Record<string, unknown>;
+  const endpoint = endpointFields(e);
+  const cn = endpoint.backend_config['cert-cn'];
+  if (cn !== undefined && !(cn.endsWith(`.${endpoint.cluster_id}`) && LABEL.test(cn.slice(0, -endpoint.cluster_id.length - 1)))) {
+    throw invalid(`backend_config[cert-cn] ${JSON.stringify(cn)} is not "<gateway>.${endpoint.cluster_id}": publish the CN of this cluster's gateway certificate (\`isthmus certs issue --gateway NAME --cluster ${endpoint.cluster_id}\`)`);
+  }
+  return endpoint;
+}
+
+function endpointFields(e: Record<string, unknown>): Endpoint {
   return {
     cluster_id: validateClusterId(e['cluster_id']),
     hostname: hostname(e['hostname'], 'hostname'),
@@ -151,7 +179,8 @@ export function validateEndpoint(v: unknown): Endpoint {
     public_ip: ip(e['public_ip'], 'public_ip', false),
     ports: arr(e['ports'], 'ports', 16).map(endpointPort),
     cable_driver: label(e['cable_driver'], 'cable_driver'),
-    backend_config: stringMap(e['backend_config'], 'backend_config', QUALIFIED_NAME, 4096),
+    // relayed to every gateway, its logs and status: short, printable, one line
+    backend_config: stringMap(e['backend_config'], 'backend_config', QUALIFIED_NAME, 512, BACKEND_VALUE),
     health_check_ip: ip(e['health_check_ip'], 'health_check_ip', false),
     observed_source_ip: '',
   };

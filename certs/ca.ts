@@ -22,14 +22,14 @@ export interface ClustersetCA extends CertAndKey {
 export interface CreateClustersetCAOptions {
   /** CA common name (default "isthmus-clusterset-ca"). */
   commonName?: string;
-  /** Lifetime (default 3650 days). */
+  /** Lifetime (default 1825 days). */
   validDays?: number;
 }
 
 const CA_HINT = 'create one with `isthmus certs ca create --out DIR`';
 
 export function createClustersetCA(options: CreateClustersetCAOptions = {}): ClustersetCA {
-  const ca = createCA({ commonName: options.commonName ?? 'isthmus-clusterset-ca', validDays: options.validDays ?? 3650 });
+  const ca = createCA({ commonName: options.commonName ?? 'isthmus-clusterset-ca', validDays: options.validDays ?? 1825 });
   return { ...ca, bundlePem: ca.certPem };
 }
 
@@ -81,7 +81,7 @@ export function pruneBundle(bundlePem: string, now: Date = new Date()): string {
  */
 export function rotateClustersetCA(current: ClustersetCA, options: CreateClustersetCAOptions = {}, now: Date = new Date()): ClustersetCA {
   const oldInfo = certificateInfo(current.certPem);
-  const next = createCA({ commonName: options.commonName ?? oldInfo.commonName ?? 'isthmus-clusterset-ca', validDays: options.validDays ?? 3650 });
+  const next = createCA({ commonName: options.commonName ?? oldInfo.commonName ?? 'isthmus-clusterset-ca', validDays: options.validDays ?? 1825 });
   const previous = pruneBundle(current.bundlePem, now);
   const bundle = splitPemBundle(previous).some((p) => p.trim() === current.certPem.trim()) ? previous : current.certPem + previous;
   return { ...next, bundlePem: next.certPem + bundle };

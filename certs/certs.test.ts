@@ -79,7 +79,10 @@ test('each role gets its CN, O, usages and SANs, and identityOf reads them back'
   assert.equal(identityOf(gw.certPem), { role: 'gateway', clusterId: 'east-1', gateway: 'node-a' });
   for (const c of [cluster, admin, broker, gw]) verifyWithBundle(c.certPem, ca.bundlePem);
   const days = (certificateInfo(cluster.certPem).notAfter.getTime() - Date.now()) / DAY;
-  assert.ok(days > 99 && days <= 100, `capped at the CA lifetime, got ${days}`);
+  assert.ok(days > 89 && days <= 90, `the default lifetime is 90 days, got ${days}`);
+  const long = issueFor(ca, { role: 'cluster', clusterId: 'east-1' }, { validDays: 365 });
+  const longDays = (certificateInfo(long.certPem).notAfter.getTime() - Date.now()) / DAY;
+  assert.ok(longDays > 99 && longDays <= 100, `capped at the CA lifetime, got ${longDays}`);
 });
 
 test('bad identities are refused', () => {

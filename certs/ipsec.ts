@@ -13,7 +13,7 @@ export type IpsecCredentials =
   | { readonly mode: 'certificate'; readonly identity: string; readonly certPem: string; readonly keyPem: string; readonly caPem: string }
   | { readonly mode: 'psk'; readonly psk: string };
 
-export function issueIpsecCredentials(ca: ClustersetCA, clusterId: string, gateway: string, validDays = 365): IpsecCredentials {
+export function issueIpsecCredentials(ca: ClustersetCA, clusterId: string, gateway: string, validDays = 90): IpsecCredentials {
   const issued: CertAndKey = issueFor(ca, { role: 'gateway', clusterId, gateway }, { validDays });
   const identity = certificateInfo(issued.certPem).commonName;
   if (identity === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, 'issued gateway certificate has no CN');

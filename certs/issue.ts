@@ -25,7 +25,7 @@ export const TLS_CERT_FILE = 'tls.crt';
 export const TLS_KEY_FILE = 'tls.key';
 
 export interface IssueForOptions {
-  /** Lifetime (default 365 days; never beyond the CA's). */
+  /** Lifetime (default 90 days, renewed at 2/3 by `renewDir`; never beyond the CA's). */
   validDays?: number;
   notBefore?: Date;
 }
@@ -63,7 +63,7 @@ export function issueFor(ca: CertAndKey, identity: Identity, options: IssueForOp
   const p = plan(identity);
   return issueCertificate({
     ca, commonName: p.commonName, organizations: p.organizations, dnsNames: p.dnsNames, ipAddresses: p.ipAddresses,
-    usages: p.usages, validDays: options.validDays ?? 365,
+    usages: p.usages, validDays: options.validDays ?? 90,
     ...(options.notBefore === undefined ? {} : { notBefore: options.notBefore }),
   });
 }

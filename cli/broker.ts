@@ -1,6 +1,6 @@
 import { getHeapStatistics } from 'node:v8';
 import { Lifecycle, MetricsServer, bool, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
-import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL } from '../broker/index.ts';
+import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL, parseConnectionLimits, parseQuotas } from '../broker/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -17,6 +17,16 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
   --global-cidr-pool CIDR     the pool global CIDRs come from; implies --global-addressing
                               (default 242.0.0.0/8)
   --global-cidr-prefix N      size of each cluster's global block (default 16)
+  --quotas NAME=N,…           per-cluster limits (defaults: maxRecords=5000, maxBytes=33554432,
+                              maxEndpoints=16, maxRecordBytes=262144, writesPerSecond=100,
+                              writeBurst=1000, maxWatches=8)
+  --limits NAME=N,…           connection limits (defaults: maxConnections=1024,
+                              maxConnectionsPerPeer=16, idleTimeoutMs=120000,
+                              maxConcurrentStreams=32, maxConnectionIdleMs=300000,
+                              maxNewConnectionsPerSecond=200)
+  --allowed-cidrs CIDRS       ranges member pod and service CIDRs must lie in, comma-separated
+                              (default the private ranges 10.0.0.0/8,172.16.0.0/12,
+                              192.168.0.0/16,100.64.0.0/10,fc00::/7)
   --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics and probes at
                               /healthz and /readyz (default: off)
 
@@ -36,6 +46,9 @@ const schema = {
   globalCidrPool: custom('global CIDR pool (default 242.0.0.0/8 under global addressing)', (raw) => (raw === undefined || raw === '' ? undefined : formatCidr(parseCidr(String(raw))))),
   globalCidrPrefix: int('global block prefix length (default 16)', 16, 1, 128),
   metrics: optionalStr('metrics listen address (default off)'),
+  quotas: custom('per-cluster quotas (default DEFAULT_QUOTAS)', (raw) => (raw === undefined || raw === '' ? undefined : parseQuotas(String(raw)))),
+  limits: custom('connection limits (default DEFAULT_CONNECTION_LIMITS)', (raw) => (raw === undefined || raw === '' ? undefined : parseConnectionLimits(String(raw)))),
+  allowedCidrs: list('allowed CIDRs (default the private ranges)', custom('CIDR', (raw) => formatCidr(parseCidr(String(raw))))),
 };
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -55,6 +68,9 @@ async function run(argv: readonly string[]): Promise<number> {
   const pool = config.globalCidrPool ?? (config.globalAddressing ? DEFAULT_GLOBAL_CIDR_POOL : undefined);
   const broker = new BrokerServer({
     etcdHosts: config.etcd, listen: config.listen, tlsDir: config.tlsDir, logger,
+    ...(config.allowedCidrs.length === 0 ? {} : { allowedCidrs: config.allowedCidrs }),
+    ...(config.quotas === undefined ? {} : { quotas: config.quotas }),
+    ...(config.limits === undefined ? {} : { connections: config.limits }),
     ...(pool === undefined ? {} : { globalCidrPool: pool, globalCidrPrefix: config.globalCidrPrefix }),
   });
   const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics, () => broker.ready())];

@@ -50,7 +50,8 @@ const schema = {
   privateSockets: bool('wireguard: private control-socket folder, for several gateways on one filesystem (sandbox); needs CAP_SYS_ADMIN (default false)', false),
   stateDir: str('folder for driver state and the WireGuard key (default /var/lib/isthmus/gateway)', '/var/lib/isthmus/gateway'),
   tlsDir: optionalStr('ipsec: folder with the gateway certificate (tls.crt, tls.key, ca.crt)'),
-  pskFile: optionalStr('ipsec: file holding a PSK instead of certificates'),
+  pskFile: optionalStr('ipsec: file holding a PSK instead of certificates (needs --insecure-shared-psk)'),
+  insecureSharedPsk: bool('ipsec: accept PSK mode, where every cluster shares one secret and any member can impersonate any other (default false)', false),
   kubeconfig: optionalStr('kubeconfig (default: in-cluster, $KUBECONFIG, ~/.kube/config)'),
   context: optionalStr('kubeconfig context'),
 };
@@ -61,7 +62,7 @@ export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status',
   async run(argv) {
-    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'help']));
+    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'help']));
     if (args.options.has('help')) {
       process.stdout.write(`isthmus gateway [options]\n\n${Object.entries(schema).map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(20)} ${f.doc}`).join('\n')}\n`);
       return 0;
@@ -72,7 +73,7 @@ export const gatewayCommand: Command = {
     const setup = setupDriver({
       name: cfg.driver, runner, logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets,
       ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
-      ...(cfg.pskFile === undefined ? {} : { pskFile: cfg.pskFile }),
+      ...(cfg.pskFile === undefined ? {} : { pskFile: cfg.pskFile, insecureSharedPsk: cfg.insecureSharedPsk }),
     });
     const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });

@@ -40,6 +40,8 @@ export const ErrorCodes = {
   COMPACTED: 'ISTHMUS_COMPACTED',
   /** A bug: an invariant did not hold. */
   INTERNAL: 'ISTHMUS_INTERNAL',
+  /** A quota or limit was reached (the message names it). */
+  RESOURCE_EXHAUSTED: 'ISTHMUS_RESOURCE_EXHAUSTED',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

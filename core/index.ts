@@ -10,6 +10,7 @@ export * from './backoff.ts';
 export * from './exec.ts';
 export * from './lifecycle.ts';
 export * from './cidr.ts';
+export * from './unicast.ts';
 export * from './x509.ts';
 export * from './workqueue.ts';
 export * from './netns-runner.ts';

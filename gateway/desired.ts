@@ -12,7 +12,8 @@ import type { CableSpec } from './cable/driver.ts';
  * Otherwise the private address is used. That is a guess, so the first packet need
  * not wait: a NAT probe verdict (see nat-probe.ts) for the cluster overrides it,
  * 'private' when the remote's private address answered, 'public' when only its public
- * one did.
+ * one did. A remote whose probe saw this gateway behind NAT gets NAT traversal on its
+ * own cable (`seenBehindNatBy`); only several remotes agreeing make `local.behindNat`.
  */
 export interface RemoteEndpoint {
   readonly clusterId: string;
@@ -77,12 +78,14 @@ export function desiredCables(
   endpoints: readonly RemoteEndpoint[],
   clusters: ReadonlyMap<string, RemoteCluster>,
   probes: ReadonlyMap<string, ProbeVerdict> = new Map(),
+  seenBehindNatBy: ReadonlySet<string> = new Set(),
 ): CableSpec[] {
   const out: CableSpec[] = [];
   for (const e of newestEndpoints(local, endpoints)) {
     const cluster = clusters.get(e.clusterId);
     if (cluster === undefined || cluster.cidrs.length === 0) continue; // endpoint before its cluster record: wait
-    const nat = remoteBehindNat(e) || local.behindNat;
+    // a remote whose NAT probe saw us at another address: NAT traversal towards it only
+    const nat = remoteBehindNat(e) || local.behindNat || seenBehindNatBy.has(e.clusterId);
     const verdict = probes.get(e.clusterId) ?? guessVerdict(e);
     out.push({
       remoteCluster: e.clusterId,

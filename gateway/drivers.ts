@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, certificateInfo, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type Logger } from '../core/index.ts';
 import type { CableDriver, CableDriverName } from './cable/driver.ts';
@@ -25,14 +25,30 @@ export interface DriverInputs {
   readonly stateDir: string;
   /** Folder with tls.crt, tls.key, ca.crt (ipsec certificate mode). */
   readonly tlsDir?: string;
-  /** File holding an IPsec PSK (PSK mode). */
+  /** File holding an IPsec PSK (PSK mode): refused unless `insecureSharedPsk`. */
   readonly pskFile?: string;
+  /**
+   * Accept PSK mode: one secret for every cluster, so any member holding it can
+   * impersonate any other at IKE (issue 10 finding 6). Certificates are the default.
+   */
+  readonly insecureSharedPsk?: boolean;
   /**
    * WireGuard: keep wireguard-go's control socket in a private folder (needs
    * CAP_SYS_ADMIN for a private mount namespace). Only for several gateways on one
    * filesystem, as in the sandbox and tests; a real gateway pod leaves it off.
    */
   readonly privateSockets?: boolean;
+}
+
+/**
+ * A file or folder this gateway made for a secret keeps `mode` when it already existed
+ * (a restore, a copy or an older version may have widened it): group and other bits go.
+ */
+export function keepPrivate(path: string, logger: Logger, mode = 0o600): void {
+  const now = statSync(path).mode & 0o777;
+  if ((now & 0o077) === 0) return;
+  chmodSync(path, mode);
+  logger.warn({ path, was: now.toString(8), now: mode.toString(8) }, 'a secret was readable by others; its mode was narrowed');
 }
 
 function read(path: string, what: string): string {
@@ -47,11 +63,13 @@ export const DRIVER_NAMES: readonly CableDriverName[] = ['wireguard', 'ipsec', '
 
 export function setupDriver(i: DriverInputs): DriverSetup {
   mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
+  keepPrivate(i.stateDir, i.logger, 0o700);
   const deps = { runner: i.runner, logger: i.logger };
   switch (i.name) {
     case 'wireguard': {
       const keyFile = join(i.stateDir, 'wireguard.key');
       if (!existsSync(keyFile)) writeFileSync(keyFile, wireguardKeyPair().privateKey + '\n', { mode: 0o600 });
+      else keepPrivate(keyFile, i.logger);
       const privateKey = read(keyFile, 'the WireGuard private key').trim();
       return {
         driver: new WireGuardDriver(deps, i.privateSockets === true ? { socketDir: join(i.stateDir, 'wireguard') } : {}),
@@ -61,7 +79,13 @@ export function setupDriver(i: DriverInputs): DriverSetup {
     }
     case 'ipsec': {
       const driver = new IpsecDriver({ ...deps, dir: join(i.stateDir, 'ipsec') });
-      if (i.pskFile !== undefined) return { driver, secrets: { psk: read(i.pskFile, 'the IPsec PSK').trim() }, backend: {} };
+      if (i.pskFile !== undefined) {
+        if (i.insecureSharedPsk !== true) {
+          throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'an IPsec PSK is one secret shared by every cluster: any member holding it can impersonate any other. Use --tls-dir with a gateway certificate (`isthmus certs issue --gateway NAME --cluster ID`), or accept that risk explicitly with --insecure-shared-psk');
+        }
+        i.logger.warn('IPsec PSK mode: every cluster shares one secret, so any member can impersonate any other; use gateway certificates (--tls-dir) instead');
+        return { driver, secrets: { psk: read(i.pskFile, 'the IPsec PSK').trim() }, backend: {} };
+      }
       if (i.tlsDir === undefined) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'ipsec needs --tls-dir (certificates) or --psk-file');
       const certPem = read(join(i.tlsDir, 'tls.crt'), 'the gateway certificate');
       const cn = certificateInfo(certPem).commonName ?? '';

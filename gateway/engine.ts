@@ -12,6 +12,8 @@ import { holdVanished } from './grace.ts';
 import { pathMtu } from './path-mtu.ts';
 import { writeGatewayStatus } from './resource.ts';
 import { gatewayStatus } from './status.ts';
+import { clusterShapeProblem, displayable, endpointShapeProblem, healthProblem, screenCables } from './screen.ts';
+import { localAddresses, resolveHost } from './addresses.ts';
 
 /**
  * The gateway engine. Every gateway-capable node runs one; a Kubernetes Lease makes
@@ -89,6 +91,8 @@ export interface GatewayDeps {
   readonly metrics?: GatewayMetrics;
   /** Reads the OS's routes for the cables' path MTU (default: the system's). */
   readonly runner?: CommandRunner;
+  /** This node's interface addresses (default: os.networkInterfaces()); remote CIDRs may not contain them. */
+  readonly localAddresses?: () => readonly string[];
 }
 
 const LOST_TO_FAIL = 3;
@@ -115,8 +119,12 @@ export class GatewayEngine {
   /** Where to probe each cable: the remote gateway's health-check address, set with the cables. */
   #targets: ProbeTarget[] = [];
   #failed = new Map<string, string>();
+  /** Remote clusters whose cable the screening refused: their CIDRs are not published to the route agents. */
+  #refused = new Set<string>();
   /** Path MTU per remote cluster, keyed by the CIDR it was measured for. */
   #mtus = new Map<string, { cidr: string; mtu: number }>();
+  /** The broker's addresses, resolved when this gateway becomes active. */
+  #brokerAddresses: readonly string[] = [];
   #prober: HealthProber | undefined;
   #responder: Awaited<ReturnType<typeof startResponder>> | undefined;
   #natProbe: NatProbe | undefined;
@@ -214,6 +222,10 @@ export class GatewayEngine {
   async #activate(): Promise<void> {
     this.#active = true;
     this.#failure = undefined;
+    void resolveHost(this.#d.broker.address).then((ips) => {
+      this.#brokerAddresses = ips;
+      this.#queue.add('cables');
+    });
     const cache = new BrokerCache(this.#d.broker, { kinds: ['CLUSTER', 'ENDPOINT'], logger: this.#d.logger });
     cache.onChange((ch: Change) => {
       if (ch.kind === 'ENDPOINT') {
@@ -293,6 +305,7 @@ export class GatewayEngine {
     this.#vanishedSince = new Map();
     this.#targets = [];
     this.#failed = new Map();
+    this.#refused = new Set();
     this.#mtus = new Map();
     await this.#d.driver.cleanup();
   }
@@ -318,9 +331,13 @@ export class GatewayEngine {
   }
 
   async #reconcileFrom(cache: BrokerCache): Promise<void> {
+    const shapeless = (what: string, key: string, problem: string | undefined): boolean => {
+      if (problem !== undefined) this.#d.logger.warn({ key, problem }, `${what} record from the broker skipped: not of the expected shape`);
+      return problem !== undefined;
+    };
     const endpoints: (RemoteEndpoint & { healthCheckIp: string })[] = cache.keys('ENDPOINT').flatMap((key) => {
       const e = cache.get('ENDPOINT', key) as Endpoint | undefined;
-      if (e === undefined) return [];
+      if (e === undefined || shapeless('endpoint', key, endpointShapeProblem(e))) return [];
       return [{
         clusterId: e.cluster_id, hostname: e.hostname, privateIp: e.private_ip, publicIp: e.public_ip, observedIp: e.observed_source_ip,
         port: e.ports.find((p) => p.name === 'cable')?.port ?? e.ports[0]?.port ?? 0,
@@ -329,7 +346,8 @@ export class GatewayEngine {
       }];
     });
     const clusters = new Map<string, RemoteCluster>(
-      cache.list('CLUSTER').map((c: Cluster) => [c.cluster_id, { clusterId: c.cluster_id, cidrs: c.global_cidr !== '' ? [c.global_cidr] : [...c.pod_cidrs, ...c.service_cidrs] }]),
+      cache.list('CLUSTER').filter((c: Cluster) => !shapeless('cluster', String(c.cluster_id), clusterShapeProblem(c)))
+        .map((c: Cluster) => [c.cluster_id, { clusterId: c.cluster_id, cidrs: c.global_cidr !== '' ? [c.global_cidr] : [...c.pod_cidrs, ...c.service_cidrs] }]),
     );
     const local = { clusterId: this.#c.clusterId, driver: this.#d.driver.name };
     // the newest endpoint of each cluster, as desiredCables chooses it
@@ -338,19 +356,31 @@ export class GatewayEngine {
       cluster: e.clusterId, privateIp: e.privateIp, publicIp: publicAddressOf(e), port: e.natProbePort, guess: guessVerdict(e),
     }])));
     const view = { ...local, behindNat: this.#behindNat(), forceNatTraversal: this.#c.forceNatTraversal };
-    const held = holdVanished(this.#desired, desiredCables(view, endpoints, clusters, this.#nat?.verdicts()), new Set(clusters.keys()),
+    const held = holdVanished(this.#desired, desiredCables(view, endpoints, clusters, this.#nat?.verdicts(), this.#nat?.seenBehindNatBy()), new Set(clusters.keys()),
       this.#vanishedSince, this.#clock.now(), this.#c.endpointGraceMs ?? 2000 * this.#c.endpointTtlS);
     this.#vanishedSince = held.vanishedSince;
     const desired = held.cables;
-    const result = await this.#d.driver.set(desired);
-    this.#desired = desired;
+    // receivers check again what the broker relays: a refused cable is not set (its status says why)
+    const own = [this.#c.privateIp, this.#c.publicIp, this.#observedIp, this.#c.healthCheckIp, ...(this.#d.localAddresses ?? localAddresses)()].filter((a) => a !== '');
+    const screened = screenCables(desired, { ownAddresses: own, brokerAddresses: this.#brokerAddresses });
+    const result = await this.#d.driver.set(screened.accepted);
+    const refused = new Set(screened.refused.map((r) => r.remoteCluster));
+    this.#refused = refused;
+    this.#desired = desired.map((d) => (refused.has(d.remoteCluster) ? displayable(d) : d));
     const healthIps = new Map(chosen.map((e) => [e.clusterId, e.healthCheckIp]));
-    this.#targets = desired.flatMap((d) => {
+    this.#targets = screened.accepted.flatMap((d) => {
       const address = healthIps.get(d.remoteCluster) ?? '';
-      return address === '' ? [] : [{ cluster: d.remoteCluster, address }];
+      if (address === '') return [];
+      const bad = healthProblem(address, d.remoteCidrs);
+      if (bad !== undefined) {
+        this.#d.logger.warn({ remote: d.remoteCluster, reason: bad }, 'health-check address refused; the cable is not probed');
+        return [];
+      }
+      return [{ cluster: d.remoteCluster, address }];
     });
-    this.#failed = new Map(result.failed.map((f) => [f.remoteCluster, f.reason]));
-    for (const f of result.failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
+    const failed = [...screened.refused, ...result.failed];
+    this.#failed = new Map(failed.map((f) => [f.remoteCluster, f.reason]));
+    for (const f of failed) this.#d.logger.warn({ remote: f.remoteCluster, reason: f.reason }, 'cable not applied');
     await this.#measureMtus(desired);
   }
 
@@ -401,6 +431,7 @@ export class GatewayEngine {
       },
       desired: this.#desired,
       failed: this.#failed,
+      refused: this.#refused,
       cables,
       health,
       nat: this.#active ? (this.#nat?.states() ?? new Map()) : new Map(),

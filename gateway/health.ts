@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import { createSocket, type Socket } from 'node:dgram';
 import { systemClock, type Clock, type Logger } from '../core/index.ts';
 
@@ -56,19 +57,46 @@ export class RttWindow {
   }
 }
 
+/**
+ * The probe protocol: a probe is "isthmus-health/1 req <nonce>", its answer
+ * "isthmus-health/1 rep <nonce>" with the same nonce (16 random bytes, hex, one per
+ * probe). A responder answers requests only, never an answer, so a datagram spoofed
+ * between two responders cannot start an echo loop; a prober counts an answer only
+ * when it carries the nonce of a probe in flight and comes from the address and port
+ * that probe went to, so health cannot be faked by guessing. (A responder of an older
+ * version echoes the request unchanged; the prober takes that echo too.)
+ */
 const MAGIC = 'isthmus-health/1';
+const MAX_DATAGRAM = 128;
+
+/** The nonce of a message of `kind`, or undefined when it is not one. */
+export function parseHealth(msg: Buffer, kind: 'req' | 'rep'): string | undefined {
+  if (msg.length > MAX_DATAGRAM) return undefined;
+  const m = new RegExp(`^${MAGIC} ${kind} ([0-9a-f]{32})$`).exec(msg.toString('latin1'));
+  return m?.[1];
+}
+
+export function healthMessage(kind: 'req' | 'rep', nonce: string): Buffer {
+  return Buffer.from(`${MAGIC} ${kind} ${nonce}`, 'latin1');
+}
 
 /** Answers health probes on `address:port` (the gateway's health-check address). */
 export async function startResponder(address: string, port: number): Promise<Socket> {
   const sock = createSocket(address.includes(':') ? 'udp6' : 'udp4');
   sock.on('message', (msg, from) => {
-    if (msg.toString('utf8').startsWith(MAGIC)) sock.send(msg, from.port, from.address);
+    const nonce = parseHealth(msg, 'req');
+    if (nonce !== undefined) sock.send(healthMessage('rep', nonce), from.port, from.address);
   });
   await new Promise<void>((resolve, reject) => {
     sock.once('error', reject);
     sock.bind(port, address, () => resolve());
   });
   return sock;
+}
+
+/** "::ffff:10.0.0.1" and "10.0.0.1" are the same sender. */
+function sameAddress(a: string, b: string): boolean {
+  return a.replace(/^::ffff:/, '') === b.replace(/^::ffff:/, '');
 }
 
 export interface ProbeTarget {
@@ -85,18 +113,18 @@ export class HealthProber {
   readonly #clock: Clock;
   readonly #port: number;
   readonly #windows = new Map<string, RttWindow>();
-  readonly #inflight = new Map<string, { cluster: string; sentAt: number }>();
-  #seq = 0;
+  /** Probes in flight by nonce. */
+  readonly #inflight = new Map<string, { cluster: string; address: string; sentAt: number }>();
 
   private constructor(sock: Socket, port: number, clock: Clock) {
     this.#sock = sock;
     this.#port = port;
     this.#clock = clock;
-    sock.on('message', (msg) => {
-      const id = msg.toString('utf8').slice(MAGIC.length + 1);
-      const p = this.#inflight.get(id);
-      if (p === undefined) return;
-      this.#inflight.delete(id);
+    sock.on('message', (msg, from) => {
+      const nonce = parseHealth(msg, 'rep') ?? parseHealth(msg, 'req');
+      const p = nonce === undefined ? undefined : this.#inflight.get(nonce);
+      if (p === undefined || nonce === undefined || from.port !== this.#port || !sameAddress(from.address, p.address)) return;
+      this.#inflight.delete(nonce);
       this.window(p.cluster).add(this.#clock.now() - p.sentAt);
     });
   }
@@ -125,9 +153,9 @@ export class HealthProber {
     this.#inflight.clear();
     for (const name of [...this.#windows.keys()]) if (!targets.some((t) => t.cluster === name)) this.#windows.delete(name);
     for (const t of targets) {
-      const id = `${++this.#seq}`;
-      this.#inflight.set(id, { cluster: t.cluster, sentAt: this.#clock.now() });
-      this.#sock.send(`${MAGIC} ${id}`, this.#port, t.address, (err) => {
+      const nonce = randomBytes(16).toString('hex');
+      this.#inflight.set(nonce, { cluster: t.cluster, address: t.address, sentAt: this.#clock.now() });
+      this.#sock.send(healthMessage('req', nonce), this.#port, t.address, (err) => {
         if (err !== null && err !== undefined) logger?.debug({ cluster: t.cluster, err: err.message }, 'health probe not sent');
       });
     }

@@ -57,13 +57,25 @@ test('a verdict equal to the guess, or no answer, does not reconcile again; no a
   assert.equal([...nat.verdicts()], [['c2', 'private']]);
 });
 
-test('seen behind NAT: natAddress is the address the remote saw, and it reconciles again', async () => {
+test('seen behind NAT by one remote: NAT traversal on that cable only; natAddress needs two remotes agreeing (issue 10 finding 7)', async () => {
   const { fake, nat, changes } = setup();
-  nat.update([candidate(natted)]);
+  const open: RemoteEndpoint = { ...natted, clusterId: 'c2', privateIp: '172.29.0.12', observedIp: '172.29.0.12' };
+  const c4: RemoteEndpoint = { ...open, clusterId: 'c4', privateIp: '172.29.0.14', observedIp: '172.29.0.14' };
+  const clusters = new Map<string, RemoteCluster>(['c2', 'c3', 'c4'].map((c, i) => [c, { clusterId: c, cidrs: [`10.${i + 2}.0.0/16`] }]));
+  const local = { clusterId: 'c1', driver: 'wireguard', behindNat: false, forceNatTraversal: false };
+  nat.update([candidate(natted), candidate(open), candidate(c4)]);
   assert.is(nat.natAddress, undefined);
+  // c3 lies: "I saw you at 203.0.113.9"
   fake.calls[0]?.answer({ verdict: 'public', seen: { ip: '203.0.113.9', port: 61000 }, behindNat: true });
+  fake.calls[1]?.answer(PRIVATE);
   await flushPromises();
-  assert.is(changes(), 1, 'the verdict is the guess, but NAT traversal changes');
+  assert.is(changes(), 1, 'the verdict is the guess, but NAT traversal towards c3 changes');
+  assert.is(nat.natAddress, undefined, 'one remote does not decide this gateway\'s NAT status');
+  const cables = desiredCables({ ...local, behindNat: nat.natAddress !== undefined }, [natted, open, c4], clusters, nat.verdicts(), nat.seenBehindNatBy());
+  assert.equal(cables.map((c) => [c.remoteCluster, c.natTraversal]), [['c2', false], ['c3', true], ['c4', false]], 'only the cable to c3 is affected');
+  // a second remote seeing the same address: now this gateway is behind NAT
+  fake.calls[2]?.answer({ verdict: 'private', seen: { ip: '203.0.113.9', port: 61001 }, behindNat: true });
+  await flushPromises();
   assert.is(nat.natAddress, '203.0.113.9');
 });
 

@@ -34,6 +34,8 @@ export interface NatDiscoveryOptions {
   readonly reprobeMs?: number;
   readonly clock?: Clock;
   readonly logger?: Logger;
+  /** How many remotes must agree on the address they saw before this gateway takes itself to be behind NAT (default 2). */
+  readonly quorum?: number;
 }
 
 const keyOf = (t: NatProbeTarget): string => `${t.privateIp} ${t.publicIp} ${t.port}`;
@@ -42,12 +44,14 @@ export class NatDiscovery {
   readonly #o: NatDiscoveryOptions;
   readonly #clock: Clock;
   readonly #reprobeMs: number;
+  readonly #quorum: number;
   #entries = new Map<string, Entry>();
 
   constructor(options: NatDiscoveryOptions) {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
     this.#reprobeMs = options.reprobeMs ?? 30_000;
+    this.#quorum = options.quorum ?? 2;
   }
 
   /** The endpoints to know about now: drops the others, probes the new and the changed ones. */
@@ -92,10 +96,26 @@ export class NatDiscovery {
     return new Map([...this.#entries].map(([cluster, e]) => [cluster, e.result === undefined ? 'pending' : e.result.verdict ?? 'unanswered']));
   }
 
-  /** The address a remote saw this gateway at when it is not its own (first by cluster), else undefined. */
+  /**
+   * The address at least `quorum` (default 2) remotes agree they saw this gateway at,
+   * when it is not its own, else undefined. One remote's answer never decides this
+   * gateway's own NAT status — it could lie, and that status switches NAT traversal on
+   * every cable (issue 10 finding 7); it counts for the cable to that remote only
+   * (`seenBehindNatBy`).
+   */
   get natAddress(): string | undefined {
-    const natted = [...this.#entries].filter(([, e]) => e.result?.behindNat === true).sort(([a], [b]) => a.localeCompare(b));
-    return natted[0]?.[1].result?.seen?.ip;
+    const votes = new Map<string, number>();
+    for (const e of this.#entries.values()) {
+      const ip = e.result?.behindNat === true ? e.result.seen?.ip : undefined;
+      if (ip !== undefined) votes.set(ip, (votes.get(ip) ?? 0) + 1);
+    }
+    const agreed = [...votes].filter(([, n]) => n >= this.#quorum).sort(([a, n], [b, m]) => m - n || a.localeCompare(b));
+    return agreed[0]?.[0];
+  }
+
+  /** The remotes whose probe saw this gateway behind NAT: their cables use NAT traversal. */
+  seenBehindNatBy(): Set<string> {
+    return new Set([...this.#entries].filter(([, e]) => e.result?.behindNat === true).map(([cluster]) => cluster));
   }
 
   #start(entry: Entry): void {

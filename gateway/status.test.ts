@@ -58,4 +58,13 @@ test('a passive gateway reports no connections; secrets never appear', () => {
   assert.not.match(active, 'PUB');
 });
 
+test('a cable refused for its CIDRs publishes no subnets: the route agents must not route them anywhere', () => {
+  const s = gatewayStatus(input({
+    desired: [spec('c2'), spec('c3')],
+    failed: new Map([['c2', 'refused: 10.2.0.0/16 contains the broker'], ['c3', 'handshake failed']]),
+    refused: new Set(['c2']),
+  }));
+  assert.equal(s.connections.map((c) => [c.cluster, c.status, c.subnets]), [['c2', 'error', []], ['c3', 'error', ['10.3.0.0/16']]]);
+});
+
 test.run();

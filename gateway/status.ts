@@ -17,7 +17,11 @@ export interface ConnectionStatus {
   statusMessage?: string;
   endpoint: string;
   usingIP: string;
-  /** The remote cluster's CIDRs this gateway routes into the cable: what the route agents route to it. */
+  /**
+   * The remote cluster's CIDRs this gateway routes into the cable: what the route agents route
+   * to it (and, while the cable is down, make unreachable). Empty for a cable the gateway refused
+   * for its CIDRs or addresses: those must not be routed anywhere.
+   */
   subnets: string[];
   /** Path MTU for inner packets through the cable, when the OS has a route for it. */
   mtu?: number;
@@ -50,6 +54,8 @@ export interface StatusInput {
   readonly local: GatewayStatus['localEndpoint'];
   readonly desired: readonly CableSpec[];
   readonly failed: ReadonlyMap<string, string>;
+  /** Cables refused by screening (untrusted CIDRs or addresses): published without subnets. */
+  readonly refused?: ReadonlySet<string>;
   readonly cables: readonly CableStatus[];
   readonly health: ReadonlyMap<string, RttStats & { dead: boolean }>;
   readonly nat: ReadonlyMap<string, NatDiscoveryState>;
@@ -78,7 +84,7 @@ export function gatewayStatus(input: StatusInput): GatewayStatus {
           status,
           endpoint: `${d.remoteIp}:${d.remotePort}`,
           usingIP: d.remoteIp,
-          subnets: [...d.remoteCidrs],
+          subnets: input.refused?.has(d.remoteCluster) === true ? [] : [...d.remoteCidrs],
           natTraversal: d.natTraversal,
         };
         const mtu = input.mtus?.get(d.remoteCluster);

@@ -144,7 +144,7 @@ function checkCidr(s: string): Cidr | string {
 }
 
 function validate(view: AgentView, r: RemoteView): { cidrs: Cidr[] } | { reason: string } {
-  if (r.cidrs.length === 0) return { reason: 'it publishes no CIDR' };
+  if (r.cidrs.length === 0) return { reason: 'no CIDR published for it (the gateway refused its cable, or it has none: see the Gateway status)' };
   const cidrs: Cidr[] = [];
   const locals = view.localCidrs.flatMap((s) => {
     try {

@@ -193,6 +193,10 @@ export class BrokerCache {
           needList = true;
         } else if (err instanceof IsthmusError && err.code === ErrorCodes.INVALID_ARGUMENT && err.context['reason'] === 'future-revision') {
           needList = true;
+        } else if (isTooLargeForUs(err)) {
+          // a message above our receive limit would fail again on every resume: skip it by listing
+          this.#logger.warn({ revision: this.#revision, err: messageOf(err) }, 'a watch message was too large to take; listing again');
+          needList = true;
         } else {
           this.#logger.debug({ err: messageOf(err) }, 'broker unreachable; serving the last state');
           this.#client.markStale();
@@ -239,4 +243,9 @@ export class BrokerCache {
       }, reject);
     });
   }
+}
+
+/** This client refused a message above its receive limit (grpc-js RESOURCE_EXHAUSTED, no broker trailer). */
+export function isTooLargeForUs(err: unknown): boolean {
+  return err instanceof IsthmusError && err.code !== ErrorCodes.RESOURCE_EXHAUSTED && err.context['grpcCode'] === 8 && /larger than max/i.test(err.message);
 }

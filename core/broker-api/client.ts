@@ -1,6 +1,7 @@
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import { Client, credentials as grpcCredentials, status, type ClientReadableStream } from '@grpc/grpc-js';
 import {
-  Backoff, ErrorCodes, IsthmusError, isIsthmusError, messageOf, silentLogger, sleep, systemClock, type BackoffOptions, type Clock, type Logger,
+  Backoff, ClustersetRoles, ErrorCodes, IsthmusError, isIsthmusError, messageOf, silentLogger, sleep, systemClock, type BackoffOptions, type Clock, type Logger,
 } from '../index.ts';
 import { SERVICE_NAME, eventFromMessage, methods, toKinds, toRevision, type MethodName } from './proto.ts';
 import { fromServiceError } from './status.ts';
@@ -13,6 +14,14 @@ import type { BrokerEvent, Cluster, Endpoint, Export, Kind } from './types.ts';
  * Credentials are read again whenever the connection fails, so renewed certificates
  * are picked up without a restart.
  */
+/** An Error unless the server certificate's subject O= names the broker role. */
+export function brokerRoleProblem(cert: Pick<PeerCertificate, 'subject'>): Error | undefined {
+  const o = cert.subject?.O as string | string[] | undefined;
+  const orgs = o === undefined ? [] : Array.isArray(o) ? o : [o];
+  if (orgs.length === 1 && orgs[0] === ClustersetRoles.broker) return undefined;
+  return new Error(`the server's certificate is not a broker's (O=${orgs.join(',') || 'none'}, expected ${ClustersetRoles.broker}): check --broker points at the broker`);
+}
+
 export interface TlsMaterial {
   readonly caPem: string;
   readonly certPem: string;
@@ -75,6 +84,11 @@ export class BrokerClient {
     return this.#clock;
   }
 
+  /** host:port this client dials. */
+  get address(): string {
+    return this.#options.address;
+  }
+
   get logger(): Logger {
     return this.#logger;
   }
@@ -102,10 +116,14 @@ export class BrokerClient {
     if (this.#client !== undefined && tls.certPem === this.#certPem && !this.#reconnect) return this.#client;
     this.#reconnect = false;
     const old = this.#client;
-    const creds = grpcCredentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem));
+    const creds = grpcCredentials.createSsl(Buffer.from(tls.caPem), Buffer.from(tls.keyPem), Buffer.from(tls.certPem), {
+      // the name check of TLS, then the role: another member's (or a gateway's) certificate from the same CA is no broker
+      checkServerIdentity: (host, cert) => checkServerIdentity(host, cert) ?? brokerRoleProblem(cert),
+    });
     this.#client = new Client(this.#options.address, creds, {
-      // one revision can delete a whole cluster's records and arrives as one message
-      'grpc.max_receive_message_length': 256 * 1024 * 1024,
+      // the broker sends whole revisions of bounded size (records ≤ its maxRecordBytes, a
+      // cluster's removal in batches); a larger message makes the cache list again
+      'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
       'grpc.initial_reconnect_backoff_ms': 200,

@@ -19,6 +19,7 @@ const TO_GRPC: Partial<Record<ErrorCode, status>> = {
   [ErrorCodes.UNAVAILABLE]: status.UNAVAILABLE,
   [ErrorCodes.TIMEOUT]: status.DEADLINE_EXCEEDED,
   [ErrorCodes.ABORTED]: status.CANCELLED,
+  [ErrorCodes.RESOURCE_EXHAUSTED]: status.RESOURCE_EXHAUSTED,
 };
 
 const FROM_GRPC: Partial<Record<status, ErrorCode>> = {
@@ -51,7 +52,8 @@ export function toStatus(err: unknown): GrpcStatus {
     return { code: TO_GRPC[err.code] ?? status.INTERNAL, details: err.message, metadata };
   }
   metadata.set('isthmus-code', ErrorCodes.INTERNAL);
-  return { code: status.INTERNAL, details: `internal error: ${messageOf(err)}`, metadata };
+  // never the text of what failed inside (etcd addresses, library errors): that goes to the server's log
+  return { code: status.INTERNAL, details: 'internal error in the broker: its log has the details', metadata };
 }
 
 function first(md: Metadata | undefined, key: string): string | undefined {

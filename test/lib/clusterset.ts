@@ -2,7 +2,9 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, openSync, readFileSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
-import { EndpointKeeper, type EndpointInput } from '../../core/broker-api/index.ts';
+import { Etcd3 } from 'etcd3';
+import { EndpointKeeper, type Cluster, type Endpoint, type EndpointInput } from '../../core/broker-api/index.ts';
+import { etcdKey } from '../../broker/keys.ts';
 import { createLogger } from '../../core/index.ts';
 import { brokerClientFromDir } from '../../cli/broker-client.ts';
 import { projectRoot, type SandboxState } from '../../sandbox/index.ts';
@@ -248,6 +250,38 @@ export class Clusterset {
     };
   }
 
+  /**
+   * A remote cluster written straight into the broker's etcd, past every check of the
+   * broker: what a compromised or broken broker would relay. Receivers must refuse what
+   * is bad in it on their own. leave() deletes the records.
+   */
+  async forgeRemote(cluster: Partial<Cluster> & { cluster_id: string }, endpoint: Omit<EndpointInput, 'cluster_id'>): Promise<{ leave(): Promise<void> }> {
+    const etcd = new Etcd3({ hosts: [this.#etcd] });
+    const id = cluster.cluster_id;
+    const full: Cluster = { pod_cidrs: [], service_cidrs: [], labels: {}, global_cidr: '', ...cluster };
+    const ep: Endpoint = { public_ip: '', ports: [], backend_config: {}, health_check_ip: '', observed_source_ip: '', ...endpoint, cluster_id: id };
+    await etcd.put(etcdKey('CLUSTER', id)).value(JSON.stringify(full));
+    await etcd.put(etcdKey('ENDPOINT', `${id}/${ep.hostname}`)).value(JSON.stringify(ep));
+    return {
+      async leave() {
+        await etcd.delete().key(etcdKey('ENDPOINT', `${id}/${ep.hostname}`));
+        await etcd.delete().key(etcdKey('CLUSTER', id));
+        etcd.close();
+      },
+    };
+  }
+
+  /** A record as the broker stores it in etcd (kind dir + key, e.g. 'ENDPOINT', 'c2/c2-n1'), or undefined. */
+  async storedRecord(kind: 'CLUSTER' | 'ENDPOINT' | 'EXPORT', key: string): Promise<Record<string, unknown> | undefined> {
+    const etcd = new Etcd3({ hosts: [this.#etcd] });
+    try {
+      const v = await etcd.get(etcdKey(kind, key)).string();
+      return v === null ? undefined : (JSON.parse(v) as Record<string, unknown>);
+    } finally {
+      etcd.close();
+    }
+  }
+
   /** The Prometheus text a gateway serves. */
   async metrics(cluster: string, index: number): Promise<string> {
     const res = await fetch(`http://${this.node(cluster, index).ip}:${METRICS_PORT}/metrics`);
@@ -293,12 +327,14 @@ export class Clusterset {
   }
 
   /**
-   * Publishes a bad remote cluster c9 (see fakeRemote), waits until `cluster`'s gateway `name`
+   * Publishes a bad remote cluster c9 (see fakeRemote; forgeRemote with via 'etcd'), waits until `cluster`'s gateway `name`
    * reports its cable in error and returns that connection's message and the other
    * connections' states; c9 leaves again before this returns.
    */
-  async badRemote(cluster: string, name: string, endpoint: Omit<EndpointInput, 'cluster_id'>): Promise<{ message: string; others: Record<string, string> }> {
-    const fake = await this.fakeRemote('c9', ['10.9.0.0/16', '10.109.0.0/16'], endpoint);
+  async badRemote(cluster: string, name: string, endpoint: Omit<EndpointInput, 'cluster_id'>, via: 'broker' | 'etcd' = 'broker'): Promise<{ message: string; others: Record<string, string> }> {
+    const fake = via === 'broker'
+      ? await this.fakeRemote('c9', ['10.9.0.0/16', '10.109.0.0/16'], endpoint)
+      : await this.forgeRemote({ cluster_id: 'c9', pod_cidrs: ['10.9.0.0/16'], service_cidrs: ['10.109.0.0/16'] }, endpoint);
     try {
       const g = await eventually(`${name} reports c9 in error`, async () => {
         const o = await this.gateway(cluster, name);
