@@ -119,7 +119,7 @@ export class GatewayEngine {
   /** Where to probe each cable: the remote gateway's health-check address, set with the cables. */
   #targets: ProbeTarget[] = [];
   #failed = new Map<string, string>();
-  /** Remote clusters whose cable the screening refused: their CIDRs are not published to the route agents. */
+  /** Remote clusters whose CIDRs the screening refused: they are not published to the route agents. */
   #refused = new Set<string>();
   /** Path MTU per remote cluster, keyed by the CIDR it was measured for. */
   #mtus = new Map<string, { cidr: string; mtu: number }>();
@@ -365,7 +365,7 @@ export class GatewayEngine {
     const screened = screenCables(desired, { ownAddresses: own, brokerAddresses: this.#brokerAddresses });
     const result = await this.#d.driver.set(screened.accepted);
     const refused = new Set(screened.refused.map((r) => r.remoteCluster));
-    this.#refused = refused;
+    this.#refused = new Set(screened.refused.filter((r) => r.badCidrs === true).map((r) => r.remoteCluster));
     this.#desired = desired.map((d) => (refused.has(d.remoteCluster) ? displayable(d) : d));
     const healthIps = new Map(chosen.map((e) => [e.clusterId, e.healthCheckIp]));
     this.#targets = screened.accepted.flatMap((d) => {

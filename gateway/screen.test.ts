@@ -13,6 +13,11 @@ const reasons = (specs: CableSpec[]) => {
   return { accepted: r.accepted.map((s) => s.remoteCluster), refused: Object.fromEntries(r.refused.map((x) => [x.remoteCluster, x.reason])) };
 };
 
+test('refusals caused by the CIDRs say so (routed nowhere); others leave CIDRs to fail closed on', () => {
+  const r = screenCables([spec('brk', { remoteCidrs: ['172.29.0.0/30'] }), spec('a', { backend: { 'public-key': 'same' }, remoteCidrs: ['10.5.0.0/16'] }), spec('b', { backend: { 'public-key': 'same' }, remoteCidrs: ['10.6.0.0/16'] })], ctx);
+  assert.equal(r.refused.map((x) => [x.remoteCluster, x.badCidrs ?? false]), [['brk', true], ['a', false], ['b', false]]);
+});
+
 test('sound cables pass untouched', () => {
   const specs = [spec('c2'), spec('c3', { remoteCidrs: ['10.3.0.0/16'], backend: { 'public-key': 'k3' } }), spec('c4', { remoteCidrs: ['242.1.0.0/16'], backend: { 'cert-cn': 'gw.c4' } })];
   assert.equal(screenCables(specs, ctx).accepted, specs);

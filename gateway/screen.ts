@@ -28,6 +28,12 @@ export interface ScreenContext {
 export interface Refusal {
   readonly remoteCluster: string;
   readonly reason: string;
+  /**
+   * The CIDRs themselves are the reason (not unicast, or holding an address of this node, the
+   * broker or a peer): they must be routed nowhere, not even made unreachable. Other refusals
+   * (a shared key, a bad identity or address) leave CIDRs that are fine to fail closed on.
+   */
+  readonly badCidrs?: true;
 }
 
 const IDENTITY_FIELDS = ['public-key', 'cert-cn'] as const;
@@ -47,22 +53,16 @@ export function screenCables(specs: readonly CableSpec[], ctx: ScreenContext): {
   const accepted: CableSpec[] = [];
   const refused: Refusal[] = [];
   for (const s of specs) {
-    const reason = problem(s, ctx, peerAddresses, holders);
+    const cidrReason = cidrProblem(s, ctx, peerAddresses);
+    const reason = cidrReason ?? problem(s, holders);
     if (reason === undefined) accepted.push(s);
-    else refused.push({ remoteCluster: s.remoteCluster, reason });
+    else refused.push({ remoteCluster: s.remoteCluster, reason, ...(cidrReason === undefined ? {} : { badCidrs: true as const }) });
   }
   return { accepted, refused };
 }
 
-function problem(
-  s: CableSpec, ctx: ScreenContext, peers: readonly { cluster: string; ip: string }[], holders: ReadonlyMap<string, readonly string[]>,
-): string | undefined {
-  const bad = addressProblem(s.remoteIp);
-  if (bad !== undefined) return `refused: its gateway address ${bad}`;
-  const port = s.remotePort;
-  if (!Number.isInteger(port) || port < 1 || port > 65_535 || (port < 1024 && port !== 500 && port !== 4500)) {
-    return `refused: its port ${String(port).slice(0, 16)} is not 1024-65535 (or 500/4500 for IKE)`;
-  }
+/** Why the spec's CIDRs may be routed nowhere, or undefined. */
+function cidrProblem(s: CableSpec, ctx: ScreenContext, peers: readonly { cluster: string; ip: string }[]): string | undefined {
   for (const c of s.remoteCidrs) {
     const nu = nonUnicastCidrProblem(c);
     if (nu !== undefined) return `refused: remote CIDR ${nu}`;
@@ -73,6 +73,16 @@ function problem(
   if (broker !== undefined) return `refused: remote CIDR ${cidrHolding(s.remoteCidrs, broker) ?? ''} contains the broker's address ${broker}`;
   const peer = peers.find((p) => cidrHolding(s.remoteCidrs, p.ip) !== undefined);
   if (peer !== undefined) return `refused: remote CIDR ${cidrHolding(s.remoteCidrs, peer.ip) ?? ''} contains the cable address ${peer.ip} of cluster ${peer.cluster}`;
+  return undefined;
+}
+
+function problem(s: CableSpec, holders: ReadonlyMap<string, readonly string[]>): string | undefined {
+  const bad = addressProblem(s.remoteIp);
+  if (bad !== undefined) return `refused: its gateway address ${bad}`;
+  const port = s.remotePort;
+  if (!Number.isInteger(port) || port < 1 || port > 65_535 || (port < 1024 && port !== 500 && port !== 4500)) {
+    return `refused: its port ${String(port).slice(0, 16)} is not 1024-65535 (or 500/4500 for IKE)`;
+  }
   for (const f of IDENTITY_FIELDS) {
     const v = s.backend[f];
     if (v === undefined || v === '') continue;

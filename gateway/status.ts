@@ -19,8 +19,9 @@ export interface ConnectionStatus {
   usingIP: string;
   /**
    * The remote cluster's CIDRs this gateway routes into the cable: what the route agents route
-   * to it (and, while the cable is down, make unreachable). Empty for a cable the gateway refused
-   * for its CIDRs or addresses: those must not be routed anywhere.
+   * to it (and, while the cable is down or refused, make unreachable). Empty for a cable refused
+   * because of its CIDRs (holding this node's, the broker's or a peer's address, or not
+   * unicast): those must not be routed anywhere.
    */
   subnets: string[];
   /** Path MTU for inner packets through the cable, when the OS has a route for it. */
@@ -54,7 +55,7 @@ export interface StatusInput {
   readonly local: GatewayStatus['localEndpoint'];
   readonly desired: readonly CableSpec[];
   readonly failed: ReadonlyMap<string, string>;
-  /** Cables refused by screening (untrusted CIDRs or addresses): published without subnets. */
+  /** Cables refused by screening for their CIDRs: published without subnets. */
   readonly refused?: ReadonlySet<string>;
   readonly cables: readonly CableStatus[];
   readonly health: ReadonlyMap<string, RttStats & { dead: boolean }>;
