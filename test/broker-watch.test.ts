@@ -11,6 +11,7 @@ let lab: Lab;
 const exp = (name: string, v: number): Export => ({
   cluster_id: 'c1', namespace: 'default', name, type: 'ClusterSetIP', ports: [{ name: 'http', protocol: 'TCP', port: v, app_protocol: '' }],
   session_affinity: 'None', session_affinity_timeout_seconds: 0, ip_families: ['IPv4'], labels: {}, annotations: {}, creation_time: '2026-01-01T00:00:00Z', endpoints: [],
+  internal_traffic_policy: '', traffic_distribution: '', endpoint_ports: [],
 });
 
 test.before(async () => {
