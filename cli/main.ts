@@ -3,6 +3,7 @@ import { isIsthmusError, messageOf } from '../core/index.ts';
 import type { Command } from './command.ts';
 import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
+import { dnsCommand } from './dns.ts';
 import { gatewayCommand } from './gateway.ts';
 import { leaveCommand } from './leave.ts';
 import { sandboxCommand } from './sandbox.ts';
@@ -12,7 +13,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, dnsCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 
