@@ -6,6 +6,7 @@ import { certsCommand } from './certs.ts';
 import { dnsCommand } from './dns.ts';
 import { gatewayCommand } from './gateway.ts';
 import { leaveCommand } from './leave.ts';
+import { mcsCommand } from './mcs.ts';
 import { sandboxCommand } from './sandbox.ts';
 
 /**
@@ -13,7 +14,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, dnsCommand, sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, mcsCommand, dnsCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 

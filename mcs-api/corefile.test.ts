@@ -40,4 +40,10 @@ test('bad targets are refused; reload detection ignores our stanza', () => {
   assert.ok(reloads('.:53 {\n    reload\n}\n'));
 });
 
+test('NodeLocal DNSCache: the stanza binds where the Corefile binds', () => {
+  const nodelocal = 'cluster.local:53 {\n    bind 169.254.20.10 10.96.0.10\n    forward . 10.96.0.11\n}\n';
+  assert.ok(corefileWithStanza(nodelocal, '10.101.0.53').includes('clusterset.local:53 {\n    bind 169.254.20.10 10.96.0.10\n    errors'));
+  assert.not.ok(corefileWithStanza(original, '10.101.0.53').includes('bind'));
+});
+
 test.run();

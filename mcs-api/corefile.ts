@@ -48,9 +48,12 @@ export function corefileWithStanza(corefile: string, target: string | undefined)
   const base = withoutStanza(corefile);
   if (target === undefined) return base;
   checkTarget(target);
+  // NodeLocal DNSCache binds its own link-local address: listen where the root block does.
+  const bind = /^\s*bind\s+[^\n{}]+$/m.exec(base)?.[0].trim();
   const stanza = [
     BEGIN_MARKER,
     `clusterset.local:${rootPort(base)} {`,
+    ...(bind === undefined ? [] : [`    ${bind}`]),
     '    errors',
     `    forward . ${target}`,
     '    reload',
