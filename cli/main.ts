@@ -7,6 +7,7 @@ import { dnsCommand } from './dns.ts';
 import { gatewayCommand } from './gateway.ts';
 import { leaveCommand } from './leave.ts';
 import { mcsCommand } from './mcs.ts';
+import { exportCommand, showCommand, unexportCommand } from './mcs-verbs.ts';
 import { sandboxCommand } from './sandbox.ts';
 
 /**
@@ -14,7 +15,7 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, mcsCommand, dnsCommand, sandboxCommand];
+  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand];
   return new Map(commands.map((c) => [c.name, c]));
 }
 

@@ -167,7 +167,8 @@ export function clusterPropertyCrd(): JsonSchema {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: 'clusterproperties.about.k8s.io' },
+    // about.k8s.io is a protected group: the API server wants the approval annotation (KEP-2149's).
+    metadata: { name: 'clusterproperties.about.k8s.io', annotations: { 'api-approved.kubernetes.io': 'https://github.com/kubernetes/enhancements/tree/master/keps/sig-multicluster/2149-clusterid' } },
     spec: {
       group: 'about.k8s.io',
       scope: 'Cluster',
