@@ -2,7 +2,7 @@ import * as dns from 'dns-packet';
 import type { Answer, DecodedPacket, Packet } from 'dns-packet';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { answer, OUR_UDP_SIZE } from './answer.ts';
+import { answer, CachedAnswerer, OUR_UDP_SIZE } from './answer.ts';
 import { ZoneIndex, type DnsService } from './zone.ts';
 
 const echo: DnsService = {
@@ -162,6 +162,22 @@ test('index updates: a Service replaced or removed changes its names only', () =
   assert.is(ask(z, 'demo.svc.clusterset.local', 'A').rcode, 'NXDOMAIN');
   z.set('demo/echo', { ...echo, ips: ['10.101.0.51'] });
   assert.equal(data(ask(z, 'echo.demo.svc.clusterset.local', 'A').answers), ['10.101.0.51']);
+});
+
+test('cached replies: the same bytes but the id; a zone change is seen at once', () => {
+  const z = zone();
+  const cached = new CachedAnswerer(z, 4);
+  const q = (id: number, name: string): Buffer => dns.encode({ type: 'query', id, questions: [{ name, type: 'A', class: 'IN' }] });
+  const first = cached.answer(q(1, 'echo.demo.svc.clusterset.local'), { transport: 'udp' });
+  const second = cached.answer(q(2, 'echo.demo.svc.clusterset.local'), { transport: 'udp' });
+  assert.ok(first && second);
+  assert.is(second.readUInt16BE(0), 2);
+  assert.equal(second.subarray(2), first.subarray(2));
+  assert.equal(second, answer(q(2, 'echo.demo.svc.clusterset.local'), z, { transport: 'udp' }));
+  z.set('demo/echo', { ...echo, ips: ['10.101.0.99'] });
+  assert.equal(data(dns.decode(cached.answer(q(3, 'echo.demo.svc.clusterset.local'), { transport: 'udp' }) as Buffer).answers), ['10.101.0.99']);
+  for (let i = 0; i < 10; i++) cached.answer(q(i, `n${i}.clusterset.local`), { transport: 'udp' });
+  assert.is(cached.answer(Buffer.alloc(3), { transport: 'udp' }), undefined);
 });
 
 test('responses and runts are dropped', () => {

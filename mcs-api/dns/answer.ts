@@ -160,3 +160,44 @@ function build(query: Buffer, h: ReturnType<typeof header>, zone: ZoneIndex, opt
   }
   return out;
 }
+
+/**
+ * answer() with a cache of whole replies: two queries that differ only in their id get
+ * the same reply but for the id, so the reply to (transport, query bytes after the id)
+ * is kept until the zone changes (its generation) and copied with the new id. At most
+ * `maxEntries` replies are kept (the cache is emptied when full: junk queries cannot
+ * grow it). Same guarantees as answer().
+ */
+export class CachedAnswerer {
+  readonly #zone: ZoneIndex;
+  readonly #max: number;
+  readonly #cache = new Map<string, Buffer | null>();
+  #generation = -1;
+
+  constructor(zone: ZoneIndex, maxEntries = 10_000) {
+    this.#zone = zone;
+    this.#max = maxEntries;
+  }
+
+  answer(query: Buffer, options: AnswerOptions): Buffer | undefined {
+    if (query.length < 12) return undefined;
+    if (this.#generation !== this.#zone.generation) {
+      this.#cache.clear();
+      this.#generation = this.#zone.generation;
+    }
+    const key = options.transport + query.toString('latin1', 2);
+    let reply = this.#cache.get(key);
+    if (reply === undefined) {
+      reply = answer(query, this.#zone, options) ?? null;
+      if (this.#cache.size >= this.#max) this.#cache.clear();
+      this.#cache.set(key, reply);
+      return reply ?? undefined;
+    }
+    if (reply === null) return undefined;
+    const out = Buffer.allocUnsafe(reply.length);
+    reply.copy(out);
+    out[0] = query[0] ?? 0;
+    out[1] = query[1] ?? 0;
+    return out;
+  }
+}

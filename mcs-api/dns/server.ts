@@ -3,12 +3,13 @@ import { isIPv6 } from 'node:net';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
 import type { Counter } from 'prom-client';
 import { ErrorCodes, IsthmusError, messageOf, type Service } from '../../core/index.ts';
-import { answer } from './answer.ts';
+import { CachedAnswerer } from './answer.ts';
 import type { ZoneIndex } from './zone.ts';
 
 /**
  * The DNS server: UDP and TCP on one host:port, answering every query from the zone
- * index in memory (answer() is pure and synchronous: no API call, no await per query).
+ * index in memory (answer() is pure and synchronous: no API call, no await per query;
+ * replies are cached until the zone changes, see CachedAnswerer).
  *
  * TCP (RFC 7766): 2-byte length-prefixed messages, several per connection, answered in
  * order; a connection idle for `tcpIdleMs` (default 10 s) or sending a length of 0 or
@@ -42,9 +43,11 @@ export class DnsServer implements Service {
   #tcp: Server | undefined;
   readonly #conns = new Set<TcpSocket>();
   #port = 0;
+  readonly #answerer: CachedAnswerer;
 
   constructor(options: DnsServerOptions) {
     this.#options = options;
+    this.#answerer = new CachedAnswerer(options.zone);
   }
 
   /** The port served (the one chosen for port 0), once started. */
@@ -64,7 +67,7 @@ export class DnsServer implements Service {
       new IsthmusError(ErrorCodes.PORT_IN_USE, `cannot serve DNS on ${where}: ${messageOf(err)}; stop what holds it (ss -ltunp 'sport = :${port}') or choose another --listen`, { cause: err });
     const udp = createSocket({ type: isIPv6(host) ? 'udp6' : 'udp4', reuseAddr: false });
     udp.on('message', (msg, rinfo) => {
-      const out = answer(msg, this.#options.zone, { transport: 'udp' });
+      const out = this.#answerer.answer(msg, { transport: 'udp' });
       if (out === undefined) return;
       this.#count('udp', out);
       udp.send(out, rinfo.port, rinfo.address);
@@ -105,7 +108,7 @@ export class DnsServer implements Service {
         if (pending.length < 2 + len) return;
         const msg = pending.subarray(2, 2 + len);
         pending = pending.subarray(2 + len);
-        const out = answer(msg, this.#options.zone, { transport: 'tcp' });
+        const out = this.#answerer.answer(msg, { transport: 'tcp' });
         if (out === undefined) continue;
         this.#count('tcp', out);
         const frame = Buffer.alloc(2 + out.length);

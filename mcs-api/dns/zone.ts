@@ -153,11 +153,17 @@ export class ZoneIndex {
   readonly #records = new Map<string, RRSet>();
   readonly #empty = new Map<string, number>();
   readonly #apex: RRSet;
+  #generation = 0;
 
   constructor(zone = 'clusterset.local') {
     this.zone = zone.toLowerCase().replace(/\.$/, '');
     this.#apex = emptySet();
     this.#records.set(`dns-version.${this.zone}`, { ...emptySet(), txt: [SCHEMA_VERSION] });
+  }
+
+  /** Changes with every set(): a cached answer of an older generation is stale. */
+  get generation(): number {
+    return this.#generation;
   }
 
   /** Number of Services indexed. */
@@ -167,6 +173,7 @@ export class ZoneIndex {
 
   /** Replaces what Service `key` ("ns/name") contributes; undefined removes it. */
   set(key: string, svc: DnsService | undefined): void {
+    this.#generation++;
     const old = this.#byService.get(key);
     if (old !== undefined) {
       for (const n of old.records.keys()) this.#records.delete(n);
