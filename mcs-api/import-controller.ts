@@ -146,7 +146,10 @@ export class ImportController implements Service {
   async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
     if (this.#namespaces.cache.get('', namespace) === undefined) return;
-    const merged = mergeExports(this.#o.exports.records(key), { unhealthy: this.#unhealthy });
+    const records = this.#o.exports.records(key);
+    // health from the Gateway cache now (a cluster first seen in these records counts too)
+    const unhealthy = unhealthyClusters(this.#gateways.cache.list(), records.map((x) => x.cluster_id), this.#o.clusterId);
+    const merged = mergeExports(records, { unhealthy });
     const spec = merged.serviceImport;
     if (spec === undefined) {
       await this.#removeAll(namespace, name);
