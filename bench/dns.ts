@@ -9,12 +9,13 @@
 //     twice each, alternating; open loop at --qps (10,000): latency percentiles; RSS of isthmus dns.
 // usage: node bench/dns.ts [--services 200] [--seconds 10] [--qps 10000]
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { pins, projectRoot } from '../sandbox/index.ts';
 import { isthmus, kubectl, run } from '../test/lib/cli.ts';
 import { numberArg } from './lib/args.ts';
+import { rssMb } from './lib/proc.ts';
 
 const N = numberArg('services', 200);
 const SECONDS = numberArg('seconds', 10);
@@ -50,11 +51,6 @@ async function waitAnswer(port: number, name: string): Promise<void> {
     await new Promise((res) => setTimeout(res, 500));
   }
   throw new Error(`no answer for ${name} on port ${port}`);
-}
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Math.round(Number(m?.[1] ?? 0) / 1024);
 }
 
 try {

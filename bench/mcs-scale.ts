@@ -4,7 +4,6 @@
 // ServiceExports are created at once (50 requests in flight) and the clock runs until c2 holds a
 // ServiceImport with a clusterset IP for every one. Also: the mcs controllers' RSS after.
 // usage: node bench/mcs-scale.ts [--services 1000]
-import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { createLogger } from '../core/index.ts';
@@ -13,16 +12,12 @@ import { projectRoot } from '../sandbox/index.ts';
 import { kubectl } from '../test/lib/cli.ts';
 import { Clusterset } from '../test/lib/clusterset.ts';
 import { numberArg } from './lib/args.ts';
+import { rssMb } from './lib/proc.ts';
 import { join } from 'node:path';
 
 const N = numberArg('services', 1000);
 const cs = new Clusterset();
 const cli = join(projectRoot(), 'cli', 'main.ts');
-
-function rssMb(pid: number): number {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return Math.round(Number(m?.[1] ?? 0) / 1024);
-}
 
 async function pool<T>(items: readonly T[], width: number, f: (t: T) => Promise<unknown>): Promise<void> {
   let next = 0;

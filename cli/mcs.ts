@@ -3,7 +3,7 @@ import { ErrorCodes, IsthmusError, Lifecycle, createLogger, int, messageOf, opti
 import { loadKubeConfig } from '../core/k8s.ts';
 import { BrokerCache } from '../core/broker-api/index.ts';
 import {
-  CorednsKeeper, ExportController, ExportIndex, ImportController, MCS_GROUP, MCS_VERSION, resolveClusterId, type ClusterProperty,
+  CorednsKeeper, ExportController, ExportIndex, ImportController, MCS_GROUP, MCS_VERSION, apiCode, resolveClusterId, type ClusterProperty,
 } from '../mcs-api/index.ts';
 import { optionRecord, parseArgs } from './args.ts';
 import { brokerClientFromDir } from './broker-client.ts';
@@ -27,11 +27,6 @@ function usage(): string {
     .join('\n')}\n`;
 }
 
-function code(err: unknown): number | undefined {
-  const c = (err as { code?: unknown } | null)?.code;
-  return typeof c === 'number' ? c : undefined;
-}
-
 /** The cluster's ClusterProperties (none when the CRD is not installed). */
 async function clusterProperties(kc: KubeConfig): Promise<Map<string, string>> {
   const objects = kc.makeApiClient(CustomObjectsApi);
@@ -39,7 +34,7 @@ async function clusterProperties(kc: KubeConfig): Promise<Map<string, string>> {
     const list = (await objects.listClusterCustomObject({ group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties' })) as { items?: ClusterProperty[] };
     return new Map((list.items ?? []).map((p) => [p.metadata?.name ?? '', p.spec?.value ?? '']));
   } catch (err) {
-    if (code(err) === 404) return new Map();
+    if (apiCode(err) === 404) return new Map();
     throw new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot read ClusterProperties: ${messageOf(err)}`, { cause: err });
   }
 }
@@ -51,7 +46,7 @@ async function requireCrds(kc: KubeConfig): Promise<void> {
     try {
       await objects.listClusterCustomObject({ group: MCS_GROUP, version: MCS_VERSION, plural, limit: 1 });
     } catch (err) {
-      if (code(err) === 404) {
+      if (apiCode(err) === 404) {
         throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the ${plural}.${MCS_GROUP} CRD is not installed: kubectl apply -f deploy/crds/${plural}.${MCS_GROUP}.json`);
       }
       throw new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot reach the Kubernetes API: ${messageOf(err)}`, { cause: err });
@@ -92,7 +87,7 @@ export const mcsCommand: Command = {
         const ip = svc.spec?.clusterIP;
         return ip === undefined || ip === 'None' ? undefined : ip.includes(':') ? `[${ip}]:53` : ip;
       } catch (err) {
-        if (code(err) === 404) return undefined;
+        if (apiCode(err) === 404) return undefined;
         throw err;
       }
     };

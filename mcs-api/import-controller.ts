@@ -7,7 +7,7 @@ import { createInformer, splitKey, type CachedInformer } from '../core/k8s.ts';
 import type { ExportIndex } from './export-index.ts';
 import { unhealthyClusters, type GatewayView } from './health.ts';
 import { desiredDerivedService, desiredServiceImport, desiredSlices, projectService, projectServiceImport, projectSlice } from './import-objects.ts';
-import { isNotFound } from './kube-errors.ts';
+import { isAlreadyExists, isNotFound } from './kube-errors.ts';
 import { derivedServiceName, mergeExports, type ImportSpec } from './merge.ts';
 import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION, type ServiceImport } from './types.ts';
 
@@ -190,7 +190,7 @@ export class ImportController implements Service {
         cur = await this.#core.createNamespacedService({ namespace: spec.namespace, body: want });
       } catch (err) {
         // The cache may lag behind our own create: read it back.
-        if ((err as { code?: number }).code !== 409) throw err;
+        if (!isAlreadyExists(err)) throw err;
         cur = await this.#core.readNamespacedService({ namespace: spec.namespace, name });
       }
     } else if (projectService(cur) !== projectService(want)) {
@@ -218,7 +218,7 @@ export class ImportController implements Service {
       try {
         cur = (await this.#objects.createNamespacedCustomObject({ ...ref, body: want })) as ServiceImport;
       } catch (err) {
-        if ((err as { code?: number }).code !== 409) throw err;
+        if (!isAlreadyExists(err)) throw err;
         cur = (await this.#objects.getNamespacedCustomObject({ ...ref, name: spec.name })) as ServiceImport;
       }
     } else if (projectServiceImport(cur) !== projectServiceImport(want)) {

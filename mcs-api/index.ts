@@ -8,3 +8,4 @@ export { resolveClusterId, CLUSTER_ID_PROPERTY, CLUSTERSET_PROPERTY } from './cl
 export { mcsCrds } from './crds.ts';
 export { corefileWithStanza } from './corefile.ts';
 export { MCS_GROUP, MCS_VERSION, type ServiceExport, type ServiceImport, type ClusterProperty } from './types.ts';
+export { apiCode } from './kube-errors.ts';

@@ -5,5 +5,4 @@ export function apiCode(err: unknown): number | undefined {
 }
 
 export const isNotFound = (err: unknown): boolean => apiCode(err) === 404;
-export const isConflict = (err: unknown): boolean => apiCode(err) === 409;
 export const isAlreadyExists = (err: unknown): boolean => apiCode(err) === 409;

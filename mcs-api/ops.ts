@@ -1,6 +1,6 @@
 import { CustomObjectsApi, dumpYaml, type KubeConfig, type V1Condition } from '@kubernetes/client-node';
 import { ErrorCodes, IsthmusError, messageOf } from '../core/index.ts';
-import { isNotFound } from './kube-errors.ts';
+import { isAlreadyExists, isNotFound } from './kube-errors.ts';
 import { MCS_GROUP, MCS_VERSION, type ServiceExport, type ServiceImport } from './types.ts';
 
 /**
@@ -34,7 +34,7 @@ export async function exportService(kc: KubeConfig, namespace: string, name: str
     });
     return true;
   } catch (err) {
-    if ((err as { code?: number }).code === 409) return false;
+    if (isAlreadyExists(err)) return false;
     if (isNotFound(err)) {
       throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot export ${namespace}/${name}: namespace ${namespace} does not exist, or the MCS CRDs are not installed (kubectl apply -f deploy/crds/)`, { cause: err });
     }
