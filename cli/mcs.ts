@@ -94,7 +94,7 @@ export const mcsCommand: Command = {
     const services: Service[] = [
       cacheService(cache),
       new ExportController({ kubeConfig, clusterId, broker, exports, logger, coalesceMs: cfg.coalesceMs }),
-      new ImportController({ kubeConfig, clusterId, exports, logger, gatewayNamespace: cfg.gatewayNamespace }),
+      new ImportController({ kubeConfig, clusterId, exports, logger, gatewayNamespace: cfg.gatewayNamespace, exportsSynced: cache.synced }),
       new CorednsKeeper({ kubeConfig, target, logger }),
     ];
     try {

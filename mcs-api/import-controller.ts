@@ -32,6 +32,11 @@ export interface ImportControllerOptions {
   logger: Logger;
   /** Namespace of the Gateway resources (default isthmus-system). */
   gatewayNamespace?: string;
+  /**
+   * Resolves when `exports` holds the broker's full list (BrokerCache.synced). No import is
+   * reconciled before: an empty index would read as "every export gone" and delete them.
+   */
+  exportsSynced: Promise<void>;
 }
 
 const siRef = { group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceimports' };
@@ -93,8 +98,9 @@ export class ImportController implements Service {
     });
   }
 
+  /** The informers of objects we own have listed once (the Gateway informer is not waited for: without its CRD, health is unknown, not fatal). */
   get synced(): Promise<void> {
-    return Promise.all([this.#imports.synced, this.#slices.synced, this.#derived.synced, this.#namespaces.synced, this.#gateways.synced]).then(() => undefined);
+    return Promise.all([this.#imports.synced, this.#slices.synced, this.#derived.synced, this.#namespaces.synced]).then(() => undefined);
   }
 
   /** Clusters whose endpoints are marked not ready now. */
@@ -106,11 +112,19 @@ export class ImportController implements Service {
     this.#unfollow = this.#o.exports.onChange((key) => this.#queue.add(key));
     await Promise.all([this.#imports.start(), this.#slices.start(), this.#derived.start(), this.#namespaces.start(), this.#gateways.start()]);
     await this.synced;
+    // not awaited by start(): a broker away at start delays imports, never the process
+    this.#running.push(this.#o.exportsSynced.then(() => this.#run()));
+  }
+
+  #run(): Promise<void> {
+    if (this.#queue.shuttingDown) return Promise.resolve();
     this.#refreshHealth();
     for (const key of this.#o.exports.serviceKeys()) this.#queue.add(key);
     for (const si of this.#imports.cache.list()) this.#queue.add(`${si.metadata?.namespace ?? ''}/${si.metadata?.name ?? ''}`);
-    this.#running.push(this.#side.run(async (key) => this.#sideEvent(key), { workers: 1, logger: this.#o.logger }));
-    this.#running.push(this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: 4, logger: this.#o.logger }));
+    return Promise.all([
+      this.#side.run(async (key) => this.#sideEvent(key), { workers: 1, logger: this.#o.logger }),
+      this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: 4, logger: this.#o.logger }),
+    ]).then(() => undefined);
   }
 
   async #sideEvent(key: string): Promise<void> {
