@@ -80,11 +80,18 @@ function sorted<T>(m: Record<string, T> | undefined): [string, T][] {
   return Object.entries(m ?? {}).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
 }
 
+/** JSON with every object's keys sorted: the API server returns custom objects' maps in its own key order. */
+function canonical(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(canonical);
+  if (v !== null && typeof v === 'object') return Object.fromEntries(Object.keys(v).sort().map((k) => [k, canonical((v as Record<string, unknown>)[k])]));
+  return v;
+}
+
 export function projectServiceImport(si: ServiceImport | undefined): string {
   if (si === undefined) return '';
   // Annotations the API or kubectl add (last-applied) are not ours to police.
   const ann = sorted(si.metadata?.annotations).filter(([k]) => !k.startsWith('kubectl.kubernetes.io/'));
-  return JSON.stringify([sorted(si.metadata?.labels), ann, si.spec ?? {}]);
+  return JSON.stringify(canonical([sorted(si.metadata?.labels), ann, si.spec ?? {}]));
 }
 
 export interface SliceOwner {
