@@ -1,9 +1,9 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { ErrorCodes, IsthmusError, Lifecycle, createLogger, int, messageOf, optionalStr, str, validateConfig, type Service } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, Lifecycle, MetricsServer, createLogger, int, messageOf, optionalStr, str, validateConfig, type Service } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { BrokerCache } from '../core/broker-api/index.ts';
 import {
-  CorednsKeeper, ExportController, ExportIndex, ImportController, MCS_GROUP, MCS_VERSION, apiCode, resolveClusterId, type ClusterProperty,
+  CorednsKeeper, ExportController, ExportIndex, ImportController, McsMetrics, MCS_GROUP, MCS_VERSION, apiCode, resolveClusterId, type ClusterProperty,
 } from '../mcs-api/index.ts';
 import { optionRecord, parseArgs } from './args.ts';
 import { brokerClientFromDir } from './broker-client.ts';
@@ -18,6 +18,7 @@ const schema = {
   gatewayNamespace: str('namespace of the Gateway resources that tell cluster health (default isthmus-system)', 'isthmus-system'),
   dnsService: str('namespace/name of the isthmus dns Service CoreDNS forwards clusterset.local to (default isthmus-system/isthmus-dns)', 'isthmus-system/isthmus-dns'),
   dnsAddress: optionalStr('forward clusterset.local to this ip[:port] instead of the --dns-service\'s ClusterIP'),
+  metrics: optionalStr('serve Prometheus metrics, /healthz and /readyz on host:port (default off)'),
   coalesceMs: int('wait this long after an EndpointSlice change before publishing, to batch a rollout (default 250)', 250, 0, 60_000),
 };
 
@@ -91,12 +92,17 @@ export const mcsCommand: Command = {
         throw err;
       }
     };
+    const metrics = new McsMetrics();
+    let ready = false;
+    void cache.synced.then(() => (ready = true));
     const services: Service[] = [
       cacheService(cache),
-      new ExportController({ kubeConfig, clusterId, broker, exports, logger, coalesceMs: cfg.coalesceMs }),
-      new ImportController({ kubeConfig, clusterId, exports, logger, gatewayNamespace: cfg.gatewayNamespace, exportsSynced: cache.synced }),
+      new ExportController({ kubeConfig, clusterId, broker, exports, logger, coalesceMs: cfg.coalesceMs, metrics }),
+      new ImportController({ kubeConfig, clusterId, exports, logger, gatewayNamespace: cfg.gatewayNamespace, exportsSynced: cache.synced, metrics }),
       new CorednsKeeper({ kubeConfig, target, logger }),
     ];
+    // metrics first: /healthz answers while the controllers start; /readyz once the broker list is in
+    if (cfg.metrics !== undefined) services.unshift(new MetricsServer(metrics.registry, cfg.metrics, async () => ready));
     try {
       await new Lifecycle(services, logger).runUntilSignal();
     } finally {

@@ -6,6 +6,7 @@ import type { Export } from '../core/broker-api/index.ts';
 import { exportConditions, sameConditions, type Publication } from './conditions.ts';
 import { buildExport, sameExport } from './export-record.ts';
 import type { ExportIndex } from './export-index.ts';
+import type { McsMetrics } from './metrics.ts';
 import { mergeExports } from './merge.ts';
 import { LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceExport } from './types.ts';
 
@@ -38,6 +39,7 @@ export interface ExportControllerOptions {
   logger: Logger;
   /** Default 250 ms. */
   coalesceMs?: number;
+  metrics?: McsMetrics;
   clock?: Clock;
 }
 
@@ -105,7 +107,9 @@ export class ExportController implements Service {
     try {
       await this.reconcile(key);
       this.#queue.forget(key);
+      this.#o.metrics?.reconciles.inc({ side: 'export', result: 'ok' });
     } catch (err) {
+      this.#o.metrics?.reconciles.inc({ side: 'export', result: 'error' });
       this.#o.logger.warn({ key, err: messageOf(err) }, 'export reconcile failed; retrying');
       this.#queue.addRateLimited(key);
     }
@@ -138,6 +142,7 @@ export class ExportController implements Service {
       } else {
         try {
           await broker.publishExport(built.record);
+          this.#o.metrics?.publishes.inc();
           this.#published.set(key, json);
           publication = { state: 'exported' };
           this.#o.logger.info({ key, endpoints: built.record.endpoints.length }, 'export published');

@@ -8,6 +8,7 @@ import type { ExportIndex } from './export-index.ts';
 import { unhealthyClusters, type GatewayView } from './health.ts';
 import { desiredDerivedService, desiredServiceImport, desiredSlices, projectService, projectServiceImport, projectSlice } from './import-objects.ts';
 import { isAlreadyExists, isNotFound } from './kube-errors.ts';
+import type { McsMetrics } from './metrics.ts';
 import { derivedServiceName, mergeExports, type ImportSpec } from './merge.ts';
 import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION, type ServiceImport } from './types.ts';
 
@@ -37,6 +38,7 @@ export interface ImportControllerOptions {
    * reconciled before: an empty index would read as "every export gone" and delete them.
    */
   exportsSynced: Promise<void>;
+  metrics?: McsMetrics;
 }
 
 const siRef = { group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceimports' };
@@ -142,6 +144,7 @@ export class ImportController implements Service {
     const next = unhealthyClusters(this.#gateways.cache.list(), [...clusters], this.#o.clusterId);
     const changed = new Set([...next].filter((c) => !this.#unhealthy.has(c)).concat([...this.#unhealthy].filter((c) => !next.has(c))));
     this.#unhealthy = next;
+    this.#o.metrics?.setUnhealthy([...clusters].filter((c) => c !== this.#o.clusterId), next);
     if (changed.size === 0) return;
     this.#o.logger.info({ unhealthy: [...next], changed: [...changed] }, 'cluster health changed');
     for (const k of this.#o.exports.serviceKeys()) if (this.#o.exports.records(k).some((x) => changed.has(x.cluster_id))) this.#queue.add(k);
@@ -151,7 +154,9 @@ export class ImportController implements Service {
     try {
       await this.reconcile(key);
       this.#queue.forget(key);
+      this.#o.metrics?.reconciles.inc({ side: 'import', result: 'ok' });
     } catch (err) {
+      this.#o.metrics?.reconciles.inc({ side: 'import', result: 'error' });
       this.#o.logger.warn({ key, err: messageOf(err) }, 'import reconcile failed; retrying');
       this.#queue.addRateLimited(key);
     }

@@ -9,3 +9,4 @@ export { mcsCrds } from './crds.ts';
 export { corefileWithStanza } from './corefile.ts';
 export { MCS_GROUP, MCS_VERSION, type ServiceExport, type ServiceImport, type ClusterProperty } from './types.ts';
 export { apiCode } from './kube-errors.ts';
+export { McsMetrics } from './metrics.ts';

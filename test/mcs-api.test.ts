@@ -36,6 +36,8 @@ const conditions = async (c: string, name: string): Promise<Record<string, strin
 };
 const exportOf = (name: string): string => JSON.stringify({ apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name, namespace: 'demo' } });
 const dnsIp = (c: string): string => cs.node(c, 1).ip;
+const metricsPort = (c: string): number => 27390 + Number(c.slice(1));
+const metrics = async (c: string): Promise<string> => (await fetch(`http://127.0.0.1:${metricsPort(c)}/metrics`)).text();
 
 async function dig(c: string, args: string[]): Promise<string> {
   const r = await isthmus(['sandbox', 'exec', c, 'client', '-n', 'demo', '--', 'dig', '@' + kubeDns(c), '+time=2', '+tries=2', ...args], cs.env);
@@ -74,7 +76,7 @@ test('setup: 3 clusters with gateways, the MCS CRDs, a ClusterProperty, isthmus 
     cs.startProcess(`dns-${c}`, 'ip', ['netns', 'exec', n.netns, process.execPath, '--no-warnings', cli, 'dns', '--listen', `${n.ip}:53`, '--kubeconfig', await saKubeconfig(c, 'isthmus-dns')]);
     // no --cluster: the id comes from the ClusterProperty
     cs.startProcess(`mcs-${c}`, process.execPath, ['--no-warnings', cli, 'mcs', '--broker', cs.broker, '--broker-tls-dir', cs.path(c), '--kubeconfig', await saKubeconfig(c, 'isthmus-mcs'),
-      '--dns-address', dnsIp(c), '--coalesce-ms', '100']);
+      '--dns-address', dnsIp(c), '--coalesce-ms', '100', '--metrics', `127.0.0.1:${metricsPort(c)}`]);
   }
   const client = JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'demo' }, spec: { containers: [{ name: 'c', image: 'example/client' }] } });
   for (const c of CLUSTERS) {
@@ -137,6 +139,7 @@ test('a Service exported from c2 and c3 is imported in every cluster: clusterset
       const x = await conditions(c, 'echo');
       return x['Ready'] === 'True/Exported' && x['Conflict'] === 'False/NoConflicts' ? x : undefined;
     }), { Valid: 'True/Valid', Ready: 'True/Exported', Conflict: 'False/NoConflicts' });
+    assert.match(await metrics(c), /isthmus_mcs_export_publishes_total [1-9]/);
   }
 });
 
@@ -219,6 +222,7 @@ test('c2\'s gateway dies: c1 marks c2\'s endpoints not ready; ready again when i
     const r = await ready();
     return r['c2'] === false ? r : undefined;
   }, 60_000), { c2: false, c3: true });
+  assert.match(await metrics('c1'), 'isthmus_mcs_cluster_unhealthy{cluster="c2"} 1');
   gateways.set('c2', await startGateway('c2'));
   assert.equal(await eventually('c1: c2 ready again', async () => {
     const r = await ready();
