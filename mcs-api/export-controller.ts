@@ -6,6 +6,7 @@ import type { Export } from '../core/broker-api/index.ts';
 import { exportConditions, sameConditions, type Publication } from './conditions.ts';
 import { buildExport, sameExport } from './export-record.ts';
 import type { ExportIndex } from './export-index.ts';
+import { apiCode } from './kube-errors.ts';
 import type { McsMetrics } from './metrics.ts';
 import { mergeExports } from './merge.ts';
 import { LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceExport } from './types.ts';
@@ -110,7 +111,9 @@ export class ExportController implements Service {
       this.#o.metrics?.reconciles.inc({ side: 'export', result: 'ok' });
     } catch (err) {
       this.#o.metrics?.reconciles.inc({ side: 'export', result: 'error' });
-      this.#o.logger.warn({ key, err: messageOf(err) }, 'export reconcile failed; retrying');
+      // 409: our cache was behind the API (a write of ours not seen yet): routine, retried
+      if (apiCode(err) === 409) this.#o.logger.debug({ service: key, err: messageOf(err) }, 'export reconcile raced a change; retrying');
+      else this.#o.logger.warn({ service: key, err: messageOf(err) }, 'export reconcile failed; retrying');
       this.#queue.addRateLimited(key);
     }
   }
@@ -124,7 +127,7 @@ export class ExportController implements Service {
     if (se === undefined) {
       if (atBroker !== undefined || this.#published.has(key)) {
         await broker.withdrawExport(clusterId, namespace, name);
-        this.#o.logger.info({ key }, 'export withdrawn');
+        this.#o.logger.info({ service: key }, 'export withdrawn');
       }
       this.#published.delete(key);
       return;
@@ -145,7 +148,7 @@ export class ExportController implements Service {
           this.#o.metrics?.publishes.inc();
           this.#published.set(key, json);
           publication = { state: 'exported' };
-          this.#o.logger.info({ key, endpoints: built.record.endpoints.length }, 'export published');
+          this.#o.logger.info({ service: key, endpoints: built.record.endpoints.length }, 'export published');
         } catch (err) {
           publication = { state: 'failed', message: `publishing to the broker failed: ${messageOf(err)}` };
           failure = err;

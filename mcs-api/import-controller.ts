@@ -7,7 +7,7 @@ import { createInformer, splitKey, type CachedInformer } from '../core/k8s.ts';
 import type { ExportIndex } from './export-index.ts';
 import { unhealthyClusters, type GatewayView } from './health.ts';
 import { desiredDerivedService, desiredServiceImport, desiredSlices, projectService, projectServiceImport, projectSlice } from './import-objects.ts';
-import { isAlreadyExists, isNotFound } from './kube-errors.ts';
+import { apiCode, isAlreadyExists, isNotFound } from './kube-errors.ts';
 import type { McsMetrics } from './metrics.ts';
 import { derivedServiceName, mergeExports, type ImportSpec } from './merge.ts';
 import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION, type ServiceImport } from './types.ts';
@@ -157,7 +157,9 @@ export class ImportController implements Service {
       this.#o.metrics?.reconciles.inc({ side: 'import', result: 'ok' });
     } catch (err) {
       this.#o.metrics?.reconciles.inc({ side: 'import', result: 'error' });
-      this.#o.logger.warn({ key, err: messageOf(err) }, 'import reconcile failed; retrying');
+      // 409: our cache was behind the API (a write of ours not seen yet): routine, retried
+      if (apiCode(err) === 409) this.#o.logger.debug({ service: key, err: messageOf(err) }, 'import reconcile raced a change; retrying');
+      else this.#o.logger.warn({ service: key, err: messageOf(err) }, 'import reconcile failed; retrying');
       this.#queue.addRateLimited(key);
     }
   }
