@@ -11,11 +11,12 @@ import { isNotFound } from './kube-errors.ts';
  * Checked at start and every `intervalMs` (default 10 s), so a hand edit is put back.
  * When the Corefile has no `reload`, CoreDNS would not notice the change: its
  * Deployment (or the node-local-dns DaemonSet) is restarted by stamping the Corefile's
- * hash on its pod template. remove() takes the stanza out again (uninstall).
+ * hash on its pod template. When `target()` says there is no DNS server any more (the
+ * isthmus-dns Service was deleted), the stanza is taken out again.
  */
 export interface CorednsKeeperOptions {
   kubeConfig: KubeConfig;
-  /** Where to forward clusterset.local: "ip[:port]", or a function giving it (e.g. from the isthmus-dns Service). */
+  /** Where to forward clusterset.local ("ip[:port]"), undefined when there is no DNS server; throws when it cannot tell. */
   target: () => Promise<string | undefined>;
   logger: Logger;
   intervalMs?: number;
@@ -50,8 +51,8 @@ export class CorednsKeeper implements Service {
   #tick(): Promise<void> {
     this.#busy = this.#busy.then(async () => {
       try {
-        const target = await this.#o.target();
-        if (target !== undefined) await this.sync(target);
+        // no target (the isthmus-dns Service is gone: uninstalled) → the stanza goes too
+        await this.sync(await this.#o.target());
       } catch (err) {
         this.#o.logger.warn({ err: messageOf(err) }, 'clusterset.local stanza not written; retrying');
       }
