@@ -7,19 +7,21 @@
 //   - `isthmus dns` on 127.0.0.1 against the same apiserver;
 //   - closed loop (64 queries in flight, A records of the N names in turn): answers per second,
 //     twice each, alternating; open loop at --qps (10,000): latency percentiles; RSS of isthmus dns.
-// usage: node bench/dns.ts [--services 200] [--seconds 10] [--qps 10000]
+// usage: node bench/dns.ts [--services 200] [--seconds 10] [--qps 10000] [--node-flags '--max-semi-space-size=4']
+//   --node-flags: V8 flags for the isthmus dns process (memory versus throughput)
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
 import { pins, projectRoot } from '../sandbox/index.ts';
 import { isthmus, kubectl, run } from '../test/lib/cli.ts';
-import { numberArg } from './lib/args.ts';
+import { arg, numberArg } from './lib/args.ts';
 import { rssMb } from './lib/proc.ts';
 
 const N = numberArg('services', 200);
 const SECONDS = numberArg('seconds', 10);
 const QPS = numberArg('qps', 10_000);
+const NODE_FLAGS = arg('node-flags', '').split(' ').filter((f) => f !== '');
 const dir = mkdtempSync('/tmp/isthmus-bench-dns-');
 const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
 const kc = join(dir, 'sandbox', 'kubeconfig');
@@ -69,7 +71,7 @@ try {
   await kubectl(kc, 'c1', ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: imports }));
   writeFileSync(join(dir, 'Corefile'), `.:${COREDNS_PORT} {\n    bind 127.0.0.1\n    kubernetes cluster.local {\n        kubeconfig ${kc} c1\n    }\n}\n`);
   start('coredns', coredns, ['-conf', join(dir, 'Corefile')]);
-  const ours = start('isthmus dns', process.execPath, ['--no-warnings', join(projectRoot(), 'cli', 'main.ts'), 'dns', '--listen', `127.0.0.1:${ISTHMUS_PORT}`, '--kubeconfig', kc, '--context', 'c1']);
+  const ours = start('isthmus dns', process.execPath, ['--no-warnings', ...NODE_FLAGS, join(projectRoot(), 'cli', 'main.ts'), 'dns', '--listen', `127.0.0.1:${ISTHMUS_PORT}`, '--kubeconfig', kc, '--context', 'c1']);
   const local = Array.from({ length: N }, (_, i) => `s${i}.bench.svc.cluster.local`);
   const set = Array.from({ length: N }, (_, i) => `s${i}.bench.svc.clusterset.local`);
   await waitAnswer(COREDNS_PORT, local[N - 1] ?? '');
@@ -85,7 +87,7 @@ try {
   const iRate = await load(ISTHMUS_PORT, set, 'rate');
   const rss = ours.pid === undefined ? 0 : rssMb(ours.pid);
   const best = (k: 'c' | 'i'): number => Math.max(...rounds.map((r) => r[k]));
-  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}; ${N} Services; ${SECONDS} s per run\n`);
+  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}; ${N} Services; ${SECONDS} s per run; isthmus dns flags: ${NODE_FLAGS.join(' ') || 'none'}\n`);
   process.stdout.write(`| server | max QPS (64 in flight, best of 2) | at ${QPS} QPS: p50 / p99 ms, lost |\n|---|---|---|\n`);
   process.stdout.write(`| CoreDNS ${pins().coredns} kubernetes plugin (cluster.local) | ${best('c')} | ${cRate.p50} / ${cRate.p99}, ${cRate.lost} |\n`);
   process.stdout.write(`| isthmus dns (clusterset.local) | ${best('i')} | ${iRate.p50} / ${iRate.p99}, ${iRate.lost} |\n`);
