@@ -3,7 +3,8 @@
 // (admin kubeconfig). The Services (selectorless, one port) exist first in c1; then their
 // ServiceExports are created at once (50 requests in flight) and the clock runs until c2 holds a
 // ServiceImport with a clusterset IP for every one. Also: the mcs controllers' RSS after.
-// usage: node bench/mcs-scale.ts [--services 1000]
+// usage: node bench/mcs-scale.ts [--services 1000] [--node-flags '--max-old-space-size=128']
+//   --node-flags: V8 flags for the isthmus mcs processes (a heap cap shows what is live, not what V8 let grow)
 import { cpus, release } from 'node:os';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
 import { createLogger } from '../core/index.ts';
@@ -11,11 +12,12 @@ import { brokerClientFromDir } from '../cli/broker-client.ts';
 import { projectRoot } from '../sandbox/index.ts';
 import { kubectl } from '../test/lib/cli.ts';
 import { Clusterset } from '../test/lib/clusterset.ts';
-import { numberArg } from './lib/args.ts';
+import { arg, numberArg } from './lib/args.ts';
 import { rssMb } from './lib/proc.ts';
 import { join } from 'node:path';
 
 const N = numberArg('services', 1000);
+const NODE_FLAGS = arg('node-flags', '').split(' ').filter((f) => f !== '');
 const cs = new Clusterset();
 const cli = join(projectRoot(), 'cli', 'main.ts');
 
@@ -36,7 +38,7 @@ try {
     for (const crd of ['serviceexports', 'serviceimports']) await cs.kubectl(c.name, ['apply', '-f', join(projectRoot(), 'deploy', 'crds', `${crd}.multicluster.x-k8s.io.json`)]);
     await cs.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/serviceexports.multicluster.x-k8s.io', 'crd/serviceimports.multicluster.x-k8s.io']);
     await cs.kubectl(c.name, ['create', 'namespace', 'bench']);
-    const p = cs.startProcess(`mcs-${c.name}`, process.execPath, ['--no-warnings', cli, 'mcs', '--cluster', c.name, '--broker', cs.broker, '--broker-tls-dir', cs.path(c.name),
+    const p = cs.startProcess(`mcs-${c.name}`, process.execPath, ['--no-warnings', ...NODE_FLAGS, cli, 'mcs', '--cluster', c.name, '--broker', cs.broker, '--broker-tls-dir', cs.path(c.name),
       '--kubeconfig', cs.kubeconfig, '--context', c.name, '--dns-address', '127.0.0.1']);
     mcs.set(c.name, p.pid ?? 0);
   }
@@ -68,7 +70,7 @@ try {
   }
   process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}\n`);
   process.stdout.write(`${N} ServiceExports created in c1 in ${submitted} ms (50 in flight); all ${N} imported in c2 (ServiceImport with a clusterset IP) ${tDone} ms after the first create\n`);
-  process.stdout.write(`isthmus mcs RSS after: c1 ${rssMb(mcs.get('c1') ?? 0)} MB, c2 ${rssMb(mcs.get('c2') ?? 0)} MB\n`);
+  process.stdout.write(`isthmus mcs RSS after (flags: ${NODE_FLAGS.join(' ') || 'none'}): c1 ${rssMb(mcs.get('c1') ?? 0)} MB, c2 ${rssMb(mcs.get('c2') ?? 0)} MB\n`);
 } finally {
   await cs.close();
 }
