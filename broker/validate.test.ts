@@ -72,12 +72,31 @@ test('exports: defaults and headless endpoints', () => {
   const x = validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'db', type: 'Headless', endpoints: [{ hostname: 'db-0', addresses: ['10.1.2.3'], ready: true }] }, now);
   assert.is(x.session_affinity, 'None');
   assert.is(x.creation_time, '2026-02-03T04:05:06.000Z');
-  assert.equal(x.endpoints, [{ hostname: 'db-0', addresses: ['10.1.2.3'], ready: true }]);
+  assert.equal(x.endpoints, [{ hostname: 'db-0', addresses: ['10.1.2.3'], ready: true, serving: false, terminating: false, zone: '' }]);
   assert.equal(validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', ports: [{ port: 443 }] }).ports, [{ name: '', protocol: 'TCP', port: 443, app_protocol: '' }]);
   assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', ip_families: ['IPv4', 'IPv4'] })), /each once/);
   assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', session_affinity: 'Sticky' })), /session_affinity must be one of None, ClientIP/);
   assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'db', type: 'Headless', endpoints: [{ addresses: [] }] })), /at least one IP/);
   assert.is(validateTtl(0), 30);
+});
+
+test('exports: pod endpoints for both types, traffic fields and endpoint ports (KEP-1645 fields)', () => {
+  const ep = { hostname: '', addresses: ['10.1.2.4'], ready: true, serving: true, terminating: false, zone: 'zone-a' };
+  const x = validateExport({
+    cluster_id: 'c1', namespace: 'ns', name: 'web', ports: [{ name: 'http', port: 80 }], endpoints: [ep],
+    internal_traffic_policy: 'Local', traffic_distribution: 'PreferClose', endpoint_ports: [{ name: 'http', port: 8080 }],
+  });
+  assert.equal(x.endpoints, [ep]);
+  assert.is(x.internal_traffic_policy, 'Local');
+  assert.is(x.traffic_distribution, 'PreferClose');
+  assert.equal(x.endpoint_ports, [{ name: 'http', protocol: 'TCP', port: 8080, app_protocol: '' }]);
+  const plain = validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web' });
+  assert.equal([plain.internal_traffic_policy, plain.traffic_distribution, plain.endpoint_ports], ['', '', []]);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', internal_traffic_policy: 'Nearby' })), /internal_traffic_policy must be one of Cluster, Local/);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', traffic_distribution: 'Prefer Close' })), /traffic_distribution "Prefer Close"/);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', endpoint_ports: [{ port: 0 }] })), /endpoint_ports\[0\]\.port/);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', endpoints: [{ ...ep, zone: 'a b' }] })), /zone "a b"/);
+  assert.match(message(() => validateExport({ cluster_id: 'c1', namespace: 'ns', name: 'web', endpoints: [{ ...ep, serving: 'yes' }] })), /serving must be a boolean/);
   assert.is(validateTtl(3600), 3600);
   assert.match(message(() => validateTtl(3601)), /ttl_seconds/);
 });

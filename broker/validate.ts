@@ -188,14 +188,14 @@ function endpointFields(e: Record<string, unknown>): Endpoint {
 
 const SERVICE_PROTOCOLS = ['TCP', 'UDP', 'SCTP'] as const;
 
-function servicePort(v: unknown, i: number): ServicePort {
-  if (v === null || typeof v !== 'object') throw invalid(`ports[${i}] must be a message`);
+function servicePort(v: unknown, i: number, list = 'ports'): ServicePort {
+  if (v === null || typeof v !== 'object') throw invalid(`${list}[${i}] must be a message`);
   const p = v as Record<string, unknown>;
-  const name = str(p['name'], `ports[${i}].name`);
-  if (name !== '' && (name.length > 63 || !LABEL.test(name))) throw invalid(`ports[${i}].name ${JSON.stringify(name)} is not an RFC-1123 label`);
-  const appProtocol = str(p['app_protocol'], `ports[${i}].app_protocol`);
-  if (appProtocol.length > 253) throw invalid(`ports[${i}].app_protocol is longer than 253 characters`);
-  return { name, protocol: oneOf(p['protocol'], `ports[${i}].protocol`, SERVICE_PROTOCOLS, 'TCP'), port: uint(p['port'], `ports[${i}].port`, 1, 65535), app_protocol: appProtocol };
+  const name = str(p['name'], `${list}[${i}].name`);
+  if (name !== '' && (name.length > 63 || !LABEL.test(name))) throw invalid(`${list}[${i}].name ${JSON.stringify(name)} is not an RFC-1123 label`);
+  const appProtocol = str(p['app_protocol'], `${list}[${i}].app_protocol`);
+  if (appProtocol.length > 253) throw invalid(`${list}[${i}].app_protocol is longer than 253 characters`);
+  return { name, protocol: oneOf(p['protocol'], `${list}[${i}].protocol`, SERVICE_PROTOCOLS, 'TCP'), port: uint(p['port'], `${list}[${i}].port`, 1, 65535), app_protocol: appProtocol };
 }
 
 function exportEndpoint(v: unknown, i: number): ExportEndpoint {
@@ -205,9 +205,14 @@ function exportEndpoint(v: unknown, i: number): ExportEndpoint {
   if (h !== '' && (h.length > 63 || !LABEL.test(h))) throw invalid(`endpoints[${i}].hostname ${JSON.stringify(h)} is not an RFC-1123 label`);
   const addresses = arr(e['addresses'], `endpoints[${i}].addresses`, 16).map((a, j) => ip(a, `endpoints[${i}].addresses[${j}]`, true));
   if (addresses.length === 0) throw invalid(`endpoints[${i}].addresses must hold at least one IP`);
-  const ready = e['ready'];
-  if (ready !== undefined && ready !== null && typeof ready !== 'boolean') throw invalid(`endpoints[${i}].ready must be a boolean`);
-  return { hostname: h, addresses, ready: ready === true };
+  const flag = (f: string): boolean => {
+    const v = e[f];
+    if (v !== undefined && v !== null && typeof v !== 'boolean') throw invalid(`endpoints[${i}].${f} must be a boolean`);
+    return v === true;
+  };
+  const zone = str(e['zone'], `endpoints[${i}].zone`);
+  if (zone.length > 63 || !LABEL_VALUE.test(zone)) throw invalid(`endpoints[${i}].zone ${JSON.stringify(zone)} is not a label value`);
+  return { hostname: h, addresses, ready: flag('ready'), serving: flag('serving'), terminating: flag('terminating'), zone };
 }
 
 /** An Export as a cluster publishes it; creation_time defaults to `now`. */
@@ -220,7 +225,10 @@ export function validateExport(v: unknown, now: Date = new Date()): Export {
     throw invalid(`creation_time ${JSON.stringify(created)} is not an RFC 3339 time such as 2024-05-01T12:00:00Z`);
   }
   const endpoints = arr(x['endpoints'], 'endpoints', 1000).map(exportEndpoint);
-  if (type !== 'Headless' && endpoints.length > 0) throw invalid('endpoints are only exported for Headless services; set type to Headless or drop them');
+  const trafficDistribution = str(x['traffic_distribution'], 'traffic_distribution');
+  if (trafficDistribution !== '' && (trafficDistribution.length > 63 || !QUALIFIED_NAME.test(trafficDistribution))) {
+    throw invalid(`traffic_distribution ${JSON.stringify(trafficDistribution)} is not a valid value such as PreferClose`);
+  }
   const families = arr(x['ip_families'], 'ip_families', 2).map((f, i) => oneOf(f, `ip_families[${i}]`, ['IPv4', 'IPv6'], ''));
   if (families.includes('') || new Set(families).size !== families.length) throw invalid('ip_families must list IPv4 and/or IPv6, each once');
   return {
@@ -228,7 +236,7 @@ export function validateExport(v: unknown, now: Date = new Date()): Export {
     namespace: label(x['namespace'], 'namespace'),
     name: label(x['name'], 'name'),
     type,
-    ports: arr(x['ports'], 'ports', 100).map(servicePort),
+    ports: arr(x['ports'], 'ports', 100).map((p, i) => servicePort(p, i)),
     session_affinity: oneOf(x['session_affinity'], 'session_affinity', ['None', 'ClientIP'], 'None'),
     session_affinity_timeout_seconds: uint(x['session_affinity_timeout_seconds'] ?? 0, 'session_affinity_timeout_seconds', 0, 86_400),
     ip_families: families,
@@ -236,6 +244,9 @@ export function validateExport(v: unknown, now: Date = new Date()): Export {
     annotations: stringMap(x['annotations'], 'annotations', QUALIFIED_NAME, 65_536),
     creation_time: created === '' ? now.toISOString() : created,
     endpoints,
+    internal_traffic_policy: oneOf(x['internal_traffic_policy'], 'internal_traffic_policy', ['Cluster', 'Local'], ''),
+    traffic_distribution: trafficDistribution,
+    endpoint_ports: arr(x['endpoint_ports'], 'endpoint_ports', 100).map((p, i) => servicePort(p, i, 'endpoint_ports')),
   };
 }
 

@@ -11,6 +11,9 @@ export interface Args {
   readonly rest: readonly string[];
 }
 
+/** Short options that take a value, kubectl style: `-n NS`, `-o FORMAT`. `-A` is --all-namespaces. */
+const SHORT_VALUE: Readonly<Record<string, string>> = { '-n': 'namespace', '-o': 'output' };
+
 /** `flags` names options that take no value. */
 export function parseArgs(argv: readonly string[], flags: ReadonlySet<string> = new Set()): Args {
   const positionals: string[] = [];
@@ -40,9 +43,11 @@ export function parseArgs(argv: readonly string[], flags: ReadonlySet<string> = 
           i++;
         }
       }
-    } else if (a === '-n' && argv[i + 1] !== undefined) {
-      put('namespace', argv[i + 1] as string);
+    } else if (SHORT_VALUE[a] !== undefined && argv[i + 1] !== undefined) {
+      put(SHORT_VALUE[a], argv[i + 1] as string);
       i++;
+    } else if (a === '-A') {
+      put('all-namespaces', 'true');
     } else {
       positionals.push(a);
     }

@@ -3,8 +3,11 @@ import { isIsthmusError, messageOf } from '../core/index.ts';
 import type { Command } from './command.ts';
 import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
+import { dnsCommand } from './dns.ts';
 import { gatewayCommand } from './gateway.ts';
 import { leaveCommand } from './leave.ts';
+import { mcsCommand } from './mcs.ts';
+import { exportCommand, showCommand, unexportCommand } from './mcs-verbs.ts';
 import { routeAgentCommand } from './route-agent.ts';
 import { sandboxCommand } from './sandbox.ts';
 
@@ -13,7 +16,9 @@ import { sandboxCommand } from './sandbox.ts';
  * its own file and stays thin: the logic is in the parts.
  */
 function registry(): Map<string, Command> {
-  const commands: Command[] = [certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, sandboxCommand];
+  const commands: Command[] = [
+    certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand,
+  ];
   return new Map(commands.map((c) => [c.name, c]));
 }
 

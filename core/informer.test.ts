@@ -246,6 +246,34 @@ test('informer: watch events only enqueue keys; the cache follows them', async (
   await informer.stop();
 });
 
+test('informer: keyOf picks the queue key; index lists objects by a value and follows updates and deletes', async () => {
+  const clock = new FakeClock();
+  const queue = new WorkQueue<string>({ clock });
+  const t = transport();
+  const l = lister();
+  const informer = createInformer<Pod>({
+    kubeConfig: new KubeConfig(), path: '/api/v1/pods', list: l.list, queue, clock, watch: t.watch,
+    keyOf: (p) => (p.spec?.node === undefined ? undefined : `node/${p.spec.node}`),
+    index: (p) => p.spec?.node,
+  });
+  const started = informer.start();
+  await flushPromises();
+  l.respond([{ ...pod('a', 'x', '5'), spec: { node: 'n1' } }, { ...pod('a', 'y', '6'), spec: { node: 'n1' } }, pod('a', 'z', '7')], '10');
+  await started;
+  assert.equal(await drain(queue), ['node/n1']);
+  assert.equal(informer.cache.byIndex('n1').map((p) => p.metadata?.name).sort(), ['x', 'y']);
+  const w = t.calls[0];
+  w?.send('MODIFIED', { ...pod('a', 'x', '11'), spec: { node: 'n2' } });
+  assert.equal(await drain(queue), ['node/n2']);
+  assert.equal(informer.cache.byIndex('n1').map((p) => p.metadata?.name), ['y']);
+  assert.equal(informer.cache.byIndex('n2').map((p) => p.spec?.node), ['n2']);
+  w?.send('DELETED', { ...pod('a', 'y', '12'), spec: { node: 'n1' } });
+  assert.equal(await drain(queue), ['node/n1']);
+  assert.equal(informer.cache.byIndex('n1'), []);
+  assert.equal(informer.cache.byIndex('none'), []);
+  await informer.stop();
+});
+
 test('informer: a watch error restarts with backoff and resumes from the last resourceVersion', async () => {
   const { clock, queue, t, l, informer } = harness();
   const started = informer.start();

@@ -135,8 +135,18 @@ export interface InformerOptions<T extends KubernetesObject> {
   path: string;
   /** Lists the same objects the path watches (the typed API's list call). */
   list: () => Promise<KubernetesListObject<T>>;
-  /** Every add, update and delete enqueues objectKey(obj) here; nothing else is done with the event. */
+  /** Every add, update and delete enqueues keyOf(obj) here; nothing else is done with the event. */
   queue: WorkQueue<string>;
+  /**
+   * The queue key of an object (default objectKey), e.g. the owning Service's
+   * "namespace/name" for an EndpointSlice; undefined enqueues nothing.
+   */
+  keyOf?: (obj: T) => string | undefined;
+  /**
+   * A secondary index (e.g. "namespace/service" of an EndpointSlice): cache.byIndex(v)
+   * lists the cached objects whose index value is v, without scanning the cache.
+   */
+  index?: (obj: T) => string | undefined;
   labelSelector?: string;
   fieldSelector?: string;
   clock?: Clock;
@@ -154,6 +164,8 @@ export interface ObjectCacheView<T> {
   get(namespace: string, name: string): T | undefined;
   /** Every object, or those of one namespace. */
   list(namespace?: string): readonly T[];
+  /** The objects whose `index` value is `value` (empty without an `index` option). */
+  byIndex(value: string): readonly T[];
 }
 
 export interface CachedInformer<T> {
@@ -250,13 +262,38 @@ export function createInformer<T extends KubernetesObject>(options: InformerOpti
   const lw = new ListWatch<T>(options.path, watch, options.list, false, options.labelSelector, options.fieldSelector, {
     delayFn,
   });
-  const enqueue = (obj: T): void => {
-    if (!obj.metadata?.name) return;
-    options.queue.add(objectKey(obj));
+  const keyOf = options.keyOf ?? objectKey;
+  // Secondary index: value → (object key → object), and object key → its value.
+  const indexed = new Map<string, Map<string, T>>();
+  const indexOf = new Map<string, string>();
+  const unindex = (k: string): void => {
+    const old = indexOf.get(k);
+    if (old === undefined) return;
+    indexOf.delete(k);
+    const set = indexed.get(old);
+    set?.delete(k);
+    if (set?.size === 0) indexed.delete(old);
   };
-  lw.on('add', enqueue);
-  lw.on('update', enqueue);
-  lw.on('delete', enqueue);
+  const reindex = (obj: T, deleted: boolean): void => {
+    if (options.index === undefined) return;
+    const k = objectKey(obj);
+    unindex(k);
+    const v = deleted ? undefined : options.index(obj);
+    if (v === undefined) return;
+    indexOf.set(k, v);
+    let set = indexed.get(v);
+    if (set === undefined) indexed.set(v, (set = new Map()));
+    set.set(k, obj);
+  };
+  const handler = (deleted: boolean) => (obj: T): void => {
+    if (!obj.metadata?.name) return;
+    reindex(obj, deleted);
+    const key = keyOf(obj);
+    if (key !== undefined) options.queue.add(key);
+  };
+  lw.on('add', handler(false));
+  lw.on('update', handler(false));
+  lw.on('delete', handler(true));
 
   const adapter: InformerLike = {
     on(event, cb) {
@@ -279,6 +316,7 @@ export function createInformer<T extends KubernetesObject>(options: InformerOpti
     cache: {
       get: (namespace, objName) => lw.get(objName, namespace === '' ? undefined : namespace),
       list: (namespace) => lw.list(namespace),
+      byIndex: (value) => [...(indexed.get(value)?.values() ?? [])],
     },
     synced,
     start: () => supervisor.start(),

@@ -59,7 +59,7 @@ test('invalid cluster ids and CIDRs', async () => {
 test('invalid exports and endpoints', async () => {
   await expectInvalid(admin.publishExport(exp({ type: 'LoadBalancer' })), /type must be one of ClusterSetIP, Headless/);
   await expectInvalid(admin.publishExport(exp({ ports: [{ port: 70000 }] })), /ports\[0\]\.port must be a whole number from 1 to 65535/);
-  await expectInvalid(admin.publishExport(exp({ endpoints: [{ addresses: ['10.1.2.3'], ready: true }] })), /only exported for Headless/);
+  await expectInvalid(admin.publishExport(exp({ internal_traffic_policy: 'Nearby' })), /internal_traffic_policy must be one of Cluster, Local/);
   await expectInvalid(admin.publishExport(exp({ type: 'Headless', endpoints: [{ addresses: ['10.1.2.300'] }] })), /addresses\[0\] "10\.1\.2\.300" is not an IPv4 or IPv6/);
   await expectInvalid(admin.publishExport(exp({ creation_time: 'yesterday' })), /creation_time "yesterday" is not an RFC 3339 time/);
   await expectInvalid(admin.publishExport(exp({ namespace: 'Kube_System' })), /namespace "Kube_System" is not an RFC-1123 label/);

@@ -13,6 +13,7 @@ const BULK = { maxRecords: 10_000, maxBytes: 1 << 30, writesPerSecond: 100_000, 
 const exp = (name: string, v: number): Export => ({
   cluster_id: 'c1', namespace: 'default', name, type: 'ClusterSetIP', ports: [{ name: 'http', protocol: 'TCP', port: v, app_protocol: '' }],
   session_affinity: 'None', session_affinity_timeout_seconds: 0, ip_families: ['IPv4'], labels: {}, annotations: {}, creation_time: '2026-01-01T00:00:00Z', endpoints: [],
+  internal_traffic_policy: '', traffic_distribution: '', endpoint_ports: [],
 });
 
 test.before(async () => {

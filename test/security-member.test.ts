@@ -59,7 +59,7 @@ test('finding 10: non-unicast gateway, health and exported addresses and privile
   }
   const port = await refusal(evil.publishEndpoint(endpoint('evil', { ports: [{ name: 'nat-probe', port: 53, protocol: 'UDP' }] }), 30));
   assert.match(port.message, /privileged port/);
-  const x = await refusal(evil.publishExport({ cluster_id: 'evil', namespace: 'default', name: 'db', type: 'Headless', endpoints: [{ hostname: '', addresses: ['224.0.0.1'], ready: true }] }));
+  const x = await refusal(evil.publishExport({ cluster_id: 'evil', namespace: 'default', name: 'db', type: 'Headless', endpoints: [{ hostname: '', addresses: ['224.0.0.1'], ready: true, serving: true, terminating: false, zone: '' }] }));
   assert.is(x.code, ErrorCodes.INVALID_ARGUMENT);
 });
 

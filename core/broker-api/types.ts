@@ -45,6 +45,10 @@ export interface ExportEndpoint {
   hostname: string;
   addresses: string[];
   ready: boolean;
+  serving: boolean;
+  terminating: boolean;
+  /** "" when the source slice names no zone. */
+  zone: string;
 }
 
 export interface Export {
@@ -59,7 +63,14 @@ export interface Export {
   labels: Record<string, string>;
   annotations: Record<string, string>;
   creation_time: string;
+  /** The Service's pod endpoints, for both types. */
   endpoints: ExportEndpoint[];
+  /** "Cluster", "Local" or "" (unset). */
+  internal_traffic_policy: string;
+  /** e.g. "PreferClose", or "" (unset). */
+  traffic_distribution: string;
+  /** Per service port (same name and protocol), the pods' resolved target port. */
+  endpoint_ports: ServicePort[];
 }
 
 export interface RecordOf {

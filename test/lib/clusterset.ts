@@ -357,6 +357,11 @@ export class Clusterset {
     return inNetns(this.node(from[0], from[1]).netns, 'ping', ['-n', '-c', String(count), '-W', '1', '-I', src, dst]);
   }
 
+  /** Starts a process of the test (logged to `<name>.log`, killed by close()). */
+  startProcess(name: string, command: string, args: readonly string[]): ChildProcess {
+    return this.#start(name, command, args);
+  }
+
   #start(name: string, command: string, args: readonly string[]): ChildProcess {
     const log = openSync(this.path(`${name}.log`), 'a');
     const p = spawn(command, args, { stdio: ['ignore', log, log], detached: true });

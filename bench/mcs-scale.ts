@@ -1,0 +1,76 @@
+// Benchmark (root, uses the sandbox): 1,000 Services exported at once → imported in another
+// cluster, with real parts: two sandbox clusters, a real etcd + broker, `isthmus mcs` in each
+// (admin kubeconfig). The Services (selectorless, one port) exist first in c1; then their
+// ServiceExports are created at once (50 requests in flight) and the clock runs until c2 holds a
+// ServiceImport with a clusterset IP for every one. Also: the mcs controllers' RSS after.
+// usage: node bench/mcs-scale.ts [--services 1000] [--node-flags '--max-old-space-size=128']
+//   --node-flags: V8 flags for the isthmus mcs processes (a heap cap shows what is live, not what V8 let grow)
+import { cpus, release } from 'node:os';
+import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
+import { createLogger } from '../core/index.ts';
+import { brokerClientFromDir } from '../cli/broker-client.ts';
+import { projectRoot } from '../sandbox/index.ts';
+import { kubectl } from '../test/lib/cli.ts';
+import { Clusterset } from '../test/lib/clusterset.ts';
+import { arg, numberArg } from './lib/args.ts';
+import { rssMb } from './lib/proc.ts';
+import { join } from 'node:path';
+
+const N = numberArg('services', 1000);
+const NODE_FLAGS = arg('node-flags', '').split(' ').filter((f) => f !== '');
+const cs = new Clusterset();
+const cli = join(projectRoot(), 'cli', 'main.ts');
+
+async function pool<T>(items: readonly T[], width: number, f: (t: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(Array.from({ length: width }, async () => {
+    while (next < items.length) await f(items[next++] as T);
+  }));
+}
+
+try {
+  await cs.up({ clusters: 2, gateways: 1, nat: [], portBase: 27700 });
+  const mcs = new Map<string, number>();
+  for (const c of cs.state.clusters) {
+    const client = brokerClientFromDir(cs.broker, cs.path(c.name), createLogger({ component: 'bench', level: 'warn' }));
+    await client.registerCluster({ cluster_id: c.name, pod_cidrs: [c.podCidr], service_cidrs: [c.serviceCidr] });
+    client.close();
+    for (const crd of ['serviceexports', 'serviceimports']) await cs.kubectl(c.name, ['apply', '-f', join(projectRoot(), 'deploy', 'crds', `${crd}.multicluster.x-k8s.io.json`)]);
+    await cs.kubectl(c.name, ['wait', '--for=condition=Established', 'crd/serviceexports.multicluster.x-k8s.io', 'crd/serviceimports.multicluster.x-k8s.io']);
+    await cs.kubectl(c.name, ['create', 'namespace', 'bench']);
+    const p = cs.startProcess(`mcs-${c.name}`, process.execPath, ['--no-warnings', ...NODE_FLAGS, cli, 'mcs', '--cluster', c.name, '--broker', cs.broker, '--broker-tls-dir', cs.path(c.name),
+      '--kubeconfig', cs.kubeconfig, '--context', c.name, '--dns-address', '127.0.0.1']);
+    mcs.set(c.name, p.pid ?? 0);
+  }
+  const svcs = Array.from({ length: N }, (_, i) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'bench' }, spec: { ports: [{ name: 'http', port: 80 }] } }));
+  await kubectl(cs.kubeconfig, 'c1', ['apply', '--server-side', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: svcs }));
+  const kc = new KubeConfig();
+  kc.loadFromFile(cs.kubeconfig);
+  kc.setCurrentContext('c1');
+  const c1 = kc.makeApiClient(CustomObjectsApi);
+  const kc2 = new KubeConfig();
+  kc2.loadFromFile(cs.kubeconfig);
+  kc2.setCurrentContext('c2');
+  const c2 = kc2.makeApiClient(CustomObjectsApi);
+  const ref = { group: 'multicluster.x-k8s.io', version: 'v1beta1', namespace: 'bench' };
+  const t0 = Date.now();
+  await pool(svcs, 50, (s) => c1.createNamespacedCustomObject({ ...ref, plural: 'serviceexports', body: { apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name: s.metadata.name, namespace: 'bench' } } }));
+  const submitted = Date.now() - t0;
+  let imported = 0;
+  let tDone = 0;
+  for (;;) {
+    const list = (await c2.listNamespacedCustomObject({ ...ref, plural: 'serviceimports' })) as { items: { spec?: { ips?: string[] } }[] };
+    imported = list.items.filter((x) => (x.spec?.ips?.length ?? 0) > 0).length;
+    if (imported >= N) {
+      tDone = Date.now() - t0;
+      break;
+    }
+    if (Date.now() - t0 > 300_000) throw new Error(`only ${imported}/${N} imported after 300 s`);
+    await new Promise((r) => setTimeout(r, 250));
+  }
+  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}\n`);
+  process.stdout.write(`${N} ServiceExports created in c1 in ${submitted} ms (50 in flight); all ${N} imported in c2 (ServiceImport with a clusterset IP) ${tDone} ms after the first create\n`);
+  process.stdout.write(`isthmus mcs RSS after (flags: ${NODE_FLAGS.join(' ') || 'none'}): c1 ${rssMb(mcs.get('c1') ?? 0)} MB, c2 ${rssMb(mcs.get('c2') ?? 0)} MB\n`);
+} finally {
+  await cs.close();
+}

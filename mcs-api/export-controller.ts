@@ -1,0 +1,175 @@
+import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { WorkQueue, messageOf, type Clock, type Service } from '../core/index.ts';
+import { createInformer, splitKey, type CachedInformer } from '../core/k8s.ts';
+import type { Export } from '../core/broker-api/index.ts';
+import { exportConditions, sameConditions, type Publication } from './conditions.ts';
+import { buildExport, sameExport } from './export-record.ts';
+import type { ExportIndex } from './export-index.ts';
+import { apiCode } from './kube-errors.ts';
+import type { McsMetrics } from './metrics.ts';
+import { mergeExports } from './merge.ts';
+import { LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceExport } from './types.ts';
+
+/**
+ * The export side: every ServiceExport of this cluster becomes an Export record at the
+ * broker, with its Service's ready pod endpoints, and gets the conditions Valid, Ready
+ * and Conflict.
+ *
+ * - Informers on ServiceExports, Services and the Services' own EndpointSlices (not
+ *   MCS ones) only enqueue "namespace/name"; reconcile reads the caches.
+ * - EndpointSlice events are coalesced: they go through a second queue that re-adds
+ *   the key to the main one after `coalesceMs` (one timer per key), so a rolling update
+ *   becomes a few broker writes, not one per pod event; and a record equal to the one
+ *   last published is not sent again.
+ * - A ServiceExport gone (or its Service becoming invalid) withdraws the record.
+ * - Conflict is computed from every cluster's record at the broker (ExportIndex), so
+ *   every exporting cluster reaches the same verdict.
+ * - A broker write that fails marks Ready=False/Failed and retries with backoff.
+ */
+export interface Publisher {
+  publishExport(x: Export): Promise<unknown>;
+  withdrawExport(clusterId: string, namespace: string, name: string): Promise<unknown>;
+}
+
+export interface ExportControllerOptions {
+  kubeConfig: KubeConfig;
+  clusterId: string;
+  broker: Publisher;
+  exports: ExportIndex;
+  logger: Logger;
+  /** Default 250 ms. */
+  coalesceMs?: number;
+  metrics?: McsMetrics;
+  clock?: Clock;
+}
+
+const ref = { group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceexports' };
+
+export class ExportController implements Service {
+  readonly name = 'mcs-export';
+  readonly #o: ExportControllerOptions;
+  readonly #queue: WorkQueue<string>;
+  readonly #sliceEvents: WorkQueue<string>;
+  readonly #objects: CustomObjectsApi;
+  readonly #serviceExports: CachedInformer<ServiceExport>;
+  readonly #services: CachedInformer<V1Service>;
+  readonly #slices: CachedInformer<V1EndpointSlice>;
+  /** Key → the record last published (JSON), so an unchanged record is not sent again. */
+  readonly #published = new Map<string, string>();
+  #running: Promise<void>[] = [];
+  #unfollow: (() => void) | undefined;
+
+  constructor(options: ExportControllerOptions) {
+    this.#o = options;
+    const { kubeConfig, logger } = options;
+    const clock = options.clock;
+    this.#queue = new WorkQueue<string>(clock === undefined ? {} : { clock });
+    this.#sliceEvents = new WorkQueue<string>(clock === undefined ? {} : { clock });
+    this.#objects = kubeConfig.makeApiClient(CustomObjectsApi);
+    const core = kubeConfig.makeApiClient(CoreV1Api);
+    const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
+    this.#serviceExports = createInformer<ServiceExport>({
+      kubeConfig, path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceexports`, queue: this.#queue, logger, name: 'serviceexports',
+      list: async () => (await this.#objects.listClusterCustomObject(ref)) as KubernetesListObject<ServiceExport>,
+    });
+    this.#services = createInformer<V1Service>({
+      kubeConfig, path: '/api/v1/services', queue: this.#queue, logger, name: 'services', list: () => core.listServiceForAllNamespaces(),
+    });
+    // The Services' own slices: labelled with their Service, not imported by us.
+    const selector = `${LABEL_K8S_SERVICE_NAME},!${LABEL_SERVICE_NAME}`;
+    const serviceOf = (s: V1EndpointSlice): string | undefined => {
+      const svc = s.metadata?.labels?.[LABEL_K8S_SERVICE_NAME];
+      return svc === undefined || s.metadata?.namespace === undefined ? undefined : `${s.metadata.namespace}/${svc}`;
+    };
+    this.#slices = createInformer<V1EndpointSlice>({
+      kubeConfig, path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: selector, queue: this.#sliceEvents, logger, name: 'endpointslices',
+      list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: selector }), keyOf: serviceOf, index: serviceOf,
+    });
+  }
+
+  /** Resolves when every informer has listed once. */
+  get synced(): Promise<void> {
+    return Promise.all([this.#serviceExports.synced, this.#services.synced, this.#slices.synced]).then(() => undefined);
+  }
+
+  async start(): Promise<void> {
+    this.#unfollow = this.#o.exports.onChange((key) => this.#queue.add(key));
+    await Promise.all([this.#serviceExports.start(), this.#services.start(), this.#slices.start()]);
+    await this.synced;
+    // Records of ours the broker holds without a ServiceExport are withdrawn by reconcile.
+    for (const key of this.#o.exports.serviceKeys()) if (this.#o.exports.record(key, this.#o.clusterId) !== undefined) this.#queue.add(key);
+    const coalesceMs = this.#o.coalesceMs ?? 250;
+    this.#running.push(this.#sliceEvents.run(async (key) => this.#queue.addAfter(key, coalesceMs), { workers: 1 }));
+    this.#running.push(this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: 4, logger: this.#o.logger }));
+  }
+
+  async #reconcileOrRetry(key: string): Promise<void> {
+    try {
+      await this.reconcile(key);
+      this.#queue.forget(key);
+      this.#o.metrics?.reconciles.inc({ side: 'export', result: 'ok' });
+    } catch (err) {
+      this.#o.metrics?.reconciles.inc({ side: 'export', result: 'error' });
+      // 409: our cache was behind the API (a write of ours not seen yet): routine, retried
+      if (apiCode(err) === 409) this.#o.logger.debug({ service: key, err: messageOf(err) }, 'export reconcile raced a change; retrying');
+      else this.#o.logger.warn({ service: key, err: messageOf(err) }, 'export reconcile failed; retrying');
+      this.#queue.addRateLimited(key);
+    }
+  }
+
+  /** Brings the broker record and the ServiceExport status of `key` in line with the caches. */
+  async reconcile(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    const { clusterId, broker, exports } = this.#o;
+    const se = this.#serviceExports.cache.get(namespace, name);
+    const atBroker = exports.record(key, clusterId);
+    if (se === undefined) {
+      if (atBroker !== undefined || this.#published.has(key)) {
+        await broker.withdrawExport(clusterId, namespace, name);
+        this.#o.logger.info({ service: key }, 'export withdrawn');
+      }
+      this.#published.delete(key);
+      return;
+    }
+    const built = buildExport(clusterId, se, this.#services.cache.get(namespace, name), this.#slices.cache.byIndex(key));
+    let publication: Publication = { state: 'pending' };
+    let failure: unknown;
+    if (built.record === undefined) {
+      if (atBroker !== undefined || this.#published.has(key)) await broker.withdrawExport(clusterId, namespace, name);
+      this.#published.delete(key);
+    } else {
+      const json = JSON.stringify(built.record);
+      if (this.#published.get(key) === json || sameExport(atBroker, built.record)) {
+        publication = { state: 'exported' };
+      } else {
+        try {
+          await broker.publishExport(built.record);
+          this.#o.metrics?.publishes.inc();
+          this.#published.set(key, json);
+          publication = { state: 'exported' };
+          this.#o.logger.info({ service: key, endpoints: built.record.endpoints.length }, 'export published');
+        } catch (err) {
+          publication = { state: 'failed', message: `publishing to the broker failed: ${messageOf(err)}` };
+          failure = err;
+        }
+      }
+    }
+    const others = exports.records(key).filter((x) => x.cluster_id !== clusterId);
+    const conflicts = built.record === undefined ? undefined : mergeExports([...others, built.record]).conflicts;
+    const previous = se.status?.conditions ?? [];
+    const conditions = exportConditions({ validity: built.validity, publication, conflicts, generation: se.metadata?.generation ?? 0, now: new Date(), previous });
+    if (!sameConditions(previous, conditions)) {
+      await this.#objects.replaceNamespacedCustomObjectStatus({ ...ref, namespace, name, body: { ...se, status: { ...se.status, conditions } } });
+    }
+    if (failure !== undefined) throw failure;
+  }
+
+  async stop(): Promise<void> {
+    this.#unfollow?.();
+    this.#queue.shutDown();
+    this.#sliceEvents.shutDown();
+    await Promise.allSettled([this.#serviceExports.stop(), this.#services.stop(), this.#slices.stop()]);
+    await Promise.allSettled(this.#running);
+  }
+}

@@ -1,0 +1,269 @@
+import {
+  CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice, type V1Namespace, type V1Service,
+} from '@kubernetes/client-node';
+import type { Logger } from 'pino';
+import { WorkQueue, messageOf, type Service } from '../core/index.ts';
+import { createInformer, splitKey, type CachedInformer } from '../core/k8s.ts';
+import type { ExportIndex } from './export-index.ts';
+import { unhealthyClusters, type GatewayView } from './health.ts';
+import { desiredDerivedService, desiredServiceImport, desiredSlices, projectService, projectServiceImport, projectSlice } from './import-objects.ts';
+import { apiCode, isAlreadyExists, isNotFound } from './kube-errors.ts';
+import type { McsMetrics } from './metrics.ts';
+import { derivedServiceName, mergeExports, type ImportSpec } from './merge.ts';
+import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION, type ServiceImport } from './types.ts';
+
+/**
+ * The import side, in every cluster (exporters too): the broker's Export records of a
+ * Service become, in each namespace of that name that exists here, a ServiceImport, a
+ * derived ClusterIP Service (ClusterSetIP only) and EndpointSlices per source cluster;
+ * all deleted when the last export goes.
+ *
+ * - Keys are "namespace/name". ExportIndex changes, and informer events on the objects
+ *   we own (ServiceImports, MCS EndpointSlices, derived Services), enqueue the key, so
+ *   a hand edit is put back by the next reconcile; a new Namespace enqueues its keys.
+ * - Health: the local Gateway resources are watched; when the set of unhealthy clusters
+ *   changes, the keys those clusters export are enqueued, and their endpoints are
+ *   written not ready (ready again when the cable reconnects).
+ * - Writes go add before delete: slices are created or updated before stale ones go.
+ */
+export interface ImportControllerOptions {
+  kubeConfig: KubeConfig;
+  clusterId: string;
+  exports: ExportIndex;
+  logger: Logger;
+  /** Namespace of the Gateway resources (default isthmus-system). */
+  gatewayNamespace?: string;
+  /**
+   * Resolves when `exports` holds the broker's full list (BrokerCache.synced). No import is
+   * reconciled before: an empty index would read as "every export gone" and delete them.
+   */
+  exportsSynced: Promise<void>;
+  metrics?: McsMetrics;
+}
+
+const siRef = { group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceimports' };
+
+export class ImportController implements Service {
+  readonly name = 'mcs-import';
+  readonly #o: ImportControllerOptions;
+  readonly #queue = new WorkQueue<string>();
+  readonly #side = new WorkQueue<string>();
+  readonly #objects: CustomObjectsApi;
+  readonly #core: CoreV1Api;
+  readonly #discovery: DiscoveryV1Api;
+  readonly #imports: CachedInformer<ServiceImport>;
+  readonly #slices: CachedInformer<V1EndpointSlice>;
+  readonly #derived: CachedInformer<V1Service>;
+  readonly #namespaces: CachedInformer<V1Namespace>;
+  readonly #gateways: CachedInformer<GatewayView & { metadata?: { name?: string } }>;
+  #unhealthy = new Set<string>();
+  #running: Promise<void>[] = [];
+  #unfollow: (() => void) | undefined;
+
+  constructor(options: ImportControllerOptions) {
+    this.#o = options;
+    const { kubeConfig, logger } = options;
+    this.#objects = kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#core = kubeConfig.makeApiClient(CoreV1Api);
+    this.#discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
+    const q = this.#queue;
+    this.#imports = createInformer<ServiceImport>({
+      kubeConfig, path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceimports`, queue: q, logger, name: 'serviceimports',
+      list: async () => (await this.#objects.listClusterCustomObject(siRef)) as KubernetesListObject<ServiceImport>,
+    });
+    const sliceSelector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
+    const importOf = (s: V1EndpointSlice): string | undefined => {
+      const n = s.metadata?.labels?.[LABEL_SERVICE_NAME];
+      return n === undefined || s.metadata?.namespace === undefined ? undefined : `${s.metadata.namespace}/${n}`;
+    };
+    this.#slices = createInformer<V1EndpointSlice>({
+      kubeConfig, path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: sliceSelector, queue: q, logger, name: 'mcs-endpointslices',
+      list: () => this.#discovery.listEndpointSliceForAllNamespaces({ labelSelector: sliceSelector }), keyOf: importOf, index: importOf,
+    });
+    const derivedOf = (s: V1Service): string | undefined => {
+      const n = s.metadata?.labels?.[LABEL_DERIVED_FROM];
+      return n === undefined || s.metadata?.namespace === undefined ? undefined : `${s.metadata.namespace}/${n}`;
+    };
+    this.#derived = createInformer<V1Service>({
+      kubeConfig, path: '/api/v1/services', labelSelector: LABEL_DERIVED_FROM, queue: q, logger, name: 'derived-services',
+      list: () => this.#core.listServiceForAllNamespaces({ labelSelector: LABEL_DERIVED_FROM }), keyOf: derivedOf,
+    });
+    this.#namespaces = createInformer<V1Namespace>({
+      kubeConfig, path: '/api/v1/namespaces', queue: this.#side, logger, name: 'namespaces', list: () => this.#core.listNamespace(),
+      keyOf: (n) => `ns:${n.metadata?.name ?? ''}`,
+    });
+    const gwNs = options.gatewayNamespace ?? 'isthmus-system';
+    this.#gateways = createInformer({
+      kubeConfig, path: `/apis/isthmus.dev/v1alpha1/namespaces/${gwNs}/gateways`, queue: this.#side, logger, name: 'gateways',
+      list: async () => (await this.#objects.listNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: gwNs, plural: 'gateways' })) as KubernetesListObject<GatewayView & { metadata?: { name?: string } }>,
+      keyOf: () => 'health',
+    });
+  }
+
+  /** The informers of objects we own have listed once (the Gateway informer is not waited for: without its CRD, health is unknown, not fatal). */
+  get synced(): Promise<void> {
+    return Promise.all([this.#imports.synced, this.#slices.synced, this.#derived.synced, this.#namespaces.synced]).then(() => undefined);
+  }
+
+  /** Clusters whose endpoints are marked not ready now. */
+  get unhealthy(): ReadonlySet<string> {
+    return this.#unhealthy;
+  }
+
+  async start(): Promise<void> {
+    this.#unfollow = this.#o.exports.onChange((key) => this.#queue.add(key));
+    await Promise.all([this.#imports.start(), this.#slices.start(), this.#derived.start(), this.#namespaces.start(), this.#gateways.start()]);
+    await this.synced;
+    // not awaited by start(): a broker away at start delays imports, never the process
+    this.#running.push(this.#o.exportsSynced.then(() => this.#run()));
+  }
+
+  #run(): Promise<void> {
+    if (this.#queue.shuttingDown) return Promise.resolve();
+    this.#refreshHealth();
+    for (const key of this.#o.exports.serviceKeys()) this.#queue.add(key);
+    for (const si of this.#imports.cache.list()) this.#queue.add(`${si.metadata?.namespace ?? ''}/${si.metadata?.name ?? ''}`);
+    return Promise.all([
+      this.#side.run(async (key) => this.#sideEvent(key), { workers: 1, logger: this.#o.logger }),
+      this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: 4, logger: this.#o.logger }),
+    ]).then(() => undefined);
+  }
+
+  async #sideEvent(key: string): Promise<void> {
+    if (key === 'health') {
+      this.#refreshHealth();
+      return;
+    }
+    const ns = key.slice(3);
+    for (const k of this.#o.exports.serviceKeys()) if (splitKey(k).namespace === ns) this.#queue.add(k);
+  }
+
+  #refreshHealth(): void {
+    const clusters = new Set<string>();
+    for (const k of this.#o.exports.serviceKeys()) for (const x of this.#o.exports.records(k)) clusters.add(x.cluster_id);
+    const next = unhealthyClusters(this.#gateways.cache.list(), [...clusters], this.#o.clusterId);
+    const changed = new Set([...next].filter((c) => !this.#unhealthy.has(c)).concat([...this.#unhealthy].filter((c) => !next.has(c))));
+    this.#unhealthy = next;
+    this.#o.metrics?.setUnhealthy([...clusters].filter((c) => c !== this.#o.clusterId), next);
+    if (changed.size === 0) return;
+    this.#o.logger.info({ unhealthy: [...next], changed: [...changed] }, 'cluster health changed');
+    for (const k of this.#o.exports.serviceKeys()) if (this.#o.exports.records(k).some((x) => changed.has(x.cluster_id))) this.#queue.add(k);
+  }
+
+  async #reconcileOrRetry(key: string): Promise<void> {
+    try {
+      await this.reconcile(key);
+      this.#queue.forget(key);
+      this.#o.metrics?.reconciles.inc({ side: 'import', result: 'ok' });
+    } catch (err) {
+      this.#o.metrics?.reconciles.inc({ side: 'import', result: 'error' });
+      // 409: our cache was behind the API (a write of ours not seen yet): routine, retried
+      if (apiCode(err) === 409) this.#o.logger.debug({ service: key, err: messageOf(err) }, 'import reconcile raced a change; retrying');
+      else this.#o.logger.warn({ service: key, err: messageOf(err) }, 'import reconcile failed; retrying');
+      this.#queue.addRateLimited(key);
+    }
+  }
+
+  async reconcile(key: string): Promise<void> {
+    const { namespace, name } = splitKey(key);
+    if (this.#namespaces.cache.get('', namespace) === undefined) return;
+    const records = this.#o.exports.records(key);
+    // health from the Gateway cache now (a cluster first seen in these records counts too)
+    const unhealthy = unhealthyClusters(this.#gateways.cache.list(), records.map((x) => x.cluster_id), this.#o.clusterId);
+    const merged = mergeExports(records, { unhealthy });
+    const spec = merged.serviceImport;
+    if (spec === undefined) {
+      await this.#removeAll(namespace, name);
+      return;
+    }
+    const derived = spec.type === 'ClusterSetIP' ? await this.#ensureDerived(spec) : undefined;
+    if (spec.type !== 'ClusterSetIP') await this.#deleteDerived(namespace, name);
+    const si = await this.#ensureImport(spec, derived);
+    const uid = si.metadata?.uid;
+    const want = desiredSlices(spec, merged.slicesByCluster, uid === undefined ? undefined : { name, uid });
+    const have = new Map(this.#slices.cache.byIndex(key).map((s) => [s.metadata?.name ?? '', s]));
+    for (const w of want) {
+      const sliceName = w.metadata?.name ?? '';
+      const cur = have.get(sliceName);
+      have.delete(sliceName);
+      if (cur === undefined) await this.#discovery.createNamespacedEndpointSlice({ namespace, body: w });
+      else if (projectSlice(cur) !== projectSlice(w)) {
+        await this.#discovery.replaceNamespacedEndpointSlice({ namespace, name: sliceName, body: { ...w, metadata: { ...w.metadata, resourceVersion: cur.metadata?.resourceVersion } } as V1EndpointSlice });
+      }
+    }
+    for (const stale of have.keys()) await this.#ignoreMissing(this.#discovery.deleteNamespacedEndpointSlice({ namespace, name: stale }));
+  }
+
+  async #ignoreMissing(p: Promise<unknown>): Promise<void> {
+    try {
+      await p;
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  async #ensureDerived(spec: ImportSpec): Promise<{ ips: string[]; ipFamilies: string[] }> {
+    const want = desiredDerivedService(spec);
+    const name = want.metadata?.name ?? '';
+    let cur = this.#derived.cache.get(spec.namespace, name);
+    if (cur === undefined) {
+      try {
+        cur = await this.#core.createNamespacedService({ namespace: spec.namespace, body: want });
+      } catch (err) {
+        // The cache may lag behind our own create: read it back.
+        if (!isAlreadyExists(err)) throw err;
+        cur = await this.#core.readNamespacedService({ namespace: spec.namespace, name });
+      }
+    } else if (projectService(cur) !== projectService(want)) {
+      const body: V1Service = {
+        ...want,
+        metadata: { ...want.metadata, resourceVersion: cur.metadata?.resourceVersion },
+        // clusterIPs and families are the API server's and immutable: keep them.
+        spec: { ...want.spec, clusterIP: cur.spec?.clusterIP, clusterIPs: cur.spec?.clusterIPs, ipFamilies: cur.spec?.ipFamilies, ipFamilyPolicy: cur.spec?.ipFamilyPolicy },
+      } as V1Service;
+      cur = await this.#core.replaceNamespacedService({ namespace: spec.namespace, name, body });
+    }
+    return { ips: cur.spec?.clusterIPs ?? (cur.spec?.clusterIP === undefined ? [] : [cur.spec.clusterIP]), ipFamilies: cur.spec?.ipFamilies ?? spec.ipFamilies };
+  }
+
+  async #deleteDerived(namespace: string, name: string): Promise<void> {
+    const dn = derivedServiceName(name);
+    if (this.#derived.cache.get(namespace, dn) !== undefined) await this.#ignoreMissing(this.#core.deleteNamespacedService({ namespace, name: dn }));
+  }
+
+  async #ensureImport(spec: ImportSpec, derived: { ips: string[]; ipFamilies: string[] } | undefined): Promise<ServiceImport> {
+    const want = desiredServiceImport(spec, derived);
+    const ref = { ...siRef, namespace: spec.namespace };
+    let cur = this.#imports.cache.get(spec.namespace, spec.name);
+    if (cur === undefined) {
+      try {
+        cur = (await this.#objects.createNamespacedCustomObject({ ...ref, body: want })) as ServiceImport;
+      } catch (err) {
+        if (!isAlreadyExists(err)) throw err;
+        cur = (await this.#objects.getNamespacedCustomObject({ ...ref, name: spec.name })) as ServiceImport;
+      }
+    } else if (projectServiceImport(cur) !== projectServiceImport(want)) {
+      const body = { ...want, metadata: { ...want.metadata, resourceVersion: cur.metadata?.resourceVersion } };
+      cur = (await this.#objects.replaceNamespacedCustomObject({ ...ref, name: spec.name, body })) as ServiceImport;
+    }
+    const clusters = spec.clusters.map((cluster) => ({ cluster }));
+    if (JSON.stringify(cur.status?.clusters ?? []) !== JSON.stringify(clusters)) {
+      cur = (await this.#objects.replaceNamespacedCustomObjectStatus({ ...ref, name: spec.name, body: { ...cur, status: { ...cur.status, clusters } } })) as ServiceImport;
+    }
+    return cur;
+  }
+
+  async #removeAll(namespace: string, name: string): Promise<void> {
+    for (const s of this.#slices.cache.byIndex(`${namespace}/${name}`)) await this.#ignoreMissing(this.#discovery.deleteNamespacedEndpointSlice({ namespace, name: s.metadata?.name ?? '' }));
+    await this.#deleteDerived(namespace, name);
+    if (this.#imports.cache.get(namespace, name) !== undefined) await this.#ignoreMissing(this.#objects.deleteNamespacedCustomObject({ ...siRef, namespace, name }));
+  }
+
+  async stop(): Promise<void> {
+    this.#unfollow?.();
+    this.#queue.shutDown();
+    this.#side.shutDown();
+    await Promise.allSettled([this.#imports.stop(), this.#slices.stop(), this.#derived.stop(), this.#namespaces.stop(), this.#gateways.stop()]);
+    await Promise.allSettled(this.#running);
+  }
+}
