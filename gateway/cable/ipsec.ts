@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, cidrContains, formatCidr, messageOf, missingDependency, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
-import { CHARON_PATH, Charon, exists, type DataPath } from './charon.ts';
+import { CHARON_PATH, Charon, PLUGIN_DIR, charonPlugins, exists, installedPlugins, missingPluginsError, type DataPath } from './charon.ts';
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
 import {
   LABEL, NAME_PREFIX, ROUTE_TABLE, RULE_PRIORITY, TUN_DEVICE, authFromSecrets, cableStatus, childName, connConfig, connName, failureReason,
@@ -72,6 +72,8 @@ export interface IpsecDriverOptions {
   /** 'auto' (default): kernel XFRM when the kernel has ESP, else kernel-libipsec. */
   readonly dataPath?: DataPath | 'auto';
   readonly charonPath?: string;
+  /** Where charon's plugins are (default /usr/lib/ipsec/plugins): preflight() looks for each one it needs there. */
+  readonly pluginDir?: string;
   /** NAT-T port (default 4500 when the IKE port is 500, else IKE port + 1). */
   readonly portNatT?: number;
   /** DPD interval (default '5s'), IKE and CHILD rekey times (default '4h', '1h'). */
@@ -180,9 +182,19 @@ export class IpsecDriver implements CableDriver {
     return this.#charon;
   }
 
-  /** charon must be installed (strongswan-charon); the driver speaks VICI itself, so swanctl is not needed. */
+  /**
+   * charon must be installed (strongswan-charon) with every plugin the driver loads
+   * (`charonPlugins`: x509, openssl's public keys, ciphers and AEAD, gcm, vici, …; the
+   * error names the Debian package). The driver speaks VICI itself, so the swanctl
+   * command is not needed. kernel-libipsec is checked when charon starts (the data path is
+   * probed then); a plugin whose file exists but fails to load is caught there too.
+   */
   async preflight(): Promise<void> {
     if (!(await exists(this.#o.charonPath ?? CHARON_PATH))) throw missingDependency('charon');
+    const needed = charonPlugins(this.#o.dataPath === 'libipsec' ? 'libipsec' : 'xfrm');
+    const dir = this.#o.pluginDir ?? PLUGIN_DIR;
+    const missing = missingPluginsError(needed, await installedPlugins(dir), 'installed', dir);
+    if (missing !== undefined) throw missing;
   }
 
   async init(local: LocalEndpoint): Promise<void> {
