@@ -177,6 +177,11 @@ export class IpsecDriver implements CableDriver {
     return join(this.#o.dir, 'state.json');
   }
 
+  implementationInfo(): string | undefined {
+    const dataPath = this.#charon?.dataPath;
+    return dataPath === undefined ? undefined : `strongSwan charon, ${dataPath === 'xfrm' ? 'kernel XFRM' : 'kernel-libipsec (userspace)'} data path`;
+  }
+
   /** The charon behind this driver (after init). */
   get charon(): Charon | undefined {
     return this.#charon;

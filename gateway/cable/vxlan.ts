@@ -167,6 +167,10 @@ export class VxlanDriver implements CableDriver {
     this.tunnelCidr = options.tunnelCidr ?? VXLAN_TUNNEL_CIDR;
   }
 
+  implementationInfo(): string | undefined {
+    return this.#local === undefined ? undefined : 'kernel VXLAN';
+  }
+
   /** This cluster's tunnel address, known after init(). */
   get tunnelIp(): string | undefined {
     return this.#local === undefined ? undefined : tunnelAddress(this.#local.clusterId, this.tunnelCidr);

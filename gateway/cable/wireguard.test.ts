@@ -4,7 +4,7 @@ import {
   ErrorCodes, FakeClock, FakeRunner, isIsthmusError, silentLogger, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type FakeCall, type RunResult,
 } from '../../core/index.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
-import { WireGuardDriver, planWireGuard } from './wireguard.ts';
+import { ISTHMUS_WIREGUARD_GO, WireGuardDriver, planWireGuard } from './wireguard.ts';
 
 
 const me = wireguardKeyPair();
@@ -75,6 +75,8 @@ class FakeHost {
   kernel = false;
   link: { mtu: number; up: boolean; kind: string } | undefined;
   answers = true; // false: the device exists but wg cannot reach it (dead wireguard-go)
+  ours = false; // true: the wireguard-go ./setup builds is installed
+  readonly started: string[] = []; // the wireguard-go binaries started
   pub = '(none)';
   port = 0;
   peers = new Map<string, Peer>();
@@ -111,11 +113,14 @@ class FakeHost {
       m = /^route (replace|del) (\S+) dev isthmus-wg/.exec(line);
       if (m !== null && m[2] !== undefined) return void (m[1] === 'del' ? this.routes.delete(m[2]) : this.routes.add(m[2])), {};
     }
-    if (cmd === 'wireguard-go') {
+    if (cmd === 'wireguard-go' || (cmd === ISTHMUS_WIREGUARD_GO && this.ours)) {
+      if (line === '--version') return { stdout: `wireguard-go v0.0.${cmd === 'wireguard-go' ? '20220316' : '20250522'}\n\nUserspace WireGuard daemon for linux-amd64.\n` };
       this.link = { mtu: 1420, up: false, kind: 'tun' };
       this.answers = true;
+      this.started.push(cmd);
       return {};
     }
+    if (cmd === ISTHMUS_WIREGUARD_GO) return { code: 255, stderr: `exec of "${cmd}" failed: No such file or directory\n` };
     if (cmd === 'rm') return {};
     if (cmd === 'wg') {
       if (line === '--version') return { stdout: 'wireguard-tools v1.0.20210914\n' };
@@ -161,9 +166,13 @@ test('preflight: wg (wireguard-tools) and, for userspace, wireguard-go must be i
   const noWg = await preflight(missing('wg'), 'kernel');
   assert.ok(isIsthmusError(noWg, ErrorCodes.MISSING_DEPENDENCY), String(noWg));
   assert.match((noWg as Error).message, 'wireguard-tools');
-  const noGo = await preflight(missing('wireguard-go'), 'userspace');
+  const noGo = await preflight(missing('wireguard-go').when(ISTHMUS_WIREGUARD_GO, [], { code: 255, stderr: `exec of "${ISTHMUS_WIREGUARD_GO}" failed: No such file or directory\n` }), 'userspace');
   assert.ok(isIsthmusError(noGo, ErrorCodes.MISSING_DEPENDENCY), String(noGo));
-  assert.match((noGo as Error).message, 'Debian package wireguard-go');
+  assert.match((noGo as Error).message, '(package wireguard-go)');
+  assert.match((noGo as Error).message, `./setup, which builds wireguard-go into ${ISTHMUS_WIREGUARD_GO}`);
+  const debianOnly = missing(ISTHMUS_WIREGUARD_GO);
+  assert.is(await preflight(debianOnly, 'userspace'), undefined, "Debian's wireguard-go is enough");
+  assert.equal(debianOnly.lines(), ['wg --version', `${ISTHMUS_WIREGUARD_GO} --version`, 'wireguard-go --version']);
   const kernel = missing('wireguard-go');
   assert.is(await preflight(kernel, 'kernel'), undefined, 'the kernel device needs no wireguard-go');
   assert.equal(kernel.lines(), ['wg --version']);
@@ -184,6 +193,33 @@ test('init: no kernel module → wireguard-go; key through stdin, listen port, M
     'ip link set dev isthmus-wg up',
   ]);
   for (const c of host.runner.calls) assert.not.ok(c.args.some((x) => x.includes(me.privateKey)), 'key on a command line');
+});
+
+test("init: the wireguard-go ./setup builds when it is installed, else Debian's; options.wireguardGo sets the order", async () => {
+  const ours = new FakeHost();
+  ours.ours = true;
+  const d = driverOn(ours);
+  await d.init(LOCAL);
+  assert.equal(ours.started, [ISTHMUS_WIREGUARD_GO]);
+  assert.equal(d.userspaceProgram, { program: ISTHMUS_WIREGUARD_GO, version: 'wireguard-go v0.0.20250522' });
+  assert.is(d.implementationInfo(), `wireguard-go v0.0.20250522 (${ISTHMUS_WIREGUARD_GO})`, 'for the Gateway status');
+  assert.is(driverOn(new FakeHost()).implementationInfo(), undefined, 'not known before init()');
+  const debian = new FakeHost();
+  const e = driverOn(debian);
+  await e.init(LOCAL);
+  assert.equal(debian.started, ['wireguard-go']);
+  assert.equal(e.userspaceProgram, { program: 'wireguard-go', version: 'wireguard-go v0.0.20220316' });
+  const chosen = new FakeHost();
+  chosen.ours = true;
+  await new WireGuardDriver({ runner: chosen.runner, logger: silentLogger() }, { wireguardGo: ['wireguard-go', ISTHMUS_WIREGUARD_GO] }).init(LOCAL);
+  assert.equal(chosen.started, ['wireguard-go']);
+  const kernel = new FakeHost();
+  kernel.kernel = true;
+  kernel.ours = true;
+  const k = driverOn(kernel);
+  await k.init(LOCAL);
+  assert.equal([k.implementation, k.userspaceProgram, kernel.started], ['kernel', undefined, []], 'the kernel module first');
+  assert.is(k.implementationInfo(), 'kernel WireGuard');
 });
 
 test('init: the kernel device when the module is there (no wireguard-go); IPv6 underlay MTU − 80; options.mtu overrides', async () => {

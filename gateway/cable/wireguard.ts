@@ -10,7 +10,12 @@ import { Wg, formatEndpoint, type WgPeerConfig } from './wg.ts';
  * WireGuardDriver: one WireGuard device `isthmus-wg`, one peer per remote cluster.
  *
  * - Device: the kernel's (`ip link add isthmus-wg type wireguard`) when that works, else
- *   `wireguard-go isthmus-wg` (userspace over TUN). The choice is made by probing in init().
+ *   wireguard-go (userspace over TUN): the first of `options.wireguardGo` that runs —
+ *   by default the build ./setup makes from the golang.zx2c4.com/wireguard module
+ *   (`/usr/local/libexec/isthmus/wireguard-go`: UDP GSO/GRO, TUN offloads, 7 MiB socket
+ *   buffers forced past net.core.{r,w}mem_max with CAP_NET_ADMIN, so no host-wide sysctl
+ *   is changed), else Debian's `wireguard-go` on PATH. The choice is made by probing in
+ *   init() and logged; `implementation` and `userspaceProgram` say which.
  * - Interface: private key from `LocalEndpoint.secrets.privateKey` (set through stdin),
  *   listen port `LocalEndpoint.port`, MTU = underlay MTU − 60 for an IPv4 underlay
  *   (20 IPv4 + 8 UDP + 32 WireGuard) or − 80 for IPv6 (40 + 8 + 32); the underlay MTU is
@@ -40,6 +45,11 @@ export interface WireGuardDriverOptions {
   readonly mtu?: number;
   /** "auto" (default) probes the kernel module; "userspace" always runs wireguard-go. */
   readonly implementation?: 'auto' | 'kernel' | 'userspace';
+  /**
+   * The wireguard-go binaries to try, best first; the first whose `--version` runs is
+   * used. Default: ISTHMUS_WIREGUARD_GO (built by ./setup), then `wireguard-go` (Debian's).
+   */
+  readonly wireguardGo?: readonly string[];
   /** See wg.ts: private UAPI socket directory when gateways share a filesystem (sandbox, tests). */
   readonly socketDir?: string;
   /** A handshake younger than this means connected; default 180 000 ms. */
@@ -48,6 +58,9 @@ export interface WireGuardDriverOptions {
 }
 
 export const WIREGUARD_DEVICE = 'isthmus-wg';
+/** Where ./setup links the wireguard-go it builds (scripts/build-wireguard-go.sh). */
+export const ISTHMUS_WIREGUARD_GO = '/usr/local/libexec/isthmus/wireguard-go';
+export const DEFAULT_WIREGUARD_GO: readonly string[] = [ISTHMUS_WIREGUARD_GO, 'wireguard-go'];
 export const WIREGUARD_KEEPALIVE_S = 25;
 
 export interface WireGuardPeerPlan {
@@ -232,6 +245,8 @@ export class WireGuardDriver implements CableDriver {
   #local: LocalEndpoint | undefined;
   #publicKey = '';
   #implementation: 'kernel' | 'userspace' | undefined;
+  /** The wireguard-go binary and its version, once one was chosen. */
+  #userspace: { program: string; version: string } | undefined;
   /** Every spec set() was last given, by remote cluster. */
   #specs = new Map<string, CableSpec>();
   /** Why a cable is in error (refused spec or failed OS change). */
@@ -253,6 +268,16 @@ export class WireGuardDriver implements CableDriver {
     return this.#implementation;
   }
 
+  /** The wireguard-go this driver starts (path and `--version` line), once init() needed one. */
+  get userspaceProgram(): { readonly program: string; readonly version: string } | undefined {
+    return this.#userspace;
+  }
+
+  implementationInfo(): string | undefined {
+    if (this.#implementation === 'kernel') return 'kernel WireGuard';
+    return this.#userspace === undefined ? undefined : `${this.#userspace.version} (${this.#userspace.program})`;
+  }
+
   /** This gateway's public key (for its Endpoint's backend "public-key"), known after init(). */
   get publicKey(): string {
     return this.#publicKey;
@@ -269,7 +294,24 @@ export class WireGuardDriver implements CableDriver {
     await this.#wg.version();
     const mode = this.#options.implementation ?? 'auto';
     if (mode === 'kernel' || (mode === 'auto' && existsSync('/sys/module/wireguard'))) return;
-    await this.#wg.userspaceVersion();
+    await this.#findUserspace();
+  }
+
+  /** The first wireguard-go of options.wireguardGo that runs; MISSING_DEPENDENCY when none does. */
+  async #findUserspace(): Promise<{ program: string; version: string }> {
+    if (this.#userspace !== undefined) return this.#userspace;
+    const tried: string[] = [];
+    for (const program of this.#options.wireguardGo ?? DEFAULT_WIREGUARD_GO) {
+      try {
+        this.#userspace = { program, version: await this.#wg.userspaceVersion(program) };
+        return this.#userspace;
+      } catch (err) {
+        tried.push(`${program}: ${messageOf(err)}`);
+      }
+    }
+    throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY,
+      `no wireguard-go runs and the kernel has no WireGuard module (tried ${tried.join('; ')}): run ./setup, which builds wireguard-go into ${ISTHMUS_WIREGUARD_GO} and installs Debian's (package wireguard-go), or load the wireguard module`,
+      { context: { tried: (this.#options.wireguardGo ?? DEFAULT_WIREGUARD_GO).join(' ') } });
   }
 
   init(local: LocalEndpoint): Promise<void> {
@@ -347,8 +389,9 @@ export class WireGuardDriver implements CableDriver {
       if (/Operation not permitted/.test(r.stderr)) throw new IsthmusError(ErrorCodes.NOT_ROOT, `creating ${this.device} is not permitted: the gateway needs root or CAP_NET_ADMIN`);
       if (mode === 'kernel') throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the kernel has no WireGuard (${r.stderr.trim()}): load the wireguard module or use the userspace implementation`);
     }
-    await this.#wg.startUserspace(this.device);
-    this.#log.info({ device: this.device }, 'started wireguard-go: the kernel has no WireGuard module');
+    const go = await this.#findUserspace();
+    await this.#wg.startUserspace(this.device, go.program);
+    this.#log.info({ device: this.device, program: go.program, version: go.version }, 'started wireguard-go: the kernel has no WireGuard module');
     return 'userspace';
   }
 
