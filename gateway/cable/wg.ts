@@ -212,6 +212,22 @@ export class Wg {
     await this.#wg(['set', dev, 'peer', publicKey, 'remove']);
   }
 
+  /**
+   * Adds or replaces several peers in one `wg set` (one process, one UAPI/netlink
+   * transaction). wg parses every argument before it changes anything, so a bad argument
+   * changes nothing; callers retry peer by peer to find which one failed.
+   */
+  async setPeers(dev: string, peers: readonly WgPeerConfig[]): Promise<void> {
+    if (peers.length === 0) return;
+    await this.#wg(['set', dev, ...peers.flatMap((p) => peerArgs(p))]);
+  }
+
+  /** Removes several peers in one `wg set`. */
+  async removePeers(dev: string, publicKeys: readonly string[]): Promise<void> {
+    if (publicKeys.length === 0) return;
+    await this.#wg(['set', dev, ...publicKeys.flatMap((k) => ['peer', k, 'remove'])]);
+  }
+
   /** Makes the device exactly `config` (peers not in it are removed), config on stdin. */
   async syncconf(dev: string, config: WgConfig): Promise<void> {
     await this.#wg(['syncconf', dev, '/dev/stdin'], configText(config));
