@@ -589,6 +589,15 @@ class FakeIp {
 
   handle = (c: FakeCall): Partial<RunResult> | undefined => {
     if (c.command !== 'ip') return undefined;
+    if (c.args.join(' ') === '-force -batch -') {
+      // each stdin line as its own command, failures reported as iproute2 does
+      let stderr = '';
+      (c.options.input ?? '').split('\n').filter((l) => l !== '').forEach((l, i) => {
+        const r = this.handle({ command: 'ip', args: l.split(' '), options: {} });
+        if ((r?.code ?? 0) !== 0) stderr += `${r?.stderr ?? ''}\nCommand failed -:${String(i + 1)}\n`;
+      });
+      return stderr === '' ? {} : { code: 1, stderr };
+    }
     const a = c.args.filter((x) => x !== '-4');
     const ok = { code: 0, stdout: '', stderr: '' };
     const is = (...p: string[]): boolean => p.every((x, i) => a[i] === x);
@@ -638,9 +647,10 @@ class FakeIp {
   }
 }
 
-/** The commands that change the OS (everything but reads). */
+/** The commands that change the OS (everything but reads); a batch as `ip -batch [line; line; …]`. */
 function changes(runner: FakeRunner, from = 0): string[] {
-  return runner.calls.slice(from).filter((c) => c.command !== 'readlink' && !c.args.includes('-j')).map((c) => [c.command, ...c.args].join(' '));
+  return runner.calls.slice(from).filter((c) => c.command !== 'readlink' && !c.args.includes('-j'))
+    .map((c) => (c.args.join(' ') === '-force -batch -' ? `${c.command} -batch [${(c.options.input ?? '').trim().split('\n').join('; ')}]` : [c.command, ...c.args].join(' ')));
 }
 
 test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes per remote CIDR with the host\'s own source, idempotent, removed with their cable, restored after a charon restart, cleaned up', async () => {
@@ -662,8 +672,8 @@ test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes 
     assert.equal(await d.set([b, c]), { failed: [] });
     assert.equal(changes(runner, mark), [
       'ip -4 rule add priority 219 table 219',
-      ...['10.2.0.0/16', '10.102.0.0/16', '10.3.0.0/16', '10.103.0.0/16'].map((r) => `ip -4 route replace ${r} dev ipsec0 table 219 proto static src 10.1.0.1`),
-    ]);
+      `ip -batch [${['10.2.0.0/16', '10.102.0.0/16', '10.3.0.0/16', '10.103.0.0/16'].map((r) => `route replace ${r} dev ipsec0 table 219 proto static src 10.1.0.1`).join('; ')}]`,
+    ], 'every route in one ip -batch');
     // the same input again: only reads
     mark = runner.calls.length;
     assert.equal(await d.set([c, b]), { failed: [] });
@@ -675,10 +685,8 @@ test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes 
     mark = runner.calls.length;
     assert.equal(await d.set([b, dd]), { failed: [] });
     assert.equal(changes(runner, mark), [
-      'ip -4 route replace 10.2.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1',
-      'ip -4 route replace 10.4.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1',
-      'ip -4 route del 10.3.0.0/16 table 219',
-      'ip -4 route del 10.103.0.0/16 table 219',
+      'ip -batch [route replace 10.2.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1; route replace 10.4.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1]',
+      'ip -batch [route del 10.3.0.0/16 table 219; route del 10.103.0.0/16 table 219]',
     ], 'no route to 192.0.2.0/24: it holds d\'s own address (charon excludes the peer, we would not)');
     assert.equal([...ip.routes.keys()].sort(), ['10.102.0.0/16', '10.2.0.0/16', '10.4.0.0/16']);
     // a route the kernel refuses fails its own cable only

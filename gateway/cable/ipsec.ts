@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, cidrContains, formatCidr, messageOf, missingDependency, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
+import { runBatch } from './batch.ts';
 import { CHARON_PATH, Charon, PLUGIN_DIR, charonPlugins, exists, installedPlugins, missingPluginsError, type DataPath } from './charon.ts';
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
 import {
@@ -380,15 +381,17 @@ export class IpsecDriver implements CableDriver {
         // a table that never held a route does not exist yet
         if (shown.code !== 0 && !/does not exist/.test(shown.stderr)) throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `ip route show table ${table}: ${shown.stderr.trim()}`);
         const plan = planRoutes(want, shown.code === 0 ? parseRoutes(shown.stdout) : []);
-        for (const dst of plan.replace) {
+        // one `ip -batch` for the replacements, then one for the removals (batch.ts); batch
+        // lines take no -4/-6: the destination CIDR gives the family
+        const replace = plan.replace.map((dst) => {
           const s = want.get(dst);
-          try {
-            await run.run('ip', [f, 'route', 'replace', dst, 'dev', TUN_DEVICE, 'table', table, 'proto', 'static', ...(s === undefined ? [] : ['src', s])]);
-          } catch (err) {
-            failed.set(owner.get(dst) ?? '', `route to ${dst} via ${TUN_DEVICE}: ${messageOf(err)}`);
-          }
+          return { dst, args: ['route', 'replace', dst, 'dev', TUN_DEVICE, 'table', table, 'proto', 'static', ...(s === undefined ? [] : ['src', s])] };
+        });
+        for (const [i, reason] of await runBatch(run, 'ip', replace)) {
+          const dst = replace[i]?.dst ?? '';
+          failed.set(owner.get(dst) ?? '', `route to ${dst} via ${TUN_DEVICE}: ${reason}`);
         }
-        for (const dst of plan.remove) await run.run('ip', [f, 'route', 'del', dst, 'table', table], { allowFailure: true });
+        await runBatch(run, 'ip', plan.remove.map((dst) => ({ args: ['route', 'del', dst, 'table', table] })));
         if (plan.replace.length > 0 || plan.remove.length > 0) this.#log.info({ table: ROUTE_TABLE, src, replaced: plan.replace, removed: plan.remove }, 'ipsec routes updated');
       } catch (err) {
         for (const remote of new Set(owner.values())) if (!failed.has(remote)) failed.set(remote, `routes in table ${table}: ${messageOf(err)}`);
