@@ -4,7 +4,12 @@
 // namespaces, with the ratio; and the time from `set()` to the first packet through
 // (target ≤ 2 s for both).
 //
-// usage: node bench/cables.ts [--seconds 5] [--rounds 3] [--driver wireguard|vxlan]
+// WireGuard runs once per wireguard-go build (Debian's, and the one ./setup builds) and is
+// also set against one core's ChaCha20-Poly1305 rate at 1420-byte packets (`openssl speed`,
+// before and after the WireGuard runs): on a machine without the kernel module that cipher,
+// not the veth underlay, is the ceiling (target: cable ≥ 0.3 of it).
+//
+// usage: node bench/cables.ts [--seconds 5] [--rounds 3] [--driver wireguard|vxlan] [--wireguard-go debian,isthmus]
 //
 // This file also exports the namespace lab the e2e tests (test/cable-*.test.ts) use:
 // N "gateway" namespaces on a bridge that lives in a hub namespace of its own, each with a
@@ -12,7 +17,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { cpus, hostname, totalmem } from 'node:os';
+import { cpus, hostname, loadavg, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import {
@@ -21,7 +26,7 @@ import {
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint } from '../gateway/cable/driver.ts';
 import { netnsPids } from '../test/lib/netns.ts';
 import { VxlanDriver } from '../gateway/cable/vxlan.ts';
-import { WireGuardDriver } from '../gateway/cable/wireguard.ts';
+import { ISTHMUS_WIREGUARD_GO, WireGuardDriver } from '../gateway/cable/wireguard.ts';
 
 const system = new SystemRunner();
 
@@ -184,7 +189,7 @@ export class RecordingRunner implements CommandRunner {
 
 /** Command lines that only read state. */
 export function isReadOnly(line: string): boolean {
-  return /(^|\s)wg (show|--version)\b/.test(line) || /^ip -j( -d| -4| -6)? (link|addr|route|neigh) show\b/.test(line) || /^bridge -j fdb show\b/.test(line);
+  return /(^|\s)wg (show|--version)\b/.test(line) || /^ip -j( -d| -4| -6)? (link|addr|address|route|neigh|rule) show\b/.test(line) || /^bridge -j fdb show\b/.test(line);
 }
 
 export interface LabDriver {
@@ -198,12 +203,12 @@ export interface LabDriver {
 export type DriverKind = 'wireguard' | 'vxlan';
 
 /** A driver for `node` with a fresh identity; `runner` defaults to the node's. */
-export function labDriver(kind: DriverKind, lab: Lab, node: LabNode, opts: { runner?: CommandRunner; logger?: import('../core/index.ts').Logger; port?: number; privateKey?: string } = {}): LabDriver {
+export function labDriver(kind: DriverKind, lab: Lab, node: LabNode, opts: { runner?: CommandRunner; logger?: import('../core/index.ts').Logger; port?: number; privateKey?: string; wireguardGo?: readonly string[] } = {}): LabDriver {
   const deps = { runner: opts.runner ?? node.runner, logger: opts.logger ?? silentLogger() };
   if (kind === 'wireguard') {
     const keys = opts.privateKey === undefined ? wireguardKeyPair() : undefined;
     const privateKey = opts.privateKey ?? keys?.privateKey ?? '';
-    const driver = new WireGuardDriver(deps, { socketDir: join(lab.dir, node.name) });
+    const driver = new WireGuardDriver(deps, { socketDir: join(lab.dir, node.name), ...(opts.wireguardGo === undefined ? {} : { wireguardGo: opts.wireguardGo }) });
     const local: LocalEndpoint = { clusterId: `c-${node.name}`, privateIp: node.ip, port: opts.port ?? 51820, cidrs: [node.cidr], secrets: { privateKey } };
     return { node, driver, local, backend: { 'public-key': keys?.publicKey ?? '' } };
   }
@@ -252,15 +257,36 @@ async function rtt(from: LabNode, src: string, dst: string, count: number): Prom
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 
-async function benchDriver(kind: DriverKind, seconds: number, rounds: number): Promise<void> {
+/** What one driver (one wireguard-go build) measured. */
+interface Measured {
+  readonly label: string;
+  readonly cable: number;
+  readonly underlay: number;
+  readonly drops: number;
+}
+
+/**
+ * One core's ChaCha20-Poly1305 rate at 1420-byte packets (WireGuard's cipher at the
+ * device MTU), Gbit/s: `openssl speed -evp chacha20-poly1305 -bytes 1420` (one process,
+ * one core), machine-readable output.
+ */
+async function cipherRate(seconds: number): Promise<number> {
+  const r = await system.run('openssl', ['speed', '-mr', '-seconds', String(seconds), '-evp', 'chacha20-poly1305', '-bytes', '1420'], { timeoutMs: (seconds + 30) * 1000 });
+  const m = /^\+F:\d+:ChaCha20-Poly1305:([0-9.]+)/im.exec(r.stdout);
+  if (m?.[1] === undefined) throw new Error(`openssl speed printed no ChaCha20-Poly1305 rate: ${r.stdout.slice(-300)}`);
+  return (Number(m[1]) * 8) / 1e9;
+}
+
+async function benchDriver(kind: DriverKind, seconds: number, rounds: number, wireguardGo?: readonly string[]): Promise<Measured> {
   const lab = await createLab(kind === 'wireguard' ? 'wgb' : 'vxb', 2);
   try {
     const [na, nb] = lab.nodes;
     if (na === undefined || nb === undefined) throw new Error('lab without two nodes');
-    const a = labDriver(kind, lab, na);
-    const b = labDriver(kind, lab, nb);
+    const a = labDriver(kind, lab, na, wireguardGo === undefined ? {} : { wireguardGo });
+    const b = labDriver(kind, lab, nb, wireguardGo === undefined ? {} : { wireguardGo });
     await a.driver.init(a.local);
     await b.driver.init(b.local);
+    const label = `${kind} (${a.driver.implementationInfo() ?? '?'})`;
     // set() → first packet through: b already has its cable to a; a's set() starts the clock.
     // Five trials; between them a drops the cable (set([])), so every trial starts from no peer.
     await b.driver.set([specTo(a)]);
@@ -278,8 +304,7 @@ async function benchDriver(kind: DriverKind, seconds: number, rounds: number): P
       firsts.push(performance.now() - t0);
     }
     const ms = (xs: number[]): string => xs.map((x) => x.toFixed(0)).join('/');
-    console.log(`${kind}: set() → first ping answered through the cable, 5 trials: median ${median(firsts).toFixed(0)} ms, max ${Math.max(...firsts).toFixed(0)} ms (${ms(firsts)}; of which set() itself ${ms(sets)} ms) (target ≤ 2000 ms)`);
-    const impl = a.driver instanceof WireGuardDriver ? ` (${a.driver.implementation ?? '?'})` : '';
+    console.log(`${label}: set() → first ping answered through the cable, 5 trials: median ${median(firsts).toFixed(0)} ms, max ${Math.max(...firsts).toFixed(0)} ms (${ms(firsts)}; of which set() itself ${ms(sets)} ms) (target ≤ 2000 ms)`);
     const under: number[] = [];
     const cable: number[] = [];
     const dropsBefore = await udpRcvbufErrors(nb);
@@ -290,10 +315,11 @@ async function benchDriver(kind: DriverKind, seconds: number, rounds: number): P
     const drops = (await udpRcvbufErrors(nb)) - dropsBefore;
     const rttUnder = await rtt(na, na.ip, nb.ip, 200);
     const rttCable = await rtt(na, na.hostIp, nb.hostIp, 200);
-    console.log(`${kind}${impl}: iperf3 TCP ${String(rounds)}×${String(seconds)} s, medians: cable ${median(cable).toFixed(2)} Gbit/s, underlay ${median(under).toFixed(2)} Gbit/s, ratio ${(median(cable) / median(under)).toFixed(2)} (rounds: cable ${cable.map((x) => x.toFixed(2)).join('/')}, underlay ${under.map((x) => x.toFixed(2)).join('/')}); receiver UDP RcvbufErrors during the runs: ${String(drops)}`);
-    console.log(`${kind}${impl}: ping RTT avg over 200: cable ${rttCable.toFixed(3)} ms, underlay ${rttUnder.toFixed(3)} ms, ratio ${(rttCable / rttUnder).toFixed(2)}`);
+    console.log(`${label}: iperf3 TCP ${String(rounds)}×${String(seconds)} s, medians: cable ${median(cable).toFixed(2)} Gbit/s, underlay ${median(under).toFixed(2)} Gbit/s, ratio ${(median(cable) / median(under)).toFixed(2)} (rounds: cable ${cable.map((x) => x.toFixed(2)).join('/')}, underlay ${under.map((x) => x.toFixed(2)).join('/')}); receiver UDP RcvbufErrors during the runs: ${String(drops)}`);
+    console.log(`${label}: ping RTT avg over 200: cable ${rttCable.toFixed(3)} ms, underlay ${rttUnder.toFixed(3)} ms, ratio ${(rttCable / rttUnder).toFixed(2)}`);
     await a.driver.cleanup();
     await b.driver.cleanup();
+    return { label, cable: median(cable), underlay: median(under), drops };
   } finally {
     await lab.destroy();
   }
@@ -313,13 +339,35 @@ async function pingFast(from: LabNode, to: LabNode): Promise<boolean> {
   return r.code === 0;
 }
 
+/** The wireguard-go builds the bench compares (each alone, so the driver cannot fall back to the other). */
+const WIREGUARD_GO_BUILDS: Readonly<Record<string, readonly string[]>> = {
+  debian: ['/usr/bin/wireguard-go'],
+  isthmus: [ISTHMUS_WIREGUARD_GO],
+};
+
 if (import.meta.main) {
   const seconds = Number(arg('seconds', '5'));
   const rounds = Number(arg('rounds', '3'));
   const only = arg('driver', '');
-  console.log(`${new Date().toISOString()} on ${hostname()}: ${String(cpus().length)} cores, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}`);
-  for (const kind of ['wireguard', 'vxlan'] as const) {
-    if (only !== '' && only !== kind) continue;
-    await benchDriver(kind, seconds, rounds);
+  const builds = arg('wireguard-go', 'debian,isthmus').split(',');
+  for (const b of builds) if (WIREGUARD_GO_BUILDS[b] === undefined) throw new Error(`--wireguard-go ${b}: a comma-separated list of ${Object.keys(WIREGUARD_GO_BUILDS).join(', ')}`);
+  console.log(`${new Date().toISOString()} on ${hostname()}: ${String(cpus().length)} cores (${cpus()[0]?.model ?? '?'}), ${(totalmem() / 2 ** 30).toFixed(0)} GiB, node ${process.version}, load average ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
+  const results: Measured[] = [];
+  let cipher: number | undefined;
+  if (only === '' || only === 'wireguard') {
+    cipher = await cipherRate(3);
+    console.log(`one core's ChaCha20-Poly1305 at 1420-byte packets (openssl speed -evp chacha20-poly1305 -bytes 1420): ${cipher.toFixed(2)} Gbit/s`);
+    for (const b of builds) results.push(await benchDriver('wireguard', seconds, rounds, WIREGUARD_GO_BUILDS[b]));
+    const again = await cipherRate(3);
+    console.log(`the same cipher rate after the WireGuard runs: ${again.toFixed(2)} Gbit/s (the ratios below use the mean, ${((cipher + again) / 2).toFixed(2)})`);
+    cipher = (cipher + again) / 2;
   }
+  if (only === '' || only === 'vxlan') results.push(await benchDriver('vxlan', seconds, rounds));
+  console.log(`\n| cable | TCP cable Gbit/s | underlay Gbit/s | cable / underlay | cable / one core's ChaCha20-Poly1305 (target ≥ 0.3 for wireguard) | receiver UDP RcvbufErrors |`);
+  console.log('|---|---|---|---|---|---|');
+  for (const m of results) {
+    const vsCipher = m.label.startsWith('wireguard') && cipher !== undefined ? (m.cable / cipher).toFixed(2) : '–';
+    console.log(`| ${m.label} | ${m.cable.toFixed(2)} | ${m.underlay.toFixed(2)} | ${(m.cable / m.underlay).toFixed(2)} | ${vsCipher} | ${String(m.drops)} |`);
+  }
+  console.log(`load average at the end ${loadavg().map((x) => x.toFixed(2)).join(' ')}`);
 }

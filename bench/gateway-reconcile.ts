@@ -25,9 +25,7 @@ import { join } from 'node:path';
 import { createClustersetCA, issueFor, writeIssued } from '../certs/index.ts';
 import { NetnsRunner, SystemRunner, silentLogger, wireguardKeyPair } from '../core/index.ts';
 import type { CableDriverName, CableSpec } from '../gateway/cable/driver.ts';
-import { IpsecDriver } from '../gateway/cable/ipsec.ts';
 import { ViciClient } from '../gateway/cable/vici.ts';
-import { WireGuardDriver } from '../gateway/cable/wireguard.ts';
 import { desiredCables, type LocalView, type RemoteCluster, type RemoteEndpoint } from '../gateway/desired.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
 import { RecordingRunner, isReadOnly } from './cables.ts';
@@ -192,7 +190,7 @@ async function benchDriver(name: CableDriverName, rounds: number): Promise<void>
     await driver.init({ clusterId: LOCAL_ID, privateIp: LOCAL_IP, port: PORT[name], cidrs: ['10.99.0.0/16'], secrets: setup.secrets });
     const initMs = performance.now() - t0;
     const daemons = nsPids(lab.ns);
-    const impl = driver instanceof WireGuardDriver ? `, ${driver.implementation === 'userspace' ? 'wireguard-go' : 'kernel WireGuard'}` : driver instanceof IpsecDriver ? `, charon data path ${driver.charon?.dataPath ?? '?'}` : '';
+    const impl = `, ${driver.implementationInfo() ?? '?'}`;
     console.log(`\n${name}${impl}: init() ${initMs.toFixed(0)} ms; daemon pids in the namespace: ${daemons.join(', ') || 'none'}`);
 
     const local: LocalView = { clusterId: LOCAL_ID, driver: name, behindNat: false, forceNatTraversal: false };

@@ -421,6 +421,7 @@ export class GatewayEngine {
       }),
     );
     const natAddress = this.#nat?.natAddress;
+    const impl = this.#d.driver.implementationInfo();
     const status = gatewayStatus({
       active: this.#active,
       local: {
@@ -428,6 +429,7 @@ export class GatewayEngine {
         publicIP: this.#c.publicIp !== '' ? this.#c.publicIp : this.#observedIp !== '' ? this.#observedIp : natAddress ?? '',
         behindNAT: this.#behindNat(), natSeenByProbe: natAddress !== undefined,
         cableDriver: this.#d.driver.name, port: this.#c.port,
+        ...(impl === undefined ? {} : { cableImplementation: impl }),
       },
       desired: this.#desired,
       failed: this.#failed,

@@ -46,6 +46,8 @@ export interface GatewayStatus {
     /** A remote gateway's NAT probe answer saw this gateway at another address than its private one. */
     natSeenByProbe: boolean;
     cableDriver: string; port: number;
+    /** The driver's implementationInfo() (kernel module, wireguard-go build, charon data path), when known. */
+    cableImplementation?: string;
   };
   connections: ConnectionStatus[];
 }

@@ -1,4 +1,4 @@
-import { mkdir, readFile, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, readdir, readlink, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, messageOf, missingDependency, type CommandRunner, type Logger } from '../../core/index.ts';
 import { ViciClient } from './vici.ts';
@@ -44,14 +44,59 @@ export interface CharonOptions {
   readonly startTimeoutMs?: number;
 }
 
+/** Where Debian's strongSwan keeps its plugins (libstrongswan-NAME.so). */
+export const PLUGIN_DIR = '/usr/lib/ipsec/plugins';
+
+/**
+ * The plugins charon loads for the driver, each with the Debian package that ships it.
+ * openssl gives the RSA public keys of the certificates, x25519/MODP, AES-GCM and
+ * SHA-2; gcm the AEAD mode over `aes`; x509, pem, pkcs1/8 and pubkey parse the
+ * credentials. Without libstrongswan-standard-plugins (left out by
+ * `--no-install-recommends`) charon starts anyway and every certificate fails to parse.
+ */
+export const PLUGIN_PACKAGE: Readonly<Record<string, string>> = {
+  random: 'libstrongswan', nonce: 'libstrongswan', openssl: 'libstrongswan-standard-plugins', aes: 'libstrongswan',
+  sha1: 'libstrongswan', sha2: 'libstrongswan', hmac: 'libstrongswan', kdf: 'libstrongswan', gcm: 'libstrongswan-standard-plugins',
+  pem: 'libstrongswan', pkcs1: 'libstrongswan', pkcs8: 'libstrongswan', x509: 'libstrongswan', pubkey: 'libstrongswan',
+  constraints: 'libstrongswan', 'kernel-netlink': 'libstrongswan', 'socket-default': 'strongswan-libcharon', vici: 'strongswan-swanctl',
+  'kernel-libipsec': 'libcharon-extra-plugins',
+};
+
 const PLUGINS_COMMON = [
   'random', 'nonce', 'openssl', 'aes', 'sha1', 'sha2', 'hmac', 'kdf', 'gcm',
   'pem', 'pkcs1', 'pkcs8', 'x509', 'pubkey', 'constraints', 'kernel-netlink', 'socket-default', 'vici',
 ];
 
+/** The plugins charon must load for a data path (pure; the `load` line of its strongswan.conf). */
+export function charonPlugins(dataPath: DataPath): readonly string[] {
+  return dataPath === 'libipsec' ? ['kernel-libipsec', ...PLUGINS_COMMON] : PLUGINS_COMMON;
+}
+
+/**
+ * MISSING_DEPENDENCY for the plugins of `needed` that are not in `present` (pure; undefined
+ * when none is missing). `how` says whether they are not installed (no file) or were not
+ * loaded by a running charon; the message names the Debian packages to install.
+ */
+export function missingPluginsError(needed: readonly string[], present: Iterable<string>, how: 'installed' | 'loaded', dir = PLUGIN_DIR): IsthmusError | undefined {
+  const have = new Set(present);
+  const missing = needed.filter((p) => !have.has(p));
+  if (missing.length === 0) return undefined;
+  const packages = [...new Set(missing.map((p) => PLUGIN_PACKAGE[p] ?? 'strongswan'))].sort();
+  const what = how === 'installed' ? `are not installed in ${dir}` : 'did not load in charon (see its log)';
+  return new IsthmusError(ErrorCodes.MISSING_DEPENDENCY,
+    `the strongSwan plugin${missing.length > 1 ? 's' : ''} ${missing.join(', ')} that the IPsec driver needs ${what}: install the Debian package${packages.length > 1 ? 's' : ''} ${packages.join(' ')} (./setup does; apt-get install ${packages.join(' ')})`,
+    { context: { plugins: missing, packages } });
+}
+
+/** The plugin names with a libstrongswan-NAME.so in `dir` (empty when the folder is missing). */
+export async function installedPlugins(dir: string): Promise<string[]> {
+  const files = await readdir(dir).catch(() => [] as string[]);
+  return files.map((f) => /^libstrongswan-(.+)\.so$/.exec(f)?.[1]).filter((n): n is string => n !== undefined);
+}
+
 /** The strongswan.conf for one charon (pure). */
 export function charonConf(o: { dir: string; port: number; portNatT: number; dataPath: DataPath }): string {
-  const plugins = o.dataPath === 'libipsec' ? ['kernel-libipsec', ...PLUGINS_COMMON] : PLUGINS_COMMON;
+  const plugins = charonPlugins(o.dataPath);
   return `# written by isthmus (gateway/cable/charon.ts); rewritten on every start
 charon {
   load = ${plugins.join(' ')}
@@ -238,6 +283,11 @@ export class Charon {
             await this.stop();
             throw new IsthmusError(ErrorCodes.PORT_IN_USE, `UDP port ${o.port ?? 500} or ${o.portNatT ?? 4500} is already in use in this network namespace (another IKE daemon?): stop it or choose other ports`, { context: { port: o.port ?? 500, portNatT: o.portNatT ?? 4500 } });
           }
+          const missing = missingPluginsError(charonPlugins(dataPath), await this.loadedPlugins(), 'loaded');
+          if (missing !== undefined) {
+            await this.stop();
+            throw missing;
+          }
           o.logger.info({ pid, dir: this.dir, dataPath }, 'started charon');
           return pid;
         }
@@ -246,6 +296,17 @@ export class Charon {
     }
     const tail = (await readFile(out, 'utf8').catch(() => '')).trim().split('\n').slice(-5).join(' | ');
     throw new IsthmusError(ErrorCodes.TIMEOUT, `charon did not open its VICI socket ${this.socketPath} within ${o.startTimeoutMs ?? 15_000} ms (${last}); its output: ${tail || 'none'}; see ${this.logFile}`);
+  }
+
+  /** The plugins the running charon loaded (VICI `stats`). */
+  async loadedPlugins(): Promise<string[]> {
+    const c = await ViciClient.connect(this.socketPath, { timeoutMs: 5_000 });
+    try {
+      const plugins = (await c.request('stats'))['plugins'];
+      return Array.isArray(plugins) ? plugins.filter((p): p is string => typeof p === 'string') : [];
+    } finally {
+      c.close();
+    }
   }
 
   /** A new VICI connection to this charon. */

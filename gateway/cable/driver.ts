@@ -20,6 +20,7 @@ import type { CommandRunner, Logger } from '../../core/index.ts';
  * - `cleanup()` removes everything the driver made (devices, SAs, routes, daemons) and
  *   is safe to call when nothing exists.
  * - Secrets (private keys, PSKs) never appear in logs, errors or status.
+ * - `implementationInfo()` reads nothing from the OS: it reports what init() chose.
  */
 export type CableDriverName = 'wireguard' | 'ipsec' | 'vxlan';
 
@@ -79,6 +80,12 @@ export interface CableDriver {
   set(desired: readonly CableSpec[]): Promise<SetResult>;
   connections(): Promise<readonly CableStatus[]>;
   cleanup(): Promise<void>;
+  /**
+   * Which implementation carries the cables, for logs and the Gateway status (like
+   * "kernel", "wireguard-go v0.0.20250522 (/usr/local/libexec/isthmus/wireguard-go)" or
+   * "charon, xfrm data path"); undefined before init() decided it.
+   */
+  implementationInfo(): string | undefined;
 }
 
 /**

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, FakeRunner, IsthmusError, createCA, issueCertificate, silentLogger, type FakeCall, type RunResult } from '../../core/index.ts';
-import { Charon, charonConf } from './charon.ts';
+import { Charon, PLUGIN_PACKAGE, charonConf, charonPlugins, installedPlugins, missingPluginsError } from './charon.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
 import {
   IpsecDriver, pemBlocks, anchorFor, authFromSecrets, cableStatus, connConfig, connName, failureReason, hasTableRule, isInitiator, parseAddresses, parseListSas,
@@ -291,7 +291,12 @@ test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming th
     const runner = new FakeRunner();
     const d = new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: '/nonexistent/charon', dataPath: 'libipsec' });
     assert.is(await errorCodeAsync(d.preflight()), ErrorCodes.MISSING_DEPENDENCY, 'preflight says so before init');
-    await new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: process.execPath, dataPath: 'libipsec' }).preflight();
+    const plugins = pluginFolder(charonPlugins('libipsec'));
+    try {
+      await new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: process.execPath, dataPath: 'libipsec', pluginDir: plugins }).preflight();
+    } finally {
+      rmSync(plugins, { recursive: true, force: true });
+    }
     try {
       await d.init(local({ psk: 'p'.repeat(40) }));
       assert.unreachable('init should fail');
@@ -304,6 +309,68 @@ test('IpsecDriver: charon not installed is MISSING_DEPENDENCY at init, naming th
     rmSync(dir, { recursive: true, force: true });
   }
 });
+
+/** A folder with a libstrongswan-NAME.so file (empty) per plugin name, as Debian lays them out. */
+function pluginFolder(names: readonly string[]): string {
+  const dir = mkdtempSync(join(tmpdir(), 'istp-'));
+  for (const n of names) writeFileSync(join(dir, `libstrongswan-${n}.so`), '');
+  writeFileSync(join(dir, 'README'), 'not a plugin');
+  return dir;
+}
+
+test('missingPluginsError: names each missing plugin and the Debian package that ships it; undefined when none is missing', () => {
+  const needed = charonPlugins('xfrm');
+  for (const p of [...needed, ...charonPlugins('libipsec')]) assert.ok(PLUGIN_PACKAGE[p] !== undefined, `${p} has a package`);
+  assert.is(missingPluginsError(needed, needed, 'loaded'), undefined);
+  // what charon 5.9 loaded on a machine without libstrongswan-standard-plugins (its VICI stats)
+  const loaded = ['charon', 'random', 'nonce', 'aes', 'sha1', 'sha2', 'hmac', 'kdf', 'pem', 'pkcs1', 'pkcs8', 'x509', 'pubkey', 'constraints', 'kernel-netlink', 'socket-default', 'vici'];
+  const err = missingPluginsError(needed, loaded, 'loaded');
+  assert.is(err?.code, ErrorCodes.MISSING_DEPENDENCY);
+  assert.match(err?.message ?? '', 'openssl, gcm');
+  assert.match(err?.message ?? '', 'install the Debian package libstrongswan-standard-plugins');
+  assert.match(err?.message ?? '', 'did not load');
+  assert.equal(err?.context, { plugins: ['openssl', 'gcm'], packages: ['libstrongswan-standard-plugins'] });
+  const two = missingPluginsError(charonPlugins('libipsec'), loaded.filter((p) => p !== 'x509'), 'installed', '/x/plugins');
+  assert.match(two?.message ?? '', 'kernel-libipsec, openssl, gcm, x509');
+  assert.match(two?.message ?? '', 'packages libcharon-extra-plugins libstrongswan libstrongswan-standard-plugins');
+  assert.match(two?.message ?? '', 'not installed in /x/plugins');
+  assert.is(missingPluginsError(['x509'], [], 'loaded')?.message.includes('plugin x509 that'), true, 'one plugin: singular');
+});
+
+test('IpsecDriver.preflight: every plugin the driver loads must be installed; a missing one is MISSING_DEPENDENCY naming its package', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'istd-'));
+  const full = pluginFolder(charonPlugins('libipsec'));
+  const noStandard = pluginFolder(charonPlugins('libipsec').filter((p) => PLUGIN_PACKAGE[p] !== 'libstrongswan-standard-plugins'));
+  try {
+    assert.equal((await installedPlugins(full)).sort(), [...charonPlugins('libipsec')].sort(), 'README is not a plugin');
+    assert.equal(await installedPlugins(join(dir, 'none')), [], 'a missing folder has no plugins');
+    const runner = new FakeRunner();
+    const driver = (pluginDir: string, dataPath: 'xfrm' | 'libipsec' | 'auto'): IpsecDriver =>
+      new IpsecDriver({ runner, logger: silentLogger(), dir, charonPath: process.execPath, dataPath, pluginDir });
+    await driver(full, 'libipsec').preflight();
+    await driver(full, 'auto').preflight();
+    for (const dataPath of ['xfrm', 'libipsec', 'auto'] as const) {
+      const err = await driver(noStandard, dataPath).preflight().then(() => undefined, (e: unknown) => e as IsthmusError);
+      assert.is(err?.code, ErrorCodes.MISSING_DEPENDENCY, dataPath);
+      assert.match(err?.message ?? '', 'openssl, gcm');
+      assert.match(err?.message ?? '', 'libstrongswan-standard-plugins');
+    }
+    const noLibipsec = pluginFolder(charonPlugins('xfrm'));
+    try {
+      await driver(noLibipsec, 'xfrm').preflight();
+      assert.match((await errorMessage(driver(noLibipsec, 'libipsec').preflight())), 'libcharon-extra-plugins');
+    } finally {
+      rmSync(noLibipsec, { recursive: true, force: true });
+    }
+    assert.equal(runner.calls, [], 'preflight runs nothing');
+  } finally {
+    for (const d of [dir, full, noStandard]) rmSync(d, { recursive: true, force: true });
+  }
+});
+
+async function errorMessage(p: Promise<unknown>): Promise<string> {
+  return p.then(() => 'no error', (e: unknown) => (e as Error).message);
+}
 
 // ---- the driver against a fake charon: a process named "charon" (a copy of sleep) whose
 // pid file and VICI socket are in the driver's folder, the socket served by this test ----
@@ -345,6 +412,9 @@ async function fakeCharon(): Promise<FakeCharon> {
         switch (p.name) {
           case 'version':
             send({ type: PacketType.CMD_RESPONSE, message: { daemon: 'charon' } });
+            break;
+          case 'stats':
+            send({ type: PacketType.CMD_RESPONSE, message: { plugins: ['charon', 'kernel-libipsec', 'vici'] } });
             break;
           case 'load-shared':
           case 'load-cert':
@@ -410,6 +480,17 @@ async function fakeCharon(): Promise<FakeCharon> {
     },
   };
 }
+
+test('Charon.loadedPlugins: the plugin list of VICI stats', async () => {
+  const fake = await fakeCharon();
+  try {
+    const plugins = await new Charon({ runner: new FakeRunner(), logger: silentLogger(), dir: fake.dir }).loadedPlugins();
+    assert.equal(plugins, ['charon', 'kernel-libipsec', 'vici']);
+    assert.match(missingPluginsError(charonPlugins('libipsec'), plugins, 'loaded')?.message ?? '', 'libstrongswan-standard-plugins');
+  } finally {
+    await fake.stop();
+  }
+});
 
 async function eventually<T>(f: () => Promise<T | undefined>): Promise<T> {
   for (let i = 0; i < 200; i++) {
@@ -508,6 +589,15 @@ class FakeIp {
 
   handle = (c: FakeCall): Partial<RunResult> | undefined => {
     if (c.command !== 'ip') return undefined;
+    if (c.args.join(' ') === '-force -batch -') {
+      // each stdin line as its own command, failures reported as iproute2 does
+      let stderr = '';
+      (c.options.input ?? '').split('\n').filter((l) => l !== '').forEach((l, i) => {
+        const r = this.handle({ command: 'ip', args: l.split(' '), options: {} });
+        if ((r?.code ?? 0) !== 0) stderr += `${r?.stderr ?? ''}\nCommand failed -:${String(i + 1)}\n`;
+      });
+      return stderr === '' ? {} : { code: 1, stderr };
+    }
     const a = c.args.filter((x) => x !== '-4');
     const ok = { code: 0, stdout: '', stderr: '' };
     const is = (...p: string[]): boolean => p.every((x, i) => a[i] === x);
@@ -557,9 +647,10 @@ class FakeIp {
   }
 }
 
-/** The commands that change the OS (everything but reads). */
+/** The commands that change the OS (everything but reads); a batch as `ip -batch [line; line; …]`. */
 function changes(runner: FakeRunner, from = 0): string[] {
-  return runner.calls.slice(from).filter((c) => c.command !== 'readlink' && !c.args.includes('-j')).map((c) => [c.command, ...c.args].join(' '));
+  return runner.calls.slice(from).filter((c) => c.command !== 'readlink' && !c.args.includes('-j'))
+    .map((c) => (c.args.join(' ') === '-force -batch -' ? `${c.command} -batch [${(c.options.input ?? '').trim().split('\n').join('; ')}]` : [c.command, ...c.args].join(' ')));
 }
 
 test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes per remote CIDR with the host\'s own source, idempotent, removed with their cable, restored after a charon restart, cleaned up', async () => {
@@ -581,8 +672,8 @@ test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes 
     assert.equal(await d.set([b, c]), { failed: [] });
     assert.equal(changes(runner, mark), [
       'ip -4 rule add priority 219 table 219',
-      ...['10.2.0.0/16', '10.102.0.0/16', '10.3.0.0/16', '10.103.0.0/16'].map((r) => `ip -4 route replace ${r} dev ipsec0 table 219 proto static src 10.1.0.1`),
-    ]);
+      `ip -batch [${['10.2.0.0/16', '10.102.0.0/16', '10.3.0.0/16', '10.103.0.0/16'].map((r) => `route replace ${r} dev ipsec0 table 219 proto static src 10.1.0.1`).join('; ')}]`,
+    ], 'every route in one ip -batch');
     // the same input again: only reads
     mark = runner.calls.length;
     assert.equal(await d.set([c, b]), { failed: [] });
@@ -594,10 +685,8 @@ test('IpsecDriver on libipsec: anchors for CIDRs without a host address, routes 
     mark = runner.calls.length;
     assert.equal(await d.set([b, dd]), { failed: [] });
     assert.equal(changes(runner, mark), [
-      'ip -4 route replace 10.2.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1',
-      'ip -4 route replace 10.4.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1',
-      'ip -4 route del 10.3.0.0/16 table 219',
-      'ip -4 route del 10.103.0.0/16 table 219',
+      'ip -batch [route replace 10.2.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1; route replace 10.4.0.0/16 dev ipsec0 table 219 proto static src 10.1.0.1]',
+      'ip -batch [route del 10.3.0.0/16 table 219; route del 10.103.0.0/16 table 219]',
     ], 'no route to 192.0.2.0/24: it holds d\'s own address (charon excludes the peer, we would not)');
     assert.equal([...ip.routes.keys()].sort(), ['10.102.0.0/16', '10.2.0.0/16', '10.4.0.0/16']);
     // a route the kernel refuses fails its own cable only

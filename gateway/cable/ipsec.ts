@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, cidrContains, formatCidr, messageOf, missingDependency, parseCidr, parseIp, type CommandRunner, type Logger } from '../../core/index.ts';
-import { CHARON_PATH, Charon, exists, type DataPath } from './charon.ts';
+import { runBatch } from './batch.ts';
+import { CHARON_PATH, Charon, PLUGIN_DIR, charonPlugins, exists, installedPlugins, missingPluginsError, type DataPath } from './charon.ts';
 import type { CableDriver, CableSpec, CableStatus, LocalEndpoint, SetResult } from './driver.ts';
 import {
   LABEL, NAME_PREFIX, ROUTE_TABLE, RULE_PRIORITY, TUN_DEVICE, authFromSecrets, cableStatus, childName, connConfig, connName, failureReason,
@@ -72,6 +73,8 @@ export interface IpsecDriverOptions {
   /** 'auto' (default): kernel XFRM when the kernel has ESP, else kernel-libipsec. */
   readonly dataPath?: DataPath | 'auto';
   readonly charonPath?: string;
+  /** Where charon's plugins are (default /usr/lib/ipsec/plugins): preflight() looks for each one it needs there. */
+  readonly pluginDir?: string;
   /** NAT-T port (default 4500 when the IKE port is 500, else IKE port + 1). */
   readonly portNatT?: number;
   /** DPD interval (default '5s'), IKE and CHILD rekey times (default '4h', '1h'). */
@@ -175,14 +178,29 @@ export class IpsecDriver implements CableDriver {
     return join(this.#o.dir, 'state.json');
   }
 
+  implementationInfo(): string | undefined {
+    const dataPath = this.#charon?.dataPath;
+    return dataPath === undefined ? undefined : `strongSwan charon, ${dataPath === 'xfrm' ? 'kernel XFRM' : 'kernel-libipsec (userspace)'} data path`;
+  }
+
   /** The charon behind this driver (after init). */
   get charon(): Charon | undefined {
     return this.#charon;
   }
 
-  /** charon must be installed (strongswan-charon); the driver speaks VICI itself, so swanctl is not needed. */
+  /**
+   * charon must be installed (strongswan-charon) with every plugin the driver loads
+   * (`charonPlugins`: x509, openssl's public keys, ciphers and AEAD, gcm, vici, …; the
+   * error names the Debian package). The driver speaks VICI itself, so the swanctl
+   * command is not needed. kernel-libipsec is checked when charon starts (the data path is
+   * probed then); a plugin whose file exists but fails to load is caught there too.
+   */
   async preflight(): Promise<void> {
     if (!(await exists(this.#o.charonPath ?? CHARON_PATH))) throw missingDependency('charon');
+    const needed = charonPlugins(this.#o.dataPath === 'libipsec' ? 'libipsec' : 'xfrm');
+    const dir = this.#o.pluginDir ?? PLUGIN_DIR;
+    const missing = missingPluginsError(needed, await installedPlugins(dir), 'installed', dir);
+    if (missing !== undefined) throw missing;
   }
 
   async init(local: LocalEndpoint): Promise<void> {
@@ -363,15 +381,17 @@ export class IpsecDriver implements CableDriver {
         // a table that never held a route does not exist yet
         if (shown.code !== 0 && !/does not exist/.test(shown.stderr)) throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `ip route show table ${table}: ${shown.stderr.trim()}`);
         const plan = planRoutes(want, shown.code === 0 ? parseRoutes(shown.stdout) : []);
-        for (const dst of plan.replace) {
+        // one `ip -batch` for the replacements, then one for the removals (batch.ts); batch
+        // lines take no -4/-6: the destination CIDR gives the family
+        const replace = plan.replace.map((dst) => {
           const s = want.get(dst);
-          try {
-            await run.run('ip', [f, 'route', 'replace', dst, 'dev', TUN_DEVICE, 'table', table, 'proto', 'static', ...(s === undefined ? [] : ['src', s])]);
-          } catch (err) {
-            failed.set(owner.get(dst) ?? '', `route to ${dst} via ${TUN_DEVICE}: ${messageOf(err)}`);
-          }
+          return { dst, args: ['route', 'replace', dst, 'dev', TUN_DEVICE, 'table', table, 'proto', 'static', ...(s === undefined ? [] : ['src', s])] };
+        });
+        for (const [i, reason] of await runBatch(run, 'ip', replace)) {
+          const dst = replace[i]?.dst ?? '';
+          failed.set(owner.get(dst) ?? '', `route to ${dst} via ${TUN_DEVICE}: ${reason}`);
         }
-        for (const dst of plan.remove) await run.run('ip', [f, 'route', 'del', dst, 'table', table], { allowFailure: true });
+        await runBatch(run, 'ip', plan.remove.map((dst) => ({ args: ['route', 'del', dst, 'table', table] })));
         if (plan.replace.length > 0 || plan.remove.length > 0) this.#log.info({ table: ROUTE_TABLE, src, replaced: plan.replace, removed: plan.remove }, 'ipsec routes updated');
       } catch (err) {
         for (const remote of new Set(owner.values())) if (!failed.has(remote)) failed.set(remote, `routes in table ${table}: ${messageOf(err)}`);

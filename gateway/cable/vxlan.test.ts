@@ -81,12 +81,30 @@ class FakeHost {
     this.runner.on((c) => this.#handle(c));
   }
 
+  /** `ip`/`bridge` commands (without the tool) that fail with EINVAL. */
+  readonly fail = new Set<string>();
+
+  /** Modifying commands, one line each; a batch as `TOOL -batch [line; line; …]`. */
   modifying(): string[] {
-    return this.runner.lines().filter((l) => !/ show\b/.test(l));
+    return this.runner.calls
+      .map((c) => (c.args.join(' ') === '-force -batch -' ? `${c.command} -batch [${(c.options.input ?? '').trim().split('\n').join('; ')}]` : [c.command, ...c.args].join(' ')))
+      .filter((l) => !/ show\b/.test(l));
+  }
+
+  /** `TOOL -force -batch -`: each stdin line as its own command, failures reported as iproute2 does. */
+  #batch(command: string, input: string): Partial<RunResult> {
+    let stderr = '';
+    input.split('\n').filter((l) => l !== '').forEach((l, i) => {
+      const r = this.#handle({ command, args: l.split(' '), options: {} });
+      if ((r.code ?? 0) !== 0) stderr += `${r.stderr ?? ''}Command failed -:${String(i + 1)}\n`;
+    });
+    return stderr === '' ? {} : { code: 1, stderr };
   }
 
   #handle(c: FakeCall): Partial<RunResult> {
     const line = c.args.join(' ');
+    if (line === '-force -batch -') return this.#batch(c.command, c.options.input ?? '');
+    if (this.fail.has(line)) return { code: 2, stderr: 'RTNETLINK answers: Invalid argument\n' };
     const nodev = { code: 1, stderr: 'Device "vx-isthmus" does not exist.\n' };
     const ok = {};
     if (c.command === 'bridge') {
@@ -207,28 +225,83 @@ test('set: exact commands the first time (FDB, neighbour, host route, CIDR route
   host.runner.calls.length = 0;
   assert.equal(await d.set([C, B]), { failed: [] });
   assert.equal(host.modifying(), [
-    `bridge fdb replace ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self permanent`,
-    `ip neigh replace ${T2} lladdr ${vtepMac(T2)} dev vx-isthmus nud permanent`,
-    `ip route replace ${T2}/32 dev vx-isthmus proto static`,
-    `ip route replace 10.2.0.0/16 via ${T2} dev vx-isthmus onlink proto static`,
-    `bridge fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.12 self permanent`,
-    `ip neigh replace ${T3} lladdr ${vtepMac(T3)} dev vx-isthmus nud permanent`,
-    `ip route replace ${T3}/32 dev vx-isthmus proto static`,
-    `ip route replace 10.103.0.0/16 via ${T3} dev vx-isthmus onlink proto static`,
-    `ip route replace 10.3.0.0/16 via ${T3} dev vx-isthmus onlink proto static`,
-  ]);
+    `bridge -batch [fdb replace ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self permanent; fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.12 self permanent]`,
+    `ip -batch [neigh replace ${T2} lladdr ${vtepMac(T2)} dev vx-isthmus nud permanent; route replace ${T2}/32 dev vx-isthmus proto static; route replace 10.2.0.0/16 via ${T2} dev vx-isthmus onlink proto static; `
+      + `neigh replace ${T3} lladdr ${vtepMac(T3)} dev vx-isthmus nud permanent; route replace ${T3}/32 dev vx-isthmus proto static; route replace 10.103.0.0/16 via ${T3} dev vx-isthmus onlink proto static; route replace 10.3.0.0/16 via ${T3} dev vx-isthmus onlink proto static]`,
+  ], 'one bridge -batch for the FDB, one ip -batch for neighbours and routes');
   host.runner.calls.length = 0;
   await d.set([B, C]);
   assert.equal(host.modifying(), []);
   // C moves to another gateway address and port; B goes
   await d.set([{ ...C, remoteIp: '172.31.0.99', remotePort: 8472 }]);
   assert.equal(host.modifying(), [
-    `bridge fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.99 port 8472 self permanent`,
-    `ip route del ${T2}/32 dev vx-isthmus`,
-    'ip route del 10.2.0.0/16 dev vx-isthmus',
-    `ip neigh del ${T2} dev vx-isthmus`,
-    `bridge fdb del ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self`,
-  ]);
+    `bridge -batch [fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.99 port 8472 self permanent]`,
+    `ip -batch [route del ${T2}/32 dev vx-isthmus; route del 10.2.0.0/16 dev vx-isthmus; neigh del ${T2} dev vx-isthmus]`,
+    `bridge -batch [fdb del ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self]`,
+  ], 'adds and updates first, then removals');
+});
+
+test('set: a failing FDB entry or route fails only its own cable; the next set() retries it', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  const D = spec('c4', '172.31.0.14', ['10.4.0.0/16']);
+  host.fail.add(`fdb replace ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self permanent`);
+  host.fail.add(`route replace 10.103.0.0/16 via ${T3} dev vx-isthmus onlink proto static`);
+  const r = await d.set([B, C, D]);
+  assert.equal(r.failed.map((f) => f.remoteCluster), ['c2', 'c3']);
+  assert.match(r.failed[0]?.reason ?? '', /^bridge fdb replace .* self permanent: RTNETLINK answers: Invalid argument$/);
+  assert.match(r.failed[1]?.reason ?? '', /^ip route replace 10.103.0.0\/16 via .*: RTNETLINK answers: Invalid argument$/);
+  assert.not.ok(host.neigh.has(T2), 'no neighbour or route for a cable whose FDB entry failed');
+  assert.not.ok(host.routes.has('10.2.0.0/16'));
+  assert.ok(host.routes.has('10.4.0.0/16') && host.routes.has('10.3.0.0/16'), 'the other lines of the batches ran');
+  assert.equal((await d.connections()).map((s) => [s.remoteCluster, s.state]), [['c2', 'error'], ['c3', 'error'], ['c4', 'connected']]);
+  host.fail.clear();
+  assert.equal(await d.set([B, C, D]), { failed: [] });
+  assert.ok((await d.connections()).every((s) => s.state === 'connected'));
+});
+
+test('set: iproute2 stopping a batch early (a line it cannot parse) falls back to line by line, so the other cables are still applied', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  // like iproute2 on an argument it cannot parse: it prints the error and exits, reporting no line
+  const bad = `route replace 10.103.0.0/16 via ${T3} dev vx-isthmus onlink proto static`;
+  host.runner.calls.length = 0;
+  const runner = host.runner;
+  const original = runner.run.bind(runner);
+  runner.run = async (cmd, args, o) => {
+    const input = o?.input ?? '';
+    if (cmd === 'ip' && args.join(' ') === '-force -batch -' && input.includes(bad)) {
+      const before = input.slice(0, input.indexOf(bad)).trim().split('\n').filter((l) => l !== '');
+      for (const l of before) await original('ip', l.split(' '));
+      return { code: 255, stdout: '', stderr: 'Error: any valid prefix is expected rather than "10.103.0.0/16".\n' };
+    }
+    if (cmd === 'ip' && args.join(' ') === bad) return { code: 255, stdout: '', stderr: 'Error: any valid prefix is expected.\n' };
+    return original(cmd, args, o);
+  };
+  const r = await d.set([B, C]);
+  assert.equal(r.failed.map((f) => f.remoteCluster), ['c3']);
+  assert.match(r.failed[0]?.reason ?? '', /any valid prefix/);
+  assert.ok(host.routes.has('10.3.0.0/16'), 'the line after the bad one ran in the fallback');
+  assert.ok(host.routes.has('10.2.0.0/16') && host.neigh.has(T2));
+});
+
+test('set: 100 remotes take one bridge -batch and one ip -batch; the same again runs nothing; 100 → 0 two batches', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  const specs = Array.from({ length: 100 }, (_, i) => spec(`r${String(i)}`, `10.250.1.${String(i + 1)}`, [`10.${String(i + 10)}.0.0/17`, `10.${String(i + 10)}.128.0/17`]));
+  host.runner.calls.length = 0;
+  assert.equal(await d.set(specs), { failed: [] });
+  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['bridge -batch [fdb', 'ip -batch [neigh']);
+  assert.equal([host.fdb.size, host.neigh.size, host.routes.size], [100, 100, 300]);
+  host.runner.calls.length = 0;
+  await d.set([...specs].reverse());
+  assert.equal(host.modifying(), []);
+  await d.set([]);
+  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['ip -batch [route', 'bridge -batch [fdb']);
+  assert.equal([host.fdb.size, host.neigh.size, host.routes.size], [0, 0, 0]);
 });
 
 test('connections: connected when FDB, neighbour and routes are in place; error naming what is missing, a refused spec, a gone device', async () => {

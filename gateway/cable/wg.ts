@@ -141,7 +141,7 @@ export class Wg {
    * Runs `program args` (wrapped for socketDir), always resolving with the result so that
    * failures are reported from stderr only (stdout of `wg show dump` holds the private key).
    */
-  async #exec(program: 'wg' | 'wireguard-go' | 'rm', args: readonly string[], input?: string, env?: Record<string, string>): Promise<RunResult> {
+  async #exec(program: string, args: readonly string[], input?: string, env?: Record<string, string>): Promise<RunResult> {
     // Node gives a child a socket, not a pipe, as stdin, and wg cannot fopen() a socket as
     // /dev/stdin: secrets go through `cat |` so that wg reads them from a real pipe.
     const line = input === undefined ? [program, ...args] : ['sh', '-c', `cat | ${program} "$@"`, program, ...args];
@@ -166,11 +166,15 @@ export class Wg {
     if (r.code !== 0) this.#fail(`wg ${args.join(' ')}`, r);
   }
 
-  /** `wireguard-go --version`: throws MISSING_DEPENDENCY when wireguard-go is not installed. */
-  async userspaceVersion(): Promise<string> {
-    const r = await this.#exec('wireguard-go', ['--version']);
-    if (r.code !== 0) this.#fail('wireguard-go --version', r);
-    return r.stdout.trim();
+  /**
+   * The first line of `PROGRAM --version` (like "wireguard-go v0.0.20250522"); PROGRAM is
+   * a wireguard-go binary (default `wireguard-go` on PATH). Throws MISSING_DEPENDENCY
+   * when it is not installed.
+   */
+  async userspaceVersion(program = 'wireguard-go'): Promise<string> {
+    const r = await this.#exec(program, ['--version']);
+    if (r.code !== 0) this.#fail(`${program} --version`, r);
+    return r.stdout.trim().split('\n')[0] ?? '';
   }
 
   /** `wg --version`: throws MISSING_DEPENDENCY when wireguard-tools is not installed. */
@@ -208,6 +212,22 @@ export class Wg {
     await this.#wg(['set', dev, 'peer', publicKey, 'remove']);
   }
 
+  /**
+   * Adds or replaces several peers in one `wg set` (one process, one UAPI/netlink
+   * transaction). wg parses every argument before it changes anything, so a bad argument
+   * changes nothing; callers retry peer by peer to find which one failed.
+   */
+  async setPeers(dev: string, peers: readonly WgPeerConfig[]): Promise<void> {
+    if (peers.length === 0) return;
+    await this.#wg(['set', dev, ...peers.flatMap((p) => peerArgs(p))]);
+  }
+
+  /** Removes several peers in one `wg set`. */
+  async removePeers(dev: string, publicKeys: readonly string[]): Promise<void> {
+    if (publicKeys.length === 0) return;
+    await this.#wg(['set', dev, ...publicKeys.flatMap((k) => ['peer', k, 'remove'])]);
+  }
+
   /** Makes the device exactly `config` (peers not in it are removed), config on stdin. */
   async syncconf(dev: string, config: WgConfig): Promise<void> {
     await this.#wg(['syncconf', dev, '/dev/stdin'], configText(config));
@@ -220,12 +240,13 @@ export class Wg {
   }
 
   /**
-   * Starts `wireguard-go DEV` (it creates the TUN device, then detaches and the command
-   * returns). Throws MISSING_DEPENDENCY when wireguard-go is not installed.
+   * Starts `PROGRAM DEV` (PROGRAM a wireguard-go binary, default `wireguard-go` on PATH; it
+   * creates the TUN device, then detaches and the command returns). Throws
+   * MISSING_DEPENDENCY when it is not installed.
    */
-  async startUserspace(dev: string): Promise<void> {
+  async startUserspace(dev: string, program = 'wireguard-go'): Promise<void> {
     // The variable silences wireguard-go's "the kernel has WireGuard" banner on kernels where it does.
-    const r = await this.#exec('wireguard-go', [dev], undefined, { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' });
-    if (r.code !== 0) this.#fail(`wireguard-go ${dev}`, r);
+    const r = await this.#exec(program, [dev], undefined, { WG_I_PREFER_BUGGY_USERSPACE_TO_POLISHED_KMOD: '1' });
+    if (r.code !== 0) this.#fail(`${program} ${dev}`, r);
   }
 }

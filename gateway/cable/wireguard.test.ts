@@ -4,7 +4,7 @@ import {
   ErrorCodes, FakeClock, FakeRunner, isIsthmusError, silentLogger, wireguardKeyPair, wireguardPublicKeyOf, type CommandRunner, type FakeCall, type RunResult,
 } from '../../core/index.ts';
 import type { CableSpec, LocalEndpoint } from './driver.ts';
-import { WireGuardDriver, planWireGuard } from './wireguard.ts';
+import { ISTHMUS_WIREGUARD_GO, WireGuardDriver, planWireGuard } from './wireguard.ts';
 
 
 const me = wireguardKeyPair();
@@ -75,6 +75,11 @@ class FakeHost {
   kernel = false;
   link: { mtu: number; up: boolean; kind: string } | undefined;
   answers = true; // false: the device exists but wg cannot reach it (dead wireguard-go)
+  ours = false; // true: the wireguard-go ./setup builds is installed
+  readonly started: string[] = []; // the wireguard-go binaries started
+  readonly failRoutes = new Set<string>(); // `ip` commands (without "ip") that fail with EINVAL
+  readonly badPeers = new Set<string>(); // public keys wg refuses
+
   pub = '(none)';
   port = 0;
   peers = new Map<string, Peer>();
@@ -85,8 +90,11 @@ class FakeHost {
     this.runner.on((c) => this.#handle(c));
   }
 
+  /** Modifying commands, one line each; a batch as `ip -batch [line; line; …]`. */
   modifying(): string[] {
-    return this.runner.lines().filter((l) => !/ show\b|--version/.test(l));
+    return this.runner.calls
+      .map((c) => (c.args.join(' ') === '-force -batch -' ? `${c.command} -batch [${(c.options.input ?? '').trim().split('\n').join('; ')}]` : [c.command, ...c.args].join(' ')))
+      .filter((l) => !/ show\b|--version/.test(l));
   }
 
   #handle(c: FakeCall): Partial<RunResult> {
@@ -95,6 +103,8 @@ class FakeHost {
     const line = a.join(' ');
     const nodev = { code: 1, stderr: 'Device "isthmus-wg" does not exist.\n' };
     if (cmd === 'ip') {
+      if (line === '-force -batch -') return this.#batch(c.options.input ?? '');
+      if (this.failRoutes.has(line)) return { code: 2, stderr: 'RTNETLINK answers: Invalid argument\n' };
       if (line === '-j -d link show dev isthmus-wg') return this.link === undefined ? nodev : { stdout: JSON.stringify([{ ifname: 'isthmus-wg', mtu: this.link.mtu, flags: this.link.up ? ['UP'] : [], linkinfo: { info_kind: this.link.kind } }]) };
       if (line === '-j addr show') return { stdout: JSON.stringify([{ mtu: 65536, addr_info: [{ local: '127.0.0.1' }] }, { mtu: 9000, addr_info: [{ local: '172.31.0.10' }] }]) };
       if (line === 'link add dev isthmus-wg type wireguard') {
@@ -111,11 +121,14 @@ class FakeHost {
       m = /^route (replace|del) (\S+) dev isthmus-wg/.exec(line);
       if (m !== null && m[2] !== undefined) return void (m[1] === 'del' ? this.routes.delete(m[2]) : this.routes.add(m[2])), {};
     }
-    if (cmd === 'wireguard-go') {
+    if (cmd === 'wireguard-go' || (cmd === ISTHMUS_WIREGUARD_GO && this.ours)) {
+      if (line === '--version') return { stdout: `wireguard-go v0.0.${cmd === 'wireguard-go' ? '20220316' : '20250522'}\n\nUserspace WireGuard daemon for linux-amd64.\n` };
       this.link = { mtu: 1420, up: false, kind: 'tun' };
       this.answers = true;
+      this.started.push(cmd);
       return {};
     }
+    if (cmd === ISTHMUS_WIREGUARD_GO) return { code: 255, stderr: `exec of "${cmd}" failed: No such file or directory\n` };
     if (cmd === 'rm') return {};
     if (cmd === 'wg') {
       if (line === '--version') return { stdout: 'wireguard-tools v1.0.20210914\n' };
@@ -128,16 +141,41 @@ class FakeHost {
       if (line === 'set isthmus-wg private-key /dev/stdin') return void (this.pub = wireguardPublicKeyOf((c.options.input ?? '').trim())), {};
       const m = /^set isthmus-wg listen-port (\d+)$/.exec(line);
       if (m !== null) return void (this.port = Number(m[1])), {};
-      const rm = /^set isthmus-wg peer (\S+) remove$/.exec(line);
-      if (rm?.[1] !== undefined) return void this.peers.delete(rm[1]), {};
-      const p = /^set isthmus-wg peer (\S+) endpoint (\S+) persistent-keepalive (\S+) allowed-ips (\S+)$/.exec(line);
-      if (p?.[1] !== undefined) {
-        const old = this.peers.get(p[1]);
-        this.peers.set(p[1], { endpoint: p[2] ?? '', keepalive: p[3] === 'off' ? 0 : Number(p[3]), allowed: (p[4] ?? '').split(','), handshake: old?.handshake ?? 0 });
-        return {};
-      }
+      if (line.startsWith('set isthmus-wg peer ')) return this.#setPeers(line.slice('set isthmus-wg '.length));
     }
     return { code: 99, stderr: `FakeHost does not know: ${c.command} ${c.args.join(' ')}` };
+  }
+
+  /** `wg set DEV peer … [peer …]`: parses every peer first (as wg does), then applies them all. */
+  #setPeers(rest: string): Partial<RunResult> {
+    const ops: (() => void)[] = [];
+    for (const part of rest.split(/(?=\bpeer )/)) {
+      const rm = /^peer (\S+) remove\s*$/.exec(part);
+      const key = rm?.[1];
+      if (key !== undefined) {
+        ops.push(() => void this.peers.delete(key));
+        continue;
+      }
+      const p = /^peer (\S+) endpoint (\S+) persistent-keepalive (\S+) allowed-ips (\S+)\s*$/.exec(part);
+      const k = p?.[1];
+      if (p === null || k === undefined || this.badPeers.has(k)) return { code: 1, stderr: `Key is not the correct length or format: \`${part.slice(5, 20)}\`\n` };
+      ops.push(() => {
+        const old = this.peers.get(k);
+        this.peers.set(k, { endpoint: p[2] ?? '', keepalive: p[3] === 'off' ? 0 : Number(p[3]), allowed: (p[4] ?? '').split(','), handshake: old?.handshake ?? 0 });
+      });
+    }
+    for (const op of ops) op();
+    return {};
+  }
+
+  /** `ip -force -batch -`: each stdin line as its own `ip` command, failures reported as iproute2 does. */
+  #batch(input: string): Partial<RunResult> {
+    let stderr = '';
+    input.split('\n').filter((l) => l !== '').forEach((l, i) => {
+      const r = this.#handle({ command: 'ip', args: l.split(' '), options: {} });
+      if ((r.code ?? 0) !== 0) stderr += `${r.stderr ?? ''}Command failed -:${String(i + 1)}\n`;
+    });
+    return stderr === '' ? {} : { code: 1, stderr };
   }
 
   #drop(): Partial<RunResult> {
@@ -161,9 +199,13 @@ test('preflight: wg (wireguard-tools) and, for userspace, wireguard-go must be i
   const noWg = await preflight(missing('wg'), 'kernel');
   assert.ok(isIsthmusError(noWg, ErrorCodes.MISSING_DEPENDENCY), String(noWg));
   assert.match((noWg as Error).message, 'wireguard-tools');
-  const noGo = await preflight(missing('wireguard-go'), 'userspace');
+  const noGo = await preflight(missing('wireguard-go').when(ISTHMUS_WIREGUARD_GO, [], { code: 255, stderr: `exec of "${ISTHMUS_WIREGUARD_GO}" failed: No such file or directory\n` }), 'userspace');
   assert.ok(isIsthmusError(noGo, ErrorCodes.MISSING_DEPENDENCY), String(noGo));
-  assert.match((noGo as Error).message, 'Debian package wireguard-go');
+  assert.match((noGo as Error).message, '(package wireguard-go)');
+  assert.match((noGo as Error).message, `./setup, which builds wireguard-go into ${ISTHMUS_WIREGUARD_GO}`);
+  const debianOnly = missing(ISTHMUS_WIREGUARD_GO);
+  assert.is(await preflight(debianOnly, 'userspace'), undefined, "Debian's wireguard-go is enough");
+  assert.equal(debianOnly.lines(), ['wg --version', `${ISTHMUS_WIREGUARD_GO} --version`, 'wireguard-go --version']);
   const kernel = missing('wireguard-go');
   assert.is(await preflight(kernel, 'kernel'), undefined, 'the kernel device needs no wireguard-go');
   assert.equal(kernel.lines(), ['wg --version']);
@@ -184,6 +226,33 @@ test('init: no kernel module → wireguard-go; key through stdin, listen port, M
     'ip link set dev isthmus-wg up',
   ]);
   for (const c of host.runner.calls) assert.not.ok(c.args.some((x) => x.includes(me.privateKey)), 'key on a command line');
+});
+
+test("init: the wireguard-go ./setup builds when it is installed, else Debian's; options.wireguardGo sets the order", async () => {
+  const ours = new FakeHost();
+  ours.ours = true;
+  const d = driverOn(ours);
+  await d.init(LOCAL);
+  assert.equal(ours.started, [ISTHMUS_WIREGUARD_GO]);
+  assert.equal(d.userspaceProgram, { program: ISTHMUS_WIREGUARD_GO, version: 'wireguard-go v0.0.20250522' });
+  assert.is(d.implementationInfo(), `wireguard-go v0.0.20250522 (${ISTHMUS_WIREGUARD_GO})`, 'for the Gateway status');
+  assert.is(driverOn(new FakeHost()).implementationInfo(), undefined, 'not known before init()');
+  const debian = new FakeHost();
+  const e = driverOn(debian);
+  await e.init(LOCAL);
+  assert.equal(debian.started, ['wireguard-go']);
+  assert.equal(e.userspaceProgram, { program: 'wireguard-go', version: 'wireguard-go v0.0.20220316' });
+  const chosen = new FakeHost();
+  chosen.ours = true;
+  await new WireGuardDriver({ runner: chosen.runner, logger: silentLogger() }, { wireguardGo: ['wireguard-go', ISTHMUS_WIREGUARD_GO] }).init(LOCAL);
+  assert.equal(chosen.started, ['wireguard-go']);
+  const kernel = new FakeHost();
+  kernel.kernel = true;
+  kernel.ours = true;
+  const k = driverOn(kernel);
+  await k.init(LOCAL);
+  assert.equal([k.implementation, k.userspaceProgram, kernel.started], ['kernel', undefined, []], 'the kernel module first');
+  assert.is(k.implementationInfo(), 'kernel WireGuard');
 });
 
 test('init: the kernel device when the module is there (no wireguard-go); IPv6 underlay MTU − 80; options.mtu overrides', async () => {
@@ -251,12 +320,9 @@ test('set: exact commands the first time, none the second; peers and routes adde
   host.runner.calls.length = 0;
   assert.equal(await d.set([B, C]), { failed: [] });
   assert.equal(host.modifying(), [
-    `wg set isthmus-wg peer ${kb} endpoint 172.31.0.11:51820 persistent-keepalive off allowed-ips 10.2.0.0/16`,
-    'ip route replace 10.2.0.0/16 dev isthmus-wg proto static',
-    `wg set isthmus-wg peer ${kc} endpoint 172.31.0.12:51820 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`,
-    'ip route replace 10.103.0.0/16 dev isthmus-wg proto static',
-    'ip route replace 10.3.0.0/16 dev isthmus-wg proto static',
-  ]);
+    `wg set isthmus-wg peer ${kb} endpoint 172.31.0.11:51820 persistent-keepalive off allowed-ips 10.2.0.0/16 peer ${kc} endpoint 172.31.0.12:51820 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`,
+    'ip -batch [route replace 10.2.0.0/16 dev isthmus-wg proto static; route replace 10.103.0.0/16 dev isthmus-wg proto static; route replace 10.3.0.0/16 dev isthmus-wg proto static]',
+  ], 'one wg set for every peer, one ip -batch for every route');
   host.runner.calls.length = 0;
   await d.set([C, B]);
   assert.equal(host.modifying(), [], 'same input, any order: nothing runs');
@@ -267,14 +333,11 @@ test('set: exact commands the first time, none the second; peers and routes adde
   host.runner.calls.length = 0;
   await d.set([{ ...B, backend: { 'public-key': kb2 } }, spec('c4', kd, { remoteIp: '172.31.0.14', remoteCidrs: ['10.4.0.0/16'] })]);
   assert.equal(host.modifying(), [
-    `wg set isthmus-wg peer ${kb2} endpoint 172.31.0.11:51820 persistent-keepalive off allowed-ips 10.2.0.0/16`,
-    `wg set isthmus-wg peer ${kd} endpoint 172.31.0.14:51820 persistent-keepalive off allowed-ips 10.4.0.0/16`,
-    'ip route replace 10.4.0.0/16 dev isthmus-wg proto static',
-    'ip route del 10.103.0.0/16 dev isthmus-wg',
-    'ip route del 10.3.0.0/16 dev isthmus-wg',
-    `wg set isthmus-wg peer ${kb} remove`,
-    `wg set isthmus-wg peer ${kc} remove`,
-  ]);
+    `wg set isthmus-wg peer ${kb2} endpoint 172.31.0.11:51820 persistent-keepalive off allowed-ips 10.2.0.0/16 peer ${kd} endpoint 172.31.0.14:51820 persistent-keepalive off allowed-ips 10.4.0.0/16`,
+    'ip -batch [route replace 10.4.0.0/16 dev isthmus-wg proto static]',
+    'ip -batch [route del 10.103.0.0/16 dev isthmus-wg; route del 10.3.0.0/16 dev isthmus-wg]',
+    `wg set isthmus-wg peer ${kb} remove peer ${kc} remove`,
+  ], 'adds and updates first, then deletes');
   assert.equal([...host.peers.keys()].sort(), [kb2, kd].sort());
   assert.equal([...host.routes].sort(), ['10.2.0.0/16', '10.4.0.0/16']);
 });
@@ -322,19 +385,57 @@ test('set: a refused spec is not applied (its old peer goes), the others are; a 
   const r = await d.set([B, { ...C, remotePort: 99999 }]);
   assert.equal(r.failed, [{ remoteCluster: 'c3', reason: 'remote port 99999 is not a port number (1-65535)' }]);
   assert.equal([...host.peers.keys()], [kb]);
-  // one cable's route cannot be added: only that cable fails
+  // one cable's route cannot be added (a line of the batch fails): only that cable fails
   const failing = new FakeHost();
-  const runner: CommandRunner = {
-    run: (cmd, args, o) => (args.join(' ').startsWith('route replace 10.3.0.0/16') ? Promise.resolve({ code: 2, stdout: '', stderr: 'RTNETLINK answers: Invalid argument' }) : failing.runner.run(cmd, args, o)),
-  };
-  const d2 = new WireGuardDriver({ runner, logger: silentLogger() });
+  failing.failRoutes.add('route replace 10.3.0.0/16 dev isthmus-wg proto static');
+  const d2 = driverOn(failing);
   await d2.init(LOCAL);
   const r2 = await d2.set([B, C]);
   assert.equal(r2.failed.map((f) => f.remoteCluster), ['c3']);
-  assert.match(r2.failed[0]?.reason ?? '', /Invalid argument/);
+  assert.match(r2.failed[0]?.reason ?? '', /ip route replace 10.3.0.0\/16 dev isthmus-wg proto static: RTNETLINK answers: Invalid argument/);
   assert.ok(failing.routes.has('10.2.0.0/16'));
+  assert.not.ok(failing.routes.has('10.103.0.0/16'), "the failed cable's other route is not kept");
+  assert.equal([...failing.peers.keys()], [kb], "the failed cable's peer is removed, as for a refused spec");
   const st = await d2.connections();
   assert.equal(st.map((s) => [s.remoteCluster, s.state]), [['c2', 'connecting'], ['c3', 'error']]);
+  // wg refuses the batched peers: they are set one by one, and only the bad one fails
+  const refusing = new FakeHost();
+  const d3 = driverOn(refusing);
+  await d3.init(LOCAL);
+  refusing.badPeers.add(kc);
+  refusing.runner.calls.length = 0;
+  const r3 = await d3.set([B, C]);
+  assert.equal(r3.failed.map((f) => f.remoteCluster), ['c3']);
+  assert.match(r3.failed[0]?.reason ?? '', /Key is not the correct length/);
+  assert.equal(refusing.modifying(), [
+    `wg set isthmus-wg peer ${kb} endpoint 172.31.0.11:51820 persistent-keepalive off allowed-ips 10.2.0.0/16 peer ${kc} endpoint 172.31.0.12:51820 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`,
+    `wg set isthmus-wg peer ${kb} endpoint 172.31.0.11:51820 persistent-keepalive off allowed-ips 10.2.0.0/16`,
+    `wg set isthmus-wg peer ${kc} endpoint 172.31.0.12:51820 persistent-keepalive 25 allowed-ips 10.103.0.0/16,10.3.0.0/16`,
+    'ip -batch [route replace 10.2.0.0/16 dev isthmus-wg proto static]',
+  ]);
+  assert.equal([[...refusing.peers.keys()], [...refusing.routes]], [[kb], ['10.2.0.0/16']]);
+  refusing.badPeers.clear();
+  assert.equal(await d3.set([B, C]), { failed: [] }, 'fixed: the next set() applies it');
+  assert.equal([...refusing.peers.keys()].sort(), [kb, kc].sort());
+});
+
+test('set: 100 remotes take one wg set and one ip -batch; the same 100 again run nothing; 100 → 0 one ip -batch and one wg set', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  const specs = Array.from({ length: 100 }, (_, i) => spec(`r${String(i)}`, wireguardKeyPair().publicKey, { remoteIp: `10.250.1.${String(i + 1)}`, remoteCidrs: [`10.${String(i + 10)}.0.0/17`, `10.${String(i + 10)}.128.0/17`] }));
+  host.runner.calls.length = 0;
+  assert.equal(await d.set(specs), { failed: [] });
+  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['wg set isthmus-wg', 'ip -batch [route']);
+  assert.is(host.peers.size, 100);
+  assert.is(host.routes.size, 200);
+  host.runner.calls.length = 0;
+  await d.set([...specs].reverse());
+  assert.equal(host.modifying(), []);
+  assert.is(host.runner.calls.length, 3, 'wg show dump and ip route show (IPv4, IPv6)');
+  await d.set([]);
+  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['ip -batch [route', 'wg set isthmus-wg']);
+  assert.equal([host.peers.size, host.routes.size], [0, 0]);
 });
 
 test('connections: connected under 3 min since the handshake, connecting after or before one, error when refused or the device is gone', async () => {

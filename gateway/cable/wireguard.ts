@@ -4,13 +4,19 @@ import {
   Serial, wireguardPublicKeyOf, type Clock, type CommandRunner, type Logger,
 } from '../../core/index.ts';
 import { uniqueSpecs, type CableDriver, type CableSpec, type CableStatus, type DriverDeps, type LocalEndpoint, type SetResult } from './driver.ts';
+import { runBatch } from './batch.ts';
 import { Wg, formatEndpoint, type WgPeerConfig } from './wg.ts';
 
 /**
  * WireGuardDriver: one WireGuard device `isthmus-wg`, one peer per remote cluster.
  *
  * - Device: the kernel's (`ip link add isthmus-wg type wireguard`) when that works, else
- *   `wireguard-go isthmus-wg` (userspace over TUN). The choice is made by probing in init().
+ *   wireguard-go (userspace over TUN): the first of `options.wireguardGo` that runs —
+ *   by default the build ./setup makes from the golang.zx2c4.com/wireguard module
+ *   (`/usr/local/libexec/isthmus/wireguard-go`: UDP GSO/GRO, TUN offloads, 7 MiB socket
+ *   buffers forced past net.core.{r,w}mem_max with CAP_NET_ADMIN, so no host-wide sysctl
+ *   is changed), else Debian's `wireguard-go` on PATH. The choice is made by probing in
+ *   init() and logged; `implementation` and `userspaceProgram` say which.
  * - Interface: private key from `LocalEndpoint.secrets.privateKey` (set through stdin),
  *   listen port `LocalEndpoint.port`, MTU = underlay MTU − 60 for an IPv4 underlay
  *   (20 IPv4 + 8 UDP + 32 WireGuard) or − 80 for IPv6 (40 + 8 + 32); the underlay MTU is
@@ -20,8 +26,12 @@ import { Wg, formatEndpoint, type WgPeerConfig } from './wg.ts';
  *   `ip route replace CIDR dev isthmus-wg proto static` per remote CIDR.
  * - set(): computes the desired peers and routes (pure: `planWireGuard`), reads what the
  *   device has (`wg show dump`, `ip route`), and runs only the difference — peers and
- *   routes that are new or changed first, then removals. A second call with the same
- *   input runs only read commands. A peer whose endpoint WireGuard roamed (NAT) is left
+ *   routes that are new or changed first, then removals — batched: one `wg set` for all
+ *   changed peers, one `ip -batch` for the new routes, one for the stale routes, one
+ *   `wg set` for the stale peers (about 5 processes for 100 remotes, not 300). A failed
+ *   `wg set` is retried peer by peer and a failed batch line names its route (batch.ts),
+ *   so a bad remote fails only its cable. A second call with the same input runs only
+ *   read commands. A peer whose endpoint WireGuard roamed (NAT) is left
  *   alone while its spec is unchanged. A refused spec (bad key, address, port, CIDR, or a
  *   CIDR overlapping another cable) is not applied, its old peer is removed, and the
  *   others are applied.
@@ -40,6 +50,11 @@ export interface WireGuardDriverOptions {
   readonly mtu?: number;
   /** "auto" (default) probes the kernel module; "userspace" always runs wireguard-go. */
   readonly implementation?: 'auto' | 'kernel' | 'userspace';
+  /**
+   * The wireguard-go binaries to try, best first; the first whose `--version` runs is
+   * used. Default: ISTHMUS_WIREGUARD_GO (built by ./setup), then `wireguard-go` (Debian's).
+   */
+  readonly wireguardGo?: readonly string[];
   /** See wg.ts: private UAPI socket directory when gateways share a filesystem (sandbox, tests). */
   readonly socketDir?: string;
   /** A handshake younger than this means connected; default 180 000 ms. */
@@ -48,6 +63,9 @@ export interface WireGuardDriverOptions {
 }
 
 export const WIREGUARD_DEVICE = 'isthmus-wg';
+/** Where ./setup links the wireguard-go it builds (scripts/build-wireguard-go.sh). */
+export const ISTHMUS_WIREGUARD_GO = '/usr/local/libexec/isthmus/wireguard-go';
+export const DEFAULT_WIREGUARD_GO: readonly string[] = [ISTHMUS_WIREGUARD_GO, 'wireguard-go'];
 export const WIREGUARD_KEEPALIVE_S = 25;
 
 export interface WireGuardPeerPlan {
@@ -190,6 +208,9 @@ export async function readRoutes(runner: CommandRunner, dev: string): Promise<Ma
   return out;
 }
 
+/** What `ip route del` says when the route is already gone. */
+export const NO_SUCH_ROUTE = /No such process|Cannot find device|does not exist/;
+
 /** MTU of the interface that holds `ip` (1500 when none does). */
 export async function underlayMtu(runner: CommandRunner, ip: string): Promise<number> {
   const r = await runner.run('ip', ['-j', 'addr', 'show']);
@@ -232,6 +253,8 @@ export class WireGuardDriver implements CableDriver {
   #local: LocalEndpoint | undefined;
   #publicKey = '';
   #implementation: 'kernel' | 'userspace' | undefined;
+  /** The wireguard-go binary and its version, once one was chosen. */
+  #userspace: { program: string; version: string } | undefined;
   /** Every spec set() was last given, by remote cluster. */
   #specs = new Map<string, CableSpec>();
   /** Why a cable is in error (refused spec or failed OS change). */
@@ -253,6 +276,16 @@ export class WireGuardDriver implements CableDriver {
     return this.#implementation;
   }
 
+  /** The wireguard-go this driver starts (path and `--version` line), once init() needed one. */
+  get userspaceProgram(): { readonly program: string; readonly version: string } | undefined {
+    return this.#userspace;
+  }
+
+  implementationInfo(): string | undefined {
+    if (this.#implementation === 'kernel') return 'kernel WireGuard';
+    return this.#userspace === undefined ? undefined : `${this.#userspace.version} (${this.#userspace.program})`;
+  }
+
   /** This gateway's public key (for its Endpoint's backend "public-key"), known after init(). */
   get publicKey(): string {
     return this.#publicKey;
@@ -269,7 +302,24 @@ export class WireGuardDriver implements CableDriver {
     await this.#wg.version();
     const mode = this.#options.implementation ?? 'auto';
     if (mode === 'kernel' || (mode === 'auto' && existsSync('/sys/module/wireguard'))) return;
-    await this.#wg.userspaceVersion();
+    await this.#findUserspace();
+  }
+
+  /** The first wireguard-go of options.wireguardGo that runs; MISSING_DEPENDENCY when none does. */
+  async #findUserspace(): Promise<{ program: string; version: string }> {
+    if (this.#userspace !== undefined) return this.#userspace;
+    const tried: string[] = [];
+    for (const program of this.#options.wireguardGo ?? DEFAULT_WIREGUARD_GO) {
+      try {
+        this.#userspace = { program, version: await this.#wg.userspaceVersion(program) };
+        return this.#userspace;
+      } catch (err) {
+        tried.push(`${program}: ${messageOf(err)}`);
+      }
+    }
+    throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY,
+      `no wireguard-go runs and the kernel has no WireGuard module (tried ${tried.join('; ')}): run ./setup, which builds wireguard-go into ${ISTHMUS_WIREGUARD_GO} and installs Debian's (package wireguard-go), or load the wireguard module`,
+      { context: { tried: (this.#options.wireguardGo ?? DEFAULT_WIREGUARD_GO).join(' ') } });
   }
 
   init(local: LocalEndpoint): Promise<void> {
@@ -347,8 +397,9 @@ export class WireGuardDriver implements CableDriver {
       if (/Operation not permitted/.test(r.stderr)) throw new IsthmusError(ErrorCodes.NOT_ROOT, `creating ${this.device} is not permitted: the gateway needs root or CAP_NET_ADMIN`);
       if (mode === 'kernel') throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the kernel has no WireGuard (${r.stderr.trim()}): load the wireguard module or use the userspace implementation`);
     }
-    await this.#wg.startUserspace(this.device);
-    this.#log.info({ device: this.device }, 'started wireguard-go: the kernel has no WireGuard module');
+    const go = await this.#findUserspace();
+    await this.#wg.startUserspace(this.device, go.program);
+    this.#log.info({ device: this.device, program: go.program, version: go.version }, 'started wireguard-go: the kernel has no WireGuard module');
     return 'userspace';
   }
 
@@ -377,7 +428,8 @@ export class WireGuardDriver implements CableDriver {
     const wantKeys = new Set(plan.peers.map((p) => p.peer.publicKey));
     const wantRoutes = new Set<string>();
 
-    // adds and updates
+    // adds and updates: every changed peer in one `wg set`, then every missing route in one `ip -batch`
+    const changed: WireGuardPeerPlan[] = [];
     for (const p of plan.peers) {
       const endpoint = formatEndpoint(p.peer.endpoint.ip, p.peer.endpoint.port);
       const have = live.get(p.peer.publicKey);
@@ -389,43 +441,81 @@ export class WireGuardDriver implements CableDriver {
         || (applied?.publicKey === p.peer.publicKey && applied.endpoint === endpoint)
         || (applied === undefined && p.peer.persistentKeepalive !== undefined && have.endpoint !== undefined && hostOf(have.endpoint) === hostOf(endpoint)));
       const same = have !== undefined && endpointOk && sameList(have.allowedIps, p.peer.allowedIps) && (have.persistentKeepalive ?? 0) === (p.peer.persistentKeepalive ?? 0);
-      try {
-        if (!same) {
-          await this.#wg.setPeer(this.device, p.peer);
-          this.#log.info({ remoteCluster: p.remoteCluster, publicKey: p.peer.publicKey, endpoint, allowedIps: p.peer.allowedIps }, have === undefined ? 'WireGuard peer added' : 'WireGuard peer updated');
-        }
-        for (const cidr of p.routes) {
-          if (!routes.has(cidr)) await ipChange(this.#runner, ['route', 'replace', cidr, 'dev', this.device, 'proto', 'static']);
-          wantRoutes.add(cidr);
-        }
-        this.#applied.set(p.remoteCluster, { publicKey: p.peer.publicKey, endpoint });
-      } catch (err) {
-        this.#failed.set(p.remoteCluster, messageOf(err));
-        this.#applied.delete(p.remoteCluster);
-        wantKeys.delete(p.peer.publicKey);
-        this.#log.warn({ remoteCluster: p.remoteCluster, err: messageOf(err) }, 'WireGuard cable failed');
+      if (!same) changed.push(p);
+    }
+    const fail = (remoteCluster: string, publicKey: string, err: string): void => {
+      this.#failed.set(remoteCluster, err);
+      this.#applied.delete(remoteCluster);
+      wantKeys.delete(publicKey);
+      this.#log.warn({ remoteCluster, err }, 'WireGuard cable failed');
+    };
+    const notSet = new Set((await this.#setPeers(changed, fail)).map((p) => p.peer.publicKey));
+    for (const p of changed) {
+      if (this.#failed.has(p.remoteCluster)) continue;
+      const endpoint = formatEndpoint(p.peer.endpoint.ip, p.peer.endpoint.port);
+      this.#log.info({ remoteCluster: p.remoteCluster, publicKey: p.peer.publicKey, endpoint, allowedIps: p.peer.allowedIps }, live.has(p.peer.publicKey) ? 'WireGuard peer updated' : 'WireGuard peer added');
+    }
+    const ok = plan.peers.filter((p) => !this.#failed.has(p.remoteCluster));
+    const adds = ok.flatMap((p) => p.routes.filter((cidr) => !routes.has(cidr)).map((cidr) => ({ p, args: ['route', 'replace', cidr, 'dev', this.device, 'proto', 'static'] })));
+    const addFailures = await runBatch(this.#runner, 'ip', adds);
+    for (const [i, reason] of addFailures) {
+      const p = adds[i]?.p;
+      if (p !== undefined && !this.#failed.has(p.remoteCluster)) fail(p.remoteCluster, p.peer.publicKey, reason);
+    }
+    const present = new Set([...routes.keys(), ...adds.filter((_, i) => !addFailures.has(i)).map((a) => a.args[2] ?? '')]);
+    for (const p of plan.peers) {
+      if (this.#failed.has(p.remoteCluster)) continue;
+      for (const cidr of p.routes) wantRoutes.add(cidr);
+      this.#applied.set(p.remoteCluster, { publicKey: p.peer.publicKey, endpoint: formatEndpoint(p.peer.endpoint.ip, p.peer.endpoint.port) });
+    }
+    // then deletes: stale routes in one `ip -batch`, stale peers in one `wg set`
+    // (a failed cable's routes go too, those this call added included)
+    const dels = [...present].filter((cidr) => !wantRoutes.has(cidr)).map((cidr) => ({ args: ['route', 'del', cidr, 'dev', this.device] }));
+    for (const [i, reason] of await runBatch(this.#runner, 'ip', dels, { gone: NO_SUCH_ROUTE })) {
+      this.#log.warn({ cidr: dels[i]?.args[2], err: reason }, 'could not remove a stale route');
+    }
+    // (a failed cable's peer goes too, one this call set included)
+    const stale = [...new Set([...dump.peers.map((peer) => peer.publicKey), ...changed.map((p) => p.peer.publicKey).filter((k) => !notSet.has(k))])].filter((k) => !wantKeys.has(k));
+    try {
+      await this.#wg.removePeers(this.device, stale);
+    } catch (err) {
+      this.#log.warn({ err: messageOf(err) }, 'removing the stale WireGuard peers together failed: removing them one by one');
+      for (const publicKey of stale) {
+        await this.#wg.removePeer(this.device, publicKey).catch((e: unknown) => this.#log.warn({ publicKey, err: messageOf(e) }, 'could not remove a stale WireGuard peer'));
       }
     }
-    // then deletes
-    for (const cidr of routes.keys()) {
-      if (wantRoutes.has(cidr)) continue;
-      try {
-        await ipChange(this.#runner, ['route', 'del', cidr, 'dev', this.device]);
-      } catch (err) {
-        this.#log.warn({ cidr, err: messageOf(err) }, 'could not remove a stale route');
-      }
-    }
-    for (const peer of dump.peers) {
-      if (wantKeys.has(peer.publicKey)) continue;
-      try {
-        await this.#wg.removePeer(this.device, peer.publicKey);
-        this.#log.info({ publicKey: peer.publicKey }, 'WireGuard peer removed');
-      } catch (err) {
-        this.#log.warn({ publicKey: peer.publicKey, err: messageOf(err) }, 'could not remove a stale WireGuard peer');
-      }
-    }
+    for (const publicKey of stale) this.#log.info({ publicKey }, 'WireGuard peer removed');
     for (const cluster of [...this.#applied.keys()]) if (!plan.peers.some((p) => p.remoteCluster === cluster) || this.#failed.has(cluster)) this.#applied.delete(cluster);
     return { failed: [...this.#failed].map(([remoteCluster, reason]) => ({ remoteCluster, reason })) };
+  }
+
+  /**
+   * All changed peers in one `wg set`; when that fails (wg parses everything before it
+   * changes anything), peer by peer, so that only the failing peers' cables fail.
+   * Returns the peers that could not be set.
+   */
+  async #setPeers(changed: readonly WireGuardPeerPlan[], fail: (remoteCluster: string, publicKey: string, err: string) => void): Promise<WireGuardPeerPlan[]> {
+    if (changed.length === 0) return [];
+    try {
+      await this.#wg.setPeers(this.device, changed.map((p) => p.peer));
+      return [];
+    } catch (err) {
+      if (changed.length === 1 && changed[0] !== undefined) {
+        fail(changed[0].remoteCluster, changed[0].peer.publicKey, messageOf(err));
+        return [changed[0]];
+      }
+      this.#log.warn({ peers: changed.length, err: messageOf(err) }, 'setting the WireGuard peers together failed: setting them one by one');
+    }
+    const notSet: WireGuardPeerPlan[] = [];
+    for (const p of changed) {
+      try {
+        await this.#wg.setPeer(this.device, p.peer);
+      } catch (err) {
+        fail(p.remoteCluster, p.peer.publicKey, messageOf(err));
+        notSet.push(p);
+      }
+    }
+    return notSet;
   }
 
   async connections(): Promise<readonly CableStatus[]> {
