@@ -130,12 +130,6 @@ function rssMb(pid: number): number {
   return Number(m?.[1] ?? NaN) / 1024;
 }
 
-/** The node process behind `ip netns exec … node … route-agent` (the child of ip). */
-function agentPid(parent: number): number {
-  const children = readFileSync(`/proc/${parent}/task/${parent}/children`, 'utf8').trim().split(/\s+/).map(Number).filter((n) => n > 0);
-  return children[0] ?? parent;
-}
-
 async function iperf(clientNetns: string, serverNetns: string, serverIp: string, bind?: string): Promise<number> {
   const server = spawn('ip', ['netns', 'exec', serverNetns, 'iperf3', '-s', '-1', '-B', serverIp], { stdio: 'ignore' });
   await new Promise((r) => setTimeout(r, 500));
@@ -155,7 +149,8 @@ async function sandboxPart(driver: DriverName, failovers: number): Promise<void>
     const from = dp.pod('c1', 2);
     const to = dp.pod('c2', 2);
     // idle route agents: RSS and CPU over 20 s
-    const pids = [...dp.agents.values()].map((a) => agentPid(a.proc.pid ?? 0));
+    // `ip netns exec` execs node in its own process: the pid is the route agent's
+    const pids = [...dp.agents.values()].map((a) => a.proc.pid ?? 0);
     const cpu0 = pids.map(cpuSeconds);
     await new Promise((r) => setTimeout(r, 20_000));
     const cpu1 = pids.map(cpuSeconds);
