@@ -135,6 +135,7 @@ export async function streamLogs(
     if (s !== undefined && (s.ino !== ino || s.size < pos)) {
       ino = s.ino; // rotated: read the new file from its start
       pos = 0;
+      partial = '';
     }
     if (s !== undefined && s.size > pos) {
       const fh = await open(target.path, 'r');
