@@ -85,10 +85,11 @@ test('pods of the conformance suite start in both clusters', async () => {
       ],
     }, { app: 'hello' }));
     await kubectl(kc, ctx, ['apply', '-f', '-'], pod('tools', { containers: [{ name: 'tools', image: 'nicolaka/netshoot', command: ['sleep', 'infinity'] }] }));
+    await kubectl(kc, ctx, ['apply', '-f', '-'], pod('netexec', { containers: [{ name: 'agnhost', image: 'registry.k8s.io/e2e-test-images/agnhost:2.53', args: ['netexec', '--http-port=8080', '--udp-port=8081'] }] }));
     await kubectl(kc, ctx, ['apply', '-f', '-'], pod('request', { containers: [{ name: 'request', image: 'busybox', args: ['/bin/sh', '-ec', "while :; do echo '.'; sleep 5 ; done"] }] }));
   }
   for (const ctx of ['c1', 'c2']) {
-    const r = await kx(ctx, ['wait', '--for=condition=Ready', 'pod/hello', 'pod/tools', 'pod/request', '--timeout=90s']);
+    const r = await kx(ctx, ['wait', '--for=condition=Ready', 'pod/hello', 'pod/tools', 'pod/request', 'pod/netexec', '--timeout=90s']);
     assert.is(r.code, 0, r.stderr);
   }
 });
@@ -120,6 +121,8 @@ test('netshoot runs nslookup, dig, nc and curl; socat answers "pod ip" over TCP 
     assert.is(dig.stdout.trim(), c?.apiServiceIp);
     const web = await kx(ctx, ['exec', 'tools', '--', 'curl', '-sk', '-o', '/dev/null', '-w', '%{http_code}', 'https://kubernetes.default.svc.cluster.local/version']);
     assert.match(web.stdout, /^(200|401|403)$/, web.stderr);
+    const agn = await kx(ctx, ['exec', 'tools', '--', 'curl', '-s', `http://${await podIp(ctx, 'netexec')}:8080/hostname`]);
+    assert.is(agn.stdout, 'netexec', 'agnhost netexec answers with its pod\'s hostname');
   }
 });
 
