@@ -100,7 +100,6 @@ function collectStreams(conn: SpdyConnection, o: ExecOptions): Promise<Map<strin
     };
     const onStream = (s: SpdyStream): void => {
       const type = s.header('streamtype') ?? '';
-      void conn.reply(s);
       got.set(type, s);
       if ([...want].every((w) => got.has(w))) done(got);
     };
@@ -169,6 +168,8 @@ function killGroup(child: ChildProcess): void {
  * container is not running: the client gets that as the error status.
  */
 export async function serveExec(conn: SpdyConnection, o: ExecOptions, target: ExecTarget | string, env: Record<string, string>): Promise<void> {
+  // every stream is answered, also one the query did not announce (it then goes unused)
+  conn.on('stream', (s) => void conn.reply(s));
   const streams = await collectStreams(conn, o);
   if (streams === undefined) {
     conn.close();

@@ -149,7 +149,14 @@ class HeaderCodec {
     this.#z.on('data', (d: Buffer) => this.#out.push(d));
     this.#z.on('error', () => {});
   }
+  #tail: Promise<unknown> = Promise.resolve();
+  /** Compresses or inflates one header block; calls are served one at a time, in call order. */
   run(input: Buffer): Promise<Buffer> {
+    const next = this.#tail.then(() => this.#one(input));
+    this.#tail = next.catch(() => {});
+    return next;
+  }
+  #one(input: Buffer): Promise<Buffer> {
     return new Promise((resolve, reject) => {
       const onError = (e: Error): void => reject(e);
       this.#z.once('error', onError);
