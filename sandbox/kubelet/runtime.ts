@@ -1,7 +1,7 @@
 import { spawn, spawnSync } from 'node:child_process';
 import { appendFile, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
 import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { dirname, extname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { missingDependency, type CommandRunner } from '../../core/index.ts';
@@ -102,7 +102,8 @@ export function containerFiles(podDir: string, container: string): { log: string
 /** Bound of one container's log before the shim rotates it (one rotated file is kept). */
 export const LOG_MAX_BYTES = 10 * 1024 * 1024;
 
-const SHIM = join(dirname(fileURLToPath(import.meta.url)), 'shim.ts');
+/** shim.ts from source, shim.js from a build: the same kind as this module. */
+const SHIM = join(dirname(fileURLToPath(import.meta.url)), `shim${extname(fileURLToPath(import.meta.url))}`);
 const NGINX_PAGE = '<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1><p>served by the isthmus sandbox</p></body></html>\n';
 
 export type Started = { readonly pid: number } | { readonly missing: string } | undefined;
