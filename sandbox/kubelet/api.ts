@@ -200,7 +200,10 @@ export class KubeletApi {
     let exec: ReturnType<typeof execOptions> | undefined;
     if (r.kind === 'exec') {
       exec = execOptions(url.searchParams);
-      if (typeof exec === 'string') return rawReply(sock, 400, 'Bad Request', `${exec}\n`);
+      if (typeof exec === 'string') {
+        this.#o.logger.warn({ pod: `${r.ns}/${r.pod}`, urlBytes: (req.url ?? '').length, contentLength: req.headers['content-length'] }, `exec refused: ${exec}`);
+        return rawReply(sock, 400, 'Bad Request', `${exec}\n`);
+      }
     }
     sock.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n\r\n`);
     const conn = new SpdyConnection(sock, head);

@@ -280,7 +280,6 @@ export class SandboxKubelet {
       if (c.pid !== undefined) {
         const exit = await readExit(dir, c.name);
         delete c.pid;
-        await keepPreviousLog(dir, c.name);
         const code = exit?.code ?? 137;
         this.#ended(r, c, { at: exit?.finishedAt ?? new Date().toISOString(), code, reason: code === 0 ? 'Completed' : 'Error' }, policy);
         changed = true;
@@ -298,6 +297,7 @@ export class SandboxKubelet {
       };
       const env = await envFor(ctx, (ns, name, key, kind) => this.#lookup(ns, name, key, kind));
       if (hostname !== undefined) env['HOSTNAME'] = hostname;
+      if (c.lastExit !== undefined) await keepPreviousLog(dir, c.name); // a restart: the ended run's log becomes --previous
       const started = await startContainer(ctx, env);
       c.startedAt = new Date().toISOString();
       delete c.notBefore;

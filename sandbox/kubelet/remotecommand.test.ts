@@ -6,6 +6,7 @@ import { chooseProtocol, execArgv, execOptions, exitStatus } from './remotecomma
 test('exec query: repeated command, stdio flags, and what is refused', () => {
   assert.equal(execOptions(new URLSearchParams('command=sh&command=-c&command=echo%20hi&output=1&error=1')), { stdin: false, stdout: true, stderr: true, tty: false, command: ['sh', '-c', 'echo hi'] });
   assert.match(String(execOptions(new URLSearchParams('output=1'))), 'no command given');
+  assert.match(String(execOptions(new URLSearchParams(''))), 'more than 10,000');
   assert.match(String(execOptions(new URLSearchParams('command=true'))), 'at least one of stdin, stdout and stderr');
 });
 
@@ -26,6 +27,10 @@ test('exec enters the container namespaces, or the pod network namespace; a TTY 
   assert.equal(execArgv({ pid: 42 }, ['ls', '-l'], false), ['nsenter', '-t', '42', '-m', '-u', '-n', '--', 'ls', '-l']);
   assert.equal(execArgv({ netns: 'isb-x' }, ['ls'], false), ['ip', 'netns', 'exec', 'isb-x', 'ls']);
   assert.equal(execArgv({ pid: 7 }, ['sh', "it's"], true), ['nsenter', '-t', '7', '-m', '-u', '-n', '--', 'script', '-q', '-e', '-c', "'sh' 'it'\\''s'", '/dev/null']);
+});
+
+test('a TTY starts at the client size', () => {
+  assert.equal(execArgv({ pid: 7 }, ['top'], true, { width: 101, height: 33 }).slice(-2), ["stty rows 33 cols 101 2>/dev/null; exec 'top'", '/dev/null']);
 });
 
 test('kubelet API routes', () => {

@@ -20,6 +20,8 @@ import { shQuote } from './containers.ts';
  */
 export const EXEC_PROTOCOLS = ['v4.channel.k8s.io', 'v5.channel.k8s.io'] as const;
 const STREAMS_TIMEOUT_MS = 30_000;
+const FIRST_SIZE_WAIT_MS = 1000;
+const CLOSE_WAIT_MS = 5000;
 
 export interface ExecOptions {
   readonly stdin: boolean;
@@ -33,6 +35,9 @@ export interface ExecOptions {
 export function execOptions(q: URLSearchParams): ExecOptions | string {
   const flag = (k: string): boolean => q.get(k) === '1' || q.get(k) === 'true';
   const command = q.getAll('command');
+  if (command.length === 0 && [...q.keys()].length === 0) {
+    return 'the exec request came without any query: kube-apiserver drops all the parameters of an exec with more than 10,000 of them (Go\'s limit on query parameters); pass fewer arguments (e.g. a script on stdin)';
+  }
   if (command.length === 0) return 'no command given (the query needs command=…)';
   const o = { stdin: flag('input'), stdout: flag('output'), stderr: flag('error'), tty: flag('tty'), command };
   if (!o.stdin && !o.stdout && !o.stderr) return 'you must request at least one of stdin, stdout and stderr';
@@ -64,9 +69,19 @@ export function errorStatus(message: string): string {
 /** Where an exec runs: inside a running container's namespaces, or the pod's network namespace. */
 export type ExecTarget = { readonly pid: number } | { readonly netns: string };
 
-/** argv that runs `command` in `target` (nsenter keeps the container's mounts, hostname and network). */
-export function execArgv(target: ExecTarget, command: readonly string[], tty: boolean): string[] {
-  const inner = tty ? ['script', '-q', '-e', '-c', command.map(shQuote).join(' '), '/dev/null'] : [...command];
+export interface TermSize {
+  readonly width: number;
+  readonly height: number;
+}
+
+/**
+ * argv that runs `command` in `target` (nsenter keeps the container's mounts, hostname
+ * and network). With a TTY, `size` is set on the new terminal before the command starts.
+ */
+export function execArgv(target: ExecTarget, command: readonly string[], tty: boolean, size?: TermSize): string[] {
+  const quoted = command.map(shQuote).join(' ');
+  const line = size === undefined ? quoted : `stty rows ${size.height} cols ${size.width} 2>/dev/null; exec ${quoted}`;
+  const inner = tty ? ['script', '-q', '-e', '-c', line, '/dev/null'] : [...command];
   if ('pid' in target) return ['nsenter', '-t', String(target.pid), '-m', '-u', '-n', '--', ...inner];
   return ['ip', 'netns', 'exec', target.netns, ...inner];
 }
@@ -179,13 +194,26 @@ export async function serveExec(conn: SpdyConnection, o: ExecOptions, target: Ex
   const finish = (status: string): void => {
     for (const k of ['stdout', 'stderr']) streams.get(k)?.end();
     errorStream?.end(status);
-    setImmediate(() => conn.close());
+    // the client closes once it has read everything; closing first could drop frames still queued on its side
+    const timer = setTimeout(() => conn.close(), CLOSE_WAIT_MS);
+    conn.once('close', () => clearTimeout(timer));
   };
   if (typeof target === 'string') {
     finish(errorStatus(target));
     return;
   }
-  const argv = execArgv(target, o.command, o.tty);
+  // a TTY starts at the client's size: its first resize message comes right after the streams
+  const rs = streams.get('resize');
+  let resizeTo: (w: number, h: number) => void = () => {};
+  const first = rs === undefined ? undefined : await new Promise<TermSize | undefined>((resolve) => {
+    const timer = setTimeout(() => resolve(undefined), FIRST_SIZE_WAIT_MS);
+    onResize(rs, (width, height) => {
+      clearTimeout(timer);
+      resolve({ width, height });
+      resizeTo(width, height);
+    });
+  });
+  const argv = execArgv(target, o.command, o.tty, first);
   const child = spawn(argv[0] as string, argv.slice(1), {
     detached: true,
     stdio: [o.stdin ? 'pipe' : 'ignore', o.stdout ? 'pipe' : 'ignore', o.stderr && !o.tty ? 'pipe' : 'ignore'],
@@ -200,8 +228,7 @@ export async function serveExec(conn: SpdyConnection, o: ExecOptions, target: Ex
   }
   if (child.stdout !== null) child.stdout.pipe(streams.get('stdout') as SpdyStream, { end: false });
   if (child.stderr !== null) child.stderr.pipe(streams.get('stderr') as SpdyStream, { end: false });
-  const rs = streams.get('resize');
-  if (rs !== undefined) onResize(rs, (w, h) => void resize(child, w, h));
+  resizeTo = (w, h) => void resize(child, w, h);
   const code = await new Promise<number>((resolve) => {
     child.once('error', (e: NodeJS.ErrnoException) => resolve(e.code === 'ENOENT' ? 127 : 126));
     child.once('close', (c, sig) => resolve(c ?? (sig === null ? 1 : 128 + 9)));

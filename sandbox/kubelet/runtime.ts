@@ -157,7 +157,7 @@ export async function startContainer(ctx: ContainerContext, env: Record<string, 
   const spec = { ...ctx.container, ...(command === undefined ? {} : { command }), ...(args === undefined ? {} : { args }) };
   const launch = launchFor(spec, { corednsBinary: ctx.corednsBinary, html, which: whichSync, applets: busyboxApplets() });
   if (launch === undefined || 'missing' in launch) return launch;
-  if (html === defaultHtml) {
+  if (html === defaultHtml && launch.args.includes(defaultHtml)) {
     await mkdir(html, { recursive: true });
     await writeFile(join(html, 'index.html'), NGINX_PAGE);
   }
