@@ -5,6 +5,8 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
+import { Exec, KubeConfig, type V1Status } from '@kubernetes/client-node';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { SandboxState } from '../sandbox/index.ts';
@@ -107,6 +109,22 @@ test('exec: stdout, stderr, exit code, stdin, hostname, in every cluster', async
   }
 });
 
+test("client-node's Exec: output and the exit status", async () => {
+  const kubeConfig = new KubeConfig();
+  kubeConfig.loadFromFile(kc);
+  kubeConfig.setCurrentContext('c1');
+  const out = new PassThrough();
+  let text = '';
+  out.on('data', (d: Buffer) => (text += d.toString()));
+  const status = await new Promise<V1Status>((resolve, reject) => {
+    new Exec(kubeConfig).exec('default', 'tools', 'tools', ['sh', '-c', 'echo from client-node; exit 4'], out, null, null, false, resolve).catch(reject);
+  });
+  assert.is(status.status, 'Failure');
+  assert.is(status.details?.causes?.[0]?.message, '4');
+  await new Promise((r) => setTimeout(r, 500));
+  assert.is(text, 'from client-node\n', JSON.stringify(status));
+});
+
 test('netshoot runs nslookup, dig, nc and curl; socat answers "pod ip" over TCP and UDP', async () => {
   for (const ctx of ['c1', 'c2']) {
     const hello = await podIp(ctx, 'hello');
@@ -138,7 +156,7 @@ test('exec of a program that is not there: 127; of one that is not executable: 1
   const missing = await kx('c1', ['exec', 'tools', '--', 'no-such-program']);
   assert.is(missing.code, 127, missing.stderr);
   assert.match(missing.stderr, 'no-such-program');
-  const notExec = await kx('c1', ['exec', 'tools', '--', '/etc/hostname']);
+  const notExec = await kx('c1', ['exec', 'tools', '--', '/dev/null']);
   assert.is(notExec.code, 126, notExec.stderr);
   assert.is((await kx('c1', ['exec', 'tools', '--', 'true'])).code, 0);
 });

@@ -346,7 +346,8 @@ export class SandboxKubelet {
     const files = containerFiles(dir, c.name);
     return {
       podUid: r.uid, netns: r.netns, running, empty: c.kind === 'none', logPath: files.log,
-      previousLogPath: existsSync(files.previousLog) ? files.previousLog : '',
+      // --previous is the run in lastState: still in the current file while the container waits to restart
+      previousLogPath: c.lastExit === undefined ? '' : running ? (existsSync(files.previousLog) ? files.previousLog : '') : files.log,
       ...(pid === undefined ? {} : { pid }),
     };
   }
