@@ -3,7 +3,7 @@
 // kube-apiserver; containers run their command for known images; the kubelet API
 // refuses anyone but the apiserver.
 import { execFileSync, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { Exec, KubeConfig, type V1Status } from '@kubernetes/client-node';
@@ -159,6 +159,14 @@ test('exec of a program that is not there: 127; of one that is not executable: 1
   const notExec = await kx('c1', ['exec', 'tools', '--', '/dev/null']);
   assert.is(notExec.code, 126, notExec.stderr);
   assert.is((await kx('c1', ['exec', 'tools', '--', 'true'])).code, 0);
+  await kubectl(kc, 'c1', ['apply', '-f', '-'], pod('crash', { containers: [{ name: 'c', image: 'busybox', command: ['sh', '-c', 'exit 1'] }] }));
+  await eventually('crash to be restarting', async () => (Number(await kubectl(kc, 'c1', ['get', 'pod', 'crash', '-o', 'jsonpath={.status.containerStatuses[0].restartCount}'])) >= 2 ? true : undefined), 60_000);
+  // between restarts (backoff) the container has no process: exec says so (it may catch the brief run)
+  const dead = await eventually('exec refused while the container waits', async () => {
+    const r = await kx('c1', ['exec', 'crash', '--', 'true']);
+    return r.code !== 0 ? r : undefined;
+  }, 30_000);
+  assert.match(dead.stderr, 'is not running');
 });
 
 test('exec with 10 MB of stdin and with 10,000 arguments', async () => {
@@ -175,11 +183,26 @@ test('exec with 10 MB of stdin and with 10,000 arguments', async () => {
   assert.is((await kx('c1', ['exec', 'tools', '--', 'true'])).code, 0, 'the node keeps serving');
 });
 
-test('a client that disconnects mid-exec leaves no process behind', async () => {
-  const child = spawn(kubectlPath(), ['--kubeconfig', kc, '--context', 'c1', 'exec', 'tools', '--', 'sleep', '4242'], { stdio: 'ignore' });
-  await eventually('the exec to start', async () => (execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).includes('sleep 4242') ? true : undefined), 20_000);
-  child.kill('SIGKILL');
-  await eventually('the exec\'d process to end', async () => (execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).includes('sleep 4242') ? undefined : true), 30_000);
+function kubeletFds(): number {
+  const rec = state().processes.find((p) => p.name === 'c1/sandbox-kubelet');
+  return rec === undefined ? -1 : readdirSync(`/proc/${rec.pid}/fd`).length;
+}
+
+function forwarders(): number {
+  return execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).split('\n').filter((l) => l.startsWith('socat TCP4-LISTEN:10250') && l.includes(sbx)).length;
+}
+
+test('clients that disconnect mid-exec leave no process, socket or connection behind', async () => {
+  const fdsBefore = kubeletFds();
+  const fwdBefore = forwarders();
+  for (let i = 0; i < 3; i++) {
+    const child = spawn(kubectlPath(), ['--kubeconfig', kc, '--context', 'c1', 'exec', '-i', 'tools', '--', 'sleep', '4242'], { stdio: ['pipe', 'ignore', 'ignore'] });
+    child.stdin.write('some input');
+    await eventually('the exec to start', async () => (execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).includes('sleep 4242') ? true : undefined), 20_000);
+    child.kill('SIGKILL');
+    await eventually("the exec'd process to end", async () => (execFileSync('ps', ['-eo', 'args='], { encoding: 'utf8' }).includes('sleep 4242') ? undefined : true), 30_000);
+  }
+  await eventually('the kubelet to hold no more sockets than before', async () => (kubeletFds() <= fdsBefore + 2 && forwarders() <= fwdBefore ? true : undefined), 30_000);
   assert.is((await kx('c1', ['exec', 'tools', '--', 'true'])).code, 0, 'the node keeps serving');
 });
 
