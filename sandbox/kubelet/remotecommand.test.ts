@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { route } from './api.ts';
+import type { TLSSocket } from 'node:tls';
+import { refusal, route } from './api.ts';
 import { chooseProtocol, execArgv, execOptions, exitStatus } from './remotecommand.ts';
 
 test('exec query: repeated command, stdio flags, and what is refused', () => {
@@ -41,6 +42,13 @@ test('kubelet API routes', () => {
   assert.equal(route('/healthz'), { kind: 'healthz' });
   assert.is(route('/run/ns/p/c'), undefined);
   assert.is(route('/containerLogs/ns/p'), undefined);
+});
+
+test('only the apiserver kubelet-client certificate is let in', () => {
+  const sock = (authorized: boolean, cn?: string): TLSSocket => ({ authorized, getPeerCertificate: () => ({ subject: cn === undefined ? undefined : { CN: cn } }) }) as unknown as TLSSocket;
+  assert.is(refusal(sock(false)), 401);
+  assert.is(refusal(sock(true, 'isthmus-admin')), 403);
+  assert.is(refusal(sock(true, 'kube-apiserver-kubelet-client')), 0);
 });
 
 test.run();
