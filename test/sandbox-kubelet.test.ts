@@ -76,6 +76,9 @@ test('the kubelet API answers the apiserver only, and never runs a refused comma
   assert.not.ok(existsSync(marker), 'the refused command never ran');
   const apiserver = ['--cert', join(pki, 'apiserver-kubelet-client.crt'), '--key', join(pki, 'apiserver-kubelet-client.key')];
   assert.is((await curl([...ca, ...apiserver, `${url}/healthz`])).stdout.trim(), 'ok');
+  const metrics = (await curl([...ca, ...apiserver, `${url}/metrics`])).stdout;
+  assert.match(metrics, 'isthmus_sandbox_kubelet_api_requests_total{endpoint="exec",code="403"} 1');
+  assert.match(metrics, 'isthmus_sandbox_kubelet_api_open_streams 0');
 });
 
 test('pods of the conformance suite start in both clusters', async () => {

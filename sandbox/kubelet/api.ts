@@ -5,6 +5,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
+import { Counter, Gauge, Registry } from 'prom-client';
 import { messageOf, type Logger } from '../../core/index.ts';
 import { findByMarker } from '../process.ts';
 import { APISERVER_KUBELET_CLIENT_CN } from '../pki.ts';
@@ -24,7 +25,8 @@ import { SpdyConnection } from './spdy.ts';
  * Serves `/exec/{ns}/{pod}/{container}` and `/portForward/{ns}/{pod}` (SPDY/3.1
  * upgrades: kube-apiserver 1.36 translates kubectl's WebSockets to SPDY towards a
  * kubelet that does not declare the ExtendWebSocketsToKubelet node feature, as this
- * one does not), `/containerLogs/{ns}/{pod}/{container}` and `/healthz`.
+ * one does not), `/containerLogs/{ns}/{pod}/{container}`, `/healthz`, and `/metrics` (Prometheus:
+ * requests by endpoint and outcome, refused callers, open streaming connections).
  *
  * The node's address lives in the node's network namespace while this process runs in
  * the host's, so each node's TLS server listens on a Unix socket in the cluster folder
@@ -92,12 +94,14 @@ type Route =
   | { kind: 'exec'; ns: string; pod: string; container: string | undefined }
   | { kind: 'portForward'; ns: string; pod: string }
   | { kind: 'logs'; ns: string; pod: string; container: string }
-  | { kind: 'healthz' };
+  | { kind: 'healthz' }
+  | { kind: 'metrics' };
 
 /** The route of a request path, or undefined. Pure. */
 export function route(path: string): Route | undefined {
   const p = path.split('/').filter(Boolean).map(decodeURIComponent);
   if (p.length === 1 && p[0] === 'healthz') return { kind: 'healthz' };
+  if (p.length === 1 && p[0] === 'metrics') return { kind: 'metrics' };
   if (p[0] === 'exec' && (p.length === 4 || p.length === 3)) return { kind: 'exec', ns: p[1] as string, pod: p[2] as string, container: p[3] };
   if (p[0] === 'portForward' && p.length === 3) return { kind: 'portForward', ns: p[1] as string, pod: p[2] as string };
   if (p[0] === 'containerLogs' && p.length === 4) return { kind: 'logs', ns: p[1] as string, pod: p[2] as string, container: p[3] as string };
@@ -109,9 +113,18 @@ export class KubeletApi {
   readonly #servers: Server[] = [];
   readonly #forwarders: ChildProcess[] = [];
   readonly #spdy = new Set<SpdyConnection>();
+  readonly #registry = new Registry();
+  readonly #requests = new Counter({ name: 'isthmus_sandbox_kubelet_api_requests_total', help: 'Kubelet API requests by endpoint and HTTP status (101 for an upgrade)', labelNames: ['endpoint', 'code'] as const, registers: [this.#registry] });
 
   constructor(o: KubeletApiOptions) {
     this.#o = o;
+    const streams = this.#spdy;
+    new Gauge({
+      name: 'isthmus_sandbox_kubelet_api_open_streams', help: 'Open exec and port-forward (SPDY) connections', registers: [this.#registry],
+      collect(this: Gauge) {
+        this.set(streams.size);
+      },
+    });
   }
 
   async start(): Promise<void> {
@@ -159,12 +172,19 @@ export class KubeletApi {
   }
 
   async #request(n: NodeEndpoint, req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const endpoint = route(new URL(req.url ?? '/', 'https://kubelet').pathname)?.kind ?? 'unknown';
+    res.on('finish', () => this.#requests.inc({ endpoint, code: String(res.statusCode) }));
     const why = refusal(req.socket as TLSSocket);
     if (why !== 0) return plain(res, why, why === 401 ? 'Unauthorized' : 'Forbidden: only the apiserver may call the kubelet API');
     const url = new URL(req.url ?? '/', 'https://kubelet');
     const r = route(url.pathname);
     if (r === undefined) return plain(res, 404, `no such kubelet endpoint ${url.pathname}`);
     if (r.kind === 'healthz') return plain(res, 200, 'ok');
+    if (r.kind === 'metrics') {
+      res.writeHead(200, { 'content-type': this.#registry.contentType });
+      res.end(await this.#registry.metrics());
+      return;
+    }
     if (r.kind !== 'logs') return plain(res, 400, 'this endpoint needs an upgrade to SPDY/3.1');
     const c = this.#o.lookup.container(n.name, r.ns, r.pod, r.container);
     if (typeof c === 'string') return plain(res, 404, c);
@@ -185,26 +205,32 @@ export class KubeletApi {
 
   #upgrade(n: NodeEndpoint, req: IncomingMessage, sock: Duplex, head: Buffer): void {
     sock.on('error', () => {});
+    const endpoint = route(new URL(req.url ?? '/', 'https://kubelet').pathname)?.kind ?? 'unknown';
+    const reply = (code: number, reason: string, msg: string): void => {
+      this.#requests.inc({ endpoint, code: String(code) });
+      rawReply(sock, code, reason, msg);
+    };
     const why = refusal(req.socket as TLSSocket);
-    if (why !== 0) return rawReply(sock, why, why === 401 ? 'Unauthorized' : 'Forbidden', 'only the apiserver may call the kubelet API\n');
+    if (why !== 0) return reply(why, why === 401 ? 'Unauthorized' : 'Forbidden', 'only the apiserver may call the kubelet API\n');
     const url = new URL(req.url ?? '/', 'https://kubelet');
     const r = route(url.pathname);
-    if (r === undefined || r.kind === 'healthz' || r.kind === 'logs') return rawReply(sock, 404, 'Not Found', `no streaming endpoint ${url.pathname}\n`);
-    if (!/spdy\/3\.1/i.test(req.headers.upgrade ?? '')) return rawReply(sock, 400, 'Bad Request', 'upgrade to SPDY/3.1 (the only streaming protocol this kubelet speaks)\n');
+    if (r === undefined || r.kind === 'healthz' || r.kind === 'logs' || r.kind === 'metrics') return reply(404, 'Not Found', `no streaming endpoint ${url.pathname}\n`);
+    if (!/spdy\/3\.1/i.test(req.headers.upgrade ?? '')) return reply(400, 'Bad Request', 'upgrade to SPDY/3.1 (the only streaming protocol this kubelet speaks)\n');
     const offered = ([] as string[]).concat(req.headers['x-stream-protocol-version'] ?? []);
     const ours: readonly string[] = r.kind === 'exec' ? EXEC_PROTOCOLS : [PORTFORWARD_PROTOCOL];
     const protocol = chooseProtocol(offered, ours);
-    if (protocol === undefined) return rawReply(sock, 403, 'Forbidden', `no protocol in common: the client offers [${offered.join(', ')}], this kubelet speaks [${ours.join(', ')}]\n`);
+    if (protocol === undefined) return reply(403, 'Forbidden', `no protocol in common: the client offers [${offered.join(', ')}], this kubelet speaks [${ours.join(', ')}]\n`);
     const c = this.#o.lookup.container(n.name, r.ns, r.pod, r.kind === 'exec' ? r.container : undefined);
-    if (typeof c === 'string') return rawReply(sock, 404, 'Not Found', `${c}\n`);
+    if (typeof c === 'string') return reply(404, 'Not Found', `${c}\n`);
     let exec: ReturnType<typeof execOptions> | undefined;
     if (r.kind === 'exec') {
       exec = execOptions(url.searchParams);
       if (typeof exec === 'string') {
         this.#o.logger.warn({ pod: `${r.ns}/${r.pod}`, urlBytes: (req.url ?? '').length, contentLength: req.headers['content-length'] }, `exec refused: ${exec}`);
-        return rawReply(sock, 400, 'Bad Request', `${exec}\n`);
+        return reply(400, 'Bad Request', `${exec}\n`);
       }
     }
+    this.#requests.inc({ endpoint, code: '101' });
     sock.write(`HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: ${protocol}\r\n\r\n`);
     const conn = new SpdyConnection(sock, head);
     this.#spdy.add(conn);

@@ -40,6 +40,7 @@ test('kubelet API routes', () => {
   assert.equal(route('/portForward/ns/p'), { kind: 'portForward', ns: 'ns', pod: 'p' });
   assert.equal(route('/containerLogs/ns/p/c'), { kind: 'logs', ns: 'ns', pod: 'p', container: 'c' });
   assert.equal(route('/healthz'), { kind: 'healthz' });
+  assert.equal(route('/metrics'), { kind: 'metrics' });
   assert.is(route('/run/ns/p/c'), undefined);
   assert.is(route('/containerLogs/ns/p'), undefined);
 });
