@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1ContainerState, type V1ContainerStateTerminated, type V1Node, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Node, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
 import { Serial, WorkQueue, messageOf, type CommandRunner, type Logger } from '../../core/index.ts';
 import { createInformer, splitKey, type CachedInformer } from '../../core/k8s.ts';
 import { clusterDnsIp } from '../dns.ts';
@@ -9,6 +9,7 @@ import type { NodePlan } from '../plan.ts';
 import type { ClusterState } from '../state.ts';
 import { KubeletApi, type ContainerView } from './api.ts';
 import { runsNothing } from './containers.ts';
+import { containerState, podHostname, podPhase, restartBackoffMs, restarts, terminatedState } from './status.ts';
 import { allocateIp } from './ipam.ts';
 import { heartbeat, registerNode, renewLease } from './node.ts';
 import { kubeletServingFiles } from '../pki.ts';
@@ -316,15 +317,14 @@ export class SandboxKubelet {
   /** A container's run ended: restart it later (restartPolicy) or keep it terminated. */
   #ended(r: PodRecord, c: ContainerRecord, exit: ContainerExit, policy: string): void {
     const full: ContainerExit = { ...exit, ...(c.startedAt === undefined ? {} : { startedAt: c.startedAt }) };
-    const restart = policy === 'Always' || (policy === 'OnFailure' && exit.code !== 0);
-    if (!restart) {
+    if (!restarts(policy, exit.code)) {
       c.terminated = full;
       this.#o.logger.info({ pod: `${r.namespace}/${r.name}`, container: c.name, code: exit.code }, 'container exited; restartPolicy keeps it terminated');
       return;
     }
     c.lastExit = full;
     c.restarts++;
-    c.notBefore = Date.now() + Math.min(30_000, 1000 * 2 ** Math.min(c.restarts - 1, 5));
+    c.notBefore = Date.now() + restartBackoffMs(c.restarts);
     this.#o.logger.warn({ pod: `${r.namespace}/${r.name}`, container: c.name, code: exit.code, restarts: c.restarts }, 'container exited; restarting with backoff');
   }
 
@@ -379,8 +379,8 @@ export class SandboxKubelet {
         ...(c.lastExit === undefined ? {} : { lastState: { terminated: terminatedState(c.lastExit) } }),
       });
     }
-    const done = r.containers.every((c) => c.terminated !== undefined);
-    const phase = done ? (r.containers.every((c) => c.terminated?.code === 0) ? 'Succeeded' : 'Failed') : 'Running';
+    const phase = podPhase(r.containers);
+    const done = phase !== 'Running';
     const ready = !done && statuses.every((s) => s.ready);
     const prior = pod.status;
     const shape = (list: readonly { name: string; ready: boolean; restartCount: number; containerID?: string | undefined; state?: object }[]): string =>
@@ -464,26 +464,3 @@ export class SandboxKubelet {
   }
 }
 
-/** The pod's hostname, as a kubelet sets it: spec.hostname, else the pod's name, at most 63 characters. */
-export function podHostname(pod: V1Pod): string {
-  const h = pod.spec?.hostname ?? pod.metadata?.name ?? 'pod';
-  return h.slice(0, 63).replace(/[-.]+$/, '');
-}
-
-export function terminatedState(e: ContainerExit): V1ContainerStateTerminated {
-  return {
-    exitCode: e.code,
-    reason: e.reason,
-    finishedAt: new Date(e.at),
-    ...(e.startedAt === undefined ? {} : { startedAt: new Date(e.startedAt) }),
-    ...(e.message === undefined ? {} : { message: e.message }),
-  };
-}
-
-/** A container's state for its status: running, terminated (not to be restarted), or waiting to (re)start. */
-export function containerState(c: ContainerRecord, running: boolean, startedAt: Date): V1ContainerState {
-  if (running) return { running: { startedAt } };
-  if (c.terminated !== undefined) return { terminated: terminatedState(c.terminated) };
-  if (c.lastExit === undefined) return { waiting: { reason: 'ContainerCreating' } };
-  return { waiting: { reason: 'CrashLoopBackOff', message: `back-off restarting the container (last exit ${c.lastExit.code}${c.lastExit.message === undefined ? '' : `: ${c.lastExit.message}`})` } };
-}
