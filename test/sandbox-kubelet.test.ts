@@ -22,8 +22,8 @@ function state(): SandboxState {
   return JSON.parse(readFileSync(join(sbx, 'state.json'), 'utf8')) as SandboxState;
 }
 
-function kx(ctx: string, args: readonly string[], input?: string): ReturnType<typeof run> {
-  return run(kubectlPath(), ['--kubeconfig', kc, '--context', ctx, ...args], input === undefined ? {} : { input });
+function kx(ctx: string, args: readonly string[], input?: string, env?: Record<string, string>): ReturnType<typeof run> {
+  return run(kubectlPath(), ['--kubeconfig', kc, '--context', ctx, ...args], { ...(input === undefined ? {} : { input }), ...(env === undefined ? {} : { env }) });
 }
 
 function pod(name: string, spec: Record<string, unknown>, labels: Record<string, string> = {}): string {
@@ -110,6 +110,13 @@ test('exec: stdout, stderr, exit code, stdin, hostname, in every cluster', async
     assert.is((await kx(ctx, ['exec', 'tools', '--', 'hostname'])).stdout.trim(), 'tools');
     assert.is((await kx(ctx, ['exec', 'request', '--', 'true'])).code, 0);
   }
+});
+
+test('exec over SPDY all the way (a client without WebSockets: kube-apiserver passes the upgrade through)', async () => {
+  const spdy = { KUBECTL_REMOTE_COMMAND_WEBSOCKETS: 'false' };
+  const r = await kx('c1', ['exec', '-i', 'tools', '--', 'sh', '-c', 'cat; exit 5'], 'over spdy\n', spdy);
+  assert.is(r.code, 5, r.stderr);
+  assert.is(r.stdout, 'over spdy\n');
 });
 
 test("client-node's Exec: output and the exit status", async () => {
