@@ -2,10 +2,10 @@ import {
   SystemRunner, bool, createLogger, int, list, optionalStr, str, validateConfig,
 } from '../core/index.ts';
 import { DEFAULT_PORT_BASE, MAX_CLUSTERS, Sandbox, kubeconfigPath, runDemo, sandboxDir, type UpOptions } from '../sandbox/index.ts';
-import { runAgnhost } from '../sandbox/agnhost.ts';
 import { runEchoCommand } from '../sandbox/echo.ts';
 import { execIn, resolveNetns } from '../sandbox/exec.ts';
 import { runKubelet } from '../sandbox/kubelet/main.ts';
+import { runAgnhost } from '../sandbox/agnhost.ts';
 import { optionRecord, parseArgs, usageError, type Args } from './args.ts';
 import type { Command } from './command.ts';
 
