@@ -266,6 +266,9 @@ test('a program the machine lacks: exit 127 with the reason in status and an Eve
   await kubectl(kc, 'c1', ['apply', '-f', '-'], pod('mystery', { containers: [{ name: 'm', image: 'example.com/mystery:1' }] }));
   assert.is((await kx('c1', ['wait', '--for=condition=Ready', 'pod/mystery', '--timeout=60s'])).code, 0);
   assert.ok((await events('c1', 'mystery')).some((e) => e.startsWith('NoProcess') && e.includes('example.com/mystery:1')));
+  const inside = await kx('c1', ['exec', 'mystery', '--', 'sh', '-c', 'hostname; cat /etc/resolv.conf']);
+  assert.match(inside.stdout, /^mystery\n/, 'exec with no process behind the container: the pod\'s network namespace and hostname');
+  assert.match(inside.stdout, 'svc.cluster.local');
 });
 
 function portForward(ports: string): { out: () => string; stop: () => void } {

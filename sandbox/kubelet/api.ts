@@ -41,6 +41,8 @@ export interface ContainerView {
   readonly running: boolean;
   /** True when the sandbox runs nothing for it (unknown image without a command). */
   readonly empty: boolean;
+  /** The pod's hostname (absent for hostNetwork pods). */
+  readonly hostname?: string;
   readonly logPath: string;
   readonly previousLogPath: string;
 }
@@ -240,7 +242,7 @@ export class KubeletApi {
       return;
     }
     const target: ExecTarget | string = c.empty
-      ? { netns: c.netns }
+      ? { netns: c.netns, ...(c.hostname === undefined ? {} : { hostname: c.hostname }) }
       : c.running && c.pid !== undefined
         ? { pid: c.pid }
         : `container ${r.container ?? ''} of pod ${r.ns}/${r.pod} is not running: exec needs a running container (see kubectl describe pod)`;

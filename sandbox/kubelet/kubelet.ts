@@ -341,11 +341,13 @@ export class SandboxKubelet {
     }
     if (c === undefined) return `container ${container ?? ''} is not valid for pod ${name}`;
     const dir = podDir(this.#clusterDir, r.uid);
+    const pod = this.#pods.cache.get(ns, name);
     const running = c.kind === 'none' || (c.terminated === undefined && c.pid !== undefined && shimAlive(c.pid, dir));
     const pid = running && c.kind === 'process' ? containerPid(dir, c.name) : undefined;
     const files = containerFiles(dir, c.name);
     return {
       podUid: r.uid, netns: r.netns, running, empty: c.kind === 'none', logPath: files.log,
+      ...(r.hostNetwork || pod === undefined ? {} : { hostname: podHostname(pod) }),
       // --previous is the run in lastState: still in the current file while the container waits to restart
       previousLogPath: c.lastExit === undefined ? '' : running ? (existsSync(files.previousLog) ? files.previousLog : '') : files.log,
       ...(pid === undefined ? {} : { pid }),

@@ -27,6 +27,7 @@ test('the exit status is a metav1.Status kubectl turns into its exit code', () =
 test('exec enters the container namespaces, or the pod network namespace; a TTY goes through script', () => {
   assert.equal(execArgv({ pid: 42 }, ['ls', '-l'], false), ['nsenter', '-t', '42', '-m', '-u', '-n', '--', 'ls', '-l']);
   assert.equal(execArgv({ netns: 'isb-x' }, ['ls'], false), ['ip', 'netns', 'exec', 'isb-x', 'ls']);
+  assert.equal(execArgv({ netns: 'isb-x', hostname: 'web-0' }, ['ls'], false), ['ip', 'netns', 'exec', 'isb-x', 'unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', 'web-0', 'ls']);
   assert.equal(execArgv({ pid: 7 }, ['sh', "it's"], true), ['nsenter', '-t', '7', '-m', '-u', '-n', '--', 'script', '-q', '-e', '-c', "'sh' 'it'\\''s'", '/dev/null']);
 });
 

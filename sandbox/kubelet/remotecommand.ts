@@ -66,8 +66,11 @@ export function errorStatus(message: string): string {
   return JSON.stringify({ metadata: {}, status: 'Failure', message, reason: 'InternalError', code: 500 });
 }
 
-/** Where an exec runs: inside a running container's namespaces, or the pod's network namespace. */
-export type ExecTarget = { readonly pid: number } | { readonly netns: string };
+/**
+ * Where an exec runs: inside a running container's namespaces, or (a container with no
+ * process behind it) the pod's network namespace and a new UTS namespace with its hostname.
+ */
+export type ExecTarget = { readonly pid: number } | { readonly netns: string; readonly hostname?: string };
 
 export interface TermSize {
   readonly width: number;
@@ -83,7 +86,8 @@ export function execArgv(target: ExecTarget, command: readonly string[], tty: bo
   const line = size === undefined ? quoted : `stty rows ${size.height} cols ${size.width} 2>/dev/null; exec ${quoted}`;
   const inner = tty ? ['script', '-q', '-e', '-c', line, '/dev/null'] : [...command];
   if ('pid' in target) return ['nsenter', '-t', String(target.pid), '-m', '-u', '-n', '--', ...inner];
-  return ['ip', 'netns', 'exec', target.netns, ...inner];
+  const uts = target.hostname === undefined ? [] : ['unshare', '--uts', 'sh', '-c', 'hostname "$0" && exec "$@"', target.hostname];
+  return ['ip', 'netns', 'exec', target.netns, ...uts, ...inner];
 }
 
 /** The container process's environment, as exec inherits it from the container. */
