@@ -63,6 +63,24 @@ test('a client opens streams; the server replies, both sides exchange data and F
   assert.ok(conn.closed);
 });
 
+test('data written before the reply waits for it: SYN_REPLY goes first on the wire', async () => {
+  const [server, client] = pair();
+  const conn = new SpdyConnection(server);
+  conn.on('stream', (s) => {
+    s.end('early'); // written before reply() is even called
+    setTimeout(() => void conn.reply(s), 20);
+  });
+  const seen: string[] = [];
+  client.on('data', (d: Buffer) => {
+    for (const f of splitFrames(d).frames) seen.push(f.control ? `control:${f.type}` : `data:${f.data.toString()}`);
+  });
+  const c = new SpdyClient(client);
+  const id = await c.open({ streamtype: 'stdout' });
+  assert.is((await c.readAll(id)).toString(), 'early');
+  assert.equal(seen.slice(0, 2), [`control:${FrameType.SYN_REPLY}`, 'data:early']);
+  conn.close();
+});
+
 test('a malformed frame ends the connection', async () => {
   const [server, client] = pair();
   const conn = new SpdyConnection(server);

@@ -180,24 +180,38 @@ export class SpdyStream extends Duplex {
   readonly headers: Headers;
   readonly #conn: SpdyConnection;
   #finSent = false;
+  /** Resolves once our SYN_REPLY is on the wire: the peer drops DATA on a stream it has no reply for. */
+  readonly #replied: Promise<void>;
+  #markReplied: () => void = () => {};
   constructor(conn: SpdyConnection, id: number, headers: Headers) {
     super({ allowHalfOpen: true });
     this.#conn = conn;
     this.id = id;
     this.headers = headers;
+    this.#replied = new Promise((resolve) => {
+      this.#markReplied = resolve;
+    });
+  }
+  /** Called by the connection once the SYN_REPLY is sent; writes wait for it. */
+  replied(): void {
+    this.#markReplied();
   }
   header(name: string): string | undefined {
     return this.headers.get(name.toLowerCase())?.[0];
   }
   override _read(): void {}
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (e?: Error | null) => void): void {
-    for (let off = 0; off < chunk.length; off += DATA_CHUNK) this.#conn.send(dataFrame(this.id, 0, chunk.subarray(off, off + DATA_CHUNK)));
-    if (this.#conn.writableNeedDrain) this.#conn.onceDrain(() => cb());
-    else cb();
+    void this.#replied.then(() => {
+      for (let off = 0; off < chunk.length; off += DATA_CHUNK) this.#conn.send(dataFrame(this.id, 0, chunk.subarray(off, off + DATA_CHUNK)));
+      if (this.#conn.writableNeedDrain) this.#conn.onceDrain(() => cb());
+      else cb();
+    });
   }
   override _final(cb: (e?: Error | null) => void): void {
-    this.#sendFin();
-    cb();
+    void this.#replied.then(() => {
+      this.#sendFin();
+      cb();
+    });
   }
   #sendFin(): void {
     if (this.#finSent) return;
@@ -258,6 +272,7 @@ export class SpdyConnection extends EventEmitter<{ stream: [SpdyStream]; close: 
   async reply(stream: SpdyStream, headers: Headers = new Map()): Promise<void> {
     const block = await this.#deflate.run(encodeHeaders(headers));
     this.send(controlFrame(FrameType.SYN_REPLY, 0, Buffer.concat([u32(stream.id), block])));
+    stream.replied();
   }
 
   /** GOAWAY, then the socket ends once written; every stream is destroyed. */
@@ -265,7 +280,10 @@ export class SpdyConnection extends EventEmitter<{ stream: [SpdyStream]; close: 
     if (this.#closed) return;
     if (this.#sock.writable) this.#sock.end(controlFrame(FrameType.GOAWAY, 0, Buffer.concat([u32(0), u32(status)])));
     this.#closed = true;
-    for (const s of this.#streams.values()) s.destroy();
+    for (const s of this.#streams.values()) {
+      s.replied(); // pending writes end against a closed connection instead of waiting forever
+      s.destroy();
+    }
     this.#streams.clear();
     this.#deflate.close();
     this.#inflate.close();
