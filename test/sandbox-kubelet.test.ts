@@ -138,10 +138,23 @@ test("client-node's Exec: output and the exit status", async () => {
 test('netshoot runs nslookup, dig, nc and curl; socat answers "pod ip" over TCP and UDP', async () => {
   for (const ctx of ['c1', 'c2']) {
     const hello = await podIp(ctx, 'hello');
-    const tcp = await kx(ctx, ['exec', 'tools', '--', 'sh', '-c', `echo hi | nc -v -w 2 ${hello} 42`]);
-    assert.match(tcp.stdout, `pod ip ${hello}`, tcp.stderr);
-    const udp = await kx(ctx, ['exec', 'tools', '--', 'sh', '-c', `echo hi | nc -u -w 1 ${hello} 42`]);
-    assert.match(udp.stdout, `pod ip ${hello}`, udp.stderr);
+    // as the conformance suite does, ask until socat answers (a pod without a readiness probe is Ready before it listens)
+    for (const udp of [false, true]) {
+      let last = '';
+      let tries = 0;
+      await eventually(`socat in ${ctx} to answer over ${udp ? 'UDP' : 'TCP'}`, async () => {
+        const r = await kx(ctx, ['exec', 'tools', '--', 'sh', '-c', `echo hi | nc -v ${udp ? '-u -w 1' : '-w 2'} ${hello} 42`]);
+        tries++;
+        if (!r.stdout.includes(`pod ip ${hello}`)) {
+          last = JSON.stringify(r);
+          return undefined;
+        }
+        if (tries > 1) console.log(`  (${ctx} ${udp ? 'UDP' : 'TCP'}: answered on try ${tries}; before: ${last})`);
+        return true;
+      }, 20_000).catch((e: unknown) => {
+        throw new Error(`${String(e)}; last exec: ${last}`);
+      });
+    }
     const c = state().clusters.find((x) => x.name === ctx);
     const ns = await kx(ctx, ['exec', 'tools', '--', 'nslookup', 'kubernetes.default.svc.cluster.local']);
     assert.match(ns.stdout, c?.apiServiceIp ?? '?', ns.stderr);
