@@ -5,6 +5,7 @@ import { DEFAULT_PORT_BASE, MAX_CLUSTERS, PROXY_MODES, Sandbox, kubeconfigPath, 
 import { runEchoCommand } from '../sandbox/echo.ts';
 import { execIn, resolveNetns } from '../sandbox/exec.ts';
 import { runKubelet } from '../sandbox/kubelet/main.ts';
+import { runAgnhost } from '../sandbox/agnhost.ts';
 import { optionRecord, parseArgs, usageError, type Args } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -26,6 +27,7 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
   exec <context> <pod>|node/<node> [-n ns] -- <cmd>
               run a command inside a pod's (or node's) network namespace, with its resolv.conf
   echo [--ports P,…] the echo server the isthmus/echo image runs (TCP: HTTP, UDP: a line)
+  agnhost <sub> …   what the e2e-test-images/agnhost image runs (netexec, serve-hostname, pause)
   kubeconfig  print the path of the kubeconfig with contexts c1..cN
 
   common: --dir DIR   the sandbox's state folder (default $ISTHMUS_SANDBOX_DIR or /var/lib/isthmus/sandbox)`;
@@ -136,6 +138,8 @@ export const sandboxCommand: Command = {
       }
       case 'echo':
         return runEchoCommand(argv.slice(1));
+      case 'agnhost':
+        return runAgnhost(argv.slice(1));
       case 'kubelet': {
         const dir = args.options.get('cluster-dir')?.at(-1);
         if (dir === undefined) throw usageError('sandbox kubelet needs --cluster-dir', 'isthmus sandbox kubelet --cluster-dir <sandbox>/clusters/<name>');

@@ -17,17 +17,26 @@ export interface ClusterPki {
   readonly apiserverKey: string;
   readonly saKey: string;
   readonly saPub: string;
-  /** Client identities by name: admin, controller-manager, kube-proxy. */
+  /** Client identities by name: admin, controller-manager, kube-proxy, the kubelet, and the apiserver's towards kubelets. */
   readonly clients: Readonly<Record<ClientName, { cert: string; key: string }>>;
 }
 
-export type ClientName = 'admin' | 'controller-manager' | 'kube-proxy' | 'kubelet';
+export type ClientName = 'admin' | 'controller-manager' | 'kube-proxy' | 'kubelet' | 'apiserver-kubelet-client';
+
+/** The common name the kubelet API accepts: only the apiserver's client certificate. */
+export const APISERVER_KUBELET_CLIENT_CN = 'kube-apiserver-kubelet-client';
+
+/** Each node's kubelet serving certificate (its name and address as SANs), by convention under `<clusterDir>/pki`. */
+export function kubeletServingFiles(clusterDir: string, node: string): { cert: string; key: string } {
+  return { cert: join(clusterDir, 'pki', `kubelet-serving-${node}.crt`), key: join(clusterDir, 'pki', `kubelet-serving-${node}.key`) };
+}
 
 const CLIENTS: Readonly<Record<ClientName, { cn: string; o: string[] }>> = {
   admin: { cn: 'isthmus-admin', o: ['system:masters'] },
   'controller-manager': { cn: 'system:kube-controller-manager', o: [] },
   'kube-proxy': { cn: 'system:kube-proxy', o: [] },
   kubelet: { cn: 'isthmus-sandbox-kubelet', o: ['system:masters'] },
+  'apiserver-kubelet-client': { cn: APISERVER_KUBELET_CLIENT_CN, o: [] },
 };
 
 const VALID_DAYS = 365;
@@ -62,6 +71,10 @@ export async function createClusterPki(cluster: ClusterPlan, clusterDir: string)
   for (const [name, id] of Object.entries(CLIENTS) as [ClientName, { cn: string; o: string[] }][]) {
     const pair = issueCertificate({ ca, commonName: id.cn, organizations: id.o, usages: ['client'], validDays: VALID_DAYS });
     clients[name] = await putPair(dir, name, pair);
+  }
+  for (const n of cluster.nodes) {
+    const serving = issueCertificate({ ca, commonName: n.name, dnsNames: [n.name], ipAddresses: [n.ip], usages: ['server'], validDays: VALID_DAYS });
+    await putPair(dir, `kubelet-serving-${n.name}`, serving);
   }
   return {
     dir,

@@ -79,11 +79,16 @@ test('a nodeSelector no node matches: FailedScheduling', async () => {
   assert.ok(ev.some((e) => e.includes('matches nodeSelector {"disk":"ssd"}')), ev.join('\n'));
 });
 
-test('an image the sandbox runs no process for is Running and Ready, as documented', async () => {
-  await kubectl(kc, 'c1', ['apply', '-f', '-'], pod('web', { containers: [{ name: 'nginx', image: 'nginx:1.27' }] }));
-  await eventually('web Ready', async () => ((await kubectl(kc, 'c1', ['get', 'pod', 'web', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).trim() === 'True' ? true : undefined), 30_000);
-  const ip = (await kubectl(kc, 'c1', ['get', 'pod', 'web', '-o', 'jsonpath={.status.podIP}'])).trim();
+test('an image the sandbox runs no process for is Running and Ready, with an Event that says so', async () => {
+  await kubectl(kc, 'c1', ['apply', '-f', '-'], pod('mystery', { containers: [{ name: 'm', image: 'example.com/mystery:1.0' }] }));
+  await eventually('mystery Ready', async () => ((await kubectl(kc, 'c1', ['get', 'pod', 'mystery', '-o', 'jsonpath={.status.conditions[?(@.type=="Ready")].status}'])).trim() === 'True' ? true : undefined), 30_000);
+  const ip = (await kubectl(kc, 'c1', ['get', 'pod', 'mystery', '-o', 'jsonpath={.status.podIP}'])).trim();
   assert.match(ip, /^10\.1\.0\.\d+$/);
+  const ev = await eventually('NoProcess event', async () => {
+    const e = await events('mystery');
+    return e.some((x) => x.startsWith('NoProcess')) ? e : undefined;
+  }, 30_000);
+  assert.ok(ev.some((e) => e.includes('example.com/mystery:1.0') && e.includes('no process')), ev.join('\n'));
 });
 
 test.run();

@@ -1,6 +1,7 @@
 import { join } from 'node:path';
 import type { V1Container, V1Pod } from '@kubernetes/client-node';
 import { projectRoot } from '../versions.ts';
+import { containerArgv, imageConfig, resolveProgram, substitute } from './images.ts';
 
 /**
  * What the sandbox runs for a container, by image (documented in the README):
@@ -10,17 +11,25 @@ import { projectRoot } from '../versions.ts';
  * - `isthmus/echo` (any tag): `isthmus sandbox echo` on the containerPorts (8080 when none);
  * - CoreDNS (`coredns/coredns`, `registry.k8s.io/coredns/coredns`): the CoreDNS binary
  *   built by ./setup, with the container's args;
- * - anything else: no process; the container counts as running.
- * Pure: the caller spawns the result.
+ * - any other image: its command by Kubernetes' rules (images.ts knows the ENTRYPOINT
+ *   and CMD of common images), run with this machine's programs; a program the
+ *   machine lacks is reported as `missing`; an unknown image without a command runs
+ *   nothing (undefined) and the container counts as running.
+ * Pure but for `which` and `applets`, which the caller passes.
  */
-export type ImageKind = 'isthmus' | 'echo' | 'coredns' | 'none';
+export type ImageKind = 'isthmus' | 'echo' | 'coredns' | 'other';
 
 export function imageKind(image: string): ImageKind {
   const repo = image.replace(/[:@].*$/, '');
   if (repo === 'isthmus/echo' || repo.endsWith('/isthmus/echo')) return 'echo';
   if (/(^|\/)coredns\/coredns$/.test(repo)) return 'coredns';
   if (/^isthmus/.test(repo) || /\/isthmus[^/]*$/.test(repo)) return 'isthmus';
-  return 'none';
+  return 'other';
+}
+
+/** True when the sandbox runs nothing for the container: an unknown image and no command. */
+export function runsNothing(c: V1Container): boolean {
+  return imageKind(c.image ?? '') === 'other' && containerArgv(c, imageConfig(c.image ?? '')) === undefined;
 }
 
 export interface Launch {
@@ -28,7 +37,17 @@ export interface Launch {
   readonly args: readonly string[];
 }
 
-export function launchFor(c: V1Container, corednsBinary: string): Launch | undefined {
+export interface LaunchContext {
+  readonly corednsBinary: string;
+  /** nginx's document root: the volume mounted at /usr/share/nginx/html, else a folder with a default page. */
+  readonly html: string;
+  readonly which: (name: string) => string | undefined;
+  readonly applets: ReadonlySet<string>;
+}
+
+export type LaunchResult = Launch | { readonly missing: string } | undefined;
+
+export function launchFor(c: V1Container, ctx: LaunchContext): LaunchResult {
   const kind = imageKind(c.image ?? '');
   const cli = join(projectRoot(), 'cli', 'main.ts');
   switch (kind) {
@@ -42,9 +61,17 @@ export function launchFor(c: V1Container, corednsBinary: string): Launch | undef
       return { command: process.execPath, args: ['--no-warnings', cli, ...argv] };
     }
     case 'coredns':
-      return { command: corednsBinary, args: [...(c.args ?? [])] };
-    case 'none':
-      return undefined;
+      return { command: ctx.corednsBinary, args: [...(c.args ?? [])] };
+    case 'other': {
+      const img = imageConfig(c.image ?? '');
+      const argv = containerArgv(c, img);
+      if (argv === undefined) return undefined;
+      const sub = substitute(argv, { html: ctx.html, agnhost: [process.execPath, '--no-warnings', cli, 'sandbox', 'agnhost'] });
+      const r = resolveProgram(sub, img?.busybox ?? false, ctx.which, ctx.applets);
+      if ('missing' in r) return r;
+      const [command, ...args] = r.argv;
+      return { command: command as string, args };
+    }
   }
 }
 
@@ -82,14 +109,17 @@ export function shQuote(s: string): string {
 
 /**
  * The shell prologue run inside the pod's network namespace (and the private mount
- * namespace `ip netns exec` gives it): bind each volume at its mountPath, then exec.
+ * namespace `ip netns exec` gives it, and the UTS namespace `unshare` gives it): set the
+ * pod's hostname, bind each volume at its mountPath, enter the working folder, then exec.
  */
-export function mountScript(mounts: readonly { source: string; target: string; readOnly: boolean }[]): string {
+export function mountScript(mounts: readonly { source: string; target: string; readOnly: boolean }[], hostname?: string, workingDir?: string): string {
   const lines = ['set -e'];
+  if (hostname !== undefined) lines.push(`hostname ${shQuote(hostname)}`);
   for (const m of mounts) {
     lines.push(`mount --bind ${shQuote(m.source)} ${shQuote(m.target)}`);
     if (m.readOnly) lines.push(`mount -o remount,bind,ro ${shQuote(m.target)}`);
   }
+  if (workingDir !== undefined) lines.push(`cd ${shQuote(workingDir)}`);
   lines.push('exec "$@"');
   return lines.join('\n');
 }

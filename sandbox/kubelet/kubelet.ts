@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Node, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
 import { Serial, WorkQueue, messageOf, type CommandRunner, type Logger } from '../../core/index.ts';
@@ -6,11 +7,14 @@ import { clusterDnsIp } from '../dns.ts';
 import { replaceRoute, unwirePod, wirePod } from '../network.ts';
 import type { NodePlan } from '../plan.ts';
 import type { ClusterState } from '../state.ts';
-import { imageKind } from './containers.ts';
+import { KubeletApi, type ContainerView } from './api.ts';
+import { runsNothing } from './containers.ts';
+import { containerState, podHostname, podPhase, restartBackoffMs, restarts, terminatedState } from './status.ts';
 import { allocateIp } from './ipam.ts';
 import { heartbeat, registerNode, renewLease } from './node.ts';
-import { loadRecords, podDir, removeRecord, saveRecord, type PodRecord } from './records.ts';
-import { envFor, probeOnce, removeResolvConf, resolvConf, runningIn, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
+import { kubeletServingFiles } from '../pki.ts';
+import { loadRecords, podDir, removeRecord, saveRecord, type ContainerExit, type ContainerRecord, type PodRecord } from './records.ts';
+import { containerFiles, containerPid, envFor, keepPreviousLog, probeOnce, readExit, removeResolvConf, resolvConf, shimAlive, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
 import { prepareVolumes, unsupportedVolume } from './volumes.ts';
 
 /**
@@ -56,6 +60,7 @@ export class SandboxKubelet {
   #running: Promise<void> | undefined;
   readonly #scheduling = new Serial();
   #lastStatus = 0;
+  #kubeletApi: KubeletApi | undefined;
 
   constructor(options: KubeletOptions) {
     this.#o = options;
@@ -94,11 +99,20 @@ export class SandboxKubelet {
     this.#running = this.#queue.run((key) => this.#reconcile(key), { workers: 2, logger: this.#o.logger });
     this.#timers.push(setInterval(() => this.#enqueueAll(), RESYNC_MS));
     this.#timers.push(setInterval(() => void this.#renewLeases().catch((e: unknown) => this.#o.logger.warn({ err: messageOf(e) }, 'lease renewal failed')), HEARTBEAT_MS));
+    this.#kubeletApi = new KubeletApi({
+      clusterDir: this.#clusterDir,
+      caFile: join(this.#clusterDir, 'pki', 'ca.crt'),
+      nodes: [...this.#nodes.values()].map((n) => ({ name: n.name, ip: n.ip, netns: n.netns, certFile: kubeletServingFiles(this.#clusterDir, n.name).cert, keyFile: kubeletServingFiles(this.#clusterDir, n.name).key })),
+      lookup: { container: (node, ns, pod, container) => this.#containerView(node, ns, pod, container) },
+      logger: this.#o.logger,
+    });
+    await this.#kubeletApi.start();
     this.#o.logger.info({ nodes: [...this.#nodes.keys()], adopted: this.#records.size }, 'sandbox kubelet started');
   }
 
   async stop(): Promise<void> {
     for (const t of this.#timers) clearInterval(t);
+    await this.#kubeletApi?.stop();
     this.#queue.shutDown();
     await Promise.allSettled([this.#pods.stop(), this.#nodeInformer.stop()]);
     await this.#running;
@@ -239,7 +253,7 @@ export class SandboxKubelet {
       ...(hostNetwork ? {} : { nodeVeth: `vp${uid.replace(/-/g, '').slice(0, 11)}` }),
       ip,
       createdAt: new Date().toISOString(),
-      containers: (pod.spec?.containers ?? []).map((c) => ({ name: c.name, kind: imageKind(c.image ?? '') === 'none' ? 'none' : 'process', restarts: 0 })),
+      containers: (pod.spec?.containers ?? []).map((c) => ({ name: c.name, kind: runsNothing(c) ? 'none' : 'process', restarts: 0 })),
       createdMountpoints: [],
     };
     this.#records.set(uid, record);
@@ -250,40 +264,94 @@ export class SandboxKubelet {
       if (conf !== undefined) await writeResolvConf(record.netns, conf);
     }
     this.#o.logger.info({ pod: `${record.namespace}/${record.name}`, node: node.name, ip }, 'pod sandbox created');
+    for (const c of pod.spec?.containers ?? []) {
+      if (runsNothing(c)) await this.#event(pod, 'NoProcess', `image ${c.image ?? ''} of container ${c.name} is not one the isthmus sandbox knows and the container has no command: it counts as Running with no process behind it (give it a command to run one)`);
+    }
     return record;
   }
 
   async #keepRunning(pod: V1Pod, r: PodRecord, node: NodePlan): Promise<void> {
     let changed = false;
     let volumes: Map<string, string> | undefined;
+    const dir = podDir(this.#clusterDir, r.uid);
+    const policy = pod.spec?.restartPolicy ?? 'Always';
     for (const c of r.containers) {
-      if (c.kind !== 'process') continue;
-      if (c.pid !== undefined && runningIn(c.pid, r.netns)) continue;
+      if (c.kind !== 'process' || c.terminated !== undefined) continue;
+      if (c.pid !== undefined && shimAlive(c.pid, dir)) continue;
       if (c.pid !== undefined) {
-        c.lastExit = { at: new Date().toISOString(), code: null };
-        c.restarts++;
-        c.notBefore = Date.now() + Math.min(30_000, 1000 * 2 ** Math.min(c.restarts - 1, 5));
+        const exit = await readExit(dir, c.name);
         delete c.pid;
+        const code = exit?.code ?? 137;
+        this.#ended(r, c, { at: exit?.finishedAt ?? new Date().toISOString(), code, reason: code === 0 ? 'Completed' : 'Error' }, policy);
         changed = true;
-        this.#o.logger.warn({ pod: `${r.namespace}/${r.name}`, container: c.name, restarts: c.restarts }, 'container exited; restarting with backoff');
+        if (c.terminated !== undefined) continue;
       }
       if (c.notBefore !== undefined && Date.now() < c.notBefore) continue;
       const spec = pod.spec?.containers.find((x) => x.name === c.name);
       if (spec === undefined) continue;
-      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip }, podDir(this.#clusterDir, r.uid));
+      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip }, dir);
+      const hostname = r.hostNetwork ? undefined : podHostname(pod);
       const ctx = {
-        pod, container: spec, netns: r.netns, podDir: podDir(this.#clusterDir, r.uid), volumes, podIp: r.ip, nodeIp: node.ip,
+        pod, container: spec, netns: r.netns, podDir: dir, volumes, podIp: r.ip, nodeIp: node.ip,
         cluster: this.#o.cluster.name, apiServiceIp: this.#o.cluster.apiServiceIp, corednsBinary: this.#o.corednsBinary,
-        mountpointLog: join(this.#clusterDir, 'mountpoints'),
+        mountpointLog: join(this.#clusterDir, 'mountpoints'), ...(hostname === undefined ? {} : { hostname }),
       };
       const env = await envFor(ctx, (ns, name, key, kind) => this.#lookup(ns, name, key, kind));
-      const pid = await startContainer(ctx, env);
-      if (pid !== undefined) c.pid = pid;
+      if (hostname !== undefined) env['HOSTNAME'] = hostname;
+      if (c.lastExit !== undefined) await keepPreviousLog(dir, c.name); // a restart: the ended run's log becomes --previous
+      const started = await startContainer(ctx, env);
       c.startedAt = new Date().toISOString();
       delete c.notBefore;
       changed = true;
+      if (started !== undefined && 'missing' in started) {
+        const message = `${started.missing}: no such program on this machine (exit 127): the isthmus sandbox runs containers with the machine's own programs; install it (./setup installs those of the images it knows) or change the container's command`;
+        await this.#event(pod, 'Failed', `container ${c.name}: ${message}`);
+        this.#ended(r, c, { at: new Date().toISOString(), code: 127, reason: 'StartError', message }, policy);
+      } else if (started !== undefined) {
+        c.pid = started.pid;
+      }
     }
     if (changed) await saveRecord(this.#clusterDir, r);
+  }
+
+  /** A container's run ended: restart it later (restartPolicy) or keep it terminated. */
+  #ended(r: PodRecord, c: ContainerRecord, exit: ContainerExit, policy: string): void {
+    const full: ContainerExit = { ...exit, ...(c.startedAt === undefined ? {} : { startedAt: c.startedAt }) };
+    if (!restarts(policy, exit.code)) {
+      c.terminated = full;
+      this.#o.logger.info({ pod: `${r.namespace}/${r.name}`, container: c.name, code: exit.code }, 'container exited; restartPolicy keeps it terminated');
+      return;
+    }
+    c.lastExit = full;
+    c.restarts++;
+    c.notBefore = Date.now() + restartBackoffMs(c.restarts);
+    this.#o.logger.warn({ pod: `${r.namespace}/${r.name}`, container: c.name, code: exit.code, restarts: c.restarts }, 'container exited; restarting with backoff');
+  }
+
+  /** The kubelet API's view of a container on `node`, or a message for a 404. */
+  #containerView(node: string, ns: string, name: string, container: string | undefined): ContainerView | string {
+    const r = [...this.#records.values()].find((x) => x.namespace === ns && x.name === name && x.node === node);
+    if (r === undefined) return `pod ${ns}/${name} is not running on node ${node}`;
+    let c: ContainerRecord | undefined;
+    if (container === undefined || container === '') {
+      if (r.containers.length !== 1) return `a container name must be specified for pod ${name}, choose one of: [${r.containers.map((x) => x.name).join(' ')}]`;
+      c = r.containers[0];
+    } else {
+      c = r.containers.find((x) => x.name === container);
+    }
+    if (c === undefined) return `container ${container ?? ''} is not valid for pod ${name}`;
+    const dir = podDir(this.#clusterDir, r.uid);
+    const pod = this.#pods.cache.get(ns, name);
+    const running = c.kind === 'none' || (c.terminated === undefined && c.pid !== undefined && shimAlive(c.pid, dir));
+    const pid = running && c.kind === 'process' ? containerPid(dir, c.name) : undefined;
+    const files = containerFiles(dir, c.name);
+    return {
+      podUid: r.uid, netns: r.netns, running, empty: c.kind === 'none', logPath: files.log,
+      ...(r.hostNetwork || pod === undefined ? {} : { hostname: podHostname(pod) }),
+      // --previous is the run in lastState: still in the current file while the container waits to restart
+      previousLogPath: c.lastExit === undefined ? '' : running ? (existsSync(files.previousLog) ? files.previousLog : '') : files.log,
+      ...(pid === undefined ? {} : { pid }),
+    };
   }
 
   async #lookup(ns: string, name: string, key: string, kind: 'secret' | 'configMap'): Promise<string | undefined> {
@@ -294,10 +362,11 @@ export class SandboxKubelet {
 
   async #reportStatus(pod: V1Pod, r: PodRecord, node: NodePlan): Promise<void> {
     const now = new Date();
+    const dir = podDir(this.#clusterDir, r.uid);
     const statuses = [];
     for (const c of r.containers) {
       const spec = pod.spec?.containers.find((x) => x.name === c.name);
-      const running = c.kind === 'none' || (c.pid !== undefined && runningIn(c.pid, r.netns));
+      const running = c.kind === 'none' || (c.terminated === undefined && c.pid !== undefined && shimAlive(c.pid, dir));
       const ready = running && (await this.#ready(r, c.name, spec?.readinessProbe));
       const startedAt = c.startedAt === undefined ? now : new Date(c.startedAt);
       statuses.push({
@@ -308,33 +377,36 @@ export class SandboxKubelet {
         ready,
         started: running,
         restartCount: c.restarts,
-        state: running ? { running: { startedAt } } : { waiting: { reason: 'CrashLoopBackOff', message: 'the process exited; the sandbox restarts it with backoff' } },
-        ...(c.lastExit === undefined ? {} : { lastState: { terminated: { exitCode: c.lastExit.code ?? 1, finishedAt: new Date(c.lastExit.at), reason: 'Error' } } }),
+        state: containerState(c, running, startedAt),
+        ...(c.lastExit === undefined ? {} : { lastState: { terminated: terminatedState(c.lastExit) } }),
       });
     }
-    const ready = statuses.every((s) => s.ready);
+    const phase = podPhase(r.containers);
+    const done = phase !== 'Running';
+    const ready = !done && statuses.every((s) => s.ready);
     const prior = pod.status;
+    const shape = (list: readonly { name: string; ready: boolean; restartCount: number; containerID?: string | undefined; state?: object }[]): string =>
+      JSON.stringify(list.map((s) => [s.name, s.ready, s.restartCount, s.containerID, Object.keys(s.state ?? {})[0]]));
     const same =
-      prior?.phase === 'Running' && prior.podIP === r.ip &&
+      prior?.phase === phase && prior.podIP === r.ip &&
       (prior.conditions ?? []).some((c) => c.type === 'Ready' && c.status === (ready ? 'True' : 'False')) &&
-      JSON.stringify((prior.containerStatuses ?? []).map((s) => [s.name, s.ready, s.restartCount, s.containerID])) ===
-        JSON.stringify(statuses.map((s) => [s.name, s.ready, s.restartCount, s.containerID]));
+      shape(prior.containerStatuses ?? []) === shape(statuses);
     if (same) return;
     const created = new Date(r.createdAt);
     const cond = (type: string, ok: boolean): V1PodCondition => {
       const old = prior?.conditions?.find((c) => c.type === type);
       const status = ok ? 'True' : 'False';
-      return { type, status, lastTransitionTime: old?.status === status ? (old.lastTransitionTime ?? now) : now };
+      return { type, status, lastTransitionTime: old?.status === status ? (old.lastTransitionTime ?? now) : now, ...(done && !ok ? { reason: 'PodCompleted' } : {}) };
     };
     const status = {
       ...prior,
-      phase: 'Running',
+      phase,
       hostIP: node.ip,
       hostIPs: [{ ip: node.ip }],
       podIP: r.ip,
       podIPs: [{ ip: r.ip }],
       startTime: prior?.startTime ?? created,
-      conditions: [cond('PodReadyToStartContainers', true), cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
+      conditions: [cond('PodReadyToStartContainers', !done), cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
       containerStatuses: statuses.map(({ containerID, ...s }) => (containerID === undefined ? s : { ...s, containerID })),
     };
     try {
@@ -358,7 +430,8 @@ export class SandboxKubelet {
   }
 
   async #teardown(r: PodRecord, graceMs = 5000): Promise<void> {
-    await Promise.all(r.containers.map((c) => (c.pid === undefined ? undefined : stopContainer(c.pid, r.netns, Math.min(graceMs, 10_000)))));
+    const dir = podDir(this.#clusterDir, r.uid);
+    await Promise.all(r.containers.map((c) => (c.pid === undefined ? undefined : stopContainer(c.pid, dir, Math.min(graceMs, 10_000)))));
     if (!r.hostNetwork && r.nodeVeth !== undefined) {
       await unwirePod(this.#o.runner, { nodeNetns: r.nodeNetns, podNetns: r.netns, nodeVeth: r.nodeVeth, ip: r.ip });
       await removeResolvConf(r.netns);
@@ -392,3 +465,4 @@ export class SandboxKubelet {
     });
   }
 }
+

@@ -7,6 +7,8 @@ import type { NodePlan } from '../plan.ts';
  * every 10 s so the node lifecycle controller keeps the node Ready.
  */
 export const LEASE_SECONDS = 40;
+/** The kubelet API's port on every node's address (the real kubelet's default). */
+export const KUBELET_PORT = 10250;
 export const GATEWAY_LABEL = 'isthmus.dev/gateway-capable';
 
 export function nodeObject(n: NodePlan, cluster: string, now: Date): V1Node {
@@ -38,6 +40,7 @@ export function nodeStatus(n: NodePlan, now: Date): V1NodeStatus {
       { type: 'InternalIP', address: n.ip },
       { type: 'Hostname', address: n.name },
     ],
+    daemonEndpoints: { kubeletEndpoint: { Port: KUBELET_PORT } },
     capacity: { cpu: '2', memory: '4Gi', pods: '110' },
     allocatable: { cpu: '2', memory: '4Gi', pods: '110' },
     conditions: [

@@ -6,15 +6,28 @@ import { join } from 'node:path';
  * so a restarted kubelet adopts running pods instead of recreating them, and
  * `sandbox down` (which deletes the namespaces) leaks nothing.
  */
+/** How one run of a container ended. */
+export interface ContainerExit {
+  readonly at: string;
+  readonly code: number;
+  /** Completed, Error, or StartError (its program is not on this machine). */
+  readonly reason: string;
+  readonly message?: string;
+  readonly startedAt?: string;
+}
+
 export interface ContainerRecord {
   readonly name: string;
   /** 'process' when the sandbox runs something for this image, 'none' otherwise. */
   readonly kind: 'process' | 'none';
+  /** The container's shim (shim.ts); its child is the container's process. */
   pid?: number;
   restarts: number;
   startedAt?: string;
-  /** When the process last exited, and how. */
-  lastExit?: { at: string; code: number | null };
+  /** How the previous run ended (the container was restarted since). */
+  lastExit?: ContainerExit;
+  /** Set when the container ended and its restartPolicy keeps it so. */
+  terminated?: ContainerExit;
   /** Do not start before this time (restart backoff), ms since the epoch. */
   notBefore?: number;
 }

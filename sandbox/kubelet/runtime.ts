@@ -1,16 +1,19 @@
-import { spawn } from 'node:child_process';
-import { appendFile, mkdir, open, readFile, readdir, rm, rmdir, stat, writeFile } from 'node:fs/promises';
-import { readlinkSync, statSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { appendFile, mkdir, readFile, readdir, rename, rm, rmdir, stat, writeFile } from 'node:fs/promises';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
+import { dirname, extname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import type { V1Container, V1Pod, V1Probe } from '@kubernetes/client-node';
 import { missingDependency, type CommandRunner } from '../../core/index.ts';
 import { cmdlineOf, signalGroup } from '../process.ts';
-import { fieldValue, launchFor, mountScript, type Launch } from './containers.ts';
+import { fieldValue, launchFor, mountScript } from './containers.ts';
+import { expandVars } from './images.ts';
 
 /**
- * Runs a pod's container processes inside its network namespace, each detached (its
- * own process group, so it outlives a kubelet restart) with its log under the pod's
- * folder. `ip netns exec` gives each process a private mount namespace (and the
+ * Runs a pod's container processes inside its network namespace and a UTS namespace
+ * with the pod's hostname, each under a shim (shim.ts), detached (its own process group,
+ * so it outlives a kubelet restart), with its CRI-format log and exit record under the
+ * pod's folder. `ip netns exec` gives each process a private mount namespace (and the
  * namespace's /etc/netns/<ns>/resolv.conf as /etc/resolv.conf), where the volumes are
  * bound at their mountPaths before the command is exec'd.
  */
@@ -27,6 +30,8 @@ export interface ContainerContext {
   readonly corednsBinary: string;
   /** File listing host mount points the sandbox created, for `down` to remove. */
   readonly mountpointLog: string;
+  /** The pod's hostname, set in the container's own UTS namespace (absent for hostNetwork pods). */
+  readonly hostname?: string;
 }
 
 export function envFor(ctx: ContainerContext, secretValue: (ns: string, name: string, key: string, kind: 'secret' | 'configMap') => Promise<string | undefined>): Promise<Record<string, string>> {
@@ -89,54 +94,137 @@ async function ensureMountpoint(target: string, isFile: boolean, log: string): P
   await appendFile(log, (isFile && top === dirname(target) ? target : top) + '\n');
 }
 
-/** Starts one container; returns its pid, or undefined when the image runs no process. */
-export async function startContainer(ctx: ContainerContext, env: Record<string, string>): Promise<number | undefined> {
-  const launch: Launch | undefined = launchFor(ctx.container, ctx.corednsBinary);
-  if (launch === undefined) return undefined;
+/** Log and exit files of one container, under the pod's folder. */
+export function containerFiles(podDir: string, container: string): { log: string; previousLog: string; exit: string; pid: string } {
+  return { log: join(podDir, `${container}.log`), previousLog: join(podDir, `${container}.previous.log`), exit: join(podDir, `${container}.exit`), pid: join(podDir, `${container}.exit.pid`) };
+}
+
+/** Bound of one container's log before the shim rotates it (one rotated file is kept). */
+export const LOG_MAX_BYTES = 10 * 1024 * 1024;
+
+/** shim.ts from source, shim.js from a build: the same kind as this module. */
+const SHIM = join(dirname(fileURLToPath(import.meta.url)), `shim${extname(fileURLToPath(import.meta.url))}`);
+const NGINX_PAGE = '<!DOCTYPE html>\n<html><head><title>Welcome to nginx!</title></head><body><h1>Welcome to nginx!</h1><p>served by the isthmus sandbox</p></body></html>\n';
+
+export type Started = { readonly pid: number } | { readonly missing: string } | undefined;
+
+let appletCache: Set<string> | undefined;
+/** The programs busybox offers, read once (empty without busybox). */
+export function busyboxApplets(): ReadonlySet<string> {
+  if (appletCache !== undefined) return appletCache;
+  const bb = whichSync('busybox');
+  const r = bb === undefined ? undefined : spawnSync(bb, ['--list'], { encoding: 'utf8' });
+  appletCache = new Set((r?.stdout ?? '').split('\n').filter(Boolean));
+  return appletCache;
+}
+
+/** The path of `name` on PATH (or `name` itself when it is a path to an executable file). */
+export function whichSync(name: string): string | undefined {
+  const dirs = name.includes('/') ? [''] : (process.env['PATH'] ?? '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin').split(':');
+  for (const d of dirs) {
+    const p = d === '' ? name : join(d, name);
+    try {
+      accessSync(p, fsConstants.X_OK);
+      if (statSync(p).isFile()) return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}
+
+function volumeSource(ctx: ContainerContext, m: { name: string; subPath?: string }): string | undefined {
+  const base = ctx.volumes.get(m.name);
+  if (base === undefined) return undefined;
+  return m.subPath === undefined || m.subPath === '' ? base : join(base, m.subPath);
+}
+
+/**
+ * Starts one container under its shim, detached: returns the shim's pid, `missing`
+ * naming a program this machine lacks (nothing is started), or undefined when the
+ * image runs no process.
+ */
+export async function startContainer(ctx: ContainerContext, env: Record<string, string>): Promise<Started> {
+  const defaultHtml = join(ctx.podDir, 'nginx-html');
+  let html = defaultHtml;
+  for (const m of ctx.container.volumeMounts ?? []) {
+    const source = volumeSource(ctx, m);
+    if (source !== undefined && m.mountPath.replace(/\/$/, '') === '/usr/share/nginx/html') html = source;
+  }
+  const expand = (list: readonly string[] | undefined): string[] | undefined => list?.map((a) => expandVars(a, env));
+  const command = expand(ctx.container.command);
+  const args = expand(ctx.container.args);
+  const spec = { ...ctx.container, ...(command === undefined ? {} : { command }), ...(args === undefined ? {} : { args }) };
+  const launch = launchFor(spec, { corednsBinary: ctx.corednsBinary, html, which: whichSync, applets: busyboxApplets() });
+  if (launch === undefined || 'missing' in launch) return launch;
+  if (html === defaultHtml && launch.args.includes(defaultHtml)) {
+    await mkdir(html, { recursive: true });
+    await writeFile(join(html, 'index.html'), NGINX_PAGE);
+  }
   const mounts: { source: string; target: string; readOnly: boolean }[] = [];
   for (const m of ctx.container.volumeMounts ?? []) {
-    const base = ctx.volumes.get(m.name);
-    if (base === undefined) continue;
-    const source = m.subPath === undefined || m.subPath === '' ? base : join(base, m.subPath);
+    const source = volumeSource(ctx, m);
+    if (source === undefined) continue;
     const isFile = (await stat(source)).isFile();
     await ensureMountpoint(m.mountPath, isFile, ctx.mountpointLog);
     mounts.push({ source, target: m.mountPath, readOnly: m.readOnly === true });
   }
-  const logFile = join(ctx.podDir, `${ctx.container.name}.log`);
-  const fh = await open(logFile, 'a', 0o600);
-  try {
-    const child = spawn('ip', ['netns', 'exec', ctx.netns, 'sh', '-c', mountScript(mounts), ctx.container.name, launch.command, ...launch.args], {
-      detached: true,
-      stdio: ['ignore', fh.fd, fh.fd],
-      env,
-      cwd: ctx.container.workingDir ?? '/',
-    });
-    child.on('error', () => {});
-    child.unref();
-    if (child.pid === undefined) throw missingDependency('ip');
-    return child.pid;
-  } finally {
-    await fh.close();
-  }
+  const files = containerFiles(ctx.podDir, ctx.container.name);
+  await rm(files.exit, { force: true });
+  const uts = ctx.hostname === undefined ? [] : ['unshare', '--uts'];
+  const script = mountScript(mounts, ctx.hostname, ctx.container.workingDir);
+  const child = spawn(process.execPath, ['--no-warnings', SHIM, files.log, files.exit, String(LOG_MAX_BYTES), '--',
+    'ip', 'netns', 'exec', ctx.netns, ...uts, 'sh', '-c', script, ctx.container.name, launch.command, ...launch.args], {
+    detached: true,
+    stdio: 'ignore',
+    env,
+    cwd: '/',
+  });
+  child.on('error', () => {});
+  child.unref();
+  if (child.pid === undefined) throw missingDependency('node');
+  return { pid: child.pid };
 }
 
-/** True when `pid` is alive (not a zombie) and inside network namespace `netns`. */
-export function runningIn(pid: number, netns: string): boolean {
-  if (cmdlineOf(pid) === undefined) return false;
+/** How a container's last run ended, as its shim recorded it (undefined: no record, e.g. killed with its shim). */
+export async function readExit(podDir: string, container: string): Promise<{ code: number; finishedAt: string } | undefined> {
   try {
-    return readlinkSync(`/proc/${pid}/ns/net`) === `net:[${statSync(`/run/netns/${netns}`).ino}]`;
+    const e = JSON.parse(await readFile(containerFiles(podDir, container).exit, 'utf8')) as { code?: number; finishedAt?: string };
+    return typeof e.code === 'number' ? { code: e.code, finishedAt: e.finishedAt ?? new Date().toISOString() } : undefined;
   } catch {
-    return false;
+    return undefined;
   }
 }
 
-/** SIGTERM, then SIGKILL after `graceMs`, to the container's process group. */
-export async function stopContainer(pid: number, netns: string, graceMs: number): Promise<void> {
-  if (!runningIn(pid, netns)) return;
+/** The container's own process (the shim's child), for exec to enter its namespaces. */
+export function containerPid(podDir: string, container: string): number | undefined {
+  try {
+    const pid = Number(readFileSync(containerFiles(podDir, container).pid, 'utf8'));
+    return Number.isInteger(pid) && pid > 0 && cmdlineOf(pid) !== undefined ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Keeps the log of the run that just ended as the previous one (`kubectl logs --previous`). */
+export async function keepPreviousLog(podDir: string, container: string): Promise<void> {
+  const f = containerFiles(podDir, container);
+  await rename(f.log, f.previousLog).catch(() => {});
+  await rm(`${f.log}.1`, { force: true });
+}
+
+/** True while the shim `pid` (whose command line names the pod's folder) runs. */
+export function shimAlive(pid: number, podDir: string): boolean {
+  return cmdlineOf(pid)?.includes(podDir) ?? false;
+}
+
+/** SIGTERM, then SIGKILL after `graceMs`, to the container's process group (its shim and command). */
+export async function stopContainer(pid: number, podDir: string, graceMs: number): Promise<void> {
+  if (!shimAlive(pid, podDir)) return;
   signalGroup(pid, 'SIGTERM');
   const deadline = Date.now() + graceMs;
-  while (runningIn(pid, netns) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
-  if (runningIn(pid, netns)) signalGroup(pid, 'SIGKILL');
+  while (shimAlive(pid, podDir) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  if (shimAlive(pid, podDir)) signalGroup(pid, 'SIGKILL');
 }
 
 /** The pod's /etc/resolv.conf, through `ip netns exec`'s /etc/netns/<ns>/ convention. */
