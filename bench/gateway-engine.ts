@@ -14,47 +14,17 @@
 // what a user sees: packets.
 //
 // usage: node bench/gateway-engine.ts [--driver wireguard|ipsec|vxlan] [--runs 5] [--failovers 3]
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { cpus, release } from 'node:os';
 import { isthmus } from '../test/lib/cli.ts';
 import { Clusterset, exited, kill, type DriverName, type GatewayProc } from '../test/lib/clusterset.ts';
 import { processesNamed } from '../test/lib/netns.ts';
 import { arg, numberArg } from './lib/args.ts';
+import { pinger, until } from './lib/ping.ts';
 
 const DRIVERS: readonly DriverName[] = ['wireguard', 'ipsec', 'vxlan'];
 const ANYCAST = '10.2.255.1';
 const DAEMONS = ['wireguard-go', 'charon'];
-
-interface Pinger {
-  readonly replies: number[];
-  stop(): void;
-}
-
-/** `ping -D` every 20 ms from `netns`; collects the epoch ms of every echo reply. */
-function pinger(netns: string, from: string, to: string): Pinger {
-  const replies: number[] = [];
-  const p: ChildProcess = spawn('ip', ['netns', 'exec', netns, 'ping', '-n', '-D', '-i', '0.02', '-W', '1', '-I', from, to], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let rest = '';
-  p.stdout?.on('data', (b: Buffer) => {
-    const lines = (rest + b.toString()).split('\n');
-    rest = lines.pop() ?? '';
-    for (const l of lines) {
-      const m = /^\[(\d+\.\d+)\] \d+ bytes from/.exec(l);
-      if (m?.[1] !== undefined) replies.push(Number(m[1]) * 1000);
-    }
-  });
-  return { replies, stop: () => kill(p, 'SIGKILL') };
-}
-
-async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 20));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Epoch ms of the last "endpoint published" line of a gateway log after `since`. */
 function publishedAt(cs: Clusterset, node: string, since: number): number | undefined {
@@ -93,7 +63,7 @@ async function firstPacket(cs: Clusterset, driver: DriverName, runs: number): Pr
   const out: number[] = [];
   for (let i = 0; i < runs; i++) {
     const since = Date.now();
-    const ping = pinger(c1.netns, await cs.healthIp('c1', 0), await cs.healthIp('c2', 0));
+    const ping = pinger(c1.netns, await cs.healthIp('c2', 0), await cs.healthIp('c1', 0));
     const g = await cs.startGateway('c2', 0, driver);
     const published = await until('c2 publishes its endpoint', () => publishedAt(cs, 'c2-n1', since));
     const first = await until('the first reply', () => ping.replies.find((t) => t >= published), 60_000);
@@ -117,7 +87,7 @@ async function failover(cs: Clusterset, driver: DriverName, runs: number): Promi
   procs.set(nodes[1]?.name ?? '', await cs.startGateway('c2', 1, driver));
   await until('c2-n2 passive', async () => ((await cs.gateway('c2', 'c2-n2').catch(() => undefined))?.status?.haStatus === 'passive' ? true : undefined));
   const out: number[] = [];
-  const ping = pinger(cs.node('c1', 0).netns, await cs.healthIp('c1', 0), ANYCAST);
+  const ping = pinger(cs.node('c1', 0).netns, ANYCAST, await cs.healthIp('c1', 0));
   try {
     for (let i = 0; i < runs; i++) {
       const active = await until('an active c2 gateway', async () => {

@@ -11,7 +11,7 @@
 //           node, through the same cable, in the same run.
 //
 // usage: node bench/route-agent.ts [--part apply|sandbox|all] [--driver wireguard|ipsec|vxlan] [--failovers 3]
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -23,6 +23,7 @@ import { kill, type DriverName } from '../test/lib/clusterset.ts';
 import { Datapath } from '../test/lib/datapath.ts';
 import { inNetns } from '../test/lib/netns.ts';
 import { arg, numberArg } from './lib/args.ts';
+import { pinger, until } from './lib/ping.ts';
 
 /** Counts the commands it runs, and those that modify (batches, nft -f, iptables-restore). */
 class Counting implements CommandRunner {
@@ -80,32 +81,6 @@ async function applyPart(): Promise<void> {
   } finally {
     execFileSync('ip', ['netns', 'del', ns]);
   }
-}
-
-/** `ping -D` every 20 ms from `netns` to `to`; collects the epoch ms of every reply. */
-function pinger(netns: string, to: string): { replies: number[]; stop(): void } {
-  const replies: number[] = [];
-  const p: ChildProcess = spawn('ip', ['netns', 'exec', netns, 'ping', '-n', '-D', '-i', '0.02', '-W', '1', to], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let rest = '';
-  p.stdout?.on('data', (b: Buffer) => {
-    const lines = (rest + b.toString()).split('\n');
-    rest = lines.pop() ?? '';
-    for (const l of lines) {
-      const m = /^\[(\d+\.\d+)\] \d+ bytes from/.exec(l);
-      if (m?.[1] !== undefined) replies.push(Number(m[1]) * 1000);
-    }
-  });
-  return { replies, stop: () => kill(p, 'SIGKILL') };
-}
-
-async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000, everyMs = 20): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  while (Date.now() < deadline) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, everyMs));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 /** Epoch ms of the last log line matching `re` (pino JSON lines carry `time`). */

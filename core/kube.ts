@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
+import { KubeConfig, type CustomObjectsApi } from '@kubernetes/client-node';
 import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
 
 export interface LoadKubeConfigOptions {
@@ -106,4 +106,33 @@ function load(kc: KubeConfig, source: string, fn: () => void): void {
       { cause: err, context: { kubeconfig: source } },
     );
   }
+}
+
+/** One object of one of our CRDs, named after its node. */
+export interface NodeObjectRef {
+  readonly group: string;
+  readonly version: string;
+  readonly plural: string;
+  readonly kind: string;
+  readonly namespace: string;
+  readonly name: string;
+}
+
+/**
+ * Writes the status of a per-node object of ours (a Gateway, a RouteAgent): created with
+ * `spec.nodeName` when missing, then its status subresource replaced.
+ */
+export async function writeNodeObjectStatus(objects: CustomObjectsApi, ref: NodeObjectRef, status: object): Promise<void> {
+  const { kind, ...path } = ref;
+  let current: Record<string, unknown>;
+  try {
+    current = (await objects.getNamespacedCustomObject(path)) as Record<string, unknown>;
+  } catch (err) {
+    if ((err as { code?: number }).code !== 404) throw err;
+    current = (await objects.createNamespacedCustomObject({
+      group: ref.group, version: ref.version, namespace: ref.namespace, plural: ref.plural,
+      body: { apiVersion: `${ref.group}/${ref.version}`, kind, metadata: { name: ref.name, namespace: ref.namespace }, spec: { nodeName: ref.name } },
+    })) as Record<string, unknown>;
+  }
+  await objects.replaceNamespacedCustomObjectStatus({ ...path, body: { ...current, status } });
 }

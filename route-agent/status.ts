@@ -1,4 +1,5 @@
 import type { CustomObjectsApi } from '@kubernetes/client-node';
+import { writeNodeObjectStatus } from '../core/k8s.ts';
 import type { Desired, Mode } from './desired.ts';
 
 /**
@@ -42,19 +43,6 @@ export function routeAgentStatus(o: {
   };
 }
 
-const REF = { group: 'isthmus.dev', version: 'v1alpha1', plural: 'routeagents' } as const;
-
 export async function writeRouteAgentStatus(objects: CustomObjectsApi, namespace: string, name: string, status: RouteAgentStatus): Promise<void> {
-  const ref = { ...REF, namespace, name };
-  let current: Record<string, unknown>;
-  try {
-    current = (await objects.getNamespacedCustomObject(ref)) as Record<string, unknown>;
-  } catch (err) {
-    if ((err as { code?: number }).code !== 404) throw err;
-    current = (await objects.createNamespacedCustomObject({
-      ...REF, namespace,
-      body: { apiVersion: 'isthmus.dev/v1alpha1', kind: 'RouteAgent', metadata: { name, namespace }, spec: { nodeName: name } },
-    })) as Record<string, unknown>;
-  }
-  await objects.replaceNamespacedCustomObjectStatus({ ...ref, body: { ...current, status } });
+  await writeNodeObjectStatus(objects, { group: 'isthmus.dev', version: 'v1alpha1', plural: 'routeagents', kind: 'RouteAgent', namespace, name }, status);
 }
