@@ -32,7 +32,10 @@ import { Wg, formatEndpoint, type WgPeerConfig } from './wg.ts';
  *   `wg set` is retried peer by peer and a failed batch line names its route (batch.ts),
  *   so a bad remote fails only its cable. A second call with the same input runs only
  *   read commands. A peer whose endpoint WireGuard roamed (NAT) is left
- *   alone while its spec is unchanged. A refused spec (bad key, address, port, CIDR, or a
+ *   alone while its spec is unchanged. A NAT-traversal peer that moved to another address
+ *   (its cluster's gateway failed over) gets its keepalive turned off and on, so WireGuard
+ *   sends to it at once instead of within 25 s (the side behind NAT must open its mapping
+ *   to the new gateway; nothing else would until the next keepalive). A refused spec (bad key, address, port, CIDR, or a
  *   CIDR overlapping another cable) is not applied, its old peer is removed, and the
  *   others are applied.
  * - connections(): connected when the latest handshake is under 3 minutes old,
@@ -430,6 +433,8 @@ export class WireGuardDriver implements CableDriver {
 
     // adds and updates: every changed peer in one `wg set`, then every missing route in one `ip -batch`
     const changed: WireGuardPeerPlan[] = [];
+    // NAT-traversal peers that moved to another address (the remote's gateway failed over)
+    const moved: WireGuardPeerPlan[] = [];
     for (const p of plan.peers) {
       const endpoint = formatEndpoint(p.peer.endpoint.ip, p.peer.endpoint.port);
       const have = live.get(p.peer.publicKey);
@@ -442,6 +447,7 @@ export class WireGuardDriver implements CableDriver {
         || (applied === undefined && p.peer.persistentKeepalive !== undefined && have.endpoint !== undefined && hostOf(have.endpoint) === hostOf(endpoint)));
       const same = have !== undefined && endpointOk && sameList(have.allowedIps, p.peer.allowedIps) && (have.persistentKeepalive ?? 0) === (p.peer.persistentKeepalive ?? 0);
       if (!same) changed.push(p);
+      if (!same && have?.endpoint !== undefined && !endpointOk && p.peer.persistentKeepalive !== undefined) moved.push(p);
     }
     const fail = (remoteCluster: string, publicKey: string, err: string): void => {
       this.#failed.set(remoteCluster, err);
@@ -450,6 +456,7 @@ export class WireGuardDriver implements CableDriver {
       this.#log.warn({ remoteCluster, err }, 'WireGuard cable failed');
     };
     const notSet = new Set((await this.#setPeers(changed, fail)).map((p) => p.peer.publicKey));
+    await this.#handshakeNow(moved.filter((p) => !this.#failed.has(p.remoteCluster)));
     for (const p of changed) {
       if (this.#failed.has(p.remoteCluster)) continue;
       const endpoint = formatEndpoint(p.peer.endpoint.ip, p.peer.endpoint.port);
@@ -516,6 +523,22 @@ export class WireGuardDriver implements CableDriver {
       }
     }
     return notSet;
+  }
+
+  /**
+   * Makes WireGuard send to a moved NAT-traversal peer at once: turning persistent keepalive
+   * off and on again sends a keepalive (and so a handshake) now. Without it the side behind NAT
+   * waits up to the keepalive interval (25 s) before its NAT lets the new remote gateway in.
+   */
+  async #handshakeNow(moved: readonly WireGuardPeerPlan[]): Promise<void> {
+    for (const p of moved) {
+      try {
+        await this.#wg.setPeer(this.device, { ...p.peer, persistentKeepalive: 0 });
+        await this.#wg.setPeer(this.device, p.peer);
+      } catch (err) {
+        this.#log.warn({ remoteCluster: p.remoteCluster, err: messageOf(err) }, 'could not prompt a handshake to the moved peer; the keepalive will');
+      }
+    }
   }
 
   async connections(): Promise<readonly CableStatus[]> {
