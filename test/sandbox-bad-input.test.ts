@@ -46,7 +46,7 @@ test('missing binaries: names them and the set-up command', async () => {
 test('--proxy-mode: an unknown mode is named; ipvs on a kernel without ip_vs (this one) says so', async () => {
   const bad = await isthmus(['sandbox', 'up', '--proxy-mode', 'userspace', '--port-base', String(PORT_BASE)], env);
   assert.is(bad.code, 1);
-  assert.match(bad.stderr, /--proxy-mode/);
+  assert.match(bad.stderr, /proxyMode: must be one of iptables, nftables, ipvs/);
   if (existsSync('/proc/net/ip_vs')) return; // a kernel with IPVS runs it
   const r = await isthmus(['sandbox', 'up', '--proxy-mode', 'ipvs', '--port-base', String(PORT_BASE)], env);
   assert.is(r.code, 1);
