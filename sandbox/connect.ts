@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { openSync } from 'node:fs';
+import { existsSync, openSync } from 'node:fs';
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ErrorCodes, IsthmusError, type CommandRunner } from '../core/index.ts';
@@ -40,9 +40,9 @@ export async function connectClusterset(o: ConnectOptions): Promise<void> {
     const log = openSync(join(base, `${name}.log`), 'a');
     spawn(command, args, { stdio: ['ignore', log, log], detached: true }).unref();
   };
-  const connected = (await o.runner.run('ip', ['-o', 'addr', 'show', 'to', WAN_HOST_IP], { allowFailure: true })).code === 0
-    && (await o.runner.run('sh', ['-c', `pgrep -f -- '${join(base, 'broker')}' >/dev/null`], { allowFailure: true })).code === 0;
-  if (connected) {
+  // written once every cable is up; `sandbox down` removes it with the folder
+  const marker = join(base, 'connected');
+  if (existsSync(marker)) {
     o.out('the clusterset is connected already');
     return;
   }
@@ -102,4 +102,5 @@ export async function connectClusterset(o: ConnectOptions): Promise<void> {
       await new Promise((r) => setTimeout(r, 500));
     }
   }
+  await writeFile(marker, `${new Date().toISOString()}\n`);
 }
