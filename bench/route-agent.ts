@@ -21,7 +21,7 @@ import { IptablesFilter, NftFilter, type PacketFilter } from '../route-agent/fil
 import { RouteTable } from '../route-agent/routes.ts';
 import { kill, type DriverName } from '../test/lib/clusterset.ts';
 import { Datapath } from '../test/lib/datapath.ts';
-import { inNetns } from '../test/lib/netns.ts';
+import { inNetns, processesNamed } from '../test/lib/netns.ts';
 import { arg, numberArg } from './lib/args.ts';
 import { pinger, until } from './lib/ping.ts';
 
@@ -148,8 +148,13 @@ async function sandboxPart(driver: DriverName, failovers: number): Promise<void>
       await until('replies before the kill', () => (ping.replies.length > 5 ? true : undefined));
       const g = dp.gateways.get(active);
       if (g === undefined) throw new Error(`no gateway process on ${active}`);
+      // the node "dies": its gateway and cable daemon get SIGKILL and its wan link goes down at once
+      // (a gateway process alone dying leaves the data path up through the old node)
+      const dying = dp.cs.node('c1', active === 'c1-n1' ? 0 : 1);
       const killedAt = Date.now();
       kill(g.proc, 'SIGKILL');
+      for (const pid of processesNamed(dying.netns, 'wireguard-go', 'charon')) process.kill(pid, 'SIGKILL');
+      execFileSync('ip', ['-n', dying.netns, 'link', 'set', 'wan0', 'down']);
       // every c1 node's route to c2 via the new gateway node (on the new gateway node: the fail-closed routes)
       const moved = await Promise.all([0, 2].map((k) => until(`c1-n${k + 1} routes via ${next}`, async () => {
         const r = await inNetns(dp.cs.node('c1', k).netns, 'ip', ['route', 'show', 'table', '230']);
@@ -161,6 +166,7 @@ async function sandboxPart(driver: DriverName, failovers: number): Promise<void>
       firstReply.push(reply - killedAt);
       routesMoved.push(Math.max(...moved) - became);
       console.log(`  failover ${i + 1}: SIGKILL → first reply at the non-gateway pod ${reply - killedAt} ms; new gateway active → routes moved on every node ${Math.max(...moved) - became} ms`);
+      execFileSync('ip', ['-n', dying.netns, 'link', 'set', 'wan0', 'up']);
       dp.gateways.set(active, await dp.cs.startGateway('c1', active === 'c1-n1' ? 0 : 1, driver));
       await dp.cs.connected('c1', next, ['c2', 'c3']);
       await new Promise((r) => setTimeout(r, 3000));
