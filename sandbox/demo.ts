@@ -93,5 +93,5 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
   }
   out('\nThe answers name the client as the pod\'s own address: nothing masquerades between clusters.');
   out('Try next: `kubectl --context c1 -n isthmus-system get gateways,routeagents -o yaml`, or stop a gateway and watch the passive one take over.');
-  out('clusterset.local DNS and ServiceExport arrive with the MCS API.');
+  out('clusterset.local names: `isthmus mcs` and `isthmus dns` serve them (README, "Multi-Cluster Services"); the demo exports a Service once `isthmus join` deploys them.');
 }
