@@ -5,6 +5,7 @@ import { connect as netConnect } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 import type { BrokerClient, BrokerServer } from '../broker/index.ts';
 import { methods, METHOD_NAMES } from '../core/broker-api/proto.ts';
+import { seededRandom } from '../core/testing.ts';
 
 // Issue 10: a seeded fuzz test against a real broker on real etcd. Mutated gRPC messages
 // from a member (valid certificate), random HTTP/2 frames after a member's TLS handshake,
@@ -18,18 +19,7 @@ let broker: BrokerServer;
 let legit: BrokerClient;
 let heapAtStart = 0;
 
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-const rand = prng(SEED);
+const rand = seededRandom(SEED);
 const int = (n: number): number => Math.floor(rand() * n);
 const bytes = (n: number): Buffer => Buffer.from(Array.from({ length: n }, () => int(256)));
 

@@ -3,22 +3,13 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { answer, CachedAnswerer, validName } from './answer.ts';
 import { ZoneIndex } from './zone.ts';
+import { seededRandom } from '../../core/testing.ts';
 
 /**
  * 100,000 random and mutated DNS packets (seeded, so a failure replays): answer() never
  * throws, and gives either nothing (a runt or a response: dropped) or a reply that
  * dns-packet decodes, with QR set and the query's id, and that fits the transport.
  */
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const zone = new ZoneIndex();
 zone.set('demo/echo', { namespace: 'demo', name: 'echo', type: 'ClusterSetIP', ips: ['10.101.0.50', 'fd00::50'], ports: [{ name: 'http', protocol: 'TCP', port: 80 }], slices: [] });
@@ -56,7 +47,7 @@ function mutate(p: Buffer, rand: () => number): Buffer {
 }
 
 test('100,000 random and mutated packets: never a crash; a well-formed reply or a drop', () => {
-  const rand = mulberry32(0x157e5);
+  const rand = seededRandom(0x157e5);
   const cached = new CachedAnswerer(zone, 1000);
   let replies = 0;
   let drops = 0;
