@@ -71,3 +71,10 @@ export function optionRecord(args: Args): Record<string, string> {
 export function usageError(message: string, usage: string): IsthmusError {
   return new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `${message}\nusage: ${usage}`);
 }
+
+/** `--help` text of a command run from a config schema: the first line, then one line per option (camelCase keys as --kebab-case). */
+export function optionsHelp(first: string, schema: Readonly<Record<string, { readonly doc: string }>>): string {
+  const flag = (k: string): string => `--${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`)}`;
+  const width = Math.max(...Object.keys(schema).map((k) => flag(k).length)) + 2;
+  return `${first}\n\n${Object.entries(schema).map(([k, f]) => `  ${flag(k).padEnd(width)}${f.doc}`).join('\n')}\n`;
+}

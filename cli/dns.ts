@@ -1,7 +1,7 @@
 import { Lifecycle, MetricsServer, createLogger, optionalStr, str, validateConfig, type Service } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DnsMetrics, DnsServer, ZoneIndex, ZoneKeeper, parseListen } from '../mcs-api/dns/index.ts';
-import { optionRecord, parseArgs } from './args.ts';
+import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
 
 const schema = {
@@ -12,9 +12,7 @@ const schema = {
 };
 
 function usage(): string {
-  return `isthmus dns [options]   authoritative DNS for clusterset.local, from the cluster's ServiceImports and MCS EndpointSlices\n\n${Object.entries(schema)
-    .map(([k, f]) => `  --${k.padEnd(12)} ${f.doc}`)
-    .join('\n')}\n`;
+  return optionsHelp("isthmus dns [options]   authoritative DNS for clusterset.local, from the cluster's ServiceImports and MCS EndpointSlices", schema);
 }
 
 export const dnsCommand: Command = {

@@ -6,7 +6,7 @@ import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
 import { GatewayEngine } from '../gateway/engine.ts';
 import { GatewayMetrics } from '../gateway/metrics.ts';
 import { DEFAULT_NAT_PROBE_PORT } from '../gateway/nat-probe.ts';
-import { optionRecord, parseArgs } from './args.ts';
+import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import { brokerClientFromDir } from './broker-client.ts';
 import type { Command } from './command.ts';
 
@@ -64,7 +64,7 @@ export const gatewayCommand: Command = {
   async run(argv) {
     const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'help']));
     if (args.options.has('help')) {
-      process.stdout.write(`isthmus gateway [options]\n\n${Object.entries(schema).map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(20)} ${f.doc}`).join('\n')}\n`);
+      process.stdout.write(optionsHelp('isthmus gateway [options]', schema));
       return 0;
     }
     const cfg = validateConfig(schema, optionRecord(args), 'gateway options');

@@ -5,7 +5,7 @@ import { BrokerCache } from '../core/broker-api/index.ts';
 import {
   CorednsKeeper, ExportController, ExportIndex, ImportController, McsMetrics, MCS_GROUP, MCS_VERSION, apiCode, resolveClusterId, type ClusterProperty,
 } from '../mcs-api/index.ts';
-import { optionRecord, parseArgs } from './args.ts';
+import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import { brokerClientFromDir } from './broker-client.ts';
 import type { Command } from './command.ts';
 
@@ -23,9 +23,7 @@ const schema = {
 };
 
 function usage(): string {
-  return `isthmus mcs [options]   the Multi-Cluster Services controller (ServiceExport → broker → ServiceImport, CoreDNS stanza)\n\n${Object.entries(schema)
-    .map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(20)} ${f.doc}`)
-    .join('\n')}\n`;
+  return optionsHelp('isthmus mcs [options]   the Multi-Cluster Services controller (ServiceExport → broker → ServiceImport, CoreDNS stanza)', schema);
 }
 
 /** The cluster's ClusterProperties (none when the CRD is not installed). */

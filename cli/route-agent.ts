@@ -1,7 +1,7 @@
 import { Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, str, validateConfig } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { IptablesFilter, NftFilter, RouteAgent, RouteAgentMetrics, chooseFilter, cleanupNode } from '../route-agent/index.ts';
-import { optionRecord, parseArgs } from './args.ts';
+import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
 
 const checkedCidr = custom('a CIDR', (raw) => {
@@ -34,7 +34,7 @@ export const routeAgentCommand: Command = {
   async run(argv) {
     const args = parseArgs(argv, new Set(['cleanup', 'help']));
     if (args.options.has('help')) {
-      process.stdout.write(`isthmus route-agent [options]\n\n${Object.entries(schema).map(([k, f]) => `  --${k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`).padEnd(16)} ${f.doc}`).join('\n')}\n`);
+      process.stdout.write(optionsHelp('isthmus route-agent [options]', schema));
       return 0;
     }
     const cfg = validateConfig(schema, optionRecord(args), 'route-agent options');
