@@ -81,6 +81,5 @@ async function run(argv: readonly string[]): Promise<number> {
 /** `isthmus broker …`: serve the broker. */
 export const brokerCommand: Command = {
   name: 'broker',
-  summary: 'serve the clusterset broker (gRPC over etcd, mTLS)',
   run,
 };

@@ -162,6 +162,5 @@ async function run(argv: readonly string[]): Promise<number> {
 /** `isthmus certs …`: the clusterset CA and certificates. */
 export const certsCommand: Command = {
   name: 'certs',
-  summary: 'create the clusterset CA, issue and renew certificates, WireGuard keys, IPsec PSKs',
   run,
 };

@@ -1,6 +1,5 @@
-/** One `isthmus` subcommand. run() returns the process exit code. */
+/** One `isthmus` subcommand (its summary is in main.ts's registry). run() returns the process exit code. */
 export interface Command {
   readonly name: string;
-  readonly summary: string;
   run(args: readonly string[]): Promise<number>;
 }

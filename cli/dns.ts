@@ -1,5 +1,5 @@
 import { Lifecycle, MetricsServer, createLogger, optionalStr, str, validateConfig, type Service } from '../core/index.ts';
-import { loadKubeConfig } from '../core/k8s.ts';
+import { KubeRest, loadKubeTarget } from '../core/kube-lite.ts';
 import { DnsMetrics, DnsServer, ZoneIndex, ZoneKeeper, parseListen } from '../mcs-api/dns/index.ts';
 import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
@@ -17,7 +17,6 @@ function usage(): string {
 
 export const dnsCommand: Command = {
   name: 'dns',
-  summary: 'serve clusterset.local (ClusterSet DNS 1.0.0) from the cluster\'s ServiceImports',
   async run(argv) {
     const args = parseArgs(argv, new Set(['help']));
     if (args.options.has('help')) {
@@ -27,10 +26,10 @@ export const dnsCommand: Command = {
     const cfg = validateConfig(schema, optionRecord(args), 'dns options');
     parseListen(cfg.listen); // a bad address fails before anything starts
     const logger = createLogger({ component: 'dns' });
-    const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+    const kube = new KubeRest(loadKubeTarget({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) }));
     const zone = new ZoneIndex();
     const metrics = new DnsMetrics(() => zone.size);
-    const keeper = new ZoneKeeper(kubeConfig, zone, logger);
+    const keeper = new ZoneKeeper(kube, zone, logger);
     let synced = false;
     void keeper.synced.then(() => {
       synced = true;

@@ -60,7 +60,6 @@ const DEFAULT_PORT = { wireguard: 51820, ipsec: 500, vxlan: 4789 } as const;
 
 export const gatewayCommand: Command = {
   name: 'gateway',
-  summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status',
   async run(argv) {
     const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'help']));
     if (args.options.has('help')) {

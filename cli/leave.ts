@@ -21,7 +21,6 @@ const schema = {
 
 export const leaveCommand: Command = {
   name: 'leave',
-  summary: 'take this cluster out of the clusterset (its records at the broker; every cable to it goes)',
   async run(argv) {
     const args = parseArgs(argv, new Set(['help']));
     if (args.options.has('help')) {

@@ -1,30 +1,37 @@
 #!/usr/bin/env node
 import { isIsthmusError, messageOf } from '../core/index.ts';
 import type { Command } from './command.ts';
-import { brokerCommand } from './broker.ts';
-import { certsCommand } from './certs.ts';
-import { dnsCommand } from './dns.ts';
-import { gatewayCommand } from './gateway.ts';
-import { leaveCommand } from './leave.ts';
-import { mcsCommand } from './mcs.ts';
-import { exportCommand, showCommand, unexportCommand } from './mcs-verbs.ts';
-import { routeAgentCommand } from './route-agent.ts';
-import { sandboxCommand } from './sandbox.ts';
 
 /**
- * The `isthmus` command. Subcommands are registered explicitly here; each lives in
- * its own file and stays thin: the logic is in the parts.
+ * The `isthmus` command. Subcommands are registered here with their one-line summary and
+ * loaded only when run: each lives in its own file and stays thin (the logic is in the
+ * parts), and a command does not pay for the others' dependencies — the route agent on
+ * every node would otherwise load the broker's gRPC, etcd and Kubernetes client libraries.
  */
-function registry(): Map<string, Command> {
-  const commands: Command[] = [
-    certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand,
-  ];
-  return new Map(commands.map((c) => [c.name, c]));
+interface Entry {
+  readonly summary: string;
+  load(): Promise<Command>;
 }
 
-function help(commands: Map<string, Command>): string {
+function registry(): Map<string, Entry> {
+  return new Map<string, Entry>([
+    ['certs', { summary: 'create the clusterset CA, issue and renew certificates, WireGuard keys, IPsec PSKs', load: async () => (await import('./certs.ts')).certsCommand }],
+    ['broker', { summary: 'serve the clusterset broker (gRPC over etcd, mTLS)', load: async () => (await import('./broker.ts')).brokerCommand }],
+    ['gateway', { summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status', load: async () => (await import('./gateway.ts')).gatewayCommand }],
+    ['route-agent', { summary: 'run the route agent on a node: remote CIDRs to the active gateway, no masquerade, MSS clamp, fail closed', load: async () => (await import('./route-agent.ts')).routeAgentCommand }],
+    ['leave', { summary: 'take this cluster out of the clusterset (its records at the broker; every cable to it goes)', load: async () => (await import('./leave.ts')).leaveCommand }],
+    ['export', { summary: 'export a Service to the clusterset (creates its ServiceExport)', load: async () => (await import('./mcs-verbs.ts')).exportCommand }],
+    ['unexport', { summary: 'stop exporting a Service (deletes its ServiceExport)', load: async () => (await import('./mcs-verbs.ts')).unexportCommand }],
+    ['show', { summary: 'show exports or imports of a cluster', load: async () => (await import('./mcs-verbs.ts')).showCommand }],
+    ['mcs', { summary: 'run the MCS controller: ServiceExports to the broker, ServiceImports and EndpointSlices from it', load: async () => (await import('./mcs.ts')).mcsCommand }],
+    ['dns', { summary: 'serve clusterset.local (ClusterSet DNS 1.0.0) from the cluster\'s ServiceImports', load: async () => (await import('./dns.ts')).dnsCommand }],
+    ['sandbox', { summary: 'a clusterset of real clusters on this machine (up, down, status, kubeconfig)', load: async () => (await import('./sandbox.ts')).sandboxCommand }],
+  ]);
+}
+
+function help(commands: Map<string, Entry>): string {
   const lines = ['usage: isthmus <command> [options]', '', 'commands:'];
-  for (const c of commands.values()) lines.push(`  ${c.name.padEnd(12)} ${c.summary}`);
+  for (const [name, c] of commands) lines.push(`  ${name.padEnd(12)} ${c.summary}`);
   lines.push('', 'Run `isthmus <command> --help` for a command\'s options.');
   return lines.join('\n');
 }
@@ -36,13 +43,13 @@ export async function main(argv: readonly string[]): Promise<number> {
     process.stdout.write(help(commands) + '\n');
     return name === undefined ? 2 : 0;
   }
-  const command = commands.get(name);
-  if (command === undefined) {
+  const entry = commands.get(name);
+  if (entry === undefined) {
     process.stderr.write(`isthmus: unknown command "${name}"\n\n${help(commands)}\n`);
     return 2;
   }
   try {
-    return await command.run(rest);
+    return await (await entry.load()).run(rest);
   } catch (err) {
     if (isIsthmusError(err)) {
       process.stderr.write(`isthmus ${name}: ${err.message}\n`);

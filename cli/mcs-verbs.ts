@@ -30,7 +30,6 @@ function target(args: Args, usage: string): { namespace: string; name: string } 
 
 export const exportCommand: Command = {
   name: 'export',
-  summary: 'export a Service to the clusterset (creates its ServiceExport)',
   async run(argv) {
     const args = parseArgs(argv, new Set(['wait', 'help']));
     if (args.options.has('help')) {
@@ -62,7 +61,6 @@ export const exportCommand: Command = {
 
 export const unexportCommand: Command = {
   name: 'unexport',
-  summary: 'stop exporting a Service (deletes its ServiceExport)',
   async run(argv) {
     const args = parseArgs(argv, new Set(['help']));
     if (args.options.has('help')) {
@@ -78,7 +76,6 @@ export const unexportCommand: Command = {
 
 export const showCommand: Command = {
   name: 'show',
-  summary: 'show exports or imports of a cluster',
   async run(argv) {
     const args = parseArgs(argv, new Set(['all-namespaces', 'help']));
     if (args.options.has('help')) {

@@ -60,7 +60,6 @@ function cacheService(cache: BrokerCache): Service {
 
 export const mcsCommand: Command = {
   name: 'mcs',
-  summary: 'run the MCS controller: ServiceExports to the broker, ServiceImports and EndpointSlices from it',
   async run(argv) {
     const args = parseArgs(argv, new Set(['help']));
     if (args.options.has('help')) {

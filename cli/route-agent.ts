@@ -1,5 +1,5 @@
 import { Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, str, validateConfig } from '../core/index.ts';
-import { loadKubeConfig } from '../core/k8s.ts';
+import { KubeRest, loadKubeTarget } from '../core/kube-lite.ts';
 import { IptablesFilter, NftFilter, RouteAgent, RouteAgentMetrics, chooseFilter, cleanupNode } from '../route-agent/index.ts';
 import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import type { Command } from './command.ts';
@@ -19,7 +19,7 @@ const schema = {
   filter: oneOf('packet filter: nftables, iptables, auto (default: nftables when it works)', ['auto', 'nftables', 'iptables'] as const, 'auto'),
   table: int('routing table of the route agent (it also owns table+1; strongSwan uses 220, the ipsec driver 219) (default 230)', 230, 1, 252),
   pref: int('rule preference of its table (it also owns pref-2 and pref-3) (default 230)', 230, 4, 32000),
-  resyncMs: int('ms between full reconciles, which repair what was deleted (default 5000)', 5000, 500, 600_000),
+  resyncMs: int('ms between full reconciles, the safety net behind the kernel change monitors (and the only repair of iptables chains) (default 30000)', 30_000, 500, 600_000),
   namespace: str('namespace of the gateway Lease, the Gateways and the RouteAgents (default isthmus-system)', 'isthmus-system'),
   leaseName: str('name of the gateway Lease (default isthmus-gateway)', 'isthmus-gateway'),
   metrics: optionalStr('host:port to serve Prometheus metrics at /metrics and probes at /healthz, /readyz (default off)'),
@@ -30,7 +30,6 @@ const schema = {
 
 export const routeAgentCommand: Command = {
   name: 'route-agent',
-  summary: 'run the route agent on a node: remote CIDRs to the active gateway, no masquerade, MSS clamp, fail closed',
   async run(argv) {
     const args = parseArgs(argv, new Set(['cleanup', 'help']));
     if (args.options.has('help')) {
@@ -49,12 +48,12 @@ export const routeAgentCommand: Command = {
       return 0;
     }
     const filter = await chooseFilter(runner, cfg.filter);
-    const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+    const kube = new KubeRest(loadKubeTarget({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) }));
     const metrics = new RouteAgentMetrics();
     const agent = new RouteAgent({
       nodeName: cfg.node, namespace: cfg.namespace, leaseName: cfg.leaseName, localCidrs: [...cfg.podCidrs, ...cfg.serviceCidrs],
       mode: cfg.mode, table: cfg.table, pref: cfg.pref, resyncMs: cfg.resyncMs,
-    }, { kubeConfig, runner, filter, logger, metrics });
+    }, { kube, runner, filter, logger, metrics });
     logger.info({ filter: filter.name, mode: cfg.mode }, 'route agent starting');
     const services = cfg.metrics === undefined ? [agent] : [new MetricsServer(metrics.registry, cfg.metrics, async () => agent.ready), agent];
     await new Lifecycle(services, logger).runUntilSignal();

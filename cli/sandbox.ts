@@ -112,7 +112,6 @@ async function down(args: Args): Promise<number> {
 
 export const sandboxCommand: Command = {
   name: 'sandbox',
-  summary: 'a clusterset of real clusters on this machine (up, down, status, kubeconfig)',
   async run(argv) {
     const args = parseArgs(argv, new Set(['overlapping', 'json', 'help']));
     const [sub] = args.positionals;

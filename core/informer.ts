@@ -120,11 +120,7 @@ export function objectKey(obj: KubernetesObject): string {
   return ns === '' ? name : `${ns}/${name}`;
 }
 
-/** The inverse of objectKey; namespace is '' for cluster-scoped keys. */
-export function splitKey(key: string): { namespace: string; name: string } {
-  const slash = key.indexOf('/');
-  return slash < 0 ? { namespace: '', name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
-}
+export { splitKey } from './kube-lite-informer.ts';
 
 /** client-node's Watch.watch signature: the transport under the informer. */
 export type WatchFn = Watch['watch'];

@@ -1,17 +1,8 @@
-import { existsSync } from 'node:fs';
-import { homedir } from 'node:os';
-import { delimiter, join } from 'node:path';
 import { KubeConfig, type CustomObjectsApi } from '@kubernetes/client-node';
 import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
+import { kubeconfigSource, type LoadKubeConfigOptions } from './kube-lite.ts';
 
-export interface LoadKubeConfigOptions {
-  /** Path of a kubeconfig file (default: $KUBECONFIG, then ~/.kube/config, then in-cluster). */
-  kubeconfig?: string;
-  /** Context to use (default: the file's current-context). */
-  context?: string;
-}
-
-const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+export type { LoadKubeConfigOptions } from './kube-lite.ts';
 
 /**
  * Loads a kubeconfig and selects a context, failing with a message that says what to
@@ -21,28 +12,11 @@ const IN_CLUSTER_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
  */
 export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig {
   const kc = new KubeConfig();
-  let source: string;
-  if (options.kubeconfig !== undefined) {
-    source = options.kubeconfig;
-    requireFile(source, 'check the --kubeconfig path');
-    load(kc, source, () => kc.loadFromFile(source));
-  } else if (process.env['KUBECONFIG']) {
-    const files = process.env['KUBECONFIG'].split(delimiter).filter((f) => f !== '');
-    source = files.join(delimiter);
-    for (const f of files) requireFile(f, 'fix the KUBECONFIG environment variable or pass --kubeconfig');
-    load(kc, source, () => kc.loadFromDefault());
-  } else if (existsSync(join(homedir(), '.kube', 'config'))) {
-    source = join(homedir(), '.kube', 'config');
-    load(kc, source, () => kc.loadFromFile(source));
-  } else if (existsSync(IN_CLUSTER_TOKEN)) {
-    source = 'the in-cluster service account';
-    load(kc, source, () => kc.loadFromCluster());
-  } else {
-    throw new IsthmusError(
-      ErrorCodes.NOT_FOUND,
-      'no kubeconfig found: pass --kubeconfig, set KUBECONFIG, or create ~/.kube/config',
-    );
-  }
+  const src = kubeconfigSource(options);
+  const source = src.source;
+  if (src.kind === 'in-cluster') load(kc, source, () => kc.loadFromCluster());
+  else if (options.kubeconfig === undefined && process.env['KUBECONFIG']) load(kc, source, () => kc.loadFromDefault()); // merges the files
+  else load(kc, source, () => kc.loadFromFile(src.files[0] ?? ''));
 
   const available = kc.getContexts().map((c) => c.name);
   if (available.length === 0) {
@@ -88,13 +62,6 @@ export function loadKubeConfig(options: LoadKubeConfigOptions = {}): KubeConfig 
   return kc;
 }
 
-function requireFile(file: string, hint: string): void {
-  if (!existsSync(file)) {
-    throw new IsthmusError(ErrorCodes.NOT_FOUND, `kubeconfig file ${file} does not exist: ${hint}`, {
-      context: { kubeconfig: file },
-    });
-  }
-}
 
 function load(kc: KubeConfig, source: string, fn: () => void): void {
   try {

@@ -1,10 +1,11 @@
-import { CoordinationV1Api, CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
 import { WorkQueue, messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
-import { createInformer, type CachedInformer } from '../core/k8s.ts';
+import type { KubeRest } from '../core/kube-lite.ts';
+import { LiteInformer, type LiteObject } from '../core/kube-lite-informer.ts';
 import { clusterInputs, nodeIp, type GatewayLike, type LeaseLike, type NodeLike, type RouteAgentLike } from './contract.ts';
 import { desiredRoutes, tunnelIp, TUNNEL_DEV, type Desired, type Mode } from './desired.ts';
 import type { PacketFilter } from './filter.ts';
 import type { RouteAgentMetrics } from './metrics.ts';
+import { ChangeMonitor, ipWatch } from './monitor.ts';
 import { RouteTable } from './routes.ts';
 import { routeAgentStatus, writeRouteAgentStatus, type RouteAgentStatus } from './status.ts';
 import { TUNNEL_PORT, Tunnel } from './tunnel.ts';
@@ -14,7 +15,9 @@ import { TUNNEL_PORT, Tunnel } from './tunnel.ts';
  * the Gateway resources, the Nodes and the other RouteAgents (see contract.ts), computes
  * the node's routes and filter rules with desiredRoutes, and applies them through its
  * three OS seams (Tunnel, RouteTable, PacketFilter), each idempotent. It reconciles on
- * every change and every `resyncMs` (which repairs what someone deleted).
+ * every change of those resources, on every kernel change to its tables, rules, device or
+ * nftables table (monitor.ts: a deleted route is repaired at once), and every `resyncMs`
+ * (the safety net, and the only repair of iptables chains).
  *
  * Invariants: nothing is applied before every informer has synced, so a restarted agent
  * adopts what exists and re-creates nothing that is right; stop() leaves the data path
@@ -35,7 +38,8 @@ export interface RouteAgentConfig {
 }
 
 export interface RouteAgentDeps {
-  readonly kubeConfig: KubeConfig;
+  /** The local apiserver (a small client: the agent runs on every node; core/kube-lite.ts). */
+  readonly kube: KubeRest;
   readonly runner: CommandRunner;
   readonly filter: PacketFilter;
   readonly logger: Logger;
@@ -61,8 +65,6 @@ class Coalescing extends WorkQueue<string> {
   }
 }
 
-const asList = <T extends KubernetesObject>(o: unknown): KubernetesListObject<T> => o as KubernetesListObject<T>;
-
 export class RouteAgent implements Service {
   readonly name = 'route-agent';
   readonly #c: RouteAgentConfig;
@@ -71,10 +73,10 @@ export class RouteAgent implements Service {
   readonly #queue = new Coalescing({ backoff: { baseMs: 200, maxMs: 5000 } });
   readonly #routes: RouteTable;
   readonly #tunnel: Tunnel;
-  readonly #objects: CustomObjectsApi;
-  #informers: { lease: CachedInformer<KubernetesObject>; nodes: CachedInformer<KubernetesObject>; gateways: CachedInformer<KubernetesObject>; agents: CachedInformer<KubernetesObject> } | undefined;
+  #informers: { lease: LiteInformer<LeaseLike>; nodes: LiteInformer<NodeLike>; gateways: LiteInformer<GatewayLike>; agents: LiteInformer<RouteAgentLike> } | undefined;
   #working: Promise<void> | undefined;
   #resync: ReturnType<typeof setInterval> | undefined;
+  #monitor: ChangeMonitor | undefined;
   #synced = false;
   #lastStatus = '';
   #lastGateway: string | undefined;
@@ -86,7 +88,6 @@ export class RouteAgent implements Service {
     this.#clock = deps.clock ?? systemClock;
     this.#routes = new RouteTable(deps.runner, [config.table, config.table + 1], [config.pref - 3, config.pref - 2, config.pref]);
     this.#tunnel = new Tunnel(deps.runner);
-    this.#objects = deps.kubeConfig.makeApiClient(CustomObjectsApi);
   }
 
   get ready(): boolean {
@@ -95,30 +96,26 @@ export class RouteAgent implements Service {
 
   async start(): Promise<void> {
     await this.#d.filter.preflight();
-    const kc = this.#d.kubeConfig;
     const ns = this.#c.namespace;
-    const coordination = kc.makeApiClient(CoordinationV1Api);
-    const core = kc.makeApiClient(CoreV1Api);
-    const common = { kubeConfig: kc, queue: this.#queue, logger: this.#d.logger, clock: this.#clock };
-    const custom = (plural: string) => createInformer<KubernetesObject>({
-      ...common, name: plural, path: `/apis/isthmus.dev/v1alpha1/namespaces/${ns}/${plural}`,
-      list: async () => asList(await this.#objects.listNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: ns, plural })),
+    const informer = <T extends LiteObject>(name: string, path: string, fieldSelector?: string): LiteInformer<T> => new LiteInformer<T>(this.#d.kube, {
+      name, path, ...(fieldSelector === undefined ? {} : { fieldSelector }), logger: this.#d.logger, onChange: (key) => this.#queue.add(key),
     });
     const informers = {
-      lease: createInformer<KubernetesObject>({
-        ...common, name: 'lease', path: `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, fieldSelector: `metadata.name=${this.#c.leaseName}`,
-        list: async () => asList(await coordination.listNamespacedLease({ namespace: ns, fieldSelector: `metadata.name=${this.#c.leaseName}` })),
-      }),
-      nodes: createInformer<KubernetesObject>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: async () => asList(await core.listNode()) }),
-      gateways: custom('gateways'),
-      agents: custom('routeagents'),
+      lease: informer<LeaseLike>('lease', `/apis/coordination.k8s.io/v1/namespaces/${ns}/leases`, `metadata.name=${this.#c.leaseName}`),
+      nodes: informer<NodeLike>('nodes', '/api/v1/nodes'),
+      gateways: informer<GatewayLike>('gateways', `/apis/isthmus.dev/v1alpha1/namespaces/${ns}/gateways`),
+      agents: informer<RouteAgentLike>('routeagents', `/apis/isthmus.dev/v1alpha1/namespaces/${ns}/routeagents`),
     };
     this.#informers = informers;
-    for (const i of Object.values(informers)) await i.start();
+    for (const i of Object.values(informers)) i.start();
     this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
-    void Promise.all(Object.values(informers).map((i) => i.synced)).then(() => {
+    const filterWatch = this.#d.filter.watch;
+    this.#monitor = new ChangeMonitor([ipWatch([this.#c.table, this.#c.table + 1], TUNNEL_DEV), ...(filterWatch === undefined ? [] : [filterWatch])],
+      () => this.#queue.add('sync'), this.#d.logger);
+    void Promise.all(Object.values(informers).map((i) => i.synced)).then(async () => {
       this.#synced = true;
       this.#queue.add('sync');
+      await this.#monitor?.start();
     }, () => {});
     this.#resync = setInterval(() => this.#queue.add('sync'), this.#c.resyncMs);
   }
@@ -126,6 +123,7 @@ export class RouteAgent implements Service {
   /** A process stop: the routes and rules stay for the next process to adopt. */
   async stop(): Promise<void> {
     if (this.#resync !== undefined) clearInterval(this.#resync);
+    await this.#monitor?.stop();
     for (const i of Object.values(this.#informers ?? {})) await i.stop();
     this.#queue.shutDown();
     await this.#working;
@@ -160,13 +158,8 @@ export class RouteAgent implements Service {
     if (!this.#synced || inf === undefined) return;
     const startedAt = this.#clock.now();
     const ns = this.#c.namespace;
-    const inputs = clusterInputs(
-      inf.lease.cache.get(ns, this.#c.leaseName) as LeaseLike | undefined,
-      inf.gateways.cache.list(ns) as GatewayLike[],
-      inf.nodes.cache.list() as NodeLike[],
-      inf.agents.cache.list(ns) as RouteAgentLike[],
-    );
-    const me = inf.nodes.cache.get('', this.#c.nodeName) as NodeLike | undefined;
+    const inputs = clusterInputs(inf.lease.get(ns, this.#c.leaseName), inf.gateways.list(ns), inf.nodes.list(), inf.agents.list(ns));
+    const me = inf.nodes.get('', this.#c.nodeName);
     const myIp = nodeIp(me) ?? '';
     const errors: string[] = [];
     if (myIp === '') errors.push(`node ${this.#c.nodeName} has no InternalIP in its Node status`);
@@ -221,7 +214,7 @@ export class RouteAgent implements Service {
     const text = JSON.stringify(status);
     if (text === this.#lastStatus) return;
     try {
-      await writeRouteAgentStatus(this.#objects, this.#c.namespace, this.#c.nodeName, status);
+      await writeRouteAgentStatus(this.#d.kube, this.#c.namespace, this.#c.nodeName, status);
       this.#lastStatus = text;
     } catch (err) {
       this.#d.logger.warn({ err: messageOf(err) }, 'RouteAgent status not written');

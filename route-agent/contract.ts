@@ -19,7 +19,7 @@ import type { GatewayNode, RemoteView, VxlanPeer } from './desired.ts';
  *
  * Everything read here is validated again where it is used (desired.ts).
  */
-export interface LeaseLike { spec?: { holderIdentity?: string } }
+export interface LeaseLike { metadata?: { name?: string }; spec?: { holderIdentity?: string } }
 export interface GatewayLike {
   metadata?: { name?: string };
   status?: { haStatus?: string; connections?: { cluster?: unknown; subnets?: unknown; mtu?: unknown }[] };

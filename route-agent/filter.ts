@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import { ErrorCodes, IsthmusError, type CommandRunner } from '../core/index.ts';
 import type { FilterSpec } from './desired.ts';
+import { nftWatch, type Watch } from './monitor.ts';
 
 /**
  * The route agent's packet-filter rules, behind one small interface with two
@@ -21,6 +22,8 @@ import type { FilterSpec } from './desired.ts';
  */
 export interface PacketFilter {
   readonly name: 'nftables' | 'iptables';
+  /** What reports a change to its rules as it happens (none for iptables: the periodic resync repairs those). */
+  readonly watch: Watch | undefined;
   /** Fails with MISSING_DEPENDENCY or NOT_ROOT when this backend cannot work here; changes nothing. */
   preflight(): Promise<void>;
   /** Returns true when it changed something. */
@@ -54,12 +57,14 @@ export function nftRuleset(desired: FilterSpec, table = 'isthmus'): string {
 
 export class NftFilter implements PacketFilter {
   readonly name = 'nftables';
+  readonly watch: Watch;
   readonly #runner: CommandRunner;
   readonly #table: string;
 
   constructor(runner: CommandRunner, table = 'isthmus') {
     this.#runner = runner;
     this.#table = table;
+    this.watch = nftWatch(table);
   }
 
   async preflight(): Promise<void> {
@@ -116,6 +121,7 @@ const JUMPS: readonly { table: 'nat' | 'mangle'; chain: string; target: string }
 
 export class IptablesFilter implements PacketFilter {
   readonly name = 'iptables';
+  readonly watch = undefined;
   readonly #runner: CommandRunner;
   readonly #masqMark: number;
 

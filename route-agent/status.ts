@@ -1,5 +1,4 @@
-import type { CustomObjectsApi } from '@kubernetes/client-node';
-import { writeNodeObjectStatus } from '../core/k8s.ts';
+import { KubeRequestError, type KubeRest } from '../core/kube-lite.ts';
 import type { Desired, Mode } from './desired.ts';
 
 /**
@@ -43,6 +42,17 @@ export function routeAgentStatus(o: {
   };
 }
 
-export async function writeRouteAgentStatus(objects: CustomObjectsApi, namespace: string, name: string, status: RouteAgentStatus): Promise<void> {
-  await writeNodeObjectStatus(objects, { group: 'isthmus.dev', version: 'v1alpha1', plural: 'routeagents', kind: 'RouteAgent', namespace, name }, status);
+/** Creates the node's RouteAgent when it is missing, then replaces its status. */
+export async function writeRouteAgentStatus(kube: KubeRest, namespace: string, name: string, status: RouteAgentStatus): Promise<void> {
+  const path = `/apis/isthmus.dev/v1alpha1/namespaces/${encodeURIComponent(namespace)}/routeagents`;
+  let current: Record<string, unknown>;
+  try {
+    current = await kube.json<Record<string, unknown>>('GET', `${path}/${encodeURIComponent(name)}`);
+  } catch (err) {
+    if (!(err instanceof KubeRequestError) || err.status !== 404) throw err;
+    current = await kube.json<Record<string, unknown>>('POST', path, {
+      apiVersion: 'isthmus.dev/v1alpha1', kind: 'RouteAgent', metadata: { name, namespace }, spec: { nodeName: name },
+    });
+  }
+  await kube.json('PUT', `${path}/${encodeURIComponent(name)}/status`, { ...current, status });
 }

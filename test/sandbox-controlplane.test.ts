@@ -1,11 +1,14 @@
 // e2e, needs root: brings up a real 2-cluster sandbox (etcd, kube-apiserver,
-// kube-controller-manager per cluster), uses it with kubectl, then tears it down.
+// kube-controller-manager per cluster), uses it with kubectl and core's small client
+// (kube-lite, what the route agent runs on), then tears it down.
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cidrContains, parseCidr } from '../core/index.ts';
+import { cidrContains, createLogger, ErrorCodes, parseCidr } from '../core/index.ts';
+import { LiteInformer, type LiteObject } from '../core/kube-lite-informer.ts';
+import { KubeRequestError, KubeRest, loadKubeTarget } from '../core/kube-lite.ts';
 import type { SandboxState } from '../sandbox/index.ts';
 import { eventually, isthmus, kubectl, requireRootForTest } from './lib/cli.ts';
 
@@ -83,6 +86,46 @@ test('kubectl reaches both clusters; a Deployment and a Service in each', async 
   const c1Uid = await kubectl(kubeconfig, 'c1', ['get', 'namespace', 'demo', '-o', 'jsonpath={.metadata.uid}']);
   const c2Uid = await kubectl(kubeconfig, 'c2', ['get', 'namespace', 'demo', '-o', 'jsonpath={.metadata.uid}']);
   assert.is.not(c1Uid, c2Uid);
+});
+
+test('kube-lite (the node agents\' client): requests with their status codes; list + watch with selectors, index and deletes', async () => {
+  const rest = new KubeRest(loadKubeTarget({ kubeconfig, context: 'c1' }));
+  assert.is((await rest.json<{ metadata: { name: string } }>('GET', '/api/v1/namespaces/default')).metadata.name, 'default');
+  try {
+    await rest.json('GET', '/api/v1/namespaces/no-such-namespace');
+    assert.unreachable('a missing namespace is found');
+  } catch (err) {
+    assert.instance(err, KubeRequestError);
+    assert.is((err as KubeRequestError).status, 404);
+    assert.is((err as KubeRequestError).code, ErrorCodes.NOT_FOUND);
+  }
+  await kubectl(kubeconfig, 'c1', ['create', 'namespace', 'lite']);
+  const cm = (name: string, labels: Record<string, string>, group: string): object => ({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: 'lite', labels }, data: { group } });
+  await rest.json('POST', '/api/v1/namespaces/lite/configmaps', cm('before', { app: 'lite' }, 'g1'));
+  type Cm = LiteObject & { data?: { group?: string } };
+  const seen: string[] = [];
+  const inf = new LiteInformer<Cm>(rest, {
+    name: 'configmaps', path: '/api/v1/namespaces/lite/configmaps', labelSelector: 'app=lite', logger: createLogger({ component: 'test', level: 'warn' }),
+    onChange: (k) => seen.push(k), index: (o) => (o as Cm).data?.group ?? '',
+  });
+  inf.start();
+  await inf.synced;
+  assert.equal(inf.list('lite').map((o) => o.metadata?.name), ['before']);
+  await rest.json('POST', '/api/v1/namespaces/lite/configmaps', cm('after', { app: 'lite' }, 'g1'));
+  await rest.json('POST', '/api/v1/namespaces/lite/configmaps', cm('other', { app: 'not-lite' }, 'g1'));
+  await eventually('the watch delivers the new object', async () => (inf.get('lite', 'after') !== undefined ? true : undefined), 20_000);
+  assert.equal(inf.byIndex('g1').map((o) => o.metadata?.name).sort(), ['after', 'before']);
+  assert.is(inf.get('lite', 'other'), undefined, 'the label selector is applied');
+  await rest.json('PUT', '/api/v1/namespaces/lite/configmaps/after', cm('after', { app: 'lite' }, 'g2'));
+  await eventually('the update moves it to index g2', async () => (inf.byIndex('g2').length === 1 ? true : undefined), 20_000);
+  assert.equal(inf.byIndex('g1').map((o) => o.metadata?.name), ['before']);
+  await rest.json('DELETE', '/api/v1/namespaces/lite/configmaps/before');
+  await eventually('the delete reaches the cache', async () => (inf.get('lite', 'before') === undefined ? true : undefined), 20_000);
+  assert.equal(inf.byIndex('g1'), []);
+  assert.ok(seen.includes('lite/before') && seen.includes('lite/after'));
+  assert.not.ok(seen.includes('lite/other'));
+  await inf.stop();
+  await kubectl(kubeconfig, 'c1', ['delete', 'namespace', 'lite', '--wait=false']);
 });
 
 test('up while up says so and changes nothing', async () => {

@@ -1,7 +1,8 @@
-import { CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice } from '@kubernetes/client-node';
+import type { V1EndpointSlice } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { WorkQueue, type Service } from '../../core/index.ts';
-import { createInformer, splitKey, type CachedInformer } from '../../core/k8s.ts';
+import { LiteInformer, splitKey, type LiteObject } from '../../core/kube-lite-informer.ts';
+import type { KubeRest } from '../../core/kube-lite.ts';
 import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceImport } from '../types.ts';
 import { dnsService, mcsSliceServiceKey } from './from-k8s.ts';
 import type { ZoneIndex } from './zone.ts';
@@ -11,30 +12,26 @@ import type { ZoneIndex } from './zone.ts';
  * two informers enqueue "namespace/service" keys; one worker rebuilds that Service's
  * names from the caches. Queries never touch the API. `synced` resolves once both
  * initial lists are indexed (the server can start answering before: names appear as
- * they are indexed).
+ * they are indexed). It runs in every cluster next to CoreDNS, so it uses core's small
+ * client (kube-lite) rather than @kubernetes/client-node.
  */
 export class ZoneKeeper implements Service {
   readonly name = 'dns-index';
   readonly #zone: ZoneIndex;
   readonly #queue = new WorkQueue<string>();
-  readonly #imports: CachedInformer<ServiceImport>;
-  readonly #slices: CachedInformer<V1EndpointSlice>;
+  readonly #imports: LiteInformer<ServiceImport & LiteObject>;
+  readonly #slices: LiteInformer<V1EndpointSlice & LiteObject>;
   readonly #logger: Logger;
   #running: Promise<void> | undefined;
 
-  constructor(kubeConfig: KubeConfig, zone: ZoneIndex, logger: Logger) {
+  constructor(kube: KubeRest, zone: ZoneIndex, logger: Logger) {
     this.#zone = zone;
     this.#logger = logger;
-    const objects = kubeConfig.makeApiClient(CustomObjectsApi);
-    const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-    this.#imports = createInformer<ServiceImport>({
-      kubeConfig, path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceimports`, queue: this.#queue, logger, name: 'serviceimports',
-      list: async () => (await objects.listClusterCustomObject({ group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceimports' })) as KubernetesListObject<ServiceImport>,
-    });
-    this.#slices = createInformer<V1EndpointSlice>({
-      kubeConfig, path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: LABEL_SERVICE_NAME, queue: this.#queue, logger, name: 'mcs-endpointslices',
-      list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: LABEL_SERVICE_NAME }),
-      keyOf: mcsSliceServiceKey, index: mcsSliceServiceKey,
+    const onChange = (key: string): void => this.#queue.add(key);
+    this.#imports = new LiteInformer(kube, { path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceimports`, logger, name: 'serviceimports', onChange });
+    this.#slices = new LiteInformer(kube, {
+      path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: LABEL_SERVICE_NAME, logger, name: 'mcs-endpointslices', onChange,
+      keyOf: (o) => mcsSliceServiceKey(o as V1EndpointSlice), index: (o) => mcsSliceServiceKey(o as V1EndpointSlice),
     });
   }
 
@@ -43,14 +40,14 @@ export class ZoneKeeper implements Service {
   }
 
   async start(): Promise<void> {
-    await this.#imports.start();
-    await this.#slices.start();
+    this.#imports.start();
+    this.#slices.start();
     this.#running = this.#queue.run(async (key) => this.#reconcile(key), { workers: 1, logger: this.#logger });
   }
 
   #reconcile(key: string): void {
     const { namespace, name } = splitKey(key);
-    this.#zone.set(key, dnsService(this.#imports.cache.get(namespace, name), this.#slices.cache.byIndex(key)));
+    this.#zone.set(key, dnsService(this.#imports.get(namespace, name), this.#slices.byIndex(key)));
   }
 
   async stop(): Promise<void> {

@@ -48,10 +48,13 @@ if (proto === 'tcp') {
 } else {
   const s = createSocket(host.includes(':') ? 'udp6' : 'udp4');
   s.on('message', (m) => done(m.toString()));
-  s.send('ping', Number(port), host);
+  // a datagram may be lost like any other: resent every second, as a UDP client would (TCP retransmits its SYN)
+  const ping = () => s.send('ping', Number(port), host);
+  ping();
+  setInterval(ping, 1000);
 }`;
 
-/** One TCP (HTTP) or UDP exchange with an echo server, from inside `netns`; resolves with the answer. */
+/** One TCP (HTTP) or UDP exchange with an echo server, from inside `netns` (5 s, a datagram resent each second); resolves with the answer. */
 export async function echoFrom(netns: string, proto: 'tcp' | 'udp', host: string, port: number): Promise<Record<string, unknown>> {
   const r = await inNetns(netns, process.execPath, ['--input-type=module', '-e', CLIENT, proto, host, String(port)]);
   if (r.code !== 0) throw new Error(`${proto} ${host}:${port} from ${netns}: exit ${r.code} ${r.stderr}`);
