@@ -23,7 +23,7 @@ import { kill, type DriverName } from '../test/lib/clusterset.ts';
 import { Datapath } from '../test/lib/datapath.ts';
 import { inNetns, processesNamed } from '../test/lib/netns.ts';
 import { arg, numberArg } from './lib/args.ts';
-import { pinger, until } from './lib/ping.ts';
+import { firstAfterOutage, pinger, until } from './lib/ping.ts';
 
 /** Counts the commands it runs, and those that modify (batches, nft -f, iptables-restore). */
 class Counting implements CommandRunner {
@@ -157,16 +157,19 @@ async function sandboxPart(driver: DriverName, failovers: number): Promise<void>
       for (const pid of processesNamed(dying.netns, 'wireguard-go', 'charon')) process.kill(pid, 'SIGKILL');
       execFileSync('ip', ['-n', dying.netns, 'link', 'set', 'wan0', 'down']);
       // every c1 node's route to c2 via the new gateway node (on the new gateway node: the fail-closed routes)
-      const moved = await Promise.all([0, 2].map((k) => until(`c1-n${k + 1} routes via ${next}`, async () => {
-        const r = await inNetns(dp.cs.node('c1', k).netns, 'ip', ['route', 'show', 'table', '230']);
-        return r.stdout.includes(`via ${nextIp}`) ? Date.now() : undefined;
+      const moved = await Promise.all([0, 1, 2].map((k) => until(`c1-n${k + 1} routes via ${next}`, async () => {
+        const node = dp.cs.node('c1', k);
+        const r = await inNetns(node.netns, 'ip', ['route', 'show', 'table', '230']);
+        // the new gateway node itself: its fail-closed routes behind the cable's
+        const done = node.name === next ? /^unreachable /m.test(r.stdout) && !r.stdout.includes(' via ') : r.stdout.includes(`via ${nextIp}`);
+        return done ? Date.now() : undefined;
       })));
-      const reply = await until('first reply after the kill', () => ping.replies.find((t) => t > killedAt), 30_000);
+      const reply = await until('first reply after the outage', () => firstAfterOutage(ping.replies, killedAt), 30_000);
       ping.stop();
       const became = lastLogTime(dp.cs.log(`gateway-${next}`), /became the active gateway/) ?? NaN;
-      firstReply.push(reply - killedAt);
+      firstReply.push(Math.round(reply - killedAt));
       routesMoved.push(Math.max(...moved) - became);
-      console.log(`  failover ${i + 1}: SIGKILL → first reply at the non-gateway pod ${reply - killedAt} ms; new gateway active → routes moved on every node ${Math.max(...moved) - became} ms`);
+      console.log(`  failover ${i + 1}: SIGKILL → first reply at the non-gateway pod ${Math.round(reply - killedAt)} ms; new gateway active → routes moved on every node ${Math.max(...moved) - became} ms`);
       execFileSync('ip', ['-n', dying.netns, 'link', 'set', 'wan0', 'up']);
       dp.gateways.set(active, await dp.cs.startGateway('c1', active === 'c1-n1' ? 0 : 1, driver));
       await dp.cs.connected('c1', next, ['c2', 'c3']);

@@ -58,10 +58,25 @@ export async function cleanupNode(runner: CommandRunner, filters: readonly Packe
   await new Tunnel(runner).cleanup();
 }
 
-/** Every key becomes one: a burst of events is one reconcile of the whole node. */
+/**
+ * Every key becomes one: a burst of events is one reconcile of the whole node. FORCE (the
+ * kernel monitors, the resync, the first sync) makes the next reconcile read and repair the
+ * OS; other keys (informer events) only when the inputs the node's routes depend on changed —
+ * the Gateway status changes with every health probe, its subnets almost never.
+ */
+const FORCE = 'force';
 class Coalescing extends WorkQueue<string> {
-  override add(_key: string): void {
+  #forced = false;
+  override add(key: string): void {
+    if (key === FORCE) this.#forced = true;
     super.add('sync');
+  }
+
+  /** Whether a FORCE came since the last call. */
+  takeForced(): boolean {
+    const f = this.#forced;
+    this.#forced = false;
+    return f;
   }
 }
 
@@ -80,6 +95,8 @@ export class RouteAgent implements Service {
   #synced = false;
   #lastStatus = '';
   #lastGateway: string | undefined;
+  /** The inputs of the last reconcile that had no error ('' after one that had). */
+  #lastInputs = '';
   #onLink = new Map<string, { onLink: boolean; via: string }>();
 
   constructor(config: RouteAgentConfig, deps: RouteAgentDeps) {
@@ -111,13 +128,13 @@ export class RouteAgent implements Service {
     this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
     const filterWatch = this.#d.filter.watch;
     this.#monitor = new ChangeMonitor([ipWatch([this.#c.table, this.#c.table + 1], TUNNEL_DEV), ...(filterWatch === undefined ? [] : [filterWatch])],
-      () => this.#queue.add('sync'), this.#d.logger);
+      () => this.#queue.add(FORCE), this.#d.logger);
     void Promise.all(Object.values(informers).map((i) => i.synced)).then(async () => {
       this.#synced = true;
-      this.#queue.add('sync');
+      this.#queue.add(FORCE);
       await this.#monitor?.start();
     }, () => {});
-    this.#resync = setInterval(() => this.#queue.add('sync'), this.#c.resyncMs);
+    this.#resync = setInterval(() => this.#queue.add(FORCE), this.#c.resyncMs);
   }
 
   /** A process stop: the routes and rules stay for the next process to adopt. */
@@ -161,6 +178,9 @@ export class RouteAgent implements Service {
     const inputs = clusterInputs(inf.lease.get(ns, this.#c.leaseName), inf.gateways.list(ns), inf.nodes.list(), inf.agents.list(ns));
     const me = inf.nodes.get('', this.#c.nodeName);
     const myIp = nodeIp(me) ?? '';
+    const forced = this.#queue.takeForced();
+    const inputsText = JSON.stringify({ inputs, myIp, podCidr: me?.spec?.podCIDR });
+    if (!forced && inputsText === this.#lastInputs) return;
     const errors: string[] = [];
     if (myIp === '') errors.push(`node ${this.#c.nodeName} has no InternalIP in its Node status`);
     if (inputs.gateway?.name !== this.#lastGateway) {
@@ -207,6 +227,7 @@ export class RouteAgent implements Service {
       modeReason: mode.reason, filter: this.#d.filter.name, desired, errors: [...(inputs.note === undefined ? [] : [inputs.note]), ...errors],
     });
     this.#d.metrics?.update(status);
+    this.#lastInputs = errors.length === 0 ? inputsText : '';
     await this.#publish(status);
   }
 

@@ -24,6 +24,20 @@ export function pinger(netns: string, to: string, from?: string): Pinger {
   return { replies, stop: () => kill(p, 'SIGKILL') };
 }
 
+/**
+ * The first reply after the outage that began at or after `since`: replies already on their way
+ * when the path broke arrive just after it and do not count. An outage is a gap of more than
+ * `gapMs` between two replies. undefined while the outage lasts (or when none happened yet).
+ */
+export function firstAfterOutage(replies: readonly number[], since: number, gapMs = 200): number | undefined {
+  for (let i = 1; i < replies.length; i++) {
+    const prev = replies[i - 1] ?? 0;
+    const t = replies[i] ?? 0;
+    if (t > since && t - Math.max(prev, since) > gapMs) return t;
+  }
+  return undefined;
+}
+
 /** Polls `fn` every `everyMs` until it returns a value, or throws after `timeoutMs`. */
 export async function until<T>(what: string, fn: () => T | undefined | Promise<T | undefined>, timeoutMs = 60_000, everyMs = 20): Promise<T> {
   const deadline = Date.now() + timeoutMs;
