@@ -1,0 +1,144 @@
+import { createHash } from 'node:crypto';
+import type { PolicyAction, PolicyPort } from '../core/broker-api/index.ts';
+import { peerMatches, type Resolved, type SourcePod } from './evaluate.ts';
+import { matches } from './selector.ts';
+
+/**
+ * compile(resolved, pods) → the node's nftables ruleset for ClusterSetNetworkPolicy (pure
+ * and deterministic: the same input gives the same text, so a reconcile with no change
+ * sends nothing to the kernel — the digest in the table's comment tells).
+ *
+ * The table `ip isthmus-policy` holds one base chain on the forward hook. Only packets
+ * whose source lies in a remote cluster's pod CIDRs (set `remote`) are looked at:
+ * traffic inside the cluster passes untouched. Replies and the rest of an admitted flow
+ * pass by conntrack (established,related). A new flow then meets the applied rules in
+ * evaluation order (evaluate.ts): each rule is one nft rule per protocol matching
+ * destination pods (a set of local pod IPs), sources (a set of remote pod IPs, keyed by
+ * identity) and ports; last, the pods of namespaces whose default is Deny are dropped.
+ * A source pod with no published identity matches only rules whose `from` is empty.
+ *
+ * Audit: every verdict rule adds the flow (source, destination, protocol, port) to a
+ * dynamic set of its own with a timeout (`auditSeconds`), so a flow appears there once
+ * per timeout however many packets it has; the agent reads the sets and logs each new
+ * element once (audit.ts). Counters on every verdict rule feed the Prometheus metrics.
+ */
+export const POLICY_TABLE = 'isthmus-policy';
+
+export interface LocalPod {
+  readonly ip: string;
+  readonly namespace: string;
+  readonly name: string;
+  readonly labels: Readonly<Record<string, string>>;
+}
+
+export interface RemotePod {
+  readonly ip: string;
+  readonly source: SourcePod;
+}
+
+export interface CompileInput {
+  readonly resolved: Resolved;
+  /** Pod CIDRs of every remote cluster (what arrives through a cable). */
+  readonly remoteCidrs: readonly string[];
+  /** This cluster's pods (destinations). */
+  readonly localPods: readonly LocalPod[];
+  /** Remote pods from the published identities (validated). */
+  readonly remotePods: readonly RemotePod[];
+  /** How long one flow stays in its audit set (default 60 s): it is logged once per this. */
+  readonly auditSeconds?: number;
+}
+
+/** What an audit set's elements mean. */
+export interface AuditTag {
+  readonly policy: string;
+  readonly rule: string;
+  readonly action: PolicyAction;
+}
+
+export interface Ruleset {
+  readonly text: string;
+  readonly digest: string;
+  /** Audit set name → the rule (or namespace default) it records. */
+  readonly audit: ReadonlyMap<string, AuditTag>;
+  readonly rules: number;
+  readonly elements: number;
+}
+
+const byIp = (a: string, b: string): number => {
+  const na = a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  const nb = b.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+  return na - nb;
+};
+
+/** Ports of one protocol as an nft set expression ("{ 80, 8000-8100 }"), or '' for every port. */
+function portExpr(ports: readonly PolicyPort[]): string {
+  if (ports.some((p) => p.port === undefined)) return '';
+  const items = ports.map((p) => (p.endPort === undefined ? String(p.port) : `${p.port}-${p.endPort}`));
+  return ` th dport { ${[...new Set(items)].join(', ')} }`;
+}
+
+const PROTO: Readonly<Record<string, string>> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+export function compile(input: CompileInput): Ruleset {
+  const sets = new Map<string, string>(); // content → name
+  const setDefs: string[] = [];
+  let elements = 0;
+  const setOf = (prefix: string, ips: readonly string[]): string => {
+    const sorted = [...new Set(ips)].sort(byIp);
+    const content = sorted.join(',');
+    const known = sets.get(content);
+    if (known !== undefined) return known;
+    const name = `${prefix}${sets.size}`;
+    sets.set(content, name);
+    elements += sorted.length;
+    setDefs.push(`  set ${name} { type ipv4_addr;${sorted.length === 0 ? '' : ` elements = { ${sorted.join(', ')} }`} }`);
+    return name;
+  };
+  const timeout = input.auditSeconds ?? 60;
+  const audit = new Map<string, AuditTag>();
+  const auditDefs: string[] = [];
+  const auditSet = (tag: AuditTag): string => {
+    const name = `audit${audit.size}`;
+    audit.set(name, tag);
+    auditDefs.push(`  set ${name} { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${timeout}s; size 65535; }`);
+    return name;
+  };
+  const record = (set: string): string => `add @${set} { ip saddr . ip daddr . meta l4proto . th dport }`;
+  const verdict = (a: PolicyAction): string => (a === 'Allow' ? 'accept' : 'drop');
+  const lines: string[] = [];
+  const { resolved } = input;
+  for (const r of resolved.rules) {
+    const dst = input.localPods.filter((p) => p.namespace === r.namespace && matches(r.appliedTo, p.labels)).map((p) => p.ip);
+    if (dst.length === 0) continue;
+    const src = r.from.length === 0 ? undefined : input.remotePods.filter((p) => peerMatches(r.from, p.source, r.namespace, resolved.clusterLabels)).map((p) => p.ip);
+    if (src !== undefined && src.length === 0) continue;
+    const d = setOf('dst', dst);
+    const s = src === undefined ? 'remote' : setOf('src', src);
+    const tag = auditSet({ policy: r.policy, rule: r.rule, action: r.action });
+    const comment = ` comment "${r.policy} ${r.rule}"`;
+    const byProto = new Map<string, PolicyPort[]>();
+    for (const p of r.ports) byProto.set(p.protocol, [...(byProto.get(p.protocol) ?? []), p]);
+    const matchers = r.ports.length === 0 ? [''] : [...byProto.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([proto, ports]) => ` meta l4proto ${PROTO[proto] ?? 'tcp'}${portExpr(ports)}`);
+    for (const m of matchers) lines.push(`    ip daddr @${d} ip saddr @${s}${m} ${record(tag)} counter ${verdict(r.action)}${comment}`);
+  }
+  const denied = input.localPods.filter((p) => resolved.denyByDefault.has(p.namespace));
+  for (const ns of [...new Set(denied.map((p) => p.namespace))].sort()) {
+    const d = setOf('dst', denied.filter((p) => p.namespace === ns).map((p) => p.ip));
+    const tag = auditSet({ policy: resolved.denyByDefault.get(ns) ?? '', rule: 'default', action: 'Deny' });
+    lines.push(`    ip daddr @${d} ${record(tag)} counter drop comment "${ns} default Deny"`);
+  }
+  const cidrs = [...new Set(input.remoteCidrs)].sort();
+  const body = [
+    `  set remote { type ipv4_addr; flags interval;${cidrs.length === 0 ? '' : ` elements = { ${cidrs.join(', ')} }`} }`,
+    ...setDefs,
+    ...auditDefs,
+    // after conntrack and before the default filter priority (kube-proxy's forward chain)
+    '  chain forward { type filter hook forward priority filter - 5; policy accept;',
+    '    ip saddr != @remote return',
+    '    ct state established,related accept',
+    ...lines,
+    '  }',
+  ].join('\n');
+  const digest = createHash('sha256').update(body).digest('hex').slice(0, 16);
+  return { text: `table ip ${POLICY_TABLE} {\n  comment "isthmus policy ${digest}"\n${body}\n}\n`, digest, audit, rules: lines.length, elements };
+}
