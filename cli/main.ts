@@ -8,6 +8,7 @@ import { gatewayCommand } from './gateway.ts';
 import { leaveCommand } from './leave.ts';
 import { mcsCommand } from './mcs.ts';
 import { exportCommand, showCommand, unexportCommand } from './mcs-verbs.ts';
+import { policyCommand } from './policy.ts';
 import { routeAgentCommand } from './route-agent.ts';
 import { sandboxCommand } from './sandbox.ts';
 
@@ -17,7 +18,7 @@ import { sandboxCommand } from './sandbox.ts';
  */
 function registry(): Map<string, Command> {
   const commands: Command[] = [
-    certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand,
+    certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, policyCommand, sandboxCommand,
   ];
   return new Map(commands.map((c) => [c.name, c]));
 }

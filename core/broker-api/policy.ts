@@ -214,7 +214,7 @@ function action(v: unknown, field: string, def?: PolicyAction): PolicyAction {
 }
 
 function rule(v: unknown, i: number): IngressRule {
-  const field = `ingress[${i}]`;
+  const field = `spec.ingress[${i}]`;
   const o = obj(v, field);
   unknownKeys(o, ['name', 'priority', 'action', 'from', 'ports'], field);
   const name = o['name'] ?? `rule-${i}`;
