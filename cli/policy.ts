@@ -1,21 +1,91 @@
+import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { ErrorCodes, IsthmusError, messageOf } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, int, messageOf, optionalStr, str, validateConfig } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
-import { applyPolicies, parsePodRef, policiesOfManifest, testFlow } from '../policy/ops.ts';
-import { opt, parseArgs, usageError } from './args.ts';
+import { AuditLog, NftPolicyTable, PolicyAgent, PolicyController, PolicyMetrics, applyPolicies, parsePodRef, policiesOfManifest, testFlow } from '../policy/index.ts';
+import { brokerClientFromDir } from './broker-client.ts';
+import { opt, optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 
 const USAGE = [
   'isthmus policy test --from CLUSTER/NS/POD --to CLUSTER/NS/POD:PORT [--protocol TCP|UDP|SCTP] [--kubeconfig F]',
   '       (contexts of the kubeconfig named after the member clusters; exit 0 allowed, 1 denied)',
   'isthmus policy apply -f FILE [-n NAMESPACE] [--context C] [--kubeconfig F]',
+  'isthmus policy controller --cluster ID --broker HOST:PORT --broker-tls-dir DIR [options]   (--help for all)',
+  'isthmus policy agent --cluster ID [options]   (--help for all)',
 ].join('\n');
+
+const common = {
+  cluster: str('this cluster\'s id (default: $CLUSTER_ID)', process.env['CLUSTER_ID'] || undefined),
+  namespace: str('namespace of the mirrored policy state (default isthmus-system)', 'isthmus-system'),
+  resyncMs: int('ms between full reconciles (default 5000)', 5000, 200, 600_000),
+  metrics: optionalStr('host:port to serve Prometheus metrics at /metrics and probes at /healthz, /readyz (default off)'),
+  kubeconfig: optionalStr('kubeconfig (default: in-cluster, $KUBECONFIG, ~/.kube/config)'),
+  context: optionalStr('kubeconfig context'),
+};
+const controllerSchema = {
+  ...common,
+  broker: str('host:port of the broker'),
+  brokerTlsDir: str('directory with this cluster\'s broker certificate (tls.crt, tls.key, ca.crt)'),
+};
+const agentSchema = {
+  ...common,
+  auditLog: optionalStr('file the audit log is appended to, one JSON line per flow (default: stdout)'),
+  auditMs: int('ms between reads of the audit sets (default 1000)', 1000, 100, 60_000),
+  auditSeconds: int('a flow is logged once per this many seconds (default 60)', 60, 1, 86_400),
+  auditRate: int('audit lines per second at most; more are counted, not written (default 100)', 100, 1, 100_000),
+  cleanup: bool('remove the node\'s policy table, then exit (default false)', false),
+};
+
+async function runController(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, new Set(['help']));
+  if (args.options.has('help')) {
+    process.stdout.write(optionsHelp('isthmus policy controller [options]', controllerSchema));
+    return 0;
+  }
+  const cfg = validateConfig(controllerSchema, optionRecord(args), 'policy controller options');
+  const logger = createLogger({ component: 'policy-controller', cluster: cfg.cluster });
+  const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+  const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);
+  const controller = new PolicyController({ cluster: cfg.cluster, namespace: cfg.namespace, resyncMs: cfg.resyncMs }, { kubeConfig, broker, logger });
+  const services = cfg.metrics === undefined ? [controller] : [new MetricsServer(new PolicyMetrics().registry, cfg.metrics, async () => controller.ready), controller];
+  await new Lifecycle(services, logger).runUntilSignal();
+  broker.close();
+  return 0;
+}
+
+async function runAgent(argv: readonly string[]): Promise<number> {
+  const args = parseArgs(argv, new Set(['cleanup', 'help']));
+  if (args.options.has('help')) {
+    process.stdout.write(optionsHelp('isthmus policy agent [options]', agentSchema));
+    return 0;
+  }
+  const cfg = validateConfig(agentSchema, optionRecord(args), 'policy agent options');
+  const logger = createLogger({ component: 'policy-agent', cluster: cfg.cluster });
+  const table = new NftPolicyTable(new SystemRunner());
+  if (cfg.cleanup) {
+    await table.cleanup();
+    logger.info('removed the node\'s policy table');
+    return 0;
+  }
+  const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+  const out = cfg.auditLog === undefined ? undefined : createWriteStream(cfg.auditLog, { flags: 'a' });
+  const metrics = new PolicyMetrics();
+  const audit = new AuditLog({ write: (line) => (out ?? process.stdout).write(`${line}\n`), maxPerSecond: cfg.auditRate, onFlow: (t) => metrics.flow(t) });
+  const agent = new PolicyAgent({ cluster: cfg.cluster, namespace: cfg.namespace, resyncMs: cfg.resyncMs, auditMs: cfg.auditMs, auditSeconds: cfg.auditSeconds }, { kubeConfig, table, audit, logger, metrics });
+  const services = cfg.metrics === undefined ? [agent] : [new MetricsServer(metrics.registry, cfg.metrics, async () => agent.ready), agent];
+  await new Lifecycle(services, logger).runUntilSignal();
+  out?.end();
+  return 0;
+}
 
 /** `isthmus policy test|apply`: ClusterSetNetworkPolicy from the command line (logic in policy/ops.ts). */
 export const policyCommand: Command = {
   name: 'policy',
-  summary: 'ClusterSetNetworkPolicy: test what a cross-cluster flow meets, apply policies',
+  summary: 'ClusterSetNetworkPolicy: test a cross-cluster flow, apply policies, run the controller or the node agent',
   async run(argv) {
+    if (argv[0] === 'controller') return runController(argv.slice(1));
+    if (argv[0] === 'agent') return runAgent(argv.slice(1));
     const args = parseArgs(argv, new Set(['help']));
     const verb = args.positionals[0];
     if (args.options.has('help') || verb === undefined) {

@@ -1,0 +1,152 @@
+import { CoreV1Api, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
+import { WorkQueue, messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
+import { createInformer, type CachedInformer } from '../core/k8s.ts';
+import { AuditLog } from './audit.ts';
+import { compile, type LocalPod, type Ruleset } from './compile.ts';
+import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
+import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
+import type { PolicyMetrics } from './metrics.ts';
+import type { NftPolicyTable } from './nft.ts';
+import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike } from './state.ts';
+
+/**
+ * The policy agent: one per node (a container in the route agent's pod). It reads the
+ * clusterset's policy state that the controller mirrors into its namespace (state.ts;
+ * validated again here), this cluster's pods and namespaces, compiles the node's ruleset
+ * (compile.ts) and applies it (NftPolicyTable, idempotent); every `auditMs` it reads the
+ * audit sets and writes the audit log (audit.ts).
+ *
+ * Invariants: nothing is applied before every informer has synced (a restarted agent
+ * adopts the table in the kernel when the digest matches); stop() leaves the table as it
+ * is — enforcement keeps its last state while the agent, the controller or the broker is
+ * away; only `isthmus policy agent --cleanup` removes it.
+ */
+export interface PolicyAgentConfig {
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly resyncMs: number;
+  readonly auditMs: number;
+  readonly auditSeconds: number;
+}
+
+export interface PolicyAgentDeps {
+  readonly kubeConfig: KubeConfig;
+  readonly table: NftPolicyTable;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+  readonly metrics?: PolicyMetrics;
+  readonly clock?: Clock;
+}
+
+class Coalescing extends WorkQueue<string> {
+  override add(_key: string): void {
+    super.add('sync');
+  }
+}
+
+const asList = <T extends KubernetesObject>(o: unknown): KubernetesListObject<T> => o as KubernetesListObject<T>;
+
+export class PolicyAgent implements Service {
+  readonly name = 'policy-agent';
+  readonly #c: PolicyAgentConfig;
+  readonly #d: PolicyAgentDeps;
+  readonly #clock: Clock;
+  readonly #queue = new Coalescing({ backoff: { baseMs: 200, maxMs: 5000 } });
+  #informers: { configMaps: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject> } | undefined;
+  #working: Promise<void> | undefined;
+  #timers: ReturnType<typeof setInterval>[] = [];
+  #synced = false;
+  #ruleset: Ruleset | undefined;
+  #lookups: { remote: Map<string, SourcePod>; local: Map<string, LocalPod> } = { remote: new Map(), local: new Map() };
+  #lastProblems = '';
+  #auditing = false;
+
+  constructor(config: PolicyAgentConfig, deps: PolicyAgentDeps) {
+    this.#c = config;
+    this.#d = deps;
+    this.#clock = deps.clock ?? systemClock;
+  }
+
+  get ready(): boolean {
+    return this.#synced;
+  }
+
+  async start(): Promise<void> {
+    await this.#d.table.preflight();
+    const kc = this.#d.kubeConfig;
+    const core = kc.makeApiClient(CoreV1Api);
+    const ns = this.#c.namespace;
+    const common = { kubeConfig: kc, queue: this.#queue, logger: this.#d.logger, clock: this.#clock };
+    const informers = {
+      configMaps: createInformer<KubernetesObject>({
+        ...common, name: 'configmaps', path: `/api/v1/namespaces/${ns}/configmaps`, labelSelector: STATE_LABEL,
+        list: async () => asList(await core.listNamespacedConfigMap({ namespace: ns, labelSelector: STATE_LABEL })),
+      }),
+      pods: createInformer<KubernetesObject>({ ...common, name: 'pods', path: '/api/v1/pods', list: async () => asList(await core.listPodForAllNamespaces()) }),
+      namespaces: createInformer<KubernetesObject>({ ...common, name: 'namespaces', path: '/api/v1/namespaces', list: async () => asList(await core.listNamespace()) }),
+    };
+    this.#informers = informers;
+    for (const i of Object.values(informers)) await i.start();
+    this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
+    void Promise.all(Object.values(informers).map((i) => i.synced)).then(() => {
+      this.#synced = true;
+      this.#queue.add('sync');
+    }, () => {});
+    this.#timers.push(setInterval(() => this.#queue.add('sync'), this.#c.resyncMs));
+    this.#timers.push(setInterval(() => void this.#audit(), this.#c.auditMs));
+  }
+
+  async stop(): Promise<void> {
+    for (const t of this.#timers) clearInterval(t);
+    for (const i of Object.values(this.#informers ?? {})) await i.stop();
+    this.#queue.shutDown();
+    await this.#working;
+  }
+
+  async #reconcile(): Promise<void> {
+    const inf = this.#informers;
+    if (!this.#synced || inf === undefined) return;
+    const started = this.#clock.now();
+    const own = this.#c.cluster;
+    const state = readState(own, inf.configMaps.cache.list() as ConfigMapLike[]);
+    const problems = state.problems.join('\n');
+    if (problems !== this.#lastProblems) {
+      for (const p of state.problems) this.#d.logger.warn({ problem: p }, 'policy state record refused');
+      this.#lastProblems = problems;
+    }
+    const namespaces = (inf.namespaces.cache.list() as NamespaceLike[]).map((n) => {
+      const authors = n.metadata?.annotations?.[AUTHORS_ANNOTATION];
+      return { name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {}, authors: authors?.split(',').map((s) => s.trim()).filter((s) => s !== '') };
+    });
+    const resolved = resolve({ cluster: own, clusterLabels: new Map(state.clusters.map((c) => [c.cluster_id, c.labels])), namespaces, policies: state.policies });
+    const localPods: LocalPod[] = (inf.pods.cache.list() as PodLike[]).filter(live).flatMap((p) => podIps(p).map((ip) => ({
+      ip, namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', labels: p.metadata?.labels ?? {},
+    })));
+    const ruleset = compile({ resolved, remoteCidrs: remoteCidrs(own, state.clusters), localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });
+    try {
+      const changed = await this.#d.table.set(ruleset);
+      this.#ruleset = ruleset;
+      this.#lookups = { remote: new Map(state.remotePods.map((p) => [p.ip, p.source])), local: new Map(localPods.map((p) => [p.ip, p])) };
+      this.#d.metrics?.applied('ok', (this.#clock.now() - started) / 1000, ruleset.rules, ruleset.elements, state.problems.length);
+      if (changed) this.#d.logger.info({ digest: ruleset.digest, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length }, 'policy ruleset applied');
+    } catch (err) {
+      this.#d.metrics?.applied('failed', 0, ruleset.rules, ruleset.elements, state.problems.length);
+      throw err; // the queue retries with backoff
+    }
+  }
+
+  async #audit(): Promise<void> {
+    const r = this.#ruleset;
+    if (r === undefined || this.#auditing) return;
+    this.#auditing = true;
+    try {
+      const before = this.#d.audit.suppressed;
+      this.#d.audit.observe(await this.#d.table.readAudit(r.audit.keys()), r.audit, this.#lookups.remote, this.#lookups.local);
+      this.#d.metrics?.suppressed(this.#d.audit.suppressed - before);
+    } catch (err) {
+      this.#d.logger.warn({ err: messageOf(err) }, 'audit sets not read');
+    } finally {
+      this.#auditing = false;
+    }
+  }
+}
