@@ -12,7 +12,7 @@ const USAGE = [
   '       (contexts of the kubeconfig named after the member clusters; exit 0 allowed, 1 denied)',
   'isthmus policy apply -f FILE [-n NAMESPACE] [--context C] [--kubeconfig F]',
   'isthmus policy controller --cluster ID --broker HOST:PORT --broker-tls-dir DIR [options]   (--help for all)',
-  'isthmus policy agent --cluster ID [options]   (--help for all)',
+  'isthmus policy agent --cluster ID --node NAME [options]   (--help for all)',
 ].join('\n');
 
 const common = {
@@ -30,6 +30,7 @@ const controllerSchema = {
 };
 const agentSchema = {
   ...common,
+  node: str('this node\'s name: its pods are the destinations it governs (default: $NODE_NAME)', process.env['NODE_NAME'] || undefined),
   auditLog: optionalStr('file the audit log is appended to, one JSON line per flow (default: stdout)'),
   auditMs: int('ms between reads of the audit sets (default 1000)', 1000, 100, 60_000),
   auditSeconds: int('a flow is logged once per this many seconds (default 60)', 60, 1, 86_400),
@@ -61,7 +62,7 @@ async function runAgent(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const cfg = validateConfig(agentSchema, optionRecord(args), 'policy agent options');
-  const logger = createLogger({ component: 'policy-agent', cluster: cfg.cluster });
+  const logger = createLogger({ component: 'policy-agent', cluster: cfg.cluster }).child({ node: cfg.node });
   const table = new NftPolicyTable(new SystemRunner());
   if (cfg.cleanup) {
     await table.cleanup();
@@ -72,7 +73,7 @@ async function runAgent(argv: readonly string[]): Promise<number> {
   const out = cfg.auditLog === undefined ? undefined : createWriteStream(cfg.auditLog, { flags: 'a' });
   const metrics = new PolicyMetrics();
   const audit = new AuditLog({ write: (line) => (out ?? process.stdout).write(`${line}\n`), maxPerSecond: cfg.auditRate, onFlow: (t) => metrics.flow(t) });
-  const agent = new PolicyAgent({ cluster: cfg.cluster, namespace: cfg.namespace, resyncMs: cfg.resyncMs, auditMs: cfg.auditMs, auditSeconds: cfg.auditSeconds }, { kubeConfig, table, audit, logger, metrics });
+  const agent = new PolicyAgent({ cluster: cfg.cluster, nodeName: cfg.node, namespace: cfg.namespace, resyncMs: cfg.resyncMs, auditMs: cfg.auditMs, auditSeconds: cfg.auditSeconds }, { kubeConfig, table, audit, logger, metrics });
   const services = cfg.metrics === undefined ? [agent] : [new MetricsServer(metrics.registry, cfg.metrics, async () => agent.ready), agent];
   await new Lifecycle(services, logger).runUntilSignal();
   out?.end();

@@ -10,7 +10,9 @@ import type { NftPolicyTable } from './nft.ts';
 import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike } from './state.ts';
 
 /**
- * The policy agent: one per node (a container in the route agent's pod). It reads the
+ * The policy agent: one per node (a container in the route agent's pod). It governs the
+ * flows that end in this node's pods (a gateway node forwards the others untouched to the
+ * node that governs them, so each flow is enforced and audited once). It reads the
  * clusterset's policy state that the controller mirrors into its namespace (state.ts;
  * validated again here), this cluster's pods and namespaces, compiles the node's ruleset
  * (compile.ts) and applies it (NftPolicyTable, idempotent); every `auditMs` it reads the
@@ -23,6 +25,8 @@ import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike } from './state
  */
 export interface PolicyAgentConfig {
   readonly cluster: string;
+  /** This node: only its pods are destinations here (each flow is enforced and logged once, where it ends). */
+  readonly nodeName: string;
   readonly namespace: string;
   readonly resyncMs: number;
   readonly auditMs: number;
@@ -119,7 +123,7 @@ export class PolicyAgent implements Service {
       return { name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {}, authors: authors?.split(',').map((s) => s.trim()).filter((s) => s !== '') };
     });
     const resolved = resolve({ cluster: own, clusterLabels: new Map(state.clusters.map((c) => [c.cluster_id, c.labels])), namespaces, policies: state.policies });
-    const localPods: LocalPod[] = (inf.pods.cache.list() as PodLike[]).filter(live).flatMap((p) => podIps(p).map((ip) => ({
+    const localPods: LocalPod[] = (inf.pods.cache.list() as PodLike[]).filter((p) => live(p) && p.spec?.nodeName === this.#c.nodeName).flatMap((p) => podIps(p).map((ip) => ({
       ip, namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', labels: p.metadata?.labels ?? {},
     })));
     const ruleset = compile({ resolved, remoteCidrs: remoteCidrs(own, state.clusters), localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });

@@ -64,11 +64,31 @@ export interface Ruleset {
   readonly elements: number;
 }
 
-const byIp = (a: string, b: string): number => {
-  const na = a.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-  const nb = b.split('.').reduce((n, o) => n * 256 + Number(o), 0);
-  return na - nb;
-};
+const ipNumber = (ip: string): number => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
+
+/** IPv4 addresses in numeric order, each once. */
+function sortIps(ips: readonly string[]): string[] {
+  return [...new Set(ips)].map((ip) => [ipNumber(ip), ip] as const).sort((a, b) => a[0] - b[0]).map(([, ip]) => ip);
+}
+
+interface SourceGroup {
+  readonly index: number;
+  readonly source: SourcePod;
+  readonly ips: string[];
+}
+
+/** Remote pods grouped by what a peer can match on (cluster, namespace and its labels, pod labels): each group is matched once. */
+function groupSources(pods: readonly RemotePod[]): SourceGroup[] {
+  const groups = new Map<string, SourceGroup>();
+  for (const p of pods) {
+    const s = p.source;
+    const key = `${s.cluster}\0${s.namespace}\0${JSON.stringify(s.namespaceLabels)}\0${JSON.stringify(s.labels)}`;
+    const g = groups.get(key);
+    if (g === undefined) groups.set(key, { index: groups.size, source: s, ips: [p.ip] });
+    else g.ips.push(p.ip);
+  }
+  return [...groups.values()];
+}
 
 /** Ports of one protocol as an nft set expression ("{ 80, 8000-8100 }"), or '' for every port. */
 function portExpr(ports: readonly PolicyPort[]): string {
@@ -84,7 +104,7 @@ export function compile(input: CompileInput): Ruleset {
   const setDefs: string[] = [];
   let elements = 0;
   const setOf = (prefix: string, ips: readonly string[]): string => {
-    const sorted = [...new Set(ips)].sort(byIp);
+    const sorted = sortIps(ips);
     const content = sorted.join(',');
     const known = sets.get(content);
     if (known !== undefined) return known;
@@ -107,13 +127,21 @@ export function compile(input: CompileInput): Ruleset {
   const verdict = (a: PolicyAction): string => (a === 'Allow' ? 'accept' : 'drop');
   const lines: string[] = [];
   const { resolved } = input;
+  const sources = groupSources(input.remotePods);
+  const bySources = new Map<string, string>();
   for (const r of resolved.rules) {
     const dst = input.localPods.filter((p) => p.namespace === r.namespace && matches(r.appliedTo, p.labels)).map((p) => p.ip);
     if (dst.length === 0) continue;
-    const src = r.from.length === 0 ? undefined : input.remotePods.filter((p) => peerMatches(r.from, p.source, r.namespace, resolved.clusterLabels)).map((p) => p.ip);
-    if (src !== undefined && src.length === 0) continue;
+    const matched = r.from.length === 0 ? undefined : sources.filter((g) => peerMatches(r.from, g.source, r.namespace, resolved.clusterLabels));
+    if (matched !== undefined && matched.length === 0) continue;
     const d = setOf('dst', dst);
-    const s = src === undefined ? 'remote' : setOf('src', src);
+    let s = 'remote';
+    if (matched !== undefined) {
+      // rules that match the same groups share one set, built once
+      const key = matched.map((g) => g.index).join(',');
+      s = bySources.get(key) ?? setOf('src', matched.flatMap((g) => g.ips));
+      bySources.set(key, s);
+    }
     const tag = auditSet({ policy: r.policy, rule: r.rule, action: r.action });
     const comment = ` comment "${r.policy} ${r.rule}"`;
     const byProto = new Map<string, PolicyPort[]>();

@@ -9,7 +9,7 @@ import type { IdentitySet } from '../core/broker-api/index.ts';
  */
 export interface PodLike {
   metadata?: { name?: string; namespace?: string; labels?: Record<string, string> };
-  spec?: { hostNetwork?: boolean };
+  spec?: { hostNetwork?: boolean; nodeName?: string };
   status?: { podIP?: string; podIPs?: { ip?: string }[]; phase?: string };
 }
 
