@@ -1,8 +1,8 @@
 import { createWriteStream } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { ErrorCodes, IsthmusError, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, int, messageOf, optionalStr, str, validateConfig } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, int, messageOf, oneOf, optionalStr, str, validateConfig } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
-import { AuditLog, NftPolicyTable, PolicyAgent, PolicyController, PolicyMetrics, applyPolicies, parsePodRef, policiesOfManifest, testFlow } from '../policy/index.ts';
+import { AuditLog, IptablesPolicyTable, NftPolicyTable, choosePolicyTable, PolicyAgent, PolicyController, PolicyMetrics, applyPolicies, parsePodRef, policiesOfManifest, testFlow } from '../policy/index.ts';
 import { brokerClientFromDir } from './broker-client.ts';
 import { opt, optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
@@ -35,7 +35,8 @@ const agentSchema = {
   auditMs: int('ms between reads of the audit sets (default 1000)', 1000, 100, 60_000),
   auditSeconds: int('a flow is logged once per this many seconds (default 60)', 60, 1, 86_400),
   auditRate: int('audit lines per second at most; more are counted, not written (default 100)', 100, 1, 100_000),
-  cleanup: bool('remove the node\'s policy table, then exit (default false)', false),
+  filter: oneOf('packet filter: nftables, iptables (with ipset), auto (default: nftables when it works)', ['auto', 'nftables', 'iptables'] as const, 'auto'),
+  cleanup: bool('remove the node\'s policy table (both backends\'), then exit (default false)', false),
 };
 
 async function runController(argv: readonly string[]): Promise<number> {
@@ -63,12 +64,15 @@ async function runAgent(argv: readonly string[]): Promise<number> {
   }
   const cfg = validateConfig(agentSchema, optionRecord(args), 'policy agent options');
   const logger = createLogger({ component: 'policy-agent', cluster: cfg.cluster }).child({ node: cfg.node });
-  const table = new NftPolicyTable(new SystemRunner());
+  const runner = new SystemRunner();
+  const nft = new NftPolicyTable(runner);
+  const ipt = new IptablesPolicyTable(runner);
   if (cfg.cleanup) {
-    await table.cleanup();
-    logger.info('removed the node\'s policy table');
+    for (const t of cfg.filter === 'auto' ? [nft, ipt] : [cfg.filter === 'nftables' ? nft : ipt]) await t.cleanup();
+    logger.info('removed the node\'s policy rules');
     return 0;
   }
+  const table = await choosePolicyTable(cfg.filter, nft, ipt);
   const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
   const out = cfg.auditLog === undefined ? undefined : createWriteStream(cfg.auditLog, { flags: 'a' });
   const metrics = new PolicyMetrics();

@@ -1,12 +1,12 @@
-import { CoreV1Api, type KubeConfig, type KubernetesListObject, type KubernetesObject } from '@kubernetes/client-node';
-import { WorkQueue, messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
-import { createInformer, type CachedInformer } from '../core/k8s.ts';
+import { CoreV1Api, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
+import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
 import { AuditLog } from './audit.ts';
 import { compile, type LocalPod, type Ruleset } from './compile.ts';
 import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
 import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
 import type { PolicyMetrics } from './metrics.ts';
-import type { NftPolicyTable } from './nft.ts';
+import type { PolicyTable } from './table.ts';
 import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike } from './state.ts';
 
 /**
@@ -35,31 +35,22 @@ export interface PolicyAgentConfig {
 
 export interface PolicyAgentDeps {
   readonly kubeConfig: KubeConfig;
-  readonly table: NftPolicyTable;
+  readonly table: PolicyTable;
   readonly audit: AuditLog;
   readonly logger: Logger;
   readonly metrics?: PolicyMetrics;
   readonly clock?: Clock;
 }
 
-class Coalescing extends WorkQueue<string> {
-  override add(_key: string): void {
-    super.add('sync');
-  }
-}
-
-const asList = <T extends KubernetesObject>(o: unknown): KubernetesListObject<T> => o as KubernetesListObject<T>;
-
 export class PolicyAgent implements Service {
   readonly name = 'policy-agent';
   readonly #c: PolicyAgentConfig;
   readonly #d: PolicyAgentDeps;
   readonly #clock: Clock;
-  readonly #queue = new Coalescing({ backoff: { baseMs: 200, maxMs: 5000 } });
+  readonly #queue = new CoalescingQueue({ backoff: { baseMs: 200, maxMs: 5000 } });
   #informers: { configMaps: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject> } | undefined;
-  #working: Promise<void> | undefined;
-  #timers: ReturnType<typeof setInterval>[] = [];
-  #synced = false;
+  #loop: SyncLoop | undefined;
+  #auditTimer: ReturnType<typeof setInterval> | undefined;
   #ruleset: Ruleset | undefined;
   #lookups: { remote: Map<string, SourcePod>; local: Map<string, LocalPod> } = { remote: new Map(), local: new Map() };
   #lastProblems = '';
@@ -72,7 +63,7 @@ export class PolicyAgent implements Service {
   }
 
   get ready(): boolean {
-    return this.#synced;
+    return this.#loop?.synced() ?? false;
   }
 
   async start(): Promise<void> {
@@ -90,26 +81,18 @@ export class PolicyAgent implements Service {
       namespaces: createInformer<KubernetesObject>({ ...common, name: 'namespaces', path: '/api/v1/namespaces', list: async () => asList(await core.listNamespace()) }),
     };
     this.#informers = informers;
-    for (const i of Object.values(informers)) await i.start();
-    this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
-    void Promise.all(Object.values(informers).map((i) => i.synced)).then(() => {
-      this.#synced = true;
-      this.#queue.add('sync');
-    }, () => {});
-    this.#timers.push(setInterval(() => this.#queue.add('sync'), this.#c.resyncMs));
-    this.#timers.push(setInterval(() => void this.#audit(), this.#c.auditMs));
+    this.#loop = await startSyncLoop(this.#queue, Object.values(informers), () => this.#reconcile(), { logger: this.#d.logger, resyncMs: this.#c.resyncMs });
+    this.#auditTimer = setInterval(() => void this.#audit(), this.#c.auditMs);
   }
 
   async stop(): Promise<void> {
-    for (const t of this.#timers) clearInterval(t);
-    for (const i of Object.values(this.#informers ?? {})) await i.stop();
-    this.#queue.shutDown();
-    await this.#working;
+    if (this.#auditTimer !== undefined) clearInterval(this.#auditTimer);
+    await this.#loop?.stop();
   }
 
   async #reconcile(): Promise<void> {
     const inf = this.#informers;
-    if (!this.#synced || inf === undefined) return;
+    if (inf === undefined) return;
     const started = this.#clock.now();
     const own = this.#c.cluster;
     const state = readState(own, inf.configMaps.cache.list() as ConfigMapLike[]);

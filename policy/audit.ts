@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../core/index.ts';
 import type { AuditTag, LocalPod } from './compile.ts';
 import type { SourcePod } from './evaluate.ts';
-import type { AuditElement } from './nft.ts';
+import type { AuditElement } from './table.ts';
 
 /**
  * The audit log of cross-cluster flows: one JSON line per flow that a policy allowed or

@@ -62,6 +62,8 @@ export interface Ruleset {
   readonly audit: ReadonlyMap<string, AuditTag>;
   readonly rules: number;
   readonly elements: number;
+  /** The same rules for another backend (iptables + ipset). */
+  readonly plan: Plan;
 }
 
 const ipNumber = (ip: string): number => ip.split('.').reduce((n, o) => n * 256 + Number(o), 0);
@@ -90,18 +92,54 @@ function groupSources(pods: readonly RemotePod[]): SourceGroup[] {
   return [...groups.values()];
 }
 
-/** Ports of one protocol as an nft set expression ("{ 80, 8000-8100 }"), or '' for every port. */
-function portExpr(ports: readonly PolicyPort[]): string {
-  if (ports.some((p) => p.port === undefined)) return '';
-  const items = ports.map((p) => (p.endPort === undefined ? String(p.port) : `${p.port}-${p.endPort}`));
-  return ` th dport { ${[...new Set(items)].join(', ')} }`;
+/** One verdict rule of the plan: destinations, sources, protocol and ports, action, audit set. */
+export interface PlanRule {
+  readonly dst: string;
+  /** A source set name, or 'remote' (every remote address). */
+  readonly src: string;
+  readonly protocol: 'tcp' | 'udp' | 'sctp' | undefined;
+  /** "8080" or "8000-8100"; empty: every port. */
+  readonly ports: readonly string[];
+  readonly action: PolicyAction;
+  readonly audit: string;
+  readonly comment: string;
 }
 
-const PROTO: Readonly<Record<string, string>> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+/** What both backends render: the sets (IPs in numeric order) and the rules in evaluation order. */
+export interface Plan {
+  readonly remoteCidrs: readonly string[];
+  readonly sets: readonly { readonly name: string; readonly ips: readonly string[] }[];
+  readonly audits: readonly string[];
+  readonly rules: readonly PlanRule[];
+  readonly auditSeconds: number;
+}
+
+const PROTO: Readonly<Record<string, 'tcp' | 'udp' | 'sctp'>> = { TCP: 'tcp', UDP: 'udp', SCTP: 'sctp' };
+
+/** The nftables body of a plan (pure). */
+function nftBody(plan: Plan): string {
+  const record = (set: string): string => `add @${set} { ip saddr . ip daddr . meta l4proto . th dport }`;
+  const lines = plan.rules.map((r) => {
+    const src = r.src === '' ? '' : ` ip saddr @${r.src}`;
+    const proto = r.protocol === undefined ? '' : ` meta l4proto ${r.protocol}${r.ports.length === 0 ? '' : ` th dport { ${r.ports.join(', ')} }`}`;
+    return `    ip daddr @${r.dst}${src}${proto} ${record(r.audit)} counter ${r.action === 'Allow' ? 'accept' : 'drop'} comment "${r.comment}"`;
+  });
+  return [
+    `  set remote { type ipv4_addr; flags interval;${plan.remoteCidrs.length === 0 ? '' : ` elements = { ${plan.remoteCidrs.join(', ')} }`} }`,
+    ...plan.sets.map((x) => `  set ${x.name} { type ipv4_addr;${x.ips.length === 0 ? '' : ` elements = { ${x.ips.join(', ')} }`} }`),
+    ...plan.audits.map((a) => `  set ${a} { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${plan.auditSeconds}s; size 65535; }`),
+    // after conntrack and before the default filter priority (kube-proxy's forward chain)
+    '  chain forward { type filter hook forward priority filter - 5; policy accept;',
+    '    ip saddr != @remote return',
+    '    ct state established,related accept',
+    ...lines,
+    '  }',
+  ].join('\n');
+}
 
 export function compile(input: CompileInput): Ruleset {
   const sets = new Map<string, string>(); // content → name
-  const setDefs: string[] = [];
+  const setList: { name: string; ips: string[] }[] = [];
   let elements = 0;
   const setOf = (prefix: string, ips: readonly string[]): string => {
     const sorted = sortIps(ips);
@@ -111,21 +149,16 @@ export function compile(input: CompileInput): Ruleset {
     const name = `${prefix}${sets.size}`;
     sets.set(content, name);
     elements += sorted.length;
-    setDefs.push(`  set ${name} { type ipv4_addr;${sorted.length === 0 ? '' : ` elements = { ${sorted.join(', ')} }`} }`);
+    setList.push({ name, ips: sorted });
     return name;
   };
-  const timeout = input.auditSeconds ?? 60;
   const audit = new Map<string, AuditTag>();
-  const auditDefs: string[] = [];
   const auditSet = (tag: AuditTag): string => {
     const name = `audit${audit.size}`;
     audit.set(name, tag);
-    auditDefs.push(`  set ${name} { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${timeout}s; size 65535; }`);
     return name;
   };
-  const record = (set: string): string => `add @${set} { ip saddr . ip daddr . meta l4proto . th dport }`;
-  const verdict = (a: PolicyAction): string => (a === 'Allow' ? 'accept' : 'drop');
-  const lines: string[] = [];
+  const rules: PlanRule[] = [];
   const { resolved } = input;
   const sources = groupSources(input.remotePods);
   const bySources = new Map<string, string>();
@@ -143,30 +176,23 @@ export function compile(input: CompileInput): Ruleset {
       bySources.set(key, s);
     }
     const tag = auditSet({ policy: r.policy, rule: r.rule, action: r.action });
-    const comment = ` comment "${r.policy} ${r.rule}"`;
     const byProto = new Map<string, PolicyPort[]>();
     for (const p of r.ports) byProto.set(p.protocol, [...(byProto.get(p.protocol) ?? []), p]);
-    const matchers = r.ports.length === 0 ? [''] : [...byProto.entries()].sort(([a], [b]) => (a < b ? -1 : 1)).map(([proto, ports]) => ` meta l4proto ${PROTO[proto] ?? 'tcp'}${portExpr(ports)}`);
-    for (const m of matchers) lines.push(`    ip daddr @${d} ip saddr @${s}${m} ${record(tag)} counter ${verdict(r.action)}${comment}`);
+    const base = { dst: d, src: s, action: r.action, audit: tag, comment: `${r.policy} ${r.rule}` };
+    if (r.ports.length === 0) rules.push({ ...base, protocol: undefined, ports: [] });
+    for (const [proto, ports] of [...byProto.entries()].sort(([a], [b]) => (a < b ? -1 : 1))) {
+      const all = ports.some((p) => p.port === undefined);
+      rules.push({ ...base, protocol: PROTO[proto] ?? 'tcp', ports: all ? [] : [...new Set(ports.map((p) => (p.endPort === undefined ? String(p.port) : `${p.port}-${p.endPort}`)))] });
+    }
   }
   const denied = input.localPods.filter((p) => resolved.denyByDefault.has(p.namespace));
   for (const ns of [...new Set(denied.map((p) => p.namespace))].sort()) {
     const d = setOf('dst', denied.filter((p) => p.namespace === ns).map((p) => p.ip));
     const tag = auditSet({ policy: resolved.denyByDefault.get(ns) ?? '', rule: 'default', action: 'Deny' });
-    lines.push(`    ip daddr @${d} ${record(tag)} counter drop comment "${ns} default Deny"`);
+    rules.push({ dst: d, src: '', protocol: undefined, ports: [], action: 'Deny', audit: tag, comment: `${ns} default Deny` });
   }
-  const cidrs = [...new Set(input.remoteCidrs)].sort();
-  const body = [
-    `  set remote { type ipv4_addr; flags interval;${cidrs.length === 0 ? '' : ` elements = { ${cidrs.join(', ')} }`} }`,
-    ...setDefs,
-    ...auditDefs,
-    // after conntrack and before the default filter priority (kube-proxy's forward chain)
-    '  chain forward { type filter hook forward priority filter - 5; policy accept;',
-    '    ip saddr != @remote return',
-    '    ct state established,related accept',
-    ...lines,
-    '  }',
-  ].join('\n');
+  const plan: Plan = { remoteCidrs: [...new Set(input.remoteCidrs)].sort(), sets: setList, audits: [...audit.keys()], rules, auditSeconds: input.auditSeconds ?? 60 };
+  const body = nftBody(plan);
   const digest = createHash('sha256').update(body).digest('hex').slice(0, 16);
-  return { text: `table ip ${POLICY_TABLE} {\n  comment "isthmus policy ${digest}"\n${body}\n}\n`, digest, audit, rules: lines.length, elements };
+  return { text: `table ip ${POLICY_TABLE} {\n  comment "isthmus policy ${digest}"\n${body}\n}\n`, digest, audit, rules: rules.length, elements, plan };
 }

@@ -1,6 +1,6 @@
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesListObject, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
-import { WorkQueue, messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
-import { createInformer, type CachedInformer } from '../core/k8s.ts';
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
+import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
+import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
 import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
 import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
 import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
@@ -38,27 +38,18 @@ export interface PolicyControllerDeps {
   readonly clock?: Clock;
 }
 
-class Coalescing extends WorkQueue<string> {
-  override add(_key: string): void {
-    super.add('sync');
-  }
-}
-
 type Cr = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: { generation?: number } };
-const asList = <T extends KubernetesObject>(o: unknown): KubernetesListObject<T> => o as KubernetesListObject<T>;
 
 export class PolicyController implements Service {
   readonly name = 'policy-controller';
   readonly #c: PolicyControllerConfig;
   readonly #d: PolicyControllerDeps;
-  readonly #queue = new Coalescing({ backoff: { baseMs: 200, maxMs: 5000 } });
+  readonly #queue = new CoalescingQueue({ backoff: { baseMs: 200, maxMs: 5000 } });
   readonly #objects: CustomObjectsApi;
   readonly #core: CoreV1Api;
   readonly #cache: BrokerCache;
   #informers: { policies: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject>; configMaps: CachedInformer<KubernetesObject> } | undefined;
-  #working: Promise<void> | undefined;
-  #resync: ReturnType<typeof setInterval> | undefined;
-  #synced = false;
+  #loop: SyncLoop | undefined;
   readonly #statusWritten = new Map<string, string>();
 
   constructor(config: PolicyControllerConfig, deps: PolicyControllerDeps) {
@@ -70,7 +61,7 @@ export class PolicyController implements Service {
   }
 
   get ready(): boolean {
-    return this.#synced;
+    return this.#loop?.synced() ?? false;
   }
 
   async start(): Promise<void> {
@@ -92,26 +83,17 @@ export class PolicyController implements Service {
     this.#informers = informers;
     this.#cache.onChange(() => this.#queue.add('sync'));
     this.#cache.start();
-    for (const i of Object.values(informers)) await i.start();
-    this.#working = this.#queue.run(() => this.#reconcile(), { workers: 1, logger: this.#d.logger });
-    void Promise.all([...Object.values(informers).map((i) => i.synced), this.#cache.synced]).then(() => {
-      this.#synced = true;
-      this.#queue.add('sync');
-    }, () => {});
-    this.#resync = setInterval(() => this.#queue.add('sync'), this.#c.resyncMs);
+    this.#loop = await startSyncLoop(this.#queue, Object.values(informers), () => this.#reconcile(), { logger: this.#d.logger, resyncMs: this.#c.resyncMs, alsoSynced: [this.#cache.synced] });
   }
 
   async stop(): Promise<void> {
-    if (this.#resync !== undefined) clearInterval(this.#resync);
-    for (const i of Object.values(this.#informers ?? {})) await i.stop();
+    await this.#loop?.stop();
     await this.#cache.stop();
-    this.#queue.shutDown();
-    await this.#working;
   }
 
   async #reconcile(): Promise<void> {
     const inf = this.#informers;
-    if (!this.#synced || inf === undefined) return;
+    if (inf === undefined) return;
     const own = this.#c.cluster;
     const log = this.#d.logger;
     const namespaces = inf.namespaces.cache.list() as NamespaceLike[];

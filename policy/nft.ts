@@ -1,5 +1,6 @@
 import { ErrorCodes, IsthmusError, type CommandRunner } from '../core/index.ts';
 import { POLICY_TABLE, type Ruleset } from './compile.ts';
+import type { AuditElement, PolicyTable } from './table.ts';
 
 /**
  * The node's policy table in the kernel (nftables). Owns only `table ip isthmus-policy`
@@ -10,16 +11,8 @@ import { POLICY_TABLE, type Ruleset } from './compile.ts';
  * transaction (the old table is replaced whole, so a packet sees either the old rules or
  * the new ones, never a mix). `cleanup()` removes the table and nothing else.
  */
-export interface AuditElement {
-  /** The audit set it was read from (see Ruleset.audit). */
-  readonly set: string;
-  readonly saddr: string;
-  readonly daddr: string;
-  readonly protocol: string;
-  readonly port: number;
-}
-
-export class NftPolicyTable {
+export class NftPolicyTable implements PolicyTable {
+  readonly name = 'nftables';
   readonly #runner: CommandRunner;
   readonly #table: string;
 
