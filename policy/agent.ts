@@ -7,7 +7,7 @@ import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
 import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
 import type { PolicyMetrics } from './metrics.ts';
 import type { PolicyTable } from './table.ts';
-import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike } from './state.ts';
+import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike, type IdentityMemo } from './state.ts';
 
 /**
  * The policy agent: one per node (a container in the route agent's pod). It governs the
@@ -55,6 +55,7 @@ export class PolicyAgent implements Service {
   #lookups: { remote: Map<string, SourcePod>; local: Map<string, LocalPod> } = { remote: new Map(), local: new Map() };
   #lastProblems = '';
   #auditing = false;
+  readonly #memo: IdentityMemo = new Map();
 
   constructor(config: PolicyAgentConfig, deps: PolicyAgentDeps) {
     this.#c = config;
@@ -95,7 +96,7 @@ export class PolicyAgent implements Service {
     if (inf === undefined) return;
     const started = this.#clock.now();
     const own = this.#c.cluster;
-    const state = readState(own, inf.configMaps.cache.list() as ConfigMapLike[]);
+    const state = readState(own, inf.configMaps.cache.list() as ConfigMapLike[], this.#memo);
     const problems = state.problems.join('\n');
     if (problems !== this.#lastProblems) {
       for (const p of state.problems) this.#d.logger.warn({ problem: p }, 'policy state record refused');

@@ -6,8 +6,15 @@ import type { ClusterPeer, LabelSelector } from '../core/broker-api/index.ts';
  * `In` needs the key with one of the values; `NotIn` holds when the key is absent or has
  * none of them; `Exists` / `DoesNotExist` look at the key only.
  */
+const pairsOf = new WeakMap<LabelSelector, readonly (readonly [string, string])[]>();
+
 export function matches(selector: LabelSelector, labels: Readonly<Record<string, string>>): boolean {
-  for (const [k, v] of Object.entries(selector.matchLabels)) if (labels[k] !== v) return false;
+  let pairs = pairsOf.get(selector);
+  if (pairs === undefined) {
+    pairs = Object.entries(selector.matchLabels);
+    pairsOf.set(selector, pairs);
+  }
+  for (const [k, v] of pairs) if (labels[k] !== v) return false;
   for (const e of selector.matchExpressions) {
     const has = Object.hasOwn(labels, e.key);
     const value = labels[e.key];

@@ -47,6 +47,18 @@ test('state: the controller\'s ConfigMaps read back by an agent; own identities 
   assert.equal(remoteCidrs('c1', s.clusters), ['10.2.0.0/16']);
 });
 
+test('state: with a memo an unchanged identity ConfigMap is not validated again, a changed or removed one is', () => {
+  const memo = new Map();
+  const cms = configMaps();
+  const first = readState('c1', cms, memo);
+  assert.is(memo.size, 1);
+  const cached = memo.get('isthmus-policy-id-c2-web');
+  assert.equal(readState('c1', cms, memo).remotePods, first.remotePods);
+  assert.is(memo.get('isthmus-policy-id-c2-web'), cached, 'the same entry: not validated again');
+  assert.is(readState('c1', cms.slice(0, 1), memo).remotePods.length, 0);
+  assert.is(memo.size, 0, 'a removed ConfigMap leaves the memo');
+});
+
 test('state: each record validated again at the agent; a bad one is left out and reported, the rest used', () => {
   const forged = { cluster_id: 'c2', namespace: 'evil', namespace_labels: {}, identities: [{ id: 1, labels: {} }], pods: [{ ip: '10.1.0.5', name: 'x', identity: 1 }] };
   const s = readState('c1', configMaps([

@@ -65,8 +65,15 @@ function parse(text: string | undefined, what: string): unknown {
   return JSON.parse(text) as unknown;
 }
 
-/** The state from the ConfigMaps, every record validated again (pure). */
-export function readState(own: string, configMaps: readonly ConfigMapLike[]): State {
+/**
+ * Validated identity sets by ConfigMap name and text, so a change validates only the
+ * ConfigMaps that changed (an agent keeps one; results are pure functions of the text
+ * and the cluster's pod CIDRs).
+ */
+export type IdentityMemo = Map<string, { text: string; cidrs: string; set: IdentitySet }>;
+
+/** The state from the ConfigMaps, every record validated again (pure but for `memo`, a cache of its own results). */
+export function readState(own: string, configMaps: readonly ConfigMapLike[], memo: IdentityMemo = new Map()): State {
   const problems: string[] = [];
   const main = configMaps.find((c) => c.metadata?.name === CLUSTERSET_CONFIGMAP);
   let clusters: ClusterInfo[] = [];
@@ -100,14 +107,21 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[]): St
   }
   const remotePods: RemotePod[] = [];
   const claimed = new Set<string>();
+  const seen = new Set<string>();
   for (const cm of configMaps) {
     if (cm.metadata?.labels?.[STATE_LABEL] !== 'identities') continue;
     try {
-      const raw = parse(cm.data?.['identities.json'], `${cm.metadata.name ?? ''} identities.json`) as { cluster_id?: unknown };
-      const cluster = clusters.find((c) => c.cluster_id === raw.cluster_id);
-      if (cluster === undefined || cluster.cluster_id === own) throw new Error(`cluster ${String(raw.cluster_id)} is not a remote member`);
-      const set = validateIdentitySet(raw, cluster.pod_cidrs);
-      if (cm.metadata.name !== identityConfigMapName(set.cluster_id, set.namespace)) throw new Error('its name does not match its record');
+      const text = cm.data?.['identities.json'] ?? '';
+      const name = cm.metadata.name ?? '';
+      seen.add(name);
+      const hit = memo.get(name);
+      const clusterId = hit !== undefined && hit.text === text ? hit.set.cluster_id : (parse(text, `${name} identities.json`) as { cluster_id?: unknown }).cluster_id;
+      const cluster = clusters.find((c) => c.cluster_id === clusterId);
+      if (cluster === undefined || cluster.cluster_id === own) throw new Error(`cluster ${String(clusterId)} is not a remote member`);
+      const cidrs = cluster.pod_cidrs.join(',');
+      const set = hit !== undefined && hit.text === text && hit.cidrs === cidrs ? hit.set : validateIdentitySet(JSON.parse(text), cluster.pod_cidrs);
+      memo.set(name, { text, cidrs, set });
+      if (name !== identityConfigMapName(set.cluster_id, set.namespace)) throw new Error('its name does not match its record');
       const labelsOf = new Map(set.identities.map((i) => [i.id, i.labels]));
       for (const p of set.pods) {
         if (claimed.has(p.ip)) continue; // CIDRs of members do not overlap; a duplicate is ignored
@@ -118,6 +132,7 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[]): St
       problems.push(`${cm.metadata.name ?? '?'}: ${messageOf(err)}`);
     }
   }
+  for (const name of memo.keys()) if (!seen.has(name)) memo.delete(name);
   return { clusters, policies, remotePods, problems };
 }
 
