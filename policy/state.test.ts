@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Cluster, Policy } from '../core/broker-api/index.ts';
 import { identitySets, type PodLike } from './identities.ts';
-import { CLUSTERSET_CONFIGMAP, STATE_LABEL, readState, remoteCidrs, stateConfigMaps, type ConfigMapLike } from './state.ts';
+import { CLUSTERSET_CONFIGMAP, STATE_LABEL, readState, remoteCidrs, stateConfigMaps, type ConfigMapLike, type IdentityMemo } from './state.ts';
 
 const pod = (ns: string, name: string, ip: string, labels: Record<string, string>, extra: Partial<PodLike> = {}): PodLike => ({ metadata: { namespace: ns, name, labels }, status: { podIP: ip, phase: 'Running' }, ...extra });
 
@@ -48,13 +48,13 @@ test('state: the controller\'s ConfigMaps read back by an agent; own identities 
 });
 
 test('state: with a memo an unchanged identity ConfigMap is not validated again, a changed or removed one is', () => {
-  const memo = new Map();
+  const memo: IdentityMemo = new Map();
   const cms = configMaps();
   const first = readState('c1', cms, memo);
   assert.is(memo.size, 1);
-  const cached = memo.get('isthmus-policy-id-c2-web');
+  const cached = memo.get('isthmus-policy-id-c2-web')?.set;
   assert.equal(readState('c1', cms, memo).remotePods, first.remotePods);
-  assert.is(memo.get('isthmus-policy-id-c2-web'), cached, 'the same entry: not validated again');
+  assert.is(memo.get('isthmus-policy-id-c2-web')?.set, cached, 'the same validated set: not validated again');
   assert.is(readState('c1', cms.slice(0, 1), memo).remotePods.length, 0);
   assert.is(memo.size, 0, 'a removed ConfigMap leaves the memo');
 });
