@@ -35,6 +35,7 @@ const agentSchema = {
   auditMs: int('ms between reads of the audit sets (default 1000)', 1000, 100, 60_000),
   auditSeconds: int('a flow is logged once per this many seconds (default 60)', 60, 1, 86_400),
   auditRate: int('audit lines per second at most; more are counted, not written (default 100)', 100, 1, 100_000),
+  cutFlows: bool('when a rule stops allowing a flow, cut it (its next packet meets the new rules) instead of letting it run to its end (default false)', false),
   filter: oneOf('packet filter: nftables, iptables (with ipset), auto (default: nftables when it works)', ['auto', 'nftables', 'iptables'] as const, 'auto'),
   cleanup: bool('remove the node\'s policy table (both backends\'), then exit (default false)', false),
 };
@@ -57,7 +58,7 @@ async function runController(argv: readonly string[]): Promise<number> {
 }
 
 async function runAgent(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, new Set(['cleanup', 'help']));
+  const args = parseArgs(argv, new Set(['cleanup', 'cut-flows', 'help']));
   if (args.options.has('help')) {
     process.stdout.write(optionsHelp('isthmus policy agent [options]', agentSchema));
     return 0;
@@ -77,7 +78,7 @@ async function runAgent(argv: readonly string[]): Promise<number> {
   const out = cfg.auditLog === undefined ? undefined : createWriteStream(cfg.auditLog, { flags: 'a' });
   const metrics = new PolicyMetrics();
   const audit = new AuditLog({ write: (line) => (out ?? process.stdout).write(`${line}\n`), maxPerSecond: cfg.auditRate, onFlow: (t) => metrics.flow(t) });
-  const agent = new PolicyAgent({ cluster: cfg.cluster, nodeName: cfg.node, namespace: cfg.namespace, resyncMs: cfg.resyncMs, auditMs: cfg.auditMs, auditSeconds: cfg.auditSeconds }, { kubeConfig, table, audit, logger, metrics });
+  const agent = new PolicyAgent({ cluster: cfg.cluster, nodeName: cfg.node, namespace: cfg.namespace, resyncMs: cfg.resyncMs, auditMs: cfg.auditMs, auditSeconds: cfg.auditSeconds, cutFlows: cfg.cutFlows }, { kubeConfig, table, runner, audit, logger, metrics });
   const services = cfg.metrics === undefined ? [agent] : [new MetricsServer(metrics.registry, cfg.metrics, async () => agent.ready), agent];
   await new Lifecycle(services, logger).runUntilSignal();
   out?.end();

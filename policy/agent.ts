@@ -1,8 +1,9 @@
 import { CoreV1Api, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
-import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
+import { messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
 import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
 import { AuditLog } from './audit.ts';
 import { compile, type LocalPod, type Ruleset } from './compile.ts';
+import { cutRemoteFlows } from './conntrack.ts';
 import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
 import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
 import type { PolicyMetrics } from './metrics.ts';
@@ -31,11 +32,14 @@ export interface PolicyAgentConfig {
   readonly resyncMs: number;
   readonly auditMs: number;
   readonly auditSeconds: number;
+  /** After a change, make every flow from a remote cluster meet the new rules (conntrack.ts). */
+  readonly cutFlows: boolean;
 }
 
 export interface PolicyAgentDeps {
   readonly kubeConfig: KubeConfig;
   readonly table: PolicyTable;
+  readonly runner: CommandRunner;
   readonly audit: AuditLog;
   readonly logger: Logger;
   readonly metrics?: PolicyMetrics;
@@ -110,13 +114,17 @@ export class PolicyAgent implements Service {
     const localPods: LocalPod[] = (inf.pods.cache.list() as PodLike[]).filter((p) => live(p) && p.spec?.nodeName === this.#c.nodeName).flatMap((p) => podIps(p).map((ip) => ({
       ip, namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', labels: p.metadata?.labels ?? {},
     })));
-    const ruleset = compile({ resolved, remoteCidrs: remoteCidrs(own, state.clusters), localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });
+    const cidrs = remoteCidrs(own, state.clusters);
+    const ruleset = compile({ resolved, remoteCidrs: cidrs, localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });
     try {
       const changed = await this.#d.table.set(ruleset);
       this.#ruleset = ruleset;
       this.#lookups = { remote: new Map(state.remotePods.map((p) => [p.ip, p.source])), local: new Map(localPods.map((p) => [p.ip, p])) };
       this.#d.metrics?.applied('ok', (this.#clock.now() - started) / 1000, ruleset.rules, ruleset.elements, state.problems.length);
-      if (changed) this.#d.logger.info({ digest: ruleset.digest, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length }, 'policy ruleset applied');
+      if (changed) {
+        const cut = this.#c.cutFlows ? await cutRemoteFlows(this.#d.runner, cidrs) : 0;
+        this.#d.logger.info({ digest: ruleset.digest, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length, ...(this.#c.cutFlows ? { flowsRechecked: cut } : {}) }, 'policy ruleset applied');
+      }
     } catch (err) {
       this.#d.metrics?.applied('failed', 0, ruleset.rules, ruleset.elements, state.problems.length);
       throw err; // the queue retries with backoff
