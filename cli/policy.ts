@@ -49,7 +49,8 @@ async function runController(argv: readonly string[]): Promise<number> {
   const cfg = validateConfig(controllerSchema, optionRecord(args), 'policy controller options');
   const logger = createLogger({ component: 'policy-controller', cluster: cfg.cluster });
   const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
-  const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);
+  // a call that fails is tried again at the next resync: never hold a reconcile for long while the broker is away
+  const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger, { retryForMs: 1_000 });
   const controller = new PolicyController({ cluster: cfg.cluster, namespace: cfg.namespace, resyncMs: cfg.resyncMs }, { kubeConfig, broker, logger });
   const services = cfg.metrics === undefined ? [controller] : [new MetricsServer(new PolicyMetrics().registry, cfg.metrics, async () => controller.ready), controller];
   await new Lifecycle(services, logger).runUntilSignal();
@@ -92,7 +93,8 @@ export const policyCommand: Command = {
   async run(argv) {
     if (argv[0] === 'controller') return runController(argv.slice(1));
     if (argv[0] === 'agent') return runAgent(argv.slice(1));
-    const args = parseArgs(argv, new Set(['help']));
+    // kubectl's -f FILE
+    const args = parseArgs(argv.map((a) => (a === '-f' ? '--filename' : a)), new Set(['help']));
     const verb = args.positionals[0];
     if (args.options.has('help') || verb === undefined) {
       process.stdout.write(`usage: ${USAGE}\n`);
@@ -114,7 +116,7 @@ export const policyCommand: Command = {
       return v.action === 'Allow' ? 0 : 1;
     }
     if (verb === 'apply') {
-      const file = opt(args, 'f') ?? opt(args, 'filename');
+      const file = opt(args, 'filename');
       if (file === undefined) throw usageError('-f FILE is required', USAGE);
       const text = await readFile(file, 'utf8').catch((err: unknown) => {
         throw new IsthmusError(ErrorCodes.NOT_FOUND, `cannot read ${file}: ${messageOf(err)}`);

@@ -5,7 +5,7 @@ import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicyS
 import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
 import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
 import { GROUP, PLURAL, VERSION } from './ops.ts';
-import { STATE_LABEL, stateConfigMaps, type ConfigMapLike } from './state.ts';
+import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from './state.ts';
 
 /**
  * The policy controller: one per cluster, the only policy part with a broker credential.
@@ -147,21 +147,21 @@ export class PolicyController implements Service {
     const own = this.#c.cluster;
     for (const [key, rec] of desired) {
       const have = this.#cache.get(kind, key);
-      if (have !== undefined && JSON.stringify(have) === JSON.stringify(rec)) continue;
+      if (have !== undefined && canonicalJson(have) === canonicalJson(rec)) continue;
       try {
         await publish(rec);
-        this.#d.logger.info({ kind, key }, 'published');
+        this.#d.logger.info({ kind, record: key }, 'published');
       } catch (err) {
-        this.#d.logger.warn({ kind, key, err: messageOf(err) }, 'not published (retried at the next resync)');
+        this.#d.logger.warn({ kind, record: key, err: messageOf(err) }, 'not published (retried at the next resync)');
       }
     }
     for (const key of this.#cache.keys(kind)) {
       if (!key.startsWith(`${own}/`) || desired.has(key)) continue;
       try {
         await withdraw(key);
-        this.#d.logger.info({ kind, key }, 'withdrawn');
+        this.#d.logger.info({ kind, record: key }, 'withdrawn');
       } catch (err) {
-        this.#d.logger.warn({ kind, key, err: messageOf(err) }, 'not withdrawn (retried at the next resync)');
+        this.#d.logger.warn({ kind, record: key, err: messageOf(err) }, 'not withdrawn (retried at the next resync)');
       }
     }
   }

@@ -2,7 +2,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Cluster, Policy } from '../core/broker-api/index.ts';
 import { identitySets, type PodLike } from './identities.ts';
-import { CLUSTERSET_CONFIGMAP, STATE_LABEL, readState, remoteCidrs, stateConfigMaps, type ConfigMapLike, type IdentityMemo } from './state.ts';
+import { CLUSTERSET_CONFIGMAP, STATE_LABEL, canonicalJson, readState, remoteCidrs, stateConfigMaps, type ConfigMapLike, type IdentityMemo } from './state.ts';
 
 const pod = (ns: string, name: string, ip: string, labels: Record<string, string>, extra: Partial<PodLike> = {}): PodLike => ({ metadata: { namespace: ns, name, labels }, status: { podIP: ip, phase: 'Running' }, ...extra });
 
@@ -74,6 +74,13 @@ test('state: each record validated again at the agent; a bad one is left out and
   assert.is(badPolicy.policies.length, 1);
   assert.match(badPolicy.problems[0] ?? '', /policy c1\/backend\/p: spec\.default/);
   assert.match(readState('c1', []).problems[0] ?? '', /clusters\.json is missing/);
+});
+
+test('canonical JSON: the same record whatever order its fields were decoded in', () => {
+  const a = { cluster_id: 'c2', namespace: 'web', identities: [{ id: 1, labels: { b: '2', a: '1' } }], pods: [{ ip: '10.2.0.5', name: 'x', identity: 1 }] };
+  const b = { pods: [{ identity: 1, name: 'x', ip: '10.2.0.5' }], identities: [{ labels: { a: '1', b: '2' }, id: 1 }], namespace: 'web', cluster_id: 'c2' };
+  assert.is(canonicalJson(a), canonicalJson(b));
+  assert.is.not(canonicalJson(a), canonicalJson({ ...b, pods: [] }));
 });
 
 test.run();

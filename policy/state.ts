@@ -142,3 +142,10 @@ export function remoteCidrs(own: string, clusters: readonly ClusterInfo[]): stri
   return clusters.filter((c) => c.cluster_id !== own).flatMap((c) => c.pod_cidrs)
     .filter((c) => !c.includes(':') && !mine.some((m) => cidrContains(m, c.split('/')[0] as string)));
 }
+
+/** JSON with every object's keys sorted: records decoded from the wire list their fields in another order. */
+export function canonicalJson(v: unknown): string {
+  return JSON.stringify(v, (_k, x: unknown) => (x !== null && typeof x === 'object' && !Array.isArray(x)
+    ? Object.fromEntries(Object.entries(x as Record<string, unknown>).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)))
+    : x));
+}
