@@ -3,20 +3,22 @@
 // policies (one per local namespace, 2 rules each, default Deny), 100 local pods.
 //   1. pure: the agent's work per change — validate the mirrored state again (readState),
 //      resolve, compile — and the JS heap it holds;
-//   2. kernel (root, a network namespace this bench makes and removes): the ruleset applied
+//   2. kernel (root, network namespaces this bench makes and removes), nftables then iptables + ipset: the ruleset applied
 //      from nothing, unchanged (no-op), and after one remote pod's label change (the rule
 //      update path); iperf3 through the enforcing node vs the same path with no table.
 //
 // usage: node bench/policy.ts [--runs 5] [--part pure|kernel|all]
-import { execFileSync, spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { spawn } from 'node:child_process';
 import { cpus, release } from 'node:os';
 import { NetnsRunner, SystemRunner } from '../core/index.ts';
 import type { Cluster, IdentitySet, Policy } from '../core/broker-api/index.ts';
 import { compile, type LocalPod } from '../policy/compile.ts';
 import { resolve } from '../policy/evaluate.ts';
+import { IptablesPolicyTable } from '../policy/ipt.ts';
 import { NftPolicyTable } from '../policy/nft.ts';
-import { STATE_LABEL, readState, remoteCidrs, stateConfigMaps, type ConfigMapLike } from '../policy/state.ts';
+import type { PolicyTable } from '../policy/table.ts';
+import { STATE_LABEL, readState, remoteCidrs, stateConfigMaps, type ConfigMapLike, type IdentityMemo } from '../policy/state.ts';
+import { policyLab } from '../test/lib/policy-lab.ts';
 import { arg, numberArg } from './lib/args.ts';
 
 const runs = numberArg('runs', 5);
@@ -50,8 +52,11 @@ const policies: Policy[] = Array.from({ length: 100 }, (_, n) => ({
 const localPods: LocalPod[] = Array.from({ length: 100 }, (_, n) => ({ ip: n === 0 ? '10.1.0.3' : `10.1.${n}.3`, namespace: `ns${n}`, name: `backend-${n}`, labels: { app: 'backend' } }));
 const configMaps = (relabel = false): ConfigMapLike[] => [...stateConfigMaps('c1', clusters, policies, identities(relabel))].map(([name, v]) => ({ metadata: { name, labels: { [STATE_LABEL]: v.kind } }, data: v.data }));
 
+/** Validated identity sets kept between builds, as an agent keeps them. */
+const memo: IdentityMemo = new Map();
+
 function build(cms: ConfigMapLike[]): ReturnType<typeof compile> {
-  const state = readState('c1', cms);
+  const state = readState('c1', cms, memo);
   if (state.problems.length > 0) throw new Error(state.problems.join('\n'));
   const resolved = resolve({ cluster: 'c1', clusterLabels: new Map(state.clusters.map((c) => [c.cluster_id, c.labels])), namespaces: policies.map((p) => ({ name: p.namespace, labels: {} })), policies: state.policies });
   return compile({ resolved, remoteCidrs: remoteCidrs('c1', state.clusters), localPods, remotePods: state.remotePods });
@@ -77,71 +82,52 @@ if (part === 'pure' || part === 'all') {
 }
 
 if (part === 'kernel' || part === 'all') {
-  const tag = `pb-${randomBytes(3).toString('hex')}`;
-  const NS = { rem: `${tag}-rem`, node: `${tag}-node`, pod: `${tag}-pod` };
-  const sh = (ns: string, ...a: string[]): string => execFileSync('ip', ['netns', 'exec', ns, ...a], { encoding: 'utf8' });
+  const lab = policyLab('pb', 253, ['10.2.0.2']); // c2 ns0 pod 0 (app1): allowed on 5201 by p0's rule "web"
+  const NS = lab.ns;
+  const sh = lab.sh;
   const server = { kill: (): void => undefined } as { kill: () => void };
   try {
-    for (const ns of Object.values(NS)) {
-      execFileSync('ip', ['netns', 'add', ns]);
-      execFileSync('ip', ['-n', ns, 'link', 'set', 'lo', 'up']);
-    }
-    execFileSync('ip', ['-n', NS.node, 'link', 'add', 'r0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', NS.rem]);
-    execFileSync('ip', ['-n', NS.node, 'link', 'add', 'r1', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', NS.pod]);
-    for (const [ns, dev, addr] of [[NS.node, 'r0', '172.31.253.1/24'], [NS.rem, 'eth0', '172.31.253.2/24'], [NS.node, 'r1', '10.1.0.1/24'], [NS.pod, 'eth0', '10.1.0.3/24']] as const) {
-      execFileSync('ip', ['-n', ns, 'addr', 'add', addr, 'dev', dev]);
-      execFileSync('ip', ['-n', ns, 'link', 'set', dev, 'up']);
-    }
-    execFileSync('ip', ['-n', NS.rem, 'addr', 'add', '10.2.0.3/32', 'dev', 'lo']); // c2 ns0 app1: allowed on 5201 by p0's rule "web"
-    execFileSync('ip', ['-n', NS.rem, 'route', 'add', 'default', 'via', '172.31.253.1']);
-    execFileSync('ip', ['-n', NS.pod, 'route', 'add', 'default', 'via', '10.1.0.1']);
-    execFileSync('ip', ['-n', NS.node, 'route', 'add', '10.2.0.0/16', 'via', '172.31.253.2']);
-    sh(NS.node, 'sysctl', '-qw', 'net.ipv4.ip_forward=1');
-    const table = new NftPolicyTable(new NetnsRunner(new SystemRunner(), NS.node));
-    const full = build(cms);
-    const changed = build(cmsRelabel);
-    const fresh: number[] = [];
-    const noop: number[] = [];
-    const update: number[] = [];
-    for (let i = 0; i < runs; i++) {
-      await table.cleanup();
-      let t0 = process.hrtime.bigint();
-      await table.set(full);
-      fresh.push(ms(t0));
-      t0 = process.hrtime.bigint();
-      await table.set(full);
-      noop.push(ms(t0));
-      t0 = process.hrtime.bigint();
-      build(cmsRelabel);
-      await table.set(changed);
-      update.push(ms(t0));
-      await table.set(full);
-    }
-    process.stdout.write(`kernel: 100 policies, 10,000 remote pods — applied from nothing median ${median(fresh).toFixed(0)} ms; unchanged ${median(noop).toFixed(0)} ms (a read, no change); one label change (state → compile → nft) median ${median(update).toFixed(0)} ms (n=${runs})\n`);
+    const runner = new NetnsRunner(new SystemRunner(), NS.node);
     const s = spawn('ip', ['netns', 'exec', NS.pod, 'iperf3', '-s'], { stdio: 'ignore' });
     server.kill = () => s.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 500));
-    const iperf = (): number => {
-      const out = JSON.parse(sh(NS.rem, 'iperf3', '-J', '-t', '5', '-c', '10.1.0.3', '-B', '10.2.0.3')) as { end: { sum_received: { bits_per_second: number } } };
-      return out.end.sum_received.bits_per_second / 1e9;
-    };
-    const withTable: number[] = [];
-    const without: number[] = [];
-    for (let i = 0; i < Math.min(runs, 3); i++) {
-      await table.set(full);
-      withTable.push(iperf());
-      await table.cleanup();
-      without.push(iperf());
+    for (const table of [new NftPolicyTable(runner), new IptablesPolicyTable(runner)] as PolicyTable[]) {
+      const full = build(cms);
+      const changed = build(cmsRelabel);
+      const fresh: number[] = [];
+      const noop: number[] = [];
+      const update: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        await table.cleanup();
+        let t0 = process.hrtime.bigint();
+        await table.set(full);
+        fresh.push(ms(t0));
+        t0 = process.hrtime.bigint();
+        await table.set(full);
+        noop.push(ms(t0));
+        t0 = process.hrtime.bigint();
+        build(cmsRelabel);
+        await table.set(changed);
+        update.push(ms(t0));
+        await table.set(full);
+      }
+      process.stdout.write(`${table.name}: 100 policies, 10,000 remote pods — applied from nothing median ${median(fresh).toFixed(0)} ms; unchanged ${median(noop).toFixed(0)} ms (a read, no change); one label change (state → compile → kernel) median ${median(update).toFixed(0)} ms (n=${runs})\n`);
+      const iperf = (): number => {
+        const out = JSON.parse(sh(NS.rem, 'iperf3', '-J', '-t', '5', '-c', '10.1.0.3', '-B', '10.2.0.2')) as { end: { sum_received: { bits_per_second: number } } };
+        return out.end.sum_received.bits_per_second / 1e9;
+      };
+      const withTable: number[] = [];
+      const without: number[] = [];
+      for (let i = 0; i < Math.min(runs, 3); i++) {
+        await table.set(full);
+        withTable.push(iperf());
+        await table.cleanup();
+        without.push(iperf());
+      }
+      process.stdout.write(`${table.name}: iperf3 through the node: with the policy table ${median(withTable).toFixed(2)} Gbit/s, without ${median(without).toFixed(2)} Gbit/s, ratio ${(median(withTable) / median(without)).toFixed(2)} (n=${withTable.length})\n`);
     }
-    process.stdout.write(`iperf3 through the node: with the policy table ${median(withTable).toFixed(2)} Gbit/s, without ${median(without).toFixed(2)} Gbit/s, ratio ${(median(withTable) / median(without)).toFixed(2)} (n=${withTable.length})\n`);
   } finally {
     server.kill();
-    for (const ns of Object.values(NS)) {
-      try {
-        execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-      } catch {
-        // not made
-      }
-    }
+    lab.cleanup();
   }
 }
