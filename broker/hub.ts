@@ -54,7 +54,7 @@ interface Entry {
   readonly bytes: number;
 }
 
-/** What one cluster holds (endpoints and exports; its cluster record is not counted). */
+/** What one cluster holds (endpoints, exports, policies, identity sets; its cluster record is not counted). */
 export interface ClusterUsage {
   records: number;
   bytes: number;
@@ -268,6 +268,12 @@ export class WatchHub {
   /** Every cluster's usage (for metrics). */
   usages(): ReadonlyMap<string, ClusterUsage> {
     return this.#usage;
+  }
+
+  /** The record at an etcd key and the revision it was last changed at, as this replica has applied. */
+  recordAt(etcdKey: string): { record: AnyRecord; revision: number } | undefined {
+    const e = this.#cache.get(etcdKey);
+    return e === undefined ? undefined : { record: e.event.record, revision: e.event.revision };
   }
 
   /** Stored size of the record of `kind` at `key`, or undefined when there is none. */

@@ -6,7 +6,7 @@ import type { Kind } from '../core/broker-api/types.ts';
  */
 export const PREFIX = '/isthmus/v1/';
 
-const DIR: Readonly<Record<Kind, string>> = { CLUSTER: 'clusters/', ENDPOINT: 'endpoints/', EXPORT: 'exports/' };
+const DIR: Readonly<Record<Kind, string>> = { CLUSTER: 'clusters/', ENDPOINT: 'endpoints/', EXPORT: 'exports/', POLICY: 'policies/', IDENTITY: 'identities/' };
 
 /** Where global CIDR allocations are recorded: value = owning cluster id. */
 export const GLOBAL_CIDR_DIR = `${PREFIX}globalcidrs/`;
@@ -34,6 +34,14 @@ export function endpointKey(clusterId: string, hostname: string): string {
 
 export function exportKey(clusterId: string, namespace: string, name: string): string {
   return etcdKey('EXPORT', `${clusterId}/${namespace}/${name}`);
+}
+
+export function policyKey(clusterId: string, namespace: string, name: string): string {
+  return etcdKey('POLICY', `${clusterId}/${namespace}/${name}`);
+}
+
+export function identityKey(clusterId: string, namespace: string): string {
+  return etcdKey('IDENTITY', `${clusterId}/${namespace}`);
 }
 
 /** CIDRs contain '/', so the allocation key writes it as '_': 242.1.0.0_16. */

@@ -13,7 +13,7 @@ import { ErrorCodes, IsthmusError, systemClock, type Clock } from '../core/index
  * each replica; watch streams are counted per identity by each replica.
  */
 export interface QuotaLimits {
-  /** Exports and endpoints of one cluster (default 5 000). */
+  /** Exports, endpoints, policies and identity sets of one cluster (default 5 000). */
   maxRecords: number;
   /** Bytes of one cluster's records as stored (default 32 MiB). */
   maxBytes: number;
@@ -117,20 +117,20 @@ export class Quotas {
    * Refuses a record of `bytes` for `clusterId` that would take it over a limit.
    * `replaces` is the size of the record it overwrites (0 for a new one).
    */
-  checkRecord(clusterId: string, kind: 'ENDPOINT' | 'EXPORT', bytes: number, replaces: number | undefined): void {
+  checkRecord(clusterId: string, kind: 'ENDPOINT' | 'EXPORT' | 'POLICY' | 'IDENTITY', bytes: number, replaces: number | undefined): void {
     if (bytes > this.limits.maxRecordBytes) {
-      this.#refuse(clusterId, 'maxRecordBytes', `this ${kind.toLowerCase()} record is ${bytes} bytes; the limit maxRecordBytes is ${this.limits.maxRecordBytes}: export fewer endpoints or annotations`);
+      this.#refuse(clusterId, 'maxRecordBytes', `this ${kind.toLowerCase()} record is ${bytes} bytes; the limit maxRecordBytes is ${this.limits.maxRecordBytes}: ${kind === 'IDENTITY' ? 'it holds too many pods for one namespace' : kind === 'POLICY' ? 'write a smaller policy' : 'export fewer endpoints or annotations'}`);
     }
     const u = this.#usage(clusterId);
     const isNew = replaces === undefined;
     if (isNew && u.records + 1 > this.limits.maxRecords) {
-      this.#refuse(clusterId, 'maxRecords', `cluster ${clusterId} holds ${u.records} records; the limit maxRecords is ${this.limits.maxRecords}: withdraw unused exports`);
+      this.#refuse(clusterId, 'maxRecords', `cluster ${clusterId} holds ${u.records} records; the limit maxRecords is ${this.limits.maxRecords}: withdraw unused exports or policies`);
     }
     if (isNew && kind === 'ENDPOINT' && u.endpoints + 1 > this.limits.maxEndpoints) {
       this.#refuse(clusterId, 'maxEndpoints', `cluster ${clusterId} holds ${u.endpoints} endpoints; the limit maxEndpoints is ${this.limits.maxEndpoints}: withdraw unused ones`);
     }
     if (u.bytes - (replaces ?? 0) + bytes > this.limits.maxBytes) {
-      this.#refuse(clusterId, 'maxBytes', `cluster ${clusterId} would hold ${u.bytes - (replaces ?? 0) + bytes} bytes of records; the limit maxBytes is ${this.limits.maxBytes}: withdraw unused exports`);
+      this.#refuse(clusterId, 'maxBytes', `cluster ${clusterId} would hold ${u.bytes - (replaces ?? 0) + bytes} bytes of records; the limit maxBytes is ${this.limits.maxBytes}: withdraw unused exports or policies`);
     }
   }
 

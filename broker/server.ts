@@ -12,10 +12,11 @@ import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';
 import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from '../core/broker-api/proto.ts';
 import { toStatus } from '../core/broker-api/status.ts';
-import type { BrokerEvent } from '../core/broker-api/types.ts';
+import type { BrokerEvent, Cluster } from '../core/broker-api/types.ts';
 import { BrokerStore } from './store.ts';
 import { Quotas, quotaLimits, type QuotaLimits } from './quota.ts';
-import { endpointKey, exportKey } from './keys.ts';
+import { clusterKey, endpointKey, exportKey, identityKey, policyKey } from './keys.ts';
+import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
 import { RevocationList } from './revocation.ts';
 import { ConnectionGuard, connectionLimits, type ConnectionLimits } from './guard.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
@@ -330,6 +331,41 @@ export class BrokerServer implements Service {
         const name = validateLabel(req['name'], 'name');
         authorizeWrite(caller, id, 'withdraw exports');
         const r = await this.#store_().withdrawExport(id, ns, name);
+        return { revision: String(r.revision), existed: r.existed };
+      }),
+      PublishPolicy: this.#unary('PublishPolicy', async (req, caller) => {
+        const { record } = validatePolicyRecord(req['policy']);
+        authorizeWrite(caller, record.cluster_id, 'publish policies');
+        await this.#fresh();
+        this.#quotas.checkRecord(record.cluster_id, 'POLICY', Buffer.byteLength(JSON.stringify(record)), this.#hub?.recordBytes(policyKey(record.cluster_id, record.namespace, record.name)));
+        const r = await this.#store_().publishPolicy(record);
+        return { revision: String(r.revision) };
+      }),
+      WithdrawPolicy: this.#unary('WithdrawPolicy', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        const ns = validateLabel(req['namespace'], 'namespace');
+        const name = validateHostname(req['name'], 'name');
+        authorizeWrite(caller, id, 'withdraw policies');
+        const r = await this.#store_().withdrawRecord(policyKey(id, ns, name), 'policy');
+        return { revision: String(r.revision), existed: r.existed };
+      }),
+      PublishIdentities: this.#unary('PublishIdentities', async (req, caller) => {
+        const raw = (req['identities'] ?? {}) as Record<string, unknown>;
+        const id = validateClusterId(raw['cluster_id']);
+        authorizeWrite(caller, id, 'publish identities');
+        await this.#fresh();
+        const cluster = this.#hub?.recordAt(clusterKey(id));
+        if (cluster === undefined) throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${id} is not registered: register it (RegisterCluster) before publishing its identities`);
+        const set = validateIdentitySet(raw, (cluster.record as Cluster).pod_cidrs);
+        this.#quotas.checkRecord(id, 'IDENTITY', Buffer.byteLength(JSON.stringify(set)), this.#hub?.recordBytes(identityKey(id, set.namespace)));
+        const r = await this.#store_().publishIdentities(set, cluster.revision);
+        return { revision: String(r.revision) };
+      }),
+      WithdrawIdentities: this.#unary('WithdrawIdentities', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        const ns = validateLabel(req['namespace'], 'namespace');
+        authorizeWrite(caller, id, 'withdraw identities');
+        const r = await this.#store_().withdrawRecord(identityKey(id, ns), 'identities');
         return { revision: String(r.revision), existed: r.existed };
       }),
       List: (call: ServerWritableStream<object, object>) => this.#list(call),

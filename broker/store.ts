@@ -5,9 +5,9 @@ import {
   systemClock, type Clock, type Logger,
 } from '../core/index.ts';
 import {
-  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, START_MARKER_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, kindPrefix, prefixEnd,
+  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, START_MARKER_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, identityKey, policyKey, kindPrefix, prefixEnd,
 } from './keys.ts';
-import type { Cluster, Endpoint, Export } from '../core/broker-api/types.ts';
+import type { Cluster, Endpoint, Export, IdentitySet, Policy } from '../core/broker-api/types.ts';
 
 /**
  * Every write the broker makes to etcd, each one transaction that checks what it
@@ -313,7 +313,7 @@ export class BrokerStore {
       if (!res.succeeded) continue;
       const removedAt = rev(res.header.revision);
       let last = removedAt;
-      for (const kind of ['EXPORT', 'ENDPOINT'] as const) last = Math.max(last, await this.#sweep(clusterRecordsPrefix(kind, clusterId), removedAt));
+      for (const kind of ['EXPORT', 'ENDPOINT', 'POLICY', 'IDENTITY'] as const) last = Math.max(last, await this.#sweep(clusterRecordsPrefix(kind, clusterId), removedAt));
       if (kv !== undefined) this.#logger.info({ clusterId, released: global || undefined }, 'cluster removed');
       return { revision: last, existed: kv !== undefined };
     }
@@ -459,11 +459,34 @@ export class BrokerStore {
 
   /** Puts an export; a no-op (no new revision) when it is unchanged. */
   async publishExport(x: Export): Promise<{ revision: number }> {
-    const key = exportKey(x.cluster_id, x.namespace, x.name);
-    const value = b(JSON.stringify(x));
-    const res = await this.retry('publish export', (o) =>
+    return this.#putOwned(exportKey(x.cluster_id, x.namespace, x.name), x.cluster_id, JSON.stringify(x), 'exports');
+  }
+
+  /** Puts a policy; a no-op (no new revision) when it is unchanged. */
+  async publishPolicy(p: Policy): Promise<{ revision: number }> {
+    return this.#putOwned(policyKey(p.cluster_id, p.namespace, p.name), p.cluster_id, JSON.stringify(p), 'policies');
+  }
+
+  /**
+   * Puts an identity set, only while the cluster record is still the one at
+   * `clusterRevision` (whose pod CIDRs the set was checked against).
+   */
+  async publishIdentities(set: IdentitySet, clusterRevision: number): Promise<{ revision: number }> {
+    return this.#putOwned(identityKey(set.cluster_id, set.namespace), set.cluster_id, JSON.stringify(set), 'identities', clusterRevision);
+  }
+
+  /**
+   * Puts a record of `clusterId` while its cluster record exists (and, when
+   * `clusterRevision` is given, is unchanged since); a no-op when the value is the same.
+   */
+  async #putOwned(key: string, clusterId: string, json: string, what: string, clusterRevision?: number): Promise<{ revision: number }> {
+    const value = b(json);
+    const cluster: ICompare = clusterRevision === undefined
+      ? { key: b(clusterKey(clusterId)), target: 'Create', result: 'Greater', create_revision: 0 }
+      : { key: b(clusterKey(clusterId)), target: 'Mod', result: 'Equal', mod_revision: clusterRevision };
+    const res = await this.retry(`publish ${what}`, (o) =>
       this.#etcd.kv.txn({
-        compare: [{ key: b(clusterKey(x.cluster_id)), target: 'Create', result: 'Greater', create_revision: 0 }],
+        compare: [cluster],
         success: [{ request_txn: {
           compare: [{ key: b(key), target: 'Value', result: 'Equal', value }],
           success: [{ request_range: { key: b(key), keys_only: true } }],
@@ -472,11 +495,19 @@ export class BrokerStore {
       }, o),
     );
     if (!res.succeeded) {
-      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${x.cluster_id} is not registered: register it (RegisterCluster) before publishing its exports`);
+      throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, clusterRevision === undefined
+        ? `cluster ${clusterId} is not registered: register it (RegisterCluster) before publishing its ${what}`
+        : `cluster ${clusterId} changed or is gone while its ${what} were checked: publish them again`);
     }
     const inner = res.responses[0]?.response_txn;
     const unchanged = inner?.succeeded === true ? inner.responses[0]?.response_range.kvs[0]?.mod_revision : undefined;
     return { revision: unchanged === undefined ? rev(res.header.revision) : rev(unchanged) };
+  }
+
+  /** Deletes one record of a cluster (policy or identity set, by its etcd key). */
+  async withdrawRecord(key: string, what: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.retry(`withdraw ${what}`, (o) => this.#etcd.kv.deleteRange({ key: b(key) }, o));
+    return { revision: rev(res.header.revision), existed: Number(res.deleted) > 0 };
   }
 
   async withdrawExport(clusterId: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {

@@ -119,7 +119,10 @@ test('proto: events round-trip through the wire format; kinds and revisions are 
   const wire = methods.Watch.responseSerialize({ events: [eventMessage(e)], revision: '1234567' });
   const back = methods.Watch.responseDeserialize(wire) as { events: unknown[] };
   assert.equal(eventFromMessage(back.events[0]), e);
-  assert.equal(toKinds([]), ['CLUSTER', 'ENDPOINT', 'EXPORT']);
+  assert.equal(toKinds([]), ['CLUSTER', 'ENDPOINT', 'EXPORT', 'POLICY', 'IDENTITY']);
+  // the policy kinds travel too
+  const p = { type: 'PUT' as const, kind: 'IDENTITY' as const, key: 'c2/web', revision: 9, record: { cluster_id: 'c2', namespace: 'web', namespace_labels: { team: 'web' }, identities: [{ id: 1, labels: { app: 'f' } }], pods: [{ ip: '10.2.0.5', name: 'f-1', identity: 1 }] } };
+  assert.equal(eventFromMessage((methods.Watch.responseDeserialize(methods.Watch.responseSerialize({ events: [eventMessage(p)], revision: '9' })) as { events: unknown[] }).events[0]), p);
   assert.equal(toKinds(['EXPORT', 'EXPORT']), ['EXPORT']);
   assert.match(message(() => toKinds(['KIND_UNSPECIFIED'])), /unknown kind/);
   assert.is(toRevision('42', 'r'), 42);

@@ -24,6 +24,7 @@ function registry(): Map<string, Entry> {
     ['unexport', { summary: 'stop exporting a Service (deletes its ServiceExport)', load: async () => (await import('./mcs-verbs.ts')).unexportCommand }],
     ['show', { summary: 'show exports or imports of a cluster', load: async () => (await import('./mcs-verbs.ts')).showCommand }],
     ['mcs', { summary: 'run the MCS controller: ServiceExports to the broker, ServiceImports and EndpointSlices from it', load: async () => (await import('./mcs.ts')).mcsCommand }],
+    ['policy', { summary: 'ClusterSetNetworkPolicy: test a cross-cluster flow, apply policies, run the controller or the node agent', load: async () => (await import('./policy.ts')).policyCommand }],
     ['dns', { summary: 'serve clusterset.local (ClusterSet DNS 1.0.0) from the cluster\'s ServiceImports', load: async () => (await import('./dns.ts')).dnsCommand }],
     ['sandbox', { summary: 'a clusterset of real clusters on this machine (up, down, status, kubeconfig)', load: async () => (await import('./sandbox.ts')).sandboxCommand }],
   ]);

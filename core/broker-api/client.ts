@@ -5,7 +5,7 @@ import {
 } from '../index.ts';
 import { SERVICE_NAME, eventFromMessage, methods, toKinds, toRevision, type MethodName } from './proto.ts';
 import { fromServiceError } from './status.ts';
-import type { BrokerEvent, Cluster, Endpoint, Export, Kind } from './types.ts';
+import type { BrokerEvent, Cluster, Endpoint, Export, IdentitySet, Kind, Policy } from './types.ts';
 
 /**
  * The client every part uses to talk to the broker. Unary calls are retried through
@@ -209,6 +209,26 @@ export class BrokerClient {
 
   async withdrawExport(clusterId: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {
     const res = await this.call('WithdrawExport', { cluster_id: clusterId, namespace, name });
+    return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
+  }
+
+  async publishPolicy(p: Policy): Promise<{ revision: number }> {
+    const res = await this.call('PublishPolicy', { policy: p });
+    return { revision: toRevision(res['revision'], 'revision') };
+  }
+
+  async withdrawPolicy(clusterId: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.call('WithdrawPolicy', { cluster_id: clusterId, namespace, name });
+    return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
+  }
+
+  async publishIdentities(set: IdentitySet): Promise<{ revision: number }> {
+    const res = await this.call('PublishIdentities', { identities: set });
+    return { revision: toRevision(res['revision'], 'revision') };
+  }
+
+  async withdrawIdentities(clusterId: string, namespace: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.call('WithdrawIdentities', { cluster_id: clusterId, namespace });
     return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
   }
 

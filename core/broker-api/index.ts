@@ -6,3 +6,5 @@ export { BrokerClient, type BrokerClientOptions, type TlsMaterial, type PublishE
 export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, type CacheSource } from './cache.ts';
 export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
+export * from './policy.ts';
+export { IDENTITY_LIMITS, MAX_POLICY_SPEC_BYTES, validateIdentitySet, validatePolicyRecord } from './identity.ts';

@@ -45,7 +45,7 @@ type AnyMethod = MethodDefinition<object, object>;
 
 export const METHOD_NAMES = [
   'RegisterCluster', 'UnregisterCluster', 'PublishEndpoint', 'RenewEndpoint', 'WithdrawEndpoint',
-  'PublishExport', 'WithdrawExport', 'List', 'Watch',
+  'PublishExport', 'WithdrawExport', 'PublishPolicy', 'WithdrawPolicy', 'PublishIdentities', 'WithdrawIdentities', 'List', 'Watch',
 ] as const;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
@@ -105,7 +105,9 @@ export function toKinds(v: unknown): Kind[] {
   return [...out];
 }
 
-const RECORD_FIELD: Readonly<Record<Kind, 'cluster' | 'endpoint' | 'export'>> = { CLUSTER: 'cluster', ENDPOINT: 'endpoint', EXPORT: 'export' };
+const RECORD_FIELD: Readonly<Record<Kind, 'cluster' | 'endpoint' | 'export' | 'policy' | 'identity'>> = {
+  CLUSTER: 'cluster', ENDPOINT: 'endpoint', EXPORT: 'export', POLICY: 'policy', IDENTITY: 'identity',
+};
 
 /** An event as the proto message object. */
 export function eventMessage(e: BrokerEvent): object {

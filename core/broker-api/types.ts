@@ -3,7 +3,7 @@
  * broker.proto (snake_case, as stored in etcd; see KEYS.md). int64 revisions are
  * plain numbers here (etcd revisions stay far below 2^53).
  */
-export const KINDS = ['CLUSTER', 'ENDPOINT', 'EXPORT'] as const;
+export const KINDS = ['CLUSTER', 'ENDPOINT', 'EXPORT', 'POLICY', 'IDENTITY'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface Cluster {
@@ -73,13 +73,48 @@ export interface Export {
   endpoint_ports: ServicePort[];
 }
 
+/** A ClusterSetNetworkPolicy authored in cluster_id (validation: identity.ts). */
+export interface Policy {
+  cluster_id: string;
+  namespace: string;
+  name: string;
+  /** The normalized spec as JSON (core/broker-api/policy.ts). */
+  spec: string;
+  /** metadata.generation of the source object. */
+  generation: number;
+}
+
+export interface Identity {
+  /** Unique within its record. */
+  id: number;
+  labels: Record<string, string>;
+}
+
+export interface IdentityPod {
+  ip: string;
+  name: string;
+  /** The id of one of the record's identities. */
+  identity: number;
+}
+
+/** One namespace's pods of one cluster: label sets deduplicated into identities, pods referring to them. */
+export interface IdentitySet {
+  cluster_id: string;
+  namespace: string;
+  namespace_labels: Record<string, string>;
+  identities: Identity[];
+  pods: IdentityPod[];
+}
+
 export interface RecordOf {
   CLUSTER: Cluster;
   ENDPOINT: Endpoint;
   EXPORT: Export;
+  POLICY: Policy;
+  IDENTITY: IdentitySet;
 }
 
-export type AnyRecord = Cluster | Endpoint | Export;
+export type AnyRecord = Cluster | Endpoint | Export | Policy | IdentitySet;
 
 export type EventType = 'PUT' | 'DELETE';
 
@@ -87,7 +122,7 @@ export type EventType = 'PUT' | 'DELETE';
 export interface BrokerEvent {
   type: EventType;
   kind: Kind;
-  /** "<cluster>", "<cluster>/<hostname>" or "<cluster>/<namespace>/<name>". */
+  /** "<cluster>", "<cluster>/<hostname>", "<cluster>/<namespace>/<name>" (EXPORT, POLICY) or "<cluster>/<namespace>" (IDENTITY). */
   key: string;
   revision: number;
   record: AnyRecord;

@@ -171,6 +171,28 @@ export class Clusterset {
     return { cluster, node: n.name, netns: n.netns, proc };
   }
 
+  /**
+   * The policy parts of `cluster` (issue 14): the ClusterSetNetworkPolicy CRD and
+   * deploy/policy/rbac.yaml applied, `isthmus policy controller` on the host (it holds the
+   * cluster's broker certificate) and `isthmus policy agent` in every node's namespace
+   * (audit log policy-audit-<node>.jsonl), each with its ServiceAccount's token.
+   */
+  async startPolicy(cluster: string, extra: readonly string[] = []): Promise<{ controller: ChildProcess; agents: ChildProcess[] }> {
+    const c = this.state.clusters.find((x) => x.name === cluster);
+    if (c === undefined) throw new Error(`no cluster ${cluster}`);
+    const deploy = join(projectRoot(), 'deploy');
+    await this.kubectl(cluster, ['apply', '-f', join(deploy, 'crds/clustersetnetworkpolicies.isthmus.dev.json'), '-f', join(deploy, 'policy/rbac.yaml')]);
+    await this.kubectl(cluster, ['wait', '--for=condition=Established', 'crd/clustersetnetworkpolicies.isthmus.dev', '--timeout=30s']);
+    const admin = join(c.dir, 'kubelet.kubeconfig');
+    await this.#serviceAccountKubeconfig(cluster, c.server, admin, 'isthmus-policy-controller', `policy-controller-${cluster}.kubeconfig`);
+    await this.#serviceAccountKubeconfig(cluster, c.server, admin, 'isthmus-policy-agent', `policy-agent-${cluster}.kubeconfig`);
+    const controller = this.#start(`policy-controller-${cluster}`, process.execPath, ['--no-warnings', this.#cli, 'policy', 'controller', '--cluster', cluster,
+      '--broker', this.broker, '--broker-tls-dir', this.path(cluster), '--kubeconfig', this.path(`policy-controller-${cluster}.kubeconfig`), '--resync-ms', '2000', ...extra]);
+    const agents = c.nodes.map((n) => this.#start(`policy-agent-${n.name}`, 'ip', ['netns', 'exec', n.netns, process.execPath, '--no-warnings', this.#cli, 'policy', 'agent',
+      '--cluster', cluster, '--node', n.name, '--kubeconfig', this.path(`policy-agent-${cluster}.kubeconfig`), '--audit-log', this.path(`policy-audit-${n.name}.jsonl`), '--audit-ms', '500', '--resync-ms', '2000']));
+    return { controller, agents };
+  }
+
   /** A node's RouteAgent resource. */
   async routeAgent(cluster: string, node: string): Promise<RouteAgentObj | undefined> {
     return JSON.parse(await this.kubectl(cluster, ['-n', 'isthmus-system', 'get', 'routeagents.isthmus.dev', node, '-o', 'json'])) as RouteAgentObj;

@@ -1,0 +1,148 @@
+import { CoreV1Api, type KubeConfig, type KubernetesObject } from '@kubernetes/client-node';
+import { messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
+import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
+import { AuditLog } from './audit.ts';
+import { compile, type LocalPod, type Ruleset } from './compile.ts';
+import { cutRemoteFlows } from './conntrack.ts';
+import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
+import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
+import type { PolicyMetrics } from './metrics.ts';
+import type { PolicyTable } from './table.ts';
+import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike, type IdentityMemo } from './state.ts';
+
+/**
+ * The policy agent: one per node (a container in the route agent's pod). It governs the
+ * flows that end in this node's pods (a gateway node forwards the others untouched to the
+ * node that governs them, so each flow is enforced and audited once). It reads the
+ * clusterset's policy state that the controller mirrors into its namespace (state.ts;
+ * validated again here), this cluster's pods and namespaces, compiles the node's ruleset
+ * (compile.ts) and applies it (NftPolicyTable, idempotent); every `auditMs` it reads the
+ * audit sets and writes the audit log (audit.ts).
+ *
+ * Invariants: nothing is applied before every informer has synced (a restarted agent
+ * adopts the table in the kernel when the digest matches); stop() leaves the table as it
+ * is — enforcement keeps its last state while the agent, the controller or the broker is
+ * away; only `isthmus policy agent --cleanup` removes it.
+ */
+export interface PolicyAgentConfig {
+  readonly cluster: string;
+  /** This node: only its pods are destinations here (each flow is enforced and logged once, where it ends). */
+  readonly nodeName: string;
+  readonly namespace: string;
+  readonly resyncMs: number;
+  readonly auditMs: number;
+  readonly auditSeconds: number;
+  /** After a change, make every flow from a remote cluster meet the new rules (conntrack.ts). */
+  readonly cutFlows: boolean;
+}
+
+export interface PolicyAgentDeps {
+  readonly kubeConfig: KubeConfig;
+  readonly table: PolicyTable;
+  readonly runner: CommandRunner;
+  readonly audit: AuditLog;
+  readonly logger: Logger;
+  readonly metrics?: PolicyMetrics;
+  readonly clock?: Clock;
+}
+
+export class PolicyAgent implements Service {
+  readonly name = 'policy-agent';
+  readonly #c: PolicyAgentConfig;
+  readonly #d: PolicyAgentDeps;
+  readonly #clock: Clock;
+  readonly #queue = new CoalescingQueue({ backoff: { baseMs: 200, maxMs: 5000 } });
+  #informers: { configMaps: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject> } | undefined;
+  #loop: SyncLoop | undefined;
+  #auditTimer: ReturnType<typeof setInterval> | undefined;
+  #ruleset: Ruleset | undefined;
+  #lookups: { remote: Map<string, SourcePod>; local: Map<string, LocalPod> } = { remote: new Map(), local: new Map() };
+  #lastProblems = '';
+  #auditing = false;
+  readonly #memo: IdentityMemo = new Map();
+
+  constructor(config: PolicyAgentConfig, deps: PolicyAgentDeps) {
+    this.#c = config;
+    this.#d = deps;
+    this.#clock = deps.clock ?? systemClock;
+  }
+
+  get ready(): boolean {
+    return this.#loop?.synced() ?? false;
+  }
+
+  async start(): Promise<void> {
+    await this.#d.table.preflight();
+    const kc = this.#d.kubeConfig;
+    const core = kc.makeApiClient(CoreV1Api);
+    const ns = this.#c.namespace;
+    const common = { kubeConfig: kc, queue: this.#queue, logger: this.#d.logger, clock: this.#clock };
+    const informers = {
+      configMaps: createInformer<KubernetesObject>({
+        ...common, name: 'configmaps', path: `/api/v1/namespaces/${ns}/configmaps`, labelSelector: STATE_LABEL,
+        list: async () => asList(await core.listNamespacedConfigMap({ namespace: ns, labelSelector: STATE_LABEL })),
+      }),
+      pods: createInformer<KubernetesObject>({ ...common, name: 'pods', path: '/api/v1/pods', list: async () => asList(await core.listPodForAllNamespaces()) }),
+      namespaces: createInformer<KubernetesObject>({ ...common, name: 'namespaces', path: '/api/v1/namespaces', list: async () => asList(await core.listNamespace()) }),
+    };
+    this.#informers = informers;
+    this.#loop = await startSyncLoop(this.#queue, Object.values(informers), () => this.#reconcile(), { logger: this.#d.logger, resyncMs: this.#c.resyncMs });
+    this.#auditTimer = setInterval(() => void this.#audit(), this.#c.auditMs);
+  }
+
+  async stop(): Promise<void> {
+    if (this.#auditTimer !== undefined) clearInterval(this.#auditTimer);
+    await this.#loop?.stop();
+  }
+
+  async #reconcile(): Promise<void> {
+    const inf = this.#informers;
+    if (inf === undefined) return;
+    const started = this.#clock.now();
+    const own = this.#c.cluster;
+    const state = readState(own, inf.configMaps.cache.list() as ConfigMapLike[], this.#memo);
+    const problems = state.problems.join('\n');
+    if (problems !== this.#lastProblems) {
+      for (const p of state.problems) this.#d.logger.warn({ problem: p }, 'policy state record refused');
+      this.#lastProblems = problems;
+    }
+    const namespaces = (inf.namespaces.cache.list() as NamespaceLike[]).map((n) => {
+      const authors = n.metadata?.annotations?.[AUTHORS_ANNOTATION];
+      return { name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {}, authors: authors?.split(',').map((s) => s.trim()).filter((s) => s !== '') };
+    });
+    const resolved = resolve({ cluster: own, clusterLabels: new Map(state.clusters.map((c) => [c.cluster_id, c.labels])), namespaces, policies: state.policies });
+    const localPods: LocalPod[] = (inf.pods.cache.list() as PodLike[]).filter((p) => live(p) && p.spec?.nodeName === this.#c.nodeName).flatMap((p) => podIps(p).map((ip) => ({
+      ip, namespace: p.metadata?.namespace ?? '', name: p.metadata?.name ?? '', labels: p.metadata?.labels ?? {},
+    })));
+    const cidrs = remoteCidrs(own, state.clusters);
+    const ruleset = compile({ resolved, remoteCidrs: cidrs, localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });
+    try {
+      const changed = await this.#d.table.set(ruleset);
+      this.#ruleset = ruleset;
+      this.#lookups = { remote: new Map(state.remotePods.map((p) => [p.ip, p.source])), local: new Map(localPods.map((p) => [p.ip, p])) };
+      this.#d.metrics?.applied('ok', (this.#clock.now() - started) / 1000, ruleset.rules, ruleset.elements, state.problems.length);
+      if (changed) {
+        const cut = this.#c.cutFlows ? await cutRemoteFlows(this.#d.runner, cidrs) : 0;
+        this.#d.logger.info({ digest: ruleset.digest, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length, ...(this.#c.cutFlows ? { flowsRechecked: cut } : {}) }, 'policy ruleset applied');
+      }
+    } catch (err) {
+      this.#d.metrics?.applied('failed', 0, ruleset.rules, ruleset.elements, state.problems.length);
+      throw err; // the queue retries with backoff
+    }
+  }
+
+  async #audit(): Promise<void> {
+    const r = this.#ruleset;
+    if (r === undefined || this.#auditing) return;
+    this.#auditing = true;
+    try {
+      const before = this.#d.audit.suppressed;
+      this.#d.audit.observe(await this.#d.table.readAudit(r.audit.keys()), r.audit, this.#lookups.remote, this.#lookups.local);
+      this.#d.metrics?.suppressed(this.#d.audit.suppressed - before);
+    } catch (err) {
+      this.#d.logger.warn({ err: messageOf(err) }, 'audit sets not read');
+    } finally {
+      this.#auditing = false;
+    }
+  }
+}

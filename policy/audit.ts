@@ -1,0 +1,105 @@
+import { systemClock, type Clock } from '../core/index.ts';
+import type { AuditTag, LocalPod } from './compile.ts';
+import type { SourcePod } from './evaluate.ts';
+import type { AuditElement } from './table.ts';
+
+/**
+ * The audit log of cross-cluster flows: one JSON line per flow that a policy allowed or
+ * denied, written once — a flow stays in its audit set for the set's timeout, and a line
+ * is written when it first appears there (again only after it has left the set). Lines
+ * beyond `maxPerSecond` (a token bucket with as large a burst) are not written but counted
+ * (`suppressed`), so a scan cannot flood the log shipper. Every flow seen is counted per
+ * policy, rule and verdict whether or not its line was written.
+ *
+ * A line (stable field names, for log shippers):
+ * {"time","verdict","policy","rule","source":{"cluster","namespace","pod","labels","ip"},
+ *  "destination":{"namespace","pod","ip","protocol","port"}}
+ * A source without a published identity has cluster "" and the other fields empty.
+ */
+export interface AuditLine {
+  readonly time: string;
+  readonly verdict: 'Allow' | 'Deny';
+  readonly policy: string;
+  readonly rule: string;
+  readonly source: { cluster: string; namespace: string; pod: string; labels: Readonly<Record<string, string>>; ip: string };
+  readonly destination: { namespace: string; pod: string; ip: string; protocol: string; port: number | null };
+}
+
+export interface AuditLogOptions {
+  /** Where each JSON line goes (stdout or a file for log shippers). */
+  readonly write: (line: string) => void;
+  /** Lines per second, and burst (default 100). */
+  readonly maxPerSecond?: number;
+  readonly clock?: Clock;
+  /** Called for every new flow (metrics), written or suppressed. */
+  readonly onFlow?: (tag: AuditTag) => void;
+}
+
+const PORTED = new Set(['tcp', 'udp', 'sctp']);
+
+export class AuditLog {
+  readonly #o: AuditLogOptions;
+  readonly #clock: Clock;
+  readonly #rate: number;
+  #tokens: number;
+  #at: number;
+  #seen = new Set<string>();
+  #suppressed = 0;
+
+  constructor(options: AuditLogOptions) {
+    this.#o = options;
+    this.#clock = options.clock ?? systemClock;
+    this.#rate = options.maxPerSecond ?? 100;
+    this.#tokens = this.#rate;
+    this.#at = this.#clock.now();
+  }
+
+  /** Lines not written because of the rate limit, since start. */
+  get suppressed(): number {
+    return this.#suppressed;
+  }
+
+  #take(): boolean {
+    const now = this.#clock.now();
+    this.#tokens = Math.min(this.#rate, this.#tokens + ((now - this.#at) / 1000) * this.#rate);
+    this.#at = now;
+    if (this.#tokens < 1) return false;
+    this.#tokens -= 1;
+    return true;
+  }
+
+  /**
+   * Takes everything now in the audit sets; writes a line for each flow not seen in the
+   * previous call. Returns the lines written.
+   */
+  observe(elements: readonly AuditElement[], tags: ReadonlyMap<string, AuditTag>, remote: ReadonlyMap<string, SourcePod>, local: ReadonlyMap<string, LocalPod>): AuditLine[] {
+    const now = new Set<string>();
+    const written: AuditLine[] = [];
+    for (const e of elements) {
+      const tag = tags.get(e.set);
+      if (tag === undefined) continue;
+      const key = `${tag.policy}|${tag.rule}|${tag.action}|${e.saddr}|${e.daddr}|${e.protocol}|${e.port}`;
+      now.add(key);
+      if (this.#seen.has(key)) continue;
+      this.#o.onFlow?.(tag);
+      if (!this.#take()) {
+        this.#suppressed++;
+        continue;
+      }
+      const s = remote.get(e.saddr);
+      const d = local.get(e.daddr);
+      const line: AuditLine = {
+        time: new Date(this.#clock.now()).toISOString(),
+        verdict: tag.action,
+        policy: tag.policy,
+        rule: tag.rule,
+        source: { cluster: s?.cluster ?? '', namespace: s?.namespace ?? '', pod: s?.pod ?? '', labels: s?.labels ?? {}, ip: e.saddr },
+        destination: { namespace: d?.namespace ?? '', pod: d?.name ?? '', ip: e.daddr, protocol: e.protocol, port: PORTED.has(e.protocol) ? e.port : null },
+      };
+      this.#o.write(JSON.stringify(line));
+      written.push(line);
+    }
+    this.#seen = now;
+    return written;
+  }
+}

@@ -1,0 +1,228 @@
+import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
+import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
+import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
+import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
+import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
+import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
+import { GROUP, PLURAL, VERSION } from './ops.ts';
+import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from './state.ts';
+
+/**
+ * The policy controller: one per cluster, the only policy part with a broker credential.
+ *
+ * - Publishes this cluster's ClusterSetNetworkPolicies (valid ones; an invalid one gets
+ *   its error in the status and is not published — withdrawn if it was) and its pods'
+ *   identities, one IDENTITY record per namespace; withdraws what no longer exists.
+ * - Mirrors the clusterset's state from the broker (clusters, every policy, remote
+ *   identities — each record validated first) into ConfigMaps of its namespace for the
+ *   node agents (state.ts). While the broker is unreachable the cache serves its last
+ *   state, so the ConfigMaps and the enforcement keep theirs; changes made meanwhile are
+ *   published and mirrored once it returns.
+ * - Writes each local policy's status for this cluster: Accepted (with its namespaces),
+ *   NotApplicable or Error (the message says what to fix).
+ *
+ * Invariants: nothing is written before the informers and the broker cache have synced;
+ * writes happen only when the value differs (no new broker revision, no apiserver
+ * update for an unchanged object); one reconcile at a time, events coalesced.
+ */
+export interface PolicyControllerConfig {
+  readonly cluster: string;
+  readonly namespace: string;
+  readonly resyncMs: number;
+}
+
+export interface PolicyControllerDeps {
+  readonly kubeConfig: KubeConfig;
+  readonly broker: BrokerClient;
+  readonly logger: Logger;
+  readonly clock?: Clock;
+}
+
+type Cr = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: { generation?: number } };
+
+export class PolicyController implements Service {
+  readonly name = 'policy-controller';
+  readonly #c: PolicyControllerConfig;
+  readonly #d: PolicyControllerDeps;
+  readonly #queue = new CoalescingQueue({ backoff: { baseMs: 200, maxMs: 5000 } });
+  readonly #objects: CustomObjectsApi;
+  readonly #core: CoreV1Api;
+  readonly #cache: BrokerCache;
+  #informers: { policies: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject>; configMaps: CachedInformer<KubernetesObject> } | undefined;
+  #loop: SyncLoop | undefined;
+  readonly #statusWritten = new Map<string, string>();
+
+  constructor(config: PolicyControllerConfig, deps: PolicyControllerDeps) {
+    this.#c = config;
+    this.#d = deps;
+    this.#objects = deps.kubeConfig.makeApiClient(CustomObjectsApi);
+    this.#core = deps.kubeConfig.makeApiClient(CoreV1Api);
+    this.#cache = new BrokerCache(deps.broker, { kinds: ['CLUSTER', 'POLICY', 'IDENTITY'], logger: deps.logger });
+  }
+
+  get ready(): boolean {
+    return this.#loop?.synced() ?? false;
+  }
+
+  async start(): Promise<void> {
+    const kc = this.#d.kubeConfig;
+    const ns = this.#c.namespace;
+    const common = { kubeConfig: kc, queue: this.#queue, logger: this.#d.logger, clock: this.#d.clock ?? systemClock };
+    const informers = {
+      policies: createInformer<KubernetesObject>({
+        ...common, name: PLURAL, path: `/apis/${GROUP}/${VERSION}/${PLURAL}`,
+        list: async () => asList(await this.#objects.listClusterCustomObject({ group: GROUP, version: VERSION, plural: PLURAL })),
+      }),
+      pods: createInformer<KubernetesObject>({ ...common, name: 'pods', path: '/api/v1/pods', list: async () => asList(await this.#core.listPodForAllNamespaces()) }),
+      namespaces: createInformer<KubernetesObject>({ ...common, name: 'namespaces', path: '/api/v1/namespaces', list: async () => asList(await this.#core.listNamespace()) }),
+      configMaps: createInformer<KubernetesObject>({
+        ...common, name: 'configmaps', path: `/api/v1/namespaces/${ns}/configmaps`, labelSelector: STATE_LABEL,
+        list: async () => asList(await this.#core.listNamespacedConfigMap({ namespace: ns, labelSelector: STATE_LABEL })),
+      }),
+    };
+    this.#informers = informers;
+    this.#cache.onChange(() => this.#queue.add('sync'));
+    this.#cache.start();
+    this.#loop = await startSyncLoop(this.#queue, Object.values(informers), () => this.#reconcile(), { logger: this.#d.logger, resyncMs: this.#c.resyncMs, alsoSynced: [this.#cache.synced] });
+  }
+
+  async stop(): Promise<void> {
+    await this.#loop?.stop();
+    await this.#cache.stop();
+  }
+
+  async #reconcile(): Promise<void> {
+    const inf = this.#informers;
+    if (inf === undefined) return;
+    const own = this.#c.cluster;
+    const log = this.#d.logger;
+    const namespaces = inf.namespaces.cache.list() as NamespaceLike[];
+    // 1. this cluster's policies
+    const errors = new Map<string, string>();
+    const desired = new Map<string, Policy>();
+    for (const o of inf.policies.cache.list() as Cr[]) {
+      const ns = o.metadata?.namespace ?? '';
+      const name = o.metadata?.name ?? '';
+      const key = `${own}/${ns}/${name}`;
+      try {
+        const spec = validatePolicySpec(o.spec);
+        desired.set(key, { cluster_id: own, namespace: ns, name, spec: JSON.stringify(spec), generation: (o.metadata?.generation ?? 0) % 2 ** 32 });
+      } catch (err) {
+        errors.set(key, messageOf(err));
+      }
+    }
+    await this.#sync('POLICY', desired, (p) => this.#d.broker.publishPolicy(p), (key) => {
+      const [, ns = '', name = ''] = key.split('/');
+      return this.#d.broker.withdrawPolicy(own, ns, name);
+    });
+    // 2. this cluster's identities
+    const sets = new Map(identitySets(own, inf.pods.cache.list() as PodLike[], namespaces).map((s) => [`${own}/${s.namespace}`, s]));
+    await this.#sync('IDENTITY', sets, (s) => this.#d.broker.publishIdentities(s), (key) => this.#d.broker.withdrawIdentities(own, key.split('/')[1] ?? ''));
+    // 3. the clusterset's state for the node agents
+    const clusters = this.#cache.list('CLUSTER');
+    const cidrsOf = new Map(clusters.map((c) => [c.cluster_id, c.pod_cidrs]));
+    const policies = this.#cache.list('POLICY').flatMap((p) => {
+      try {
+        return [validatePolicyRecord(p).record];
+      } catch (err) {
+        log.warn({ policy: `${p.cluster_id}/${p.namespace}/${p.name}`, err: messageOf(err) }, 'broker policy record refused');
+        return [];
+      }
+    });
+    const identities = this.#cache.list('IDENTITY').flatMap((s) => {
+      try {
+        return [validateIdentitySet(s, cidrsOf.get(s.cluster_id) ?? [])];
+      } catch (err) {
+        log.warn({ identities: `${s.cluster_id}/${s.namespace}`, err: messageOf(err) }, 'broker identity record refused');
+        return [];
+      }
+    });
+    await this.#mirror(stateConfigMaps(own, clusters, policies, identities), inf.configMaps.cache.list() as ConfigMapLike[]);
+    // 4. status of the local policies, as this cluster receives them
+    await this.#statuses(inf.policies.cache.list() as Cr[], errors, clusters, policies, namespaces);
+  }
+
+  /** Publishes what differs from the broker's copy, withdraws this cluster's records not desired. */
+  async #sync<T extends Policy | IdentitySet>(kind: 'POLICY' | 'IDENTITY', desired: ReadonlyMap<string, T>, publish: (r: T) => Promise<unknown>, withdraw: (key: string) => Promise<unknown>): Promise<void> {
+    const own = this.#c.cluster;
+    for (const [key, rec] of desired) {
+      const have = this.#cache.get(kind, key);
+      if (have !== undefined && canonicalJson(have) === canonicalJson(rec)) continue;
+      try {
+        await publish(rec);
+        this.#d.logger.info({ kind, record: key }, 'published');
+      } catch (err) {
+        this.#d.logger.warn({ kind, record: key, err: messageOf(err) }, 'not published (retried at the next resync)');
+      }
+    }
+    for (const key of this.#cache.keys(kind)) {
+      if (!key.startsWith(`${own}/`) || desired.has(key)) continue;
+      try {
+        await withdraw(key);
+        this.#d.logger.info({ kind, record: key }, 'withdrawn');
+      } catch (err) {
+        this.#d.logger.warn({ kind, record: key, err: messageOf(err) }, 'not withdrawn (retried at the next resync)');
+      }
+    }
+  }
+
+  async #mirror(want: ReturnType<typeof stateConfigMaps>, have: readonly ConfigMapLike[]): Promise<void> {
+    const ns = this.#c.namespace;
+    for (const [name, { kind, data }] of want) {
+      const cur = have.find((c) => c.metadata?.name === name);
+      if (cur !== undefined && JSON.stringify(cur.data ?? {}) === JSON.stringify(data)) continue;
+      const body: V1ConfigMap = { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: ns, labels: { [STATE_LABEL]: kind } }, data };
+      try {
+        if (cur === undefined) await this.#core.createNamespacedConfigMap({ namespace: ns, body });
+        else await this.#core.replaceNamespacedConfigMap({ namespace: ns, name, body });
+      } catch (err) {
+        this.#d.logger.warn({ configMap: name, err: messageOf(err) }, 'state not written (retried at the next resync)');
+      }
+    }
+    for (const c of have) {
+      const name = c.metadata?.name ?? '';
+      if (want.has(name)) continue;
+      await this.#core.deleteNamespacedConfigMap({ namespace: ns, name }).catch((err: unknown) => this.#d.logger.warn({ configMap: name, err: messageOf(err) }, 'stale state not deleted'));
+    }
+  }
+
+  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>, clusters: readonly Cluster[], policies: readonly Policy[], namespaces: readonly NamespaceLike[]): Promise<void> {
+    const own = this.#c.cluster;
+    const inputs: PolicyInput[] = policies.flatMap((p) => {
+      try {
+        return [{ key: `${p.cluster_id}/${p.namespace}/${p.name}`, cluster: p.cluster_id, namespace: p.namespace, name: p.name, spec: validatePolicySpec(JSON.parse(p.spec)) }];
+      } catch {
+        return [];
+      }
+    });
+    const resolved = resolve({
+      cluster: own,
+      clusterLabels: new Map(clusters.map((c) => [c.cluster_id, c.labels])),
+      namespaces: namespaces.map((n) => {
+        const authors = n.metadata?.annotations?.[AUTHORS_ANNOTATION];
+        return { name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {}, authors: authors?.split(',').map((s) => s.trim()).filter((s) => s !== '') };
+      }),
+      policies: inputs,
+    });
+    for (const o of crs) {
+      const ns = o.metadata?.namespace ?? '';
+      const name = o.metadata?.name ?? '';
+      const key = `${own}/${ns}/${name}`;
+      const error = errors.get(key);
+      const st = resolved.status.get(key);
+      const entry = error !== undefined ? { cluster: own, state: 'Error', message: error }
+        : st === undefined ? { cluster: own, state: 'Accepted', message: 'published; waiting for the broker to send it back' }
+        : { cluster: own, state: st.state, message: st.errors.length > 0 ? st.errors.join('; ') : `governs ${st.namespaces.join(', ') || 'no namespace here'}` };
+      const text = JSON.stringify(entry);
+      if (this.#statusWritten.get(key) === text) continue;
+      try {
+        const path = { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name };
+        const current = (await this.#objects.getNamespacedCustomObject(path)) as Record<string, unknown>;
+        await this.#objects.replaceNamespacedCustomObjectStatus({ ...path, body: { ...current, status: { clusters: [entry] } } });
+        this.#statusWritten.set(key, text);
+      } catch (err) {
+        this.#d.logger.warn({ policy: key, err: messageOf(err) }, 'status not written');
+      }
+    }
+  }
+}

@@ -1,0 +1,175 @@
+import { ErrorCodes, IsthmusError, type CommandRunner } from '../core/index.ts';
+import type { Plan, Ruleset } from './compile.ts';
+import type { AuditElement, PolicyTable } from './table.ts';
+
+/**
+ * The policy rules with iptables + ipset, for nodes without nftables: the plan of
+ * compile.ts as one filter chain ISTHMUS-POLICY (jumped to first from FORWARD) and ipsets
+ * named `isthmus-p-<set>`. It owns only that chain, its jump and those sets.
+ *
+ * set(): the sets are filled as `<name>-n` and swapped in (`ipset restore`, one call), then
+ * the chain is replaced in one `iptables-restore --noflush`, then the sets no rule refers to
+ * any longer are destroyed: a packet meets the old rules with the old sets or the new
+ * rules with the new sets. The chain's first rule carries the ruleset's digest in a
+ * comment; the same digest again changes nothing. Audit sets are hash:ip,port,ip with the
+ * plan's timeout, filled by `-j SET` before each verdict rule.
+ */
+export const IPT_CHAIN = 'ISTHMUS-POLICY';
+export const IPSET_PREFIX = 'isthmus-p-';
+
+const ipset = (name: string): string => `${IPSET_PREFIX}${name}`;
+
+/** The `ipset restore` script that makes every set of the plan hold exactly its elements (pure). */
+export function ipsetScript(plan: Plan): string {
+  const out: string[] = [];
+  const fill = (name: string, type: string, items: readonly string[]): void => {
+    const real = ipset(name);
+    const next = `${real}-n`;
+    out.push(`create ${real} ${type} -exist`, `create ${next} ${type} -exist`, `flush ${next}`);
+    for (const i of items) out.push(`add ${next} ${i}`);
+    out.push(`swap ${next} ${real}`, `destroy ${next}`);
+  };
+  fill('remote', 'hash:net family inet maxelem 65536', plan.remoteCidrs);
+  for (const s of plan.sets) fill(s.name, 'hash:ip family inet maxelem 1048576', s.ips);
+  for (const a of plan.audits) out.push(`create ${ipset(a)} hash:ip,port,ip family inet timeout ${plan.auditSeconds} maxelem 65536 -exist`, `flush ${ipset(a)}`);
+  return `${out.join('\n')}\n`;
+}
+
+/** multiport takes at most 15 ports (a range counts 2): the ports in lists that fit. */
+function portChunks(ports: readonly string[]): string[][] {
+  const chunks: string[][] = [];
+  let cur: string[] = [];
+  let n = 0;
+  for (const p of ports) {
+    const w = p.includes('-') ? 2 : 1;
+    if (n + w > 15) {
+      chunks.push(cur);
+      cur = [];
+      n = 0;
+    }
+    cur.push(p.replace('-', ':'));
+    n += w;
+  }
+  if (cur.length > 0) chunks.push(cur);
+  return chunks;
+}
+
+/** The chain's rules for iptables-restore (pure). */
+export function iptablesChain(ruleset: Ruleset): string[] {
+  const plan = ruleset.plan;
+  const lines = [
+    `-A ${IPT_CHAIN} -m comment --comment "isthmus policy ${ruleset.digest}"`,
+    `-A ${IPT_CHAIN} -m set ! --match-set ${ipset('remote')} src -j RETURN`,
+    `-A ${IPT_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
+  ];
+  for (const r of plan.rules) {
+    const base = `-A ${IPT_CHAIN} -m set --match-set ${ipset(r.dst)} dst${r.src === '' || r.src === 'remote' ? '' : ` -m set --match-set ${ipset(r.src)} src`}`;
+    const matches = r.protocol === undefined ? [base]
+      : r.ports.length === 0 ? [`${base} -p ${r.protocol}`]
+      : portChunks(r.ports).map((c) => `${base} -p ${r.protocol} -m multiport --dports ${c.join(',')}`);
+    for (const m of matches) {
+      lines.push(`${m} -j SET --add-set ${ipset(r.audit)} src,dst,dst`);
+      lines.push(`${m} -m comment --comment "${r.comment}" -j ${r.action === 'Allow' ? 'ACCEPT' : 'DROP'}`);
+    }
+  }
+  return lines;
+}
+
+/** `ipset list -o save` of an audit set → its flows (pure; other lines are skipped). */
+export function parseIpsetAudit(set: string, text: string): AuditElement[] {
+  const out: AuditElement[] = [];
+  for (const line of text.split('\n')) {
+    const m = /^add \S+ (\d+\.\d+\.\d+\.\d+),([a-z0-9]+):([^,]+),(\d+\.\d+\.\d+\.\d+)/.exec(line);
+    if (m === null) continue;
+    const port = /^\d+$/.test(m[3] ?? '') ? Number(m[3]) : 0;
+    out.push({ set, saddr: m[1] as string, protocol: m[2] as string, port, daddr: m[4] as string });
+  }
+  return out;
+}
+
+export class IptablesPolicyTable implements PolicyTable {
+  readonly name = 'iptables';
+  readonly #runner: CommandRunner;
+
+  constructor(runner: CommandRunner) {
+    this.#runner = runner;
+  }
+
+  async preflight(): Promise<void> {
+    const r = await this.#runner.run('iptables-save', ['-t', 'filter'], { allowFailure: true });
+    if (r.code !== 0) throw new IsthmusError(ErrorCodes.NOT_ROOT, `iptables-save cannot read the filter table (${r.stderr.trim()}): the policy agent needs CAP_NET_ADMIN`);
+    const s = await this.#runner.run('ipset', ['list', '-n'], { allowFailure: true }).catch(() => ({ code: 127, stderr: 'not installed' }));
+    if (s.code !== 0) throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY, `ipset does not work here (${s.stderr.trim()}): install the Debian package ipset`);
+  }
+
+  async #saved(): Promise<string[]> {
+    return (await this.#runner.run('iptables-save', ['-t', 'filter'])).stdout.split('\n');
+  }
+
+  async current(): Promise<string | undefined> {
+    const lines = await this.#saved();
+    for (const l of lines) {
+      const m = new RegExp(`^-A ${IPT_CHAIN} -m comment --comment "isthmus policy ([0-9a-f]+)"$`).exec(l);
+      if (m !== null) return m[1];
+    }
+    return undefined;
+  }
+
+  async set(ruleset: Ruleset): Promise<boolean> {
+    const saved = await this.#saved();
+    const has = saved.find((l) => l.startsWith(`-A ${IPT_CHAIN} -m comment --comment "isthmus policy `));
+    const jump = saved.includes(`-A FORWARD -j ${IPT_CHAIN}`);
+    if (has === `-A ${IPT_CHAIN} -m comment --comment "isthmus policy ${ruleset.digest}"` && jump) return false;
+    await this.#runner.run('ipset', ['restore'], { input: ipsetScript(ruleset.plan) });
+    const input = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...iptablesChain(ruleset), ...(jump ? [] : [`-I FORWARD 1 -j ${IPT_CHAIN}`]), 'COMMIT', ''].join('\n');
+    await this.#runner.run('iptables-restore', ['-w', '--noflush'], { input });
+    const keep = new Set(['remote', ...ruleset.plan.sets.map((s) => s.name), ...ruleset.plan.audits].map(ipset));
+    for (const name of await this.#sets()) {
+      if (!keep.has(name)) await this.#runner.run('ipset', ['destroy', name], { allowFailure: true });
+    }
+    return true;
+  }
+
+  async #sets(): Promise<string[]> {
+    const r = await this.#runner.run('ipset', ['list', '-n'], { allowFailure: true });
+    return r.code !== 0 ? [] : r.stdout.split('\n').map((l) => l.trim()).filter((l) => l.startsWith(IPSET_PREFIX));
+  }
+
+  async readAudit(sets: Iterable<string>): Promise<AuditElement[]> {
+    const out: AuditElement[] = [];
+    for (const set of sets) {
+      const r = await this.#runner.run('ipset', ['list', '-o', 'save', ipset(set)], { allowFailure: true });
+      if (r.code === 0) out.push(...parseIpsetAudit(set, r.stdout));
+    }
+    return out;
+  }
+
+  async cleanup(): Promise<void> {
+    for (let i = 0; i < 4; i++) {
+      const r = await this.#runner.run('iptables', ['-w', '-t', 'filter', '-D', 'FORWARD', '-j', IPT_CHAIN], { allowFailure: true });
+      if (r.code !== 0) break;
+    }
+    await this.#runner.run('iptables', ['-w', '-t', 'filter', '-F', IPT_CHAIN], { allowFailure: true });
+    await this.#runner.run('iptables', ['-w', '-t', 'filter', '-X', IPT_CHAIN], { allowFailure: true });
+    for (const name of await this.#sets()) await this.#runner.run('ipset', ['destroy', name], { allowFailure: true });
+  }
+}
+
+/**
+ * The backend for `--filter auto|nftables|iptables`: auto takes nftables when `nft` works,
+ * else iptables + ipset; neither → MISSING_DEPENDENCY naming the packages.
+ */
+export async function choosePolicyTable(want: 'auto' | 'nftables' | 'iptables', nft: PolicyTable, ipt: PolicyTable): Promise<PolicyTable> {
+  const candidates = want === 'nftables' ? [nft] : want === 'iptables' ? [ipt] : [nft, ipt];
+  const errors: string[] = [];
+  for (const t of candidates) {
+    try {
+      await t.preflight();
+      return t;
+    } catch (err) {
+      if (candidates.length === 1) throw err;
+      errors.push(err instanceof Error ? err.message : String(err));
+    }
+  }
+  throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY, `neither nftables nor iptables + ipset works here (${errors.join('; ')}): install the Debian package nftables (or iptables and ipset) and run the policy agent with CAP_NET_ADMIN`);
+}
