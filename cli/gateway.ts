@@ -1,5 +1,7 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
 import {
-  Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
+  ErrorCodes, IsthmusError, messageOf, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
@@ -10,8 +12,9 @@ import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import { brokerClientFromDir } from './broker-client.ts';
 import type { Command } from './command.ts';
 
-const ip = (what: string, def?: string) => custom(what, (raw) => {
+const ip = (what: string, def?: string, auto = false) => custom(what, (raw) => {
   if ((raw === undefined || raw === '') && def !== undefined) return def;
+  if (auto && raw === 'auto') return raw;
   if (typeof raw !== 'string') throw new Error('is required');
   parseIp(raw);
   return raw;
@@ -29,7 +32,7 @@ const schema = {
   broker: str('broker address host:port'),
   brokerTlsDir: str('folder with this cluster\'s broker client certificate: tls.crt, tls.key, ca.crt'),
   driver: oneOf('cable driver (default wireguard)', DRIVER_NAMES, 'wireguard'),
-  privateIp: ip('the address cables use on this node'),
+  privateIp: ip('the address cables use on this node; "auto": this node\'s source address towards the broker', undefined, true),
   publicIp: ip('public address (default: as the broker sees it)', ''),
   port: int('cable UDP port (default 51820 wireguard, 500 ipsec, 4789 vxlan)', 0, 0, 65535),
   podCidrs: list('this cluster\'s pod CIDRs', checkedCidr),
@@ -70,6 +73,8 @@ export const gatewayCommand: Command = {
     const cfg = validateConfig(schema, optionRecord(args), 'gateway options');
     const logger = createLogger({ component: 'gateway', cluster: cfg.cluster });
     const runner = new SystemRunner();
+    const privateIp = cfg.privateIp === 'auto' ? await sourceAddressTowards(runner, cfg.broker) : cfg.privateIp;
+    if (cfg.privateIp === 'auto') logger.info({ privateIp, broker: cfg.broker }, 'private address: the source address of the route to the broker');
     const setup = setupDriver({
       name: cfg.driver, runner, logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets,
       ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
@@ -79,7 +84,7 @@ export const gatewayCommand: Command = {
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
     const metrics = new GatewayMetrics();
     const engine = new GatewayEngine({
-      clusterId: cfg.cluster, hostname: cfg.hostname, privateIp: cfg.privateIp, publicIp: cfg.publicIp,
+      clusterId: cfg.cluster, hostname: cfg.hostname, privateIp, publicIp: cfg.publicIp,
       port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
       podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
       healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
@@ -96,3 +101,15 @@ export const gatewayCommand: Command = {
     return 0;
   },
 };
+
+/** The source address this node uses towards the broker (`ip route get`), for `--private-ip auto`. */
+async function sourceAddressTowards(runner: SystemRunner, broker: string): Promise<string> {
+  const host = broker.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const address = isIP(host) !== 0 ? host : (await lookup(host).catch((err: unknown) => {
+    throw new IsthmusError(ErrorCodes.UNAVAILABLE, `--private-ip auto: cannot resolve the broker's host ${host} (${messageOf(err)}); give --private-ip explicitly`);
+  })).address;
+  const out = await runner.run('ip', ['-j', 'route', 'get', address]);
+  const src = (JSON.parse(out.stdout) as { prefsrc?: string }[])[0]?.prefsrc;
+  if (src === undefined) throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `--private-ip auto: this node has no route with a source address towards the broker ${address}; give --private-ip explicitly`);
+  return src;
+}

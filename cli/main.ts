@@ -5,6 +5,7 @@ import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
 import { dnsCommand } from './dns.ts';
 import { gatewayCommand } from './gateway.ts';
+import { joinCommand } from './join.ts';
 import { leaveCommand } from './leave.ts';
 import { mcsCommand } from './mcs.ts';
 import { exportCommand, showCommand, unexportCommand } from './mcs-verbs.ts';
@@ -17,7 +18,7 @@ import { sandboxCommand } from './sandbox.ts';
  */
 function registry(): Map<string, Command> {
   const commands: Command[] = [
-    certsCommand, brokerCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand,
+    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand,
   ];
   return new Map(commands.map((c) => [c.name, c]));
 }

@@ -6,3 +6,4 @@ export { BrokerClient, type BrokerClientOptions, type TlsMaterial, type PublishE
 export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, type CacheSource } from './cache.ts';
 export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
+export { callJoinApi, parseJoinToken, TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S, type JoinCallOptions, type JoinRequest, type JoinResponse, type MintTokenRequest, type MintTokenResponse } from './join.ts';

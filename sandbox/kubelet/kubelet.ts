@@ -14,7 +14,7 @@ import { allocateIp } from './ipam.ts';
 import { heartbeat, registerNode, renewLease } from './node.ts';
 import { kubeletServingFiles } from '../pki.ts';
 import { loadRecords, podDir, removeRecord, saveRecord, type ContainerExit, type ContainerRecord, type PodRecord } from './records.ts';
-import { containerFiles, containerPid, envFor, keepPreviousLog, probeOnce, readExit, removeResolvConf, resolvConf, shimAlive, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
+import { containerFiles, containerPid, ensureMountpoint, envFor, keepPreviousLog, probeOnce, readExit, removeResolvConf, resolvConf, shimAlive, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
 import { prepareVolumes, unsupportedVolume } from './volumes.ts';
 
 /**
@@ -289,7 +289,7 @@ export class SandboxKubelet {
       if (c.notBefore !== undefined && Date.now() < c.notBefore) continue;
       const spec = pod.spec?.containers.find((x) => x.name === c.name);
       if (spec === undefined) continue;
-      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip }, dir);
+      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip, createHostDir: (p) => ensureMountpoint(p, false, join(this.#clusterDir, 'mountpoints')) }, dir);
       const hostname = r.hostNetwork ? undefined : podHostname(pod);
       const ctx = {
         pod, container: spec, netns: r.netns, podDir: dir, volumes, podIp: r.ip, nodeIp: node.ip,

@@ -68,7 +68,8 @@ export function envFor(ctx: ContainerContext, secretValue: (ns: string, name: st
   })();
 }
 
-async function ensureMountpoint(target: string, isFile: boolean, log: string): Promise<void> {
+/** Creates `target` (a folder, or an empty file) when missing, recording the top-most folder made in `log` for `down`. */
+export async function ensureMountpoint(target: string, isFile: boolean, log: string): Promise<void> {
   try {
     await stat(target);
     return;
