@@ -1,5 +1,6 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
+import { rm } from 'node:fs/promises';
 import {
   ErrorCodes, IsthmusError, messageOf, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
@@ -65,11 +66,12 @@ export const gatewayCommand: Command = {
   name: 'gateway',
   summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status',
   async run(argv) {
-    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'help']));
+    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'cleanup', 'help']));
     if (args.options.has('help')) {
       process.stdout.write(optionsHelp('isthmus gateway [options]', schema));
       return 0;
     }
+    if (args.options.has('cleanup')) return cleanup(args);
     const cfg = validateConfig(schema, optionRecord(args), 'gateway options');
     const logger = createLogger({ component: 'gateway', cluster: cfg.cluster });
     const runner = new SystemRunner();
@@ -101,6 +103,30 @@ export const gatewayCommand: Command = {
     return 0;
   },
 };
+
+const cleanupSchema = { stateDir: schema.stateDir, privateSockets: schema.privateSockets };
+
+/**
+ * `isthmus gateway --cleanup [--state-dir DIR] [--private-sockets]`: removes this node's
+ * WireGuard or VXLAN cable device (and wireguard-go's socket) and the state folder, then exits;
+ * what `isthmus uninstall` runs on every node. Other options are ignored.
+ */
+async function cleanup(args: ReturnType<typeof parseArgs>): Promise<number> {
+  const rec = optionRecord(args);
+  const cfg = validateConfig(cleanupSchema, { stateDir: rec['stateDir'], privateSockets: rec['privateSockets'] }, 'gateway --cleanup options');
+  const logger = createLogger({ component: 'gateway' });
+  // the drivers `isthmus join` deploys (IPsec gateways are started by hand with their certificates)
+  for (const name of ['wireguard', 'vxlan'] as const) {
+    try {
+      await setupDriver({ name, runner: new SystemRunner(), logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets }).driver.cleanup();
+    } catch (err) {
+      logger.warn({ driver: name, err: messageOf(err) }, 'cleanup incomplete');
+    }
+  }
+  await rm(cfg.stateDir, { recursive: true, force: true });
+  process.stdout.write(`cable devices and ${cfg.stateDir} removed\n`);
+  return 0;
+}
 
 /** The source address this node uses towards the broker (`ip route get`), for `--private-ip auto`. */
 async function sourceAddressTowards(runner: SystemRunner, broker: string): Promise<string> {

@@ -1,5 +1,5 @@
 import { createPublicKey } from 'node:crypto';
-import { AuthorizationV1Api } from '@kubernetes/client-node';
+import { AuthorizationV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
   ErrorCodes, IsthmusError, bool, certificateInfo, createLogger, custom, generateKeyPair, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
@@ -27,6 +27,10 @@ const NS = 'isthmus-system';
 const CLIENT_SECRET = 'isthmus-broker-client';
 const GATEWAY_LABEL = 'isthmus.dev/gateway-capable';
 const MIN_MINOR = 29;
+/** On a node whose gateway label join added (so uninstall takes it off again, and only there). */
+export const JOINED_LABEL_ANNOTATION = 'isthmus.dev/gateway-labelled-by';
+/** The CRDs join installs (deploy/crds/). */
+export const JOIN_CRDS = ['gateways.isthmus.dev', 'routeagents.isthmus.dev', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io', 'clusterproperties.about.k8s.io'] as const;
 
 const schema = {
   kubeconfig: optionalStr('kubeconfig (default $KUBECONFIG, ~/.kube/config)'),
@@ -78,7 +82,11 @@ async function run(argv: readonly string[]): Promise<number> {
   const say = (s: string): void => void process.stdout.write(`${s}\n`);
   const info = await readBrokerInfo(file);
   const driver = cfg.cableDriver ?? info.clusterset.cableDriver;
-  if (!['wireguard', 'ipsec', 'vxlan'].includes(driver)) throw usageError(`--cable-driver ${driver}: use wireguard, ipsec or vxlan`, USAGE);
+  if (!['wireguard', 'vxlan'].includes(driver)) {
+    throw usageError(driver === 'ipsec'
+      ? '--cable-driver ipsec: join deploys wireguard and vxlan gateways; IPsec gateways need a gateway certificate each (README, "Gateways"): use --cable-driver wireguard'
+      : `--cable-driver ${driver}: use wireguard or vxlan`, USAGE);
+  }
   const kube = Kube.load(cfg.kubeconfig, cfg.context);
   const facts = await precheck(kube, cfg, info, say);
   const keyPem = facts.credentials === 'none' ? undefined : await storedKey(kube);
@@ -229,7 +237,7 @@ function secretOf(name: string, files: Record<string, string>): Obj {
 
 async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings, stored: string | undefined, say: (s: string) => void): Promise<void> {
   for (const o of await manifest('namespace.yaml')) await kube.apply(o);
-  const crdFiles = ['gateways.isthmus.dev', 'routeagents.isthmus.dev', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io', 'clusterproperties.about.k8s.io'];
+  const crdFiles = JOIN_CRDS;
   for (const f of crdFiles) for (const o of await manifest(`crds/${f}.json`)) await kube.apply(o);
   await waitFor('the CRDs established', 60_000, async () => {
     for (const f of crdFiles) {
@@ -257,7 +265,10 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
   mcsConfig.data = { ...mcsConfig.data, BROKER: s.broker };
   await kube.apply(mcsConfig);
   say(`✓ ClusterProperty cluster.clusterset.k8s.io=${facts.clusterId}, ConfigMaps isthmus-gateway and isthmus-mcs`);
-  for (const n of facts.toLabel) await kube.apply({ apiVersion: 'v1', kind: 'Node', metadata: { name: n, labels: { [GATEWAY_LABEL]: 'true' } } });
+  for (const n of facts.toLabel) {
+    await kube.core.patchNode({ name: n, body: { metadata: { labels: { [GATEWAY_LABEL]: 'true' }, annotations: { [JOINED_LABEL_ANNOTATION]: 'isthmus-join' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))
+      .catch((err: unknown) => { throw kube.wrap(err, `label node ${n}`); });
+  }
   if (facts.toLabel.length > 0) say(`✓ labelled ${facts.toLabel.join(', ')} ${GATEWAY_LABEL}=true`);
   await kube.apply(workload(pick(gw, 'Deployment', 'isthmus-gateway'), s));
   for (const o of await manifest('route-agent/daemonset.yaml')) await kube.apply(workload(o, s));

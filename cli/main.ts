@@ -8,9 +8,11 @@ import { gatewayCommand } from './gateway.ts';
 import { joinCommand } from './join.ts';
 import { leaveCommand } from './leave.ts';
 import { mcsCommand } from './mcs.ts';
-import { exportCommand, showCommand, unexportCommand } from './mcs-verbs.ts';
+import { exportCommand, unexportCommand } from './mcs-verbs.ts';
+import { showClustersetCommand } from './show.ts';
 import { routeAgentCommand } from './route-agent.ts';
 import { sandboxCommand } from './sandbox.ts';
+import { uninstallCommand } from './uninstall.ts';
 
 /**
  * The `isthmus` command. Subcommands are registered explicitly here; each lives in
@@ -18,7 +20,7 @@ import { sandboxCommand } from './sandbox.ts';
  */
 function registry(): Map<string, Command> {
   const commands: Command[] = [
-    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showCommand, mcsCommand, dnsCommand, sandboxCommand,
+    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, uninstallCommand, sandboxCommand,
   ];
   return new Map(commands.map((c) => [c.name, c]));
 }

@@ -159,4 +159,45 @@ test('join again is idempotent: the certificate is kept, no token needed; a clus
   await refused(await cli(['join', f('spare.json'), '--context', 'c2', '--cluster-id', 'c5']), /calls itself c2 .* join with --cluster-id c2/);
 });
 
+test('show: gateways, connections, networks, endpoints, versions of a joined cluster', async () => {
+  const gw = ok(await cli(['show', 'gateways', '--context', 'c1']), 'show gateways');
+  assert.match(gw.stdout, /c1-n1\s+active\s+wireguard\s+172\.29\.0\.11/);
+  const conns = JSON.parse(ok(await cli(['show', 'connections', '--context', 'c1', '-o', 'json']), 'show connections').stdout) as { cluster: string; status: string }[];
+  assert.equal(conns.map((c) => `${c.cluster} ${c.status}`).sort(), ['c2 connected', 'c3 connected']);
+  const nets = ok(await cli(['show', 'networks', '--context', 'c2']), 'show networks');
+  for (const c of ['c1 10.1.0.0/16', 'c2 10.2.0.0/16', 'c3 10.3.0.0/16']) assert.match(nets.stdout, new RegExp(c.replace(' ', '\\s+')));
+  const eps = ok(await cli(['show', 'endpoints', '--context', 'c2', '-o', 'yaml']), 'show endpoints');
+  assert.match(eps.stdout, /hostname: c3-n1/);
+  const all = ok(await cli(['show', 'all', '--context', 'c3']), 'show all');
+  for (const h of ['== gateways', '== connections', '== endpoints', '== networks', '== versions', '== exports']) assert.ok(all.stdout.includes(h), h);
+  assert.match(all.stdout, /Deployment isthmus-gateway\s+isthmus:0\.1\.0/);
+});
+
+test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza, node devices, routes, rules, chains, broker records); c1 and c2 drop their cables', async () => {
+  const r = ok(await cli(['uninstall', '--context', 'c3']), 'uninstall c3');
+  assert.match(r.stdout, /nothing of Isthmus is left in c3/);
+  assert.is((await k('c3', ['get', 'namespace', 'isthmus-system', '--ignore-not-found', '-o', 'name'])).trim(), '');
+  const crds = await k('c3', ['get', 'crd', '-o', 'name']);
+  assert.not.match(crds, /isthmus\.dev|multicluster\.x-k8s\.io|about\.k8s\.io/);
+  assert.not.match(await k('c3', ['get', 'clusterroles', '-o', 'name']), /isthmus/);
+  assert.not.match(await k('c3', ['-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}']), /clusterset\.local/);
+  for (const n of ['isb-c3-n1', 'isb-c3-n2']) {
+    const node = async (args: string[]): Promise<string> => (await import('node:child_process')).execFileSync('ip', ['netns', 'exec', n, ...args], { encoding: 'utf8' });
+    assert.not.match(await node(['ip', '-o', 'link']), /isthmus|vx-isthmus/, `${n}: no device of ours`);
+    assert.not.match(await node(['ip', 'rule']), /lookup 23[01]/, `${n}: no rule of ours`);
+    assert.is((await node(['ip', 'route', 'show', 'table', '230'])).trim(), '', `${n}: table 230 empty`);
+    assert.not.match(await node(['nft', 'list', 'tables']), /isthmus/, `${n}: no nftables table of ours`);
+  }
+  const nets = ok(await cli(['show', 'networks', '--context', 'c1', '-o', 'json']), 'show networks');
+  assert.equal((JSON.parse(nets.stdout) as { cluster: string }[]).map((c) => c.cluster).sort(), ['c1', 'c2']);
+  for (const c of ['c1', 'c2']) {
+    await eventually(`${c} drops its cable to c3`, async () => {
+      const gw = await k(c, ['-n', 'isthmus-system', 'get', 'gateways.isthmus.dev', '-o', 'jsonpath={.items[0].status.summary}']);
+      return gw === '1/1' ? true : undefined;
+    }, 60_000);
+  }
+  const again = ok(await cli(['uninstall', '--context', 'c3']), 'uninstall c3 again');
+  assert.match(again.stdout, /nothing of Isthmus is left in c3/);
+});
+
 test.run();
