@@ -3,6 +3,7 @@ import { isIsthmusError, messageOf } from '../core/index.ts';
 import type { Command } from './command.ts';
 import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
+import { diagnoseCommand } from './diagnose.ts';
 import { dnsCommand } from './dns.ts';
 import { gatewayCommand } from './gateway.ts';
 import { joinCommand } from './join.ts';
@@ -20,7 +21,7 @@ import { uninstallCommand } from './uninstall.ts';
  */
 function registry(): Map<string, Command> {
   const commands: Command[] = [
-    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, uninstallCommand, sandboxCommand,
+    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, diagnoseCommand, uninstallCommand, sandboxCommand,
   ];
   return new Map(commands.map((c) => [c.name, c]));
 }

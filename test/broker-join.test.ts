@@ -12,17 +12,8 @@ import { callJoinApi, parseJoinToken, type JoinResponse, type MintTokenResponse 
 import { writeClustersetCA } from '../certs/index.ts';
 import { JoinServer } from '../broker/join.ts';
 import { JOIN_TOKEN_DIR } from '../broker/keys.ts';
-import { test, withLab, type Lab } from './broker-harness.ts';
+import { refusal, test, withLab, type Lab } from './broker-harness.ts';
 
-async function refusal(p: Promise<unknown>): Promise<IsthmusError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof IsthmusError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal, the call succeeded');
-}
 
 interface JoinLab {
   readonly address: string;

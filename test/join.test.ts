@@ -173,6 +173,14 @@ test('show: gateways, connections, networks, endpoints, versions of a joined clu
   assert.match(all.stdout, /Deployment isthmus-gateway\s+isthmus:0\.1\.0/);
 });
 
+test('diagnose: every check passes on the joined clusterset', async () => {
+  const r = await cli(['diagnose', '--context', 'c1', '--context', 'c2', '--context', 'c3', '-o', 'json']);
+  const findings = JSON.parse(r.stdout) as { cluster: string; check: string; verdict: string; detail: string }[];
+  assert.equal(findings.filter((x) => x.verdict !== 'ok'), [], r.stdout);
+  assert.is(r.code, 0);
+  for (const check of ['apiserver', 'joined', 'CoreDNS stanza', 'certificate', 'gateway', 'route agents', 'records']) assert.ok(findings.some((x) => x.check === check), check);
+});
+
 test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza, node devices, routes, rules, chains, broker records); c1 and c2 drop their cables', async () => {
   const r = ok(await cli(['uninstall', '--context', 'c3']), 'uninstall c3');
   assert.match(r.stdout, /nothing of Isthmus is left in c3/);
@@ -196,6 +204,9 @@ test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza,
       return gw === '1/1' ? true : undefined;
     }, 60_000);
   }
+  const diag = await cli(['diagnose', '--context', 'c3']);
+  assert.is(diag.code, 1);
+  assert.match(diag.stdout, /not joined to a clusterset: run `isthmus join/);
   const again = ok(await cli(['uninstall', '--context', 'c3']), 'uninstall c3 again');
   assert.match(again.stdout, /nothing of Isthmus is left in c3/);
 });
