@@ -5,6 +5,7 @@ import { brokerCommand } from './broker.ts';
 import { certsCommand } from './certs.ts';
 import { diagnoseCommand } from './diagnose.ts';
 import { dnsCommand } from './dns.ts';
+import { gatherCommand } from './gather.ts';
 import { gatewayCommand } from './gateway.ts';
 import { joinCommand } from './join.ts';
 import { leaveCommand } from './leave.ts';
@@ -21,7 +22,7 @@ import { uninstallCommand } from './uninstall.ts';
  */
 function registry(): Map<string, Command> {
   const commands: Command[] = [
-    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, diagnoseCommand, uninstallCommand, sandboxCommand,
+    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, diagnoseCommand, gatherCommand, uninstallCommand, sandboxCommand,
   ];
   return new Map(commands.map((c) => [c.name, c]));
 }

@@ -10,6 +10,7 @@
 // missing RBAC rights. A second join is idempotent and skips the token.
 import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
+import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCA } from '../core/index.ts';
@@ -181,6 +182,19 @@ test('diagnose: every check passes on the joined clusterset', async () => {
   for (const check of ['apiserver', 'joined', 'CoreDNS stanza', 'certificate', 'gateway', 'route agents', 'records']) assert.ok(findings.some((x) => x.check === check), check);
 });
 
+test('gather: objects and logs of every cluster in one archive, no secret value in it', async () => {
+  ok(await cli(['gather', '--context', 'c1', '--context', 'c2', '--out', f('gather.tar.gz')]), 'gather');
+  const listing = execFileSync('tar', ['-tzf', f('gather.tar.gz')], { encoding: 'utf8' });
+  for (const want of ['gather/c1/pods.yaml', 'gather/c2/gateways.yaml', 'gather/c1/secrets.yaml', 'gather/errors.txt']) assert.ok(listing.includes(want), want);
+  assert.match(listing, /gather\/c2\/logs\/isthmus-gateway-[^/]+\/gateway\.log/);
+  const secrets = execFileSync('tar', ['-xzOf', f('gather.tar.gz'), 'gather/c1/secrets.yaml'], { encoding: 'utf8' });
+  assert.match(secrets, /tls\.key: \(redacted\)/);
+  const stored = JSON.parse(await k('c1', ['-n', 'isthmus-system', 'get', 'secret', 'isthmus-broker-client', '-o', 'json'])) as { data: Record<string, string> };
+  const key = Buffer.from(stored.data['tls.key'] ?? '', 'base64').toString('utf8');
+  const everything = execFileSync('tar', ['-xzOf', f('gather.tar.gz')], { encoding: 'utf8', maxBuffer: 256 * 1024 * 1024 });
+  assert.not.ok(everything.includes(key.split('\n')[1] ?? 'x'), 'no private key in the archive');
+});
+
 test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza, node devices, routes, rules, chains, broker records); c1 and c2 drop their cables', async () => {
   const r = ok(await cli(['uninstall', '--context', 'c3']), 'uninstall c3');
   assert.match(r.stdout, /nothing of Isthmus is left in c3/);
@@ -190,7 +204,7 @@ test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza,
   assert.not.match(await k('c3', ['get', 'clusterroles', '-o', 'name']), /isthmus/);
   assert.not.match(await k('c3', ['-n', 'kube-system', 'get', 'configmap', 'coredns', '-o', 'jsonpath={.data.Corefile}']), /clusterset\.local/);
   for (const n of ['isb-c3-n1', 'isb-c3-n2']) {
-    const node = async (args: string[]): Promise<string> => (await import('node:child_process')).execFileSync('ip', ['netns', 'exec', n, ...args], { encoding: 'utf8' });
+    const node = async (args: string[]): Promise<string> => execFileSync('ip', ['netns', 'exec', n, ...args], { encoding: 'utf8' });
     assert.not.match(await node(['ip', '-o', 'link']), /isthmus|vx-isthmus/, `${n}: no device of ours`);
     assert.not.match(await node(['ip', 'rule']), /lookup 23[01]/, `${n}: no rule of ours`);
     assert.is((await node(['ip', 'route', 'show', 'table', '230'])).trim(), '', `${n}: table 230 empty`);
