@@ -136,6 +136,10 @@ async function run(argv: readonly string[]): Promise<number> {
     }
   }
   for (const crd of JOIN_CRDS) await kube.remove('apiextensions.k8s.io/v1', 'CustomResourceDefinition', crd);
+  await waitFor('our CRDs gone', timeoutMs, async () => {
+    for (const crd of JOIN_CRDS) if ((await kube.read('apiextensions.k8s.io/v1', 'CustomResourceDefinition', crd)) !== undefined) return undefined;
+    return true;
+  }, 500);
   if (hostsBroker && !cfg.broker) {
     for (const [kind, name] of [['Secret', 'isthmus-broker-client'], ['ConfigMap', 'isthmus-gateway'], ['ConfigMap', 'isthmus-mcs']] as const) await kube.remove('v1', kind, name, NS);
     for (const o of [...await manifest('gateway/rbac.yaml'), ...await manifest('route-agent/rbac.yaml'), ...await manifest('mcs-api/rbac.yaml')]) {
