@@ -15,6 +15,7 @@ import { showClustersetCommand } from './show.ts';
 import { routeAgentCommand } from './route-agent.ts';
 import { sandboxCommand } from './sandbox.ts';
 import { uninstallCommand } from './uninstall.ts';
+import { verifyCommand } from './verify.ts';
 
 /**
  * The `isthmus` command. Subcommands are registered explicitly here; each lives in
@@ -22,7 +23,7 @@ import { uninstallCommand } from './uninstall.ts';
  */
 function registry(): Map<string, Command> {
   const commands: Command[] = [
-    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, diagnoseCommand, gatherCommand, uninstallCommand, sandboxCommand,
+    certsCommand, brokerCommand, joinCommand, gatewayCommand, routeAgentCommand, leaveCommand, exportCommand, unexportCommand, showClustersetCommand, mcsCommand, dnsCommand, diagnoseCommand, verifyCommand, gatherCommand, uninstallCommand, sandboxCommand,
   ];
   return new Map(commands.map((c) => [c.name, c]));
 }

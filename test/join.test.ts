@@ -182,6 +182,13 @@ test('diagnose: every check passes on the joined clusterset', async () => {
   for (const check of ['apiserver', 'joined', 'CoreDNS stanza', 'certificate', 'gateway', 'route agents', 'records']) assert.ok(findings.some((x) => x.check === check), check);
 });
 
+test('verify c1 → c2: pod, ClusterIP and clusterset name, with a JUnit report; its namespace is gone afterwards', async () => {
+  const r = ok(await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--junit', f('verify.xml')]), 'verify');
+  assert.match(r.stdout, /3 passed, 0 failed/);
+  assert.match(readFileSync(f('verify.xml'), 'utf8'), /<testsuite name="isthmus verify c1 → c2" tests="3" failures="0"/);
+  await eventually('namespace isthmus-verify gone', async () => ((await k('c1', ['get', 'namespace', 'isthmus-verify', '--ignore-not-found', '-o', 'name'])).trim() === '' ? true : undefined), 90_000);
+});
+
 test('gather: objects and logs of every cluster in one archive, no secret value in it', async () => {
   ok(await cli(['gather', '--context', 'c1', '--context', 'c2', '--out', f('gather.tar.gz')]), 'gather');
   const listing = execFileSync('tar', ['-tzf', f('gather.tar.gz')], { encoding: 'utf8' });
