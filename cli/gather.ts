@@ -30,6 +30,8 @@ export function redactSecret(s: Obj): Obj {
 }
 
 async function gatherCluster(kube: Kube, dir: string, errors: string[]): Promise<void> {
+  // client-node's typed objects carry undefined fields, which YAML cannot hold: plain JSON first
+  const yaml = (o: unknown): string => dumpYaml(JSON.parse(JSON.stringify(o ?? {})) as object);
   const put = async (file: string, content: string): Promise<void> => {
     await mkdir(dirname(join(dir, file)), { recursive: true });
     await writeFile(join(dir, file), content);
@@ -43,10 +45,10 @@ async function gatherCluster(kube: Kube, dir: string, errors: string[]): Promise
   };
   await tryTo('version', async () => put('version.txt', `${(await kube.version()).gitVersion}\n`));
   for (const [apiVersion, kind, ns] of OBJECTS) {
-    await tryTo(`list ${kind}`, async () => put(`${kind.toLowerCase()}s.yaml`, dumpYaml({ apiVersion: 'v1', kind: 'List', items: await kube.list(apiVersion, kind, ns) })));
+    await tryTo(`list ${kind}`, async () => put(`${kind.toLowerCase()}s.yaml`, yaml({ apiVersion: 'v1', kind: 'List', items: await kube.list(apiVersion, kind, ns) })));
   }
-  await tryTo('list Secret', async () => put('secrets.yaml', dumpYaml({ apiVersion: 'v1', kind: 'List', items: (await kube.list('v1', 'Secret', NS)).map(redactSecret) })));
-  await tryTo('CoreDNS', async () => put('coredns-configmap.yaml', dumpYaml(await kube.read('v1', 'ConfigMap', 'coredns', 'kube-system') ?? {})));
+  await tryTo('list Secret', async () => put('secrets.yaml', yaml({ apiVersion: 'v1', kind: 'List', items: (await kube.list('v1', 'Secret', NS)).map(redactSecret) })));
+  await tryTo('CoreDNS', async () => put('coredns-configmap.yaml', yaml(await kube.read('v1', 'ConfigMap', 'coredns', 'kube-system'))));
   await tryTo('logs', async () => {
     for (const pod of (await kube.core.listNamespacedPod({ namespace: NS })).items) {
       for (const c of pod.spec?.containers ?? []) {
@@ -77,6 +79,7 @@ async function run(argv: readonly string[]): Promise<number> {
       const kube = Kube.load(kubeconfig, c);
       await gatherCluster(kube, join(work, top, kube.context), errors);
     }
+    await mkdir(join(work, top), { recursive: true });
     await writeFile(join(work, top, 'errors.txt'), errors.length === 0 ? 'none\n' : errors.join('\n') + '\n');
     await new SystemRunner().run('tar', ['-czf', resolve(cfg.out), '-C', work, top]);
   } finally {
