@@ -4,7 +4,7 @@ import { callJoinApi, type MintTokenResponse } from '../core/broker-api/join.ts'
 import { createClustersetCA, issueFor, loadClustersetCA, type ClustersetCA } from '../certs/index.ts';
 import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { writeBrokerInfo, type BrokerInfo } from './broker-info.ts';
-import { Kube, manifest, pick, waitFor, type Obj } from './kube-apply.ts';
+import { Kube, manifest, opaqueSecret, pick, secretText, waitFor, type Obj } from './kube-apply.ts';
 
 /**
  * `isthmus broker deploy`: etcd (a StatefulSet of 1 or 3 members) and the broker (a
@@ -165,23 +165,18 @@ async function clustersetCA(kube: Kube, dir: string | undefined, say: (s: string
 }
 
 function caFromSecret(s: Obj): ClustersetCA {
-  const d = (k: string): string => Buffer.from(s.data?.[k] ?? '', 'base64').toString('utf8');
+  const d = (k: string): string => secretText(s, k);
   return { certPem: d('ca.crt'), keyPem: d('ca.key'), bundlePem: d('ca-bundle.crt') || d('ca.crt') };
 }
 
-function secret(name: string, files: Record<string, string>): Obj {
-  return {
-    apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace: NS, labels: { 'app.kubernetes.io/part-of': 'isthmus' } },
-    data: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-  };
-}
+const secret = (name: string, files: Record<string, string>): Obj => opaqueSecret(name, NS, files);
 
 /** The broker's server certificate: kept while it is from this CA, names every address and has a month left. */
 async function serverCertificate(kube: Kube, ca: ClustersetCA, hosts: readonly string[], say: (s: string) => void): Promise<void> {
   const sans = [...hosts, 'isthmus-broker', `isthmus-broker.${NS}`, `isthmus-broker.${NS}.svc`, `isthmus-broker.${NS}.svc.cluster.local`];
   const have = await kube.read('v1', 'Secret', TLS_SECRET, NS);
-  const cert = Buffer.from(have?.data?.['tls.crt'] ?? '', 'base64').toString('utf8');
-  if (cert !== '' && Buffer.from(have?.data?.['ca.crt'] ?? '', 'base64').toString('utf8') === ca.bundlePem) {
+  const cert = secretText(have, 'tls.crt');
+  if (cert !== '' && secretText(have, 'ca.crt') === ca.bundlePem) {
     const info = certificateInfo(cert);
     const named = new Set([...info.dnsNames, ...info.ipAddresses]);
     if (sans.every((s) => named.has(s)) && info.notAfter.getTime() - Date.now() > 30 * 86_400_000) {

@@ -1,9 +1,9 @@
-import { certificateInfo, createLogger, findOverlap, isIsthmusError, messageOf } from '../core/index.ts';
-import { BrokerClient, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
+import { certificateInfo, findOverlap, isIsthmusError, messageOf } from '../core/index.ts';
+import type { BrokerClient, Cluster, Endpoint } from '../core/broker-api/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { proxyModeOf } from './join-plan.ts';
-import { Kube, type Obj } from './kube-apply.ts';
+import { Kube, clusterBrokerClient, secretText, type Obj } from './kube-apply.ts';
 import { formatRows } from './show.ts';
 
 /**
@@ -69,9 +69,8 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
   const corefile = (await kube.read('v1', 'ConfigMap', 'coredns', 'kube-system'))?.data?.['Corefile'];
   add('CoreDNS stanza', corefile?.includes('clusterset.local') === true ? 'ok' : 'fail', corefile?.includes('clusterset.local') === true ? 'clusterset.local forwarded'
     : `kube-system/coredns has no clusterset.local stanza: the MCS controller writes it; check \`kubectl --context ${name} -n ${NS} logs deploy/isthmus-mcs\``);
-  const file = (k: string): string => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
   try {
-    const days = Math.floor((certificateInfo(file('tls.crt')).notAfter.getTime() - Date.now()) / 86_400_000);
+    const days = Math.floor((certificateInfo(secretText(secret, 'tls.crt')).notAfter.getTime() - Date.now()) / 86_400_000);
     add('certificate', days < 0 ? 'fail' : days < 30 ? 'warn' : 'ok', days < 30 ? `the broker certificate expires in ${days} days: renew it (\`isthmus certs renew\`) and update Secret ${NS}/isthmus-broker-client` : `valid ${days} more days`);
   } catch (err) {
     add('certificate', 'fail', `Secret ${NS}/isthmus-broker-client holds no usable certificate (${messageOf(err)}): run \`isthmus join\` again`);
@@ -90,11 +89,8 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
   add('route agents', missing.length === 0 ? 'ok' : 'fail', missing.length === 0 ? `on all ${nodes.length} nodes` : `no route agent on ${missing.join(', ')}: pods of those nodes cannot reach other clusters; check the DaemonSet isthmus-route-agent's tolerations and pods`);
   const small = agents.flatMap((a) => (a.status?.remotes ?? []).filter((r) => r.mtu !== undefined && r.mtu < 1280).map((r) => `${a.metadata?.name ?? '?'}→${r.cluster} ${r.mtu ?? 0}`));
   if (small.length > 0) add('MTU', 'warn', `path MTU below 1280 (${small.join(', ')}): IPv6 and some TCP stacks suffer; raise the underlay MTU or use another cable driver`);
-  const client = new BrokerClient({
-    address: cm.data?.['BROKER'] ?? '', logger: createLogger({ component: 'diagnose', level: 'silent' }), retryForMs: 5_000,
-    credentials: async () => ({ caPem: file('ca.crt'), certPem: file('tls.crt'), keyPem: file('tls.key') }),
-  });
-  return { findings: f, client };
+  const broker = await clusterBrokerClient(kube, 'diagnose', 5_000);
+  return { findings: f, ...(broker === undefined ? {} : { client: broker.client }) };
 }
 
 async function run(argv: readonly string[]): Promise<number> {

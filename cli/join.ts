@@ -1,15 +1,15 @@
 import { createPublicKey } from 'node:crypto';
 import { AuthorizationV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import {
-  ErrorCodes, IsthmusError, bool, certificateInfo, createLogger, custom, generateKeyPair, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
+  ErrorCodes, IsthmusError, bool, certificateInfo, custom, generateKeyPair, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
-import { BrokerClient, callJoinApi, type JoinResponse } from '../core/broker-api/index.ts';
+import { callJoinApi, type JoinResponse } from '../core/broker-api/index.ts';
 import { verifyWithBundle } from '../certs/index.ts';
 import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { readBrokerInfo, type BrokerInfo } from './broker-info.ts';
 import type { Command } from './command.ts';
 import { checkClusterId, coveringCidr, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings } from './join-plan.ts';
-import { Kube, manifest, pick, waitFor, type Obj } from './kube-apply.ts';
+import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, waitFor, type Obj } from './kube-apply.ts';
 
 /**
  * `isthmus join broker-info.json --context C`: checks first, changes nothing when a check
@@ -109,7 +109,7 @@ async function run(argv: readonly string[]): Promise<number> {
   }
   await apply(kube, info, facts, settings, keyPem, say);
   say(`\n${facts.clusterId} joined the clusterset (broker ${info.brokers.join(', ')}).`);
-  if (cfg.wait) await waitConnected(kube, info, facts, cfg.timeout * 1000, say);
+  if (cfg.wait) await waitConnected(kube, facts, cfg.timeout * 1000, say);
   else say(`follow it: kubectl --context ${kube.context} -n ${NS} get gateways,routeagents  (or re-run with --wait)`);
   return 0;
 }
@@ -201,7 +201,7 @@ async function clusterIdOf(kube: Kube, given: string | undefined): Promise<strin
 /** 'have': a certificate for this id from this clusterset with a week left; 'key': a key stored by a join cut short. */
 async function credentialsState(kube: Kube, clusterId: string, info: BrokerInfo): Promise<Facts['credentials']> {
   const s = await kube.read('v1', 'Secret', CLIENT_SECRET, NS);
-  const file = (k: string): string => Buffer.from(s?.data?.[k] ?? '', 'base64').toString('utf8');
+  const file = (k: string): string => secretText(s, k);
   if (s === undefined || file('tls.key') === '') return 'none';
   if (file('tls.crt') === '') return 'key';
   const cert = certificateInfo(file('tls.crt'));
@@ -217,8 +217,7 @@ async function credentialsState(kube: Kube, clusterId: string, info: BrokerInfo)
 }
 
 async function storedKey(kube: Kube): Promise<string> {
-  const s = await kube.read('v1', 'Secret', CLIENT_SECRET, NS);
-  return Buffer.from(s?.data?.['tls.key'] ?? '', 'base64').toString('utf8');
+  return secretText(await kube.read('v1', 'Secret', CLIENT_SECRET, NS), 'tls.key');
 }
 
 function joinApi(info: BrokerInfo, facts: Facts, keyPem: string, dryRun: boolean): Promise<JoinResponse> {
@@ -228,12 +227,7 @@ function joinApi(info: BrokerInfo, facts: Facts, keyPem: string, dryRun: boolean
   });
 }
 
-function secretOf(name: string, files: Record<string, string>): Obj {
-  return {
-    apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace: NS, labels: { 'app.kubernetes.io/part-of': 'isthmus' } },
-    data: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
-  };
-}
+const secretOf = (name: string, files: Record<string, string>): Obj => opaqueSecret(name, NS, files);
 
 async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings, stored: string | undefined, say: (s: string) => void): Promise<void> {
   for (const o of await manifest('namespace.yaml')) await kube.apply(o);
@@ -279,13 +273,10 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
 interface GatewayStatus { status?: { haStatus?: string; connections?: { cluster: string; status: string }[] } }
 
 /** Progress lines until the active gateway has a connected cable to every other member. */
-async function waitConnected(kube: Kube, info: BrokerInfo, facts: Facts, timeoutMs: number, say: (s: string) => void): Promise<void> {
-  const secret = await kube.read('v1', 'Secret', CLIENT_SECRET, NS);
-  const file = (k: string): string => Buffer.from(secret?.data?.[k] ?? '', 'base64').toString('utf8');
-  const client = new BrokerClient({
-    address: info.brokers[0] ?? '', logger: createLogger({ component: 'join', level: 'warn' }),
-    credentials: async () => ({ caPem: file('ca.crt'), certPem: file('tls.crt'), keyPem: file('tls.key') }),
-  });
+async function waitConnected(kube: Kube, facts: Facts, timeoutMs: number, say: (s: string) => void): Promise<void> {
+  const broker = await clusterBrokerClient(kube, 'join');
+  if (broker === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, `the cluster's broker credentials are not in ${NS}: run join again`);
+  const client = broker.client;
   try {
     const state = async (): Promise<{ line: string; done: boolean }> => {
       const members = (await client.list(['CLUSTER'])).events.map((e) => e.key).filter((k) => k !== facts.clusterId).sort();

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import {
   ApiException, AppsV1Api, CoreV1Api, KubernetesObjectApi, PatchStrategy, VersionApi, loadAllYaml, type KubeConfig, type KubernetesObject,
 } from '@kubernetes/client-node';
-import { ErrorCodes, IsthmusError, messageOf } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, createLogger, messageOf } from '../core/index.ts';
+import { BrokerClient } from '../core/broker-api/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { projectRoot } from '../sandbox/versions.ts';
 
@@ -134,4 +135,34 @@ export async function waitFor<T>(what: string, timeoutMs: number, check: () => P
     if (Date.now() > deadline) throw new IsthmusError(ErrorCodes.TIMEOUT, `${what} did not happen within ${Math.round(timeoutMs / 1000)} s${last === '' ? '' : ` (last: ${last})`}`);
     await new Promise((r) => setTimeout(r, everyMs));
   }
+}
+
+/** A Secret's value as text ('' when absent). */
+export function secretText(s: Obj | undefined, key: string): string {
+  return Buffer.from(s?.data?.[key] ?? '', 'base64').toString('utf8');
+}
+
+/** An Opaque Secret of ours holding `files`. */
+export function opaqueSecret(name: string, namespace: string, files: Record<string, string>): Obj {
+  return {
+    apiVersion: 'v1', kind: 'Secret', type: 'Opaque', metadata: { name, namespace, labels: { 'app.kubernetes.io/part-of': 'isthmus' } },
+    data: Object.fromEntries(Object.entries(files).map(([k, v]) => [k, Buffer.from(v).toString('base64')])),
+  };
+}
+
+/**
+ * A broker client with the cluster's own credentials, as its gateway has them (ConfigMap
+ * isthmus-gateway's BROKER, Secret isthmus-broker-client), or undefined when the cluster
+ * has not joined.
+ */
+export async function clusterBrokerClient(kube: Kube, component: string, retryForMs?: number): Promise<{ client: BrokerClient; clusterId: string } | undefined> {
+  const secret = await kube.read('v1', 'Secret', 'isthmus-broker-client', 'isthmus-system');
+  const cm = await kube.read('v1', 'ConfigMap', 'isthmus-gateway', 'isthmus-system');
+  const address = cm?.data?.['BROKER'];
+  if (secret === undefined || secretText(secret, 'tls.crt') === '' || address === undefined) return undefined;
+  const client = new BrokerClient({
+    address, logger: createLogger({ component, level: 'silent' }), ...(retryForMs === undefined ? {} : { retryForMs }),
+    credentials: async () => ({ caPem: secretText(secret, 'ca.crt'), certPem: secretText(secret, 'tls.crt'), keyPem: secretText(secret, 'tls.key') }),
+  });
+  return { client, clusterId: cm?.data?.['CLUSTER_ID'] ?? '' };
 }

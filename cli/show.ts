@@ -1,12 +1,11 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { dumpYaml } from '@kubernetes/client-node';
-import { createLogger } from '../core/index.ts';
-import { BrokerClient, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
+import type { BrokerClient, Cluster, Endpoint } from '../core/broker-api/index.ts';
 import { projectRoot } from '../sandbox/versions.ts';
 import { opt, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
-import { Kube, type Obj } from './kube-apply.ts';
+import { Kube, clusterBrokerClient, type Obj } from './kube-apply.ts';
 import { showCommand as mcsShow } from './mcs-verbs.ts';
 
 /**
@@ -39,14 +38,9 @@ export function formatRows(data: Rows, format: 'table' | 'json' | 'yaml'): strin
 }
 
 async function brokerClient(kube: Kube): Promise<BrokerClient> {
-  const secret = await kube.read('v1', 'Secret', 'isthmus-broker-client', NS);
-  const cm = await kube.read('v1', 'ConfigMap', 'isthmus-gateway', NS);
-  const file = (k: string): string => Buffer.from(secret?.data?.[k] ?? '', 'base64').toString('utf8');
-  if (secret === undefined || cm?.data?.['BROKER'] === undefined) throw usageError(`cluster ${kube.context} has not joined a clusterset (no ${NS}/isthmus-broker-client): run \`isthmus join\` first`, USAGE);
-  return new BrokerClient({
-    address: cm.data['BROKER'], logger: createLogger({ component: 'show', level: 'warn' }),
-    credentials: async () => ({ caPem: file('ca.crt'), certPem: file('tls.crt'), keyPem: file('tls.key') }),
-  });
+  const b = await clusterBrokerClient(kube, 'show');
+  if (b === undefined) throw usageError(`cluster ${kube.context} has not joined a clusterset (no ${NS}/isthmus-broker-client): run \`isthmus join\` first`, USAGE);
+  return b.client;
 }
 
 async function section(kube: Kube, what: Section): Promise<Rows> {

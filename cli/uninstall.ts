@@ -1,11 +1,10 @@
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
-import { createLogger, bool, int, optionalStr, str, validateConfig } from '../core/index.ts';
-import { BrokerClient } from '../core/broker-api/index.ts';
+import { bool, int, optionalStr, str, validateConfig } from '../core/index.ts';
 import { withoutStanza } from '../mcs-api/corefile.ts';
 import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { JOINED_LABEL_ANNOTATION, JOIN_CRDS } from './join.ts';
-import { Kube, manifest, waitFor, type Obj } from './kube-apply.ts';
+import { Kube, clusterBrokerClient, manifest, waitFor, type Obj } from './kube-apply.ts';
 
 /**
  * `isthmus uninstall --context C`: everything `join` put into a cluster, out again, in an
@@ -62,7 +61,6 @@ async function run(argv: readonly string[]): Promise<number> {
   await kube.version();
   const timeoutMs = cfg.timeout * 1000;
   const gatewayCm = await kube.read('v1', 'ConfigMap', 'isthmus-gateway', NS);
-  const clusterId = gatewayCm?.data?.['CLUSTER_ID'];
   const hostsBroker = (await kube.read('apps/v1', 'Deployment', 'isthmus-broker', NS)) !== undefined;
 
   // 1. the workloads, and wait until their pods are gone
@@ -98,18 +96,13 @@ async function run(argv: readonly string[]): Promise<number> {
   }
 
   // 3. the broker's records of this cluster
-  const secret = await kube.read('v1', 'Secret', 'isthmus-broker-client', NS);
-  if (clusterId !== undefined && secret?.data?.['tls.crt'] !== undefined && gatewayCm?.data?.['BROKER'] !== undefined) {
-    const file = (k: string): string => Buffer.from(secret.data?.[k] ?? '', 'base64').toString('utf8');
-    const client = new BrokerClient({
-      address: gatewayCm.data['BROKER'], logger: createLogger({ component: 'uninstall', level: 'warn' }), retryForMs: 20_000,
-      credentials: async () => ({ caPem: file('ca.crt'), certPem: file('tls.crt'), keyPem: file('tls.key') }),
-    });
+  const broker = await clusterBrokerClient(kube, 'uninstall', 20_000);
+  if (broker !== undefined) {
     try {
-      const r = await client.unregisterCluster(clusterId);
-      say(r.existed ? `✓ ${clusterId} left the clusterset: its broker records are gone, the other clusters drop their cables` : `✓ ${clusterId} had no records at the broker`);
+      const r = await broker.client.unregisterCluster(broker.clusterId);
+      say(r.existed ? `✓ ${broker.clusterId} left the clusterset: its broker records are gone, the other clusters drop their cables` : `✓ ${broker.clusterId} had no records at the broker`);
     } finally {
-      client.close();
+      broker.client.close();
     }
   }
 
