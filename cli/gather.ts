@@ -24,14 +24,18 @@ const OBJECTS: readonly (readonly [string, string, string | undefined])[] = [
   ['v1', 'Node', undefined], ['multicluster.x-k8s.io/v1beta1', 'ServiceExport', undefined], ['multicluster.x-k8s.io/v1beta1', 'ServiceImport', undefined],
 ];
 
+/** YAML of any object: client-node's typed objects (from its ObjectSerializer) make js-yaml throw, so plain JSON first. */
+export function plainYaml(o: unknown): string {
+  return dumpYaml(JSON.parse(JSON.stringify(o ?? {})) as object);
+}
+
 /** A Secret as gathered: its name, type and key names; never a value. Pure. */
 export function redactSecret(s: Obj): Obj {
   return { apiVersion: 'v1', kind: 'Secret', metadata: { name: s.metadata?.name ?? '', namespace: s.metadata?.namespace ?? '' }, type: s['type'], data: Object.fromEntries(Object.keys(s.data ?? {}).map((k) => [k, '(redacted)'])) };
 }
 
 async function gatherCluster(kube: Kube, dir: string, errors: string[]): Promise<void> {
-  // client-node's typed objects carry undefined fields, which YAML cannot hold: plain JSON first
-  const yaml = (o: unknown): string => dumpYaml(JSON.parse(JSON.stringify(o ?? {})) as object);
+  const yaml = plainYaml;
   const put = async (file: string, content: string): Promise<void> => {
     await mkdir(dirname(join(dir, file)), { recursive: true });
     await writeFile(join(dir, file), content);
