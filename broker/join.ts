@@ -16,7 +16,7 @@ import { JOIN_TOKEN_DIR, clusterKey, kindPrefix } from './keys.ts';
 import { revokedKey } from './revocation.ts';
 import { BrokerStore } from './store.ts';
 import { judgeToken, mintToken, sha256, spend, type TokenRecord } from './tokens.ts';
-import { validateCluster } from './validate.ts';
+import { validateCluster, validateClusterId } from './validate.ts';
 
 /**
  * The join API (see core/broker-api/join.ts) served by each broker replica on its own
@@ -161,7 +161,7 @@ export class JoinServer implements Service {
       }
     })) throw new IsthmusError(ErrorCodes.UNAUTHENTICATED, 'the client certificate is not from this clusterset\'s CA, or expired');
     if (clustersetRoleOf(certificateInfo(pem).organizations) !== 'admin') throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'only the clusterset admin certificate mints join tokens');
-    if (input.clusterId !== undefined) validateCluster({ cluster_id: input.clusterId, pod_cidrs: ['10.0.0.0/24'], service_cidrs: [] });
+    if (input.clusterId !== undefined) validateClusterId(input.clusterId, 'clusterId');
     const { id, token, record } = mintToken(this.#now(), input.ttlSeconds, input.clusterId);
     await this.#etcd?.put(JOIN_TOKEN_DIR + id).value(JSON.stringify(record));
     this.#o.logger.info({ tokenId: id, expiresAt: record.expiresAt, clusterId: input.clusterId }, 'join token minted');

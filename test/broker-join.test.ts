@@ -49,7 +49,9 @@ async function setup(lab: Lab): Promise<JoinLab> {
     mint: async (body = {}) => (await callJoinApi<MintTokenResponse>({ address, caPem: lab.ca.bundlePem, client: admin }, '/v1/tokens', body)).token,
     join: async (token, id, cidr, keyPem = generateKeyPair().keyPem, dryRun = false) => {
       const publicKeyPem = createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString();
-      const r = await callJoinApi<JoinResponse>({ address, caPem: lab.ca.bundlePem }, '/v1/join', { token, clusterId: id, podCidrs: [cidr], serviceCidrs: [], publicKeyPem, dryRun });
+      // services in 10.(100+N)/…: pods 10.4.0.0/16 → services 10.104.0.0/16
+      const service = cidr.replace(/^10\.(\d+)\./, (_m, n: string) => `10.${100 + Number(n)}.`);
+      const r = await callJoinApi<JoinResponse>({ address, caPem: lab.ca.bundlePem }, '/v1/join', { token, clusterId: id, podCidrs: [cidr], serviceCidrs: [service], publicKeyPem, dryRun });
       return { ...r, keyPem };
     },
   };
