@@ -47,7 +47,7 @@ const MAX_BODY = 64 * 1024;
 
 const HTTP_STATUS: Partial<Record<string, number>> = {
   [ErrorCodes.INVALID_ARGUMENT]: 400, [ErrorCodes.BAD_TOKEN]: 403, [ErrorCodes.UNAUTHENTICATED]: 401, [ErrorCodes.PERMISSION_DENIED]: 403,
-  [ErrorCodes.ALREADY_EXISTS]: 409, [ErrorCodes.FAILED_PRECONDITION]: 409, [ErrorCodes.NOT_FOUND]: 404, [ErrorCodes.UNAVAILABLE]: 503,
+  [ErrorCodes.ALREADY_EXISTS]: 409, [ErrorCodes.FAILED_PRECONDITION]: 409, [ErrorCodes.CIDR_IN_USE]: 409, [ErrorCodes.NOT_FOUND]: 404, [ErrorCodes.UNAVAILABLE]: 503,
 };
 
 export class JoinServer implements Service {
