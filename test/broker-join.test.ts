@@ -25,7 +25,8 @@ interface JoinLab {
 
 /** A lab with etcd, a broker and the join API; the join API is stopped however `fn` ends. */
 async function withJoin(fn: (j: JoinLab, lab: Lab) => Promise<void>): Promise<void> {
-  await withJoin(async (j, lab) => {
+  await withLab(async (lab) => {
+    const j = await setup(lab);
     try {
       await fn(j, lab);
     } finally {
