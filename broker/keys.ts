@@ -13,6 +13,9 @@ export const GLOBAL_CIDR_DIR = `${PREFIX}globalcidrs/`;
 /** "<pool> /<prefix>" when the clusterset uses global addressing, "none" when not; written by the first broker. */
 export const GLOBAL_POOL_KEY = `${PREFIX}config/global-cidr-pool`;
 
+/** Join tokens by id: `{sha256, expiresAt, …}` (broker/tokens.ts); the secret itself is never stored. */
+export const JOIN_TOKEN_DIR = `${PREFIX}jointokens/`;
+
 /** Written by each broker replica as it starts (its watch knows it is caught up when it sees it). */
 export const START_MARKER_KEY = `${PREFIX}config/broker-start`;
 

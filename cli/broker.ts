@@ -1,10 +1,14 @@
 import { getHeapStatistics } from 'node:v8';
 import { Lifecycle, MetricsServer, bool, createLogger, custom, int, list, optionalStr, str, validateConfig, formatCidr, parseCidr } from '../core/index.ts';
 import { BrokerServer, DEFAULT_GLOBAL_CIDR_POOL, parseConnectionLimits, parseQuotas } from '../broker/index.ts';
+import { JoinServer } from '../broker/join.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
+import { brokerDeploy, brokerToken } from './broker-deploy.ts';
 
 const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
+       isthmus broker deploy --context C [options]    (see isthmus broker deploy --help)
+       isthmus broker token --context C [options]     (see isthmus broker token --help)
 
   Serves the clusterset's broker (gRPC, mTLS) over etcd. Stateless: run several
   replicas against one etcd cluster, all with the same options.
@@ -27,6 +31,9 @@ const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
   --allowed-cidrs CIDRS       ranges member pod and service CIDRs must lie in, comma-separated
                               (default the private ranges 10.0.0.0/8,172.16.0.0/12,
                               192.168.0.0/16,100.64.0.0/10,fc00::/7)
+  --join-listen ADDR          serve the join API (HTTPS: join tokens, certificates for joining
+                              clusters) on host:port (default: off)
+  --join-ca-dir DIR           the clusterset CA (ca.crt, ca.key) the join API signs with
   --metrics ADDR              serve Prometheus metrics at http://ADDR/metrics and probes at
                               /healthz and /readyz (default: off)
 
@@ -46,12 +53,16 @@ const schema = {
   globalCidrPool: custom('global CIDR pool (default 242.0.0.0/8 under global addressing)', (raw) => (raw === undefined || raw === '' ? undefined : formatCidr(parseCidr(String(raw))))),
   globalCidrPrefix: int('global block prefix length (default 16)', 16, 1, 128),
   metrics: optionalStr('metrics listen address (default off)'),
+  joinListen: optionalStr('join API listen address (default off)'),
+  joinCaDir: optionalStr('clusterset CA folder for the join API'),
   quotas: custom('per-cluster quotas (default DEFAULT_QUOTAS)', (raw) => (raw === undefined || raw === '' ? undefined : parseQuotas(String(raw)))),
   limits: custom('connection limits (default DEFAULT_CONNECTION_LIMITS)', (raw) => (raw === undefined || raw === '' ? undefined : parseConnectionLimits(String(raw)))),
   allowedCidrs: list('allowed CIDRs (default the private ranges)', custom('CIDR', (raw) => formatCidr(parseCidr(String(raw))))),
 };
 
 async function run(argv: readonly string[]): Promise<number> {
+  if (argv[0] === 'deploy') return brokerDeploy(argv.slice(1));
+  if (argv[0] === 'token') return brokerToken(argv.slice(1));
   const args = parseArgs(argv, new Set(['help', 'global-addressing']));
   if (args.options.has('help')) {
     process.stdout.write(`usage: ${USAGE}\n`);
@@ -73,7 +84,13 @@ async function run(argv: readonly string[]): Promise<number> {
     ...(config.limits === undefined ? {} : { connections: config.limits }),
     ...(pool === undefined ? {} : { globalCidrPool: pool, globalCidrPrefix: config.globalCidrPrefix }),
   });
-  const services = config.metrics === undefined ? [broker] : [broker, new MetricsServer(broker.metrics, config.metrics, () => broker.ready())];
+  if ((config.joinListen === undefined) !== (config.joinCaDir === undefined)) throw usageError('--join-listen and --join-ca-dir go together', USAGE);
+  const joinApi = config.joinListen === undefined || config.joinCaDir === undefined ? [] : [new JoinServer({
+    etcdHosts: config.etcd, listen: config.joinListen, tlsDir: config.tlsDir, caDir: config.joinCaDir, logger, registry: broker.metrics,
+    ...(config.allowedCidrs.length === 0 ? {} : { allowedCidrs: config.allowedCidrs }),
+    ...(pool === undefined ? {} : { globalCidrPool: pool, globalCidrPrefix: config.globalCidrPrefix }),
+  })];
+  const services = [broker, ...joinApi, ...(config.metrics === undefined ? [] : [new MetricsServer(broker.metrics, config.metrics, () => broker.ready())])];
   await new Lifecycle(services, logger).runUntilSignal();
   return 0;
 }

@@ -1,5 +1,8 @@
+import { lookup } from 'node:dns/promises';
+import { isIP } from 'node:net';
+import { rm } from 'node:fs/promises';
 import {
-  Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
+  ErrorCodes, IsthmusError, messageOf, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
@@ -10,8 +13,9 @@ import { optionRecord, optionsHelp, parseArgs } from './args.ts';
 import { brokerClientFromDir } from './broker-client.ts';
 import type { Command } from './command.ts';
 
-const ip = (what: string, def?: string) => custom(what, (raw) => {
+const ip = (what: string, def?: string, auto = false) => custom(what, (raw) => {
   if ((raw === undefined || raw === '') && def !== undefined) return def;
+  if (auto && raw === 'auto') return raw;
   if (typeof raw !== 'string') throw new Error('is required');
   parseIp(raw);
   return raw;
@@ -29,7 +33,7 @@ const schema = {
   broker: str('broker address host:port'),
   brokerTlsDir: str('folder with this cluster\'s broker client certificate: tls.crt, tls.key, ca.crt'),
   driver: oneOf('cable driver (default wireguard)', DRIVER_NAMES, 'wireguard'),
-  privateIp: ip('the address cables use on this node'),
+  privateIp: ip('the address cables use on this node; "auto": this node\'s source address towards the broker', undefined, true),
   publicIp: ip('public address (default: as the broker sees it)', ''),
   port: int('cable UDP port (default 51820 wireguard, 500 ipsec, 4789 vxlan)', 0, 0, 65535),
   podCidrs: list('this cluster\'s pod CIDRs', checkedCidr),
@@ -61,14 +65,17 @@ const DEFAULT_PORT = { wireguard: 51820, ipsec: 500, vxlan: 4789 } as const;
 export const gatewayCommand: Command = {
   name: 'gateway',
   async run(argv) {
-    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'help']));
+    const args = parseArgs(argv, new Set(['force-nat', 'private-sockets', 'insecure-shared-psk', 'cleanup', 'help']));
     if (args.options.has('help')) {
       process.stdout.write(optionsHelp('isthmus gateway [options]', schema));
       return 0;
     }
+    if (args.options.has('cleanup')) return cleanup(args);
     const cfg = validateConfig(schema, optionRecord(args), 'gateway options');
     const logger = createLogger({ component: 'gateway', cluster: cfg.cluster });
     const runner = new SystemRunner();
+    const privateIp = cfg.privateIp === 'auto' ? await sourceAddressTowards(runner, cfg.broker) : cfg.privateIp;
+    if (cfg.privateIp === 'auto') logger.info({ privateIp, broker: cfg.broker }, 'private address: the source address of the route to the broker');
     const setup = setupDriver({
       name: cfg.driver, runner, logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets,
       ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
@@ -78,7 +85,7 @@ export const gatewayCommand: Command = {
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
     const metrics = new GatewayMetrics();
     const engine = new GatewayEngine({
-      clusterId: cfg.cluster, hostname: cfg.hostname, privateIp: cfg.privateIp, publicIp: cfg.publicIp,
+      clusterId: cfg.cluster, hostname: cfg.hostname, privateIp, publicIp: cfg.publicIp,
       port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
       podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
       healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
@@ -95,3 +102,39 @@ export const gatewayCommand: Command = {
     return 0;
   },
 };
+
+const cleanupSchema = { stateDir: schema.stateDir, privateSockets: schema.privateSockets };
+
+/**
+ * `isthmus gateway --cleanup [--state-dir DIR] [--private-sockets]`: removes this node's
+ * WireGuard or VXLAN cable device (and wireguard-go's socket) and the state folder, then exits;
+ * what `isthmus uninstall` runs on every node. Other options are ignored.
+ */
+async function cleanup(args: ReturnType<typeof parseArgs>): Promise<number> {
+  const rec = optionRecord(args);
+  const cfg = validateConfig(cleanupSchema, { stateDir: rec['stateDir'], privateSockets: rec['privateSockets'] }, 'gateway --cleanup options');
+  const logger = createLogger({ component: 'gateway' });
+  // the drivers `isthmus join` deploys (IPsec gateways are started by hand with their certificates)
+  for (const name of ['wireguard', 'vxlan'] as const) {
+    try {
+      await setupDriver({ name, runner: new SystemRunner(), logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets }).driver.cleanup();
+    } catch (err) {
+      logger.warn({ driver: name, err: messageOf(err) }, 'cleanup incomplete');
+    }
+  }
+  await rm(cfg.stateDir, { recursive: true, force: true });
+  process.stdout.write(`cable devices and ${cfg.stateDir} removed\n`);
+  return 0;
+}
+
+/** The source address this node uses towards the broker (`ip route get`), for `--private-ip auto`. */
+async function sourceAddressTowards(runner: SystemRunner, broker: string): Promise<string> {
+  const host = broker.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const address = isIP(host) !== 0 ? host : (await lookup(host).catch((err: unknown) => {
+    throw new IsthmusError(ErrorCodes.UNAVAILABLE, `--private-ip auto: cannot resolve the broker's host ${host} (${messageOf(err)}); give --private-ip explicitly`);
+  })).address;
+  const out = await runner.run('ip', ['-j', 'route', 'get', address]);
+  const src = (JSON.parse(out.stdout) as { prefsrc?: string }[])[0]?.prefsrc;
+  if (src === undefined) throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `--private-ip auto: this node has no route with a source address towards the broker ${address}; give --private-ip explicitly`);
+  return src;
+}

@@ -42,6 +42,8 @@ export const ErrorCodes = {
   INTERNAL: 'ISTHMUS_INTERNAL',
   /** A quota or limit was reached (the message names it). */
   RESOURCE_EXHAUSTED: 'ISTHMUS_RESOURCE_EXHAUSTED',
+  /** A join token is malformed, unknown, expired, already used or for another cluster id. */
+  BAD_TOKEN: 'ISTHMUS_BAD_TOKEN',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

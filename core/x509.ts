@@ -54,6 +54,11 @@ export interface IssueOptions {
   notBefore?: Date;
   /** Certify this existing key (PEM) instead of generating a new one. */
   keyPem?: string;
+  /**
+   * Certify this public key (SPKI PEM, RSA) whose private key stays with its owner (a
+   * joining cluster); the result's keyPem is then ''. Excludes `keyPem`.
+   */
+  publicKeyPem?: string;
 }
 
 export interface CertificateInfo {
@@ -136,6 +141,17 @@ function keysFor(keyPem: string | undefined): { keyPem: string; key: forge.pki.r
   return { keyPem: pem, key, pub: forge.pki.setRsaPublicKey(key.n, key.e) };
 }
 
+function parseRsaPublicKey(pem: string): forge.pki.rsa.PublicKey {
+  try {
+    const key = forge.pki.publicKeyFromPem(pem) as forge.pki.rsa.PublicKey;
+    if (key.n === undefined || key.e === undefined) throw new Error('not an RSA key');
+    if (key.n.bitLength() < 2048) throw new Error(`an RSA key of ${key.n.bitLength()} bits (2048 at least)`);
+    return key;
+  } catch (err) {
+    throw bad(`the public key is not a PEM RSA public key of 2048 bits or more: ${messageOf(err)}`);
+  }
+}
+
 /** A self-signed CA certificate (basicConstraints cA, keyCertSign/cRLSign) and its key. */
 export function createCA(options: CreateCAOptions): CertAndKey {
   checkName(options.commonName, 'CA common name');
@@ -191,7 +207,7 @@ export function issueCertificate(options: IssueOptions): CertAndKey {
   if (notAfter.getTime() <= from.getTime()) {
     throw new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the CA expired at ${caTo.toISOString()}: create or renew the CA first`);
   }
-  const { keyPem, pub } = keysFor(options.keyPem);
+  const { keyPem, pub } = options.publicKeyPem === undefined ? keysFor(options.keyPem) : { keyPem: '', pub: parseRsaPublicKey(options.publicKeyPem) };
   const cert = forge.pki.createCertificate();
   cert.publicKey = pub;
   cert.serialNumber = randomSerial();

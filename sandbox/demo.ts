@@ -4,7 +4,7 @@ import { connectClusterset } from './connect.ts';
 import { resolveNetns } from './exec.ts';
 import type { SandboxState } from './state.ts';
 import { kubeconfigPath } from './state.ts';
-import { kubeBinDir } from './versions.ts';
+import { kubeBinDir, projectRoot } from './versions.ts';
 
 /**
  * The demo's objects in namespace `demo`: the `echo` Deployment (image isthmus/echo,
@@ -92,6 +92,22 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     }
   }
   out('\nThe answers name the client as the pod\'s own address: nothing masquerades between clusters.');
-  out('Try next: `kubectl --context c1 -n isthmus-system get gateways,routeagents -o yaml`, or stop a gateway and watch the passive one take over.');
-  out('clusterset.local names: `isthmus mcs` and `isthmus dns` serve them (README, "Multi-Cluster Services"); the demo exports a Service once `isthmus join` deploys them.');
+  out(`\n== exporting Service echo from ${state.clusters.slice(1).map((c) => c.name).join(' and ')} (ServiceExport), then by its clusterset name from the same pod:`);
+  const cli = join(projectRoot(), 'cli', 'main.ts');
+  for (const c of state.clusters.slice(1)) {
+    const r = await runner.run(process.execPath, ['--no-warnings', cli, 'export', 'service', 'echo', '-n', 'demo', '--context', c.name, '--kubeconfig', kc, '--wait']);
+    out(`  ${c.name}: ${r.stdout.trim()}`);
+  }
+  const answeredBy = new Set<string>();
+  for (let i = 0; i < 40 && answeredBy.size < state.clusters.length - 1; i++) {
+    if (i > 0) await new Promise((r) => setTimeout(r, 500));
+    const curl = await runner.run('ip', ['netns', 'exec', netns, 'curl', '-sS', '--max-time', '3', 'http://echo.demo.svc.clusterset.local:8080/clusterset'], { allowFailure: true });
+    if (curl.code !== 0) continue;
+    const cluster = /"cluster":"([^"]+)"/.exec(curl.stdout)?.[1] ?? '?';
+    if (!answeredBy.has(cluster)) out(`  curl http://echo.demo.svc.clusterset.local:8080 → ${curl.stdout.trim()}`);
+    answeredBy.add(cluster);
+  }
+  out(`  answered by ${[...answeredBy].sort().join(' and ') || 'no cluster yet (try the curl again in a moment)'}`);
+  out('\nTry next: `isthmus show imports -n demo --context c1`, `kubectl --context c1 -n isthmus-system get pods,gateways,routeagents -o wide`,');
+  out('or delete the active gateway pod of a cluster and watch the cables come back (`kubectl --context c2 -n isthmus-system delete pod -l app.kubernetes.io/name=isthmus-gateway`).');
 }

@@ -177,3 +177,28 @@ export async function wireWan(runner: CommandRunner, w: WanWiring): Promise<void
   await addAddress(runner, w.netns, 'wan0', w.address);
   await replaceRoute(runner, w.netns, [r.wanCidr, 'via', r.routerIp, 'dev', 'wan0']);
 }
+
+export interface WanEgress {
+  /** The cluster's first gateway node: its namespace and address on the node segment. */
+  readonly gatewayNetns: string;
+  readonly gatewayIp: string;
+  /** The cluster's other nodes. */
+  readonly otherNetns: readonly string[];
+  readonly podCidr: string;
+  readonly nodeCidr: string;
+  readonly wanCidr: string;
+}
+
+/**
+ * Egress to the wan for every node and pod of a cluster, as a cloud network gives nodes
+ * a way out: the other nodes route the wan CIDR to the first gateway node, which
+ * masquerades node and pod sources leaving wan0 for the wan CIDR only (so a pod reaches a
+ * broker on the wan; traffic between the clusters' pods, addressed to pod and service
+ * CIDRs, is never touched).
+ */
+export async function wireWanEgress(runner: CommandRunner, e: WanEgress): Promise<void> {
+  for (const src of [e.podCidr, e.nodeCidr]) {
+    await ensureIptables(runner, e.gatewayNetns, 'nat', 'POSTROUTING', ['-s', src, '-d', e.wanCidr, '-o', 'wan0', '-j', 'MASQUERADE']);
+  }
+  for (const ns of e.otherNetns) await replaceRoute(runner, ns, [e.wanCidr, 'via', e.gatewayIp, 'dev', 'eth0']);
+}

@@ -9,8 +9,8 @@ import { dnsManifests } from './dns.ts';
 import { healthy, probe, waitUntil, type ProbeTls } from './health.ts';
 import { entryFromFiles, renderKubeconfig } from './kubeconfig.ts';
 import { loadRecords } from './kubelet/records.ts';
-import { removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
-import { deleteNetns, wireNatRouter, wireNode, wireWan } from './network.ts';
+import { HOST_PATHS_LOG, removeHostPaths, removeMountpoints, removeResolvConf } from './kubelet/runtime.ts';
+import { deleteNetns, wireNatRouter, wireNode, wireWan, wireWanEgress } from './network.ts';
 import { createClusterPki, type ClusterPki } from './pki.ts';
 import { WAN_BRIDGE, WAN_CIDR, WAN_HOST_IP, planSandbox, type SandboxOptions } from './plan.ts';
 import { binariesIn, requireBinaries, requireCidrsFree, requirePortsFree, requireProxyMode, requireRoot, type Binaries } from './preflight.ts';
@@ -192,6 +192,12 @@ export class Sandbox {
         ...(nat === undefined ? {} : { nat: { netns: nat.netns, routerIp: routerIp ?? '', wanCidr: WAN_CIDR } }),
       });
     }
+    const gw = c.nodes.find((n) => n.wan !== undefined);
+    if (gw !== undefined) {
+      await wireWanEgress(this.#runner, {
+        gatewayNetns: gw.netns, gatewayIp: gw.ip, otherNetns: c.nodes.filter((n) => n.wan === undefined).map((n) => n.netns), podCidr: c.podCidr, nodeCidr: c.nodeCidr, wanCidr: WAN_CIDR,
+      });
+    }
     await this.#componentKubeconfig(c, pki, 'kubelet');
     const kubelet = await this.#start(state, c, process.execPath, {
       name: 'sandbox-kubelet', args: ['--no-warnings', join(projectRoot(), 'cli', 'main.ts'), 'sandbox', 'kubelet', '--cluster-dir', c.dir],
@@ -318,6 +324,7 @@ export class Sandbox {
         await removeResolvConf(r.netns);
       }
       await removeMountpoints(join(c.dir, 'mountpoints'));
+      await removeHostPaths(join(c.dir, HOST_PATHS_LOG));
     }
     for (const ns of state?.netns ?? []) await deleteNetns(this.#runner, ns);
     for (const link of state?.interfaces ?? []) await this.#runner.run('ip', ['link', 'delete', link], { allowFailure: true });

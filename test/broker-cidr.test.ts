@@ -3,22 +3,13 @@ import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError, cidrsOverlap, parseCidr } from '../core/index.ts';
 import { issueFor, writeIssued } from '../certs/index.ts';
 import { join } from 'node:path';
-import { withLab, type Lab } from './broker-harness.ts';
+import { refusal, withLab, type Lab } from './broker-harness.ts';
 
 // Overlap refusal without global addressing; global CIDR allocation with it,
 // including clusters registering at the same moment through two broker replicas.
 
 const IDS = ['c1', 'c2', 'c3', 'c4', 'c5', 'c6', 'c7', 'c8'];
 
-async function refusal(p: Promise<unknown>): Promise<IsthmusError> {
-  try {
-    await p;
-  } catch (err) {
-    if (err instanceof IsthmusError) return err;
-    throw err;
-  }
-  throw new Error('expected a refusal, the call succeeded');
-}
 
 async function setup(lab: Lab): Promise<void> {
   await lab.startEtcd(1);

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { test as uvuTest } from 'uvu';
-import { createCA, issueCertificate, type CertAndKey, type Logger, createLogger } from '../core/index.ts';
+import { IsthmusError, createCA, issueCertificate, type CertAndKey, type Logger, createLogger } from '../core/index.ts';
 import { createClustersetCA, issueFor, writeIssued, type ClustersetCA, type Identity } from '../certs/index.ts';
 
 let pkiMemo: { ca: ClustersetCA; issued: Map<string, CertAndKey> } | undefined;
@@ -279,6 +279,17 @@ export class Lab {
     await rm(this.dir, { recursive: true, force: true });
     allDirs.delete(this.dir);
   }
+}
+
+/** The IsthmusError `p` rejects with; throws when it resolves (or rejects with something else). */
+export async function refusal(p: Promise<unknown>): Promise<IsthmusError> {
+  try {
+    await p;
+  } catch (err) {
+    if (err instanceof IsthmusError) return err;
+    throw err;
+  }
+  throw new Error('expected a refusal, the call succeeded');
 }
 
 /** Runs `fn` with a fresh lab and always cleans up. */

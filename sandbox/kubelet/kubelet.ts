@@ -14,7 +14,7 @@ import { allocateIp } from './ipam.ts';
 import { heartbeat, registerNode, renewLease } from './node.ts';
 import { kubeletServingFiles } from '../pki.ts';
 import { loadRecords, podDir, removeRecord, saveRecord, type ContainerExit, type ContainerRecord, type PodRecord } from './records.ts';
-import { containerFiles, containerPid, envFor, keepPreviousLog, probeOnce, readExit, removeResolvConf, resolvConf, shimAlive, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
+import { HOST_PATHS_LOG, containerFiles, containerPid, ensureMountpoint, envFor, keepPreviousLog, probeOnce, readExit, removeResolvConf, resolvConf, shimAlive, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
 import { prepareVolumes, unsupportedVolume } from './volumes.ts';
 
 /**
@@ -289,14 +289,14 @@ export class SandboxKubelet {
       if (c.notBefore !== undefined && Date.now() < c.notBefore) continue;
       const spec = pod.spec?.containers.find((x) => x.name === c.name);
       if (spec === undefined) continue;
-      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip }, dir);
+      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip, createHostDir: (p) => ensureMountpoint(p, false, join(this.#clusterDir, HOST_PATHS_LOG)) }, dir);
       const hostname = r.hostNetwork ? undefined : podHostname(pod);
       const ctx = {
         pod, container: spec, netns: r.netns, podDir: dir, volumes, podIp: r.ip, nodeIp: node.ip,
         cluster: this.#o.cluster.name, apiServiceIp: this.#o.cluster.apiServiceIp, corednsBinary: this.#o.corednsBinary,
         mountpointLog: join(this.#clusterDir, 'mountpoints'), ...(hostname === undefined ? {} : { hostname }),
       };
-      const env = await envFor(ctx, (ns, name, key, kind) => this.#lookup(ns, name, key, kind));
+      const env = await envFor(ctx, (ns, name, key, kind) => this.#lookup(ns, name, key, kind), (ns, name, kind) => this.#whole(ns, name, kind));
       if (hostname !== undefined) env['HOSTNAME'] = hostname;
       if (c.lastExit !== undefined) await keepPreviousLog(dir, c.name); // a restart: the ended run's log becomes --previous
       const started = await startContainer(ctx, env);
@@ -358,6 +358,12 @@ export class SandboxKubelet {
     if (kind === 'configMap') return (await this.#api.readNamespacedConfigMap({ name, namespace: ns })).data?.[key];
     const v = (await this.#api.readNamespacedSecret({ name, namespace: ns })).data?.[key];
     return v === undefined ? undefined : Buffer.from(v, 'base64').toString('utf8');
+  }
+
+  async #whole(ns: string, name: string, kind: 'secret' | 'configMap'): Promise<Record<string, string> | undefined> {
+    if (kind === 'configMap') return (await this.#api.readNamespacedConfigMap({ name, namespace: ns })).data;
+    const data = (await this.#api.readNamespacedSecret({ name, namespace: ns })).data;
+    return data === undefined ? undefined : Object.fromEntries(Object.entries(data).map(([k, v]) => [k, Buffer.from(v, 'base64').toString('utf8')]));
   }
 
   async #reportStatus(pod: V1Pod, r: PodRecord, node: NodePlan): Promise<void> {

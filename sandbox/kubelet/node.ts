@@ -1,5 +1,6 @@
 import type { CoordinationV1Api, CoreV1Api, V1Node, V1NodeCondition, V1NodeStatus } from '@kubernetes/client-node';
-import type { NodePlan } from '../plan.ts';
+import { WAN_CIDR, type NodePlan } from '../plan.ts';
+import { cidrContains, parseCidr } from '../../core/index.ts';
 
 /**
  * Node registration and heartbeats, as a kubelet does them: the Node object with
@@ -38,6 +39,8 @@ export function nodeStatus(n: NodePlan, now: Date): V1NodeStatus {
   return {
     addresses: [
       { type: 'InternalIP', address: n.ip },
+      // a gateway node directly on the wan is reachable there from the other clusters (not one behind NAT)
+      ...(n.wan !== undefined && cidrContains(parseCidr(WAN_CIDR), n.wan.ip) ? [{ type: 'ExternalIP', address: n.wan.ip }] : []),
       { type: 'Hostname', address: n.name },
     ],
     daemonEndpoints: { kubeletEndpoint: { Port: KUBELET_PORT } },

@@ -34,7 +34,16 @@ export interface ContainerContext {
   readonly hostname?: string;
 }
 
-export function envFor(ctx: ContainerContext, secretValue: (ns: string, name: string, key: string, kind: 'secret' | 'configMap') => Promise<string | undefined>): Promise<Record<string, string>> {
+/**
+ * A container's environment as a kubelet builds it: the defaults below, then `envFrom`
+ * (every key of a ConfigMap or Secret, with its prefix), then `env` (which wins).
+ * `secretValue` reads one key; `wholeObject` every key (undefined when the object is absent).
+ */
+export function envFor(
+  ctx: ContainerContext,
+  secretValue: (ns: string, name: string, key: string, kind: 'secret' | 'configMap') => Promise<string | undefined>,
+  wholeObject?: (ns: string, name: string, kind: 'secret' | 'configMap') => Promise<Record<string, string> | undefined>,
+): Promise<Record<string, string>> {
   return (async () => {
     const ns = ctx.pod.metadata?.namespace ?? 'default';
     const env: Record<string, string> = {
@@ -49,6 +58,12 @@ export function envFor(ctx: ContainerContext, secretValue: (ns: string, name: st
       NODE_NAME: ctx.pod.spec?.nodeName ?? '',
       ISTHMUS_CLUSTER: ctx.cluster,
     };
+    for (const src of ctx.container.envFrom ?? []) {
+      const ref = src.configMapRef ?? src.secretRef;
+      if (ref === undefined || wholeObject === undefined) continue;
+      const data = await wholeObject(ns, ref.name ?? '', src.configMapRef === undefined ? 'secret' : 'configMap').catch(() => undefined);
+      for (const [k, v] of Object.entries(data ?? {})) env[`${src.prefix ?? ''}${k}`] = v;
+    }
     for (const e of ctx.container.env ?? []) {
       if (e.value !== undefined) env[e.name] = e.value;
       else if (e.valueFrom?.fieldRef !== undefined) {
@@ -68,7 +83,8 @@ export function envFor(ctx: ContainerContext, secretValue: (ns: string, name: st
   })();
 }
 
-async function ensureMountpoint(target: string, isFile: boolean, log: string): Promise<void> {
+/** Creates `target` (a folder, or an empty file) when missing, recording the top-most folder made in `log` for `down`. */
+export async function ensureMountpoint(target: string, isFile: boolean, log: string): Promise<void> {
   try {
     await stat(target);
     return;
@@ -263,6 +279,15 @@ async function removeEmptyTree(path: string): Promise<void> {
 }
 
 /** Removes the host mount points the sandbox created (empty files, and folders holding only empty folders). */
+/** Log (in the cluster's folder) of the hostPath folders the sandbox made for DirectoryOrCreate volumes. */
+export const HOST_PATHS_LOG = 'hostpaths';
+
+/** Removes the hostPath folders the sandbox made, with what pods wrote there (a gateway's keys). */
+export async function removeHostPaths(log: string): Promise<void> {
+  const text = await readFile(log, 'utf8').catch(() => '');
+  for (const p of new Set(text.split('\n').filter((l) => l.startsWith('/') && l.split('/').length > 3))) await rm(p, { recursive: true, force: true });
+}
+
 export async function removeMountpoints(log: string): Promise<void> {
   let text = '';
   try {
@@ -289,7 +314,7 @@ export async function probeOnce(runner: CommandRunner, netns: string, probe: V1P
   const timeout = String(probe.timeoutSeconds ?? 1);
   if (probe.httpGet !== undefined) {
     const h = probe.httpGet;
-    const host = h.host ?? '127.0.0.1';
+    const host = h.host ?? podIp; // as a kubelet: the pod's IP (the node's for hostNetwork pods)
     const url = `${(h.scheme ?? 'HTTP').toLowerCase()}://${host.includes(':') ? `[${host}]` : host}:${String(h.port)}${h.path ?? '/'}`;
     const r = await runner.run('ip', ['netns', 'exec', netns, 'curl', '-sk', '-o', '/dev/null', '-w', '%{http_code}', '--max-time', timeout, url], { allowFailure: true });
     const code = Number(r.stdout.trim());

@@ -55,6 +55,8 @@ export interface VolumeContext {
   readonly pod: V1Pod;
   readonly nodeIp: string;
   readonly podIp: string;
+  /** Makes a hostPath folder of type DirectoryOrCreate, recording what it created for `down` (default: mkdir -p, unrecorded). */
+  readonly createHostDir?: (path: string) => Promise<void>;
 }
 
 /** Writes every volume of the pod; returns the host path of each by name. */
@@ -63,6 +65,8 @@ export async function prepareVolumes(ctx: VolumeContext, podDir: string): Promis
   const paths = new Map<string, string>();
   for (const v of ctx.pod.spec?.volumes ?? []) {
     if (v.hostPath !== undefined) {
+      // as a kubelet does: DirectoryOrCreate makes the folder (the other types are not checked here)
+      if (v.hostPath.type === 'DirectoryOrCreate') await (ctx.createHostDir ?? ((p: string) => mkdir(p, { recursive: true }).then(() => undefined)))(v.hostPath.path);
       paths.set(v.name, v.hostPath.path);
       continue;
     }

@@ -1,0 +1,84 @@
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { ErrorCodes } from '../core/index.ts';
+import { errorCode } from '../core/testing.ts';
+import { checkClusterId, coveringCidr, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings } from './join-plan.ts';
+import { manifest, pick } from './kube-apply.ts';
+import { brokerDeployment, etcdStatefulSet, parseDuration } from './broker-deploy.ts';
+
+test('coveringCidr: the nodes\' common prefix, at most a /16 (/48)', () => {
+  const table: [string[], string[]][] = [
+    [['10.1.0.0/24', '10.1.1.0/24'], ['10.1.0.0/16']],
+    [['10.1.0.0/24'], ['10.1.0.0/16']],
+    [['10.1.0.0/24', '10.2.0.0/24'], ['10.0.0.0/14']],
+    [['10.244.0.0/24', '10.244.7.0/24', 'fd00:1:2:3::/64'], ['10.244.0.0/16', 'fd00:1:2::/48']],
+    [['10.0.0.0/12'], ['10.0.0.0/12']],
+  ];
+  for (const [nodes, want] of table) assert.equal(coveringCidr(nodes), want, nodes.join(' '));
+});
+
+test('proxyModeOf reads config.conf; empty means iptables', () => {
+  assert.is(proxyModeOf(undefined), 'unknown');
+  assert.is(proxyModeOf('apiVersion: kubeproxy.config.k8s.io/v1alpha1\nmode: ""\n'), 'iptables');
+  assert.is(proxyModeOf('mode: ipvs\n'), 'ipvs');
+  assert.is(proxyModeOf('kind: KubeProxyConfiguration\nmode: "nftables"\n'), 'nftables');
+});
+
+test('kubeadmSubnets', () => {
+  const cc = 'networking:\n  dnsDomain: cluster.local\n  podSubnet: 10.244.0.0/16,fd00::/56\n  serviceSubnet: "10.96.0.0/12"\n';
+  assert.equal(kubeadmSubnets(cc), { pod: ['10.244.0.0/16', 'fd00::/56'], service: ['10.96.0.0/12'] });
+  assert.equal(kubeadmSubnets(undefined), { pod: [], service: [] });
+});
+
+test('cluster ids are RFC-1123 labels', () => {
+  assert.is(checkClusterId('c-1'), 'c-1');
+  for (const bad of ['', 'C1', '-a', 'a_b', 'x'.repeat(64)]) assert.is(errorCode(() => checkClusterId(bad)), ErrorCodes.INVALID_ARGUMENT, bad);
+});
+
+const settings: JoinSettings = {
+  clusterId: 'c2', broker: '172.29.0.11:31000', cableDriver: 'wireguard', podCidrs: ['10.2.0.0/16'], serviceCidrs: ['10.102.0.0/16'],
+  publicIp: '', natTraversal: true, privateSockets: false, gatewayReplicas: 3, image: 'isthmus:test',
+};
+
+test('the gateway ConfigMap and workloads of deploy/ filled in for one cluster, every $(VAR) the manifests use defined', async () => {
+  const gw = await manifest('gateway/deployment.yaml');
+  const cm = gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), settings);
+  assert.equal(cm.data, {
+    CLUSTER_ID: 'c2', BROKER: '172.29.0.11:31000', CABLE_DRIVER: 'wireguard', POD_CIDRS: '10.2.0.0/16', SERVICE_CIDRS: '10.102.0.0/16',
+    PRIVATE_IP: 'auto', PUBLIC_IP: '', FORCE_NAT: 'true', PRIVATE_SOCKETS: 'false',
+  });
+  const dep = workload(pick(gw, 'Deployment', 'isthmus-gateway'), settings) as { spec: { replicas: number; template: { spec: { containers: { image: string; args: string[]; env?: { name: string }[] }[] } } } };
+  assert.is(dep.spec.replicas, 3);
+  const ra = (await manifest('route-agent/daemonset.yaml'))[0];
+  assert.ok(ra);
+  for (const c of [...dep.spec.template.spec.containers, ...(workload(ra, settings) as typeof dep).spec.template.spec.containers]) {
+    assert.is(c.image, 'isthmus:test');
+    const defined = new Set([...Object.keys(cm.data ?? {}), ...(c.env ?? []).map((e) => e.name)]);
+    for (const a of c.args) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) assert.ok(defined.has(m[1] ?? ''), `${a}: ${m[1] ?? ''} is defined`);
+  }
+});
+
+test('etcd for 1 or 3 members on a PVC or an emptyDir; the broker with its replicas and options', async () => {
+  const sts = pick(await manifest('broker/etcd.yaml'), 'StatefulSet', 'isthmus-etcd');
+  const three = etcdStatefulSet(sts, 3, 'emptyDir') as { spec: { replicas: number; volumeClaimTemplates?: unknown; template: { spec: { containers: { command: string[] }[]; volumes: { name: string }[] } } } };
+  assert.is(three.spec.replicas, 3);
+  assert.is(three.spec.volumeClaimTemplates, undefined);
+  assert.equal(three.spec.template.spec.volumes.map((v) => v.name), ['data']);
+  assert.ok(three.spec.template.spec.containers[0]?.command.includes('--initial-cluster=isthmus-etcd-0=http://isthmus-etcd-0.isthmus-etcd:2380,isthmus-etcd-1=http://isthmus-etcd-1.isthmus-etcd:2380,isthmus-etcd-2=http://isthmus-etcd-2.isthmus-etcd:2380'));
+  const one = etcdStatefulSet(sts, 1, 'pvc') as { spec: { volumeClaimTemplates?: unknown } };
+  assert.ok(one.spec.volumeClaimTemplates !== undefined);
+  const dep = brokerDeployment(pick(await manifest('broker/broker.yaml'), 'Deployment', 'isthmus-broker'), 3, 'isthmus:x', true, { 'a/b': 'c' }) as { spec: { replicas: number; template: { spec: { nodeSelector: Record<string, string>; containers: { image: string; args: string[] }[] } } } };
+  assert.is(dep.spec.replicas, 3);
+  assert.equal(dep.spec.template.spec.nodeSelector, { 'a/b': 'c' });
+  assert.ok(dep.spec.template.spec.containers[0]?.args.includes('--global-addressing'));
+  assert.ok(dep.spec.template.spec.containers[0]?.args.includes('--join-ca-dir=/etc/isthmus/ca'));
+});
+
+test('durations', () => {
+  assert.is(parseDuration('24h'), 86_400);
+  assert.is(parseDuration('90'), 90);
+  assert.is(parseDuration('30m'), 1800);
+  assert.throws(() => parseDuration('1w'));
+});
+
+test.run();

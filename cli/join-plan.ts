@@ -1,0 +1,86 @@
+import { ErrorCodes, IsthmusError, formatCidr, parseCidr } from '../core/index.ts';
+import type { Obj } from './kube-apply.ts';
+
+/**
+ * Pure pieces of `isthmus join`: the cluster's CIDRs from what the apiserver shows, and
+ * the deploy/ objects filled in for one cluster. Same input, same objects, so a re-run
+ * applies nothing new.
+ */
+export interface JoinSettings {
+  readonly clusterId: string;
+  readonly broker: string;
+  readonly cableDriver: 'wireguard' | 'ipsec' | 'vxlan';
+  readonly podCidrs: readonly string[];
+  readonly serviceCidrs: readonly string[];
+  readonly publicIp: string;
+  readonly natTraversal: boolean;
+  readonly privateSockets: boolean;
+  readonly gatewayReplicas: number;
+  readonly image: string;
+}
+
+/**
+ * The pod CIDR that covers every node's podCIDR: their common prefix, widened to a /16
+ * (IPv4) or /48 (IPv6) at most — a cluster CIDR is rarely narrower, and nodes added later
+ * get blocks from the same range. Use --pod-cidrs where this guess is wrong.
+ */
+export function coveringCidr(nodeCidrs: readonly string[]): string[] {
+  const byFamily = new Map<4 | 6, ReturnType<typeof parseCidr>[]>();
+  for (const raw of nodeCidrs) {
+    const c = parseCidr(raw);
+    byFamily.set(c.family, [...(byFamily.get(c.family) ?? []), c]);
+  }
+  const out: string[] = [];
+  for (const [family, cidrs] of [...byFamily].sort((a, b) => a[0] - b[0])) {
+    const bits = family === 4 ? 32 : 128;
+    const first = cidrs[0];
+    if (first === undefined) continue;
+    let prefix = Math.min(...cidrs.map((c) => c.prefix), family === 4 ? 16 : 48);
+    const mask = (p: number): bigint => (p === 0 ? 0n : ((1n << BigInt(p)) - 1n) << BigInt(bits - p));
+    while (prefix > 0 && !cidrs.every((c) => (c.base & mask(prefix)) === (first.base & mask(prefix)))) prefix--;
+    out.push(formatCidr({ family, base: first.base & mask(prefix), prefix }));
+  }
+  return out;
+}
+
+/** The mode in kube-proxy's config (the kube-system/kube-proxy ConfigMap's config.conf): '' means iptables. */
+export function proxyModeOf(configConf: string | undefined): string {
+  if (configConf === undefined) return 'unknown';
+  const m = /^mode:\s*"?([A-Za-z]*)"?\s*$/m.exec(configConf);
+  return m === null || m[1] === '' ? 'iptables' : (m[1] as string);
+}
+
+/** podSubnet / serviceSubnet of kubeadm's ClusterConfiguration (kube-system/kubeadm-config), comma lists allowed. */
+export function kubeadmSubnets(clusterConfiguration: string | undefined): { pod: string[]; service: string[] } {
+  const get = (k: string): string[] => {
+    const m = new RegExp(`^\\s*${k}:\\s*"?([^"\\n]+?)"?\\s*$`, 'm').exec(clusterConfiguration ?? '');
+    return m === null ? [] : (m[1] as string).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  };
+  return { pod: get('podSubnet'), service: get('serviceSubnet') };
+}
+
+/** The ConfigMap the gateway and the route agents read (deploy/gateway/deployment.yaml). */
+export function gatewayConfigMap(base: Obj, s: JoinSettings): Obj {
+  const o = structuredClone(base);
+  o.data = {
+    ...o.data, CLUSTER_ID: s.clusterId, BROKER: s.broker, CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
+    PRIVATE_IP: 'auto', PUBLIC_IP: s.publicIp, FORCE_NAT: String(s.natTraversal), PRIVATE_SOCKETS: String(s.privateSockets),
+  };
+  return o;
+}
+
+/** A workload of deploy/ with our image (and, for the gateway, one replica per gateway node). */
+export function workload(base: Obj, s: JoinSettings): Obj {
+  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { spec: { containers: { image: string }[] } } } };
+  for (const c of o.spec.template.spec.containers) c.image = s.image;
+  if (o.kind === 'Deployment' && o.metadata?.name === 'isthmus-gateway') o.spec.replicas = s.gatewayReplicas;
+  return o;
+}
+
+/** Cluster ids are RFC-1123 labels. */
+export function checkClusterId(id: string): string {
+  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(id)) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `cluster id ${JSON.stringify(id)} is not an RFC-1123 label: use 1-63 lower-case letters, digits and '-'`);
+  }
+  return id;
+}

@@ -1,0 +1,130 @@
+// e2e with real etcd and the real broker: the join API. Only the admin mints tokens; a
+// token gets exactly one cluster id a certificate for the key it sends (the private key
+// stays with the cluster) and registers the cluster; a dry run spends nothing; two joins
+// racing with one token: one wins; a retry with the same key gets the certificate again,
+// anything else with a spent token is refused; a bound token joins only its id; CIDRs that
+// overlap a member are refused naming it; etcd holds the token's hash, never the secret.
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { join } from 'node:path';
+import * as assert from 'uvu/assert';
+import { ErrorCodes, IsthmusError, certificateInfo, generateKeyPair, verifyChain } from '../core/index.ts';
+import { callJoinApi, parseJoinToken, type JoinResponse, type MintTokenResponse } from '../core/broker-api/join.ts';
+import { writeClustersetCA } from '../certs/index.ts';
+import { JoinServer } from '../broker/join.ts';
+import { JOIN_TOKEN_DIR } from '../broker/keys.ts';
+import { refusal, test, withLab, type Lab } from './broker-harness.ts';
+
+
+interface JoinLab {
+  readonly address: string;
+  readonly caPem: string;
+  readonly server: JoinServer;
+  mint(body?: object): Promise<string>;
+  join(token: string, id: string, cidr: string, keyPem?: string, dryRun?: boolean): Promise<JoinResponse & { keyPem: string }>;
+}
+
+/** A lab with etcd, a broker and the join API; the join API is stopped however `fn` ends. */
+async function withJoin(fn: (j: JoinLab, lab: Lab) => Promise<void>): Promise<void> {
+  await withLab(async (lab) => {
+    const j = await setup(lab);
+    try {
+      await fn(j, lab);
+    } finally {
+      await j.server.stop();
+    }
+  });
+}
+
+async function setup(lab: Lab): Promise<JoinLab> {
+  await lab.startEtcd(1);
+  await lab.makePki(['c1']);
+  await lab.startBroker();
+  const caDir = join(lab.dir, 'ca');
+  await writeClustersetCA(caDir, lab.ca);
+  const server = new JoinServer({ etcdHosts: lab.etcdHosts, listen: '127.0.0.1:0', tlsDir: join(lab.pki, 'broker'), caDir, logger: lab.logger });
+  await server.start();
+  const address = `127.0.0.1:${server.port}`;
+  const admin = await lab.tls('admin');
+  return {
+    address, caPem: lab.ca.bundlePem, server,
+    mint: async (body = {}) => (await callJoinApi<MintTokenResponse>({ address, caPem: lab.ca.bundlePem, client: admin }, '/v1/tokens', body)).token,
+    join: async (token, id, cidr, keyPem = generateKeyPair().keyPem, dryRun = false) => {
+      const publicKeyPem = createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString();
+      // services in 10.(100+N)/…: pods 10.4.0.0/16 → services 10.104.0.0/16
+      const service = cidr.replace(/^10\.(\d+)\./, (_m, n: string) => `10.${100 + Number(n)}.`);
+      const r = await callJoinApi<JoinResponse>({ address, caPem: lab.ca.bundlePem }, '/v1/join', { token, clusterId: id, podCidrs: [cidr], serviceCidrs: [service], publicKeyPem, dryRun });
+      return { ...r, keyPem };
+    },
+  };
+}
+
+test('only the clusterset admin mints tokens; etcd holds the hash, not the secret', async () => {
+  await withJoin(async (j, lab) => {
+    const none = await refusal(callJoinApi({ address: j.address, caPem: j.caPem }, '/v1/tokens', {}));
+    assert.is(none.code, ErrorCodes.UNAUTHENTICATED);
+    const asCluster = await refusal(callJoinApi({ address: j.address, caPem: j.caPem, client: await lab.tls('c1') }, '/v1/tokens', {}));
+    assert.is(asCluster.code, ErrorCodes.PERMISSION_DENIED);
+    const token = await j.mint({ ttlSeconds: 600 });
+    const { id, secret } = parseJoinToken(token);
+    const stored = await lab.etcd().get(JOIN_TOKEN_DIR + id).string();
+    assert.ok(stored !== null && !stored.includes(secret));
+  });
+});
+
+test('a token: one certificate for one new cluster, for the key it sent; the cluster registered; a dry run spends nothing', async () => {
+  await withJoin(async (j, lab) => {
+    const token = await j.mint();
+    const dry = await j.join(token, 'c4', '10.4.0.0/16', undefined, true);
+    assert.is(dry.certPem, '');
+    const joined = await j.join(token, 'c4', '10.4.0.0/16');
+    const info = certificateInfo(joined.certPem);
+    assert.is(info.commonName, 'c4');
+    assert.equal(info.organizations, ['isthmus:cluster']);
+    verifyChain(joined.certPem, lab.ca.certPem);
+    assert.is(new X509Certificate(joined.certPem).publicKey.export({ type: 'spki', format: 'pem' }).toString(), createPublicKey(joined.keyPem).export({ type: 'spki', format: 'pem' }).toString());
+    assert.equal(joined.members, ['c4']);
+    // the certificate works at the broker: c4 reads its own record
+    const c4 = lab.client((await lab.startBroker()).port, { caPem: lab.ca.certPem, certPem: joined.certPem, keyPem: joined.keyPem }, { retryForMs: 0 });
+    const clusters = (await c4.list(['CLUSTER'])).events.map((e) => e.key);
+    assert.equal(clusters, ['c4']);
+    // the same join again (cut short after the broker answered): the same key gets a certificate again
+    const retry = await j.join(token, 'c4', '10.4.0.0/16', joined.keyPem);
+    assert.is(certificateInfo(retry.certPem).commonName, 'c4');
+    // anything else with the spent token is refused
+    const other = await refusal(j.join(token, 'c5', '10.5.0.0/16'));
+    assert.is(other.code, ErrorCodes.BAD_TOKEN);
+    assert.match(other.message, /used by cluster c4/);
+    const otherKey = await refusal(j.join(token, 'c4', '10.4.0.0/16'));
+    assert.is(otherKey.code, ErrorCodes.BAD_TOKEN);
+  });
+});
+
+test('two joins racing with one token: exactly one wins', async () => {
+  await withJoin(async (j, lab) => {
+    const token = await j.mint();
+    const results = await Promise.allSettled([j.join(token, 'c6', '10.6.0.0/16'), j.join(token, 'c7', '10.7.0.0/16')]);
+    assert.is(results.filter((r) => r.status === 'fulfilled').length, 1);
+    const lost = results.find((r) => r.status === 'rejected');
+    assert.is(((lost as PromiseRejectedResult).reason as IsthmusError).code, ErrorCodes.BAD_TOKEN);
+  });
+});
+
+test('refusals: a bound token, a taken id, overlapping CIDRs (naming the member), a tampered token; none spends the token', async () => {
+  await withJoin(async (j, lab) => {
+    await j.join(await j.mint(), 'c1', '10.1.0.0/16');
+    const bound = await j.mint({ clusterId: 'c2' });
+    assert.match((await refusal(j.join(bound, 'c3', '10.3.0.0/16'))).message, /is for cluster c2, not c3/);
+    const token = await j.mint();
+    const taken = await refusal(j.join(token, 'c1', '10.9.0.0/16'));
+    assert.is(taken.code, ErrorCodes.ALREADY_EXISTS);
+    const overlap = await refusal(j.join(token, 'c2', '10.1.128.0/17'));
+    assert.is(overlap.code, ErrorCodes.CIDR_IN_USE);
+    assert.match(overlap.message, /overlaps 10\.1\.0\.0\/16 of member cluster c1/);
+    const { id, secret } = parseJoinToken(token);
+    const tampered = await refusal(j.join(`ijt_${id}.${secret.slice(0, -1)}${secret.endsWith('A') ? 'B' : 'A'}`, 'c2', '10.2.0.0/16'));
+    assert.is(tampered.code, ErrorCodes.BAD_TOKEN);
+    assert.equal((await j.join(token, 'c2', '10.2.0.0/16')).members, ['c1', 'c2']);
+  });
+});
+
+test.run();
