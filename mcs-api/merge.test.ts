@@ -93,6 +93,19 @@ test('slices: one set per source cluster and family, pods\' ports, only ports th
   assert.equal(s2[0]?.endpoints[0], { addresses: ['10.2.0.7'], hostname: '', ready: false, serving: false, terminating: true, zone: '' });
 });
 
+test('a port whose name lost a conflict (another number) is not served by that cluster; other names are', () => {
+  // c1: tcp/42; c2: tcp/4242 → 42 (loses: the import keeps tcp/42) and tcp2/4343 → 42
+  const pod = (a: string): Export['endpoints'][number] => ({ hostname: '', addresses: [a], ready: true, serving: true, terminating: false, zone: '' });
+  const r = mergeExports([
+    x({ ports: [p('tcp', 42)], endpoint_ports: [p('tcp', 42)], endpoints: [pod('10.1.0.5')] }),
+    c2({ ports: [p('tcp', 4242), p('tcp2', 4343)], endpoint_ports: [p('tcp', 42), p('tcp2', 42)], endpoints: [pod('10.2.0.7')] }),
+  ]);
+  assert.equal(r.serviceImport?.ports, [ip('tcp', 42), ip('tcp2', 4343)]);
+  assert.equal(r.conflicts.reasons, ['PortConflict']);
+  assert.equal(r.slicesByCluster.get('c1')?.map((s) => s.ports), [[ip('tcp', 42)]]);
+  assert.equal(r.slicesByCluster.get('c2')?.map((s) => s.ports), [[ip('tcp2', 42)]]);
+});
+
 test('an unhealthy cluster has its endpoints not ready; the others keep theirs', () => {
   const ep = { hostname: 'db-0', addresses: ['10.2.0.7'], ready: true, serving: true, terminating: false, zone: '' };
   const r = mergeExports([x({ endpoints: [ep] }), c2({ endpoints: [{ ...ep, addresses: ['10.3.0.1'] }] })], { unhealthy: new Set(['c2']) });

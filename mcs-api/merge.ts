@@ -22,7 +22,7 @@ import type { Export, ExportEndpoint, ServicePort } from '../core/broker-api/typ
  * - Only ClusterSetIP and Headless are ever exported (ExternalName never reaches here).
  * - Endpoints: one set of slices per source cluster and address family, at most
  *   MAX_ENDPOINTS_PER_SLICE endpoints each, holding only the ports of the merged
- *   Service that this cluster exports (same name and protocol), at the pods' port. An
+ *   Service that this cluster exports (same name, protocol and port), at the pods' port. An
  *   endpoint is ready only when it is ready at its source and its cluster is healthy.
  *   Headless endpoints without a hostname get the address with '.'/':' replaced by '-'
  *   (the cluster-local DNS convention), so each has a per-pod name.
@@ -209,11 +209,16 @@ export function mergeExports(records: readonly Export[], options: MergeOptions =
   return { serviceImport, conflicts: { reasons, message }, slicesByCluster };
 }
 
-/** The merged ports this cluster serves, at its pods' port. */
+/**
+ * The merged ports this cluster serves, at its pods' port: those it exports itself with
+ * the same name, protocol and number. A cluster whose port of that name lost a conflict
+ * (another number) does not serve the merged port, so traffic to it never reaches that
+ * cluster (the conformance suite's StrictPortConflict specs).
+ */
 function clusterPorts(x: Export, ports: readonly ImportPort[]): ImportPort[] {
   const out: ImportPort[] = [];
   for (const p of ports) {
-    const own = x.ports.find((q) => q.name === p.name && (q.protocol || 'TCP') === p.protocol);
+    const own = x.ports.find((q) => q.name === p.name && (q.protocol || 'TCP') === p.protocol && q.port === p.port);
     if (own === undefined) continue;
     const target = x.endpoint_ports.find((q) => q.name === p.name && (q.protocol || 'TCP') === p.protocol);
     out.push({ ...p, port: target?.port ?? own.port });

@@ -8,20 +8,17 @@
 // cluster whose cable is cut has its endpoints marked not ready (and its headless names
 // gone), ready again when it is back; ExternalName refused; unexport deletes the imports.
 import { execFileSync } from 'node:child_process';
-import { readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { echoManifest, projectRoot } from '../sandbox/index.ts';
+import { echoManifest } from '../sandbox/index.ts';
 import { eventually, isthmus, kubectl, requireRootForTest } from './lib/cli.ts';
 import { Clusterset, others, type GatewayProc } from './lib/clusterset.ts';
+import { installMcsApi, mcsDnsIp, startMcs } from './lib/mcs.ts';
 
 requireRootForTest('test/mcs-api.test.ts');
 const cs = new Clusterset();
 const CLUSTERS = ['c1', 'c2', 'c3'];
 const gateways = new Map<string, GatewayProc>();
-const cli = join(projectRoot(), 'cli', 'main.ts');
-const crds = ['serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io', 'clusterproperties.about.k8s.io'];
 
 interface Condition { type: string; status: string; reason: string }
 interface Obj { metadata: { name: string; labels?: Record<string, string>; uid?: string }; spec?: Record<string, unknown>; status?: { conditions?: Condition[]; clusters?: { cluster: string }[] } }
@@ -36,7 +33,7 @@ const conditions = async (c: string, name: string): Promise<Record<string, strin
   return Object.fromEntries((se.status?.conditions ?? []).map((x) => [x.type, `${x.status}/${x.reason}`]));
 };
 const exportOf = (name: string): string => JSON.stringify({ apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name, namespace: 'demo' } });
-const dnsIp = (c: string): string => cs.node(c, 1).ip;
+const dnsIp = (c: string): string => mcsDnsIp(cs, c);
 const metricsPort = (c: string): number => 27390 + Number(c.slice(1));
 const metrics = async (c: string): Promise<string> => (await fetch(`http://127.0.0.1:${metricsPort(c)}/metrics`)).text();
 
@@ -59,26 +56,11 @@ test.after(async () => {
 
 test('setup: 3 clusters with gateways, the MCS CRDs, a ClusterProperty, isthmus dns and isthmus mcs in each', async () => {
   await cs.up({ clusters: 3, gateways: 1, nat: [], portBase: 27300 });
-  for (const c of CLUSTERS) {
-    for (const crd of crds) await cs.kubectl(c, ['apply', '-f', join(projectRoot(), 'deploy', 'crds', `${crd}.json`)]);
-    for (const crd of crds) await cs.kubectl(c, ['wait', '--for=condition=Established', `crd/${crd}`, '--timeout=30s']);
-  }
-  for (const c of CLUSTERS) {
-    const prop = JSON.stringify({ apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: c } });
-    await kubectlIn(c, ['apply', '-f', '-'], prop);
-    gateways.set(c, await startGateway(c));
-  }
+  await installMcsApi(cs, CLUSTERS);
+  for (const c of CLUSTERS) gateways.set(c, await startGateway(c));
   for (const c of CLUSTERS) await cs.connected(c, `${c}-n1`, others(c));
-  for (const c of CLUSTERS) {
-    await cs.kubectl(c, ['apply', '-f', join(projectRoot(), 'deploy', 'mcs-api', 'rbac.yaml')]);
-    await cs.kubectl(c, ['apply', '--dry-run=server', '-f', join(projectRoot(), 'deploy', 'mcs-api', 'deployment.yaml')]);
-    const n = cs.node(c, 1);
-    // both run with exactly the rights deploy/mcs-api/rbac.yaml gives them
-    cs.startProcess(`dns-${c}`, 'ip', ['netns', 'exec', n.netns, process.execPath, '--no-warnings', cli, 'dns', '--listen', `${n.ip}:53`, '--kubeconfig', await saKubeconfig(c, 'isthmus-dns')]);
-    // no --cluster: the id comes from the ClusterProperty
-    cs.startProcess(`mcs-${c}`, process.execPath, ['--no-warnings', cli, 'mcs', '--broker', cs.broker, '--broker-tls-dir', cs.path(c), '--kubeconfig', await saKubeconfig(c, 'isthmus-mcs'),
-      '--dns-address', dnsIp(c), '--coalesce-ms', '100', '--metrics', `127.0.0.1:${metricsPort(c)}`]);
-  }
+  // both run with exactly the rights deploy/mcs-api/rbac.yaml gives them; no --cluster: the id comes from the ClusterProperty
+  for (const c of CLUSTERS) await startMcs(cs, c, { metricsPort: metricsPort(c) });
   const client = JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'demo' }, spec: { containers: [{ name: 'c', image: 'example/client' }] } });
   for (const c of CLUSTERS) {
     await kubectlIn(c, ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } }));
@@ -86,23 +68,6 @@ test('setup: 3 clusters with gateways, the MCS CRDs, a ClusterProperty, isthmus 
   }
   for (const c of CLUSTERS) await cs.kubectl(c, ['-n', 'demo', 'wait', '--for=condition=Ready', 'pod/client', '--timeout=60s']);
 });
-
-/** A kubeconfig with a token of ServiceAccount isthmus-system/`sa` in cluster `c`. */
-async function saKubeconfig(c: string, sa: string): Promise<string> {
-  const cluster = cs.state.clusters.find((x) => x.name === c);
-  assert.ok(cluster);
-  const token = (await cs.kubectl(c, ['-n', 'isthmus-system', 'create', 'token', sa, '--duration', '24h'])).trim();
-  const admin = JSON.parse(readFileSync(join(cluster.dir, 'kubelet.kubeconfig'), 'utf8')) as { clusters: { cluster: { 'certificate-authority-data': string } }[] };
-  const config = {
-    apiVersion: 'v1', kind: 'Config', 'current-context': sa,
-    clusters: [{ name: c, cluster: { server: cluster.server, 'certificate-authority-data': admin.clusters[0]?.cluster['certificate-authority-data'] } }],
-    users: [{ name: sa, user: { token } }],
-    contexts: [{ name: sa, context: { cluster: c, user: sa } }],
-  };
-  const file = cs.path(`${sa}-${c}.kubeconfig`);
-  writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
-  return file;
-}
 
 function kubectlIn(c: string, args: string[], input: string): Promise<string> {
   return kubectl(cs.kubeconfig, c, args, input);

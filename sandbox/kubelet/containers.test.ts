@@ -52,6 +52,9 @@ test('fieldRef values', () => {
   assert.is(fieldValue(pod, 'metadata.name', '172.30.1.11', '10.1.0.2'), 'p');
   assert.is(fieldValue(pod, 'status.podIP', '172.30.1.11', '10.1.0.2'), '10.1.0.2');
   assert.is(fieldValue(pod, 'status.hostIP', '172.30.1.11', '10.1.0.2'), '172.30.1.11');
+  // the plural fields (the MCS conformance suite's socat pods read status.podIPs)
+  assert.is(fieldValue(pod, 'status.podIPs', '172.30.1.11', '10.1.0.2'), '10.1.0.2');
+  assert.is(fieldValue(pod, 'status.hostIPs', '172.30.1.11', '10.1.0.2'), '172.30.1.11');
   assert.is(fieldValue(pod, "metadata.labels['app']", '', ''), 'a');
   assert.is(fieldValue(pod, 'spec.unknown', '', ''), undefined);
 });

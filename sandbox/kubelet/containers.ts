@@ -88,9 +88,12 @@ export function fieldValue(pod: V1Pod, path: string, nodeIp: string, podIp: stri
       return pod.spec?.nodeName;
     case 'spec.serviceAccountName':
       return pod.spec?.serviceAccountName;
+    // the sandbox's pods and nodes are single-stack: the list fields hold the one address
     case 'status.podIP':
+    case 'status.podIPs':
       return podIp;
     case 'status.hostIP':
+    case 'status.hostIPs':
       return nodeIp;
     default: {
       const label = /^metadata\.labels\['(.+)'\]$/.exec(path);

@@ -2,7 +2,9 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { TLSSocket } from 'node:tls';
 import { refusal, route } from './api.ts';
-import { chooseProtocol, execArgv, execOptions, exitStatus } from './remotecommand.ts';
+import { EventEmitter } from 'node:events';
+import { chooseProtocol, collectStreams, execArgv, execOptions, exitStatus, expectedStreams, type ExecOptions } from './remotecommand.ts';
+import type { SpdyStream } from './spdy.ts';
 
 test('exec query: repeated command, stdio flags, and what is refused', () => {
   assert.equal(execOptions(new URLSearchParams('command=sh&command=-c&command=echo%20hi&output=1&error=1')), { stdin: false, stdout: true, stderr: true, tty: false, command: ['sh', '-c', 'echo hi'] });
@@ -33,6 +35,30 @@ test('exec enters the container namespaces, or the pod network namespace; a TTY 
 
 test('a TTY starts at the client size', () => {
   assert.equal(execArgv({ pid: 7 }, ['top'], true, { width: 101, height: 33 }).slice(-2), ["stty rows 33 cols 101 2>/dev/null; exec 'top'", '/dev/null']);
+});
+
+const opts = (o: Partial<ExecOptions>): ExecOptions => ({ stdin: false, stdout: true, stderr: true, tty: false, command: ['sh'], ...o });
+
+test('streams counted as the kubelet counts them: with a TTY stderr folds into stdout and a resize stream comes', () => {
+  assert.is(expectedStreams(opts({})), 3); // error, stdout, stderr
+  assert.is(expectedStreams(opts({ stdin: true, tty: true })), 4); // error, stdin, stdout, resize (kubectl exec -it)
+  assert.is(expectedStreams(opts({ tty: true })), 3);
+  assert.is(expectedStreams(opts({ stdout: false, stderr: false, stdin: true })), 2);
+});
+
+/** A connection that opens streams of the given types, one per tick. */
+function fakeConn(types: readonly string[]): EventEmitter<{ stream: [SpdyStream]; close: [] }> {
+  const conn = new EventEmitter<{ stream: [SpdyStream]; close: [] }>();
+  types.forEach((t, i) => setTimeout(() => conn.emit('stream', { header: (k: string) => (k === 'streamtype' ? t : undefined) } as unknown as SpdyStream), i));
+  return conn;
+}
+
+test('exec with tty=1 in the query from a client whose own TTY flag is off (error, stdout, stderr; no resize) gets its streams', async () => {
+  const got = await collectStreams(fakeConn(['error', 'stdout', 'stderr']), opts({ tty: true }), 500);
+  assert.equal([...(got?.keys() ?? [])], ['error', 'stdout', 'stderr']);
+  const it = await collectStreams(fakeConn(['error', 'stdin', 'stdout', 'resize']), opts({ stdin: true, tty: true }), 500);
+  assert.equal([...(it?.keys() ?? [])].sort(), ['error', 'resize', 'stdin', 'stdout']);
+  assert.is(await collectStreams(fakeConn(['error', 'stdout']), opts({}), 50), undefined, 'too few streams: timed out');
 });
 
 test('kubelet API routes', () => {

@@ -1,4 +1,5 @@
 import { spawn, type ChildProcess } from 'node:child_process';
+import type { EventEmitter } from 'node:events';
 import { readlinkSync, readFileSync } from 'node:fs';
 import type { SpdyConnection, SpdyStream } from './spdy.ts';
 import { shQuote } from './containers.ts';
@@ -105,12 +106,24 @@ export function containerEnv(pid: number | undefined): Record<string, string> {
   return env;
 }
 
-/** Waits for the streams the options call for; resolves undefined on timeout or close. */
-function collectStreams(conn: SpdyConnection, o: ExecOptions): Promise<Map<string, SpdyStream> | undefined> {
-  const want = new Set(['error', ...(o.stdin ? ['stdin'] : []), ...(o.stdout ? ['stdout'] : []), ...(o.stderr && !o.tty ? ['stderr'] : []), ...(o.tty ? ['resize'] : [])]);
+/**
+ * How many streams the client opens for an exec, counted as the kubelet counts them: the
+ * error stream, one per requested stdio, except stderr with a TTY (the terminal carries
+ * it), plus a resize stream with a TTY. The kubelet waits for that many streams of any
+ * type: client-go asked for tty=1 in the query while its own TTY flag is off (the MCS
+ * conformance suite's exec does that) opens error, stdout and stderr and no resize
+ * stream, the same count; the command then runs on a TTY without resizes.
+ */
+export function expectedStreams(o: ExecOptions): number {
+  return 1 + (o.stdin ? 1 : 0) + (o.stdout ? 1 : 0) + (o.stderr && !o.tty ? 1 : 0) + (o.tty ? 1 : 0);
+}
+
+/** Waits for the streams the options call for (expectedStreams); resolves undefined on timeout or close. */
+export function collectStreams(conn: EventEmitter<{ stream: [SpdyStream]; close: [] }>, o: ExecOptions, timeoutMs = STREAMS_TIMEOUT_MS): Promise<Map<string, SpdyStream> | undefined> {
+  const want = expectedStreams(o);
   const got = new Map<string, SpdyStream>();
   return new Promise((resolve) => {
-    const timer = setTimeout(() => done(undefined), STREAMS_TIMEOUT_MS);
+    const timer = setTimeout(() => done(undefined), timeoutMs);
     const done = (v: Map<string, SpdyStream> | undefined): void => {
       clearTimeout(timer);
       conn.off('stream', onStream);
@@ -120,7 +133,7 @@ function collectStreams(conn: SpdyConnection, o: ExecOptions): Promise<Map<strin
     const onStream = (s: SpdyStream): void => {
       const type = s.header('streamtype') ?? '';
       got.set(type, s);
-      if ([...want].every((w) => got.has(w))) done(got);
+      if (got.size >= want) done(got);
     };
     const onClose = (): void => done(undefined);
     conn.on('stream', onStream);

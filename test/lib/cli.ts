@@ -9,11 +9,12 @@ export interface Run {
   readonly stderr: string;
 }
 
-export function run(command: string, args: readonly string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number } = {}): Promise<Run> {
+export function run(command: string, args: readonly string[], opts: { env?: Record<string, string>; input?: string; timeoutMs?: number; cwd?: string } = {}): Promise<Run> {
   return new Promise((resolve, reject) => {
     // stdin is closed from the start unless there is input, so a quick exit cannot EPIPE
     const child = spawn(command, args, {
       env: { ...process.env, ...opts.env },
+      ...(opts.cwd === undefined ? {} : { cwd: opts.cwd }),
       stdio: [opts.input === undefined ? 'ignore' : 'pipe', 'pipe', 'pipe'],
       timeout: opts.timeoutMs ?? 300_000,
     });
