@@ -5,8 +5,9 @@ import { KubeRequestError, type KubeRest } from './kube-lite.ts';
 
 /**
  * List + watch of one collection over KubeRest, into a cache, for node agents (kube-lite.ts
- * says why not client-node). The same contract as k8s.ts's informers:
- * - `synced` resolves once the first list is in the cache; `onChange(key)` is called after
+ * says why not client-node). Like k8s.ts's informers:
+ * - `synced` resolves once the first list is in the cache (it never rejects: stopped before
+ *   that, it stays pending); `onChange(key)` is called after
  *   every change to the cache (key `ns/name`, or `name` for cluster-scoped objects, or what
  *   `keyOf` says) and, after each list, for every object listed or gone;
  * - a watch the server ends is resumed from the last resourceVersion (bookmarks asked for);
