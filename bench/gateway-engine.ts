@@ -20,7 +20,7 @@ import { isthmus } from '../test/lib/cli.ts';
 import { Clusterset, exited, kill, type DriverName, type GatewayProc } from '../test/lib/clusterset.ts';
 import { processesNamed } from '../test/lib/netns.ts';
 import { arg, numberArg } from './lib/args.ts';
-import { pinger, until } from './lib/ping.ts';
+import { firstAfterOutage, pinger, until } from './lib/ping.ts';
 
 const DRIVERS: readonly DriverName[] = ['wireguard', 'ipsec', 'vxlan'];
 const ANYCAST = '10.2.255.1';
@@ -101,8 +101,8 @@ async function failover(cs: Clusterset, driver: DriverName, runs: number): Promi
       kill(activeProc.proc, 'SIGKILL');
       for (const pid of processesNamed(active.netns, ...DAEMONS)) process.kill(pid, 'SIGKILL');
       execFileSync('ip', ['-n', active.netns, 'link', 'set', 'wan0', 'down']);
-      const back = await until('a reply after the failover', () => ping.replies.find((t) => t > killedAt + 50), 60_000);
-      out.push(back - killedAt);
+      const back = await until('a reply after the outage', () => firstAfterOutage(ping.replies, killedAt), 60_000);
+      out.push(Math.round(back - killedAt));
       // revive the dead node as the passive one
       await exited(activeProc.proc);
       wipeCables(cs, active);

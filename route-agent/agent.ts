@@ -1,6 +1,7 @@
-import { WorkQueue, messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
+import { messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
 import type { KubeRest } from '../core/kube-lite.ts';
 import { LiteInformer, type LiteObject } from '../core/kube-lite-informer.ts';
+import { CoalescingQueue } from '../core/sync-loop.ts'; // not via k8s.ts, which loads client-node
 import { clusterInputs, nodeIp, type GatewayLike, type LeaseLike, type NodeLike, type RouteAgentLike } from './contract.ts';
 import { desiredRoutes, tunnelIp, TUNNEL_DEV, type Desired, type Mode } from './desired.ts';
 import type { PacketFilter } from './filter.ts';
@@ -59,17 +60,17 @@ export async function cleanupNode(runner: CommandRunner, filters: readonly Packe
 }
 
 /**
- * Every key becomes one: a burst of events is one reconcile of the whole node. FORCE (the
+ * A burst of events is one reconcile of the whole node (CoalescingQueue). FORCE (the
  * kernel monitors, the resync, the first sync) makes the next reconcile read and repair the
  * OS; other keys (informer events) only when the inputs the node's routes depend on changed —
  * the Gateway status changes with every health probe, its subnets almost never.
  */
 const FORCE = 'force';
-class Coalescing extends WorkQueue<string> {
+class Coalescing extends CoalescingQueue {
   #forced = false;
   override add(key: string): void {
     if (key === FORCE) this.#forced = true;
-    super.add('sync');
+    super.add(key);
   }
 
   /** Whether a FORCE came since the last call. */

@@ -73,7 +73,7 @@ test('a route agent restart re-creates no route, rule or filter table', async ()
   assert.equal({ routes: await ip(node.netns, 'route', 'show', 'table', '230'), rules: await ip(node.netns, 'rule', 'show'), nft: await nft(node.netns) }, before);
 });
 
-test('a route, a rule or the nftables table deleted by someone comes back at once: the kernel change monitors, not the resync (set to 10 min here)', async () => {
+test('idle: Gateway status churn reconciles nothing; a route, a rule or the nftables table deleted by someone comes back at once: the kernel change monitors, not the resync (set to 10 min here)', async () => {
   const node = cs.node('c1', 2);
   const agent = dp.agents.get('c1-n3');
   assert.ok(agent);
@@ -82,6 +82,18 @@ test('a route, a rule or the nftables table deleted by someone comes back at onc
   const slow = cs.startRouteAgent('c1', 2, ['--resync-ms', '600000']);
   dp.agents.set('c1-n3', slow);
   await dp.routed('c1', 'c1-n3', others('c1'));
+  // the Gateway statuses change with every health probe (1 s): with nothing of the node's inputs
+  // changed and no kernel change, those events read and apply nothing
+  const reconciles = async (): Promise<number> => {
+    const text = await (await fetch(`http://${node.ip}:${ROUTE_AGENT_METRICS_PORT}/metrics`)).text();
+    return [...text.matchAll(/isthmus_route_agent_reconciles_total\{result="\w+"\} (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
+  };
+  await new Promise((r) => setTimeout(r, 1000)); // its first reconciles are done
+  const idle0 = await reconciles();
+  const gw0 = JSON.stringify((await cs.kubectl('c1', ['-n', 'isthmus-system', 'get', 'gateways', '-o', 'json'])));
+  await new Promise((r) => setTimeout(r, 5000));
+  assert.is.not(JSON.stringify(await cs.kubectl('c1', ['-n', 'isthmus-system', 'get', 'gateways', '-o', 'json'])), gw0, 'the Gateway statuses changed meanwhile');
+  assert.is(await reconciles(), idle0, 'no reconcile for events that change none of its inputs');
   const before = { routes: await ip(node.netns, 'route', 'show', 'table', '230'), rules: await ip(node.netns, 'rule', 'show') };
   const first = before.routes.split('\n')[0]?.trim() ?? '';
   assert.match(first, /via/);
