@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import type { CommandRunner } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, type CommandRunner } from '../core/index.ts';
 import { connectClusterset } from './connect.ts';
 import { resolveNetns } from './exec.ts';
 import type { SandboxState } from './state.ts';
@@ -108,6 +108,16 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     answeredBy.add(cluster);
   }
   out(`  answered by ${[...answeredBy].sort().join(' and ') || 'no cluster yet (try the curl again in a moment)'}`);
+  const second = state.clusters[1];
+  if (second !== undefined) {
+    out(`\n== what the clusterset looks like from ${c1.name}:\n$ isthmus show all --context ${c1.name}`);
+    const show = await runner.run(process.execPath, ['--no-warnings', cli, 'show', 'all', '--context', c1.name, '--kubeconfig', kc], { allowFailure: true });
+    out((show.stdout || show.stderr).trimEnd());
+    out(`\n== the connectivity and service discovery checks a user runs after joining (pods of its own, removed after):\n$ isthmus verify --context ${c1.name} --tocontext ${second.name}`);
+    const verify = await runner.run(process.execPath, ['--no-warnings', cli, 'verify', '--context', c1.name, '--tocontext', second.name, '--kubeconfig', kc], { allowFailure: true });
+    out((verify.stdout + verify.stderr).trimEnd());
+    if (verify.code !== 0) throw new IsthmusError(ErrorCodes.COMMAND_FAILED, `isthmus verify --context ${c1.name} --tocontext ${second.name} failed (exit ${verify.code}): see above`);
+  }
   out('\nTry next: `isthmus show imports -n demo --context c1`, `kubectl --context c1 -n isthmus-system get pods,gateways,routeagents -o wide`,');
   out('or delete the active gateway pod of a cluster and watch the cables come back (`kubectl --context c2 -n isthmus-system delete pod -l app.kubernetes.io/name=isthmus-gateway`).');
 }
