@@ -1,12 +1,15 @@
 import { lookup } from 'node:dns/promises';
 import { isIP } from 'node:net';
-import { rm } from 'node:fs/promises';
+import { readFile, rm, writeFile, mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
 import {
   ErrorCodes, IsthmusError, messageOf, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
 import { GatewayEngine } from '../gateway/engine.ts';
+import { pickHealthAddress, type LocalAddress } from '../gateway/health-address.ts';
 import { GatewayMetrics } from '../gateway/metrics.ts';
 import { DEFAULT_NAT_PROBE_PORT } from '../gateway/nat-probe.ts';
 import { optionRecord, optionsHelp, parseArgs } from './args.ts';
@@ -38,7 +41,7 @@ const schema = {
   port: int('cable UDP port (default 51820 wireguard, 500 ipsec, 4789 vxlan)', 0, 0, 65535),
   podCidrs: list('this cluster\'s pod CIDRs', checkedCidr),
   serviceCidrs: list('this cluster\'s service CIDRs', checkedCidr),
-  healthCheckIp: ip('address remote gateways probe through the cable (default none)', ''),
+  healthCheckIp: ip('address remote gateways probe through the cable, inside the pod CIDRs; "auto": a CNI interface\'s address inside them, else the first address of this node\'s pod CIDR put on lo (default none)', '', true),
   healthPort: int('health probe UDP port (default 4801)', 4801, 1, 65535),
   healthInterval: int('ms between health probes (default 1000)', 1000, 100, 60_000),
   forceNat: bool('force NAT traversal (UDP encapsulation) (default false)', false),
@@ -83,11 +86,14 @@ export const gatewayCommand: Command = {
     });
     const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);
     const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
+    const healthCheckIp = cfg.healthCheckIp === 'auto'
+      ? await autoHealthAddress(runner, kubeConfig, cfg.hostname, cfg.podCidrs, cfg.stateDir, logger)
+      : cfg.healthCheckIp;
     const metrics = new GatewayMetrics();
     const engine = new GatewayEngine({
       clusterId: cfg.cluster, hostname: cfg.hostname, privateIp, publicIp: cfg.publicIp,
       port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
-      podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp: cfg.healthCheckIp, healthPort: cfg.healthPort,
+      podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp, healthPort: cfg.healthPort,
       healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
       leaseName: cfg.leaseName, leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
       resyncMs: cfg.resyncMs,
@@ -122,6 +128,11 @@ async function cleanup(args: ReturnType<typeof parseArgs>): Promise<number> {
       logger.warn({ driver: name, err: messageOf(err) }, 'cleanup incomplete');
     }
   }
+  const onLo = await readFile(join(cfg.stateDir, HEALTH_ADDRESS_FILE), 'utf8').catch(() => '');
+  if (onLo.trim() !== '') {
+    parseIp(onLo.trim());
+    await new SystemRunner().run('ip', ['addr', 'del', `${onLo.trim()}/32`, 'dev', 'lo'], { allowFailure: true });
+  }
   await rm(cfg.stateDir, { recursive: true, force: true });
   process.stdout.write(`cable devices and ${cfg.stateDir} removed\n`);
   return 0;
@@ -137,4 +148,35 @@ async function sourceAddressTowards(runner: SystemRunner, broker: string): Promi
   const src = (JSON.parse(out.stdout) as { prefsrc?: string }[])[0]?.prefsrc;
   if (src === undefined) throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `--private-ip auto: this node has no route with a source address towards the broker ${address}; give --private-ip explicitly`);
   return src;
+}
+
+/** The address `--health-check-ip auto` put on lo, kept in the state folder for `--cleanup`. */
+const HEALTH_ADDRESS_FILE = 'health-address-on-lo';
+
+/**
+ * `--health-check-ip auto` (gateway/health-address.ts chooses): reads this node's addresses
+ * and its Node's spec.podCIDR (needs `get` on nodes; without it only interface addresses
+ * count), puts the address on lo when the choice says so. '' turns health probes off.
+ */
+async function autoHealthAddress(runner: SystemRunner, kubeConfig: KubeConfig, node: string, podCidrs: readonly string[], stateDir: string,
+  logger: ReturnType<typeof createLogger>): Promise<string> {
+  const out = await runner.run('ip', ['-j', 'addr', 'show']);
+  const links = JSON.parse(out.stdout) as { ifname?: string; addr_info?: { local?: string }[] }[];
+  const local: LocalAddress[] = links.flatMap((l) => (l.addr_info ?? []).flatMap((a) => (l.ifname === undefined || a.local === undefined ? [] : [{ ifname: l.ifname, address: a.local }])));
+  const nodePodCidr = await kubeConfig.makeApiClient(CoreV1Api).readNode({ name: node }).then((n) => n.spec?.podCIDR, (err: unknown) => {
+    logger.warn({ node, err: messageOf(err) }, 'health check address: cannot read this node\'s pod CIDR; only interface addresses count');
+    return undefined;
+  });
+  const choice = pickHealthAddress(local, podCidrs, nodePodCidr);
+  if (choice.address === '') {
+    logger.warn({ reason: choice.reason }, 'health check address: none, so no health probes (give --health-check-ip to set one)');
+    return '';
+  }
+  if (choice.onLoopback) {
+    await runner.run('ip', ['addr', 'replace', `${choice.address}/32`, 'dev', 'lo']);
+    await mkdir(stateDir, { recursive: true });
+    await writeFile(join(stateDir, HEALTH_ADDRESS_FILE), `${choice.address}\n`);
+  }
+  logger.info({ healthCheckIp: choice.address, reason: choice.reason }, 'health check address');
+  return choice.address;
 }

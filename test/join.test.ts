@@ -165,6 +165,11 @@ test('show: gateways, connections, networks, endpoints, versions of a joined clu
   assert.match(gw.stdout, /c1-n1\s+active\s+wireguard\s+172\.29\.0\.11/);
   const conns = JSON.parse(ok(await cli(['show', 'connections', '--context', 'c1', '-o', 'json']), 'show connections').stdout) as { cluster: string; status: string }[];
   assert.equal(conns.map((c) => `${c.cluster} ${c.status}`).sort(), ['c2 connected', 'c3 connected']);
+  // the deployed gateways probe each cable's health (--health-check-ip auto: the first address of the node's pod CIDR, on lo)
+  await eventually('health probes measure every cable of c1', async () => {
+    const rows = JSON.parse(ok(await cli(['show', 'connections', '--context', 'c1', '-o', 'json']), 'show connections').stdout) as { 'rtt-ms': string }[];
+    return rows.length === 2 && rows.every((c) => /^\d+\.\d+$/.test(c['rtt-ms'])) ? true : undefined;
+  }, 30_000);
   const nets = ok(await cli(['show', 'networks', '--context', 'c2']), 'show networks');
   for (const c of ['c1 10.1.0.0/16', 'c2 10.2.0.0/16', 'c3 10.3.0.0/16']) assert.match(nets.stdout, new RegExp(c.replace(' ', '\\s+')));
   const eps = ok(await cli(['show', 'endpoints', '--context', 'c2', '-o', 'yaml']), 'show endpoints');
@@ -216,6 +221,7 @@ test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza,
     assert.not.match(await node(['ip', 'rule']), /lookup 23[01]/, `${n}: no rule of ours`);
     assert.is((await node(['ip', 'route', 'show', 'table', '230'])).trim(), '', `${n}: table 230 empty`);
     assert.not.match(await node(['nft', 'list', 'tables']), /isthmus/, `${n}: no nftables table of ours`);
+    assert.not.match(await node(['ip', '-o', 'addr', 'show', 'dev', 'lo']), /10\.3\./, `${n}: no health check address of ours on lo`);
   }
   const nets = ok(await cli(['show', 'networks', '--context', 'c1', '-o', 'json']), 'show networks');
   assert.equal((JSON.parse(nets.stdout) as { cluster: string }[]).map((c) => c.cluster).sort(), ['c1', 'c2']);
