@@ -10,7 +10,10 @@ import {
   ClustersetRoles, ErrorCodes, IsthmusError, PRIVATE_RANGES, certificateInfo, clustersetRoleOf, findOverlap, isIsthmusError, issueCertificate,
   messageOf, verifyChain, type Logger, type Service,
 } from '../core/index.ts';
-import { parseJoinToken, type JoinRequest, type JoinResponse, type MintTokenRequest, type MintTokenResponse } from '../core/broker-api/join.ts';
+import {
+  MAX_GATEWAYS_PER_REQUEST, parseJoinToken, type GatewayCertificatesRequest, type GatewayCertificatesResponse, type JoinRequest, type JoinResponse,
+  type MintTokenRequest, type MintTokenResponse,
+} from '../core/broker-api/join.ts';
 import type { Cluster } from '../core/broker-api/types.ts';
 import { JOIN_TOKEN_DIR, clusterKey, kindPrefix } from './keys.ts';
 import { revokedKey } from './revocation.ts';
@@ -44,6 +47,7 @@ export interface JoinServerOptions {
 }
 
 const MAX_BODY = 64 * 1024;
+const PATHS: readonly string[] = ['/v1/join', '/v1/tokens', '/v1/gateway-certificates'];
 
 const HTTP_STATUS: Partial<Record<string, number>> = {
   [ErrorCodes.INVALID_ARGUMENT]: 400, [ErrorCodes.BAD_TOKEN]: 403, [ErrorCodes.UNAUTHENTICATED]: 401, [ErrorCodes.PERMISSION_DENIED]: 403,
@@ -132,25 +136,28 @@ export class JoinServer implements Service {
     let status = 200;
     let body: object;
     try {
-      if (req.method !== 'POST' || (path !== '/v1/join' && path !== '/v1/tokens')) throw new IsthmusError(ErrorCodes.NOT_FOUND, `no such call ${req.method ?? ''} ${path}: use POST /v1/join or /v1/tokens`);
+      if (req.method !== 'POST' || !PATHS.includes(path)) throw new IsthmusError(ErrorCodes.NOT_FOUND, `no such call ${req.method ?? ''} ${path}: use POST ${PATHS.join(', ')}`);
       const input = await readJson(req);
-      body = path === '/v1/tokens' ? await this.#mint(req.socket as TLSSocket, input as MintTokenRequest) : await this.#join(input as JoinRequest);
+      const socket = req.socket as TLSSocket;
+      body = path === '/v1/tokens' ? await this.#mint(socket, input as MintTokenRequest)
+        : path === '/v1/gateway-certificates' ? await this.#gatewayCertificates(socket, input as GatewayCertificatesRequest)
+          : await this.#join(input as JoinRequest);
     } catch (err) {
       const e = isIsthmusError(err) ? err : new IsthmusError(ErrorCodes.INTERNAL, 'the broker failed to handle the request; its log says why');
       if (!isIsthmusError(err)) this.#o.logger.error({ err: messageOf(err) }, 'join API error');
       status = HTTP_STATUS[e.code] ?? 500;
       body = { code: e.code, message: e.message };
     }
-    this.#requests?.inc({ path: path === '/v1/join' || path === '/v1/tokens' ? path : 'other', code: status });
+    this.#requests?.inc({ path: PATHS.includes(path) ? path : 'other', code: status });
     const data = JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(data) });
     res.end(data);
   }
 
-  /** Only the clusterset admin mints tokens. */
-  async #mint(socket: TLSSocket, input: MintTokenRequest): Promise<MintTokenResponse> {
+  /** The client certificate, verified against the clusterset's CA bundle; UNAUTHENTICATED without one. */
+  #peer(socket: TLSSocket, what: string): string {
     const raw = socket.getPeerX509Certificate?.();
-    if (raw === undefined) throw new IsthmusError(ErrorCodes.UNAUTHENTICATED, 'minting a join token needs the clusterset admin certificate');
+    if (raw === undefined) throw new IsthmusError(ErrorCodes.UNAUTHENTICATED, `${what} needs a client certificate`);
     const pem = new X509Certificate(raw.raw).toString();
     if (!this.#trusted.some((ca) => {
       try {
@@ -160,6 +167,12 @@ export class JoinServer implements Service {
         return false;
       }
     })) throw new IsthmusError(ErrorCodes.UNAUTHENTICATED, 'the client certificate is not from this clusterset\'s CA, or expired');
+    return pem;
+  }
+
+  /** Only the clusterset admin mints tokens. */
+  async #mint(socket: TLSSocket, input: MintTokenRequest): Promise<MintTokenResponse> {
+    const pem = this.#peer(socket, 'minting a join token (the clusterset admin certificate)');
     if (clustersetRoleOf(certificateInfo(pem).organizations) !== 'admin') throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'only the clusterset admin certificate mints join tokens');
     if (input.clusterId !== undefined) validateClusterId(input.clusterId, 'clusterId');
     const { id, token, record } = mintToken(this.#now(), input.ttlSeconds, input.clusterId);
@@ -206,6 +219,48 @@ export class JoinServer implements Service {
     });
     this.#o.logger.info({ clusterId: cluster.cluster_id, tokenId: id, retry: verdict === 'retry' }, 'cluster joined');
     return { certPem: issued.certPem, caPem: ca.bundlePem, globalCidr: registered.cluster.global_cidr, members: [...new Set([...members, cluster.cluster_id])].sort() };
+  }
+
+  /**
+   * IPsec gateway certificates for the calling member's own gateways: the caller's
+   * certificate must be a cluster's (role and CN), its cluster registered and neither it nor
+   * its serial revoked; each certificate is `<gateway>.<that cluster>` with the gateway role,
+   * so a member can never obtain another cluster's identity.
+   */
+  async #gatewayCertificates(socket: TLSSocket, input: GatewayCertificatesRequest): Promise<GatewayCertificatesResponse> {
+    const etcd = this.#etcd;
+    const store = this.#store;
+    const ca = this.#ca;
+    if (etcd === undefined || store === undefined || ca === undefined) throw new IsthmusError(ErrorCodes.UNAVAILABLE, 'the join API is not started');
+    const info = certificateInfo(this.#peer(socket, 'gateway certificates (the cluster\'s certificate from `isthmus join`)'));
+    const clusterId = info.commonName ?? '';
+    if (clustersetRoleOf(info.organizations) !== 'cluster') throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, 'only a member cluster\'s certificate gets gateway certificates, for its own gateways');
+    validateClusterId(clusterId, 'the certificate\'s cluster id');
+    for (const key of [revokedKey({ clusterId }), revokedKey({ serial: info.serial })]) {
+      const hit = await store.retry('read revocation', (o) => etcd.kv.range({ key: Buffer.from(key), count_only: true }, o));
+      if (Number(hit.count) > 0) throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `cluster ${clusterId} or its certificate is revoked at this clusterset`);
+    }
+    const member = await store.retry('read cluster', (o) => etcd.kv.range({ key: Buffer.from(clusterKey(clusterId)), count_only: true }, o));
+    if (Number(member.count) === 0) throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `cluster ${clusterId} is not a member of this clusterset (unregistered): join it again`);
+    const gateways = Array.isArray(input.gateways) ? input.gateways : undefined;
+    if (gateways === undefined || gateways.length === 0 || gateways.length > MAX_GATEWAYS_PER_REQUEST) {
+      throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `gateways must list 1 to ${MAX_GATEWAYS_PER_REQUEST} gateways ({name, publicKeyPem}); ask in several requests for more`);
+    }
+    const names = new Set<string>();
+    const certificates = gateways.map((g, i) => {
+      const name = validateClusterId(String((g as { name?: unknown }).name ?? ''), `gateways[${i}].name`);
+      const commonName = `${name}.${clusterId}`;
+      if (commonName.length > 64) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `gateways[${i}]: ${commonName} is longer than a certificate's 64-character common name: use a shorter node name`);
+      if (names.has(name)) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `gateways[${i}]: ${name} is listed twice`);
+      names.add(name);
+      const issued = issueCertificate({
+        ca, commonName, organizations: [ClustersetRoles.gateway], usages: ['server', 'client'], dnsNames: [commonName],
+        validDays: this.#o.certDays ?? 90, publicKeyPem: String((g as { publicKeyPem?: unknown }).publicKeyPem ?? ''),
+      });
+      return { name, certPem: issued.certPem };
+    });
+    this.#o.logger.info({ clusterId, gateways: [...names] }, 'gateway certificates issued');
+    return { certificates, caPem: ca.bundlePem };
   }
 
   /** A new member: its id free and not revoked, its CIDRs clear of every member's (unless global addressing). */

@@ -8,10 +8,11 @@ import { createPublicKey, X509Certificate } from 'node:crypto';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError, certificateInfo, generateKeyPair, verifyChain } from '../core/index.ts';
-import { callJoinApi, parseJoinToken, type JoinResponse, type MintTokenResponse } from '../core/broker-api/join.ts';
+import { callJoinApi, parseJoinToken, type GatewayCertificatesResponse, type JoinResponse, type MintTokenResponse } from '../core/broker-api/join.ts';
 import { writeClustersetCA } from '../certs/index.ts';
 import { JoinServer } from '../broker/join.ts';
 import { JOIN_TOKEN_DIR } from '../broker/keys.ts';
+import { revoke } from '../broker/revocation.ts';
 import { refusal, test, withLab, type Lab } from './broker-harness.ts';
 
 
@@ -96,6 +97,42 @@ test('a token: one certificate for one new cluster, for the key it sent; the clu
     assert.match(other.message, /used by cluster c4/);
     const otherKey = await refusal(j.join(token, 'c4', '10.4.0.0/16'));
     assert.is(otherKey.code, ErrorCodes.BAD_TOKEN);
+  });
+});
+
+test('gateway certificates: a member gets <gateway>.<itself> for its own gateways\' keys only; no certificate, the admin\'s, a gateway\'s, bad names, too many and a revoked member are refused', async () => {
+  await withJoin(async (j, lab) => {
+    const joined = await j.join(await j.mint(), 'c4', '10.4.0.0/16');
+    const c4 = { certPem: joined.certPem, keyPem: joined.keyPem };
+    const pub = (keyPem: string): string => createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString();
+    const keys = [generateKeyPair().keyPem, generateKeyPair().keyPem];
+    const ask = (client: { certPem: string; keyPem: string } | undefined, gateways: unknown): Promise<GatewayCertificatesResponse> =>
+      callJoinApi<GatewayCertificatesResponse>({ address: j.address, caPem: j.caPem, ...(client === undefined ? {} : { client }) }, '/v1/gateway-certificates', { gateways });
+    const got = await ask(c4, [{ name: 'c4-n1', publicKeyPem: pub(keys[0] ?? '') }, { name: 'c4-n2', publicKeyPem: pub(keys[1] ?? '') }]);
+    assert.equal(got.certificates.map((c) => c.name), ['c4-n1', 'c4-n2']);
+    for (const [i, c] of got.certificates.entries()) {
+      const info = certificateInfo(c.certPem);
+      assert.is(info.commonName, `${c.name}.c4`);
+      assert.equal(info.organizations, ['isthmus:gateway']);
+      verifyChain(c.certPem, lab.ca.certPem);
+      assert.is(new X509Certificate(c.certPem).publicKey.export({ type: 'spki', format: 'pem' }).toString(), pub(keys[i] ?? ''));
+    }
+    const one = [{ name: 'c4-n3', publicKeyPem: pub(keys[0] ?? '') }];
+    assert.is((await refusal(ask(undefined, one))).code, ErrorCodes.UNAUTHENTICATED);
+    assert.is((await refusal(ask(await lab.tls('admin'), one))).code, ErrorCodes.PERMISSION_DENIED);
+    const gatewayKey = keys[0] ?? '';
+    assert.is((await refusal(ask({ certPem: got.certificates[0]?.certPem ?? '', keyPem: gatewayKey }, one))).code, ErrorCodes.PERMISSION_DENIED);
+    for (const bad of [[], 'c4-n1', [{ name: 'C4_N1', publicKeyPem: pub(gatewayKey) }], [{ name: 'x', publicKeyPem: 'not a key' }], [{ name: 'a'.repeat(63), publicKeyPem: pub(gatewayKey) }],
+      [{ name: 'n', publicKeyPem: pub(gatewayKey) }, { name: 'n', publicKeyPem: pub(gatewayKey) }], Array.from({ length: 17 }, (_, i) => ({ name: `n${i}`, publicKeyPem: pub(gatewayKey) }))]) {
+      const e = await refusal(ask(c4, bad));
+      assert.is(e.code, ErrorCodes.INVALID_ARGUMENT, JSON.stringify(bad).slice(0, 80));
+    }
+    // c1 (a member certificate from the lab's PKI, never registered here): not a member
+    assert.is((await refusal(ask(await lab.tls('c1'), one))).code, ErrorCodes.FAILED_PRECONDITION);
+    await revoke(lab.etcd(), { clusterId: 'c4' }, 'test');
+    const revoked = await refusal(ask(c4, one));
+    assert.is(revoked.code, ErrorCodes.PERMISSION_DENIED);
+    assert.match(revoked.message, /revoked/);
   });
 });
 

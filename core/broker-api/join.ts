@@ -4,7 +4,7 @@ import { ErrorCodes, IsthmusError, messageOf } from '../errors.ts';
 /**
  * The broker's join API: HTTPS + JSON beside the gRPC API, on its own port, because a
  * joining cluster has no client certificate yet (the gRPC port refuses a TLS handshake
- * without one). Two calls:
+ * without one). Three calls:
  *
  * - `POST /v1/tokens` (admin client certificate): mints a join token. The broker keeps
  *   only the token's SHA-256, its expiry and, once used, who used it (etcd, KEYS.md).
@@ -15,6 +15,10 @@ import { ErrorCodes, IsthmusError, messageOf } from '../errors.ts';
  *   leaves the joining side). The same token, cluster id and public key again (a join
  *   cut short after the broker answered) get a certificate again; anything else with a
  *   spent token is refused.
+ * - `POST /v1/gateway-certificates` (a member cluster's client certificate): signs IPsec
+ *   gateway certificates for that cluster's own gateways only — CN `<gateway>.<cluster>`,
+ *   the gateway role — for public keys sent (at most MAX_GATEWAYS_PER_REQUEST). A revoked or
+ *   unregistered cluster gets none.
  *
  * A token is `ijt_<id>.<secret>`: `id` 16 hex digits (names the etcd record), `secret`
  * 32 random bytes in base64url. Errors come back as `{code, message}` with the codes of
@@ -53,6 +57,19 @@ export interface JoinResponse {
   readonly members: readonly string[];
 }
 
+export interface GatewayCertificatesRequest {
+  /** Gateway names (RFC-1123 labels, the node names) and the SPKI PEM of each one's RSA key. */
+  readonly gateways: readonly { readonly name: string; readonly publicKeyPem: string }[];
+}
+
+export interface GatewayCertificatesResponse {
+  readonly certificates: readonly { readonly name: string; readonly certPem: string }[];
+  /** The CA bundle members trust. */
+  readonly caPem: string;
+}
+
+export const MAX_GATEWAYS_PER_REQUEST = 16;
+
 const TOKEN = /^ijt_([0-9a-f]{16})\.([A-Za-z0-9_-]{43})$/;
 
 export const TOKEN_TTL_DEFAULT_S = 86_400;
@@ -72,13 +89,13 @@ export interface JoinCallOptions {
   readonly address: string;
   /** CA bundle to verify the broker's certificate against (from broker-info.json). */
   readonly caPem: string;
-  /** Admin client certificate (minting only). */
+  /** Client certificate: the admin's (minting) or the cluster's (gateway certificates). */
   readonly client?: { readonly certPem: string; readonly keyPem: string };
   readonly timeoutMs?: number;
 }
 
 /** One call of the join API: JSON in, JSON out; a refusal is rethrown with its code. */
-export function callJoinApi<T>(o: JoinCallOptions, path: '/v1/join' | '/v1/tokens', body: object): Promise<T> {
+export function callJoinApi<T>(o: JoinCallOptions, path: '/v1/join' | '/v1/tokens' | '/v1/gateway-certificates', body: object): Promise<T> {
   const [host, port] = splitHostPort(o.address);
   const data = Buffer.from(JSON.stringify(body));
   return new Promise<T>((resolve, reject) => {
