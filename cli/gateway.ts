@@ -57,6 +57,7 @@ const schema = {
   privateSockets: bool('wireguard: private control-socket folder, for several gateways on one filesystem (sandbox); needs CAP_SYS_ADMIN (default false)', false),
   stateDir: str('folder for driver state and the WireGuard key (default /var/lib/isthmus/gateway)', '/var/lib/isthmus/gateway'),
   tlsDir: optionalStr('ipsec: folder with the gateway certificate (tls.crt, tls.key, ca.crt)'),
+  tlsName: optionalStr('ipsec: the certificate\'s file names in --tls-dir are NAME.crt and NAME.key (default tls; the Deployment gives the node name: `isthmus join` stores one per gateway node)'),
   pskFile: optionalStr('ipsec: file holding a PSK instead of certificates (needs --insecure-shared-psk)'),
   insecureSharedPsk: bool('ipsec: accept PSK mode, where every cluster shares one secret and any member can impersonate any other (default false)', false),
   kubeconfig: optionalStr('kubeconfig (default: in-cluster, $KUBECONFIG, ~/.kube/config)'),
@@ -82,6 +83,7 @@ export const gatewayCommand: Command = {
     const setup = setupDriver({
       name: cfg.driver, runner, logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets,
       ...(cfg.tlsDir === undefined ? {} : { tlsDir: cfg.tlsDir }),
+      ...(cfg.tlsName === undefined ? {} : { tlsName: cfg.tlsName }),
       ...(cfg.pskFile === undefined ? {} : { pskFile: cfg.pskFile, insecureSharedPsk: cfg.insecureSharedPsk }),
     });
     const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);

@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import { chmodSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ErrorCodes, silentLogger, type Logger } from '../core/index.ts';
+import { ErrorCodes, createCA, issueCertificate, silentLogger, type Logger } from '../core/index.ts';
 import { FakeRunner } from '../core/exec.ts';
 import { errorCode } from '../core/testing.ts';
 import { keepPrivate, setupDriver } from './drivers.ts';
@@ -22,6 +22,25 @@ test('issue 10 finding 12: an existing key file or state folder readable by othe
     chmodSync(key, 0o400);
     keepPrivate(key, silentLogger());
     assert.is(statSync(key).mode & 0o777, 0o400, 'a mode already private is left alone');
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('ipsec certificates: --tls-name picks NAME.crt/NAME.key in --tls-dir (one folder for every gateway node); a name that is no file stem is refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'isthmus-tls-name-'));
+  try {
+    const ca = createCA({ commonName: 'test CA', validDays: 1 });
+    for (const node of ['c1-n1', 'c1-n2']) {
+      const c = issueCertificate({ ca, commonName: `${node}.c1`, organizations: ['isthmus:gateway'], usages: ['server', 'client'], validDays: 1 });
+      writeFileSync(join(dir, `${node}.crt`), c.certPem);
+      writeFileSync(join(dir, `${node}.key`), c.keyPem, { mode: 0o600 });
+    }
+    writeFileSync(join(dir, 'ca.crt'), ca.certPem);
+    const base = { name: 'ipsec' as const, runner: new FakeRunner(), stateDir: join(dir, 'state'), tlsDir: dir, logger: silentLogger() };
+    assert.is(setupDriver({ ...base, tlsName: 'c1-n2' }).backend['cert-cn'], 'c1-n2.c1');
+    assert.is(errorCode(() => setupDriver({ ...base, tlsName: '../etc/x' })), ErrorCodes.INVALID_CONFIG);
+    assert.is(errorCode(() => setupDriver(base)), ErrorCodes.INVALID_CONFIG, 'no tls.crt in a per-node folder');
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }

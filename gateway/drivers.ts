@@ -25,6 +25,8 @@ export interface DriverInputs {
   readonly stateDir: string;
   /** Folder with tls.crt, tls.key, ca.crt (ipsec certificate mode). */
   readonly tlsDir?: string;
+  /** The certificate and key in tlsDir are `<tlsName>.crt`/`.key` (default `tls`): one folder holds every gateway node's. */
+  readonly tlsName?: string;
   /** File holding an IPsec PSK (PSK mode): refused unless `insecureSharedPsk`. */
   readonly pskFile?: string;
   /**
@@ -87,11 +89,15 @@ export function setupDriver(i: DriverInputs): DriverSetup {
         return { driver, secrets: { psk: read(i.pskFile, 'the IPsec PSK').trim() }, backend: {} };
       }
       if (i.tlsDir === undefined) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, 'ipsec needs --tls-dir (certificates) or --psk-file');
-      const certPem = read(join(i.tlsDir, 'tls.crt'), 'the gateway certificate');
+      const stem = i.tlsName ?? 'tls';
+      if (!/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,251}[A-Za-z0-9])?$/.test(stem)) {
+        throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `--tls-name ${JSON.stringify(stem)} is not a file name stem (letters, digits, '-', '_', '.'; a node name): give the name the certificate files carry in --tls-dir`);
+      }
+      const certPem = read(join(i.tlsDir, `${stem}.crt`), 'the gateway certificate');
       const cn = certificateInfo(certPem).commonName ?? '';
       return {
         driver,
-        secrets: { certPem, keyPem: read(join(i.tlsDir, 'tls.key'), 'the gateway key'), caPem: read(join(i.tlsDir, 'ca.crt'), 'the clusterset CA') },
+        secrets: { certPem, keyPem: read(join(i.tlsDir, `${stem}.key`), 'the gateway key'), caPem: read(join(i.tlsDir, 'ca.crt'), 'the clusterset CA') },
         backend: { 'cert-cn': cn },
       };
     }
