@@ -7,7 +7,7 @@ import {
   ErrorCodes, IsthmusError, messageOf, Lifecycle, MetricsServer, SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
-import { DRIVER_NAMES, setupDriver } from '../gateway/drivers.ts';
+import { DRIVER_NAMES, driversForCleanup, setupDriver } from '../gateway/drivers.ts';
 import { GatewayEngine } from '../gateway/engine.ts';
 import { pickHealthAddress, type LocalAddress } from '../gateway/health-address.ts';
 import { GatewayMetrics } from '../gateway/metrics.ts';
@@ -115,19 +115,19 @@ const cleanupSchema = { stateDir: schema.stateDir, privateSockets: schema.privat
 
 /**
  * `isthmus gateway --cleanup [--state-dir DIR] [--private-sockets]`: removes this node's
- * WireGuard or VXLAN cable device (and wireguard-go's socket) and the state folder, then exits;
+ * WireGuard or VXLAN cable device (and wireguard-go's socket), stops charon and unloads its
+ * cables (IPsec), removes the health check address it put on lo and the state folder, then exits;
  * what `isthmus uninstall` runs on every node. Other options are ignored.
  */
 async function cleanup(args: ReturnType<typeof parseArgs>): Promise<number> {
   const rec = optionRecord(args);
   const cfg = validateConfig(cleanupSchema, { stateDir: rec['stateDir'], privateSockets: rec['privateSockets'] }, 'gateway --cleanup options');
   const logger = createLogger({ component: 'gateway' });
-  // the drivers `isthmus join` deploys (IPsec gateways are started by hand with their certificates)
-  for (const name of ['wireguard', 'vxlan'] as const) {
+  for (const driver of driversForCleanup({ runner: new SystemRunner(), logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets })) {
     try {
-      await setupDriver({ name, runner: new SystemRunner(), logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets }).driver.cleanup();
+      await driver.cleanup();
     } catch (err) {
-      logger.warn({ driver: name, err: messageOf(err) }, 'cleanup incomplete');
+      logger.warn({ driver: driver.name, err: messageOf(err) }, 'cleanup incomplete');
     }
   }
   const onLo = await readFile(join(cfg.stateDir, HEALTH_ADDRESS_FILE), 'utf8').catch(() => '');

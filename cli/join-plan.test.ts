@@ -2,7 +2,8 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes } from '../core/index.ts';
 import { errorCode } from '../core/testing.ts';
-import { checkClusterId, coveringCidr, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings } from './join-plan.ts';
+import { createCA, issueCertificate } from '../core/index.ts';
+import { IPSEC_SECRET, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings } from './join-plan.ts';
 import { manifest, pick } from './kube-apply.ts';
 import { brokerDeployment, etcdStatefulSet, parseDuration } from './broker-deploy.ts';
 
@@ -56,6 +57,38 @@ test('the gateway ConfigMap and workloads of deploy/ filled in for one cluster, 
     const defined = new Set([...Object.keys(cm.data ?? {}), ...(c.env ?? []).map((e) => e.name)]);
     for (const a of c.args) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) assert.ok(defined.has(m[1] ?? ''), `${a}: ${m[1] ?? ''} is defined`);
   }
+});
+
+test('ipsec: the gateway Deployment mounts the IPsec Secret and each pod reads its node\'s files; other drivers get neither', async () => {
+  const gw = pick(await manifest('gateway/deployment.yaml'), 'Deployment', 'isthmus-gateway');
+  type Dep = { spec: { template: { spec: { volumes: { name: string; secret?: { secretName: string } }[]; containers: { name: string; args: string[]; volumeMounts: { name: string; mountPath: string }[] }[] } } } };
+  const ipsec = workload(gw, { ...settings, cableDriver: 'ipsec' }) as Dep;
+  const c = ipsec.spec.template.spec.containers.find((x) => x.name === 'gateway');
+  assert.ok(c);
+  assert.ok(c.args.includes('--tls-dir=/etc/isthmus/ipsec') && c.args.includes('--tls-name=$(NODE_NAME)'));
+  assert.ok(c.volumeMounts.some((m) => m.name === 'ipsec-certs' && m.mountPath === '/etc/isthmus/ipsec'));
+  assert.ok(ipsec.spec.template.spec.volumes.some((v) => v.secret?.secretName === IPSEC_SECRET));
+  const wg = workload(gw, settings) as Dep;
+  assert.not.ok(JSON.stringify(wg).includes('ipsec'));
+  assert.not.ok(JSON.stringify(pick(await manifest('gateway/deployment.yaml'), 'Deployment', 'isthmus-gateway')).includes('--tls-name'), 'the manifest itself is unchanged');
+});
+
+test('gatewayCertsToIssue: a node with no, a foreign, a misnamed or an expiring certificate gets a new one; a good one is kept', () => {
+  const ca = createCA({ commonName: 'clusterset', validDays: 365 });
+  const other = createCA({ commonName: 'other', validDays: 365 });
+  const cert = (by: typeof ca, cn: string, days: number): { crt: string; key: string } => {
+    const c = issueCertificate({ ca: by, commonName: cn, organizations: ['isthmus:gateway'], usages: ['server', 'client'], validDays: days });
+    return { crt: c.certPem, key: c.keyPem };
+  };
+  const good = cert(ca, 'n1.c2', 90);
+  const files: Record<string, string> = { 'n1.crt': good.crt, 'n1.key': good.key };
+  const put = (node: string, x: { crt: string; key: string }): void => { files[`${node}.crt`] = x.crt; files[`${node}.key`] = x.key; };
+  put('n2', cert(other, 'n2.c2', 90));
+  put('n3', cert(ca, 'n1.c2', 90));
+  put('n4', cert(ca, 'n4.c2', 3));
+  put('n5', { crt: cert(ca, 'n5.c2', 90).crt, key: '' });
+  put('n6', { crt: 'garbage', key: 'x' });
+  assert.equal(gatewayCertsToIssue(files, ['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7'], 'c2', ca.certPem), ['n2', 'n3', 'n4', 'n5', 'n6', 'n7']);
 });
 
 test('etcd for 1 or 3 members on a PVC or an emptyDir; the broker with its replicas and options', async () => {

@@ -1,4 +1,5 @@
-import { ErrorCodes, IsthmusError, formatCidr, parseCidr } from '../core/index.ts';
+import { ErrorCodes, IsthmusError, certificateInfo, formatCidr, parseCidr } from '../core/index.ts';
+import { verifyWithBundle } from '../certs/index.ts';
 import type { Obj } from './kube-apply.ts';
 
 /**
@@ -69,12 +70,51 @@ export function gatewayConfigMap(base: Obj, s: JoinSettings): Obj {
   return o;
 }
 
-/** A workload of deploy/ with our image (and, for the gateway, one replica per gateway node). */
+/** The Secret holding every gateway node's IPsec certificate: `<node>.crt`, `<node>.key`, `ca.crt`. */
+export const IPSEC_SECRET = 'isthmus-gateway-ipsec';
+const IPSEC_DIR = '/etc/isthmus/ipsec';
+
+interface PodSpecLike {
+  containers: { name: string; image: string; args?: string[]; volumeMounts?: object[] }[];
+  volumes?: object[];
+}
+
+/**
+ * A workload of deploy/ with our image (and, for the gateway, one replica per gateway node;
+ * with the ipsec driver, IPSEC_SECRET mounted and each pod reading its own node's files).
+ */
 export function workload(base: Obj, s: JoinSettings): Obj {
-  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { spec: { containers: { image: string }[] } } } };
+  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { spec: PodSpecLike } } };
   for (const c of o.spec.template.spec.containers) c.image = s.image;
-  if (o.kind === 'Deployment' && o.metadata?.name === 'isthmus-gateway') o.spec.replicas = s.gatewayReplicas;
+  if (o.kind === 'Deployment' && o.metadata?.name === 'isthmus-gateway') {
+    o.spec.replicas = s.gatewayReplicas;
+    const gw = o.spec.template.spec.containers.find((c) => c.name === 'gateway');
+    if (s.cableDriver === 'ipsec' && gw !== undefined) {
+      gw.args = [...(gw.args ?? []), `--tls-dir=${IPSEC_DIR}`, '--tls-name=$(NODE_NAME)'];
+      gw.volumeMounts = [...(gw.volumeMounts ?? []), { name: 'ipsec-certs', mountPath: IPSEC_DIR, readOnly: true }];
+      o.spec.template.spec.volumes = [...(o.spec.template.spec.volumes ?? []), { name: 'ipsec-certs', secret: { secretName: IPSEC_SECRET, defaultMode: 0o400 } }];
+    }
+  }
   return o;
+}
+
+/**
+ * The gateway nodes whose IPsec certificate in IPSEC_SECRET's files must be (re)issued: none
+ * stored, no key, not `<node>.<cluster>`, not from this clusterset's CA bundle, or less than
+ * a week left. Pure (given `now`).
+ */
+export function gatewayCertsToIssue(files: Readonly<Record<string, string>>, nodes: readonly string[], clusterId: string, caPem: string, now = new Date()): string[] {
+  return nodes.filter((node) => {
+    const cert = files[`${node}.crt`] ?? '';
+    if (cert === '' || (files[`${node}.key`] ?? '') === '') return true;
+    try {
+      const info = certificateInfo(cert);
+      verifyWithBundle(cert, caPem, now);
+      return info.commonName !== `${node}.${clusterId}` || info.notAfter.getTime() - now.getTime() < 7 * 86_400_000;
+    } catch {
+      return true;
+    }
+  });
 }
 
 /** Cluster ids are RFC-1123 labels. */

@@ -3,12 +3,14 @@ import { AuthorizationV1Api, PatchStrategy, setHeaderOptions } from '@kubernetes
 import {
   ErrorCodes, IsthmusError, bool, certificateInfo, custom, generateKeyPair, int, list, oneOf, optionalStr, parseCidr, parseIp, str, validateConfig,
 } from '../core/index.ts';
-import { callJoinApi, type JoinResponse } from '../core/broker-api/index.ts';
+import { MAX_GATEWAYS_PER_REQUEST, callJoinApi, type GatewayCertificatesResponse, type JoinResponse } from '../core/broker-api/index.ts';
 import { verifyWithBundle } from '../certs/index.ts';
 import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { readBrokerInfo, type BrokerInfo } from './broker-info.ts';
 import type { Command } from './command.ts';
-import { checkClusterId, coveringCidr, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings } from './join-plan.ts';
+import {
+  IPSEC_SECRET, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings,
+} from './join-plan.ts';
 import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, waitFor, type Obj } from './kube-apply.ts';
 
 /**
@@ -82,11 +84,7 @@ async function run(argv: readonly string[]): Promise<number> {
   const say = (s: string): void => void process.stdout.write(`${s}\n`);
   const info = await readBrokerInfo(file);
   const driver = cfg.cableDriver ?? info.clusterset.cableDriver;
-  if (!['wireguard', 'vxlan'].includes(driver)) {
-    throw usageError(driver === 'ipsec'
-      ? '--cable-driver ipsec: join deploys wireguard and vxlan gateways; IPsec gateways need a gateway certificate each (README, "Gateways"): use --cable-driver wireguard'
-      : `--cable-driver ${driver}: use wireguard or vxlan`, USAGE);
-  }
+  if (!['wireguard', 'ipsec', 'vxlan'].includes(driver)) throw usageError(`--cable-driver ${driver}: use wireguard, ipsec or vxlan`, USAGE);
   const kube = Kube.load(cfg.kubeconfig, cfg.context);
   const facts = await precheck(kube, cfg, info, say);
   const keyPem = facts.credentials === 'none' ? undefined : await storedKey(kube);
@@ -104,6 +102,7 @@ async function run(argv: readonly string[]): Promise<number> {
   if (cfg.dryRun) {
     say('\ndry run: nothing changed. `join` would apply: namespace isthmus-system, the CRDs of deploy/crds, the RBAC of the gateway, route agent and MCS API,');
     say(`the Secret ${CLIENT_SECRET} (${facts.credentials === 'have' ? 'kept' : 'a new certificate through the token'}), the ClusterProperty, the ConfigMaps isthmus-gateway and isthmus-mcs,`);
+    if (settings.cableDriver === 'ipsec') say(`the Secret ${IPSEC_SECRET} (an IPsec certificate for each gateway node: ${facts.gatewayNodes.join(', ')}),`);
     say(`labels on ${facts.toLabel.join(', ') || '(no node)'}, the gateway Deployment (${settings.gatewayReplicas} replicas), the route agent DaemonSet, isthmus-mcs and isthmus-dns.`);
     return 0;
   }
@@ -251,6 +250,7 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
     await kube.apply(secretOf(CLIENT_SECRET, { 'tls.key': keyPem, 'tls.crt': joined.certPem, 'ca.crt': joined.caPem }));
     say(`✓ certificate for ${facts.clusterId} from the broker (Secret ${NS}/${CLIENT_SECRET}; the token is spent)${joined.globalCidr === '' ? '' : `, global CIDR ${joined.globalCidr}`}`);
   }
+  if (s.cableDriver === 'ipsec') await gatewayCertificates(kube, info, facts, say);
   await kube.apply({ apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: facts.clusterId } });
   const gw = await manifest('gateway/deployment.yaml');
   await kube.apply(gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), s));
@@ -268,6 +268,39 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
   for (const o of await manifest('route-agent/daemonset.yaml')) await kube.apply(workload(o, s));
   for (const o of mcs.filter((x) => x.kind !== 'ConfigMap')) await kube.apply(o.kind === 'Deployment' ? workload(o, s) : o);
   say(`✓ gateway Deployment (${s.gatewayReplicas} replica${s.gatewayReplicas === 1 ? '' : 's'}, ${s.cableDriver}), route agent DaemonSet, isthmus-mcs and isthmus-dns`);
+}
+
+/**
+ * IPsec: a certificate `<node>.<cluster>` for every gateway node, signed by the broker for
+ * keys made here (the cluster's own certificate authenticates the request), all in one
+ * Secret; certificates still good are kept, so a re-run only fills in new gateway nodes
+ * and renews what is close to expiry.
+ */
+async function gatewayCertificates(kube: Kube, info: BrokerInfo, facts: Facts, say: (s: string) => void): Promise<void> {
+  const existing = await kube.read('v1', 'Secret', IPSEC_SECRET, NS);
+  const files: Record<string, string> = Object.fromEntries(Object.keys(existing?.data ?? {}).map((k) => [k, secretText(existing, k)]));
+  const todo = gatewayCertsToIssue(files, facts.gatewayNodes, facts.clusterId, info.caPem);
+  if (todo.length === 0) {
+    say(`✓ IPsec certificates of ${facts.gatewayNodes.join(', ')} kept (Secret ${NS}/${IPSEC_SECRET})`);
+    return;
+  }
+  const client = await kube.read('v1', 'Secret', CLIENT_SECRET, NS);
+  const auth = { certPem: secretText(client, 'tls.crt'), keyPem: secretText(client, 'tls.key') };
+  for (let i = 0; i < todo.length; i += MAX_GATEWAYS_PER_REQUEST) {
+    const batch = todo.slice(i, i + MAX_GATEWAYS_PER_REQUEST).map((name) => ({ name, keyPem: generateKeyPair().keyPem }));
+    const got = await callJoinApi<GatewayCertificatesResponse>({ address: info.joinAddresses[0] ?? '', caPem: info.caPem, client: auth }, '/v1/gateway-certificates', {
+      gateways: batch.map((g) => ({ name: g.name, publicKeyPem: createPublicKey(g.keyPem).export({ type: 'spki', format: 'pem' }).toString() })),
+    });
+    for (const g of batch) {
+      const cert = got.certificates.find((c) => c.name === g.name)?.certPem;
+      if (cert === undefined) throw new IsthmusError(ErrorCodes.INTERNAL, `the broker sent no certificate for gateway ${g.name}: run join again`);
+      files[`${g.name}.crt`] = cert;
+      files[`${g.name}.key`] = g.keyPem;
+    }
+    files['ca.crt'] = got.caPem;
+  }
+  await kube.apply(secretOf(IPSEC_SECRET, files));
+  say(`✓ IPsec certificates for ${todo.map((n) => `${n}.${facts.clusterId}`).join(', ')} from the broker (Secret ${NS}/${IPSEC_SECRET}; the keys never left this cluster)`);
 }
 
 interface GatewayStatus { status?: { haStatus?: string; connections?: { cluster: string; status: string }[] } }

@@ -63,6 +63,19 @@ function read(path: string, what: string): string {
 
 export const DRIVER_NAMES: readonly CableDriverName[] = ['wireguard', 'ipsec', 'vxlan'];
 
+/**
+ * Every driver as `isthmus gateway --cleanup` needs it: no credentials and no new key,
+ * only what takes a node's cables, devices and (ipsec) charon down. Nothing is created.
+ */
+export function driversForCleanup(i: Pick<DriverInputs, 'runner' | 'logger' | 'stateDir' | 'privateSockets'>): CableDriver[] {
+  const deps = { runner: i.runner, logger: i.logger };
+  return [
+    new WireGuardDriver(deps, i.privateSockets === true ? { socketDir: join(i.stateDir, 'wireguard') } : {}),
+    new IpsecDriver({ ...deps, dir: join(i.stateDir, 'ipsec') }),
+    new VxlanDriver(deps),
+  ];
+}
+
 export function setupDriver(i: DriverInputs): DriverSetup {
   mkdirSync(i.stateDir, { recursive: true, mode: 0o700 });
   keepPrivate(i.stateDir, i.logger, 0o700);

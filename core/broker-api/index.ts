@@ -8,4 +8,7 @@ export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
 export * from './policy.ts';
 export { IDENTITY_LIMITS, MAX_POLICY_SPEC_BYTES, validateIdentitySet, validatePolicyRecord } from './identity.ts';
-export { callJoinApi, parseJoinToken, TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S, type JoinCallOptions, type JoinRequest, type JoinResponse, type MintTokenRequest, type MintTokenResponse } from './join.ts';
+export {
+  callJoinApi, parseJoinToken, MAX_GATEWAYS_PER_REQUEST, TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S, type GatewayCertificatesRequest, type GatewayCertificatesResponse,
+  type JoinCallOptions, type JoinRequest, type JoinResponse, type MintTokenRequest, type MintTokenResponse,
+} from './join.ts';
