@@ -117,13 +117,13 @@ export class PolicyAgent implements Service {
     const cidrs = remoteCidrs(own, state.clusters);
     const ruleset = compile({ resolved, remoteCidrs: cidrs, localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });
     try {
-      const changed = await this.#d.table.set(ruleset);
+      const outcome = await this.#d.table.set(ruleset);
       this.#ruleset = ruleset;
       this.#lookups = { remote: new Map(state.remotePods.map((p) => [p.ip, p.source])), local: new Map(localPods.map((p) => [p.ip, p])) };
       this.#d.metrics?.applied('ok', (this.#clock.now() - started) / 1000, ruleset.rules, ruleset.elements, state.problems.length);
-      if (changed) {
+      if (outcome !== 'unchanged') {
         const cut = this.#c.cutFlows ? await cutRemoteFlows(this.#d.runner, cidrs) : 0;
-        this.#d.logger.info({ digest: ruleset.digest, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length, ...(this.#c.cutFlows ? { flowsRechecked: cut } : {}) }, 'policy ruleset applied');
+        this.#d.logger.info({ digest: ruleset.digest, outcome, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length, ...(this.#c.cutFlows ? { flowsRechecked: cut } : {}) }, 'policy ruleset applied');
       }
     } catch (err) {
       this.#d.metrics?.applied('failed', 0, ruleset.rules, ruleset.elements, state.problems.length);

@@ -2,11 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FakeRunner } from '../core/index.ts';
 import { validatePolicySpec } from '../core/broker-api/index.ts';
-import { compile } from './compile.ts';
+import { compile, type CompileInput } from './compile.ts';
 import { resolve } from './evaluate.ts';
 import { IptablesPolicyTable, iptablesChain, ipsetScript, parseIpsetAudit } from './ipt.ts';
 
-const ruleset = compile({
+const input: CompileInput = {
   resolved: resolve({
     cluster: 'c1', clusterLabels: new Map(), namespaces: [{ name: 'backend', labels: {} }],
     policies: [{ key: 'c1/backend/p', cluster: 'c1', namespace: 'backend', name: 'p', spec: validatePolicySpec({
@@ -16,7 +16,8 @@ const ruleset = compile({
   remoteCidrs: ['10.2.0.0/16'],
   localPods: [{ ip: '10.1.0.3', namespace: 'backend', name: 'b', labels: {} }],
   remotePods: [{ ip: '10.2.0.5', source: { cluster: 'c2', namespace: 'backend', namespaceLabels: {}, pod: 'f', labels: {} } }],
-});
+};
+const ruleset = compile(input);
 
 test('iptables: the chain carries the digest, returns for non-remote sources, passes conntrack, then audit + verdict per match', () => {
   const lines = iptablesChain(ruleset);
@@ -44,13 +45,36 @@ test('ipset audit lines parse; set() changes nothing when the digest is there, e
     { set: 'audit0', saddr: '10.2.0.6', protocol: 'icmp', port: 0, daddr: '10.1.0.3' },
   ]);
   const same = new FakeRunner().when('iptables-save', ['-t', 'filter'], { stdout: `*filter\n-A FORWARD -j ISTHMUS-POLICY\n-A ISTHMUS-POLICY -m comment --comment "isthmus policy ${ruleset.digest}"\n` });
-  assert.is(await new IptablesPolicyTable(same).set(ruleset), false);
+  assert.is(await new IptablesPolicyTable(same).set(ruleset), 'unchanged');
   assert.equal(same.lines(), ['iptables-save -t filter']);
   const fresh = new FakeRunner().when('iptables-save', ['-t', 'filter'], { stdout: '*filter\n' }).when('ipset', ['list', '-n'], { stdout: 'isthmus-p-dst9\nother\n' });
-  assert.is(await new IptablesPolicyTable(fresh).set(ruleset), true);
+  assert.is(await new IptablesPolicyTable(fresh).set(ruleset), 'replaced');
   assert.equal(fresh.lines(), ['iptables-save -t filter', 'ipset restore', 'iptables-restore -w --noflush', 'ipset list -n', 'ipset destroy isthmus-p-dst9']);
   const restore = fresh.calls.find((c) => c.command === 'iptables-restore');
   assert.match(restore?.options.input ?? '', /^\*filter\n:ISTHMUS-POLICY - \[0:0\]\n[\s\S]*-I FORWARD 1 -j ISTHMUS-POLICY\nCOMMIT\n$/);
+});
+
+test('iptables set(): only elements changed → one ipset restore of add/del and the digest rule replaced; a failed restore → replaced whole', async () => {
+  const relabelled = compile({ ...input, remotePods: [{ ip: '10.2.0.7', source: { cluster: 'c2', namespace: 'backend', namespaceLabels: {}, pod: 'g', labels: {} } }] });
+  const chain = `*filter\n-A FORWARD -j ISTHMUS-POLICY\n-A ISTHMUS-POLICY -m comment --comment "isthmus policy ${ruleset.digest}"\n`;
+  let saved = chain;
+  let failDel = false;
+  const runner = new FakeRunner().on((c) => (c.command === 'iptables-save' ? { stdout: saved } : undefined))
+    .on((c) => (failDel && c.command === 'ipset' && c.options.input?.startsWith('del ') === true ? { code: 1, stderr: "Element cannot be deleted from the set: it's not added" } : undefined));
+  assert.is(await new IptablesPolicyTable(runner).set(relabelled), 'replaced', 'a chain this object did not apply: never in place');
+  const table = new IptablesPolicyTable(runner);
+  saved = '*filter\n';
+  assert.is(await table.set(ruleset), 'replaced');
+  saved = chain;
+  runner.calls.length = 0;
+  assert.is(await table.set(relabelled), 'updated');
+  assert.equal(runner.lines(), ['ipset restore', `iptables -w -t filter -R ISTHMUS-POLICY 1 -m comment --comment isthmus policy ${relabelled.digest}`]);
+  assert.is(runner.calls[0]?.options.input, 'del isthmus-p-src1 10.2.0.5\nadd isthmus-p-src1 10.2.0.7\n');
+  saved = saved.replace(ruleset.digest, relabelled.digest);
+  runner.calls.length = 0;
+  failDel = true;
+  assert.is(await table.set(ruleset), 'replaced', 'the kernel drifted: the in-place restore fails, everything replaced');
+  assert.equal(runner.lines().slice(0, 3), ['ipset restore', 'ipset restore', 'iptables-restore -w --noflush'], 'its digest trusted: no iptables-save');
 });
 
 test.run();

@@ -1,6 +1,7 @@
 import { ErrorCodes, IsthmusError, type CommandRunner } from '../core/index.ts';
 import type { Plan, Ruleset } from './compile.ts';
-import type { AuditElement, PolicyTable } from './table.ts';
+import { ipsetDeltaScript, planDelta, type SetDelta } from './delta.ts';
+import { TrustedDigest, type AuditElement, type PolicyTable, type SetOutcome, type TableOptions } from './table.ts';
 
 /**
  * The policy rules with iptables + ipset, for nodes without nftables: the plan of
@@ -11,13 +12,19 @@ import type { AuditElement, PolicyTable } from './table.ts';
  * the chain is replaced in one `iptables-restore --noflush`, then the sets no rule refers to
  * any longer are destroyed: a packet meets the old rules with the old sets or the new
  * rules with the new sets. The chain's first rule carries the ruleset's digest in a
- * comment; the same digest again changes nothing. Audit sets are hash:ip,port,ip with the
+ * comment; the same digest again changes nothing (the digest this object applied is trusted
+ * for `verifyMs` without reading `iptables-save`). When the chain carries the digest of the
+ * ruleset this object last applied and only set elements differ (delta.ts), the elements
+ * are added and deleted in place (one `ipset restore`) and the digest rule replaced; if that
+ * fails, everything is replaced as above. Audit sets are hash:ip,port,ip with the
  * plan's timeout, filled by `-j SET` before each verdict rule.
  */
 export const IPT_CHAIN = 'ISTHMUS-POLICY';
 export const IPSET_PREFIX = 'isthmus-p-';
 
 const ipset = (name: string): string => `${IPSET_PREFIX}${name}`;
+/** The chain's first rule: the digest of the ruleset it holds. */
+const digestRule = (digest: string): string => `-A ${IPT_CHAIN} -m comment --comment "isthmus policy ${digest}"`;
 
 /** The `ipset restore` script that makes every set of the plan hold exactly its elements (pure). */
 export function ipsetScript(plan: Plan): string {
@@ -58,7 +65,7 @@ function portChunks(ports: readonly string[]): string[][] {
 export function iptablesChain(ruleset: Ruleset): string[] {
   const plan = ruleset.plan;
   const lines = [
-    `-A ${IPT_CHAIN} -m comment --comment "isthmus policy ${ruleset.digest}"`,
+    digestRule(ruleset.digest),
     `-A ${IPT_CHAIN} -m set ! --match-set ${ipset('remote')} src -j RETURN`,
     `-A ${IPT_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
   ];
@@ -90,9 +97,14 @@ export function parseIpsetAudit(set: string, text: string): AuditElement[] {
 export class IptablesPolicyTable implements PolicyTable {
   readonly name = 'iptables';
   readonly #runner: CommandRunner;
+  readonly #known: TrustedDigest;
+  /** The ruleset this object last applied: the base of an in-place update. */
+  #applied: Ruleset | undefined;
 
-  constructor(runner: CommandRunner) {
+  /** `verifyMs`: how long a digest this object applied is trusted before `iptables-save` is read again. */
+  constructor(runner: CommandRunner, options: TableOptions = {}) {
     this.#runner = runner;
+    this.#known = new TrustedDigest(options.verifyMs ?? 60_000, options.now ?? Date.now);
   }
 
   async preflight(): Promise<void> {
@@ -102,24 +114,41 @@ export class IptablesPolicyTable implements PolicyTable {
     if (s.code !== 0) throw new IsthmusError(ErrorCodes.MISSING_DEPENDENCY, `ipset does not work here (${s.stderr.trim()}): install the Debian package ipset`);
   }
 
-  async #saved(): Promise<string[]> {
-    return (await this.#runner.run('iptables-save', ['-t', 'filter'])).stdout.split('\n');
+  /** The digest on the chain's first rule and whether FORWARD jumps to the chain (one `iptables-save`). */
+  async #read(): Promise<{ digest: string | undefined; jump: boolean }> {
+    const lines = (await this.#runner.run('iptables-save', ['-t', 'filter'])).stdout.split('\n');
+    const re = new RegExp(`^-A ${IPT_CHAIN} -m comment --comment "isthmus policy ([0-9a-f]+)"$`);
+    const digest = lines.map((l) => re.exec(l)?.[1]).find((d) => d !== undefined);
+    return { digest, jump: lines.includes(`-A FORWARD -j ${IPT_CHAIN}`) };
   }
 
   async current(): Promise<string | undefined> {
-    const lines = await this.#saved();
-    for (const l of lines) {
-      const m = new RegExp(`^-A ${IPT_CHAIN} -m comment --comment "isthmus policy ([0-9a-f]+)"$`).exec(l);
-      if (m !== null) return m[1];
-    }
-    return undefined;
+    return (await this.#read()).digest;
   }
 
-  async set(ruleset: Ruleset): Promise<boolean> {
-    const saved = await this.#saved();
-    const has = saved.find((l) => l.startsWith(`-A ${IPT_CHAIN} -m comment --comment "isthmus policy `));
-    const jump = saved.includes(`-A FORWARD -j ${IPT_CHAIN}`);
-    if (has === `-A ${IPT_CHAIN} -m comment --comment "isthmus policy ${ruleset.digest}"` && jump) return false;
+  async set(ruleset: Ruleset): Promise<SetOutcome> {
+    const trusted = this.#known.get();
+    const { digest, jump } = trusted !== undefined ? { digest: trusted, jump: true } : await this.#read();
+    if (digest === ruleset.digest && jump) {
+      // the digest hashes every rule and element: the kernel holds exactly this ruleset
+      this.#known.remember(digest);
+      this.#applied = ruleset;
+      return 'unchanged';
+    }
+    const applied = this.#applied;
+    this.#applied = undefined;
+    this.#known.remember(undefined);
+    const delta = applied !== undefined && jump && digest === applied.digest ? planDelta(applied.plan, ruleset.plan) : undefined;
+    let outcome: SetOutcome = 'replaced';
+    if (delta !== undefined && await this.#update(delta, ruleset.digest)) outcome = 'updated';
+    else await this.#replace(ruleset, jump);
+    this.#known.remember(ruleset.digest);
+    this.#applied = ruleset;
+    return outcome;
+  }
+
+  /** Every set filled aside and swapped in, the chain replaced, sets no rule uses destroyed. */
+  async #replace(ruleset: Ruleset, jump: boolean): Promise<void> {
     await this.#runner.run('ipset', ['restore'], { input: ipsetScript(ruleset.plan) });
     const input = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...iptablesChain(ruleset), ...(jump ? [] : [`-I FORWARD 1 -j ${IPT_CHAIN}`]), 'COMMIT', ''].join('\n');
     await this.#runner.run('iptables-restore', ['-w', '--noflush'], { input });
@@ -127,7 +156,14 @@ export class IptablesPolicyTable implements PolicyTable {
     for (const name of await this.#sets()) {
       if (!keep.has(name)) await this.#runner.run('ipset', ['destroy', name], { allowFailure: true });
     }
-    return true;
+  }
+
+  /** The delta's elements added and deleted (one `ipset restore`), then the digest rule replaced; false when either failed. */
+  async #update(delta: readonly SetDelta[], digest: string): Promise<boolean> {
+    const script = ipsetDeltaScript(IPSET_PREFIX, delta);
+    if (script !== '' && (await this.#runner.run('ipset', ['restore'], { input: script, allowFailure: true })).code !== 0) return false;
+    const r = await this.#runner.run('iptables', ['-w', '-t', 'filter', '-R', IPT_CHAIN, '1', '-m', 'comment', '--comment', `isthmus policy ${digest}`], { allowFailure: true });
+    return r.code === 0;
   }
 
   async #sets(): Promise<string[]> {
@@ -145,6 +181,8 @@ export class IptablesPolicyTable implements PolicyTable {
   }
 
   async cleanup(): Promise<void> {
+    this.#applied = undefined;
+    this.#known.remember(undefined);
     for (let i = 0; i < 4; i++) {
       const r = await this.#runner.run('iptables', ['-w', '-t', 'filter', '-D', 'FORWARD', '-j', IPT_CHAIN], { allowFailure: true });
       if (r.code !== 0) break;
