@@ -1,5 +1,7 @@
 import { ErrorCodes, IsthmusError, cidrContains, messageOf, parseCidr } from '../core/index.ts';
-import { validateIdentitySet, validatePolicyRecord, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
+// not via core/broker-api/index.ts, which loads gRPC: the node agent reads this state too
+import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
+import type { Cluster, IdentitySet, Policy } from '../core/broker-api/types.ts';
 import type { PolicyInput } from './evaluate.ts';
 import type { RemotePod } from './compile.ts';
 
