@@ -8,6 +8,7 @@ import { cutRemoteFlows } from './conntrack.ts';
 import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
 import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
 import type { PolicyMetrics } from './metrics.ts';
+import { policyNodeStatus, writePolicyNodeStatus, type PolicyNodeStatus } from './node-status.ts';
 import type { PolicyTable } from './table.ts';
 import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike, type IdentityMemo } from './state.ts';
 
@@ -18,7 +19,9 @@ import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike, type IdentityM
  * clusterset's policy state that the controller mirrors into its namespace (state.ts;
  * validated again here), this cluster's pods and namespaces, compiles the node's ruleset
  * (compile.ts) and applies it (NftPolicyTable, idempotent); every `auditMs` it reads the
- * audit sets and writes the audit log (audit.ts). It talks to Kubernetes through kube-lite
+ * audit sets and writes the audit log (audit.ts). After each apply it reports, in the node's
+ * PolicyAgent resource, the policies (key and generation) its ruleset enforces, or the
+ * error (node-status.ts). It talks to Kubernetes through kube-lite
  * (no client-node: it runs on every node) and watches only the pods of its own node.
  *
  * Invariants: nothing is applied before every informer has synced (a restarted agent
@@ -62,6 +65,9 @@ export class PolicyAgent implements Service {
   #ruleset: Ruleset | undefined;
   #lookups: { remote: Map<string, SourcePod>; local: Map<string, LocalPod> } = { remote: new Map(), local: new Map() };
   #lastProblems = '';
+  /** The policies of the ruleset in the kernel, and the status last written. */
+  #applied: { policy: string; generation: number }[] = [];
+  #reported = '';
   #auditing = false;
   readonly #memo: IdentityMemo = new Map();
 
@@ -128,18 +134,34 @@ export class PolicyAgent implements Service {
     })));
     const cidrs = remoteCidrs(own, state.clusters);
     const ruleset = compile({ resolved, remoteCidrs: cidrs, localPods, remotePods: state.remotePods, auditSeconds: this.#c.auditSeconds });
+    const applied = state.policies.filter((p) => resolved.status.get(p.key)?.state === 'Accepted').map((p) => ({ policy: p.key, generation: p.generation ?? 0 }));
     try {
       const outcome = await this.#d.table.set(ruleset);
       this.#ruleset = ruleset;
       this.#lookups = { remote: new Map(state.remotePods.map((p) => [p.ip, p.source])), local: new Map(localPods.map((p) => [p.ip, p])) };
       this.#d.metrics?.applied('ok', (this.#clock.now() - started) / 1000, ruleset.rules, ruleset.elements, state.problems.length);
+      this.#applied = applied;
+      await this.#report(policyNodeStatus({ filter: this.#d.table.name, digest: ruleset.digest, applied }));
       if (outcome !== 'unchanged') {
         const cut = this.#c.cutFlows ? await cutRemoteFlows(this.#d.runner, cidrs) : 0;
         this.#d.logger.info({ digest: ruleset.digest, outcome, rules: ruleset.rules, elements: ruleset.elements, policies: state.policies.length, ...(this.#c.cutFlows ? { flowsRechecked: cut } : {}) }, 'policy ruleset applied');
       }
     } catch (err) {
       this.#d.metrics?.applied('failed', 0, ruleset.rules, ruleset.elements, state.problems.length);
+      await this.#report(policyNodeStatus({ filter: this.#d.table.name, digest: this.#ruleset?.digest ?? '', applied: this.#applied, error: messageOf(err) }));
       throw err; // the queue retries with backoff
+    }
+  }
+
+  /** The node's PolicyAgent status, written when it changed; a failed write is logged and tried again at the next reconcile. */
+  async #report(status: PolicyNodeStatus): Promise<void> {
+    const text = JSON.stringify(status);
+    if (text === this.#reported) return;
+    try {
+      await writePolicyNodeStatus(this.#d.kube, this.#c.namespace, this.#c.nodeName, status);
+      this.#reported = text;
+    } catch (err) {
+      this.#d.logger.warn({ err: messageOf(err) }, 'PolicyAgent status not written');
     }
   }
 

@@ -98,7 +98,7 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[], mem
     for (const p of Array.isArray(rawPolicies) ? rawPolicies : []) {
       try {
         const { record, spec } = validatePolicyRecord(p);
-        policies.push({ key: `${record.cluster_id}/${record.namespace}/${record.name}`, cluster: record.cluster_id, namespace: record.namespace, name: record.name, spec });
+        policies.push({ key: `${record.cluster_id}/${record.namespace}/${record.name}`, cluster: record.cluster_id, namespace: record.namespace, name: record.name, spec, generation: record.generation });
       } catch (err) {
         const o = p as { cluster_id?: unknown; namespace?: unknown; name?: unknown };
         problems.push(`policy ${String(o.cluster_id)}/${String(o.namespace)}/${String(o.name)}: ${messageOf(err)}`);
