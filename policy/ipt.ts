@@ -5,8 +5,14 @@ import { TrustedDigest, type AuditElement, type PolicyTable, type SetOutcome, ty
 
 /**
  * The policy rules with iptables + ipset, for nodes without nftables: the plan of
- * compile.ts as one filter chain ISTHMUS-POLICY (jumped to first from FORWARD) and ipsets
- * named `isthmus-p-<set>`. It owns only that chain, its jump and those sets.
+ * compile.ts as one filter chain ISTHMUS-POLICY and ipsets named `isthmus-p-<set>`. It owns
+ * only that chain, its jump and those sets.
+ *
+ * Only packets that do not belong to an admitted flow enter the chain: FORWARD's first rule
+ * jumps to it for conntrack states other than ESTABLISHED and RELATED, so the packets of a
+ * running flow (and its replies) cost one conntrack match, not a walk of the chain with its
+ * ipset lookups. Like the nftables table, the chain only narrows: an Allow RETURNs to FORWARD
+ * (the node's other rules still decide), a Deny DROPs; it never ACCEPTs what they refuse.
  *
  * set(): the sets are filled as `<name>-n` and swapped in (`ipset restore`, one call), then
  * the chain is replaced in one `iptables-restore --noflush`, then the sets no rule refers to
@@ -23,6 +29,9 @@ export const IPT_CHAIN = 'ISTHMUS-POLICY';
 export const IPSET_PREFIX = 'isthmus-p-';
 
 const ipset = (name: string): string => `${IPSET_PREFIX}${name}`;
+/** FORWARD's jump to the chain (as iptables-save prints it), and the one of earlier versions (every packet; removed when seen). */
+const JUMP = ['-m', 'conntrack', '!', '--ctstate', 'RELATED,ESTABLISHED', '-j', IPT_CHAIN];
+const OLD_JUMP = ['-j', IPT_CHAIN];
 /** The chain's first rule: the digest of the ruleset it holds. */
 const digestRule = (digest: string): string => `-A ${IPT_CHAIN} -m comment --comment "isthmus policy ${digest}"`;
 
@@ -67,7 +76,6 @@ export function iptablesChain(ruleset: Ruleset): string[] {
   const lines = [
     digestRule(ruleset.digest),
     `-A ${IPT_CHAIN} -m set ! --match-set ${ipset('remote')} src -j RETURN`,
-    `-A ${IPT_CHAIN} -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT`,
   ];
   for (const r of plan.rules) {
     const base = `-A ${IPT_CHAIN} -m set --match-set ${ipset(r.dst)} dst${r.src === '' || r.src === 'remote' ? '' : ` -m set --match-set ${ipset(r.src)} src`}`;
@@ -76,7 +84,7 @@ export function iptablesChain(ruleset: Ruleset): string[] {
       : portChunks(r.ports).map((c) => `${base} -p ${r.protocol} -m multiport --dports ${c.join(',')}`);
     for (const m of matches) {
       lines.push(`${m} -j SET --add-set ${ipset(r.audit)} src,dst,dst`);
-      lines.push(`${m} -m comment --comment "${r.comment}" -j ${r.action === 'Allow' ? 'ACCEPT' : 'DROP'}`);
+      lines.push(`${m} -m comment --comment "${r.comment}" -j ${r.action === 'Allow' ? 'RETURN' : 'DROP'}`);
     }
   }
   return lines;
@@ -119,7 +127,8 @@ export class IptablesPolicyTable implements PolicyTable {
     const lines = (await this.#runner.run('iptables-save', ['-t', 'filter'])).stdout.split('\n');
     const re = new RegExp(`^-A ${IPT_CHAIN} -m comment --comment "isthmus policy ([0-9a-f]+)"$`);
     const digest = lines.map((l) => re.exec(l)?.[1]).find((d) => d !== undefined);
-    return { digest, jump: lines.includes(`-A FORWARD -j ${IPT_CHAIN}`) };
+    // an earlier version's jump makes the state "no jump": the replace removes it
+    return { digest, jump: lines.includes(`-A FORWARD ${JUMP.join(' ')}`) && !lines.includes(`-A FORWARD ${OLD_JUMP.join(' ')}`) };
   }
 
   async current(): Promise<string | undefined> {
@@ -150,8 +159,12 @@ export class IptablesPolicyTable implements PolicyTable {
   /** Every set filled aside and swapped in, the chain replaced, sets no rule uses destroyed. */
   async #replace(ruleset: Ruleset, jump: boolean): Promise<void> {
     await this.#runner.run('ipset', ['restore'], { input: ipsetScript(ruleset.plan) });
-    const input = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...iptablesChain(ruleset), ...(jump ? [] : [`-I FORWARD 1 -j ${IPT_CHAIN}`]), 'COMMIT', ''].join('\n');
+    const input = ['*filter', `:${IPT_CHAIN} - [0:0]`, ...iptablesChain(ruleset), 'COMMIT', ''].join('\n');
     await this.#runner.run('iptables-restore', ['-w', '--noflush'], { input });
+    if (!jump) {
+      await this.#deleteJumps();
+      await this.#runner.run('iptables', ['-w', '-t', 'filter', '-I', 'FORWARD', '1', ...JUMP]);
+    }
     const keep = new Set(['remote', ...ruleset.plan.sets.map((s) => s.name), ...ruleset.plan.audits].map(ipset));
     for (const name of await this.#sets()) {
       if (!keep.has(name)) await this.#runner.run('ipset', ['destroy', name], { allowFailure: true });
@@ -180,13 +193,20 @@ export class IptablesPolicyTable implements PolicyTable {
     return out;
   }
 
+  /** Every jump to the chain from FORWARD, of this version and earlier ones. */
+  async #deleteJumps(): Promise<void> {
+    for (const jump of [JUMP, OLD_JUMP]) {
+      for (let i = 0; i < 4; i++) {
+        const r = await this.#runner.run('iptables', ['-w', '-t', 'filter', '-D', 'FORWARD', ...jump], { allowFailure: true });
+        if (r.code !== 0) break;
+      }
+    }
+  }
+
   async cleanup(): Promise<void> {
     this.#applied = undefined;
     this.#known.remember(undefined);
-    for (let i = 0; i < 4; i++) {
-      const r = await this.#runner.run('iptables', ['-w', '-t', 'filter', '-D', 'FORWARD', '-j', IPT_CHAIN], { allowFailure: true });
-      if (r.code !== 0) break;
-    }
+    await this.#deleteJumps();
     await this.#runner.run('iptables', ['-w', '-t', 'filter', '-F', IPT_CHAIN], { allowFailure: true });
     await this.#runner.run('iptables', ['-w', '-t', 'filter', '-X', IPT_CHAIN], { allowFailure: true });
     for (const name of await this.#sets()) await this.#runner.run('ipset', ['destroy', name], { allowFailure: true });
