@@ -4,6 +4,7 @@ import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInfo
 import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
 import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
 import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
+import { enforcement, enforcementText, nodeReport, type NodeReport } from './node-status.ts';
 import { GROUP, PLURAL, VERSION } from './ops.ts';
 import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from './state.ts';
 
@@ -18,8 +19,10 @@ import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from 
  *   node agents (state.ts). While the broker is unreachable the cache serves its last
  *   state, so the ConfigMaps and the enforcement keep theirs; changes made meanwhile are
  *   published and mirrored once it returns.
- * - Writes each local policy's status for this cluster: Accepted (with its namespaces),
- *   NotApplicable or Error (the message says what to fix).
+ * - Writes each local policy's status for this cluster: Accepted (with its namespaces, and
+ *   enforced on N of M nodes: M the schedulable nodes, N those whose PolicyAgent report
+ *   holds the policy at its current generation — node-status.ts), NotApplicable or Error
+ *   (the message says what to fix).
  *
  * Invariants: nothing is written before the informers and the broker cache have synced;
  * writes happen only when the value differs (no new broker revision, no apiserver
@@ -38,6 +41,8 @@ export interface PolicyControllerDeps {
   readonly clock?: Clock;
 }
 
+const AGENT_PLURAL = 'policyagents';
+type NodeLike = KubernetesObject & { spec?: { unschedulable?: boolean } };
 type Cr = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: { generation?: number } };
 
 export class PolicyController implements Service {
@@ -48,7 +53,7 @@ export class PolicyController implements Service {
   readonly #objects: CustomObjectsApi;
   readonly #core: CoreV1Api;
   readonly #cache: BrokerCache;
-  #informers: { policies: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject>; configMaps: CachedInformer<KubernetesObject> } | undefined;
+  #informers: Record<'policies' | 'pods' | 'namespaces' | 'configMaps' | 'agents' | 'nodes', CachedInformer<KubernetesObject>> | undefined;
   #loop: SyncLoop | undefined;
   readonly #statusWritten = new Map<string, string>();
 
@@ -79,6 +84,15 @@ export class PolicyController implements Service {
         ...common, name: 'configmaps', path: `/api/v1/namespaces/${ns}/configmaps`, labelSelector: STATE_LABEL,
         list: async () => asList(await this.#core.listNamespacedConfigMap({ namespace: ns, labelSelector: STATE_LABEL })),
       }),
+      agents: createInformer<KubernetesObject>({
+        ...common, name: AGENT_PLURAL, path: `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${AGENT_PLURAL}`,
+        // without the PolicyAgent CRD (an older install) every node counts as not reporting; the rest works
+        list: async () => asList(await this.#objects.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: AGENT_PLURAL }).catch((err: unknown) => {
+          if ((err as { code?: number }).code === 404) return { items: [] };
+          throw err;
+        })),
+      }),
+      nodes: createInformer<KubernetesObject>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: async () => asList(await this.#core.listNode()) }),
     };
     this.#informers = informers;
     this.#cache.onChange(() => this.#queue.add('sync'));
@@ -138,8 +152,10 @@ export class PolicyController implements Service {
       }
     });
     await this.#mirror(stateConfigMaps(own, clusters, policies, identities), inf.configMaps.cache.list() as ConfigMapLike[]);
-    // 4. status of the local policies, as this cluster receives them
-    await this.#statuses(inf.policies.cache.list() as Cr[], errors, clusters, policies, namespaces);
+    // 4. status of the local policies, as this cluster receives them, and on how many of its nodes they are enforced
+    const nodes = (inf.nodes.cache.list() as NodeLike[]).filter((n) => n.spec?.unschedulable !== true).map((n) => n.metadata?.name ?? '');
+    const reports = inf.agents.cache.list().flatMap((o) => nodeReport(o) ?? []);
+    await this.#statuses(inf.policies.cache.list() as Cr[], errors, clusters, policies, namespaces, { nodes, reports });
   }
 
   /** Publishes what differs from the broker's copy, withdraws this cluster's records not desired. */
@@ -186,7 +202,8 @@ export class PolicyController implements Service {
     }
   }
 
-  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>, clusters: readonly Cluster[], policies: readonly Policy[], namespaces: readonly NamespaceLike[]): Promise<void> {
+  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>, clusters: readonly Cluster[], policies: readonly Policy[], namespaces: readonly NamespaceLike[],
+    fleet: { nodes: readonly string[]; reports: readonly NodeReport[] }): Promise<void> {
     const own = this.#c.cluster;
     const inputs: PolicyInput[] = policies.flatMap((p) => {
       try {
@@ -210,9 +227,12 @@ export class PolicyController implements Service {
       const key = `${own}/${ns}/${name}`;
       const error = errors.get(key);
       const st = resolved.status.get(key);
+      const on = enforcement(key, (o.metadata?.generation ?? 0) % 2 ** 32, fleet.nodes, fleet.reports);
+      const counts = { enforcedNodes: on.enforced, nodes: on.nodes };
       const entry = error !== undefined ? { cluster: own, state: 'Error', message: error }
-        : st === undefined ? { cluster: own, state: 'Accepted', message: 'published; waiting for the broker to send it back' }
-        : { cluster: own, state: st.state, message: st.errors.length > 0 ? st.errors.join('; ') : `governs ${st.namespaces.join(', ') || 'no namespace here'}` };
+        : st === undefined ? { cluster: own, state: 'Accepted', message: `published; waiting for the broker to send it back; ${enforcementText(on)}`, ...counts }
+        : st.state !== 'Accepted' ? { cluster: own, state: st.state, message: st.errors.length > 0 ? st.errors.join('; ') : 'not applied to this cluster' }
+        : { cluster: own, state: st.state, message: `governs ${st.namespaces.join(', ') || 'no namespace here'}; ${enforcementText(on)}`, ...counts };
       const text = JSON.stringify(entry);
       if (this.#statusWritten.get(key) === text) continue;
       try {

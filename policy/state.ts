@@ -1,5 +1,7 @@
 import { ErrorCodes, IsthmusError, cidrContains, messageOf, parseCidr } from '../core/index.ts';
-import { validateIdentitySet, validatePolicyRecord, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
+// not via core/broker-api/index.ts, which loads gRPC: the node agent reads this state too
+import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
+import type { Cluster, IdentitySet, Policy } from '../core/broker-api/types.ts';
 import type { PolicyInput } from './evaluate.ts';
 import type { RemotePod } from './compile.ts';
 
@@ -96,7 +98,7 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[], mem
     for (const p of Array.isArray(rawPolicies) ? rawPolicies : []) {
       try {
         const { record, spec } = validatePolicyRecord(p);
-        policies.push({ key: `${record.cluster_id}/${record.namespace}/${record.name}`, cluster: record.cluster_id, namespace: record.namespace, name: record.name, spec });
+        policies.push({ key: `${record.cluster_id}/${record.namespace}/${record.name}`, cluster: record.cluster_id, namespace: record.namespace, name: record.name, spec, generation: record.generation });
       } catch (err) {
         const o = p as { cluster_id?: unknown; namespace?: unknown; name?: unknown };
         problems.push(`policy ${String(o.cluster_id)}/${String(o.namespace)}/${String(o.name)}: ${messageOf(err)}`);
