@@ -34,7 +34,8 @@ const policy: Policy = { cluster_id: 'c1', namespace: 'backend', name: 'p', spec
 function configMaps(extra: ConfigMapLike[] = []): ConfigMapLike[] {
   const sets = identitySets('c2', [pod('web', 'f-1', '10.2.0.5', { app: 'frontend' })], []);
   const own = identitySets('c1', [pod('backend', 'b', '10.1.0.5', { app: 'backend' })], []);
-  return [...stateConfigMaps('c1', clusters, [policy], [...sets, ...own])].map(([name, v]) => ({ metadata: { name, labels: { [STATE_LABEL]: v.kind } }, data: v.data })).concat(extra);
+  const maps: ConfigMapLike[] = [...stateConfigMaps('c1', clusters, [policy], [...sets, ...own])].map(([name, v]) => ({ metadata: { name, labels: { [STATE_LABEL]: v.kind } }, data: v.data }));
+  return [...maps, ...extra];
 }
 
 test('state: the controller\'s ConfigMaps read back by an agent; own identities are not mirrored', () => {
