@@ -1,5 +1,8 @@
 #!/usr/bin/env node
 import { isIsthmusError, messageOf } from '../core/index.ts';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { projectRoot } from '../sandbox/versions.ts';
 import type { Command } from './command.ts';
 
 /**
@@ -38,7 +41,7 @@ function registry(): Map<string, Entry> {
 function help(commands: Map<string, Entry>): string {
   const lines = ['usage: isthmus <command> [options]', '', 'commands:'];
   for (const [name, c] of commands) lines.push(`  ${name.padEnd(12)} ${c.summary}`);
-  lines.push('', 'Run `isthmus <command> --help` for a command\'s options.');
+  lines.push('', 'Run `isthmus <command> --help` for a command\'s options, `isthmus --version` for the version.');
   return lines.join('\n');
 }
 
@@ -48,6 +51,11 @@ export async function main(argv: readonly string[]): Promise<number> {
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
     process.stdout.write(help(commands) + '\n');
     return name === undefined ? 2 : 0;
+  }
+  if (name === '--version' || name === '-V') {
+    const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
+    process.stdout.write(`isthmus ${pkg.version} (node ${process.version})\n`);
+    return 0;
   }
   const entry = commands.get(name);
   if (entry === undefined) {
