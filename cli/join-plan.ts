@@ -60,7 +60,7 @@ export function kubeadmSubnets(clusterConfiguration: string | undefined): { pod:
 }
 
 /** The RBAC manifests of deploy/ that join applies, in order; uninstall removes the same. */
-export const JOIN_RBAC: readonly string[] = ['gateway/rbac.yaml', 'route-agent/rbac.yaml', 'mcs-api/rbac.yaml', 'policy/rbac.yaml'];
+export const JOIN_RBAC: readonly string[] = ['gateway/rbac.yaml', 'route-agent/rbac.yaml', 'mcs-api/rbac.yaml', 'policy/rbac.yaml', 'policy/cluster-properties-rbac.yaml'];
 
 /** The policy workloads of deploy/policy/ (the controller Deployment, the agent DaemonSet); they read the ConfigMap isthmus-gateway. */
 export const POLICY_WORKLOADS: readonly string[] = ['policy/controller.yaml', 'policy/agent.yaml'];
