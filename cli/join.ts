@@ -19,8 +19,9 @@ import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, wa
  * (its key is made here and stored first, so a join cut short re-uses it and the broker
  * hands the certificate out again), the ClusterProperty, the ConfigMaps, gateway labels,
  * the gateway Deployment, the route agent DaemonSet, the MCS controller with its DNS
- * server (which wires CoreDNS), and the policy controller with its node agents. Idempotent: a cluster that has its certificate skips the
- * token; re-running is how a cluster is upgraded. `--wait` follows the rollout and the
+ * server (which wires CoreDNS), and the policy controller with its node agents.
+ * Idempotent: a cluster that has its certificate skips the token; re-running is how a
+ * cluster is upgraded. `--wait` follows the rollout and the
  * cables until every cable is connected.
  */
 const NS = 'isthmus-system';
