@@ -13,9 +13,12 @@
 // The time of a change runs from just before its API request to the first probe on the LAST of
 // the six nodes that sees the new verdict (resolution: the probe interval, and the connect
 // timeout for a flow becoming allowed).
+// When a change takes over 2 s, the parts' logs are kept in /tmp/policy-distribution-logs-<time>/
+// (the sandbox's folder goes with it) and the change's start time is printed, to find the cause.
 // usage: node bench/policy-distribution.ts [--changes 30] (per kind) [--interval 20] [--timeout 60]
 import { spawn } from 'node:child_process';
-import { cpus, release } from 'node:os';
+import { cpSync, mkdirSync, readdirSync } from 'node:fs';
+import { cpus, loadavg, release } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { CoreV1Api, CustomObjectsApi, KubeConfig, PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
@@ -52,6 +55,8 @@ const quantile = (xs: readonly number[], q: number): number => {
 };
 const summary = (xs: readonly number[]): string => `n=${xs.length} p50 ${quantile(xs, 0.5)} ms, p90 ${quantile(xs, 0.9)} ms, p99 ${quantile(xs, 0.99)} ms, max ${Math.max(...xs)} ms`;
 
+const slow: string[] = [];
+const load: number[] = [];
 try {
   await dp.up('wireguard');
   // the receiving pods: one per node of c1 and c3; the source: c2 web/frontend on c2's third node
@@ -117,6 +122,8 @@ try {
         }
         const times = await until(allowed, t0, `${kind} ${i}: ${allowed ? 'allowed' : 'refused'} on every receiving node`);
         results[kind].push(Math.max(...times));
+        load.push(loadavg()[0] ?? 0);
+        if (Math.max(...times) > 2000) slow.push(`${kind} ${i} at ${new Date(t0).toISOString()}: ${[...targets.values()].map((n, j) => `${n} ${times[j] ?? 0} ms`).join(', ')}`);
         [...targets.values()].forEach((node, j) => perNode.set(node, [...(perNode.get(node) ?? []), times[j] ?? 0]));
       }
     }
@@ -128,9 +135,17 @@ try {
     process.stdout.write('  per node (both kinds):\n');
     for (const [node, xs] of [...perNode].sort()) process.stdout.write(`    ${node}: ${summary(xs)}\n`);
     process.stdout.write(`  raw relabel: ${results.relabel.join(' ')}\n  raw policy: ${results.policy.join(' ')}\n`);
+    process.stdout.write(`  1-minute load average during the changes: ${Math.min(...load).toFixed(1)}–${Math.max(...load).toFixed(1)}\n`);
+    for (const s of slow) process.stdout.write(`  over 2 s: ${s}\n`);
   } finally {
     probe.kill('SIGTERM');
   }
 } finally {
+  if (slow.length > 0) {
+    const keep = `/tmp/policy-distribution-logs-${Date.now()}`;
+    mkdirSync(keep, { recursive: true });
+    for (const f of readdirSync(cs.path('.')).filter((x) => x.endsWith('.log'))) cpSync(cs.path(f), `${keep}/${f}`);
+    process.stdout.write(`  the parts' logs: ${keep}\n`);
+  }
   await dp.close();
 }
