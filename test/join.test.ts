@@ -187,8 +187,14 @@ test('policy as join deployed it: the controller and an agent on every node; a p
   await eventually('c2 admitted', async () => ((await curlFrom('c2', url)) === 'c1' ? true : undefined), 30_000);
   const audit = await eventually('both flows in the agents\' logs', async () => {
     const out = await k('c1', ['-n', 'isthmus-system', 'logs', '-l', 'app.kubernetes.io/name=isthmus-policy-agent', '--tail=-1']);
-    const lines = out.split('\n').filter((l) => l.includes('"verdict"')).map((l) => JSON.parse(l) as AuditLine)
-      .filter((l) => l.destination.namespace === 'demo' && l.destination.port === 8080).map((l) => `${l.verdict} ${l.policy} ${l.rule} ${l.source.cluster}/${l.source.namespace}`);
+    const lines = out.split('\n').flatMap((l) => {
+      try {
+        const o = JSON.parse(l) as Partial<AuditLine>;
+        return o.verdict !== undefined && o.source !== undefined && o.destination?.namespace === 'demo' && o.destination.port === 8080 ? [`${o.verdict} ${o.policy ?? ''} ${o.rule ?? ''} ${o.source.cluster}/${o.source.namespace}`] : [];
+      } catch {
+        return []; // not an audit line
+      }
+    });
     return lines.includes('Allow c1/demo/from-c2 c2 c2/demo') && lines.includes('Deny c1/demo/from-c2 default c3/demo') ? lines : undefined;
   }, 30_000);
   assert.ok(audit.length >= 2);
