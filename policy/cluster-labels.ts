@@ -1,5 +1,6 @@
 import { messageOf } from '../core/index.ts';
-import { isLabelName, isLabelValue, validateLabels } from '../core/broker-api/index.ts';
+// policy.ts alone, not broker-api's index (which loads gRPC): the node agent reads labels through this file
+import { isLabelName, isLabelValue, validateLabels } from '../core/broker-api/policy.ts';
 
 /**
  * A cluster's labels, which `clusters: { selector: … }` in a rule's `from` and in
