@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { generateKeyPair } from '../core/index.ts';
 import { CHART_DIR, chartFiles } from './helm-chart.ts';
 import { JOIN_CRDS } from './join.ts';
-import { gatewayConfigMap, workload, type JoinSettings } from './join-plan.ts';
+import { JOIN_RBAC, POLICY_WORKLOADS, gatewayConfigMap, workload, type JoinSettings } from './join-plan.ts';
 import { manifest, opaqueSecret, pick, type Obj } from './kube-apply.ts';
 import { projectRoot } from '../sandbox/index.ts';
 
@@ -63,13 +63,14 @@ async function joinObjects(): Promise<Obj[]> {
   return [
     ...await manifest('namespace.yaml'),
     ...(await Promise.all(JOIN_CRDS.map((c) => manifest(`crds/${c}.json`)))).flat(),
-    ...await manifest('gateway/rbac.yaml'), ...await manifest('route-agent/rbac.yaml'), ...await manifest('mcs-api/rbac.yaml'),
+    ...(await Promise.all(JOIN_RBAC.map((f) => manifest(f)))).flat(),
     opaqueSecret('isthmus-broker-client', 'isthmus-system', { 'tls.key': PEM.tlsKey, 'tls.crt': PEM.tlsCrt, 'ca.crt': PEM.caCrt }),
     { apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: SETTINGS.clusterId } },
     gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), SETTINGS), mcsConfig,
     workload(pick(gw, 'Deployment', 'isthmus-gateway'), SETTINGS),
     ...(await manifest('route-agent/daemonset.yaml')).map((o) => workload(o, SETTINGS)),
     ...mcs.filter((x) => x.kind !== 'ConfigMap').map((o) => (o.kind === 'Deployment' ? workload(o, SETTINGS) : o)),
+    ...(await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat().map((o) => workload(o, SETTINGS)),
   ];
 }
 
@@ -104,7 +105,7 @@ test('helm template renders exactly what join applies for the same inputs', asyn
   for (const [i, o] of want.entries()) assert.equal(got[i], o, `${key(o)} differs from what join applies`);
   const images = got.flatMap((o) => ((o.spec as { template?: { spec: { containers: { image: string }[] } } } | undefined)?.template?.spec.containers ?? []).map((c) => c.image));
   assert.equal([...new Set(images)], [SETTINGS.image]);
-  assert.is(images.length, 4);
+  assert.is(images.length, 6, 'gateway, route agent, mcs, dns, policy controller, policy agent');
 });
 
 test('brokerClient.existingSecret: no Secret of the chart, and the pods mount the named one', async () => {
@@ -113,7 +114,7 @@ test('brokerClient.existingSecret: no Secret of the chart, and the pods mount th
   const objs = rendered(r.stdout);
   assert.not.ok(objs.some((o) => o.kind === 'Secret'));
   const mounts = objs.filter((o) => o.kind === 'Deployment').flatMap((o) => ((o.spec as { template: { spec: { volumes?: { secret?: { secretName: string } }[] } } }).template.spec.volumes ?? []).flatMap((v) => (v.secret === undefined ? [] : [v.secret.secretName])));
-  assert.equal(mounts, ['my-broker-client', 'my-broker-client']);
+  assert.equal(mounts, ['my-broker-client', 'my-broker-client', 'my-broker-client'], 'the gateway, the MCS controller and the policy controller');
 });
 
 test('bad values: a clear error naming the value', async () => {

@@ -1,6 +1,6 @@
 import { dump } from 'js-yaml';
 import { JOIN_CRDS } from './join.ts';
-import { gatewayConfigMap, workload, type JoinSettings } from './join-plan.ts';
+import { JOIN_RBAC, POLICY_WORKLOADS, gatewayConfigMap, workload, type JoinSettings } from './join-plan.ts';
 import { manifest, opaqueSecret, pick, type Obj } from './kube-apply.ts';
 
 /**
@@ -140,7 +140,7 @@ export async function chartFiles(appVersion: string): Promise<Map<string, string
   files.set('templates/NOTES.txt', NOTES);
   for (const crd of JOIN_CRDS) files.set(`crds/${crd}.yaml`, yaml(await manifest(`crds/${crd}.json`)));
   files.set('templates/namespace.yaml', yaml(await manifest('namespace.yaml')));
-  const rbac = [...await manifest('gateway/rbac.yaml'), ...await manifest('route-agent/rbac.yaml'), ...await manifest('mcs-api/rbac.yaml')];
+  const rbac = (await Promise.all(JOIN_RBAC.map((f) => manifest(f)))).flat();
   files.set('templates/rbac.yaml', yaml(rbac));
   const secret = opaqueSecret(CLIENT_SECRET, NS, {});
   secret.data = { 'ca.crt': ph('caCrt'), 'tls.crt': ph('tlsCrt'), 'tls.key': ph('tlsKey') };
@@ -159,5 +159,7 @@ export async function chartFiles(appVersion: string): Promise<Map<string, string
   files.set('templates/gateway.yaml', yaml([gateway]));
   files.set('templates/route-agent.yaml', yaml((await manifest('route-agent/daemonset.yaml')).map((o) => workload(o, PLACEHOLDERS))));
   files.set('templates/mcs-api.yaml', yaml(mcs.filter((x) => x.kind !== 'ConfigMap').map((o) => (o.kind === 'Deployment' ? brokerSecretName(workload(o, PLACEHOLDERS)) : o))));
+  const policy = (await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat();
+  files.set('templates/policy.yaml', yaml(policy.map((o) => brokerSecretName(workload(o, PLACEHOLDERS)))));
   return files;
 }

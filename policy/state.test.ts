@@ -77,6 +77,16 @@ test('state: each record validated again at the agent; a bad one is left out and
   assert.match(readState('c1', []).problems[0] ?? '', /clusters\.json is missing/);
 });
 
+test('state: cluster labels validated again at the agent, the id label always the record\'s; a bad set leaves only the id', () => {
+  const hostile = [
+    { cluster_id: 'c2', pod_cidrs: ['10.2.0.0/16'], labels: { 'cluster.clusterset.k8s.io': 'c1', tier: 'prod' } },
+    { cluster_id: 'c3', pod_cidrs: ['10.3.0.0/16'], labels: { tier: 'x'.repeat(64) } },
+  ];
+  const s = readState('c1', [{ metadata: { name: CLUSTERSET_CONFIGMAP }, data: { 'clusters.json': JSON.stringify(hostile), 'policies.json': '[]' } }]);
+  assert.equal(s.clusters.map((c) => c.labels), [{ 'cluster.clusterset.k8s.io': 'c2', tier: 'prod' }, { 'cluster.clusterset.k8s.io': 'c3' }]);
+  assert.match(s.problems.join('\n'), /cluster c3 labels\[tier\]: .* is not a label value/);
+});
+
 test('canonical JSON: the same record whatever order its fields were decoded in', () => {
   const a = { cluster_id: 'c2', namespace: 'web', identities: [{ id: 1, labels: { b: '2', a: '1' } }], pods: [{ ip: '10.2.0.5', name: 'x', identity: 1 }] };
   const b = { pods: [{ identity: 1, name: 'x', ip: '10.2.0.5' }], identities: [{ labels: { a: '1', b: '2' }, id: 1 }], namespace: 'web', cluster_id: 'c2' };

@@ -2,6 +2,7 @@ import { ErrorCodes, IsthmusError, cidrContains, messageOf, parseCidr } from '..
 // not via core/broker-api/index.ts, which loads gRPC: the node agent reads this state too
 import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
 import type { Cluster, IdentitySet, Policy } from '../core/broker-api/types.ts';
+import { receivedClusterLabels } from './cluster-labels.ts';
 import type { PolicyInput } from './evaluate.ts';
 import type { RemotePod } from './compile.ts';
 
@@ -88,7 +89,9 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[], mem
         const cidrs = Array.isArray(o.pod_cidrs) ? o.pod_cidrs.map((x) => String(x)) : [];
         cidrs.forEach((x) => parseCidr(x));
         if (typeof o.cluster_id !== 'string' || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(o.cluster_id)) throw new Error('bad cluster id');
-        return [{ cluster_id: o.cluster_id, pod_cidrs: cidrs, labels: (typeof o.labels === 'object' && o.labels !== null ? o.labels : {}) as Record<string, string> }];
+        const labels = receivedClusterLabels(o.cluster_id, o.labels);
+        if (labels.problem !== undefined) problems.push(labels.problem);
+        return [{ cluster_id: o.cluster_id, pod_cidrs: cidrs, labels: labels.labels }];
       } catch (err) {
         problems.push(`cluster ${String(o.cluster_id)}: ${messageOf(err)}`);
         return [];
