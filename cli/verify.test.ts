@@ -1,12 +1,16 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { junit } from './verify.ts';
+import { caseRows, junit } from './verify.ts';
 
 test('JUnit report: counts, times, failures escaped', () => {
   const xml = junit('isthmus verify c1 → c2', [{ name: 'pod → pod', ms: 1200 }, { name: 'clusterset <name>', ms: 300, failure: 'no answer from "x" & y' }]);
   assert.match(xml, /<testsuite name="isthmus verify c1 → c2" tests="2" failures="1" time="1.500">/);
   assert.match(xml, /<testcase classname="isthmus verify c1 → c2" name="pod → pod" time="1.200"><\/testcase>/);
   assert.match(xml, /name="clusterset &lt;name&gt;" time="0.300"><failure message="no answer from &quot;x&quot; &amp; y"\/><\/testcase>/);
+});
+
+test('cases as rows for -o json|yaml: result, seconds, the failure as detail', () => {
+  assert.equal(caseRows([{ name: 'a', ms: 1500 }, { name: 'b', ms: 20, failure: 'no answer' }]).rows, [['a', 'passed', '1.500', ''], ['b', 'failed', '0.020', 'no answer']]);
 });
 
 test.run();

@@ -1,10 +1,11 @@
 import { writeFile } from 'node:fs/promises';
 import { PassThrough } from 'node:stream';
 import { Exec, type V1Status } from '@kubernetes/client-node';
-import { int, messageOf, optionalStr, str, validateConfig } from '../core/index.ts';
+import { int, messageOf, oneOf, optionalStr, str, validateConfig } from '../core/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { Kube, waitFor, type Obj } from './kube-apply.ts';
+import { formatRows } from './show.ts';
 
 /**
  * `isthmus verify --context A --tocontext B`: connectivity and service discovery between
@@ -12,9 +13,10 @@ import { Kube, waitFor, type Obj } from './kube-apply.ts';
  * agnhost netexec servers behind a Service in B, exported; an agnhost client in A. From
  * the client: a server pod by IP, the Service by its ClusterIP, and by its clusterset name
  * `<svc>.<ns>.svc.clusterset.local`. Each is a test case of the JUnit report (`--junit`);
- * the exit code is 1 when any fails.
+ * the exit code is 1 when any fails. Progress goes to stdout as it happens; with `-o json|yaml`
+ * it goes to stderr and stdout holds only the cases as data.
  */
-const USAGE = 'isthmus verify --context A --tocontext B [--kubeconfig F] [--junit FILE] [--timeout S]';
+const USAGE = 'isthmus verify --context A --tocontext B [--kubeconfig F] [--junit FILE] [--timeout S] [-o table|json|yaml]';
 export const VERIFY_NS = 'isthmus-verify';
 const AGNHOST = 'registry.k8s.io/e2e-test-images/agnhost:2.53';
 
@@ -27,6 +29,11 @@ export function junit(suite: string, cases: readonly Case[]): string {
   const total = cases.reduce((s, c) => s + c.ms, 0) / 1000;
   const body = cases.map((c) => `  <testcase classname="${esc(suite)}" name="${esc(c.name)}" time="${(c.ms / 1000).toFixed(3)}">${c.failure === undefined ? '' : `<failure message="${esc(c.failure)}"/>`}</testcase>`);
   return `<?xml version="1.0" encoding="UTF-8"?>\n<testsuite name="${esc(suite)}" tests="${cases.length}" failures="${failures}" time="${total.toFixed(3)}">\n${body.join('\n')}\n</testsuite>\n`;
+}
+
+/** The cases as rows for `-o json|yaml`. Pure. */
+export function caseRows(cases: readonly Case[]): { columns: string[]; rows: string[][] } {
+  return { columns: ['CASE', 'RESULT', 'SECONDS', 'DETAIL'], rows: cases.map((c) => [c.name, c.failure === undefined ? 'passed' : 'failed', (c.ms / 1000).toFixed(3), c.failure ?? '']) };
 }
 
 function pod(name: string, labels: Record<string, string>, args: string[]): Obj {
@@ -57,12 +64,13 @@ async function run(argv: readonly string[]): Promise<number> {
   if (args.positionals.length > 0) throw usageError(`unexpected argument "${args.positionals[0] ?? ''}"`, USAGE);
   const cfg = validateConfig({
     kubeconfig: optionalStr('kubeconfig'), context: str('the client cluster'), tocontext: str('the server cluster'), junit: optionalStr('JUnit report file'),
-    timeout: int('seconds each step waits (default 60)', 60, 5, 3600),
+    timeout: int('seconds each step waits (default 60)', 60, 5, 3600), output: oneOf('-o: table (progress), json or yaml (the cases as data)', ['table', 'json', 'yaml'] as const, 'table'),
   }, optionRecord(args), 'verify options');
+  const format = cfg.output;
   const a = Kube.load(cfg.kubeconfig, cfg.context);
   const b = Kube.load(cfg.kubeconfig, cfg.tocontext);
   const timeoutMs = cfg.timeout * 1000;
-  const say = (s: string): void => void process.stdout.write(`${s}\n`);
+  const say = (s: string): void => void (format === 'table' ? process.stdout : process.stderr).write(`${s}\n`);
   const cases: Case[] = [];
   const step = async (name: string, fn: () => Promise<string>): Promise<void> => {
     const t0 = Date.now();
@@ -102,6 +110,7 @@ async function run(argv: readonly string[]): Promise<number> {
   if (cfg.junit !== undefined) await writeFile(cfg.junit, junit(`isthmus verify ${a.context} → ${b.context}`, cases));
   const failed = cases.filter((c) => c.failure !== undefined).length;
   say(`${cases.length - failed} passed, ${failed} failed${cfg.junit === undefined ? '' : ` (JUnit report: ${cfg.junit})`}`);
+  if (format !== 'table') process.stdout.write(formatRows(caseRows(cases), format));
   return failed === 0 ? 0 : 1;
 }
 
