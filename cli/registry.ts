@@ -113,8 +113,8 @@ export function registry(): Map<string, Entry> {
       load: async () => (await import('./diagnose.ts')).diagnoseCommand,
     }],
     ['verify', {
-      summary: 'test connectivity and service discovery between two joined clusters (JUnit report)',
-      words: { flags: [...KUBE, '--tocontext', '--junit', '--timeout', '-o'] },
+      summary: 'test connectivity and service discovery between two joined clusters (JUnit report; --disruptive adds gateway failover)',
+      words: { flags: [...KUBE, '--tocontext', '--disruptive', '--junit', '--timeout', '-o'] },
       load: async () => (await import('./verify.ts')).verifyCommand,
     }],
     ['gather', {

@@ -9,6 +9,11 @@ test('JUnit report: counts, times, failures escaped', () => {
   assert.match(xml, /name="clusterset &lt;name&gt;" time="0.300"><failure message="no answer from &quot;x&quot; &amp; y"\/><\/testcase>/);
 });
 
+test('JUnit report: a case\'s output (the measured outage) as its system-out', () => {
+  const xml = junit('s', [{ name: 'gateway failover in c2', ms: 5000, output: 'outage: pod 10.2.0.5 2.4 s' }]);
+  assert.match(xml, /name="gateway failover in c2" time="5.000"><system-out>outage: pod 10\.2\.0\.5 2\.4 s<\/system-out><\/testcase>/);
+});
+
 test('cases as rows for -o json|yaml: result, seconds, the failure as detail', () => {
   assert.equal(caseRows([{ name: 'a', ms: 1500 }, { name: 'b', ms: 20, failure: 'no answer' }]).rows, [['a', 'passed', '1.500', ''], ['b', 'failed', '0.020', 'no answer']]);
 });
