@@ -117,6 +117,11 @@ export function registry(): Map<string, Entry> {
       words: { flags: [...KUBE, '--tocontext', '--disruptive', '--junit', '--timeout', '-o'] },
       load: async () => (await import('./verify.ts')).verifyCommand,
     }],
+    ['benchmark', {
+      summary: 'measure pod-to-pod throughput (iperf3) or latency (p50/p90/p99) between two joined clusters',
+      words: { flags: [...KUBE, '--tocontext', '--duration', '--count', '--timeout', '-o'], sub: { throughput: [], latency: [] } },
+      load: async () => (await import('./benchmark.ts')).benchmarkCommand,
+    }],
     ['gather', {
       summary: 'collect objects and logs of Isthmus from clusters into one archive (secrets redacted)',
       words: { flags: [...KUBE, '--out'] },

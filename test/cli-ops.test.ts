@@ -53,6 +53,25 @@ test('verify --disruptive: the active gateway pod of c2, then of c1, deleted; po
   }
 });
 
+test('benchmark throughput and latency c1 → c2: gateway-node and non-gateway-node variants; its pods gone afterwards', async () => {
+  const tp = ok(await cli(['benchmark', 'throughput', '--context', 'c1', '--tocontext', 'c2', '--duration', '3', '-o', 'json']), 'benchmark throughput');
+  const rows = JSON.parse(tp.stdout) as Record<string, string>[];
+  assert.equal(rows.map((r) => r['variant']), ['gateway node → gateway node', 'non-gateway node → non-gateway node']);
+  assert.match(`${rows[0]?.['client']} ${rows[0]?.['server']}`, /^c1\/c1-n[12] c2\/c2-n[12]$/);
+  assert.is(`${rows[1]?.['client']} ${rows[1]?.['server']}`, 'c1/c1-n3 c2/c2-n3');
+  for (const r of rows) assert.ok(Number(r['mbit/s']) > 0, JSON.stringify(r));
+  const lat = ok(await cli(['benchmark', 'latency', '--context', 'c1', '--tocontext', 'c2', '--count', '50']), 'benchmark latency');
+  assert.match(lat.stdout, /VARIANT\s+CLIENT\s+SERVER\s+ROUND-TRIP\s+SAMPLES\s+P50-MS\s+P90-MS\s+P99-MS/);
+  assert.is((lat.stdout.match(/ 50\s+[\d.]+\s+[\d.]+\s+[\d.]+/g) ?? []).length, 4, lat.stdout);
+  process.stdout.write(tp.stdout + lat.stdout);
+  for (const c of ['c1', 'c2']) {
+    assert.is((await k(c, ['get', 'pods', '-n', 'isthmus-benchmark', '-o', 'name'])).trim(), '', `${c}: no benchmark pod left`);
+  }
+  const bad = await cli(['benchmark', 'bandwidth', '--context', 'c1', '--tocontext', 'c2']);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /expected throughput or latency, got "bandwidth"/);
+});
+
 test('verify --disruptive with one gateway node: refused with what to do, nothing made', async () => {
   await k('c2', ['label', 'node', 'c2-n2', 'isthmus.dev/gateway-capable-']);
   const r = await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--disruptive']);
