@@ -24,6 +24,8 @@ export interface PodSpec {
   readonly port?: number;
   /** the node it runs on (scheduler bypassed) */
   readonly node?: string;
+  /** in the node's network namespace */
+  readonly hostNetwork?: boolean;
 }
 
 /** The Pod object. Pure. Its one container is named "main". */
@@ -33,6 +35,7 @@ export function podObject(p: PodSpec): Obj {
     metadata: { name: p.name, namespace: p.namespace, labels: { 'app.kubernetes.io/part-of': 'isthmus', ...p.labels } },
     spec: {
       ...(p.node === undefined ? {} : { nodeName: p.node }),
+      ...(p.hostNetwork === true ? { hostNetwork: true } : {}),
       terminationGracePeriodSeconds: 1,
       containers: [{
         name: 'main', image: p.image,

@@ -108,8 +108,8 @@ export function registry(): Map<string, Entry> {
       load: async () => (await import('./dns.ts')).dnsCommand,
     }],
     ['diagnose', {
-      summary: 'check the clusterset: joins, gateways and cables, route agents, CoreDNS, certificates, broker records',
-      words: { flags: [...KUBE, '-o'] },
+      summary: 'check the clusterset: joins, gateways and cables, route agents, CoreDNS, certificates, broker records, clock skew, gateway ports by probe',
+      words: { flags: [...KUBE, '-o', '--max-clock-skew', '--skip-probes'] },
       load: async () => (await import('./diagnose.ts')).diagnoseCommand,
     }],
     ['verify', {

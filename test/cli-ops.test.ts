@@ -72,6 +72,24 @@ test('benchmark throughput and latency c1 → c2: gateway-node and non-gateway-n
   assert.match(bad.stderr, /expected throughput or latency, got "bandwidth"/);
 });
 
+test('diagnose: clocks in step and gateway ports answering both ways between c1 and c2, by a probe pod that is gone afterwards; a bad --max-clock-skew refused', async () => {
+  const r = await cli(['diagnose', '--context', 'c1', '--context', 'c2', '-o', 'json']);
+  const findings = JSON.parse(r.stdout) as { cluster: string; check: string; verdict: string; detail: string }[];
+  assert.equal(findings.filter((x) => x.verdict !== 'ok'), [], r.stdout);
+  assert.is(r.code, 0);
+  const clock = findings.find((x) => x.check === 'clock skew');
+  assert.is(clock?.cluster, 'c1/c2');
+  assert.match(clock?.detail ?? '', /apiserver clocks within [\d.]+ s/);
+  const ports = findings.find((x) => x.check === 'gateway ports');
+  assert.match(ports?.detail ?? '', /UDP answered: c1→c2 [\d.]+:4490 \(seen as [\d.]+:\d+\); c2→c1 [\d.]+:4490/, JSON.stringify(ports));
+  for (const c of ['c1', 'c2']) assert.is((await k(c, ['get', 'namespace', 'isthmus-diagnose', '--ignore-not-found', '-o', 'name'])).trim(), '', `${c}: probe namespace gone`);
+  const skipped = JSON.parse(ok(await cli(['diagnose', '--context', 'c1', '--context', 'c2', '-o', 'json', '--skip-probes']), 'diagnose --skip-probes').stdout) as { check: string }[];
+  assert.not.ok(skipped.some((x) => x.check === 'gateway ports'));
+  const bad = await cli(['diagnose', '--context', 'c1', '--max-clock-skew', '0.5']);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /--max-clock-skew must be seconds, at least 1/);
+});
+
 test('verify --disruptive with one gateway node: refused with what to do, nothing made', async () => {
   await k('c2', ['label', 'node', 'c2-n2', 'isthmus.dev/gateway-capable-']);
   const r = await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--disruptive']);
