@@ -2,7 +2,7 @@ import { ErrorCodes, IsthmusError, int, messageOf, oneOf, optionalStr, str, vali
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { GATEWAY_LABEL } from './failover.ts';
-import { Kube, type Obj } from './kube-apply.ts';
+import { Kube, waitFor, type Obj } from './kube-apply.ts';
 import { AGNHOST, NETSHOOT, execIn, namespaceObject, podObject, podReady } from './pods.ts';
 import { formatRows } from './show.ts';
 
@@ -103,26 +103,30 @@ async function run(argv: readonly string[]): Promise<number> {
   process.once('SIGTERM', onSignal);
   const rows: string[][] = [];
   try {
-    for (const k of new Set([a, b])) await k.apply(namespaceObject(BENCHMARK_NS));
+    for (const k of new Set([a, b])) {
+      // a namespace of an earlier run may still be terminating: nothing can be made in it
+      await waitFor(`namespace ${BENCHMARK_NS} of an earlier run gone from ${k.context}`, cfg.timeout * 1000, async () => ((await k.read('v1', 'Namespace', BENCHMARK_NS))?.metadata?.deletionTimestamp === undefined ? true : undefined), 1000);
+      await k.apply(namespaceObject(BENCHMARK_NS));
+    }
     for (const [i, v] of vs.entries()) {
       if (v.client === undefined || v.server === undefined) {
         rows.push(what === 'throughput' ? [v.name, '-', '-', '-', '-', `skipped: ${v.skip ?? ''}`] : [v.name, '-', '-', '-', '-', '-', '-', '-', `skipped: ${v.skip ?? ''}`]);
         continue;
       }
       const server = what === 'throughput'
-        ? podObject({ name: `server-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['iperf3', '-s', '-p', String(IPERF_PORT)], port: IPERF_PORT, node: v.server })
-        : podObject({ name: `server-${i}`, namespace: BENCHMARK_NS, image: AGNHOST, args: ['netexec', `--http-port=${HTTP_PORT}`], port: HTTP_PORT, node: v.server });
+        ? podObject({ name: `${what}-server-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['iperf3', '-s', '-p', String(IPERF_PORT)], port: IPERF_PORT, node: v.server })
+        : podObject({ name: `${what}-server-${i}`, namespace: BENCHMARK_NS, image: AGNHOST, args: ['netexec', `--http-port=${HTTP_PORT}`], port: HTTP_PORT, node: v.server });
       await b.apply(server);
-      await a.apply(podObject({ name: `client-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['sleep', 'infinity'], node: v.client }));
-      const ip = (await podReady(b, BENCHMARK_NS, `server-${i}`, cfg.timeout * 1000)).ip;
-      await podReady(a, BENCHMARK_NS, `client-${i}`, cfg.timeout * 1000);
+      await a.apply(podObject({ name: `${what}-client-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['sleep', 'infinity'], node: v.client }));
+      const ip = (await podReady(b, BENCHMARK_NS, `${what}-server-${i}`, cfg.timeout * 1000)).ip;
+      await podReady(a, BENCHMARK_NS, `${what}-client-${i}`, cfg.timeout * 1000);
       say(`${v.name}: ${a.context}/${v.client} → ${b.context}/${v.server} (${ip}) …`);
       if (what === 'throughput') {
-        const r = parseIperf(await execIn(a, BENCHMARK_NS, `client-${i}`, ['iperf3', '-c', ip, '-p', String(IPERF_PORT), '-t', String(cfg.duration), '-J']));
+        const r = parseIperf(await execIn(a, BENCHMARK_NS, `${what}-client-${i}`, ['iperf3', '-c', ip, '-p', String(IPERF_PORT), '-t', String(cfg.duration), '-J']));
         rows.push([v.name, `${a.context}/${v.client}`, `${b.context}/${v.server}`, (r.bitsPerSecond / 1e6).toFixed(1), String(r.retransmits), '']);
       } else {
         const script = `for i in $(seq ${cfg.count}); do curl -s -o /dev/null --max-time 2 -w '%{time_connect} %{time_pretransfer} %{time_starttransfer}\\n' 'http://${ip}:${HTTP_PORT}/echo?msg=isthmus'; done`;
-        const t = parseCurlTimes(await execIn(a, BENCHMARK_NS, `client-${i}`, ['sh', '-c', script]));
+        const t = parseCurlTimes(await execIn(a, BENCHMARK_NS, `${what}-client-${i}`, ['sh', '-c', script]));
         for (const [kind, ms] of [['TCP connect', t.connectMs], ['HTTP request', t.requestMs]] as const) {
           rows.push([v.name, `${a.context}/${v.client}`, `${b.context}/${v.server}`, kind, String(ms.length), ...[50, 90, 99].map((p) => percentile(ms, p).toFixed(3)), ms.length < cfg.count ? `${cfg.count - ms.length} requests failed` : '']);
         }

@@ -1,10 +1,15 @@
+import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { ErrorCodes, IsthmusError, messageOf } from '../core/index.ts';
 import type { Kube, Obj } from './kube-apply.ts';
 import { execIn } from './pods.ts';
 
 /**
- * `verify --disruptive`: gateway failover the way a user causes one — the active gateway's
- * pod is deleted (its Deployment makes a new one, which waits as passive) — while a client
+ * `verify --disruptive`: gateway failover the way a user causes one, `kubectl drain` of the
+ * active gateway's node as far as the gateway goes — the node is cordoned and the gateway pod
+ * on it deleted (its replacement cannot come back there, so the passive gateway must take
+ * over; were it deleted alone, a quick restart on the same node would resume the Lease as the
+ * same holder and nothing would fail over) — and uncordoned afterwards, whatever happened,
+ * unless it was cordoned before; meanwhile a client
  * pod probes a server pod by IP and the Service by its clusterset name without pause. The
  * outage is measured on this machine's clock from the probes' answers as they arrive: the
  * longest gap between two answers from the last one before the kill to the first one after
@@ -58,21 +63,28 @@ export function probeScript(url: string, seconds: number): string[] {
   return ['sh', '-c', `end=$(( $(date +%s) + ${seconds} )); while [ "$(date +%s)" -lt "$end" ]; do if curl -s -o /dev/null --max-time 1 '${url}'; then echo ok; else echo fail; fi; sleep 0.2; done`];
 }
 
+async function uncordon(kube: Kube, node: string): Promise<void> {
+  await kube.core.patchNode({ name: node, body: { spec: { unschedulable: false } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)).catch((err: unknown) => { throw kube.wrap(err, `uncordon node ${node} (kubectl uncordon ${node})`); });
+}
+
 export interface FailoverResult { readonly from: string; readonly to: string; readonly takeoverMs: number; readonly outages: Readonly<Record<string, number>> }
 
 /**
  * Fails over `target`'s gateway while `client` (in `client.kube`) probes each of `urls`;
- * TIMEOUT when no other gateway becomes active, or a probe gets no answer, within `timeoutMs`.
+ * TIMEOUT when no other gateway becomes active, or a probe gets no answer, within `timeoutMs`
+ * (each phase).
  * Returns after the Deployment has all its gateway pods ready again.
  */
 export async function failover(target: Kube, client: { kube: Kube; namespace: string; pod: string }, urls: Readonly<Record<string, string>>, timeoutMs: number): Promise<FailoverResult> {
   const { active } = await failoverReady(target);
   const stop = new AbortController();
   const samples = new Map<string, Sample[]>(Object.keys(urls).map((k) => [k, []]));
-  const seconds = Math.ceil(timeoutMs / 1000) + 30;
+  const seconds = Math.ceil((3 * timeoutMs) / 1000) + 30;
   const probes = Object.entries(urls).map(([k, url]) => execIn(client.kube, client.namespace, client.pod, probeScript(url, seconds), (l) => samples.get(k)?.push({ t: Date.now(), ok: l.trim() === 'ok' }), stop.signal).catch(() => ''));
-  const deadline = Date.now() + timeoutMs;
+  let cordoned: string | undefined;
+  // each phase (answers before, take-over, answers after, pods ready again) has its own timeoutMs
   const until = async (what: string, check: () => Promise<boolean> | boolean): Promise<void> => {
+    const deadline = Date.now() + timeoutMs;
     while (!(await check())) {
       if (Date.now() > deadline) throw new IsthmusError(ErrorCodes.TIMEOUT, `${what}: not within ${timeoutMs / 1000} s`);
       await new Promise((r) => setTimeout(r, 100));
@@ -83,6 +95,11 @@ export async function failover(target: Kube, client: { kube: Kube; namespace: st
     const pods = await target.core.listNamespacedPod({ namespace: NS, labelSelector: GATEWAY_PODS, fieldSelector: `spec.nodeName=${active}` });
     const pod = pods.items[0]?.metadata?.name;
     if (pod === undefined) throw new IsthmusError(ErrorCodes.NOT_FOUND, `no gateway pod on ${active}, the node of ${target.context}'s active gateway`);
+    const node = await target.core.readNode({ name: active });
+    if (node.spec?.unschedulable !== true) {
+      await target.core.patchNode({ name: active, body: { spec: { unschedulable: true } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch)).catch((err: unknown) => { throw target.wrap(err, `cordon node ${active}`); });
+      cordoned = active;
+    }
     const killedAt = Date.now();
     await target.core.deleteNamespacedPod({ name: pod, namespace: NS }).catch((err: unknown) => { throw target.wrap(err, `delete the gateway pod ${pod}`); });
     let to = '';
@@ -95,6 +112,8 @@ export async function failover(target: Kube, client: { kube: Kube; namespace: st
     await until('the probes answered again after the take-over', () => [...samples.values()].every((s) => s.some((x) => x.ok && x.t >= takenOverAt)));
     const outages: Record<string, number> = {};
     for (const [k, s] of samples) outages[k] = outageMs(s, killedAt, takenOverAt) ?? Number.NaN;
+    if (cordoned !== undefined) await uncordon(target, cordoned);
+    cordoned = undefined;
     await until(`the gateway pods of ${target.context} ready again`, async () => {
       const d = await target.apps.readNamespacedDeployment({ name: 'isthmus-gateway', namespace: NS }).catch(() => undefined);
       return d !== undefined && (d.status?.readyReplicas ?? 0) >= (d.spec?.replicas ?? 1) && (d.status?.updatedReplicas ?? 0) >= (d.spec?.replicas ?? 1);
@@ -105,5 +124,6 @@ export async function failover(target: Kube, client: { kube: Kube; namespace: st
   } finally {
     stop.abort();
     await Promise.all(probes);
+    if (cordoned !== undefined) await uncordon(target, cordoned).catch(() => undefined);
   }
 }

@@ -63,15 +63,19 @@ async function run(argv: readonly string[]): Promise<number> {
     try {
       const detail = await fn();
       cases.push({ name, ms: Date.now() - t0, output: detail });
-      say(`✓ ${name}: ${detail}`);
+      say(`✓ ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${detail}`);
     } catch (err) {
       cases.push({ name, ms: Date.now() - t0, failure: messageOf(err) });
-      say(`✗ ${name}: ${messageOf(err)}`);
+      say(`✗ ${name} (${((Date.now() - t0) / 1000).toFixed(1)} s): ${messageOf(err)}`);
     }
   };
   const pod = (name: string, labels: Record<string, string>) => podObject({ name, namespace: VERIFY_NS, image: AGNHOST, labels, args: ['netexec', '--http-port=8080'], port: 8080 });
   try {
-    for (const k of [a, b]) await k.apply(namespaceObject(VERIFY_NS));
+    for (const k of [a, b]) {
+      // a namespace of an earlier run may still be terminating: nothing can be made in it
+      await waitFor(`namespace ${VERIFY_NS} of an earlier run gone from ${k.context}`, timeoutMs, async () => ((await k.read('v1', 'Namespace', VERIFY_NS))?.metadata?.deletionTimestamp === undefined ? true : undefined), 1000);
+      await k.apply(namespaceObject(VERIFY_NS));
+    }
     await b.apply(pod('server', { app: 'verify' }));
     await b.apply({ apiVersion: 'v1', kind: 'Service', metadata: { name: 'verify', namespace: VERIFY_NS }, spec: { selector: { app: 'verify' }, ports: [{ port: 8080, targetPort: 8080 }] } });
     await b.apply({ apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name: 'verify', namespace: VERIFY_NS } });
@@ -89,7 +93,7 @@ async function run(argv: readonly string[]): Promise<number> {
         await step(`gateway failover in ${target.context}`, async () => {
           const r = await failover(target, { kube: a, namespace: VERIFY_NS, pod: 'client' }, urls, timeoutMs);
           const outages = Object.entries(r.outages).map(([k, ms]) => `${k} ${Number.isNaN(ms) ? '?' : (ms / 1000).toFixed(1)} s`).join(', ');
-          return `active ${r.from} → ${r.to} in ${(r.takeoverMs / 1000).toFixed(1)} s after its pod was deleted; outage: ${outages}`;
+          return `active ${r.from} → ${r.to} in ${(r.takeoverMs / 1000).toFixed(1)} s after ${r.from} was drained (cordoned, its gateway pod deleted); outage: ${outages}`;
         });
       }
     }
