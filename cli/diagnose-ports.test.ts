@@ -8,7 +8,9 @@ const endpoint = (id: string, priv: string, pub: string, natProbe = true): Endpo
   cluster_id: id, hostname: `${id}-n1`, private_ip: priv, public_ip: pub, cable_driver: 'wireguard', backend_config: {}, health_check_ip: '', observed_source_ip: '',
   ports: [{ name: 'wireguard', port: 51820, protocol: 'UDP' }, ...(natProbe ? [{ name: 'nat-probe', port: 4490, protocol: 'UDP' }] : [])],
 });
-const probe = (from: string, to: string, answered: boolean): PortProbe => ({ from, to, target: `${to}-ip:4490`, answered, ...(answered ? { seenAs: `${from}-ip:40000` } : {}) });
+/** where a gateway's probes come from: its own address, or c3's NAT router */
+const SOURCE: Record<string, string> = { c1: '172.29.0.11', c2: '172.29.0.21', c3: '172.29.0.30' };
+const probe = (from: string, to: string, answered: boolean): PortProbe => ({ from, to, target: `${to}-ip:4490`, answered, ...(answered ? { seenAs: `${SOURCE[from] ?? '?'}:40000` } : {}) });
 
 test('addresses to probe: private, then public when another; none without a nat-probe port', () => {
   assert.equal(probeAddresses(endpoint('c2', '172.29.0.21', '')), [{ ip: '172.29.0.21', port: 4490 }]);
@@ -21,8 +23,13 @@ test('findings per pair: both ways ok; one way ok when the other side is behind 
   const eps = new Map([['c1', endpoint('c1', '172.29.0.11', '')], ['c2', endpoint('c2', '172.29.0.21', '')], ['c3', endpoint('c3', '10.203.0.2', '172.29.0.30')]]);
   const f = portFindings([probe('c1', 'c2', true), probe('c2', 'c1', true), probe('c1', 'c3', false), probe('c3', 'c1', true)], eps);
   assert.equal(f.map((x) => `${x.cluster} ${x.verdict}`), ['c1/c2 ok', 'c1/c3 ok']);
-  assert.match(f[0]?.detail ?? '', /c1→c2 c2-ip:4490 \(seen as c1-ip:40000\); c2→c1/);
+  assert.match(f[0]?.detail ?? '', /c1→c2 c2-ip:4490 \(seen as 172\.29\.0\.11:40000\); c2→c1/);
   assert.match(f[1]?.detail ?? '', /c1→c3 c3-ip:4490 did not \(behind NAT: its gateway dials out\)/);
+  // c4 publishes no public address, but c1 saw its probe come from the NAT router
+  const hidden = new Map([...eps, ['c4', endpoint('c4', '10.204.0.2', '')]]);
+  const viaNat = portFindings([{ from: 'c4', to: 'c1', target: '172.29.0.11:4490', answered: true, seenAs: '172.29.0.40:1024' }, probe('c1', 'c4', false)], hidden);
+  assert.is(viaNat[0]?.verdict, 'ok');
+  assert.match(viaNat[0]?.detail ?? '', /behind NAT/);
   const oneWay = portFindings([probe('c1', 'c2', true), probe('c2', 'c1', false)], eps);
   assert.is(oneWay[0]?.verdict, 'warn');
   assert.match(oneWay[0]?.detail ?? '', /open UDP 51820\/udp, 4490\/udp towards c1's gateway nodes/);

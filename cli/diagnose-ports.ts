@@ -11,8 +11,10 @@ import { NETSHOOT, execIn, namespaceObject, podObject, podReady } from './pods.t
  * cluster's active gateway node (the path cables take), a NAT probe request (the gateway's
  * own protocol, gateway/nat-probe.ts) to the nat-probe UDP port of every other cluster's
  * gateway endpoint, private address then public; the gateway answers with the address it saw.
- * A pair of clusters is fine when either way answers (a gateway behind NAT is reached only
- * after it dialled out); neither way is a failure saying which ports to open. The probe pods
+ * A pair of clusters is fine when both ways answer, or one way when the silent side is behind
+ * NAT (its endpoint has another public address, or the other gateway saw its probe come from
+ * another address than its own): such a gateway is reached only after it dialled out. One way
+ * otherwise is a warning, neither way a failure, each saying which ports to open. The probe pods
  * live in a namespace of their own, deleted afterwards.
  */
 export const PROBE_NS = 'isthmus-diagnose';
@@ -51,7 +53,9 @@ export function portFindings(probes: readonly PortProbe[], endpoints: ReadonlyMa
     const said = (p: PortProbe): string => `${p.from}→${p.to} ${p.target}${p.seenAs === undefined ? '' : ` (seen as ${p.seenAs})`}`;
     if (no.length === 0) out.push({ cluster: key, check: 'gateway ports', verdict: 'ok', detail: `UDP answered: ${ok.map(said).join('; ')}` });
     else if (ok.length > 0) {
-      const natted = no.every((p) => behindNat(endpoints.get(p.to)));
+      // the side that did not answer is behind NAT when its endpoint says so, or when it probed the other and was seen from another address than its own
+      const seenElsewhere = (c: string): boolean => ok.some((p) => p.from === c && p.seenAs !== undefined && p.seenAs.replace(/:\d+$/, '') !== endpoints.get(c)?.private_ip);
+      const natted = no.every((p) => behindNat(endpoints.get(p.to)) || seenElsewhere(p.to));
       out.push({
         cluster: key, check: 'gateway ports', verdict: natted ? 'ok' : 'warn',
         detail: `${ok.map(said).join('; ')} answered; ${no.map((p) => `${p.from}→${p.to} ${p.target}`).join('; ')} did not`
