@@ -116,7 +116,9 @@ export async function failover(target: Kube, client: { kube: Kube; namespace: st
     cordoned = undefined;
     await until(`the gateway pods of ${target.context} ready again`, async () => {
       const d = await target.apps.readNamespacedDeployment({ name: 'isthmus-gateway', namespace: NS }).catch(() => undefined);
-      return d !== undefined && (d.status?.readyReplicas ?? 0) >= (d.spec?.replicas ?? 1) && (d.status?.updatedReplicas ?? 0) >= (d.spec?.replicas ?? 1);
+      const ps = await target.core.listNamespacedPod({ namespace: NS, labelSelector: GATEWAY_PODS }).catch(() => undefined);
+      const ready = (ps?.items ?? []).filter((p) => p.metadata?.name !== pod && p.metadata?.deletionTimestamp === undefined && p.status?.conditions?.some((c) => c.type === 'Ready' && c.status === 'True') === true);
+      return d !== undefined && ready.length >= (d.spec?.replicas ?? 1);
     });
     return { from: active, to, takeoverMs: takenOverAt - killedAt, outages };
   } catch (err) {
