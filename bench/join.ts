@@ -1,8 +1,8 @@
 // Benchmark (needs root, binaries cached by ./setup): the user's path on the sandbox —
 // `isthmus broker deploy` in c1, then `isthmus join --wait` of c1..cN-1, and the one the
 // issue times: `join --wait` of a further cluster into the running clusterset, from the
-// command's start to every cable of it connected. Targets (issue 13): ≤ 30 s for the 4th
-// cluster.
+// command's start to every cable of it connected; then `verify` from the first cluster to the
+// last. Targets (issue 13): ≤ 30 s for the 4th cluster, `verify` ≤ 60 s.
 //
 // usage: node bench/join.ts [--clusters 4]
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -37,7 +37,9 @@ try {
     joins.push(await timed(`join --wait c${n} (${n - 1} other members)`, ['join', join(dir, `c${n}.json`), '--context', `c${n}`, '--cluster-id', `c${n}`, '--wait']));
   }
   const last = joins[joins.length - 1] ?? 0;
+  const verify = await timed(`verify --context c1 --tocontext c${clusters}`, ['verify', '--context', 'c1', '--tocontext', `c${clusters}`]);
   console.log(`\njoin --wait of cluster ${clusters} into a running clusterset: ${last.toFixed(1)} s (target ≤ 30 s: ${last <= 30 ? 'met' : 'NOT met'})`);
+  console.log(`verify c1 → c${clusters}: ${verify.toFixed(1)} s (target ≤ 60 s: ${verify <= 60 ? 'met' : 'NOT met'})`);
 } finally {
   await isthmus(['sandbox', 'down'], env);
   rmSync(dir, { recursive: true, force: true });

@@ -226,7 +226,8 @@ export class BrokerStore {
   }
 
   /**
-   * Creates or updates a cluster. Without global addressing, refuses CIDRs that overlap
+   * Creates or updates a cluster; one registered without labels keeps the labels it has.
+   * Without global addressing, refuses CIDRs that overlap
    * another cluster's; with it, allocates (or keeps) the cluster's global CIDR. Atomic:
    * the transaction fails and is retried if any cluster changed since it was read.
    */
@@ -234,7 +235,10 @@ export class BrokerStore {
     for (let attempt = 0; attempt < CAS_ATTEMPTS; attempt++) {
       const { revision, clusters } = await this.#clusters();
       const existing = clusters.get(input.cluster_id);
-      const cluster: Cluster = { ...input, global_cidr: '' };
+      // a registration without labels keeps the cluster's (the gateway registers CIDRs, the policy
+      // controller publishes the labels, always with at least cluster.clusterset.k8s.io)
+      const labels = Object.keys(input.labels).length === 0 && existing !== undefined ? existing.cluster.labels : input.labels;
+      const cluster: Cluster = { ...input, labels, global_cidr: '' };
       const ops: IRequestOp[] = [];
       const compare: ICompare[] = [
         // no cluster was created or changed since we read them

@@ -5,16 +5,21 @@ import type { Command } from './command.ts';
 import { proxyModeOf } from './join-plan.ts';
 import { Kube, clusterBrokerClient, secretText, type Obj } from './kube-apply.ts';
 import { formatRows } from './show.ts';
+import { DEFAULT_SKEW_MS, clockFindings, clockSample, type ClockSample } from './diagnose-clock.ts';
+import { PROBE_NS, probeFrom, portFindings, type PortProbe } from './diagnose-ports.ts';
 
 /**
  * `isthmus diagnose --context A [--context B …]`: the clusterset's fsck, read-only. Per
  * cluster: joined, kube-proxy's mode, the CoreDNS stanza, an active gateway with every
  * cable connected, the certificate's expiry, a route agent on every node, the cables'
- * MTU; at the broker (through the first joined cluster's certificate): CIDR overlaps,
- * endpoints of clusters that are gone, members without a gateway. Each finding says what
- * to do; the exit code is 1 when any check fails.
+ * MTU; clock skew between the clusters and of nodes (diagnose-clock.ts); at the broker
+ * (through the first joined cluster's certificate): CIDR overlaps, endpoints of clusters
+ * that are gone, members without a gateway; and gateway ports reachable between the given
+ * clusters by probe (diagnose-ports.ts, the one part that makes something: a probe pod,
+ * deleted afterwards; --skip-probes leaves it out). Each finding says what to do; the exit
+ * code is 1 when any check fails.
  */
-const USAGE = 'isthmus diagnose [--context C]… [--kubeconfig F] [-o table|json|yaml]';
+const USAGE = 'isthmus diagnose [--context C]… [--kubeconfig F] [-o table|json|yaml] [--max-clock-skew S] [--skip-probes]';
 const NS = 'isthmus-system';
 
 export type Verdict = 'ok' | 'warn' | 'fail';
@@ -47,7 +52,9 @@ export function brokerFindings(clusters: readonly Cluster[], endpoints: readonly
   return out;
 }
 
-async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; client?: BrokerClient }> {
+interface Joined { readonly kube: Kube; readonly clusterId: string; readonly activeNode?: string }
+
+async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; client?: BrokerClient; joined?: Joined }> {
   const name = kube.context;
   const f: Finding[] = [];
   const add = (check: string, verdict: Verdict, detail: string): void => void f.push({ cluster: name, check, verdict, detail });
@@ -63,7 +70,8 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
     add('joined', 'fail', `not joined to a clusterset: run \`isthmus join broker-info.json --context ${name}\``);
     return { findings: f };
   }
-  add('joined', 'ok', `as ${cm.data?.['CLUSTER_ID'] ?? '?'}, broker ${cm.data?.['BROKER'] ?? '?'}`);
+  const clusterId = cm.data?.['CLUSTER_ID'] ?? '?';
+  add('joined', 'ok', `as ${clusterId}, broker ${cm.data?.['BROKER'] ?? '?'}`);
   const mode = proxyModeOf((await kube.read('v1', 'ConfigMap', 'kube-proxy', 'kube-system'))?.data?.['config.conf']);
   add('kube-proxy', mode === 'unknown' || mode === 'iptables' || mode === 'nftables' || mode === 'ipvs' ? 'ok' : 'warn', mode === 'unknown' ? 'mode unknown (no kube-system/kube-proxy ConfigMap)' : `mode ${mode}`);
   const corefile = (await kube.read('v1', 'ConfigMap', 'coredns', 'kube-system'))?.data?.['Corefile'];
@@ -90,33 +98,69 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
   const small = agents.flatMap((a) => (a.status?.remotes ?? []).filter((r) => r.mtu !== undefined && r.mtu < 1280).map((r) => `${a.metadata?.name ?? '?'}→${r.cluster} ${r.mtu ?? 0}`));
   if (small.length > 0) add('MTU', 'warn', `path MTU below 1280 (${small.join(', ')}): IPv6 and some TCP stacks suffer; raise the underlay MTU or use another cable driver`);
   const broker = await clusterBrokerClient(kube, 'diagnose', 5_000);
-  return { findings: f, ...(broker === undefined ? {} : { client: broker.client }) };
+  const joined: Joined = { kube, clusterId, ...(active?.metadata?.name === undefined ? {} : { activeNode: active.metadata.name }) };
+  return { findings: f, joined, ...(broker === undefined ? {} : { client: broker.client }) };
+}
+
+/** Gateway port probes between every pair of the given joined clusters (diagnose-ports.ts). */
+async function probeFindings(joined: readonly Joined[], endpoints: readonly Endpoint[]): Promise<Finding[]> {
+  const probes: PortProbe[] = [];
+  const out: Finding[] = [];
+  for (const j of joined) {
+    if (j.activeNode === undefined) continue;
+    const targets = endpoints.filter((e) => e.cluster_id !== j.clusterId && joined.some((o) => o.clusterId === e.cluster_id));
+    try {
+      probes.push(...await probeFrom(j.kube, { cluster: j.clusterId, node: j.activeNode }, targets, 60_000));
+    } catch (err) {
+      out.push({ cluster: j.kube.context, check: 'gateway ports', verdict: 'warn', detail: `the probe pod on ${j.activeNode} did not run (${messageOf(err)}): check that this user may create pods with hostNetwork in ${j.kube.context}, or pass --skip-probes` });
+    }
+  }
+  const last = new Map(endpoints.map((e) => [e.cluster_id, e]));
+  return [...out, ...portFindings(probes, last)];
 }
 
 async function run(argv: readonly string[]): Promise<number> {
-  const args = parseArgs(argv, new Set(['help']));
+  const args = parseArgs(argv, new Set(['help', 'skip-probes']));
   if (args.options.has('help')) {
-    process.stdout.write(`usage: ${USAGE}\n\n  Read-only checks of every given cluster and of the broker; each finding says what to do.\n`);
+    process.stdout.write(`usage: ${USAGE}\n\n  Checks every given cluster and the broker; each finding says what to do. Read-only but for the gateway port\n  probes between the given clusters (a host-network pod on each active gateway node, namespace ${PROBE_NS},\n  deleted afterwards), which --skip-probes leaves out. --max-clock-skew S: warn beyond S seconds between\n  clusters or a node and its apiserver (default ${DEFAULT_SKEW_MS / 1000}).\n`);
     return 0;
   }
   if (args.positionals.length > 0) throw usageError(`unexpected argument "${args.positionals[0] ?? ''}"`, USAGE);
   const format = optionRecord(args)['output'] ?? 'table';
   if (format !== 'table' && format !== 'json' && format !== 'yaml') throw usageError(`-o must be table, json or yaml, got ${JSON.stringify(format)}`, USAGE);
   const kubeconfig = optionRecord(args)['kubeconfig'];
+  const skewText = optionRecord(args)['maxClockSkew'] ?? String(DEFAULT_SKEW_MS / 1000);
+  const maxSkewMs = Number(skewText) * 1000;
+  if (!/^\d+(\.\d+)?$/.test(skewText) || maxSkewMs < 1000) throw usageError(`--max-clock-skew must be seconds, at least 1 (the apiservers' Date header counts whole seconds), got ${JSON.stringify(skewText)}`, USAGE);
+  const known = new Set(['output', 'kubeconfig', 'context', 'max-clock-skew', 'skip-probes', 'help']);
+  for (const k of args.options.keys()) if (!known.has(k)) throw usageError(`unknown option --${k}`, USAGE);
   const contexts = args.options.get('context') ?? [undefined];
   const findings: Finding[] = [];
   let client: BrokerClient | undefined;
+  const joined: Joined[] = [];
+  const clocks: ClockSample[] = [];
   for (const c of contexts) {
-    const r = await clusterFindings(Kube.load(kubeconfig, c)).catch((err: unknown) => ({ findings: [{ cluster: c ?? '(current)', check: 'kubeconfig', verdict: 'fail' as const, detail: messageOf(err) }], client: undefined }));
+    const r = await clusterFindings(Kube.load(kubeconfig, c)).catch((err: unknown) => ({ findings: [{ cluster: c ?? '(current)', check: 'kubeconfig', verdict: 'fail' as const, detail: messageOf(err) }], client: undefined, joined: undefined }));
     findings.push(...r.findings);
+    if (r.joined !== undefined) joined.push(r.joined);
     if (client === undefined) client = r.client;
     else r.client?.close();
   }
+  for (const j of joined) {
+    const s = await clockSample(j.kube).catch((err: unknown) => {
+      findings.push({ cluster: j.kube.context, check: 'clock skew', verdict: 'warn', detail: `could not read the clocks (${messageOf(err)}): check that this user may list Leases in kube-node-lease` });
+      return undefined;
+    });
+    if (s !== undefined) clocks.push(s);
+  }
+  findings.push(...clockFindings(clocks, maxSkewMs));
   if (client !== undefined) {
     try {
       const records = (await client.list(['CLUSTER', 'ENDPOINT'])).events;
       const clusters = records.filter((e) => e.kind === 'CLUSTER').map((e) => e.record as Cluster);
-      findings.push(...brokerFindings(clusters, records.filter((e) => e.kind === 'ENDPOINT').map((e) => e.record as Endpoint), clusters.some((c) => c.global_cidr !== '')));
+      const endpoints = records.filter((e) => e.kind === 'ENDPOINT').map((e) => e.record as Endpoint);
+      findings.push(...brokerFindings(clusters, endpoints, clusters.some((c) => c.global_cidr !== '')));
+      if (!args.options.has('skip-probes') && joined.length > 1) findings.push(...await probeFindings(joined, endpoints));
     } catch (err) {
       findings.push({ cluster: 'broker', check: 'reachable', verdict: 'fail', detail: `${isIsthmusError(err) ? err.message : messageOf(err)}: check that the broker runs and this machine reaches it` });
     } finally {

@@ -3,7 +3,10 @@ import * as assert from 'uvu/assert';
 import { ErrorCodes } from '../core/index.ts';
 import { errorCode } from '../core/testing.ts';
 import { createCA, issueCertificate } from '../core/index.ts';
-import { IPSEC_SECRET, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings } from './join-plan.ts';
+import {
+  IPSEC_SECRET, JOIN_RBAC, JOIN_WORKLOADS, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings,
+} from './join-plan.ts';
+import { cleanupPod } from './uninstall.ts';
 import { manifest, pick } from './kube-apply.ts';
 import { brokerDeployment, etcdStatefulSet, parseDuration } from './broker-deploy.ts';
 
@@ -52,7 +55,9 @@ test('the gateway ConfigMap and workloads of deploy/ filled in for one cluster, 
   assert.is(dep.spec.replicas, 3);
   const ra = (await manifest('route-agent/daemonset.yaml'))[0];
   assert.ok(ra);
-  for (const c of [...dep.spec.template.spec.containers, ...(workload(ra, settings) as typeof dep).spec.template.spec.containers]) {
+  const policy = (await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat().map((o) => workload(o, settings) as typeof dep);
+  assert.is(policy.length, 2);
+  for (const c of [...dep.spec.template.spec.containers, ...(workload(ra, settings) as typeof dep).spec.template.spec.containers, ...policy.flatMap((o) => o.spec.template.spec.containers)]) {
     assert.is(c.image, 'isthmus:test');
     const defined = new Set([...Object.keys(cm.data ?? {}), ...(c.env ?? []).map((e) => e.name)]);
     for (const a of c.args) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) assert.ok(defined.has(m[1] ?? ''), `${a}: ${m[1] ?? ''} is defined`);
@@ -89,6 +94,68 @@ test('gatewayCertsToIssue: a node with no, a foreign, a misnamed or an expiring 
   put('n5', { crt: cert(ca, 'n5.c2', 90).crt, key: '' });
   put('n6', { crt: 'garbage', key: 'x' });
   assert.equal(gatewayCertsToIssue(files, ['n1', 'n2', 'n3', 'n4', 'n5', 'n6', 'n7'], 'c2', ca.certPem), ['n2', 'n3', 'n4', 'n5', 'n6', 'n7']);
+});
+
+interface PodSpecOf { kind: string; metadata: { name: string }; spec: { replicas?: number; strategy?: { type: string }; template: { spec: {
+  serviceAccountName: string; hostNetwork?: boolean; tolerations?: unknown[]; volumes?: { secret?: { secretName: string } }[];
+  containers: { args: string[]; ports?: { containerPort: number }[]; securityContext?: { capabilities?: { add?: string[] } }; volumeMounts?: { mountPath: string }[] }[];
+} } } }
+
+test('the policy workloads: one controller with the broker certificate, an agent on every node of the host network with NET_ADMIN and its own metrics port', async () => {
+  const [controller, agent] = (await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat() as unknown as PodSpecOf[];
+  assert.ok(controller !== undefined && agent !== undefined);
+  assert.is(controller.kind, 'Deployment');
+  assert.is(controller.spec.replicas, 1);
+  assert.is(controller.spec.strategy?.type, 'Recreate', 'never two controllers publishing this cluster\'s records');
+  const cc = controller.spec.template.spec.containers[0];
+  assert.equal(cc?.args.slice(0, 2), ['policy', 'controller']);
+  assert.ok(cc?.args.includes('--broker-tls-dir=/etc/isthmus/broker'));
+  assert.equal(controller.spec.template.spec.volumes?.map((v) => v.secret?.secretName), ['isthmus-broker-client']);
+  assert.is(agent.kind, 'DaemonSet');
+  assert.is(agent.spec.template.spec.hostNetwork, true);
+  assert.ok((agent.spec.template.spec.tolerations ?? []).length > 0, 'on every node, tainted ones too');
+  const ac = agent.spec.template.spec.containers[0];
+  assert.equal(ac?.args.slice(0, 2), ['policy', 'agent']);
+  assert.not.ok(ac?.args.some((a) => a.startsWith('--audit-log')), 'the audit log goes to stdout');
+  assert.equal(ac?.securityContext?.capabilities?.add, ['NET_ADMIN', 'NET_RAW']);
+  assert.is(agent.spec.template.spec.volumes, undefined, 'no broker credential on the nodes');
+  // hostNetwork ports of the other node workloads: gateway 9464, route agent 9465
+  const hostPorts = new Set<number>();
+  for (const f of ['gateway/deployment.yaml', 'route-agent/daemonset.yaml', 'policy/agent.yaml']) {
+    for (const o of (await manifest(f)) as unknown as PodSpecOf[]) {
+      if (o.kind === 'ConfigMap' || o.spec.template.spec.hostNetwork !== true) continue;
+      for (const a of o.spec.template.spec.containers.flatMap((c) => c.args)) {
+        const port = /^--metrics=.*:(\d+)$/.exec(a)?.[1];
+        if (port === undefined) continue;
+        assert.not.ok(hostPorts.has(Number(port)), `${f}: port ${port} is free on the node`);
+        hostPorts.add(Number(port));
+      }
+    }
+  }
+  assert.equal([...hostPorts].sort(), [9464, 9465, 9466]);
+});
+
+test('join and uninstall agree: every workload join applies is stopped by uninstall, every ServiceAccount is in the RBAC join applies', async () => {
+  const files = ['gateway/deployment.yaml', 'route-agent/daemonset.yaml', 'mcs-api/deployment.yaml', ...POLICY_WORKLOADS];
+  const applied = (await Promise.all(files.map((f) => manifest(f)))).flat().filter((o) => o.kind !== 'ConfigMap');
+  assert.equal(applied.map((o) => `${o.kind ?? ''} ${o.metadata?.name ?? ''}`).sort(), JOIN_WORKLOADS.map(([, kind, name]) => `${kind} ${name}`).sort());
+  const accounts = new Set((await Promise.all(JOIN_RBAC.map((f) => manifest(f)))).flat().filter((o) => o.kind === 'ServiceAccount').map((o) => o.metadata?.name));
+  for (const o of applied as unknown as PodSpecOf[]) {
+    if (o.kind === 'Service') continue;
+    assert.ok(accounts.has(o.spec.template.spec.serviceAccountName), `${o.metadata.name}: ServiceAccount ${o.spec.template.spec.serviceAccountName} in ${JOIN_RBAC.join(', ')}`);
+  }
+});
+
+test('the cleanup pod: the route agent, the gateway and the policy agent each remove their state on the node', () => {
+  const pod = cleanupPod('c3-n1', 'isthmus:x', true, 'c3') as unknown as PodSpecOf & { spec: { nodeName: string; hostNetwork: boolean; containers: { name: string; image: string; args: string[] }[] } };
+  assert.is(pod.spec.nodeName, 'c3-n1');
+  assert.is(pod.spec.hostNetwork, true);
+  assert.equal(pod.spec.containers.map((c) => `${c.name}: ${c.args.join(' ')}`), [
+    'route-agent: route-agent --cleanup --node=c3-n1',
+    'gateway: gateway --cleanup --state-dir=/var/lib/isthmus/gateway/c3-n1 --private-sockets=true',
+    'policy-agent: policy agent --cleanup --cluster=c3 --node=c3-n1',
+  ]);
+  for (const c of pod.spec.containers) assert.is(c.image, 'isthmus:x');
 });
 
 test('etcd for 1 or 3 members on a PVC or an emptyDir; the broker with its replicas and options', async () => {

@@ -60,6 +60,21 @@ export function kubeadmSubnets(clusterConfiguration: string | undefined): { pod:
   return { pod: get('podSubnet'), service: get('serviceSubnet') };
 }
 
+/** The RBAC manifests of deploy/ that join applies, in order; uninstall removes the same. */
+export const JOIN_RBAC: readonly string[] = ['gateway/rbac.yaml', 'route-agent/rbac.yaml', 'mcs-api/rbac.yaml', 'policy/rbac.yaml', 'policy/cluster-properties-rbac.yaml'];
+
+/** The policy workloads of deploy/policy/ (the controller Deployment, the agent DaemonSet); they read the ConfigMap isthmus-gateway. */
+export const POLICY_WORKLOADS: readonly string[] = ['policy/controller.yaml', 'policy/agent.yaml'];
+
+/**
+ * The workloads join runs, as uninstall stops them (every one labelled
+ * app.kubernetes.io/name = its name): apiVersion, kind, name.
+ */
+export const JOIN_WORKLOADS: readonly (readonly [string, string, string])[] = [
+  ['apps/v1', 'Deployment', 'isthmus-gateway'], ['apps/v1', 'DaemonSet', 'isthmus-route-agent'], ['apps/v1', 'Deployment', 'isthmus-mcs'],
+  ['apps/v1', 'Deployment', 'isthmus-dns'], ['v1', 'Service', 'isthmus-dns'], ['apps/v1', 'Deployment', 'isthmus-policy-controller'], ['apps/v1', 'DaemonSet', 'isthmus-policy-agent'],
+];
+
 /** The ConfigMap the gateway and the route agents read (deploy/gateway/deployment.yaml). */
 export function gatewayConfigMap(base: Obj, s: JoinSettings): Obj {
   const o = structuredClone(base);

@@ -9,7 +9,7 @@ import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { readBrokerInfo, type BrokerInfo } from './broker-info.ts';
 import type { Command } from './command.ts';
 import {
-  IPSEC_SECRET, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings,
+  IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings,
 } from './join-plan.ts';
 import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, waitFor, type Obj } from './kube-apply.ts';
 
@@ -20,9 +20,10 @@ import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, wa
  * broker, as a dry run), then applies: CRDs, RBAC, this cluster's broker certificate
  * (its key is made here and stored first, so a join cut short re-uses it and the broker
  * hands the certificate out again), the ClusterProperty, the ConfigMaps, gateway labels,
- * the gateway Deployment, the route agent DaemonSet and the MCS controller with its DNS
- * server (which wires CoreDNS). Idempotent: a cluster that has its certificate skips the
- * token; re-running is how a cluster is upgraded. `--wait` follows the rollout and the
+ * the gateway Deployment, the route agent DaemonSet, the MCS controller with its DNS
+ * server (which wires CoreDNS), and the policy controller with its node agents.
+ * Idempotent: a cluster that has its certificate skips the token; re-running is how a
+ * cluster is upgraded. `--wait` follows the rollout and the
  * cables until every cable is connected.
  */
 const NS = 'isthmus-system';
@@ -32,7 +33,10 @@ const MIN_MINOR = 29;
 /** On a node whose gateway label join added (so uninstall takes it off again, and only there). */
 export const JOINED_LABEL_ANNOTATION = 'isthmus.dev/gateway-labelled-by';
 /** The CRDs join installs (deploy/crds/). */
-export const JOIN_CRDS = ['gateways.isthmus.dev', 'routeagents.isthmus.dev', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io', 'clusterproperties.about.k8s.io'] as const;
+export const JOIN_CRDS = [
+  'gateways.isthmus.dev', 'routeagents.isthmus.dev', 'serviceexports.multicluster.x-k8s.io', 'serviceimports.multicluster.x-k8s.io', 'clusterproperties.about.k8s.io',
+  'clustersetnetworkpolicies.isthmus.dev', 'policyagents.isthmus.dev',
+] as const;
 
 const schema = {
   kubeconfig: optionalStr('kubeconfig (default $KUBECONFIG, ~/.kube/config)'),
@@ -100,10 +104,11 @@ async function run(argv: readonly string[]): Promise<number> {
     publicIp: cfg.publicIp, natTraversal: cfg.natTraversal, privateSockets: facts.sandbox && driver === 'wireguard', gatewayReplicas: facts.gatewayNodes.length, image: cfg.image,
   };
   if (cfg.dryRun) {
-    say('\ndry run: nothing changed. `join` would apply: namespace isthmus-system, the CRDs of deploy/crds, the RBAC of the gateway, route agent and MCS API,');
+    say('\ndry run: nothing changed. `join` would apply: namespace isthmus-system, the CRDs of deploy/crds, the RBAC of the gateway, route agent, MCS API and policy,');
     say(`the Secret ${CLIENT_SECRET} (${facts.credentials === 'have' ? 'kept' : 'a new certificate through the token'}), the ClusterProperty, the ConfigMaps isthmus-gateway and isthmus-mcs,`);
     if (settings.cableDriver === 'ipsec') say(`the Secret ${IPSEC_SECRET} (an IPsec certificate for each gateway node: ${facts.gatewayNodes.join(', ')}),`);
-    say(`labels on ${facts.toLabel.join(', ') || '(no node)'}, the gateway Deployment (${settings.gatewayReplicas} replicas), the route agent DaemonSet, isthmus-mcs and isthmus-dns.`);
+    say(`labels on ${facts.toLabel.join(', ') || '(no node)'}, the gateway Deployment (${settings.gatewayReplicas} replicas), the route agent DaemonSet, isthmus-mcs, isthmus-dns,`);
+    say('the policy controller Deployment and the policy agent DaemonSet.');
     return 0;
   }
   await apply(kube, info, facts, settings, keyPem, say);
@@ -240,8 +245,8 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
     return true;
   }, 250);
   say(`✓ namespace ${NS} and ${crdFiles.length} CRDs`);
-  for (const f of ['gateway/rbac.yaml', 'route-agent/rbac.yaml', 'mcs-api/rbac.yaml']) for (const o of await manifest(f)) await kube.apply(o);
-  say('✓ RBAC of the gateway, the route agent and the MCS API');
+  for (const f of JOIN_RBAC) for (const o of await manifest(f)) await kube.apply(o);
+  say('✓ RBAC of the gateway, the route agent, the MCS API and the policy parts');
   if (facts.credentials !== 'have') {
     // the key first: a join cut short after the broker answered gets the same certificate again with it
     const keyPem = stored !== undefined && stored !== '' ? stored : generateKeyPair().keyPem;
@@ -267,7 +272,8 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
   await kube.apply(workload(pick(gw, 'Deployment', 'isthmus-gateway'), s));
   for (const o of await manifest('route-agent/daemonset.yaml')) await kube.apply(workload(o, s));
   for (const o of mcs.filter((x) => x.kind !== 'ConfigMap')) await kube.apply(o.kind === 'Deployment' ? workload(o, s) : o);
-  say(`✓ gateway Deployment (${s.gatewayReplicas} replica${s.gatewayReplicas === 1 ? '' : 's'}, ${s.cableDriver}), route agent DaemonSet, isthmus-mcs and isthmus-dns`);
+  for (const f of POLICY_WORKLOADS) for (const o of await manifest(f)) await kube.apply(workload(o, s));
+  say(`✓ gateway Deployment (${s.gatewayReplicas} replica${s.gatewayReplicas === 1 ? '' : 's'}, ${s.cableDriver}), route agent DaemonSet, isthmus-mcs, isthmus-dns, policy controller and policy agent DaemonSet`);
 }
 
 /**

@@ -1,17 +1,20 @@
 import { PatchStrategy, setHeaderOptions } from '@kubernetes/client-node';
 import { bool, int, optionalStr, str, validateConfig } from '../core/index.ts';
 import { withoutStanza } from '../mcs-api/corefile.ts';
+import { STATE_LABEL as POLICY_STATE_LABEL } from '../policy/state.ts';
 import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { JOINED_LABEL_ANNOTATION, JOIN_CRDS } from './join.ts';
+import { JOIN_RBAC, JOIN_WORKLOADS } from './join-plan.ts';
 import { Kube, clusterBrokerClient, manifest, waitFor, type Obj } from './kube-apply.ts';
 
 /**
  * `isthmus uninstall --context C`: everything `join` put into a cluster, out again, in an
  * order that leaves nothing behind: the workloads first (so no gateway publishes its
  * endpoint again), then on every node a cleanup pod that removes the route agent's
- * routes, rules and chains and the gateway's cable device and state
- * (`isthmus route-agent --cleanup`, `isthmus gateway --cleanup`), then the cluster's
+ * routes, rules and chains, the gateway's cable device and state and the policy agent's
+ * table (`isthmus route-agent --cleanup`, `isthmus gateway --cleanup`,
+ * `isthmus policy agent --cleanup`: its nftables table and iptables chains), then the cluster's
  * records at the broker (every other cluster drops its cable), the clusterset.local
  * stanza of CoreDNS, the gateway labels join added, the cluster-wide RBAC, the CRDs and
  * the namespace. A cluster that hosts the broker keeps it (and the namespace) unless
@@ -29,8 +32,8 @@ const schema = {
   timeout: int('seconds to wait for each step (default 120)', 120, 10, 3600),
 };
 
-/** The per-node cleanup pod. Pure. */
-export function cleanupPod(node: string, image: string, privateSockets: boolean): Obj {
+/** The per-node cleanup pod: one container per part that leaves state on a node. Pure. */
+export function cleanupPod(node: string, image: string, privateSockets: boolean, cluster: string): Obj {
   return {
     apiVersion: 'v1', kind: 'Pod',
     metadata: { name: `isthmus-cleanup-${node}`.slice(0, 63).replace(/[^a-z0-9-]/g, '-').replace(/-+$/, ''), namespace: NS, labels: { 'app.kubernetes.io/name': 'isthmus-cleanup', 'app.kubernetes.io/part-of': 'isthmus' } },
@@ -42,6 +45,8 @@ export function cleanupPod(node: string, image: string, privateSockets: boolean)
           name: 'gateway', image, args: ['gateway', '--cleanup', `--state-dir=/var/lib/isthmus/gateway/${node}`, `--private-sockets=${String(privateSockets)}`],
           securityContext: { capabilities: { add: ['NET_ADMIN'] } }, volumeMounts: [{ name: 'state', mountPath: '/var/lib/isthmus/gateway' }],
         },
+        // both backends' (nftables table ip isthmus-policy, iptables chain ISTHMUS-POLICY and its ipsets)
+        { name: 'policy-agent', image, args: ['policy', 'agent', '--cleanup', `--cluster=${cluster}`, `--node=${node}`], securityContext: { capabilities: { add: ['NET_ADMIN', 'NET_RAW'] } } },
       ],
       volumes: [{ name: 'state', hostPath: { path: '/var/lib/isthmus/gateway', type: 'DirectoryOrCreate' } }],
     },
@@ -64,26 +69,25 @@ async function run(argv: readonly string[]): Promise<number> {
   const hostsBroker = (await kube.read('apps/v1', 'Deployment', 'isthmus-broker', NS)) !== undefined;
 
   // 1. the workloads, and wait until their pods are gone
-  for (const [kind, name] of [['Deployment', 'isthmus-gateway'], ['DaemonSet', 'isthmus-route-agent'], ['Deployment', 'isthmus-mcs'], ['Deployment', 'isthmus-dns'], ['Service', 'isthmus-dns']] as const) {
-    await kube.remove(kind === 'Service' ? 'v1' : 'apps/v1', kind, name, NS);
-  }
-  const ours = 'app.kubernetes.io/name in (isthmus-gateway,isthmus-route-agent,isthmus-mcs,isthmus-dns)';
+  for (const [apiVersion, kind, name] of JOIN_WORKLOADS) await kube.remove(apiVersion, kind, name, NS);
+  const ours = `app.kubernetes.io/name in (${[...new Set(JOIN_WORKLOADS.map(([, , name]) => name))].join(',')})`;
   await waitFor('the Isthmus pods gone', timeoutMs, async () => ((await kube.list('v1', 'Pod', NS, ours)).length === 0 ? true : undefined));
-  say('✓ gateway, route agents, MCS controller and DNS server stopped');
+  say('✓ gateway, route agents, MCS controller, DNS server, policy controller and policy agents stopped');
 
   // 2. every node: routes, rules, chains, cable devices, gateway state
   const nodes = (await kube.core.listNode()).items.map((n) => n.metadata?.name ?? '').filter((n) => n !== '');
   if (gatewayCm !== undefined) {
     const privateSockets = gatewayCm.data?.['PRIVATE_SOCKETS'] === 'true';
+    const cluster = gatewayCm.data?.['CLUSTER_ID'] ?? 'unknown';
     for (const n of nodes) {
-      const pod = cleanupPod(n, cfg.image, privateSockets);
+      const pod = cleanupPod(n, cfg.image, privateSockets, cluster);
       await kube.remove('v1', 'Pod', pod.metadata?.name ?? '', NS);
       await waitFor(`the old cleanup pod on ${n} gone`, timeoutMs, async () => ((await kube.read('v1', 'Pod', pod.metadata?.name ?? '', NS)) === undefined ? true : undefined), 250);
       await kube.apply(pod);
     }
     const failed: string[] = [];
     for (const n of nodes) {
-      const name = cleanupPod(n, cfg.image, privateSockets).metadata?.name ?? '';
+      const name = cleanupPod(n, cfg.image, privateSockets, cluster).metadata?.name ?? '';
       const phase = await waitFor(`the cleanup on ${n}`, timeoutMs, async () => {
         const p = await kube.read<Obj & { status?: { phase?: string } }>('v1', 'Pod', name, NS);
         return p?.status?.phase === 'Succeeded' || p?.status?.phase === 'Failed' ? p.status.phase : undefined;
@@ -92,7 +96,7 @@ async function run(argv: readonly string[]): Promise<number> {
       else await kube.remove('v1', 'Pod', name, NS);
     }
     if (failed.length > 0) throw usageError(`the cleanup failed on ${failed.join(', ')}: fix what its log says and run uninstall again`, USAGE);
-    say(`✓ routes, rules, chains, cable devices and gateway state removed on ${nodes.join(', ')}`);
+    say(`✓ routes, rules, chains, cable devices, gateway state and policy tables removed on ${nodes.join(', ')}`);
   }
 
   // 3. the broker's records of this cluster
@@ -123,7 +127,7 @@ async function run(argv: readonly string[]): Promise<number> {
     if (n.metadata?.annotations?.[JOINED_LABEL_ANNOTATION] === undefined) continue;
     await kube.core.patchNode({ name: n.metadata.name ?? '', body: { metadata: { labels: { 'isthmus.dev/gateway-capable': null }, annotations: { [JOINED_LABEL_ANNOTATION]: null } } } }, merge);
   }
-  for (const f of ['gateway/rbac.yaml', 'route-agent/rbac.yaml', 'mcs-api/rbac.yaml']) {
+  for (const f of JOIN_RBAC) {
     for (const o of await manifest(f)) {
       if (o.kind === 'ClusterRole' || o.kind === 'ClusterRoleBinding') await kube.remove(o.apiVersion ?? '', o.kind, o.metadata?.name ?? '');
     }
@@ -134,9 +138,11 @@ async function run(argv: readonly string[]): Promise<number> {
     return true;
   }, 500);
   if (hostsBroker && !cfg.broker) {
-    for (const [kind, name] of [['Secret', 'isthmus-broker-client'], ['ConfigMap', 'isthmus-gateway'], ['ConfigMap', 'isthmus-mcs']] as const) await kube.remove('v1', kind, name, NS);
-    for (const o of [...await manifest('gateway/rbac.yaml'), ...await manifest('route-agent/rbac.yaml'), ...await manifest('mcs-api/rbac.yaml')]) {
-      if (o.metadata?.namespace === NS) await kube.remove(o.apiVersion ?? '', o.kind ?? '', o.metadata.name ?? '', NS);
+    for (const [kind, name] of [['Secret', 'isthmus-broker-client'], ['Secret', 'isthmus-gateway-ipsec'], ['ConfigMap', 'isthmus-gateway'], ['ConfigMap', 'isthmus-mcs']] as const) await kube.remove('v1', kind, name, NS);
+    // the policy controller's mirrored state (policy/state.ts: labelled isthmus.dev/policy-state)
+    for (const cm of await kube.list('v1', 'ConfigMap', NS, POLICY_STATE_LABEL)) await kube.remove('v1', 'ConfigMap', cm.metadata?.name ?? '', NS);
+    for (const f of JOIN_RBAC) {
+      for (const o of await manifest(f)) if (o.metadata?.namespace === NS) await kube.remove(o.apiVersion ?? '', o.kind ?? '', o.metadata.name ?? '', NS);
     }
     say(`✓ RBAC, CRDs and our objects removed; the broker stays in ${NS} (uninstall --broker removes it, which cuts every member off)`);
   } else {

@@ -1,12 +1,14 @@
 import { createHash } from 'node:crypto';
 import type { PolicyAction, PolicyPort } from '../core/broker-api/index.ts';
+import { DIGEST_SET, digestElement } from './delta.ts';
 import { peerMatches, type Resolved, type SourcePod } from './evaluate.ts';
 import { matches } from './selector.ts';
 
 /**
  * compile(resolved, pods) → the node's nftables ruleset for ClusterSetNetworkPolicy (pure
  * and deterministic: the same input gives the same text, so a reconcile with no change
- * sends nothing to the kernel — the digest in the table's comment tells).
+ * sends nothing to the kernel — the digest in the table's set `digest` tells; a change of
+ * set elements only is applied in place, see delta.ts).
  *
  * The table `ip isthmus-policy` holds one base chain on the forward hook. Only packets
  * whose source lies in a remote cluster's pod CIDRs (set `remote`) are looked at:
@@ -194,5 +196,5 @@ export function compile(input: CompileInput): Ruleset {
   const plan: Plan = { remoteCidrs: [...new Set(input.remoteCidrs)].sort(), sets: setList, audits: [...audit.keys()], rules, auditSeconds: input.auditSeconds ?? 60 };
   const body = nftBody(plan);
   const digest = createHash('sha256').update(body).digest('hex').slice(0, 16);
-  return { text: `table ip ${POLICY_TABLE} {\n  comment "isthmus policy ${digest}"\n${body}\n}\n`, digest, audit, rules: rules.length, elements, plan };
+  return { text: `table ip ${POLICY_TABLE} {\n  set ${DIGEST_SET} { type ipv4_addr; elements = { ${digestElement(digest)} } }\n${body}\n}\n`, digest, audit, rules: rules.length, elements, plan };
 }

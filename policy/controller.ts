@@ -2,8 +2,10 @@ import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, ty
 import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
 import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
 import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
+import { publishedClusterLabels, receivedClusterLabels, type ClusterPropertyLike } from './cluster-labels.ts';
 import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
 import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
+import { enforcement, enforcementText, nodeReport, type NodeReport } from './node-status.ts';
 import { GROUP, PLURAL, VERSION } from './ops.ts';
 import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from './state.ts';
 
@@ -18,8 +20,14 @@ import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from 
  *   node agents (state.ts). While the broker is unreachable the cache serves its last
  *   state, so the ConfigMaps and the enforcement keep theirs; changes made meanwhile are
  *   published and mirrored once it returns.
- * - Writes each local policy's status for this cluster: Accepted (with its namespaces),
- *   NotApplicable or Error (the message says what to fix).
+ * - Publishes this cluster's labels — its ClusterProperty objects (cluster-labels.ts) — in
+ *   its Cluster record (registered by the gateway, whose registrations keep them), so
+ *   cluster selectors match them; takes every member's labels validated (a hostile
+ *   member's are untrusted input).
+ * - Writes each local policy's status for this cluster: Accepted (with its namespaces, and
+ *   enforced on N of M nodes: M the schedulable nodes, N those whose PolicyAgent report
+ *   holds the policy at its current generation — node-status.ts), NotApplicable or Error
+ *   (the message says what to fix).
  *
  * Invariants: nothing is written before the informers and the broker cache have synced;
  * writes happen only when the value differs (no new broker revision, no apiserver
@@ -38,6 +46,10 @@ export interface PolicyControllerDeps {
   readonly clock?: Clock;
 }
 
+const AGENT_PLURAL = 'policyagents';
+type NodeLike = KubernetesObject & { spec?: { unschedulable?: boolean } };
+const PROPERTY = { group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties' } as const;
+
 type Cr = KubernetesObject & { spec?: unknown; status?: unknown; metadata?: { generation?: number } };
 
 export class PolicyController implements Service {
@@ -48,9 +60,11 @@ export class PolicyController implements Service {
   readonly #objects: CustomObjectsApi;
   readonly #core: CoreV1Api;
   readonly #cache: BrokerCache;
-  #informers: { policies: CachedInformer<KubernetesObject>; pods: CachedInformer<KubernetesObject>; namespaces: CachedInformer<KubernetesObject>; configMaps: CachedInformer<KubernetesObject> } | undefined;
+  #informers: Record<'policies' | 'pods' | 'namespaces' | 'configMaps' | 'agents' | 'nodes' | 'properties', CachedInformer<KubernetesObject>> | undefined;
   #loop: SyncLoop | undefined;
   readonly #statusWritten = new Map<string, string>();
+  /** What was logged last about the labels (skipped properties, refused label sets), so each is said once. */
+  #labelNotes = '';
 
   constructor(config: PolicyControllerConfig, deps: PolicyControllerDeps) {
     this.#c = config;
@@ -78,6 +92,20 @@ export class PolicyController implements Service {
       configMaps: createInformer<KubernetesObject>({
         ...common, name: 'configmaps', path: `/api/v1/namespaces/${ns}/configmaps`, labelSelector: STATE_LABEL,
         list: async () => asList(await this.#core.listNamespacedConfigMap({ namespace: ns, labelSelector: STATE_LABEL })),
+      }),
+      agents: createInformer<KubernetesObject>({
+        ...common, name: AGENT_PLURAL, path: `/apis/${GROUP}/${VERSION}/namespaces/${ns}/${AGENT_PLURAL}`,
+        // without the PolicyAgent CRD (an older install) every node counts as not reporting; the rest works
+        list: async () => asList(await this.#objects.listNamespacedCustomObject({ group: GROUP, version: VERSION, namespace: ns, plural: AGENT_PLURAL }).catch((err: unknown) => {
+          if ((err as { code?: number }).code === 404) return { items: [] };
+          throw err;
+        })),
+      }),
+      nodes: createInformer<KubernetesObject>({ ...common, name: 'nodes', path: '/api/v1/nodes', list: async () => asList(await this.#core.listNode()) }),
+      // the CRD clusterproperties.about.k8s.io must exist (join installs it)
+      properties: createInformer<KubernetesObject>({
+        ...common, name: 'clusterproperties', path: `/apis/${PROPERTY.group}/${PROPERTY.version}/${PROPERTY.plural}`,
+        list: async () => asList(await this.#objects.listClusterCustomObject(PROPERTY)),
       }),
     };
     this.#informers = informers;
@@ -118,8 +146,15 @@ export class PolicyController implements Service {
     // 2. this cluster's identities
     const sets = new Map(identitySets(own, inf.pods.cache.list() as PodLike[], namespaces).map((s) => [`${own}/${s.namespace}`, s]));
     await this.#sync('IDENTITY', sets, (s) => this.#d.broker.publishIdentities(s), (key) => this.#d.broker.withdrawIdentities(own, key.split('/')[1] ?? ''));
-    // 3. the clusterset's state for the node agents
-    const clusters = this.#cache.list('CLUSTER');
+    // 3. this cluster's labels, once the gateway has registered it; every member's labels validated
+    const notes = [...await this.#publishLabels(inf.properties.cache.list() as ClusterPropertyLike[])];
+    const clusters = this.#cache.list('CLUSTER').map((c) => {
+      const r = receivedClusterLabels(c.cluster_id, c.labels);
+      if (r.problem !== undefined) notes.push(`labels of ${c.cluster_id} refused: ${r.problem}`);
+      return { ...c, labels: { ...r.labels } };
+    });
+    this.#note(notes);
+    // 4. the clusterset's state for the node agents
     const cidrsOf = new Map(clusters.map((c) => [c.cluster_id, c.pod_cidrs]));
     const policies = this.#cache.list('POLICY').flatMap((p) => {
       try {
@@ -138,8 +173,36 @@ export class PolicyController implements Service {
       }
     });
     await this.#mirror(stateConfigMaps(own, clusters, policies, identities), inf.configMaps.cache.list() as ConfigMapLike[]);
-    // 4. status of the local policies, as this cluster receives them
-    await this.#statuses(inf.policies.cache.list() as Cr[], errors, clusters, policies, namespaces);
+    // 5. status of the local policies, as this cluster receives them, and on how many of its nodes they are enforced
+    const nodes = (inf.nodes.cache.list() as NodeLike[]).filter((n) => n.spec?.unschedulable !== true).map((n) => n.metadata?.name ?? '');
+    const reports = inf.agents.cache.list().flatMap((o) => nodeReport(o) ?? []);
+    await this.#statuses(inf.policies.cache.list() as Cr[], errors, clusters, policies, namespaces, { nodes, reports });
+  }
+
+  /**
+   * Re-registers this cluster with the labels of its ClusterProperties when its record at
+   * the broker has others; returns the properties left out, and why.
+   */
+  async #publishLabels(properties: readonly ClusterPropertyLike[]): Promise<readonly string[]> {
+    const own = this.#c.cluster;
+    const record = this.#cache.get('CLUSTER', own);
+    const { labels, skipped } = publishedClusterLabels(own, properties);
+    if (record === undefined || canonicalJson(record.labels) === canonicalJson(labels)) return skipped;
+    try {
+      await this.#d.broker.registerCluster({ cluster_id: own, pod_cidrs: record.pod_cidrs, service_cidrs: record.service_cidrs, labels: { ...labels } });
+      this.#d.logger.info({ labels }, 'cluster labels published');
+    } catch (err) {
+      this.#d.logger.warn({ err: messageOf(err) }, 'cluster labels not published (retried at the next resync)');
+    }
+    return skipped;
+  }
+
+  /** Logs the label notes when they differ from the last reconcile's (each problem said once, again if it comes back). */
+  #note(lines: readonly string[]): void {
+    const text = lines.join('\n');
+    if (this.#labelNotes === text) return;
+    this.#labelNotes = text;
+    for (const l of lines) this.#d.logger.warn(l);
   }
 
   /** Publishes what differs from the broker's copy, withdraws this cluster's records not desired. */
@@ -186,7 +249,8 @@ export class PolicyController implements Service {
     }
   }
 
-  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>, clusters: readonly Cluster[], policies: readonly Policy[], namespaces: readonly NamespaceLike[]): Promise<void> {
+  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>, clusters: readonly Cluster[], policies: readonly Policy[], namespaces: readonly NamespaceLike[],
+    fleet: { nodes: readonly string[]; reports: readonly NodeReport[] }): Promise<void> {
     const own = this.#c.cluster;
     const inputs: PolicyInput[] = policies.flatMap((p) => {
       try {
@@ -210,9 +274,12 @@ export class PolicyController implements Service {
       const key = `${own}/${ns}/${name}`;
       const error = errors.get(key);
       const st = resolved.status.get(key);
+      const on = enforcement(key, (o.metadata?.generation ?? 0) % 2 ** 32, fleet.nodes, fleet.reports);
+      const counts = { enforcedNodes: on.enforced, nodes: on.nodes };
       const entry = error !== undefined ? { cluster: own, state: 'Error', message: error }
-        : st === undefined ? { cluster: own, state: 'Accepted', message: 'published; waiting for the broker to send it back' }
-        : { cluster: own, state: st.state, message: st.errors.length > 0 ? st.errors.join('; ') : `governs ${st.namespaces.join(', ') || 'no namespace here'}` };
+        : st === undefined ? { cluster: own, state: 'Accepted', message: `published; waiting for the broker to send it back; ${enforcementText(on)}`, ...counts }
+        : st.state !== 'Accepted' ? { cluster: own, state: st.state, message: st.errors.length > 0 ? st.errors.join('; ') : 'not applied to this cluster' }
+        : { cluster: own, state: st.state, message: `governs ${st.namespaces.join(', ') || 'no namespace here'}; ${enforcementText(on)}`, ...counts };
       const text = JSON.stringify(entry);
       if (this.#statusWritten.get(key) === text) continue;
       try {

@@ -115,24 +115,28 @@ export function policyCrd(): Schema {
       },
     },
   };
+  return namespacedCrd({ kind: 'ClusterSetNetworkPolicy', plural: 'clustersetnetworkpolicies', shortName: 'csnp' }, [
+    { name: 'Default', type: 'string', jsonPath: '.spec.default' },
+  ], { type: 'object', required: ['spec'], properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec, status } });
+}
+
+/** An isthmus.dev/v1alpha1 namespaced CRD with a status subresource (pure). */
+function namespacedCrd(names: { kind: string; plural: string; shortName: string }, columns: readonly Schema[], schema: Schema): Schema {
   return {
     apiVersion: 'apiextensions.k8s.io/v1',
     kind: 'CustomResourceDefinition',
-    metadata: { name: 'clustersetnetworkpolicies.isthmus.dev' },
+    metadata: { name: `${names.plural}.isthmus.dev` },
     spec: {
       group: 'isthmus.dev',
       scope: 'Namespaced',
-      names: { kind: 'ClusterSetNetworkPolicy', listKind: 'ClusterSetNetworkPolicyList', plural: 'clustersetnetworkpolicies', singular: 'clustersetnetworkpolicy', shortNames: ['csnp'] },
+      names: { kind: names.kind, listKind: `${names.kind}List`, plural: names.plural, singular: names.kind.toLowerCase(), shortNames: [names.shortName] },
       versions: [{
         name: 'v1alpha1',
         served: true,
         storage: true,
         subresources: { status: {} },
-        additionalPrinterColumns: [
-          { name: 'Default', type: 'string', jsonPath: '.spec.default' },
-          { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' },
-        ],
-        schema: { openAPIV3Schema: { type: 'object', required: ['spec'], properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec, status } } },
+        additionalPrinterColumns: [...columns, { name: 'Age', type: 'date', jsonPath: '.metadata.creationTimestamp' }],
+        schema: { openAPIV3Schema: schema },
       }],
     },
   };
@@ -142,4 +146,37 @@ export const POLICY_CRD_FILE = 'clustersetnetworkpolicies.isthmus.dev.json';
 
 export function policyCrdText(): string {
   return JSON.stringify(policyCrd(), null, 2) + '\n';
+}
+
+/**
+ * The `PolicyAgent` CRD (isthmus.dev/v1alpha1, namespaced, one per node, named after it):
+ * what the node's policy agent has applied — each policy by key and generation, the
+ * ruleset's digest — or the error of its last apply (node-status.ts). Written by the agent,
+ * read by the controller for "enforced on N of M nodes".
+ */
+export function policyAgentCrd(): Schema {
+  const status: Schema = {
+    type: 'object',
+    properties: {
+      filter: { type: 'string', description: 'nftables or iptables' },
+      digest: { type: 'string', description: 'digest of the ruleset in the kernel (empty: none applied yet)' },
+      applied: {
+        type: 'array',
+        description: 'the policies the node\'s ruleset enforces, by record key (cluster/namespace/name) and generation',
+        items: { type: 'object', required: ['policy', 'generation'], properties: { policy: { type: 'string' }, generation: { type: 'integer', minimum: 0 } } },
+      },
+      error: { type: 'string', maxLength: 32768, description: 'why the last apply failed (empty: it succeeded)' },
+      summary: { type: 'string' },
+    },
+  };
+  return namespacedCrd({ kind: 'PolicyAgent', plural: 'policyagents', shortName: 'pa' }, [
+    { name: 'Filter', type: 'string', jsonPath: '.status.filter' },
+    { name: 'Summary', type: 'string', jsonPath: '.status.summary' },
+  ], { type: 'object', properties: { apiVersion: { type: 'string' }, kind: { type: 'string' }, metadata: { type: 'object' }, spec: { type: 'object', properties: { nodeName: { type: 'string' } } }, status } });
+}
+
+export const POLICY_AGENT_CRD_FILE = 'policyagents.isthmus.dev.json';
+
+export function policyAgentCrdText(): string {
+  return JSON.stringify(policyAgentCrd(), null, 2) + '\n';
 }

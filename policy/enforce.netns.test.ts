@@ -100,8 +100,8 @@ for (const backend of ['nftables', 'iptables'] as const) {
 
   test(`${backend}: c2 web/frontend reaches backend:8080 only; c3, another namespace of c2, port 9090 are dropped; non-remote sources unaffected`, async () => {
     const r = rulesetFor(remote('frontend'));
-    assert.is(await table().set(r), true);
-    assert.is(await table().set(r), false, 'the same ruleset again changes nothing');
+    assert.is(await table().set(r), 'replaced');
+    assert.is(await table().set(r), 'unchanged', 'the same ruleset again changes nothing');
     assert.ok(connects('10.2.0.5', 8080), 'c2 web/frontend → 8080');
     assert.not.ok(connects('10.2.0.5', 9090), 'c2 web/frontend → 9090');
     assert.not.ok(connects('10.2.0.6', 8080), 'c2 shop/frontend → 8080');
@@ -122,26 +122,38 @@ for (const backend of ['nftables', 'iptables'] as const) {
   });
 
   test(`${backend}: a pod relabelled in c2 loses access at the next apply`, async () => {
-    assert.is(await table().set(rulesetFor(remote('batch'))), true);
+    assert.is(await table().set(rulesetFor(remote('batch'))), 'replaced', 'no source left for the rule: another shape');
     assert.not.ok(connects('10.2.0.5', 8080));
-    assert.is(await table().set(rulesetFor(remote('frontend'))), true);
+    assert.is(await table().set(rulesetFor(remote('frontend'))), 'replaced');
+    assert.ok(connects('10.2.0.5', 8080));
+  });
+
+  test(`${backend}: a namespace relabelled in c2 is updated in place (set elements only) and the verdicts follow`, async () => {
+    const shopIsWeb = remote('frontend').map((p) => (p.ip === '10.2.0.6' ? { ...p, source: { ...p.source, namespaceLabels: { team: 'web' } } } : p));
+    assert.not.ok(connects('10.2.0.6', 8080), 'before: c2 shop is not team web');
+    assert.is(await table().set(rulesetFor(shopIsWeb)), 'updated');
+    assert.is(await table().current(), rulesetFor(shopIsWeb).digest, 'the kernel holds the new digest');
+    assert.ok(connects('10.2.0.6', 8080), 'c2 shop/frontend now allowed');
+    assert.ok(connects('10.2.0.5', 8080), 'c2 web/frontend still allowed');
+    assert.is(await table().set(rulesetFor(remote('frontend'))), 'updated');
+    assert.not.ok(connects('10.2.0.6', 8080), 'and refused again');
     assert.ok(connects('10.2.0.5', 8080));
   });
 
   test(`${backend}: an admitted flow outlives its rule (conntrack) unless flows are cut: then its next packet is dropped`, async () => {
     const runner = new NetnsRunner(new SystemRunner(), L().ns.node);
-    assert.is(await table().set(rulesetFor(remote('frontend'))), false);
+    assert.is(await table().set(rulesetFor(remote('frontend'))), 'unchanged');
     const kept = stream('10.2.0.5');
     try {
       assert.ok(await kept.echoes('one'), 'admitted');
-      assert.is(await table().set(rulesetFor(remote('batch'))), true);
+      assert.is(await table().set(rulesetFor(remote('batch'))), 'replaced');
       assert.ok(await kept.echoes('two'), 'established: still passes');
       await cutRemoteFlows(runner, ['10.2.0.0/16', '10.3.0.0/16']);
       assert.not.ok(await kept.echoes('three'), 'cut: its next packet meets the new rules');
     } finally {
       kept.close();
     }
-    assert.is(await table().set(rulesetFor(remote('frontend'))), true);
+    assert.is(await table().set(rulesetFor(remote('frontend'))), 'replaced');
     const again = stream('10.2.0.5');
     try {
       assert.ok(await again.echoes('four'));

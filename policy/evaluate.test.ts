@@ -21,7 +21,7 @@ const view = (policies: PolicyInput[], extra: Partial<ReceiverView> = {}): Recei
 });
 
 const src = (cluster: string, namespace: string, app: string, nsLabels: Record<string, string> = { team: 'web' }): SourcePod => ({ cluster, namespace, namespaceLabels: nsLabels, pod: `${app}-1`, labels: { app } });
-const flow = (source: SourcePod, port = 8080, dst = { namespace: 'backend', pod: 'backend-1', labels: { app: 'backend' } }, protocol: Flow['protocol'] = 'TCP'): Flow => ({ source, destination: dst, protocol, port });
+const flow = (source: SourcePod, port = 8080, dst: Flow['destination'] = { namespace: 'backend', pod: 'backend-1', labels: { app: 'backend' } }, protocol: Flow['protocol'] = 'TCP'): Flow => ({ source, destination: dst, protocol, port });
 
 const table: [string, PolicyInput[], Flow, 'Allow' | 'Deny', string | undefined][] = [
   ['c2 frontend → backend:8080 allowed by the rule', [backendOnly], flow(src('c2', 'web', 'frontend')), 'Allow', 'frontend'],

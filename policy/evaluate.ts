@@ -25,6 +25,8 @@ export interface PolicyInput {
   readonly namespace: string;
   readonly name: string;
   readonly spec: PolicySpec;
+  /** metadata.generation of the source object (the record's), for "enforced on N of M nodes". */
+  readonly generation?: number;
 }
 
 export interface NamespaceInfo {

@@ -1,6 +1,7 @@
 import { CoreV1Api, CustomObjectsApi, loadAllYaml, type KubeConfig } from '@kubernetes/client-node';
 import { ErrorCodes, IsthmusError, messageOf } from '../core/index.ts';
 import { validatePolicySpec, type PolicyProtocol } from '../core/broker-api/index.ts';
+import { publishedClusterLabels, type ClusterPropertyLike } from './cluster-labels.ts';
 import { AUTHORS_ANNOTATION, evaluate, resolve, type NamespaceInfo, type PolicyInput, type Verdict } from './evaluate.ts';
 
 /**
@@ -89,7 +90,17 @@ export async function testFlow(base: KubeConfig, from: PodRef, to: PodRef, proto
     const authors = n.metadata?.annotations?.[AUTHORS_ANNOTATION];
     return { name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {}, authors: authors === undefined ? undefined : authors.split(',').map((s) => s.trim()).filter((s) => s !== '') };
   });
-  const resolved = resolve({ cluster: to.cluster, clusterLabels: new Map(members.map((m) => [m, {}])), namespaces, policies });
+  // each member's labels as its policy controller publishes them: from its ClusterProperties
+  const clusterLabels = new Map<string, Readonly<Record<string, string>>>();
+  for (const m of members) {
+    const props = await forContext(base, m).makeApiClient(CustomObjectsApi).listClusterCustomObject({ group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties' })
+      .then((l) => ((l as { items?: ClusterPropertyLike[] }).items ?? []), (err: unknown) => {
+        invalid.push(`${m}: ClusterProperties not read (${messageOf(err)}); only its id label is used`);
+        return [];
+      });
+    clusterLabels.set(m, publishedClusterLabels(m, props).labels);
+  }
+  const resolved = resolve({ cluster: to.cluster, clusterLabels, namespaces, policies });
   const verdict = evaluate(resolved, {
     source: { cluster: from.cluster, namespace: from.namespace, namespaceLabels: srcNs.metadata?.labels ?? {}, pod: from.pod, labels: srcPod.metadata?.labels ?? {} },
     destination: { namespace: to.namespace, pod: to.pod, labels: dstPod.metadata?.labels ?? {} },

@@ -34,7 +34,8 @@ const policy: Policy = { cluster_id: 'c1', namespace: 'backend', name: 'p', spec
 function configMaps(extra: ConfigMapLike[] = []): ConfigMapLike[] {
   const sets = identitySets('c2', [pod('web', 'f-1', '10.2.0.5', { app: 'frontend' })], []);
   const own = identitySets('c1', [pod('backend', 'b', '10.1.0.5', { app: 'backend' })], []);
-  return [...stateConfigMaps('c1', clusters, [policy], [...sets, ...own])].map(([name, v]) => ({ metadata: { name, labels: { [STATE_LABEL]: v.kind } }, data: v.data })).concat(extra);
+  const maps: ConfigMapLike[] = [...stateConfigMaps('c1', clusters, [policy], [...sets, ...own])].map(([name, v]) => ({ metadata: { name, labels: { [STATE_LABEL]: v.kind } }, data: v.data }));
+  return [...maps, ...extra];
 }
 
 test('state: the controller\'s ConfigMaps read back by an agent; own identities are not mirrored', () => {
@@ -74,6 +75,16 @@ test('state: each record validated again at the agent; a bad one is left out and
   assert.is(badPolicy.policies.length, 1);
   assert.match(badPolicy.problems[0] ?? '', /policy c1\/backend\/p: spec\.default/);
   assert.match(readState('c1', []).problems[0] ?? '', /clusters\.json is missing/);
+});
+
+test('state: cluster labels validated again at the agent, the id label always the record\'s; a bad set leaves only the id', () => {
+  const hostile = [
+    { cluster_id: 'c2', pod_cidrs: ['10.2.0.0/16'], labels: { 'cluster.clusterset.k8s.io': 'c1', tier: 'prod' } },
+    { cluster_id: 'c3', pod_cidrs: ['10.3.0.0/16'], labels: { tier: 'x'.repeat(64) } },
+  ];
+  const s = readState('c1', [{ metadata: { name: CLUSTERSET_CONFIGMAP }, data: { 'clusters.json': JSON.stringify(hostile), 'policies.json': '[]' } }]);
+  assert.equal(s.clusters.map((c) => c.labels), [{ 'cluster.clusterset.k8s.io': 'c2', tier: 'prod' }, { 'cluster.clusterset.k8s.io': 'c3' }]);
+  assert.match(s.problems.join('\n'), /cluster c3 labels\[tier\]: .* is not a label value/);
 });
 
 test('canonical JSON: the same record whatever order its fields were decoded in', () => {

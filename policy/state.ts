@@ -1,5 +1,8 @@
 import { ErrorCodes, IsthmusError, cidrContains, messageOf, parseCidr } from '../core/index.ts';
-import { validateIdentitySet, validatePolicyRecord, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
+// not via core/broker-api/index.ts, which loads gRPC: the node agent reads this state too
+import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
+import type { Cluster, IdentitySet, Policy } from '../core/broker-api/types.ts';
+import { receivedClusterLabels } from './cluster-labels.ts';
 import type { PolicyInput } from './evaluate.ts';
 import type { RemotePod } from './compile.ts';
 
@@ -86,7 +89,9 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[], mem
         const cidrs = Array.isArray(o.pod_cidrs) ? o.pod_cidrs.map((x) => String(x)) : [];
         cidrs.forEach((x) => parseCidr(x));
         if (typeof o.cluster_id !== 'string' || !/^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(o.cluster_id)) throw new Error('bad cluster id');
-        return [{ cluster_id: o.cluster_id, pod_cidrs: cidrs, labels: (typeof o.labels === 'object' && o.labels !== null ? o.labels : {}) as Record<string, string> }];
+        const labels = receivedClusterLabels(o.cluster_id, o.labels);
+        if (labels.problem !== undefined) problems.push(labels.problem);
+        return [{ cluster_id: o.cluster_id, pod_cidrs: cidrs, labels: labels.labels }];
       } catch (err) {
         problems.push(`cluster ${String(o.cluster_id)}: ${messageOf(err)}`);
         return [];
@@ -96,7 +101,7 @@ export function readState(own: string, configMaps: readonly ConfigMapLike[], mem
     for (const p of Array.isArray(rawPolicies) ? rawPolicies : []) {
       try {
         const { record, spec } = validatePolicyRecord(p);
-        policies.push({ key: `${record.cluster_id}/${record.namespace}/${record.name}`, cluster: record.cluster_id, namespace: record.namespace, name: record.name, spec });
+        policies.push({ key: `${record.cluster_id}/${record.namespace}/${record.name}`, cluster: record.cluster_id, namespace: record.namespace, name: record.name, spec, generation: record.generation });
       } catch (err) {
         const o = p as { cluster_id?: unknown; namespace?: unknown; name?: unknown };
         problems.push(`policy ${String(o.cluster_id)}/${String(o.namespace)}/${String(o.name)}: ${messageOf(err)}`);

@@ -1,6 +1,8 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { POLICY_CRD_FILE, policyCrdText } from './crd.ts';
+import { POLICY_AGENT_CRD_FILE, POLICY_CRD_FILE, policyAgentCrdText, policyCrdText } from './crd.ts';
 
-/** Writes the ClusterSetNetworkPolicy CRD to deploy/crds/ (run from the checkout: `node policy/write-crd.ts`). */
-writeFileSync(join(import.meta.dirname, '..', 'deploy', 'crds', POLICY_CRD_FILE), policyCrdText());
+/** Writes the ClusterSetNetworkPolicy and PolicyAgent CRDs to deploy/crds/ (run from the checkout: `node policy/write-crd.ts`). */
+const dir = join(import.meta.dirname, '..', 'deploy', 'crds');
+writeFileSync(join(dir, POLICY_CRD_FILE), policyCrdText());
+writeFileSync(join(dir, POLICY_AGENT_CRD_FILE), policyAgentCrdText());

@@ -18,7 +18,7 @@ if [ ${#missing[@]} -eq 0 ]; then
   exit 0
 fi
 
-command -v go >/dev/null || { echo "Go (>= 1.21, which fetches the toolchain Kubernetes $version asks for from the Go module proxy) is needed to build Kubernetes $version: install it and run ./setup again" >&2; exit 1; }
+command -v go >/dev/null || { echo "Go (>= 1.21, which fetches the toolchain Kubernetes $version asks for from the Go module proxy) is needed to build Kubernetes $version: run ./setup, which provides it (scripts/go-toolchain.sh)" >&2; exit 1; }
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 cd "$work"

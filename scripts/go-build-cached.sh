@@ -26,7 +26,7 @@ if [ -x "$bin" ]; then
 fi
 
 command -v go >/dev/null || {
-  echo "Go (>= 1.21, which fetches the toolchain $name $version asks for from the Go module proxy) is needed to build $name $version: install it and run ./setup again" >&2
+  echo "Go (>= 1.21, which fetches the toolchain $name $version asks for from the Go module proxy) is needed to build $name $version: run ./setup, which provides it (scripts/go-toolchain.sh)" >&2
   exit 1
 }
 

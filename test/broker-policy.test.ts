@@ -85,6 +85,19 @@ test('an invalid spec is refused with the field named', async () => {
   await refusedWith(c1.publishPolicy({ cluster_id: 'c1', namespace: 'backend', name: 'bad', spec: '{', generation: 1 }), ErrorCodes.INVALID_ARGUMENT, /spec is not JSON/);
 });
 
+test('cluster labels: published by a registration, kept by one without labels (the gateway\'s), replaced by the next; bad ones refused', async () => {
+  const labelsOf = async (): Promise<Record<string, string> | undefined> => (await c1.list(['CLUSTER'])).events.map((e) => e.record).flatMap((r) => ('pod_cidrs' in r && 'global_cidr' in r && r.cluster_id === 'c2' ? [r.labels] : []))[0];
+  const cidrs = { cluster_id: 'c2', pod_cidrs: ['10.2.0.0/16'], service_cidrs: ['10.102.0.0/16'] };
+  await c2.registerCluster({ ...cidrs, labels: { 'cluster.clusterset.k8s.io': 'c2', tier: 'gold' } });
+  assert.equal(await labelsOf(), { 'cluster.clusterset.k8s.io': 'c2', tier: 'gold' });
+  await c2.registerCluster(cidrs);
+  assert.equal(await labelsOf(), { 'cluster.clusterset.k8s.io': 'c2', tier: 'gold' }, 'a registration without labels keeps them');
+  await c2.registerCluster({ ...cidrs, labels: { 'cluster.clusterset.k8s.io': 'c2' } });
+  assert.equal(await labelsOf(), { 'cluster.clusterset.k8s.io': 'c2' });
+  await refusedWith(c2.registerCluster({ ...cidrs, labels: { tier: 'a b' } }), ErrorCodes.INVALID_ARGUMENT, /labels\[tier\]: value is not valid/);
+  await refusedWith(c2.registerCluster({ ...cidrs, labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }), ErrorCodes.INVALID_ARGUMENT, /labels has 65 entries; at most 64/);
+});
+
 test('unregistering a cluster removes its policies and identities', async () => {
   await c2.publishIdentities(identities());
   await c2.publishPolicy({ cluster_id: 'c2', namespace: 'web', name: 'p', spec, generation: 1 });

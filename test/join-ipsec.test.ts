@@ -43,7 +43,7 @@ test('broker deploy --cable-driver ipsec; join c1 and c2 --wait: an IPsec certif
     assert.match(r.stdout, new RegExp(`IPsec certificates for ${c}-n1\\.${c} from the broker`));
     assert.match(r.stdout, /gateway Deployment \(1 replica, ipsec\)/);
     const secret = JSON.parse(await k(c, ['-n', 'isthmus-system', 'get', 'secret', 'isthmus-gateway-ipsec', '-o', 'json'])) as { data: Record<string, string> };
-    assert.equal(Object.keys(secret.data).sort(), ['ca.crt', `${c}-n1.crt`, `${c}-n1.key`]);
+    assert.equal(Object.keys(secret.data).sort(), [`${c}-n1.crt`, `${c}-n1.key`, 'ca.crt']);
     const cert = certificateInfo(Buffer.from(secret.data[`${c}-n1.crt`] ?? '', 'base64').toString());
     assert.is(cert.commonName, `${c}-n1.${c}`);
     assert.equal(cert.organizations, ['isthmus:gateway']);

@@ -1,8 +1,9 @@
 // e2e, needs root: what a user runs, on the sandbox, with real parts only — `isthmus broker
 // deploy` in c1 (etcd StatefulSet and broker Deployment as pods of the sandbox kubelet, from
 // deploy/broker/), `isthmus broker token` per cluster, `isthmus join --wait` of c1, c2 and c3
-// (c3 behind NAT): the gateway Deployment, route agent DaemonSet, MCS controller and DNS from
-// deploy/, run as pods. Then a pod on a non-gateway node of c1 reaches a pod and a Service of
+// (c3 behind NAT): the gateway Deployment, route agent DaemonSet, MCS controller and DNS, the
+// policy controller and the policy agent DaemonSet from deploy/, run as pods; a
+// ClusterSetNetworkPolicy enforced by them, its flows in the agents' logs. Then a pod on a non-gateway node of c1 reaches a pod and a Service of
 // c2 and c3 by IP, and an exported Service by its clusterset.local name, answered by both.
 // Bad input, each refused with what to do and nothing applied: a missing file, a file others
 // can read, a foreign CA, a tampered token, a spent token, an expired token, a cluster id
@@ -153,6 +154,54 @@ test('a pod on a non-gateway node of c1 reaches pods and Services of c2 and c3, 
   }, 90_000);
 });
 
+/** curl from the first demo pod of cluster `c` to `url`: the answer's cluster, or undefined when refused. */
+async function curlFrom(c: string, url: string): Promise<string | undefined> {
+  const pod = (await k(c, ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'jsonpath={.items[0].metadata.name}'])).trim();
+  const r = await isthmus(['sandbox', 'exec', c, pod, '-n', 'demo', '--', 'curl', '-sS', '--max-time', '2', url], env);
+  return r.code === 0 ? (JSON.parse(r.stdout) as { cluster: string }).cluster : undefined;
+}
+
+interface AuditLine { verdict: string; policy: string; rule: string; source: { cluster: string; namespace: string }; destination: { namespace: string; port: number } }
+
+test('policy as join deployed it: the controller and an agent on every node; a policy in c1 lets the clusters labelled region eu (c2, by its ClusterProperty) in and refuses c3, each flow in an agent\'s stdout', async () => {
+  for (const c of ['c1', 'c2', 'c3']) {
+    await k(c, ['-n', 'isthmus-system', 'rollout', 'status', 'deployment/isthmus-policy-controller', '--timeout=90s']);
+    await k(c, ['-n', 'isthmus-system', 'rollout', 'status', 'daemonset/isthmus-policy-agent', '--timeout=90s']);
+  }
+  for (const n of ['isb-c3-n1', 'isb-c3-n2']) {
+    await eventually(`${n}: the policy table`, async () => (execFileSync('ip', ['netns', 'exec', n, 'nft', 'list', 'tables'], { encoding: 'utf8' }).includes('isthmus-policy') ? true : undefined), 30_000);
+  }
+  const target = (await k('c1', ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'jsonpath={.items[0].status.podIP}'])).trim();
+  const url = `http://${target}:8080/policy`;
+  // c2 says it is in region eu (a ClusterProperty, published as its label); the policy selects clusters by labels only
+  await k('c2', ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'region.example.com' }, spec: { value: 'eu' } }));
+  await k('c1', ['apply', '-f', '-'], JSON.stringify({
+    apiVersion: 'isthmus.dev/v1alpha1', kind: 'ClusterSetNetworkPolicy', metadata: { name: 'from-c2', namespace: 'demo' },
+    spec: {
+      appliedTo: { podSelector: { matchLabels: { app: 'echo' } }, clusters: { selector: { matchLabels: { 'cluster.clusterset.k8s.io': 'c1' } } } },
+      ingress: [{ name: 'c2', priority: 10, action: 'Allow', from: [{ clusters: { selector: { matchLabels: { 'region.example.com': 'eu' } } } }] }],
+      default: 'Deny',
+    },
+  }));
+  await eventually('c3 refused', async () => ((await curlFrom('c3', url)) === undefined ? true : undefined), 30_000);
+  await eventually('c2 admitted', async () => ((await curlFrom('c2', url)) === 'c1' ? true : undefined), 30_000);
+  const audit = await eventually('both flows in the agents\' logs', async () => {
+    const out = await k('c1', ['-n', 'isthmus-system', 'logs', '-l', 'app.kubernetes.io/name=isthmus-policy-agent', '--tail=-1']);
+    const lines = out.split('\n').flatMap((l) => {
+      try {
+        const o = JSON.parse(l) as Partial<AuditLine>;
+        return o.verdict !== undefined && o.source !== undefined && o.destination?.namespace === 'demo' && o.destination.port === 8080 ? [`${o.verdict} ${o.policy ?? ''} ${o.rule ?? ''} ${o.source.cluster}/${o.source.namespace}`] : [];
+      } catch {
+        return []; // not an audit line
+      }
+    });
+    return lines.includes('Allow c1/demo/from-c2 c2 c2/demo') && lines.includes('Deny c1/demo/from-c2 default c3/demo') ? lines : undefined;
+  }, 30_000);
+  assert.ok(audit.length >= 2);
+  await k('c1', ['-n', 'demo', 'delete', 'clustersetnetworkpolicy', 'from-c2']);
+  await eventually('c3 admitted again', async () => ((await curlFrom('c3', url)) === 'c1' ? true : undefined), 30_000);
+});
+
 test('join again is idempotent: the certificate is kept, no token needed; a cluster cannot join as another', async () => {
   const again = ok(await cli(joinArgs(f('c2.json'), 'c2', ['--wait'])), 'join c2 again');
   assert.match(again.stdout, /holds its certificate for c2 already/);
@@ -222,6 +271,7 @@ test('uninstall c3: nothing of ours left (namespace, CRDs, RBAC, CoreDNS stanza,
     assert.is((await node(['ip', 'route', 'show', 'table', '230'])).trim(), '', `${n}: table 230 empty`);
     assert.not.match(await node(['nft', 'list', 'tables']), /isthmus/, `${n}: no nftables table of ours`);
     assert.not.match(await node(['ip', '-o', 'addr', 'show', 'dev', 'lo']), /10\.3\./, `${n}: no health check address of ours on lo`);
+    assert.not.match(await node(['iptables', '-S']), /ISTHMUS/, `${n}: no iptables chain of ours`);
   }
   const nets = ok(await cli(['show', 'networks', '--context', 'c1', '-o', 'json']), 'show networks');
   assert.equal((JSON.parse(nets.stdout) as { cluster: string }[]).map((c) => c.cluster).sort(), ['c1', 'c2']);

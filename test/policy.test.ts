@@ -86,12 +86,17 @@ test('a policy applied in c1 lets c2 web/frontend into backend:8080 only', async
   await expectReach('c2/web/frontend', 9090, false);
   // inside c1 nothing is governed
   assert.ok(await reaches({ ...dp.pod('c1', 0), ns: 'demo' }, 9090));
-  const status = await eventually('the policy\'s status', async () => {
-    const o = JSON.parse(await cs.kubectl('c1', ['-n', 'backend', 'get', 'clustersetnetworkpolicy', 'frontend-in', '-o', 'json'])) as { status?: { clusters?: { cluster: string; state: string; message?: string }[] } };
+  // enforced on N of M nodes: M the schedulable nodes of c1, N those whose agent reports the policy at its generation
+  const nodes = (await cs.kubectl('c1', ['get', 'nodes', '-o', 'name'])).trim().split('\n').length;
+  const status = await eventually('the policy\'s status: enforced on every node', async () => {
+    const o = JSON.parse(await cs.kubectl('c1', ['-n', 'backend', 'get', 'clustersetnetworkpolicy', 'frontend-in', '-o', 'json'])) as { status?: { clusters?: { cluster: string; state: string; message?: string; enforcedNodes?: number; nodes?: number }[] } };
     const c = o.status?.clusters;
-    return c !== undefined && c[0]?.message?.startsWith('governs') === true ? c : undefined;
+    return c !== undefined && c[0]?.enforcedNodes === nodes ? c : undefined;
   }, 20_000);
-  assert.equal(status.map((c) => `${c.cluster} ${c.state} ${c.message ?? ''}`), ['c1 Accepted governs backend']);
+  assert.equal(status.map((c) => `${c.cluster} ${c.state} ${c.message ?? ''} ${c.enforcedNodes ?? '-'}/${c.nodes ?? '-'}`), [`c1 Accepted governs backend; enforced on ${nodes} of ${nodes} nodes ${nodes}/${nodes}`]);
+  const reports = JSON.parse(await cs.kubectl('c1', ['-n', 'isthmus-system', 'get', 'policyagents.isthmus.dev', '-o', 'json'])) as { items: { metadata: { name: string }; status?: { applied?: { policy: string; generation: number }[]; error?: string } }[] };
+  assert.is(reports.items.length, nodes, 'one PolicyAgent per node');
+  for (const r of reports.items) assert.equal([r.status?.error, r.status?.applied?.map((a) => a.policy)], ['', ['c1/backend/frontend-in']], r.metadata.name);
 });
 
 test('isthmus policy test answers what the nodes enforce, and why', async () => {

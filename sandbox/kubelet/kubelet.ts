@@ -16,6 +16,7 @@ import { kubeletServingFiles } from '../pki.ts';
 import { loadRecords, podDir, removeRecord, saveRecord, type ContainerExit, type ContainerRecord, type PodRecord } from './records.ts';
 import { HOST_PATHS_LOG, containerFiles, containerPid, ensureMountpoint, envFor, keepPreviousLog, probeOnce, readExit, removeResolvConf, resolvConf, shimAlive, startContainer, stopContainer, writeResolvConf } from './runtime.ts';
 import { prepareVolumes, unsupportedVolume } from './volumes.ts';
+import { antiAffinityBlocked } from './affinity.ts';
 
 /**
  * The sandbox kubelet for one cluster: registers the cluster's nodes and keeps
@@ -203,9 +204,13 @@ export class SandboxKubelet {
       if (n !== undefined && n !== '') this.#bound.delete(uid);
     }
     for (const n of placed.values()) load.set(n, (load.get(n) ?? 0) + 1);
+    const blocked = antiAffinityBlocked(pod, this.#pods.cache.list().flatMap((p) => {
+      const n = placed.get(p.metadata?.uid ?? '');
+      return n === undefined ? [] : [{ pod: p, node: n }];
+    }));
     const candidates = [...this.#nodes.values()].filter((n) => {
       const obj = this.#nodeInformer.cache.get('', n.name);
-      if (obj === undefined || obj.spec?.unschedulable === true) return false;
+      if (obj === undefined || obj.spec?.unschedulable === true || blocked.has(n.name)) return false;
       const labels = obj.metadata?.labels ?? {};
       return Object.entries(selector).every(([k, v]) => labels[k] === v);
     });
@@ -214,7 +219,7 @@ export class SandboxKubelet {
     const ns = pod.metadata?.namespace ?? 'default';
     const name = pod.metadata?.name ?? '';
     if (target === undefined) {
-      await this.#event(pod, 'FailedScheduling', `no node of ${this.#o.cluster.name} matches nodeSelector ${JSON.stringify(selector)}`);
+      await this.#event(pod, 'FailedScheduling', `no node of ${this.#o.cluster.name} matches nodeSelector ${JSON.stringify(selector)}${blocked.size > 0 ? `, is schedulable and free of the pods its anti-affinity excludes (on ${[...blocked].join(', ')})` : ' and is schedulable'}`);
       return;
     }
     await this.#api.createNamespacedPodBinding({ name, namespace: ns, body: { metadata: { name, namespace: ns }, target: { kind: 'Node', name: target.name } } });

@@ -172,7 +172,7 @@ export class Clusterset {
   }
 
   /**
-   * The policy parts of `cluster` (issue 14): the ClusterSetNetworkPolicy CRD and
+   * The policy parts of `cluster` (issue 14): the ClusterSetNetworkPolicy and PolicyAgent CRDs and
    * deploy/policy/rbac.yaml applied, `isthmus policy controller` on the host (it holds the
    * cluster's broker certificate) and `isthmus policy agent` in every node's namespace
    * (audit log policy-audit-<node>.jsonl), each with its ServiceAccount's token.
@@ -181,8 +181,9 @@ export class Clusterset {
     const c = this.state.clusters.find((x) => x.name === cluster);
     if (c === undefined) throw new Error(`no cluster ${cluster}`);
     const deploy = join(projectRoot(), 'deploy');
-    await this.kubectl(cluster, ['apply', '-f', join(deploy, 'crds/clustersetnetworkpolicies.isthmus.dev.json'), '-f', join(deploy, 'policy/rbac.yaml')]);
-    await this.kubectl(cluster, ['wait', '--for=condition=Established', 'crd/clustersetnetworkpolicies.isthmus.dev', '--timeout=30s']);
+    await this.kubectl(cluster, ['apply', '-f', join(deploy, 'crds/clustersetnetworkpolicies.isthmus.dev.json'), '-f', join(deploy, 'crds/policyagents.isthmus.dev.json'),
+      '-f', join(deploy, 'crds/clusterproperties.about.k8s.io.json'), '-f', join(deploy, 'policy/rbac.yaml'), '-f', join(deploy, 'policy/cluster-properties-rbac.yaml')]);
+    await this.kubectl(cluster, ['wait', '--for=condition=Established', 'crd/clustersetnetworkpolicies.isthmus.dev', 'crd/policyagents.isthmus.dev', 'crd/clusterproperties.about.k8s.io', '--timeout=30s']);
     const admin = join(c.dir, 'kubelet.kubeconfig');
     await this.#serviceAccountKubeconfig(cluster, c.server, admin, 'isthmus-policy-controller', `policy-controller-${cluster}.kubeconfig`);
     await this.#serviceAccountKubeconfig(cluster, c.server, admin, 'isthmus-policy-agent', `policy-agent-${cluster}.kubeconfig`);

@@ -1,0 +1,84 @@
+// e2e, needs root: the operator's commands on a joined clusterset of the sandbox, as a user runs
+// them — two clusters of three nodes, two of them gateway nodes (active/passive), joined with
+// `broker deploy` and `join --wait`, so every part runs from deploy/ as pods. `verify
+// --disruptive` drains the active gateway node of each cluster and measures the outage (with one
+// gateway node it is refused before anything is made); `diagnose` compares the clocks and
+// probes the gateway ports between the clusters.
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { eventually, isthmus, kubectl, requireRootForTest, type Run } from './lib/cli.ts';
+
+requireRootForTest('test/cli-ops.test.ts');
+const dir = mkdtempSync('/tmp/isthmus-cli-ops-');
+const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
+const kubeconfig = join(dir, 'sandbox', 'kubeconfig');
+const f = (name: string): string => join(dir, name);
+const k = (c: string, args: readonly string[]): Promise<string> => kubectl(kubeconfig, c, args);
+const cli = (args: readonly string[]): Promise<Run> => isthmus([...args, '--kubeconfig', kubeconfig], env);
+
+function ok(r: Run, what: string): Run {
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+test.after(async () => {
+  await isthmus(['sandbox', 'down'], env);
+  rmSync(dir, { recursive: true, force: true });
+});
+
+test('two clusters with two gateway nodes each, joined', async () => {
+  ok(await isthmus(['sandbox', 'up', '--clusters', '2', '--nodes', '3', '--gateways', '2', '--port-base', '27800'], env), 'sandbox up');
+  ok(await cli(['broker', 'deploy', '--context', 'c1', '--service-type', 'NodePort', '--node-selector', 'isthmus.dev/gateway-capable=true', '--etcd-storage', 'emptyDir', '--out', f('broker-info.json')]), 'broker deploy');
+  ok(await cli(['broker', 'token', '--context', 'c1', '--out', f('c2.json')]), 'token c2');
+  ok(await cli(['join', f('broker-info.json'), '--context', 'c1', '--cluster-id', 'c1', '--wait']), 'join c1');
+  ok(await cli(['join', f('c2.json'), '--context', 'c2', '--cluster-id', 'c2', '--wait']), 'join c2');
+  for (const c of ['c1', 'c2']) {
+    const ha = await k(c, ['-n', 'isthmus-system', 'get', 'gateways.isthmus.dev', '-o', 'jsonpath={range .items[*]}{.status.haStatus}{"\\n"}{end}']);
+    assert.equal(ha.trim().split('\n').sort(), ['active', 'passive'], `${c}: one active, one passive gateway`);
+  }
+});
+
+test('verify --disruptive: the active gateway node of c2, then of c1, drained; pod IP and clusterset name answer again; outages in the JUnit report', async () => {
+  const r = ok(await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--disruptive', '--junit', f('verify.xml'), '--timeout', '180']), 'verify --disruptive');
+  assert.match(r.stdout, /5 passed, 0 failed/);
+  for (const c of ['c2', 'c1']) assert.match(r.stdout, new RegExp(`✓ gateway failover in ${c} \\([\\d.]+ s\\): active ${c}-n\\d → ${c}-n\\d in [\\d.]+ s after ${c}-n\\d was drained \\(cordoned, its gateway pod deleted\\); outage: pod [\\d.]+ [\\d.]+ s, verify\\.isthmus-verify\\.svc\\.clusterset\\.local [\\d.]+ s`));
+  process.stdout.write(r.stdout);
+  const xml = readFileSync(f('verify.xml'), 'utf8');
+  assert.match(xml, /tests="5" failures="0"/);
+  assert.match(xml, /name="gateway failover in c2" time="[\d.]+"><system-out>active c2-n\d → c2-n\d in [\d.]+ s after c2-n\d was drained \(cordoned, its gateway pod deleted\); outage: pod/);
+  for (const c of ['c1', 'c2']) {
+    const ready = await k(c, ['-n', 'isthmus-system', 'get', 'deployment', 'isthmus-gateway', '-o', 'jsonpath={.status.readyReplicas}']);
+    assert.is(ready, '2', `${c}: both gateway pods ready again`);
+  }
+});
+
+test('diagnose: clocks in step and gateway ports answering both ways between c1 and c2, by a probe pod that is gone afterwards; a bad --max-clock-skew refused', async () => {
+  const r = await cli(['diagnose', '--context', 'c1', '--context', 'c2', '-o', 'json']);
+  const findings = JSON.parse(r.stdout) as { cluster: string; check: string; verdict: string; detail: string }[];
+  assert.equal(findings.filter((x) => x.verdict !== 'ok'), [], r.stdout);
+  assert.is(r.code, 0);
+  const clock = findings.find((x) => x.check === 'clock skew');
+  assert.is(clock?.cluster, 'c1/c2');
+  assert.match(clock?.detail ?? '', /apiserver clocks within [\d.]+ s/);
+  const ports = findings.find((x) => x.check === 'gateway ports');
+  assert.match(ports?.detail ?? '', /UDP answered: c1→c2 [\d.]+:4490 \(seen as [\d.]+:\d+\); c2→c1 [\d.]+:4490/, JSON.stringify(ports));
+  for (const c of ['c1', 'c2']) await eventually(`${c}: probe namespace gone`, async () => ((await k(c, ['get', 'namespace', 'isthmus-diagnose', '--ignore-not-found', '-o', 'name'])).trim() === '' ? true : undefined), 90_000);
+  const skipped = JSON.parse(ok(await cli(['diagnose', '--context', 'c1', '--context', 'c2', '-o', 'json', '--skip-probes']), 'diagnose --skip-probes').stdout) as { check: string }[];
+  assert.not.ok(skipped.some((x) => x.check === 'gateway ports'));
+  const bad = await cli(['diagnose', '--context', 'c1', '--max-clock-skew', '0.5']);
+  assert.is(bad.code, 1);
+  assert.match(bad.stderr, /--max-clock-skew must be seconds, at least 1/);
+});
+
+test('verify --disruptive with one gateway node: refused with what to do, nothing made', async () => {
+  await k('c2', ['label', 'node', 'c2-n2', 'isthmus.dev/gateway-capable-']);
+  const r = await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--disruptive']);
+  assert.is(r.code, 1, r.stdout + r.stderr);
+  assert.match(r.stderr, /c2 has 1 gateway node \(c2-n1\), so its gateway cannot fail over; label a second node and join again .*--gateway-nodes c2-n1,NODE/);
+  assert.is((await k('c1', ['get', 'namespace', 'isthmus-verify', '--ignore-not-found', '-o', 'name'])).trim(), '');
+  await k('c2', ['label', 'node', 'c2-n2', 'isthmus.dev/gateway-capable=true']);
+});
+
+test.run();
