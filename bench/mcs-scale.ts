@@ -4,7 +4,8 @@
 // ServiceExports are created at once (50 requests in flight) and the clock runs until c2 holds a
 // ServiceImport with a clusterset IP for every one, in c2 and in c1 (the exporter imports too).
 // Also: the mcs controllers' RSS after, and their V8 heap and external memory (their /metrics).
-// usage: node bench/mcs-scale.ts [--services 1000] [--workers 16] [--node-flags '--max-old-space-size=128']
+// usage: node bench/mcs-scale.ts [--services 1000] [--workers 16] [--node-flags '--max-old-space-size=128'] [--compiled]
+//   --compiled: run isthmus mcs from tsc's output, as it ships (bench/lib/build.ts), not the .ts sources
 //   --node-flags: V8 flags for the isthmus mcs processes (a heap cap shows what is live, not what V8 let grow)
 import { cpus, release } from 'node:os';
 import { CustomObjectsApi, KubeConfig } from '@kubernetes/client-node';
@@ -14,6 +15,7 @@ import { projectRoot } from '../sandbox/index.ts';
 import { kubectl } from '../test/lib/cli.ts';
 import { Clusterset } from '../test/lib/clusterset.ts';
 import { arg, numberArg } from './lib/args.ts';
+import { buildCli } from './lib/build.ts';
 import { rssMb } from './lib/proc.ts';
 import { join } from 'node:path';
 
@@ -22,7 +24,8 @@ const NODE_FLAGS = arg('node-flags', '').split(' ').filter((f) => f !== '');
 const WORKERS = numberArg('workers', 16);
 const metricsPort = (c: string): number => 27790 + Number(c.slice(1));
 const cs = new Clusterset();
-const cli = join(projectRoot(), 'cli', 'main.ts');
+const build = process.argv.includes('--compiled') ? buildCli() : undefined;
+const cli = build?.cli ?? join(projectRoot(), 'cli', 'main.ts');
 
 async function pool<T>(items: readonly T[], width: number, f: (t: T) => Promise<unknown>): Promise<void> {
   let next = 0;
@@ -79,7 +82,8 @@ try {
   };
   process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}\n`);
   process.stdout.write(`${N} ServiceExports created in c1 in ${submitted} ms (50 in flight); all ${N} imported (ServiceImport with a clusterset IP) ${tDone} ms after the first create (c2 ${done.get('c2')} ms, c1 ${done.get('c1')} ms); ${WORKERS} workers\n`);
-  process.stdout.write(`isthmus mcs after (flags: ${NODE_FLAGS.join(' ') || 'none'}): c1 ${await memory('c1')}; c2 ${await memory('c2')}\n`);
+  process.stdout.write(`isthmus mcs after (flags: ${NODE_FLAGS.join(' ') || 'none'}, ${build === undefined ? 'from the .ts sources' : 'compiled'}): c1 ${await memory('c1')}; c2 ${await memory('c2')}\n`);
 } finally {
   await cs.close();
+  build?.remove();
 }
