@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-import { isIsthmusError, messageOf } from '../core/index.ts';
+import { isIsthmusError, messageOf } from '../core/errors.ts';
 import type { Command } from './command.ts';
 
 /**
