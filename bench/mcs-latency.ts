@@ -17,8 +17,8 @@ import { KubeRest, loadKubeTarget } from '../core/kube-lite.ts';
 import { echoManifest, projectRoot } from '../sandbox/index.ts';
 import { resolveNetns } from '../sandbox/exec.ts';
 import { eventually, kubectl } from '../test/lib/cli.ts';
-import { Clusterset, others } from '../test/lib/clusterset.ts';
-import { installMcsApi, startMcs } from '../test/lib/mcs.ts';
+import { Clusterset } from '../test/lib/clusterset.ts';
+import { startMcs, upWithRoutes } from '../test/lib/mcs.ts';
 import { numberArg } from './lib/args.ts';
 
 const N = numberArg('exports', 20);
@@ -54,22 +54,7 @@ function startProbe(c: string, netns: string, dns: string): void {
 }
 
 try {
-  await cs.up({ clusters: CLUSTERS.length, gateways: 1, nodes: 2, nat: [], portBase: 27800 });
-  await installMcsApi(cs, CLUSTERS);
-  for (const c of CLUSTERS) {
-    await cs.startGateway(c, 0, 'wireguard');
-    for (const i of [0, 1]) cs.startRouteAgent(c, i);
-  }
-  for (const c of CLUSTERS) await cs.connected(c, `${c}-n1`, others(c));
-  for (const c of CLUSTERS) {
-    for (const i of [0, 1]) {
-      const node = cs.node(c, i).name;
-      await eventually(`${node} routes ${others(c).join(', ')}`, async () => {
-        const s = (await cs.routeAgent(c, node).catch(() => undefined))?.status;
-        return (s?.remotes ?? []).map((r) => r.cluster).sort().join(',') === others(c).join(',') && (s?.errors ?? []).length === 0 ? true : undefined;
-      });
-    }
-  }
+  await upWithRoutes(cs, CLUSTERS, 27800);
   for (const c of CLUSTERS) await startMcs(cs, c, { metricsPort: 27890 + Number(c.slice(1)) });
   await kubectl(cs.kubeconfig, 'c1', ['apply', '-f', '-'], echoManifest(2, [{ name: 'http', port: 8080 }]));
   const names = Array.from({ length: N }, (_, i) => `l${i}`);
