@@ -60,7 +60,13 @@ try {
   const names = Array.from({ length: N }, (_, i) => `l${i}`);
   const svcs = names.map((name) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'demo' }, spec: { selector: { app: 'echo' }, ports: [{ name: 'http', port: 8080 }] } }));
   await kubectl(cs.kubeconfig, 'c1', ['apply', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: svcs }));
-  await cs.kubectl('c1', ['-n', 'demo', 'rollout', 'status', 'deployment/echo', '--timeout=90s']);
+  // ready as the EndpointSlice controller sees it (what the export publishes)
+  await eventually('c1: 2 ready echo pods', async () => {
+    const slices = JSON.parse(await cs.kubectl('c1', ['-n', 'demo', 'get', 'endpointslices', '-l', 'kubernetes.io/service-name=echo', '-o', 'json'])) as { items: { endpoints?: { conditions?: { ready?: boolean } }[] }[] };
+    return slices.items.flatMap((x) => x.endpoints ?? []).filter((e) => e.conditions?.ready === true).length >= 2 ? true : undefined;
+  }, 180_000).catch(async (err: unknown) => {
+    throw new Error(`${String(err)}\n${await cs.kubectl('c1', ['-n', 'demo', 'get', 'pods', '-o', 'wide'])}`);
+  });
   const client = JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
     { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'demo' } },
     { apiVersion: 'v1', kind: 'Pod', metadata: { name: 'client', namespace: 'demo' }, spec: { containers: [{ name: 'c', image: 'example/client' }] } },
