@@ -5,6 +5,8 @@
 // ServiceImport with a clusterset IP for every one, in c2 and in c1 (the exporter imports too).
 // Also: the mcs controllers' RSS after, and their V8 heap and external memory (their /metrics).
 // usage: node bench/mcs-scale.ts [--services 1000] [--workers 16] [--node-flags '--max-old-space-size=128'] [--compiled]
+//   --split: Services and exports alternate between c1 and c2 (the broker's default quota is 5,000
+//     records per cluster, so 10,000 imported Services come from two exporting clusters)
 //   --compiled: run isthmus mcs from tsc's output, as it ships (bench/lib/build.ts), not the .ts sources
 //   --node-flags: V8 flags for the isthmus mcs processes (a heap cap shows what is live, not what V8 let grow)
 import { cpus, release } from 'node:os';
@@ -22,6 +24,9 @@ import { join } from 'node:path';
 const N = numberArg('services', 1000);
 const NODE_FLAGS = arg('node-flags', '').split(' ').filter((f) => f !== '');
 const WORKERS = numberArg('workers', 16);
+const SPLIT = process.argv.includes('--split');
+/** The cluster Service i lives in and is exported from. */
+const home = (i: number): 'c1' | 'c2' => (SPLIT && i % 2 === 1 ? 'c2' : 'c1');
 const metricsPort = (c: string): number => 27790 + Number(c.slice(1));
 const cs = new Clusterset();
 const build = process.argv.includes('--compiled') ? buildCli() : undefined;
@@ -49,7 +54,10 @@ try {
     mcs.set(c.name, p.pid ?? 0);
   }
   const svcs = Array.from({ length: N }, (_, i) => ({ apiVersion: 'v1', kind: 'Service', metadata: { name: `s${i}`, namespace: 'bench' }, spec: { ports: [{ name: 'http', port: 80 }] } }));
-  await kubectl(cs.kubeconfig, 'c1', ['apply', '--server-side', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items: svcs }));
+  for (const c of ['c1', 'c2'] as const) {
+    const items = svcs.filter((_, i) => home(i) === c);
+    if (items.length > 0) await kubectl(cs.kubeconfig, c, ['apply', '--server-side', '-f', '-'], JSON.stringify({ apiVersion: 'v1', kind: 'List', items }));
+  }
   const kc = new KubeConfig();
   kc.loadFromFile(cs.kubeconfig);
   kc.setCurrentContext('c1');
@@ -60,7 +68,7 @@ try {
   const c2 = kc2.makeApiClient(CustomObjectsApi);
   const ref = { group: 'multicluster.x-k8s.io', version: 'v1beta1', namespace: 'bench' };
   const t0 = Date.now();
-  await pool(svcs, 50, (s) => c1.createNamespacedCustomObject({ ...ref, plural: 'serviceexports', body: { apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name: s.metadata.name, namespace: 'bench' } } }));
+  await pool(svcs.map((s, i) => ({ s, api: home(i) === 'c1' ? c1 : c2 })), 50, ({ s, api }) => api.createNamespacedCustomObject({ ...ref, plural: 'serviceexports', body: { apiVersion: 'multicluster.x-k8s.io/v1beta1', kind: 'ServiceExport', metadata: { name: s.metadata.name, namespace: 'bench' } } }));
   const submitted = Date.now() - t0;
   const importedIn = async (c: CustomObjectsApi): Promise<number> => {
     const list = (await c.listNamespacedCustomObject({ ...ref, plural: 'serviceimports' })) as { items: { spec?: { ips?: string[] } }[] };
@@ -71,7 +79,7 @@ try {
     for (const [name, api] of [['c2', c2], ['c1', c1]] as const) if (!done.has(name) && (await importedIn(api)) >= N) done.set(name, Date.now() - t0);
     if (done.size === 2) break;
     if (Date.now() - t0 > 600_000) throw new Error(`not all ${N} imported after 600 s: c1 ${await importedIn(c1)}, c2 ${await importedIn(c2)}`);
-    await new Promise((r) => setTimeout(r, 250));
+    await new Promise((r) => setTimeout(r, N > 2000 ? 1000 : 250));
   }
   const tDone = Math.max(...done.values());
   await new Promise((r) => setTimeout(r, 5000)); // the queues drain (conditions, statuses) before memory is read
@@ -81,7 +89,7 @@ try {
     return `RSS ${rssMb(mcs.get(c) ?? 0)} MB (V8 heap used ${gauge(text, 'isthmus_mcs_nodejs_heap_size_used_bytes')} of ${gauge(text, 'isthmus_mcs_nodejs_heap_size_total_bytes')} MB, external ${gauge(text, 'isthmus_mcs_nodejs_external_memory_bytes')} MB)`;
   };
   process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}\n`);
-  process.stdout.write(`${N} ServiceExports created in c1 in ${submitted} ms (50 in flight); all ${N} imported (ServiceImport with a clusterset IP) ${tDone} ms after the first create (c2 ${done.get('c2')} ms, c1 ${done.get('c1')} ms); ${WORKERS} workers\n`);
+  process.stdout.write(`${N} ServiceExports created in ${SPLIT ? 'c1 and c2 (half each)' : 'c1'} in ${submitted} ms (50 in flight); all ${N} imported (ServiceImport with a clusterset IP) ${tDone} ms after the first create (c2 ${done.get('c2')} ms, c1 ${done.get('c1')} ms); ${WORKERS} workers\n`);
   process.stdout.write(`isthmus mcs after (flags: ${NODE_FLAGS.join(' ') || 'none'}, ${build === undefined ? 'from the .ts sources' : 'compiled'}): c1 ${await memory('c1')}; c2 ${await memory('c2')}\n`);
 } finally {
   await cs.close();
