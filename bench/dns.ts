@@ -7,8 +7,9 @@
 //   - `isthmus dns` on 127.0.0.1 against the same apiserver;
 //   - closed loop (64 queries in flight, A records of the N names in turn): answers per second,
 //     twice each, alternating; open loop at --qps (10,000): latency percentiles; RSS of isthmus dns.
-// usage: node bench/dns.ts [--services 200] [--seconds 10] [--qps 10000] [--node-flags '--max-semi-space-size=4']
+// usage: node bench/dns.ts [--services 200] [--seconds 10] [--qps 10000] [--node-flags '--max-semi-space-size=4'] [--compiled]
 //   --node-flags: V8 flags for the isthmus dns process (memory versus throughput)
+//   --compiled: run isthmus dns from tsc's output, as it ships (bench/lib/build.ts), not the .ts sources
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, release } from 'node:os';
@@ -16,12 +17,14 @@ import { join } from 'node:path';
 import { pins, projectRoot } from '../sandbox/index.ts';
 import { isthmus, kubectl, run } from '../test/lib/cli.ts';
 import { arg, numberArg } from './lib/args.ts';
+import { buildCli } from './lib/build.ts';
 import { rssMb } from './lib/proc.ts';
 
 const N = numberArg('services', 200);
 const SECONDS = numberArg('seconds', 10);
 const QPS = numberArg('qps', 10_000);
 const NODE_FLAGS = arg('node-flags', '').split(' ').filter((f) => f !== '');
+const build = process.argv.includes('--compiled') ? buildCli() : undefined;
 const dir = mkdtempSync('/tmp/isthmus-bench-dns-');
 const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
 const kc = join(dir, 'sandbox', 'kubeconfig');
@@ -87,7 +90,7 @@ try {
   const iRate = await load(ISTHMUS_PORT, set, 'rate');
   const rss = ours.pid === undefined ? 0 : rssMb(ours.pid);
   const best = (k: 'c' | 'i'): number => Math.max(...rounds.map((r) => r[k]));
-  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}; ${N} Services; ${SECONDS} s per run; isthmus dns flags: ${NODE_FLAGS.join(' ') || 'none'}\n`);
+  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}; ${N} Services; ${SECONDS} s per run; isthmus dns flags: ${NODE_FLAGS.join(' ') || 'none'}, ${build === undefined ? 'from the .ts sources' : 'compiled (tsc output)'}\n`);
   process.stdout.write(`| server | max QPS (64 in flight, best of 2) | at ${QPS} QPS: p50 / p99 ms, lost |\n|---|---|---|\n`);
   process.stdout.write(`| CoreDNS ${pins().coredns} kubernetes plugin (cluster.local) | ${best('c')} | ${cRate.p50} / ${cRate.p99}, ${cRate.lost} |\n`);
   process.stdout.write(`| isthmus dns (clusterset.local) | ${best('i')} | ${iRate.p50} / ${iRate.p99}, ${iRate.lost} |\n`);
@@ -102,4 +105,5 @@ try {
   }
   await isthmus(['sandbox', 'down'], env);
   execFileSync('rm', ['-rf', dir]);
+  build?.remove();
 }

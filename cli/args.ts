@@ -1,4 +1,4 @@
-import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { ErrorCodes, IsthmusError } from '../core/errors.ts';
 
 /**
  * Parsed command line: positionals in order, and options by name. `--name value`,

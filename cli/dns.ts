@@ -1,4 +1,8 @@
-import { Lifecycle, MetricsServer, createLogger, optionalStr, str, validateConfig, type Service } from '../core/index.ts';
+// core's files one by one, not core/index.ts: the DNS server does not load what it does not use (x509, exec, …)
+import { optionalStr, str, validateConfig } from '../core/config.ts';
+import { Lifecycle, type Service } from '../core/lifecycle.ts';
+import { createLogger } from '../core/log.ts';
+import { MetricsServer } from '../core/metrics-server.ts';
 import { KubeRest, loadKubeTarget } from '../core/kube-lite.ts';
 import { DnsMetrics, DnsServer, ZoneIndex, ZoneKeeper, parseListen } from '../mcs-api/dns/index.ts';
 import { optionRecord, optionsHelp, parseArgs } from './args.ts';

@@ -43,7 +43,7 @@ const schema = {
   serviceCidrs: list('this cluster\'s service CIDRs', checkedCidr),
   healthCheckIp: ip('address remote gateways probe through the cable, inside the pod CIDRs; "auto": a CNI interface\'s address inside them, else the first address of this node\'s pod CIDR put on lo (default none)', '', true),
   healthPort: int('health probe UDP port (default 4801)', 4801, 1, 65535),
-  healthInterval: int('ms between health probes (default 1000)', 1000, 100, 60_000),
+  healthInterval: int('ms between health probes; 3 unanswered in a row mark a cable dead (default 500)', 500, 100, 60_000),
   forceNat: bool('force NAT traversal (UDP encapsulation) (default false)', false),
   natProbePort: int(`UDP port of the NAT discovery probe on the private address, published to the peers; 0 = off (default ${DEFAULT_NAT_PROBE_PORT})`, DEFAULT_NAT_PROBE_PORT, 0, 65535),
   metrics: optionalStr('host:port to serve Prometheus metrics at /metrics and probes at /healthz, /readyz (default off)'),

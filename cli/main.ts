@@ -1,8 +1,5 @@
 #!/usr/bin/env node
-import { isIsthmusError, messageOf } from '../core/index.ts';
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { projectRoot } from '../sandbox/versions.ts';
+import { isIsthmusError, messageOf } from '../core/errors.ts';
 import { help, registry } from './registry.ts';
 
 /** The `isthmus` command: runs the subcommand of the registry (registry.ts) named first. */
@@ -14,6 +11,7 @@ export async function main(argv: readonly string[]): Promise<number> {
     return name === undefined ? 2 : 0;
   }
   if (name === '--version' || name === '-V') {
+    const [{ readFileSync }, { join }, { projectRoot }] = await Promise.all([import('node:fs'), import('node:path'), import('../sandbox/versions.ts')]);
     const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
     process.stdout.write(`isthmus ${pkg.version} (node ${process.version})\n`);
     return 0;

@@ -1,6 +1,6 @@
-import { CoreV1Api, CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
+import type { V1Service } from '@kubernetes/client-node';
 import { ErrorCodes, IsthmusError, Lifecycle, MetricsServer, createLogger, int, messageOf, optionalStr, str, validateConfig, type Service } from '../core/index.ts';
-import { loadKubeConfig } from '../core/k8s.ts';
+import { KubeRest, loadKubeTarget } from '../core/kube-lite.ts';
 import { BrokerCache } from '../core/broker-api/index.ts';
 import {
   CorednsKeeper, ExportController, ExportIndex, ImportController, McsMetrics, MCS_GROUP, MCS_VERSION, apiCode, resolveClusterId, type ClusterProperty,
@@ -20,6 +20,7 @@ const schema = {
   dnsAddress: optionalStr('forward clusterset.local to this ip[:port] instead of the --dns-service\'s ClusterIP'),
   metrics: optionalStr('serve Prometheus metrics, /healthz and /readyz on host:port (default off)'),
   coalesceMs: int('wait this long after an EndpointSlice change before publishing, to batch a rollout (default 250)', 250, 0, 60_000),
+  workers: int('Services reconciled in parallel, on each side (export, import) (default 16)', 16, 1, 256),
 };
 
 function usage(): string {
@@ -27,10 +28,9 @@ function usage(): string {
 }
 
 /** The cluster's ClusterProperties (none when the CRD is not installed). */
-async function clusterProperties(kc: KubeConfig): Promise<Map<string, string>> {
-  const objects = kc.makeApiClient(CustomObjectsApi);
+async function clusterProperties(kube: KubeRest): Promise<Map<string, string>> {
   try {
-    const list = (await objects.listClusterCustomObject({ group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties' })) as { items?: ClusterProperty[] };
+    const list = await kube.json<{ items?: ClusterProperty[] }>('GET', '/apis/about.k8s.io/v1alpha1/clusterproperties');
     return new Map((list.items ?? []).map((p) => [p.metadata?.name ?? '', p.spec?.value ?? '']));
   } catch (err) {
     if (apiCode(err) === 404) return new Map();
@@ -39,11 +39,10 @@ async function clusterProperties(kc: KubeConfig): Promise<Map<string, string>> {
 }
 
 /** FAILED_PRECONDITION naming the file to apply when the MCS CRDs are missing. */
-async function requireCrds(kc: KubeConfig): Promise<void> {
-  const objects = kc.makeApiClient(CustomObjectsApi);
+async function requireCrds(kube: KubeRest): Promise<void> {
   for (const plural of ['serviceexports', 'serviceimports']) {
     try {
-      await objects.listClusterCustomObject({ group: MCS_GROUP, version: MCS_VERSION, plural, limit: 1 });
+      await kube.json('GET', `/apis/${MCS_GROUP}/${MCS_VERSION}/${plural}?limit=1`);
     } catch (err) {
       if (apiCode(err) === 404) {
         throw new IsthmusError(ErrorCodes.FAILED_PRECONDITION, `the ${plural}.${MCS_GROUP} CRD is not installed: kubectl apply -f deploy/crds/${plural}.${MCS_GROUP}.json`);
@@ -69,19 +68,18 @@ export const mcsCommand: Command = {
     const cfg = validateConfig(schema, optionRecord(args), 'mcs options');
     const dnsRef = /^([a-z0-9-]+)\/([a-z0-9-]+)$/.exec(cfg.dnsService);
     if (dnsRef === null) throw new IsthmusError(ErrorCodes.INVALID_CONFIG, `--dns-service ${JSON.stringify(cfg.dnsService)} is not namespace/name`);
-    const kubeConfig = loadKubeConfig({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) });
-    await requireCrds(kubeConfig);
-    const clusterId = resolveClusterId(await clusterProperties(kubeConfig), cfg.cluster);
+    const kube = new KubeRest(loadKubeTarget({ ...(cfg.kubeconfig === undefined ? {} : { kubeconfig: cfg.kubeconfig }), ...(cfg.context === undefined ? {} : { context: cfg.context }) }));
+    await requireCrds(kube);
+    const clusterId = resolveClusterId(await clusterProperties(kube), cfg.cluster);
     const logger = createLogger({ component: 'mcs', cluster: clusterId });
     const broker = brokerClientFromDir(cfg.broker, cfg.brokerTlsDir, logger);
     const cache = new BrokerCache(broker, { kinds: ['EXPORT'], logger });
     const exports = new ExportIndex();
     exports.follow(cache);
-    const core = kubeConfig.makeApiClient(CoreV1Api);
     const target = async (): Promise<string | undefined> => {
       if (cfg.dnsAddress !== undefined) return cfg.dnsAddress;
       try {
-        const svc = await core.readNamespacedService({ namespace: dnsRef[1] ?? '', name: dnsRef[2] ?? '' });
+        const svc = await kube.json<V1Service>('GET', `/api/v1/namespaces/${dnsRef[1] ?? ''}/services/${dnsRef[2] ?? ''}`);
         const ip = svc.spec?.clusterIP;
         return ip === undefined || ip === 'None' ? undefined : ip.includes(':') ? `[${ip}]:53` : ip;
       } catch (err) {
@@ -94,9 +92,9 @@ export const mcsCommand: Command = {
     void cache.synced.then(() => (ready = true));
     const services: Service[] = [
       cacheService(cache),
-      new ExportController({ kubeConfig, clusterId, broker, exports, logger, coalesceMs: cfg.coalesceMs, metrics }),
-      new ImportController({ kubeConfig, clusterId, exports, logger, gatewayNamespace: cfg.gatewayNamespace, exportsSynced: cache.synced, metrics }),
-      new CorednsKeeper({ kubeConfig, target, logger }),
+      new ExportController({ kube, clusterId, broker, exports, logger, coalesceMs: cfg.coalesceMs, workers: cfg.workers, metrics }),
+      new ImportController({ kube, clusterId, exports, logger, gatewayNamespace: cfg.gatewayNamespace, exportsSynced: cache.synced, workers: cfg.workers, metrics }),
+      new CorednsKeeper({ kube, target, logger }),
     ];
     // metrics first: /healthz answers while the controllers start; /readyz once the broker list is in
     if (cfg.metrics !== undefined) services.unshift(new MetricsServer(metrics.registry, cfg.metrics, async () => ready));

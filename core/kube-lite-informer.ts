@@ -6,6 +6,7 @@ import { KubeRequestError, type KubeRest } from './kube-lite.ts';
 /**
  * List + watch of one collection over KubeRest, into a cache, for node agents (kube-lite.ts
  * says why not client-node). Like k8s.ts's informers:
+ * - lists are read in pages of LIST_PAGE objects; `slim` keeps only what the reader needs;
  * - `synced` resolves once the first list is in the cache (it never rejects: stopped before
  *   that, it stays pending); `onChange(key)` is called after
  *   every change to the cache (key `ns/name`, or `name` for cluster-scoped objects, or what
@@ -34,6 +35,11 @@ export interface LiteInformerOptions {
   readonly keyOf?: (o: LiteObject) => string | undefined;
   /** Groups objects for byIndex, e.g. EndpointSlices by their Service (`undefined`: in no group). */
   readonly index?: (o: LiteObject) => string | undefined;
+  /**
+   * What the cache keeps of each object (default: all of it): the fields the reader needs,
+   * so that managedFields and the like do not stay in memory. keyOf and index see the result.
+   */
+  readonly slim?: (o: LiteObject) => LiteObject;
 }
 
 /** `namespace/name` → its parts (`name` alone: cluster-scoped). */
@@ -41,6 +47,9 @@ export function splitKey(key: string): { namespace: string; name: string } {
   const slash = key.indexOf('/');
   return slash < 0 ? { namespace: '', name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
 }
+
+/** Objects per list request (the apiserver pages with `continue`). */
+const LIST_PAGE = 500;
 
 const keyOf = (o: LiteObject): string => (o.metadata?.namespace ? `${o.metadata.namespace}/${o.metadata.name ?? ''}` : o.metadata?.name ?? '');
 
@@ -129,19 +138,29 @@ export class LiteInformer<T extends LiteObject> {
 
   /** Replaces the cache with a fresh list; returns its resourceVersion. */
   async #list(): Promise<string> {
-    const list = await this.#rest.json<{ metadata?: { resourceVersion?: string }; items?: T[] }>('GET', this.#query({}));
-    const items = list.items ?? [];
-    const fresh = new Set(items.map(keyOf));
+    // in pages, so a large collection is never one answer in memory
+    const fresh = new Set<string>();
     const changed = new Set<string>();
+    let cont = '';
+    let rv = '0';
+    do {
+      const page = await this.#rest.json<{ metadata?: { resourceVersion?: string; continue?: string }; items?: T[] }>('GET', this.#query({ limit: String(LIST_PAGE), ...(cont === '' ? {} : { continue: cont }) }));
+      for (const o of page.items ?? []) {
+        for (const c of this.#put(o)) changed.add(c);
+        fresh.add(keyOf(o));
+      }
+      rv = page.metadata?.resourceVersion ?? rv;
+      cont = page.metadata?.continue ?? '';
+    } while (cont !== '');
     for (const k of [...this.#items.keys()].filter((x) => !fresh.has(x))) for (const c of this.#delete(k)) changed.add(c);
-    for (const o of items) for (const c of this.#put(o)) changed.add(c);
     this.#markSynced();
     for (const k of changed) this.#o.onChange(k);
-    return list.metadata?.resourceVersion ?? '0';
+    return rv;
   }
 
   /** Stores `o`; returns the keys to report (its old one too when its key or index changed). */
-  #put(o: T): string[] {
+  #put(raw: T): string[] {
+    const o = (this.#o.slim === undefined ? raw : this.#o.slim(raw)) as T;
     const k = keyOf(o);
     const old = this.#items.get(k);
     const gone = old === undefined ? [] : this.#delete(k);

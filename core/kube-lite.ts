@@ -11,7 +11,8 @@ import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
  * A small Kubernetes REST client for the agents that run on every node (the route agent):
  * credentials from a kubeconfig or the in-cluster service account, JSON requests and a
  * watch stream over node:http(s). @kubernetes/client-node's import alone costs ~90 MB of
- * RSS, paid once per node; controllers that run once per cluster keep using it (k8s.ts).
+ * RSS, paid once per node; the route agent, the DNS server and the mcs controller use this
+ * instead (other controllers that run once per cluster keep using client-node, k8s.ts).
  *
  * Supported credentials: token, tokenFile, client certificate and key (data or file), CA
  * (data or file), insecure-skip-tls-verify, and the in-cluster service account (its token is
@@ -178,12 +179,12 @@ export class KubeRest {
     this.target = target;
   }
 
-  #open(method: string, path: string, body: string | undefined, signal: AbortSignal | undefined, timeoutMs: number): Promise<IncomingMessage> {
+  #open(method: string, path: string, body: string | undefined, signal: AbortSignal | undefined, timeoutMs: number, contentType = 'application/json'): Promise<IncomingMessage> {
     const t = this.target;
     const url = new URL(t.server + path);
     const token = t.tokenFile !== undefined ? readFileSync(t.tokenFile, 'utf8').trim() : t.token;
     const headers: Record<string, string> = { accept: 'application/json', ...(token === undefined ? {} : { authorization: `Bearer ${token}` }) };
-    if (body !== undefined) Object.assign(headers, { 'content-type': 'application/json', 'content-length': String(Buffer.byteLength(body)) });
+    if (body !== undefined) Object.assign(headers, { 'content-type': contentType, 'content-length': String(Buffer.byteLength(body)) });
     const tls = url.protocol === 'https:' ? { ...(t.ca === undefined ? {} : { ca: t.ca }), ...(t.cert === undefined ? {} : { cert: t.cert }), ...(t.key === undefined ? {} : { key: t.key }), rejectUnauthorized: !t.insecure } : {};
     return new Promise((resolve, reject) => {
       const req = (url.protocol === 'https:' ? httpsRequest : httpRequest)(url, { method, headers, ...tls, ...(signal === undefined ? {} : { signal }) }, resolve);
@@ -193,9 +194,13 @@ export class KubeRest {
     });
   }
 
-  /** One JSON request; a non-2xx answer throws KubeRequestError with the apiserver's message. */
-  async json<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown): Promise<T> {
-    const res = await this.#open(method, path, body === undefined ? undefined : JSON.stringify(body), undefined, 30_000);
+  /**
+   * One JSON request; a non-2xx answer throws KubeRequestError with the apiserver's message.
+   * `contentType` is the body's (default application/json; a PATCH names its kind, e.g.
+   * application/merge-patch+json).
+   */
+  async json<T>(method: 'GET' | 'POST' | 'PUT' | 'PATCH' | 'DELETE', path: string, body?: unknown, contentType?: string): Promise<T> {
+    const res = await this.#open(method, path, body === undefined ? undefined : JSON.stringify(body), undefined, 30_000, contentType);
     let text = '';
     for await (const chunk of res) {
       text += String(chunk);

@@ -3,7 +3,7 @@ import { Backoff, Serial, SystemRunner, WorkQueue, messageOf, sleep, systemClock
 import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
 import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
 import { desiredCables, guessVerdict, newestEndpoints, publicAddressOf, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
-import { HealthProber, startResponder, type ProbeTarget } from './health.ts';
+import { HealthProber, startResponder, statusWriteDue, type ProbeTarget } from './health.ts';
 import { LeaderElector } from './leader.ts';
 import type { GatewayMetrics } from './metrics.ts';
 import { NatDiscovery } from './nat-discovery.ts';
@@ -60,7 +60,10 @@ export interface GatewayConfig {
   /** The address remote gateways probe through the cable ('' = no health probes). */
   readonly healthCheckIp: string;
   readonly healthPort: number;
+  /** Between health probes; a cable is dead after LOST_TO_FAIL probes in a row go unanswered. */
   readonly healthIntervalMs: number;
+  /** The Gateway status is written this often (default 1000 ms), and at once when a cable dies or comes back. */
+  readonly statusIntervalMs?: number;
   readonly forceNatTraversal: boolean;
   /** UDP port of the NAT probe responder on the private address; 0 = no NAT probes. */
   readonly natProbePort: number;
@@ -95,6 +98,12 @@ export interface GatewayDeps {
   readonly localAddresses?: () => readonly string[];
 }
 
+/**
+ * Unanswered probes in a row that mark a cable dead. With the default 500 ms interval a
+ * cut is known 1.5–2 s after it happens (the third lost probe is counted on the tick after
+ * it was sent), and only a silence longer than 1 s (two intervals) can mark a working
+ * cable dead; an answer slower than one interval counts as lost.
+ */
 const LOST_TO_FAIL = 3;
 
 export class GatewayEngine {
@@ -132,6 +141,8 @@ export class GatewayEngine {
   #started = false;
   #synced = false;
   #timer: ReturnType<typeof setInterval> | undefined;
+  /** When the status was last written, and the dead cables it said. */
+  #lastStatus: { at: number; dead: string } | undefined;
   #resync: ReturnType<typeof setInterval> | undefined;
   #failure: string | undefined;
   #working: Promise<void> | undefined;
@@ -406,7 +417,11 @@ export class GatewayEngine {
   async #tick(): Promise<void> {
     try {
       this.#prober?.tick(this.#active ? this.#targets : [], this.#d.logger);
+      const dead = this.#desired.filter((d) => this.#prober?.window(d.remoteCluster).lostLast(LOST_TO_FAIL) ?? false).map((d) => d.remoteCluster).sort().join(',');
+      const now = this.#clock.now();
+      if (!statusWriteDue(this.#lastStatus, now, dead, this.#c.statusIntervalMs ?? 1000)) return;
       await this.#writeStatus();
+      this.#lastStatus = { at: now, dead };
     } catch (err) {
       this.#d.logger.debug({ err: messageOf(err) }, 'status not written');
     }

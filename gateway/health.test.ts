@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createSocket, type Socket } from 'node:dgram';
-import { HealthProber, RttWindow, healthMessage, parseHealth, startResponder } from './health.ts';
+import { HealthProber, RttWindow, healthMessage, parseHealth, startResponder, statusWriteDue } from './health.ts';
 
 async function udp(address: string): Promise<Socket> {
   const s = createSocket('udp4');
@@ -9,6 +9,15 @@ async function udp(address: string): Promise<Socket> {
   return s;
 }
 const wait = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('the status is written at most every everyMs, but at once when the dead cables change', () => {
+  assert.ok(statusWriteDue(undefined, 0, '', 1000));
+  assert.not.ok(statusWriteDue({ at: 1000, dead: '' }, 1500, '', 1000));
+  assert.ok(statusWriteDue({ at: 1000, dead: '' }, 2000, '', 1000));
+  assert.ok(statusWriteDue({ at: 1000, dead: '' }, 1500, 'c2', 1000));
+  assert.ok(statusWriteDue({ at: 1000, dead: 'c2' }, 1001, '', 1000));
+  assert.not.ok(statusWriteDue({ at: 1000, dead: 'c2' }, 1999, 'c2', 1000));
+});
 
 test('stats over the window: last, min, avg, max, stddev, loss', () => {
   const w = new RttWindow(5);

@@ -3,7 +3,7 @@ import { createSocket, type Socket } from 'node:dgram';
 import { systemClock, type Clock, type Logger } from '../core/index.ts';
 
 /**
- * Cable health: every interval (default 1 s) the active gateway sends a small UDP
+ * Cable health: every interval (default 500 ms) the active gateway sends a small UDP
  * probe through each cable to the remote gateway's health-check address and times
  * the answer. RttWindow keeps the last `size` probes of one cable and derives the
  * figures the Gateway status and the metrics show. Pure apart from the socket.
@@ -55,6 +55,18 @@ export class RttWindow {
   lostLast(n: number): boolean {
     return this.#samples.length >= n && this.#samples.slice(-n).every((s) => s === undefined);
   }
+}
+
+/**
+ * Whether the Gateway status is written this tick: at most every `everyMs` while nothing
+ * changes (probes run more often than the status needs writing), but at once when the
+ * set of dead cables (`dead`, a canonical string of their clusters) differs from the one
+ * last written, so that a cable going down (or back up) reaches the status, and the
+ * mcs controllers that read it, on the tick that decided it. `last` undefined: never
+ * written yet.
+ */
+export function statusWriteDue(last: { readonly at: number; readonly dead: string } | undefined, now: number, dead: string, everyMs: number): boolean {
+  return last === undefined || last.dead !== dead || now - last.at >= everyMs;
 }
 
 /**

@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
-import { AppsV1Api, CoreV1Api, type KubeConfig } from '@kubernetes/client-node';
+import type { V1ConfigMap, V1DaemonSet, V1Deployment } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { messageOf, type Service } from '../core/index.ts';
+import type { KubeRest } from '../core/kube-lite.ts';
 import { corefileWithStanza, reloads } from './corefile.ts';
 import { isNotFound } from './kube-errors.ts';
 
@@ -15,7 +16,7 @@ import { isNotFound } from './kube-errors.ts';
  * isthmus-dns Service was deleted), the stanza is taken out again.
  */
 export interface CorednsKeeperOptions {
-  kubeConfig: KubeConfig;
+  kube: KubeRest;
   /** Where to forward clusterset.local ("ip[:port]"), undefined when there is no DNS server; throws when it cannot tell. */
   target: () => Promise<string | undefined>;
   logger: Logger;
@@ -32,15 +33,11 @@ const HASH_ANNOTATION = 'isthmus.dev/corefile-hash';
 export class CorednsKeeper implements Service {
   readonly name = 'coredns-stanza';
   readonly #o: CorednsKeeperOptions;
-  readonly #core: CoreV1Api;
-  readonly #apps: AppsV1Api;
   #timer: NodeJS.Timeout | undefined;
   #busy: Promise<void> = Promise.resolve();
 
   constructor(options: CorednsKeeperOptions) {
     this.#o = options;
-    this.#core = options.kubeConfig.makeApiClient(CoreV1Api);
-    this.#apps = options.kubeConfig.makeApiClient(AppsV1Api);
   }
 
   async start(): Promise<void> {
@@ -63,9 +60,10 @@ export class CorednsKeeper implements Service {
   /** Puts the stanza forwarding to `target` (or, undefined, takes it out) in every Corefile present. */
   async sync(target: string | undefined): Promise<void> {
     for (const t of TARGETS) {
-      let cm;
+      const path = `/api/v1/namespaces/${NS}/configmaps/${t.configMap}`;
+      let cm: V1ConfigMap;
       try {
-        cm = await this.#core.readNamespacedConfigMap({ namespace: NS, name: t.configMap });
+        cm = await this.#o.kube.json<V1ConfigMap>('GET', path);
       } catch (err) {
         if (isNotFound(err)) continue;
         throw err;
@@ -74,7 +72,7 @@ export class CorednsKeeper implements Service {
       if (before === undefined) continue;
       const after = corefileWithStanza(before, target);
       if (after === before) continue;
-      await this.#core.replaceNamespacedConfigMap({ namespace: NS, name: t.configMap, body: { ...cm, data: { ...cm.data, Corefile: after } } });
+      await this.#o.kube.json('PUT', path, { ...cm, data: { ...cm.data, Corefile: after } });
       this.#o.logger.info({ configMap: `${NS}/${t.configMap}`, target: target ?? null }, target === undefined ? 'clusterset.local stanza removed' : 'clusterset.local stanza written');
       if (!reloads(before)) await this.#restart(t.kind, t.workload, after);
     }
@@ -83,19 +81,12 @@ export class CorednsKeeper implements Service {
   async #restart(kind: 'Deployment' | 'DaemonSet', name: string, corefile: string): Promise<void> {
     const hash = createHash('sha256').update(corefile).digest('hex').slice(0, 16);
     try {
-      if (kind === 'Deployment') {
-        const d = await this.#apps.readNamespacedDeployment({ namespace: NS, name });
-        const tpl = d.spec?.template;
-        if (tpl === undefined) return;
-        tpl.metadata = { ...tpl.metadata, annotations: { ...tpl.metadata?.annotations, [HASH_ANNOTATION]: hash } };
-        await this.#apps.replaceNamespacedDeployment({ namespace: NS, name, body: d });
-      } else {
-        const d = await this.#apps.readNamespacedDaemonSet({ namespace: NS, name });
-        const tpl = d.spec?.template;
-        if (tpl === undefined) return;
-        tpl.metadata = { ...tpl.metadata, annotations: { ...tpl.metadata?.annotations, [HASH_ANNOTATION]: hash } };
-        await this.#apps.replaceNamespacedDaemonSet({ namespace: NS, name, body: d });
-      }
+      const path = `/apis/apps/v1/namespaces/${NS}/${kind === 'Deployment' ? 'deployments' : 'daemonsets'}/${name}`;
+      const d = await this.#o.kube.json<V1Deployment | V1DaemonSet>('GET', path);
+      const tpl = d.spec?.template;
+      if (tpl === undefined) return;
+      tpl.metadata = { ...tpl.metadata, annotations: { ...tpl.metadata?.annotations, [HASH_ANNOTATION]: hash } };
+      await this.#o.kube.json('PUT', path, d);
       this.#o.logger.info({ workload: `${kind}/${name}` }, 'restarted to load the new Corefile (it has no reload plugin)');
     } catch (err) {
       if (!isNotFound(err)) throw err;

@@ -1,7 +1,9 @@
-import { CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice, type V1Service } from '@kubernetes/client-node';
+import { createHash } from 'node:crypto';
+import type { V1EndpointSlice, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { WorkQueue, messageOf, type Clock, type Service } from '../core/index.ts';
-import { createInformer, splitKey, type CachedInformer } from '../core/k8s.ts';
+import { LiteInformer, splitKey, type LiteObject } from '../core/kube-lite-informer.ts';
+import type { KubeRest } from '../core/kube-lite.ts';
 import type { Export } from '../core/broker-api/index.ts';
 import { exportConditions, sameConditions, type Publication } from './conditions.ts';
 import { buildExport, sameExport } from './export-record.ts';
@@ -9,15 +11,18 @@ import type { ExportIndex } from './export-index.ts';
 import { apiCode } from './kube-errors.ts';
 import type { McsMetrics } from './metrics.ts';
 import { mergeExports } from './merge.ts';
-import { LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceExport } from './types.ts';
+import { slimService, slimServiceExport, slimSlice } from './slim.ts';
+import { LABEL_DERIVED_FROM, LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceExport } from './types.ts';
 
 /**
  * The export side: every ServiceExport of this cluster becomes an Export record at the
  * broker, with its Service's ready pod endpoints, and gets the conditions Valid, Ready
  * and Conflict.
  *
- * - Informers on ServiceExports, Services and the Services' own EndpointSlices (not
- *   MCS ones) only enqueue "namespace/name"; reconcile reads the caches.
+ * - Informers (core's kube-lite: no client-node in this process) on ServiceExports,
+ *   Services (not our derived ones) and the Services' own EndpointSlices (not MCS ones)
+ *   only enqueue "namespace/name"; reconcile reads the caches, which keep only the
+ *   fields it needs (slim.ts).
  * - EndpointSlice events are coalesced: they go through a second queue that re-adds
  *   the key to the main one after `coalesceMs` (one timer per key), so a rolling update
  *   becomes a few broker writes, not one per pod event; and a record equal to the one
@@ -26,6 +31,8 @@ import { LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, typ
  * - Conflict is computed from every cluster's record at the broker (ExportIndex), so
  *   every exporting cluster reaches the same verdict.
  * - A broker write that fails marks Ready=False/Failed and retries with backoff.
+ * - The conditions are written with a merge patch of the status (no resourceVersion:
+ *   they are ours alone), and only when they say something new.
  */
 export interface Publisher {
   publishExport(x: Export): Promise<unknown>;
@@ -33,58 +40,53 @@ export interface Publisher {
 }
 
 export interface ExportControllerOptions {
-  kubeConfig: KubeConfig;
+  kube: KubeRest;
   clusterId: string;
   broker: Publisher;
   exports: ExportIndex;
   logger: Logger;
   /** Default 250 ms. */
   coalesceMs?: number;
+  /** Keys reconciled in parallel (default 16). */
+  workers?: number;
   metrics?: McsMetrics;
   clock?: Clock;
 }
 
-const ref = { group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceexports' };
+const SE_PATH = `/apis/${MCS_GROUP}/${MCS_VERSION}`;
+const hash = (s: string): string => createHash('sha1').update(s).digest('base64');
 
 export class ExportController implements Service {
   readonly name = 'mcs-export';
   readonly #o: ExportControllerOptions;
   readonly #queue: WorkQueue<string>;
   readonly #sliceEvents: WorkQueue<string>;
-  readonly #objects: CustomObjectsApi;
-  readonly #serviceExports: CachedInformer<ServiceExport>;
-  readonly #services: CachedInformer<V1Service>;
-  readonly #slices: CachedInformer<V1EndpointSlice>;
-  /** Key → the record last published (JSON), so an unchanged record is not sent again. */
+  readonly #serviceExports: LiteInformer<ServiceExport & LiteObject>;
+  readonly #services: LiteInformer<V1Service & LiteObject>;
+  readonly #slices: LiteInformer<V1EndpointSlice & LiteObject>;
+  /** Key → a hash of the record last published (JSON), so an unchanged record is not sent again. */
   readonly #published = new Map<string, string>();
   #running: Promise<void>[] = [];
   #unfollow: (() => void) | undefined;
 
   constructor(options: ExportControllerOptions) {
     this.#o = options;
-    const { kubeConfig, logger } = options;
+    const { kube, logger } = options;
     const clock = options.clock;
     this.#queue = new WorkQueue<string>(clock === undefined ? {} : { clock });
     this.#sliceEvents = new WorkQueue<string>(clock === undefined ? {} : { clock });
-    this.#objects = kubeConfig.makeApiClient(CustomObjectsApi);
-    const core = kubeConfig.makeApiClient(CoreV1Api);
-    const discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-    this.#serviceExports = createInformer<ServiceExport>({
-      kubeConfig, path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceexports`, queue: this.#queue, logger, name: 'serviceexports',
-      list: async () => (await this.#objects.listClusterCustomObject(ref)) as KubernetesListObject<ServiceExport>,
-    });
-    this.#services = createInformer<V1Service>({
-      kubeConfig, path: '/api/v1/services', queue: this.#queue, logger, name: 'services', list: () => core.listServiceForAllNamespaces(),
-    });
+    const onChange = (key: string): void => this.#queue.add(key);
+    this.#serviceExports = new LiteInformer(kube, { path: `${SE_PATH}/serviceexports`, logger, name: 'serviceexports', onChange, slim: (o) => slimServiceExport(o) });
+    // our derived Services are never exported
+    this.#services = new LiteInformer(kube, { path: '/api/v1/services', labelSelector: `!${LABEL_DERIVED_FROM}`, logger, name: 'services', onChange, slim: (o) => slimService(o) });
     // The Services' own slices: labelled with their Service, not imported by us.
-    const selector = `${LABEL_K8S_SERVICE_NAME},!${LABEL_SERVICE_NAME}`;
-    const serviceOf = (s: V1EndpointSlice): string | undefined => {
+    const serviceOf = (s: LiteObject & { metadata?: { labels?: Record<string, string> } }): string | undefined => {
       const svc = s.metadata?.labels?.[LABEL_K8S_SERVICE_NAME];
       return svc === undefined || s.metadata?.namespace === undefined ? undefined : `${s.metadata.namespace}/${svc}`;
     };
-    this.#slices = createInformer<V1EndpointSlice>({
-      kubeConfig, path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: selector, queue: this.#sliceEvents, logger, name: 'endpointslices',
-      list: () => discovery.listEndpointSliceForAllNamespaces({ labelSelector: selector }), keyOf: serviceOf, index: serviceOf,
+    this.#slices = new LiteInformer(kube, {
+      path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: `${LABEL_K8S_SERVICE_NAME},!${LABEL_SERVICE_NAME}`, logger, name: 'endpointslices',
+      onChange: (key) => this.#sliceEvents.add(key), keyOf: serviceOf, index: serviceOf, slim: (o) => slimSlice(o as V1EndpointSlice),
     });
   }
 
@@ -95,13 +97,15 @@ export class ExportController implements Service {
 
   async start(): Promise<void> {
     this.#unfollow = this.#o.exports.onChange((key) => this.#queue.add(key));
-    await Promise.all([this.#serviceExports.start(), this.#services.start(), this.#slices.start()]);
+    this.#serviceExports.start();
+    this.#services.start();
+    this.#slices.start();
     await this.synced;
     // Records of ours the broker holds without a ServiceExport are withdrawn by reconcile.
     for (const key of this.#o.exports.serviceKeys()) if (this.#o.exports.record(key, this.#o.clusterId) !== undefined) this.#queue.add(key);
     const coalesceMs = this.#o.coalesceMs ?? 250;
     this.#running.push(this.#sliceEvents.run(async (key) => this.#queue.addAfter(key, coalesceMs), { workers: 1 }));
-    this.#running.push(this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: 4, logger: this.#o.logger }));
+    this.#running.push(this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: this.#o.workers ?? 16, logger: this.#o.logger }));
   }
 
   async #reconcileOrRetry(key: string): Promise<void> {
@@ -122,7 +126,7 @@ export class ExportController implements Service {
   async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
     const { clusterId, broker, exports } = this.#o;
-    const se = this.#serviceExports.cache.get(namespace, name);
+    const se = this.#serviceExports.get(namespace, name);
     const atBroker = exports.record(key, clusterId);
     if (se === undefined) {
       if (atBroker !== undefined || this.#published.has(key)) {
@@ -132,14 +136,14 @@ export class ExportController implements Service {
       this.#published.delete(key);
       return;
     }
-    const built = buildExport(clusterId, se, this.#services.cache.get(namespace, name), this.#slices.cache.byIndex(key));
+    const built = buildExport(clusterId, se, this.#services.get(namespace, name), this.#slices.byIndex(key));
     let publication: Publication = { state: 'pending' };
     let failure: unknown;
     if (built.record === undefined) {
       if (atBroker !== undefined || this.#published.has(key)) await broker.withdrawExport(clusterId, namespace, name);
       this.#published.delete(key);
     } else {
-      const json = JSON.stringify(built.record);
+      const json = hash(JSON.stringify(built.record));
       if (this.#published.get(key) === json || sameExport(atBroker, built.record)) {
         publication = { state: 'exported' };
       } else {
@@ -160,7 +164,7 @@ export class ExportController implements Service {
     const previous = se.status?.conditions ?? [];
     const conditions = exportConditions({ validity: built.validity, publication, conflicts, generation: se.metadata?.generation ?? 0, now: new Date(), previous });
     if (!sameConditions(previous, conditions)) {
-      await this.#objects.replaceNamespacedCustomObjectStatus({ ...ref, namespace, name, body: { ...se, status: { ...se.status, conditions } } });
+      await this.#o.kube.json('PATCH', `${SE_PATH}/namespaces/${namespace}/serviceexports/${name}/status`, { status: { conditions } }, 'application/merge-patch+json');
     }
     if (failure !== undefined) throw failure;
   }

@@ -1,15 +1,15 @@
-import {
-  CoreV1Api, CustomObjectsApi, DiscoveryV1Api, type KubeConfig, type KubernetesListObject, type V1EndpointSlice, type V1Namespace, type V1Service,
-} from '@kubernetes/client-node';
+import type { V1EndpointSlice, V1Namespace, V1Service } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
 import { WorkQueue, messageOf, type Service } from '../core/index.ts';
-import { createInformer, splitKey, type CachedInformer } from '../core/k8s.ts';
+import { LiteInformer, splitKey, type LiteObject } from '../core/kube-lite-informer.ts';
+import type { KubeRest } from '../core/kube-lite.ts';
 import type { ExportIndex } from './export-index.ts';
 import { unhealthyClusters, type GatewayView } from './health.ts';
 import { desiredDerivedService, desiredServiceImport, desiredSlices, projectService, projectServiceImport, projectSlice } from './import-objects.ts';
 import { apiCode, isAlreadyExists, isNotFound } from './kube-errors.ts';
 import type { McsMetrics } from './metrics.ts';
 import { derivedServiceName, mergeExports, type ImportSpec } from './merge.ts';
+import { slimGateway, slimNamespace, slimService, slimServiceImport, slimSlice } from './slim.ts';
 import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION, type ServiceImport } from './types.ts';
 
 /**
@@ -24,10 +24,13 @@ import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, M
  * - Health: the local Gateway resources are watched; when the set of unhealthy clusters
  *   changes, the keys those clusters export are enqueued, and their endpoints are
  *   written not ready (ready again when the cable reconnects).
- * - Writes go add before delete: slices are created or updated before stale ones go.
+ * - Writes go add before delete: slices are created or updated (in parallel) before
+ *   stale ones go. The ServiceImport's status is a merge patch (ours alone).
+ * - Informers are core's kube-lite ones (no client-node in this process); their caches
+ *   keep only the fields reconcile reads (slim.ts).
  */
 export interface ImportControllerOptions {
-  kubeConfig: KubeConfig;
+  kube: KubeRest;
   clusterId: string;
   exports: ExportIndex;
   logger: Logger;
@@ -39,64 +42,55 @@ export interface ImportControllerOptions {
    */
   exportsSynced: Promise<void>;
   metrics?: McsMetrics;
+  /** Keys reconciled in parallel (default 16). */
+  workers?: number;
 }
 
-const siRef = { group: MCS_GROUP, version: MCS_VERSION, plural: 'serviceimports' };
+const siPath = (ns: string): string => `/apis/${MCS_GROUP}/${MCS_VERSION}/namespaces/${ns}/serviceimports`;
+const svcPath = (ns: string): string => `/api/v1/namespaces/${ns}/services`;
+const slicePath = (ns: string): string => `/apis/discovery.k8s.io/v1/namespaces/${ns}/endpointslices`;
+type Labelled = LiteObject & { metadata?: { labels?: Record<string, string> } };
 
 export class ImportController implements Service {
   readonly name = 'mcs-import';
   readonly #o: ImportControllerOptions;
   readonly #queue = new WorkQueue<string>();
   readonly #side = new WorkQueue<string>();
-  readonly #objects: CustomObjectsApi;
-  readonly #core: CoreV1Api;
-  readonly #discovery: DiscoveryV1Api;
-  readonly #imports: CachedInformer<ServiceImport>;
-  readonly #slices: CachedInformer<V1EndpointSlice>;
-  readonly #derived: CachedInformer<V1Service>;
-  readonly #namespaces: CachedInformer<V1Namespace>;
-  readonly #gateways: CachedInformer<GatewayView & { metadata?: { name?: string } }>;
+  readonly #imports: LiteInformer<ServiceImport & LiteObject>;
+  readonly #slices: LiteInformer<V1EndpointSlice & LiteObject>;
+  readonly #derived: LiteInformer<V1Service & LiteObject>;
+  readonly #namespaces: LiteInformer<V1Namespace & LiteObject>;
+  readonly #gateways: LiteInformer<GatewayView & LiteObject>;
   #unhealthy = new Set<string>();
   #running: Promise<void>[] = [];
   #unfollow: (() => void) | undefined;
 
   constructor(options: ImportControllerOptions) {
     this.#o = options;
-    const { kubeConfig, logger } = options;
-    this.#objects = kubeConfig.makeApiClient(CustomObjectsApi);
-    this.#core = kubeConfig.makeApiClient(CoreV1Api);
-    this.#discovery = kubeConfig.makeApiClient(DiscoveryV1Api);
-    const q = this.#queue;
-    this.#imports = createInformer<ServiceImport>({
-      kubeConfig, path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceimports`, queue: q, logger, name: 'serviceimports',
-      list: async () => (await this.#objects.listClusterCustomObject(siRef)) as KubernetesListObject<ServiceImport>,
-    });
-    const sliceSelector = `${LABEL_MANAGED_BY}=${MANAGED_BY}`;
-    const importOf = (s: V1EndpointSlice): string | undefined => {
+    const { kube, logger } = options;
+    const onChange = (key: string): void => this.#queue.add(key);
+    this.#imports = new LiteInformer(kube, { path: `/apis/${MCS_GROUP}/${MCS_VERSION}/serviceimports`, logger, name: 'serviceimports', onChange, slim: (o) => slimServiceImport(o) });
+    const importOf = (s: Labelled): string | undefined => {
       const n = s.metadata?.labels?.[LABEL_SERVICE_NAME];
       return n === undefined || s.metadata?.namespace === undefined ? undefined : `${s.metadata.namespace}/${n}`;
     };
-    this.#slices = createInformer<V1EndpointSlice>({
-      kubeConfig, path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: sliceSelector, queue: q, logger, name: 'mcs-endpointslices',
-      list: () => this.#discovery.listEndpointSliceForAllNamespaces({ labelSelector: sliceSelector }), keyOf: importOf, index: importOf,
+    this.#slices = new LiteInformer(kube, {
+      path: '/apis/discovery.k8s.io/v1/endpointslices', labelSelector: `${LABEL_MANAGED_BY}=${MANAGED_BY}`, logger, name: 'mcs-endpointslices',
+      onChange, keyOf: importOf, index: importOf, slim: (o) => slimSlice(o as V1EndpointSlice),
     });
-    const derivedOf = (s: V1Service): string | undefined => {
+    const derivedOf = (s: Labelled): string | undefined => {
       const n = s.metadata?.labels?.[LABEL_DERIVED_FROM];
       return n === undefined || s.metadata?.namespace === undefined ? undefined : `${s.metadata.namespace}/${n}`;
     };
-    this.#derived = createInformer<V1Service>({
-      kubeConfig, path: '/api/v1/services', labelSelector: LABEL_DERIVED_FROM, queue: q, logger, name: 'derived-services',
-      list: () => this.#core.listServiceForAllNamespaces({ labelSelector: LABEL_DERIVED_FROM }), keyOf: derivedOf,
+    this.#derived = new LiteInformer(kube, {
+      path: '/api/v1/services', labelSelector: LABEL_DERIVED_FROM, logger, name: 'derived-services', onChange, keyOf: derivedOf, slim: (o) => slimService(o),
     });
-    this.#namespaces = createInformer<V1Namespace>({
-      kubeConfig, path: '/api/v1/namespaces', queue: this.#side, logger, name: 'namespaces', list: () => this.#core.listNamespace(),
-      keyOf: (n) => `ns:${n.metadata?.name ?? ''}`,
+    this.#namespaces = new LiteInformer(kube, {
+      path: '/api/v1/namespaces', logger, name: 'namespaces', onChange: (key) => this.#side.add(key), keyOf: (n) => `ns:${n.metadata?.name ?? ''}`, slim: (o) => slimNamespace(o),
     });
     const gwNs = options.gatewayNamespace ?? 'isthmus-system';
-    this.#gateways = createInformer({
-      kubeConfig, path: `/apis/isthmus.dev/v1alpha1/namespaces/${gwNs}/gateways`, queue: this.#side, logger, name: 'gateways',
-      list: async () => (await this.#objects.listNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: gwNs, plural: 'gateways' })) as KubernetesListObject<GatewayView & { metadata?: { name?: string } }>,
-      keyOf: () => 'health',
+    this.#gateways = new LiteInformer(kube, {
+      path: `/apis/isthmus.dev/v1alpha1/namespaces/${gwNs}/gateways`, logger, name: 'gateways', onChange: (key) => this.#side.add(key), keyOf: () => 'health', slim: (o) => slimGateway(o),
     });
   }
 
@@ -112,7 +106,7 @@ export class ImportController implements Service {
 
   async start(): Promise<void> {
     this.#unfollow = this.#o.exports.onChange((key) => this.#queue.add(key));
-    await Promise.all([this.#imports.start(), this.#slices.start(), this.#derived.start(), this.#namespaces.start(), this.#gateways.start()]);
+    for (const i of [this.#imports, this.#slices, this.#derived, this.#namespaces, this.#gateways]) i.start();
     await this.synced;
     // not awaited by start(): a broker away at start delays imports, never the process
     this.#running.push(this.#o.exportsSynced.then(() => this.#run()));
@@ -122,10 +116,10 @@ export class ImportController implements Service {
     if (this.#queue.shuttingDown) return Promise.resolve();
     this.#refreshHealth();
     for (const key of this.#o.exports.serviceKeys()) this.#queue.add(key);
-    for (const si of this.#imports.cache.list()) this.#queue.add(`${si.metadata?.namespace ?? ''}/${si.metadata?.name ?? ''}`);
+    for (const si of this.#imports.list()) this.#queue.add(`${si.metadata?.namespace ?? ''}/${si.metadata?.name ?? ''}`);
     return Promise.all([
       this.#side.run(async (key) => this.#sideEvent(key), { workers: 1, logger: this.#o.logger }),
-      this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: 4, logger: this.#o.logger }),
+      this.#queue.run(async (key) => this.#reconcileOrRetry(key), { workers: this.#o.workers ?? 16, logger: this.#o.logger }),
     ]).then(() => undefined);
   }
 
@@ -141,7 +135,7 @@ export class ImportController implements Service {
   #refreshHealth(): void {
     const clusters = new Set<string>();
     for (const k of this.#o.exports.serviceKeys()) for (const x of this.#o.exports.records(k)) clusters.add(x.cluster_id);
-    const next = unhealthyClusters(this.#gateways.cache.list(), [...clusters], this.#o.clusterId);
+    const next = unhealthyClusters(this.#gateways.list(), [...clusters], this.#o.clusterId);
     const changed = new Set([...next].filter((c) => !this.#unhealthy.has(c)).concat([...this.#unhealthy].filter((c) => !next.has(c))));
     this.#unhealthy = next;
     this.#o.metrics?.setUnhealthy([...clusters].filter((c) => c !== this.#o.clusterId), next);
@@ -166,10 +160,10 @@ export class ImportController implements Service {
 
   async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    if (this.#namespaces.cache.get('', namespace) === undefined) return;
+    if (this.#namespaces.get('', namespace) === undefined) return;
     const records = this.#o.exports.records(key);
     // health from the Gateway cache now (a cluster first seen in these records counts too)
-    const unhealthy = unhealthyClusters(this.#gateways.cache.list(), records.map((x) => x.cluster_id), this.#o.clusterId);
+    const unhealthy = unhealthyClusters(this.#gateways.list(), records.map((x) => x.cluster_id), this.#o.clusterId);
     const merged = mergeExports(records, { unhealthy });
     const spec = merged.serviceImport;
     if (spec === undefined) {
@@ -181,17 +175,18 @@ export class ImportController implements Service {
     const si = await this.#ensureImport(spec, derived);
     const uid = si.metadata?.uid;
     const want = desiredSlices(spec, merged.slicesByCluster, uid === undefined ? undefined : { name, uid });
-    const have = new Map(this.#slices.cache.byIndex(key).map((s) => [s.metadata?.name ?? '', s]));
-    for (const w of want) {
+    const have = new Map(this.#slices.byIndex(key).map((s) => [s.metadata?.name ?? '', s]));
+    const kube = this.#o.kube;
+    await Promise.all(want.map(async (w) => {
       const sliceName = w.metadata?.name ?? '';
       const cur = have.get(sliceName);
       have.delete(sliceName);
-      if (cur === undefined) await this.#discovery.createNamespacedEndpointSlice({ namespace, body: w });
+      if (cur === undefined) await kube.json('POST', slicePath(namespace), w);
       else if (projectSlice(cur) !== projectSlice(w)) {
-        await this.#discovery.replaceNamespacedEndpointSlice({ namespace, name: sliceName, body: { ...w, metadata: { ...w.metadata, resourceVersion: cur.metadata?.resourceVersion } } as V1EndpointSlice });
+        await kube.json('PUT', `${slicePath(namespace)}/${sliceName}`, { ...w, metadata: { ...w.metadata, resourceVersion: cur.metadata?.resourceVersion } });
       }
-    }
-    for (const stale of have.keys()) await this.#ignoreMissing(this.#discovery.deleteNamespacedEndpointSlice({ namespace, name: stale }));
+    }));
+    await Promise.all([...have.keys()].map((stale) => this.#ignoreMissing(kube.json('DELETE', `${slicePath(namespace)}/${stale}`))));
   }
 
   async #ignoreMissing(p: Promise<unknown>): Promise<void> {
@@ -205,14 +200,14 @@ export class ImportController implements Service {
   async #ensureDerived(spec: ImportSpec): Promise<{ ips: string[]; ipFamilies: string[] }> {
     const want = desiredDerivedService(spec);
     const name = want.metadata?.name ?? '';
-    let cur = this.#derived.cache.get(spec.namespace, name);
+    let cur = this.#derived.get(spec.namespace, name);
     if (cur === undefined) {
       try {
-        cur = await this.#core.createNamespacedService({ namespace: spec.namespace, body: want });
+        cur = await this.#o.kube.json<V1Service>('POST', svcPath(spec.namespace), want);
       } catch (err) {
         // The cache may lag behind our own create: read it back.
         if (!isAlreadyExists(err)) throw err;
-        cur = await this.#core.readNamespacedService({ namespace: spec.namespace, name });
+        cur = await this.#o.kube.json<V1Service>('GET', `${svcPath(spec.namespace)}/${name}`);
       }
     } else if (projectService(cur) !== projectService(want)) {
       const body: V1Service = {
@@ -221,42 +216,42 @@ export class ImportController implements Service {
         // clusterIPs and families are the API server's and immutable: keep them.
         spec: { ...want.spec, clusterIP: cur.spec?.clusterIP, clusterIPs: cur.spec?.clusterIPs, ipFamilies: cur.spec?.ipFamilies, ipFamilyPolicy: cur.spec?.ipFamilyPolicy },
       } as V1Service;
-      cur = await this.#core.replaceNamespacedService({ namespace: spec.namespace, name, body });
+      cur = await this.#o.kube.json<V1Service>('PUT', `${svcPath(spec.namespace)}/${name}`, body);
     }
     return { ips: cur.spec?.clusterIPs ?? (cur.spec?.clusterIP === undefined ? [] : [cur.spec.clusterIP]), ipFamilies: cur.spec?.ipFamilies ?? spec.ipFamilies };
   }
 
   async #deleteDerived(namespace: string, name: string): Promise<void> {
     const dn = derivedServiceName(name);
-    if (this.#derived.cache.get(namespace, dn) !== undefined) await this.#ignoreMissing(this.#core.deleteNamespacedService({ namespace, name: dn }));
+    if (this.#derived.get(namespace, dn) !== undefined) await this.#ignoreMissing(this.#o.kube.json('DELETE', `${svcPath(namespace)}/${dn}`));
   }
 
   async #ensureImport(spec: ImportSpec, derived: { ips: string[]; ipFamilies: string[] } | undefined): Promise<ServiceImport> {
     const want = desiredServiceImport(spec, derived);
-    const ref = { ...siRef, namespace: spec.namespace };
-    let cur = this.#imports.cache.get(spec.namespace, spec.name);
+    const path = siPath(spec.namespace);
+    let cur = this.#imports.get(spec.namespace, spec.name);
     if (cur === undefined) {
       try {
-        cur = (await this.#objects.createNamespacedCustomObject({ ...ref, body: want })) as ServiceImport;
+        cur = await this.#o.kube.json<ServiceImport>('POST', path, want);
       } catch (err) {
         if (!isAlreadyExists(err)) throw err;
-        cur = (await this.#objects.getNamespacedCustomObject({ ...ref, name: spec.name })) as ServiceImport;
+        cur = await this.#o.kube.json<ServiceImport>('GET', `${path}/${spec.name}`);
       }
     } else if (projectServiceImport(cur) !== projectServiceImport(want)) {
       const body = { ...want, metadata: { ...want.metadata, resourceVersion: cur.metadata?.resourceVersion } };
-      cur = (await this.#objects.replaceNamespacedCustomObject({ ...ref, name: spec.name, body })) as ServiceImport;
+      cur = await this.#o.kube.json<ServiceImport>('PUT', `${path}/${spec.name}`, body);
     }
     const clusters = spec.clusters.map((cluster) => ({ cluster }));
     if (JSON.stringify(cur.status?.clusters ?? []) !== JSON.stringify(clusters)) {
-      cur = (await this.#objects.replaceNamespacedCustomObjectStatus({ ...ref, name: spec.name, body: { ...cur, status: { ...cur.status, clusters } } })) as ServiceImport;
+      cur = await this.#o.kube.json<ServiceImport>('PATCH', `${path}/${spec.name}/status`, { status: { clusters } }, 'application/merge-patch+json');
     }
     return cur;
   }
 
   async #removeAll(namespace: string, name: string): Promise<void> {
-    for (const s of this.#slices.cache.byIndex(`${namespace}/${name}`)) await this.#ignoreMissing(this.#discovery.deleteNamespacedEndpointSlice({ namespace, name: s.metadata?.name ?? '' }));
+    for (const s of this.#slices.byIndex(`${namespace}/${name}`)) await this.#ignoreMissing(this.#o.kube.json('DELETE', `${slicePath(namespace)}/${s.metadata?.name ?? ''}`));
     await this.#deleteDerived(namespace, name);
-    if (this.#imports.cache.get(namespace, name) !== undefined) await this.#ignoreMissing(this.#objects.deleteNamespacedCustomObject({ ...siRef, namespace, name }));
+    if (this.#imports.get(namespace, name) !== undefined) await this.#ignoreMissing(this.#o.kube.json('DELETE', `${siPath(namespace)}/${name}`));
   }
 
   async stop(): Promise<void> {

@@ -1,5 +1,8 @@
-/** The HTTP status of a client-node ApiException, or undefined for anything else. */
+import { KubeRequestError } from '../core/kube-lite.ts';
+
+/** The HTTP status of a failed Kubernetes request: core's KubeRequestError or a client-node ApiException; undefined for anything else. */
 export function apiCode(err: unknown): number | undefined {
+  if (err instanceof KubeRequestError) return err.status;
   const c = (err as { code?: unknown } | null)?.code;
   return typeof c === 'number' ? c : undefined;
 }

@@ -19,7 +19,7 @@ import { cacheDir } from '../sandbox/versions.ts';
 import { eventually, requireRootForTest, run } from './lib/cli.ts';
 import { Clusterset } from './lib/clusterset.ts';
 import { specOutcomes, type SpecOutcome } from './lib/conformance-report.ts';
-import { installMcsApi, startMcs } from './lib/mcs.ts';
+import { startMcs, upWithRoutes } from './lib/mcs.ts';
 
 requireRootForTest('test/mcs-conformance.test.ts');
 
@@ -29,7 +29,6 @@ requireRootForTest('test/mcs-conformance.test.ts');
  * cluster: its request pod, its lookups and connections) for about 1.5 × the time.
  */
 const CLUSTERS = ['c1', 'c2'];
-const others = (c: string): string[] => CLUSTERS.filter((x) => x !== c);
 /**
  * The whole suite's time limit (Ginkgo's -ginkgo.timeout): well inside scripts/test.sh's
  * 20 minutes per file, so a hung spec still leaves a report (Ginkgo writes it on timeout).
@@ -71,22 +70,7 @@ test.after(async () => {
 });
 
 test(`setup: ${CLUSTERS.length} clusters with gateways, route agents, the MCS CRDs, isthmus mcs and isthmus dns in each`, async () => {
-  await cs.up({ clusters: CLUSTERS.length, gateways: 1, nodes: 2, nat: [], portBase: 27500 });
-  await installMcsApi(cs, CLUSTERS);
-  for (const c of CLUSTERS) {
-    await cs.startGateway(c, 0, 'wireguard');
-    for (const i of [0, 1]) cs.startRouteAgent(c, i);
-  }
-  for (const c of CLUSTERS) await cs.connected(c, `${c}-n1`, others(c));
-  for (const c of CLUSTERS) {
-    for (const i of [0, 1]) {
-      const node = cs.node(c, i).name;
-      await eventually(`${node} routes ${others(c).join(', ')}`, async () => {
-        const s = (await cs.routeAgent(c, node).catch(() => undefined))?.status;
-        return (s?.remotes ?? []).map((r) => r.cluster).sort().join(',') === others(c).join(',') && (s?.errors ?? []).length === 0 ? true : undefined;
-      });
-    }
-  }
+  await upWithRoutes(cs, CLUSTERS, 27500);
   for (const c of CLUSTERS) await startMcs(cs, c, { metricsPort: metricsPort(c) });
   for (const c of CLUSTERS) {
     await eventually(`${c}: CoreDNS forwards clusterset.local`, async () => {

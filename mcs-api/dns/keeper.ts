@@ -1,6 +1,7 @@
 import type { V1EndpointSlice } from '@kubernetes/client-node';
 import type { Logger } from 'pino';
-import { WorkQueue, type Service } from '../../core/index.ts';
+import type { Service } from '../../core/lifecycle.ts';
+import { WorkQueue } from '../../core/workqueue.ts';
 import { LiteInformer, splitKey, type LiteObject } from '../../core/kube-lite-informer.ts';
 import type { KubeRest } from '../../core/kube-lite.ts';
 import { LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceImport } from '../types.ts';

@@ -2,6 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { projectRoot } from '../../sandbox/index.ts';
 import { kubectl } from './cli.ts';
+import { eventually } from './cli.ts';
 import type { Clusterset } from './clusterset.ts';
 
 /**
@@ -60,4 +61,30 @@ export async function saKubeconfig(cs: Clusterset, c: string, sa: string): Promi
   const file = cs.path(`${sa}-${c}.kubeconfig`);
   writeFileSync(file, JSON.stringify(config), { mode: 0o600 });
   return file;
+}
+
+/**
+ * The sandbox a cross-cluster MCS run needs: `clusters` clusters of 2 nodes, a wireguard
+ * gateway on each cluster's first node, a route agent on both nodes, the MCS CRDs and
+ * ClusterProperties; returns once every gateway is connected to the others and every route
+ * agent routes them without errors.
+ */
+export async function upWithRoutes(cs: Clusterset, clusters: readonly string[], portBase: number): Promise<void> {
+  const others = (c: string): string[] => clusters.filter((x) => x !== c);
+  await cs.up({ clusters: clusters.length, gateways: 1, nodes: 2, nat: [], portBase });
+  await installMcsApi(cs, clusters);
+  for (const c of clusters) {
+    await cs.startGateway(c, 0, 'wireguard');
+    for (const i of [0, 1]) cs.startRouteAgent(c, i);
+  }
+  for (const c of clusters) await cs.connected(c, `${c}-n1`, others(c));
+  for (const c of clusters) {
+    for (const i of [0, 1]) {
+      const node = cs.node(c, i).name;
+      await eventually(`${node} routes ${others(c).join(', ')}`, async () => {
+        const s = (await cs.routeAgent(c, node).catch(() => undefined))?.status;
+        return (s?.remotes ?? []).map((r) => r.cluster).sort().join(',') === others(c).join(',') && (s?.errors ?? []).length === 0 ? true : undefined;
+      });
+    }
+  }
 }
