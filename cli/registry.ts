@@ -86,7 +86,7 @@ export function registry(): Map<string, Entry> {
     }],
     ['mcs', {
       summary: 'run the MCS controller: ServiceExports to the broker, ServiceImports and EndpointSlices from it',
-      words: { flags: [...KUBE, ...BROKER_CLIENT, '--gateway-namespace', '--dns-service', '--dns-address', '--metrics', '--coalesce-ms'] },
+      words: { flags: [...KUBE, ...BROKER_CLIENT, '--gateway-namespace', '--dns-service', '--dns-address', '--metrics', '--coalesce-ms', '--workers'] },
       load: async () => (await import('./mcs.ts')).mcsCommand,
     }],
     ['policy', {
