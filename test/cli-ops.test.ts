@@ -4,29 +4,16 @@
 // --disruptive` drains the active gateway node of each cluster and measures the outage (with one
 // gateway node it is refused before anything is made); `diagnose` compares the clocks and
 // probes the gateway ports between the clusters.
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { eventually, isthmus, kubectl, requireRootForTest, type Run } from './lib/cli.ts';
+import { eventually, isthmus, ok, requireRootForTest, sandboxSession } from './lib/cli.ts';
 
 requireRootForTest('test/cli-ops.test.ts');
-const dir = mkdtempSync('/tmp/isthmus-cli-ops-');
-const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
-const kubeconfig = join(dir, 'sandbox', 'kubeconfig');
-const f = (name: string): string => join(dir, name);
-const k = (c: string, args: readonly string[]): Promise<string> => kubectl(kubeconfig, c, args);
-const cli = (args: readonly string[]): Promise<Run> => isthmus([...args, '--kubeconfig', kubeconfig], env);
+const { env, f, k, cli, down } = sandboxSession('/tmp/isthmus-cli-ops-');
 
-function ok(r: Run, what: string): Run {
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r;
-}
 
-test.after(async () => {
-  await isthmus(['sandbox', 'down'], env);
-  rmSync(dir, { recursive: true, force: true });
-});
+test.after(down);
 
 test('two clusters with two gateway nodes each, joined', async () => {
   ok(await isthmus(['sandbox', 'up', '--clusters', '2', '--nodes', '3', '--gateways', '2', '--port-base', '27800'], env), 'sandbox up');

@@ -6,32 +6,18 @@
 // them; a pod on a node that is not a gateway reaches a pod of the other cluster with its
 // own source address; a re-run keeps the certificates; uninstall leaves no charon, device,
 // rule or state behind.
-import { mkdtempSync, rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { certificateInfo } from '../core/index.ts';
 import { echoManifest } from '../sandbox/index.ts';
-import { eventually, isthmus, kubectl, requireRootForTest, type Run } from './lib/cli.ts';
+import { eventually, isthmus, ok, requireRootForTest, sandboxSession } from './lib/cli.ts';
 
 requireRootForTest('test/join-ipsec.test.ts');
-const dir = mkdtempSync('/tmp/isthmus-join-ipsec-');
-const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
-const kubeconfig = join(dir, 'sandbox', 'kubeconfig');
-const f = (name: string): string => join(dir, name);
-const k = (c: string, args: readonly string[], input?: string): Promise<string> => kubectl(kubeconfig, c, args, input);
-const cli = (args: readonly string[]): Promise<Run> => isthmus([...args, '--kubeconfig', kubeconfig], env);
+const { env, f, k, cli, down } = sandboxSession('/tmp/isthmus-join-ipsec-');
 
-function ok(r: Run, what: string): Run {
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r;
-}
 
-test.after(async () => {
-  await isthmus(['sandbox', 'down'], env);
-  rmSync(dir, { recursive: true, force: true });
-});
+test.after(down);
 
 test('broker deploy --cable-driver ipsec; join c1 and c2 --wait: an IPsec certificate per gateway node, the cable connected', async () => {
   ok(await isthmus(['sandbox', 'up', '--clusters', '2', '--port-base', '27900'], env), 'sandbox up');

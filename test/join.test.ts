@@ -9,28 +9,18 @@
 // can read, a foreign CA, a tampered token, a spent token, an expired token, a cluster id
 // already taken, CIDRs overlapping a member, an unreachable apiserver, a missing context,
 // missing RBAC rights. A second join is idempotent and skips the token.
-import { chmodSync, copyFileSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { chmodSync, copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCA } from '../core/index.ts';
 import { echoManifest } from '../sandbox/index.ts';
-import { eventually, isthmus, kubectl, requireRootForTest, type Run } from './lib/cli.ts';
+import { eventually, isthmus, ok, requireRootForTest, sandboxSession, type Run } from './lib/cli.ts';
 
 requireRootForTest('test/join.test.ts');
-const dir = mkdtempSync('/tmp/isthmus-join-');
-const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
-const kubeconfig = join(dir, 'sandbox', 'kubeconfig');
-const f = (name: string): string => join(dir, name);
-const k = (c: string, args: readonly string[], input?: string): Promise<string> => kubectl(kubeconfig, c, args, input);
-const cli = (args: readonly string[]): Promise<Run> => isthmus([...args, '--kubeconfig', kubeconfig], env);
+const { env, kubeconfig, f, k, cli, down } = sandboxSession('/tmp/isthmus-join-');
 const joinArgs = (file: string, c: string, extra: readonly string[] = []): string[] => ['join', file, '--context', c, '--cluster-id', c, ...extra];
 
-function ok(r: Run, what: string): Run {
-  if (r.code !== 0) throw new Error(`${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
-  return r;
-}
 
 /** A refusal: exit code 1, the message matches, and the cluster holds nothing of ours. */
 async function refused(r: Run, message: RegExp, untouched?: string): Promise<void> {
@@ -49,10 +39,7 @@ function rewrite(from: string, to: string, change: (o: Record<string, unknown>) 
   return f(to);
 }
 
-test.after(async () => {
-  await isthmus(['sandbox', 'down'], env);
-  rmSync(dir, { recursive: true, force: true });
-});
+test.after(down);
 
 test('broker deploy: etcd and the broker as pods of c1, a 0600 broker-info.json; one token per cluster', async () => {
   ok(await isthmus(['sandbox', 'up', '--clusters', '3', '--nat', 'c3', '--port-base', '27700'], env), 'sandbox up');

@@ -1,4 +1,5 @@
 import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { kubeBinDir, projectRoot } from '../../sandbox/index.ts';
 
@@ -68,4 +69,36 @@ export function requireRootForTest(file: string): void {
   if (process.getuid?.() !== 0) {
     throw new Error(`${file} needs root (it creates bridges and runs a real control plane): run the suite as root, as .ci/run does`);
   }
+}
+
+/** `r` when its command succeeded, else an error naming `what` with its output. */
+export function ok(r: Run, what: string): Run {
+  if (r.code !== 0) throw new Error(`${what} failed (${r.code}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+/**
+ * One e2e file's sandbox in a folder of its own (`prefix` + random): its paths, kubectl and
+ * the CLI bound to its kubeconfig, and `down` (sandbox down, folder removed) for test.after.
+ */
+export function sandboxSession(prefix: string): {
+  readonly dir: string; readonly env: Record<string, string>; readonly kubeconfig: string;
+  f(name: string): string;
+  k(context: string, args: readonly string[], input?: string): Promise<string>;
+  cli(args: readonly string[]): Promise<Run>;
+  down(): Promise<void>;
+} {
+  const dir = mkdtempSync(prefix);
+  const env = { ISTHMUS_SANDBOX_DIR: join(dir, 'sandbox') };
+  const kubeconfig = join(dir, 'sandbox', 'kubeconfig');
+  return {
+    dir, env, kubeconfig,
+    f: (name) => join(dir, name),
+    k: (context, args, input) => kubectl(kubeconfig, context, args, input),
+    cli: (args) => isthmus([...args, '--kubeconfig', kubeconfig], env),
+    down: async () => {
+      await isthmus(['sandbox', 'down'], env);
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
 }
