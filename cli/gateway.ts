@@ -123,17 +123,18 @@ async function cleanup(args: ReturnType<typeof parseArgs>): Promise<number> {
   const rec = optionRecord(args);
   const cfg = validateConfig(cleanupSchema, { stateDir: rec['stateDir'], privateSockets: rec['privateSockets'] }, 'gateway --cleanup options');
   const logger = createLogger({ component: 'gateway' });
-  for (const driver of driversForCleanup({ runner: new SystemRunner(), logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets })) {
+  const runner = new SystemRunner();
+  for (const driver of driversForCleanup({ runner, logger, stateDir: cfg.stateDir, privateSockets: cfg.privateSockets })) {
     try {
       await driver.cleanup();
     } catch (err) {
       logger.warn({ driver: driver.name, err: messageOf(err) }, 'cleanup incomplete');
     }
   }
-  const onLo = await readFile(join(cfg.stateDir, HEALTH_ADDRESS_FILE), 'utf8').catch(() => '');
-  if (onLo.trim() !== '') {
-    parseIp(onLo.trim());
-    await new SystemRunner().run('ip', ['addr', 'del', `${onLo.trim()}/32`, 'dev', 'lo'], { allowFailure: true });
+  const onLo = (await readFile(join(cfg.stateDir, HEALTH_ADDRESS_FILE), 'utf8').catch(() => '')).trim();
+  if (onLo !== '') {
+    parseIp(onLo);
+    await runner.run('ip', ['addr', 'del', `${onLo}/32`, 'dev', 'lo'], { allowFailure: true });
   }
   await rm(cfg.stateDir, { recursive: true, force: true });
   process.stdout.write(`cable devices and ${cfg.stateDir} removed\n`);
