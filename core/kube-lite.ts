@@ -241,3 +241,38 @@ export class KubeRest {
     }
   }
 }
+
+/**
+ * The status of one node's own resource (`isthmus.dev/v1alpha1` `plural` in `namespace`,
+ * named after the node, `spec.nodeName` set): the object is created when missing, then its
+ * status replaced — only when it differs from the last status this writer wrote. A failed
+ * write throws and is tried again by the next call. Used by the route agent (RouteAgent) and
+ * the policy agent (PolicyAgent).
+ */
+export class NodeStatusWriter {
+  readonly #kube: KubeRest;
+  readonly #path: string;
+  readonly #object: { apiVersion: string; kind: string; metadata: { name: string; namespace: string }; spec: { nodeName: string } };
+  #written = '';
+
+  constructor(kube: KubeRest, o: { plural: string; kind: string; namespace: string; node: string }) {
+    this.#kube = kube;
+    this.#path = `/apis/isthmus.dev/v1alpha1/namespaces/${encodeURIComponent(o.namespace)}/${o.plural}`;
+    this.#object = { apiVersion: 'isthmus.dev/v1alpha1', kind: o.kind, metadata: { name: o.node, namespace: o.namespace }, spec: { nodeName: o.node } };
+  }
+
+  async write(status: object): Promise<void> {
+    const text = JSON.stringify(status);
+    if (text === this.#written) return;
+    const item = `${this.#path}/${encodeURIComponent(this.#object.metadata.name)}`;
+    let current: Record<string, unknown>;
+    try {
+      current = await this.#kube.json<Record<string, unknown>>('GET', item);
+    } catch (err) {
+      if (!(err instanceof KubeRequestError) || err.status !== 404) throw err;
+      current = await this.#kube.json<Record<string, unknown>>('POST', this.#path, this.#object);
+    }
+    await this.#kube.json('PUT', `${item}/status`, { ...current, status });
+    this.#written = text;
+  }
+}

@@ -1,5 +1,5 @@
 import { messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
-import type { KubeRest } from '../core/kube-lite.ts';
+import { NodeStatusWriter, type KubeRest } from '../core/kube-lite.ts';
 import { LiteInformer, type LiteObject } from '../core/kube-lite-informer.ts';
 import { CoalescingQueue } from '../core/sync-loop.ts'; // not via k8s.ts, which loads client-node
 import { AuditLog } from './audit.ts';
@@ -8,7 +8,7 @@ import { cutRemoteFlows } from './conntrack.ts';
 import { AUTHORS_ANNOTATION, resolve, type SourcePod } from './evaluate.ts';
 import { live, podIps, type NamespaceLike, type PodLike } from './identities.ts';
 import type { PolicyMetrics } from './metrics.ts';
-import { policyNodeStatus, writePolicyNodeStatus, type PolicyNodeStatus } from './node-status.ts';
+import { policyNodeStatus, type PolicyNodeStatus } from './node-status.ts';
 import type { PolicyTable } from './table.ts';
 import { STATE_LABEL, readState, remoteCidrs, type ConfigMapLike, type IdentityMemo } from './state.ts';
 
@@ -65,9 +65,9 @@ export class PolicyAgent implements Service {
   #ruleset: Ruleset | undefined;
   #lookups: { remote: Map<string, SourcePod>; local: Map<string, LocalPod> } = { remote: new Map(), local: new Map() };
   #lastProblems = '';
-  /** The policies of the ruleset in the kernel, and the status last written. */
+  /** The policies of the ruleset in the kernel. */
   #applied: { policy: string; generation: number }[] = [];
-  #reported = '';
+  readonly #status: NodeStatusWriter;
   #auditing = false;
   readonly #memo: IdentityMemo = new Map();
 
@@ -75,6 +75,7 @@ export class PolicyAgent implements Service {
     this.#c = config;
     this.#d = deps;
     this.#clock = deps.clock ?? systemClock;
+    this.#status = new NodeStatusWriter(deps.kube, { plural: 'policyagents', kind: 'PolicyAgent', namespace: config.namespace, node: config.nodeName });
   }
 
   get ready(): boolean {
@@ -155,11 +156,8 @@ export class PolicyAgent implements Service {
 
   /** The node's PolicyAgent status, written when it changed; a failed write is logged and tried again at the next reconcile. */
   async #report(status: PolicyNodeStatus): Promise<void> {
-    const text = JSON.stringify(status);
-    if (text === this.#reported) return;
     try {
-      await writePolicyNodeStatus(this.#d.kube, this.#c.namespace, this.#c.nodeName, status);
-      this.#reported = text;
+      await this.#status.write(status);
     } catch (err) {
       this.#d.logger.warn({ err: messageOf(err) }, 'PolicyAgent status not written');
     }

@@ -1,4 +1,3 @@
-import { KubeRequestError, type KubeRest } from '../core/kube-lite.ts';
 
 /**
  * "Enforced on N of M nodes". Each node's policy agent reports in its `PolicyAgent` resource
@@ -78,19 +77,4 @@ export function enforcementText(e: Enforcement): string {
   const named = e.missing.slice(0, 3).map((m) => `${m.node}: ${m.reason}`);
   const more = e.missing.length > 3 ? `; ${e.missing.length - 3} more` : '';
   return `enforced on ${e.enforced} of ${e.nodes} nodes${named.length > 0 ? ` (${named.join('; ')}${more})` : ''}`;
-}
-
-/** Creates the node's PolicyAgent when it is missing, then replaces its status. */
-export async function writePolicyNodeStatus(kube: KubeRest, namespace: string, node: string, status: PolicyNodeStatus): Promise<void> {
-  const path = `/apis/isthmus.dev/v1alpha1/namespaces/${encodeURIComponent(namespace)}/policyagents`;
-  let current: Record<string, unknown>;
-  try {
-    current = await kube.json<Record<string, unknown>>('GET', `${path}/${encodeURIComponent(node)}`);
-  } catch (err) {
-    if (!(err instanceof KubeRequestError) || err.status !== 404) throw err;
-    current = await kube.json<Record<string, unknown>>('POST', path, {
-      apiVersion: 'isthmus.dev/v1alpha1', kind: 'PolicyAgent', metadata: { name: node, namespace }, spec: { nodeName: node },
-    });
-  }
-  await kube.json('PUT', `${path}/${encodeURIComponent(node)}/status`, { ...current, status });
 }

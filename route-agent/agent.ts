@@ -1,5 +1,5 @@
 import { messageOf, systemClock, type Clock, type CommandRunner, type Logger, type Service } from '../core/index.ts';
-import type { KubeRest } from '../core/kube-lite.ts';
+import { NodeStatusWriter, type KubeRest } from '../core/kube-lite.ts';
 import { LiteInformer, type LiteObject } from '../core/kube-lite-informer.ts';
 import { CoalescingQueue } from '../core/sync-loop.ts'; // not via k8s.ts, which loads client-node
 import { clusterInputs, nodeIp, type GatewayLike, type LeaseLike, type NodeLike, type RouteAgentLike } from './contract.ts';
@@ -8,7 +8,7 @@ import type { PacketFilter } from './filter.ts';
 import type { RouteAgentMetrics } from './metrics.ts';
 import { ChangeMonitor, ipWatch } from './monitor.ts';
 import { RouteTable } from './routes.ts';
-import { routeAgentStatus, writeRouteAgentStatus, type RouteAgentStatus } from './status.ts';
+import { routeAgentStatus, type RouteAgentStatus } from './status.ts';
 import { TUNNEL_PORT, Tunnel } from './tunnel.ts';
 
 /**
@@ -94,7 +94,7 @@ export class RouteAgent implements Service {
   #resync: ReturnType<typeof setInterval> | undefined;
   #monitor: ChangeMonitor | undefined;
   #synced = false;
-  #lastStatus = '';
+  readonly #status: NodeStatusWriter;
   #lastGateway: string | undefined;
   /** The inputs of the last reconcile that had no error ('' after one that had). */
   #lastInputs = '';
@@ -106,6 +106,7 @@ export class RouteAgent implements Service {
     this.#clock = deps.clock ?? systemClock;
     this.#routes = new RouteTable(deps.runner, [config.table, config.table + 1], [config.pref - 3, config.pref - 2, config.pref]);
     this.#tunnel = new Tunnel(deps.runner);
+    this.#status = new NodeStatusWriter(deps.kube, { plural: 'routeagents', kind: 'RouteAgent', namespace: config.namespace, node: config.nodeName });
   }
 
   get ready(): boolean {
@@ -233,11 +234,8 @@ export class RouteAgent implements Service {
   }
 
   async #publish(status: RouteAgentStatus): Promise<void> {
-    const text = JSON.stringify(status);
-    if (text === this.#lastStatus) return;
     try {
-      await writeRouteAgentStatus(this.#d.kube, this.#c.namespace, this.#c.nodeName, status);
-      this.#lastStatus = text;
+      await this.#status.write(status);
     } catch (err) {
       this.#d.logger.warn({ err: messageOf(err) }, 'RouteAgent status not written');
     }

@@ -1,4 +1,3 @@
-import { KubeRequestError, type KubeRest } from '../core/kube-lite.ts';
 import type { Desired, Mode } from './desired.ts';
 
 /**
@@ -40,19 +39,4 @@ export function routeAgentStatus(o: {
     refused: o.desired.refused.map((r) => ({ ...r })),
     errors: [...o.errors],
   };
-}
-
-/** Creates the node's RouteAgent when it is missing, then replaces its status. */
-export async function writeRouteAgentStatus(kube: KubeRest, namespace: string, name: string, status: RouteAgentStatus): Promise<void> {
-  const path = `/apis/isthmus.dev/v1alpha1/namespaces/${encodeURIComponent(namespace)}/routeagents`;
-  let current: Record<string, unknown>;
-  try {
-    current = await kube.json<Record<string, unknown>>('GET', `${path}/${encodeURIComponent(name)}`);
-  } catch (err) {
-    if (!(err instanceof KubeRequestError) || err.status !== 404) throw err;
-    current = await kube.json<Record<string, unknown>>('POST', path, {
-      apiVersion: 'isthmus.dev/v1alpha1', kind: 'RouteAgent', metadata: { name, namespace }, spec: { nodeName: name },
-    });
-  }
-  await kube.json('PUT', `${path}/${encodeURIComponent(name)}/status`, { ...current, status });
 }
