@@ -6,6 +6,7 @@ import { projectRoot } from '../sandbox/versions.ts';
 import { opt, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { Kube, clusterBrokerClient, type Obj } from './kube-apply.ts';
+import { JOIN_WORKLOADS } from './join-plan.ts';
 import { showCommand as mcsShow } from './mcs-verbs.ts';
 
 /**
@@ -86,7 +87,9 @@ async function section(kube: Kube, what: Section): Promise<Rows> {
       const v = await kube.version();
       const pkg = JSON.parse(readFileSync(join(projectRoot(), 'package.json'), 'utf8')) as { version: string };
       const rows: string[][] = [['isthmus CLI', pkg.version], ['Kubernetes (apiserver)', v.gitVersion]];
-      for (const [kind, name] of [['Deployment', 'isthmus-gateway'], ['DaemonSet', 'isthmus-route-agent'], ['Deployment', 'isthmus-mcs'], ['Deployment', 'isthmus-dns'], ['Deployment', 'isthmus-broker']] as const) {
+      // every workload join runs (policy parts too), and the broker where it runs
+      const workloads = [...JOIN_WORKLOADS.filter(([apiVersion]) => apiVersion === 'apps/v1'), ['apps/v1', 'Deployment', 'isthmus-broker'] as const];
+      for (const [, kind, name] of workloads) {
         const o = await kube.read<Obj & { spec?: { template?: { spec?: { containers?: { image?: string }[] } } } }>('apps/v1', kind, name, NS);
         if (o !== undefined) rows.push([`${kind} ${name}`, o.spec?.template?.spec?.containers?.map((c) => c.image ?? '').join(',') ?? '-']);
       }

@@ -5,7 +5,7 @@ import { STATE_LABEL as POLICY_STATE_LABEL } from '../policy/state.ts';
 import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { JOINED_LABEL_ANNOTATION, JOIN_CRDS } from './join.ts';
-import { JOIN_RBAC, JOIN_WORKLOADS } from './join-plan.ts';
+import { IPSEC_SECRET, JOIN_RBAC, JOIN_WORKLOADS } from './join-plan.ts';
 import { Kube, clusterBrokerClient, manifest, waitFor, type Obj } from './kube-apply.ts';
 
 /**
@@ -138,7 +138,7 @@ async function run(argv: readonly string[]): Promise<number> {
     return true;
   }, 500);
   if (hostsBroker && !cfg.broker) {
-    for (const [kind, name] of [['Secret', 'isthmus-broker-client'], ['Secret', 'isthmus-gateway-ipsec'], ['ConfigMap', 'isthmus-gateway'], ['ConfigMap', 'isthmus-mcs']] as const) await kube.remove('v1', kind, name, NS);
+    for (const [kind, name] of [['Secret', 'isthmus-broker-client'], ['Secret', IPSEC_SECRET], ['ConfigMap', 'isthmus-gateway'], ['ConfigMap', 'isthmus-mcs']] as const) await kube.remove('v1', kind, name, NS);
     // the policy controller's mirrored state (policy/state.ts: labelled isthmus.dev/policy-state)
     for (const cm of await kube.list('v1', 'ConfigMap', NS, POLICY_STATE_LABEL)) await kube.remove('v1', 'ConfigMap', cm.metadata?.name ?? '', NS);
     for (const f of JOIN_RBAC) {

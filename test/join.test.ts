@@ -213,6 +213,7 @@ test('show: gateways, connections, networks, endpoints, versions of a joined clu
   const all = ok(await cli(['show', 'all', '--context', 'c3']), 'show all');
   for (const h of ['== gateways', '== connections', '== endpoints', '== networks', '== versions', '== exports']) assert.ok(all.stdout.includes(h), h);
   assert.match(all.stdout, /Deployment isthmus-gateway\s+isthmus:0\.1\.0/);
+  assert.match(all.stdout, /DaemonSet isthmus-policy-agent\s+isthmus:0\.1\.0/, 'show versions lists every workload join runs');
 });
 
 test('diagnose: every check passes on the joined clusterset', async () => {
