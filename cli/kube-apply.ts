@@ -118,12 +118,18 @@ export function pick(objects: readonly Obj[], kind: string, name: string): Obj {
   return structuredClone(o);
 }
 
-/** Polls `check` every `everyMs` until it returns a value, or TIMEOUT with `what` and the last state. */
+/**
+ * Polls `check` every `everyMs` until it returns a value, or TIMEOUT with `what` and the last
+ * state (from `state`, else the last error `check` threw, so the reason is never lost).
+ */
 export async function waitFor<T>(what: string, timeoutMs: number, check: () => Promise<T | undefined>, everyMs = 1000, onState?: (s: string) => void, state?: () => Promise<string>): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   let last = '';
   for (;;) {
-    const v = await check().catch(() => undefined);
+    const v = await check().catch((err: unknown) => {
+      if (state === undefined) last = messageOf(err);
+      return undefined;
+    });
     if (v !== undefined) return v;
     if (state !== undefined) {
       const s = await state().catch((err: unknown) => messageOf(err));

@@ -1,5 +1,5 @@
 import { writeFile } from 'node:fs/promises';
-import { bool, int, messageOf, oneOf, optionalStr, str, validateConfig } from '../core/index.ts';
+import { bool, ErrorCodes, int, IsthmusError, messageOf, oneOf, optionalStr, str, validateConfig } from '../core/index.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { failover, failoverReady } from './failover.ts';
@@ -37,6 +37,15 @@ export function junit(suite: string, cases: readonly Case[]): string {
 /** The cases as rows for `-o json|yaml`. Pure. */
 export function caseRows(cases: readonly Case[]): { columns: string[]; rows: string[][] } {
   return { columns: ['CASE', 'RESULT', 'SECONDS', 'DETAIL'], rows: cases.map((c) => [c.name, c.failure === undefined ? 'passed' : 'failed', (c.ms / 1000).toFixed(3), c.failure ?? c.output ?? '']) };
+}
+
+/** What the client's cluster has made of the export, to say where a clusterset name stops. */
+async function importState(a: Kube): Promise<string> {
+  const si = await a.read<{ spec?: { ips?: string[] }; metadata?: { name?: string } }>('multicluster.x-k8s.io/v1beta1', 'ServiceImport', 'verify', VERIFY_NS);
+  if (si === undefined) return `${a.context} has no ServiceImport ${VERIFY_NS}/verify: the export did not arrive (see isthmus show exports, and the logs of isthmus-mcs in both clusters)`;
+  const ips = si.spec?.ips ?? [];
+  if (ips.length === 0) return `${a.context}'s ServiceImport ${VERIFY_NS}/verify has no clusterset IP yet (see the logs of isthmus-mcs in ${a.context})`;
+  return `${a.context}'s ServiceImport ${VERIFY_NS}/verify has the clusterset IP ${ips.join(', ')}: the name did not resolve to it through CoreDNS and isthmus-dns, or the connection to it failed (the last error above says which; isthmus diagnose checks the CoreDNS stanza)`;
 }
 
 async function run(argv: readonly string[]): Promise<number> {
@@ -87,7 +96,13 @@ async function run(argv: readonly string[]): Promise<number> {
     const urls = { [`pod ${serverIp}`]: `http://${serverIp}:8080/hostname`, [`verify.${VERIFY_NS}.svc.clusterset.local`]: `http://verify.${VERIFY_NS}.svc.clusterset.local:8080/hostname` };
     await step(`${a.context} pod → ${b.context} pod ${serverIp}`, async () => `answered by ${await curl(`http://${serverIp}:8080/hostname`)}`);
     await step(`${a.context} pod → ${b.context} Service ClusterIP ${clusterIp}`, async () => `answered by ${await curl(`http://${clusterIp}:8080/hostname`)}`);
-    await step(`${a.context} pod → verify.${VERIFY_NS}.svc.clusterset.local`, async () => `answered by ${await curl(`http://verify.${VERIFY_NS}.svc.clusterset.local:8080/hostname`)}`);
+    await step(`${a.context} pod → verify.${VERIFY_NS}.svc.clusterset.local`, async () => {
+      try {
+        return `answered by ${await curl(`http://verify.${VERIFY_NS}.svc.clusterset.local:8080/hostname`)}`;
+      } catch (err) {
+        throw new IsthmusError(ErrorCodes.TIMEOUT, `${messageOf(err)}; ${await importState(a).catch((e: unknown) => messageOf(e))}`);
+      }
+    });
     if (cfg.disruptive) {
       for (const target of [b, a]) {
         await step(`gateway failover in ${target.context}`, async () => {

@@ -33,8 +33,8 @@ export function run(command: string, args: readonly string[], opts: { env?: Reco
 }
 
 /** `isthmus …` from source (cli/main.ts), so tests need no build. */
-export function isthmus(args: readonly string[], env: Record<string, string> = {}): Promise<Run> {
-  return run(process.execPath, ['--no-warnings', join(projectRoot(), 'cli', 'main.ts'), ...args], { env });
+export function isthmus(args: readonly string[], env: Record<string, string> = {}, timeoutMs?: number): Promise<Run> {
+  return run(process.execPath, ['--no-warnings', join(projectRoot(), 'cli', 'main.ts'), ...args], { env, ...(timeoutMs === undefined ? {} : { timeoutMs }) });
 }
 
 export function kubectlPath(): string {
@@ -85,7 +85,8 @@ export function sandboxSession(prefix: string): {
   readonly dir: string; readonly env: Record<string, string>; readonly kubeconfig: string;
   f(name: string): string;
   k(context: string, args: readonly string[], input?: string): Promise<string>;
-  cli(args: readonly string[]): Promise<Run>;
+  /** The CLI with this sandbox's kubeconfig; killed after `timeoutMs` (default 300 s). */
+  cli(args: readonly string[], timeoutMs?: number): Promise<Run>;
   down(): Promise<void>;
 } {
   const dir = mkdtempSync(prefix);
@@ -95,7 +96,7 @@ export function sandboxSession(prefix: string): {
     dir, env, kubeconfig,
     f: (name) => join(dir, name),
     k: (context, args, input) => kubectl(kubeconfig, context, args, input),
-    cli: (args) => isthmus([...args, '--kubeconfig', kubeconfig], env),
+    cli: (args, timeoutMs) => isthmus([...args, '--kubeconfig', kubeconfig], env, timeoutMs),
     down: async () => {
       await isthmus(['sandbox', 'down'], env);
       rmSync(dir, { recursive: true, force: true });
