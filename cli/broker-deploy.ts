@@ -84,7 +84,8 @@ export async function brokerDeploy(argv: readonly string[]): Promise<number> {
   await kube.apply(service);
   const addresses = await brokerAddresses(kube, cfg, selKey, selValue, say);
   await kube.apply(secret(CA_SECRET, { 'ca.crt': ca.certPem, 'ca.key': ca.keyPem, 'ca-bundle.crt': ca.bundlePem }));
-  await serverCertificate(kube, ca, addresses.hosts, say);
+  // members in this cluster dial the Service's cluster IP (join): the certificate names it too
+  await serverCertificate(kube, ca, [...addresses.hosts, ...addresses.clusterIps], say);
 
   const etcdObjs = await manifest('broker/etcd.yaml');
   for (const o of etcdObjs.filter((x) => x.kind !== 'StatefulSet')) await kube.apply(o);
@@ -186,11 +187,11 @@ async function serverCertificate(kube: Kube, ca: ClustersetCA, hosts: readonly s
   }
   const issued = issueFor(ca, { role: 'broker', sans });
   await kube.apply(secret(TLS_SECRET, { 'tls.crt': issued.certPem, 'tls.key': issued.keyPem, 'ca.crt': ca.bundlePem }));
-  say(`broker certificate: issued for ${hosts.join(', ')}`);
+  say(`broker certificate: issued for ${hosts.join(', ')} and the Service's names`);
 }
 
 /** Where clients dial the broker: the Service's ports on the given hosts, its LoadBalancer, or its nodes' ExternalIPs. */
-async function brokerAddresses(kube: Kube, cfg: { address: readonly string[]; serviceType: string; timeout: number; nodeSelector: string | undefined }, selKey: string | undefined, selValue: string | undefined, say: (s: string) => void): Promise<{ hosts: string[]; grpc: string[]; join: string[] }> {
+async function brokerAddresses(kube: Kube, cfg: { address: readonly string[]; serviceType: string; timeout: number; nodeSelector: string | undefined }, selKey: string | undefined, selValue: string | undefined, say: (s: string) => void): Promise<{ hosts: string[]; grpc: string[]; join: string[]; clusterIps: string[] }> {
   const svc = await waitFor('the broker Service', cfg.timeout * 1000, () => kube.core.readNamespacedService({ name: 'isthmus-broker', namespace: NS }));
   const nodePort = cfg.serviceType === 'NodePort';
   const port = (name: string): number => {
@@ -215,7 +216,8 @@ async function brokerAddresses(kube: Kube, cfg: { address: readonly string[]; se
     }
   }
   const fmt = (h: string, p: number): string => (isIP(h) === 6 ? `[${h}]:${p}` : `${h}:${p}`);
-  return { hosts, grpc: hosts.map((h) => fmt(h, port('grpc'))), join: hosts.map((h) => fmt(h, port('join'))) };
+  const clusterIps = (svc.spec?.clusterIPs ?? [svc.spec?.clusterIP ?? '']).filter((ip) => isIP(ip) !== 0 && !hosts.includes(ip));
+  return { hosts, grpc: hosts.map((h) => fmt(h, port('grpc'))), join: hosts.map((h) => fmt(h, port('join'))), clusterIps };
 }
 
 /** etcd.yaml's StatefulSet for `members` members, its data on a PVC or an emptyDir. Pure. */

@@ -9,7 +9,10 @@ import type { Obj } from './kube-apply.ts';
  */
 export interface JoinSettings {
   readonly clusterId: string;
+  /** Where the gateways (host network) and tools dial the broker: broker-info's first address. */
   readonly broker: string;
+  /** Where the parts on the pod network (MCS and policy controllers) dial it (podBrokerAddress), when that differs. */
+  readonly podBroker?: string;
   readonly cableDriver: 'wireguard' | 'ipsec' | 'vxlan';
   readonly podCidrs: readonly string[];
   readonly serviceCidrs: readonly string[];
@@ -42,6 +45,36 @@ export function coveringCidr(nodeCidrs: readonly string[]): string[] {
     out.push(formatCidr({ family, base: first.base & mask(prefix), prefix }));
   }
   return out;
+}
+
+/** The broker as its own cluster sees it: the TLS Secret's CA and certificate, the Service's cluster IPs and gRPC port. */
+export interface LocalBroker {
+  readonly caPem: string;
+  readonly certPem: string;
+  readonly clusterIps: readonly string[];
+  readonly port: number;
+}
+
+/**
+ * Where this cluster's parts on the pod network (the MCS and policy controllers) dial the
+ * broker. In the cluster that hosts it (its TLS Secret holds broker-info's CA), the
+ * Service's cluster IP: a pod that dials a NodePort (externalTrafficPolicy Local) of
+ * another node is answered by the broker pod's node directly, not through the node it
+ * dialled, so when that is a third node the connection never opens (kube-proxy does not
+ * masquerade pod traffic there). Elsewhere, or when the broker's certificate does not name
+ * the cluster IP yet (a broker deployed before it did), broker-info's first address and,
+ * then, a note of what to do. The gateways keep broker-info's address everywhere: the
+ * source address the broker sees them at is what NAT discovery publishes. Pure.
+ */
+export function podBrokerAddress(info: { readonly brokers: readonly string[]; readonly caPem: string }, local: LocalBroker | undefined): { address: string; note?: string } {
+  const external = info.brokers[0] ?? '';
+  if (local === undefined || local.caPem.trim() !== info.caPem.trim() || local.certPem === '' || !(local.port > 0)) return { address: external };
+  const names = new Set(certificateInfo(local.certPem).ipAddresses);
+  const ip = local.clusterIps.find((x) => names.has(x));
+  if (ip === undefined) {
+    return { address: external, note: `the broker runs in this cluster but its certificate does not name its Service's cluster IP, so pods here dial ${external}, which fails now and then; run \`isthmus broker deploy\` again (it keeps the CA and tokens and reissues the certificate), then join again` };
+  }
+  return { address: ip.includes(':') ? `[${ip}]:${local.port}` : `${ip}:${local.port}` };
 }
 
 /** The mode in kube-proxy's config (the kube-system/kube-proxy ConfigMap's config.conf): '' means iptables. */
@@ -79,7 +112,7 @@ export const JOIN_WORKLOADS: readonly (readonly [string, string, string])[] = [
 export function gatewayConfigMap(base: Obj, s: JoinSettings): Obj {
   const o = structuredClone(base);
   o.data = {
-    ...o.data, CLUSTER_ID: s.clusterId, BROKER: s.broker, CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
+    ...o.data, CLUSTER_ID: s.clusterId, BROKER: s.broker, POD_BROKER: s.podBroker ?? s.broker, CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
     PRIVATE_IP: 'auto', PUBLIC_IP: s.publicIp, FORCE_NAT: String(s.natTraversal), PRIVATE_SOCKETS: String(s.privateSockets),
   };
   return o;

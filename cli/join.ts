@@ -9,7 +9,7 @@ import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { readBrokerInfo, type BrokerInfo } from './broker-info.ts';
 import type { Command } from './command.ts';
 import {
-  IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, proxyModeOf, workload, type JoinSettings,
+  IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, podBrokerAddress, proxyModeOf, workload, type JoinSettings, type LocalBroker,
 } from './join-plan.ts';
 import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, waitFor, type Obj } from './kube-apply.ts';
 
@@ -99,8 +99,11 @@ async function run(argv: readonly string[]): Promise<number> {
   } else {
     say(`✓ credentials: this cluster holds its certificate for ${facts.clusterId} already (the token is not needed)`);
   }
+  const pod = podBrokerAddress(info, await localBroker(kube));
+  if (pod.address !== info.brokers[0]) say(`✓ broker: runs in this cluster; the MCS and policy controllers dial its Service at ${pod.address}`);
+  if (pod.note !== undefined) say(`! ${pod.note}`);
   const settings: JoinSettings = {
-    clusterId: facts.clusterId, broker: info.brokers[0] ?? '', cableDriver: driver as JoinSettings['cableDriver'], podCidrs: facts.podCidrs, serviceCidrs: facts.serviceCidrs,
+    clusterId: facts.clusterId, broker: info.brokers[0] ?? '', ...(pod.address === info.brokers[0] ? {} : { podBroker: pod.address }), cableDriver: driver as JoinSettings['cableDriver'], podCidrs: facts.podCidrs, serviceCidrs: facts.serviceCidrs,
     publicIp: cfg.publicIp, natTraversal: cfg.natTraversal, privateSockets: facts.sandbox && driver === 'wireguard', gatewayReplicas: facts.gatewayNodes.length, image: cfg.image,
   };
   if (cfg.dryRun) {
@@ -116,6 +119,17 @@ async function run(argv: readonly string[]): Promise<number> {
   if (cfg.wait) await waitConnected(kube, facts, cfg.timeout * 1000, say);
   else say(`follow it: kubectl --context ${kube.context} -n ${NS} get gateways,routeagents  (or re-run with --wait)`);
   return 0;
+}
+
+/** The broker of this cluster, when one was deployed here (`isthmus broker deploy`). */
+async function localBroker(kube: Kube): Promise<LocalBroker | undefined> {
+  const [secret, svc] = await Promise.all([kube.read('v1', 'Secret', 'isthmus-broker-tls', NS), kube.read<Obj & { spec?: { clusterIP?: string; clusterIPs?: string[]; ports?: { name?: string; port?: number }[] } }>('v1', 'Service', 'isthmus-broker', NS)]);
+  if (secret === undefined || svc === undefined) return undefined;
+  return {
+    caPem: secretText(secret, 'ca.crt'), certPem: secretText(secret, 'tls.crt'),
+    clusterIps: svc.spec?.clusterIPs ?? (svc.spec?.clusterIP === undefined ? [] : [svc.spec.clusterIP]),
+    port: svc.spec?.ports?.find((p) => p.name === 'grpc')?.port ?? 0,
+  };
 }
 
 /** Every check before anything changes. */
@@ -261,7 +275,7 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
   await kube.apply(gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), s));
   const mcs = await manifest('mcs-api/deployment.yaml');
   const mcsConfig = pick(mcs, 'ConfigMap', 'isthmus-mcs');
-  mcsConfig.data = { ...mcsConfig.data, BROKER: s.broker };
+  mcsConfig.data = { ...mcsConfig.data, BROKER: s.podBroker ?? s.broker };
   await kube.apply(mcsConfig);
   say(`✓ ClusterProperty cluster.clusterset.k8s.io=${facts.clusterId}, ConfigMaps isthmus-gateway and isthmus-mcs`);
   for (const n of facts.toLabel) {
