@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { ErrorCodes, FakeClock, IsthmusError, flushPromises, silentLogger } from '../index.ts';
+import { Writable } from 'node:stream';
+import { ErrorCodes, FakeClock, IsthmusError, createLogger, flushPromises, silentLogger } from '../index.ts';
 import { BrokerCache, type CacheSource, type Change } from './cache.ts';
 import type { WatchHandlers } from './client.ts';
 import type { AnyRecord, BrokerEvent, Kind } from './types.ts';
@@ -162,6 +163,31 @@ test('a future revision also leads to a relist; a failing list is retried', asyn
   await broker.clock.advance(100);
   assert.is(broker.lists, 3, 'retried after the failure');
   assert.ok(broker.watching);
+  await cache.stop();
+});
+
+test('an outage is logged once at warn when it starts and once at info when the broker answers again, not at every retry', async () => {
+  const lines: { level: number; msg: string }[] = [];
+  const destination = new Writable({ write(chunk: Buffer, _enc, done) { lines.push(JSON.parse(chunk.toString()) as { level: number; msg: string }); done(); } });
+  const broker = new FakeBroker();
+  const cache = new BrokerCache(broker, { kinds: ['EXPORT'], logger: createLogger({ component: 'test', destination, level: 'info' }), backoff: { baseMs: 100, maxMs: 100, random: () => 1 } });
+  cache.start();
+  await cache.synced;
+  await flushPromises();
+  broker.listFails = 0;
+  broker.end(new IsthmusError(ErrorCodes.UNAVAILABLE, 'connection refused'));
+  await flushPromises();
+  // the watch fails three more times before the broker answers
+  for (let i = 0; i < 3; i++) {
+    await broker.clock.advance(100);
+    broker.end(new IsthmusError(ErrorCodes.UNAVAILABLE, 'connection refused'));
+    await flushPromises();
+  }
+  assert.equal(lines.map((l) => `${l.level} ${l.msg}`), ['40 broker unreachable; serving the last state and retrying']);
+  await broker.clock.advance(100);
+  broker.put('c', 1);
+  await flushPromises();
+  assert.equal(lines.map((l) => `${l.level} ${l.msg}`), ['40 broker unreachable; serving the last state and retrying', '30 broker reachable again']);
   await cache.stop();
 });
 

@@ -65,6 +65,8 @@ export class BrokerCache {
   readonly synced: Promise<void>;
   #relists = 0;
   #resumes = 0;
+  /** When the current outage began (clock ms), undefined while the broker answers. */
+  #unreachableSince: number | undefined;
 
   constructor(client: CacheSource, options: BrokerCacheOptions) {
     this.#client = client;
@@ -178,6 +180,7 @@ export class BrokerCache {
           const { revision, events } = await this.#client.list(this.#kinds);
           if (this.#stopped) return;
           this.#applyList(revision, events);
+          this.#reachable();
           this.#relists++;
           backoff.reset();
           needList = false;
@@ -198,12 +201,23 @@ export class BrokerCache {
           this.#logger.warn({ revision: this.#revision, err: messageOf(err) }, 'a watch message was too large to take; listing again');
           needList = true;
         } else {
-          this.#logger.debug({ err: messageOf(err) }, 'broker unreachable; serving the last state');
+          // once per outage at warn (the retries every few seconds at debug), so a broker that
+          // cannot be reached is seen in the logs without flooding them
+          if (this.#unreachableSince === undefined) {
+            this.#unreachableSince = this.#client.clock.now();
+            this.#logger.warn({ err: messageOf(err), revision: this.#revision }, 'broker unreachable; serving the last state and retrying');
+          } else this.#logger.debug({ err: messageOf(err) }, 'broker still unreachable');
           this.#client.markStale();
         }
         await this.#pause(backoff.next());
       }
     }
+  }
+
+  #reachable(): void {
+    if (this.#unreachableSince === undefined) return;
+    this.#logger.info({ unreachableForMs: this.#client.clock.now() - this.#unreachableSince, revision: this.#revision }, 'broker reachable again');
+    this.#unreachableSince = undefined;
   }
 
   async #pause(ms: number): Promise<void> {
@@ -225,6 +239,7 @@ export class BrokerCache {
             firstData = false;
             this.#connected = true;
             this.#backoff.reset();
+            this.#reachable();
           }
           const applied = this.#revision;
           for (const e of events) if (e.revision > applied) this.#applyEvent(e);
