@@ -10,7 +10,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 . scripts/env.sh
 filter=${1:-}
-passed=0; failed=0; files_failed=()
+passed=0; failed=0; files_failed=(); excerpts=()
 mapfile -t files < <(git ls-files --cached --others --exclude-standard -- '*.test.ts' | grep -F -- "$filter" | sort)
 # unit tests first (fast), e2e tests in test/ last
 mapfile -t files < <(printf '%s\n' "${files[@]}" | grep -v '^test/'; printf '%s\n' "${files[@]}" | grep '^test/')
@@ -23,13 +23,22 @@ for f in "${files[@]}"; do
   p=$(sed -n 's/^ *Passed: *\([0-9]*\).*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
   t=$(sed -n 's/^ *Total: *\([0-9]*\).*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
   s=$(sed -n 's/^ *Skipped: *\([0-9]*\).*/\1/p' "$out" | awk '{s+=$1} END {print s+0}')
-  rm -f "$out"
   f_fail=$((t - p - s))
   if [ "$rc" -ne 0 ] && [ "$f_fail" -eq 0 ]; then f_fail=1; fi   # crashed or timed out outside a test
   passed=$((passed + p)); failed=$((failed + f_fail))
-  [ "$f_fail" -gt 0 ] && files_failed+=("$f")
+  if [ "$f_fail" -gt 0 ]; then
+    files_failed+=("$f")
+    # each failing test's name and the first lines of its message (no stack), repeated at the end
+    # so that a log cut to its tail still says what failed and why
+    excerpts+=("$f (exit $rc):")
+    mapfile -t lines < <(awk '/^ *FAIL /{n=8} n>0 && !/^ *at /{print "  " substr($0, 1, 300); n--}' "$out")
+    [ ${#lines[@]} -eq 0 ] && mapfile -t lines < <(tail -n 8 "$out" | cut -c1-300 | sed 's/^/  /')
+    excerpts+=("${lines[@]}")
+  fi
+  rm -f "$out"
 done
 if [ ${#files_failed[@]} -gt 0 ]; then
+  echo; echo "failures:"; printf '%s\n' "${excerpts[@]}"
   echo; echo "failing files:"; printf '  %s\n' "${files_failed[@]}"
 fi
 echo
