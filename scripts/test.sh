@@ -31,7 +31,7 @@ for f in "${files[@]}"; do
     # each failing test's name and the first lines of its message (no stack), repeated at the end
     # so that a log cut to its tail still says what failed and why
     excerpts+=("$f (exit $rc):")
-    mapfile -t lines < <(awk '/^ *FAIL /{n=8} n>0 && !/^ *at /{print "  " substr($0, 1, 300); n--}' "$out")
+    mapfile -t lines < <(awk '/^ *Total: /{n=0} /^ *FAIL /{n=6} n>0 && NF>0 && !/^ *at /{print "  " substr($0, 1, 300); n--}' "$out")
     [ ${#lines[@]} -eq 0 ] && mapfile -t lines < <(tail -n 8 "$out" | cut -c1-300 | sed 's/^/  /')
     excerpts+=("${lines[@]}")
   fi
