@@ -48,6 +48,14 @@ async function reaches(from: Pod, port: number, to: Pod = P('c1/backend/backend'
   return a !== undefined && String(a['client']).startsWith(`${from.ip}:`);
 }
 
+/**
+ * True when `from` reaches the backend within `ms`: a check that a flow is still allowed must
+ * not fail on a moment without a path (on a loaded machine a gateway may lose its lease and
+ * fail over, ~3 s without cables; seen in bench/policy-distribution.ts).
+ */
+const reachesSoon = (from: Pod, port: number, ms = 10_000): Promise<boolean> =>
+  eventually(`${from.cluster}/${from.ns}/${from.name} → backend:${port}`, async () => ((await reaches(from, port)) ? true : undefined), ms).catch(() => false);
+
 const expectReach = (from: string, port: number, want: boolean): Promise<true> =>
   eventually(`${from} → c1/backend/backend:${port} ${want ? 'allowed' : 'refused'}`, async () => ((await reaches(P(from), port)) === want ? true : undefined), 30_000);
 
@@ -137,7 +145,7 @@ test('broker down: enforcement keeps its last state; a change made meanwhile app
   try {
     await cs.kubectl('c2', ['-n', 'web', 'label', 'pod', 'frontend', 'app=batch', '--overwrite']);
     await new Promise((r) => setTimeout(r, 3_000));
-    assert.ok(await reaches(P('c2/web/frontend'), 8080), 'the last state holds while the broker is away');
+    assert.ok(await reachesSoon(P('c2/web/frontend'), 8080), 'the last state holds while the broker is away');
     assert.not.ok(await reaches(P('c3/web/frontend'), 8080));
   } finally {
     cs.startBroker();
@@ -157,7 +165,7 @@ test('a policy with a bad spec: its error in the status, nothing else affected',
     return o.status?.clusters?.[0]?.state === 'Error' ? o.status.clusters[0] : undefined;
   }, 20_000);
   assert.match(st.message ?? '', /spec\.ingress\[1\]\.priority: 1 is also the priority of rule "a"/);
-  assert.ok(await reaches(P('c2/web/frontend'), 8080));
+  assert.ok(await reachesSoon(P('c2/web/frontend'), 8080));
   assert.not.ok(await reaches(P('c3/web/frontend'), 8080));
 });
 
