@@ -41,7 +41,7 @@ export function caseRows(cases: readonly Case[]): { columns: string[]; rows: str
 
 /** What the client's cluster has made of the export, to say where a clusterset name stops. */
 async function importState(a: Kube): Promise<string> {
-  const si = await a.read<{ spec?: { ips?: string[] }; metadata?: { name?: string } }>('multicluster.x-k8s.io/v1beta1', 'ServiceImport', 'verify', VERIFY_NS);
+  const si = await a.read<{ spec?: { ips?: string[] } }>('multicluster.x-k8s.io/v1beta1', 'ServiceImport', 'verify', VERIFY_NS);
   if (si === undefined) return `${a.context} has no ServiceImport ${VERIFY_NS}/verify: the export did not arrive (see isthmus show exports, and the logs of isthmus-mcs in both clusters)`;
   const ips = si.spec?.ips ?? [];
   if (ips.length === 0) return `${a.context}'s ServiceImport ${VERIFY_NS}/verify has no clusterset IP yet (see the logs of isthmus-mcs in ${a.context})`;
