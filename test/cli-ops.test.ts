@@ -3,7 +3,8 @@
 // `broker deploy` and `join --wait`, so every part runs from deploy/ as pods. `verify
 // --disruptive` drains the active gateway node of each cluster and measures the outage (with one
 // gateway node it is refused before anything is made); `diagnose` compares the clocks and
-// probes the gateway ports between the clusters.
+// probes the gateway ports between the clusters; `benchmark throughput|latency` measures both
+// variants pod to pod.
 import { readFileSync } from 'node:fs';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -58,6 +59,24 @@ test('diagnose: clocks in step and gateway ports answering both ways between c1 
   const bad = await cli(['diagnose', '--context', 'c1', '--max-clock-skew', '0.5']);
   assert.is(bad.code, 1);
   assert.match(bad.stderr, /--max-clock-skew must be seconds, at least 1/);
+});
+
+test('benchmark throughput and latency: both variants measured pod to pod across the cable, its pods gone afterwards', async () => {
+  const t = JSON.parse(ok(await cli(['benchmark', 'throughput', '--context', 'c1', '--tocontext', 'c2', '--duration', '2', '-o', 'json'], 600_000), 'benchmark throughput').stdout) as Record<string, string>[];
+  assert.equal(t.map((r) => r['variant']), ['gateway node → gateway node', 'non-gateway node → non-gateway node']);
+  for (const r of t) {
+    assert.ok(Number(r['mbit/s']) > 0, JSON.stringify(r));
+    assert.match(r['client'] ?? '', /^c1\/c1-n\d$/);
+    assert.match(r['server'] ?? '', /^c2\/c2-n\d$/);
+  }
+  assert.is(t[1]?.['client'], 'c1/c1-n3', 'the non-gateway variant runs on the node without a gateway');
+  const l = JSON.parse(ok(await cli(['benchmark', 'latency', '--context', 'c1', '--tocontext', 'c2', '--count', '20', '-o', 'json'], 600_000), 'benchmark latency').stdout) as Record<string, string>[];
+  assert.equal(l.map((r) => `${r['variant']} ${r['round-trip']} ${r['samples']} ${r['note']}`), [
+    'gateway node → gateway node TCP connect 20 ', 'gateway node → gateway node HTTP request 20 ',
+    'non-gateway node → non-gateway node TCP connect 20 ', 'non-gateway node → non-gateway node HTTP request 20 ',
+  ]);
+  for (const r of l) assert.ok(Number(r['p50-ms']) > 0 && Number(r['p50-ms']) <= Number(r['p99-ms']), JSON.stringify(r));
+  for (const c of ['c1', 'c2']) await eventually(`${c}: benchmark namespace gone`, async () => ((await k(c, ['get', 'namespace', 'isthmus-benchmark', '--ignore-not-found', '-o', 'name'])).trim() === '' ? true : undefined), 90_000);
 });
 
 test('verify --disruptive with one gateway node: refused with what to do, nothing made', async () => {
