@@ -37,6 +37,40 @@ test('bash: commands, subcommands, options, option values, contexts, files', () 
   assert.equal(bashComplete('isthmus nosuch --'), []);
 });
 
+/**
+ * The candidates zsh's script offers for `line` (its last word the one being completed), run by
+ * the real zsh with the completion system's builtins stubbed to print what they are given
+ * (unfiltered: zsh itself matches them against the prefix); `<files>` when it falls back to files.
+ */
+function zshComplete(line: string): string[] {
+  const ws = line.split(' ');
+  const script = `_describe() { local -a arr; arr=("\${(@P)2}"); print -l -- "\${arr[@]%%:*}"; }
+compadd() { [[ $1 == -- ]] && shift; print -l -- "$@"; }
+_files() { print -- '<files>'; }
+compdef() { :; }
+kubectl() { print ctx-a; print ctx-b; }
+${zshScript(commands)}
+words=(${ws.map((w) => `'${w}'`).join(' ')}); CURRENT=${ws.length}; PREFIX='${ws[ws.length - 1] ?? ''}'
+_isthmus`;
+  return execFileSync('zsh', ['-f', '-c', script], { encoding: 'utf8' }).split('\n').filter((x) => x !== '');
+}
+
+test('zsh (the real shell; ./setup installs it): commands, subcommands, options, option values, contexts, files', () => {
+  assert.equal(zshComplete('isthmus '), [...commands.keys()]);
+  assert.equal(zshComplete('isthmus show '), ['connections', 'endpoints', 'gateways', 'networks', 'exports', 'imports', 'versions', 'all']);
+  assert.equal(zshComplete('isthmus show gateways -o '), ['table', 'json', 'yaml']);
+  assert.equal(zshComplete('isthmus join x.json --cable-driver '), ['wireguard', 'ipsec', 'vxlan']);
+  assert.equal(zshComplete('isthmus verify --context '), ['ctx-a', 'ctx-b']);
+  assert.ok(zshComplete('isthmus broker deploy --ser').includes('--service-type'));
+  // a subcommand's own options only after it
+  assert.not.ok(zshComplete('isthmus broker --').includes('--service-type'));
+  assert.ok(zshComplete('isthmus broker --').includes('--etcd'));
+  assert.equal(zshComplete('isthmus certs ca '), ['create', 'rotate']);
+  assert.equal(zshComplete('isthmus completion '), ['bash', 'zsh']);
+  assert.equal(zshComplete('isthmus join completion.t'), ['<files>']);
+  assert.equal(zshComplete('isthmus nosuch --'), []);
+});
+
 test('zsh: every command described with its summary, its options and subcommands listed', () => {
   const z = zshScript(commands);
   assert.ok(z.startsWith('#compdef isthmus\n'));
