@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { parseCurlTimes, parseIperf, percentile, variants } from './benchmark.ts';
+import { ErrorCodes, IsthmusError } from '../core/index.ts';
+import { iperf, parseCurlTimes, parseIperf, percentile, variants } from './benchmark.ts';
 
 test('iperf3 -J: received bits per second and retransmits; its error or a missing total refused', () => {
   const json = JSON.stringify({ start: {}, end: { sum_sent: { bits_per_second: 9.9e8, retransmits: 3 }, sum_received: { bits_per_second: 9.5e8 } } });
@@ -8,6 +9,22 @@ test('iperf3 -J: received bits per second and retransmits; its error or a missin
   assert.throws(() => parseIperf(JSON.stringify({ error: 'unable to connect to server: Connection refused' })), /iperf3: unable to connect/);
   assert.throws(() => parseIperf(JSON.stringify({ end: {} })), /no received total/);
   assert.throws(() => parseIperf('iperf3: error - the server is busy'), /iperf3 printed no JSON: iperf3: error/);
+});
+
+test('iperf: tried again only while the control connection fails, at most 3 times', async () => {
+  const fail = (m: string) => () => Promise.reject(new IsthmusError(ErrorCodes.COMMAND_FAILED, `iperf3: ${m}`));
+  const said: string[] = [];
+  let calls = 0;
+  const flaky = (): Promise<number> => (++calls === 1 ? fail('unable to receive control message: Connection reset by peer')() : Promise.resolve(42));
+  assert.is(await iperf(flaky, (s) => said.push(s), 3, 1), 42);
+  assert.is(calls, 2);
+  assert.match(said[0] ?? '', /failed before measuring \(iperf3: unable to receive control message: Connection reset by peer\); trying again/);
+  calls = 0;
+  await iperf(() => (calls++, fail('the server is busy running a test. try again later')()), () => undefined, 3, 1).then(() => assert.unreachable(), (err: unknown) => assert.match(String(err), /busy/));
+  assert.is(calls, 3, 'three attempts, then its error');
+  calls = 0;
+  await iperf(() => (calls++, fail('error - control socket has closed unexpectedly')()), () => undefined, 3, 1).then(() => assert.unreachable(), (err: unknown) => assert.match(String(err), /closed unexpectedly/));
+  assert.is(calls, 1, 'a failure while measuring is not tried again');
 });
 
 test('percentile: nearest rank', () => {

@@ -35,6 +35,26 @@ export function parseIperf(json: string): { bitsPerSecond: number; retransmits: 
   return { bitsPerSecond: bps, retransmits: o.end?.sum_sent?.retransmits ?? 0 };
 }
 
+/** iperf3 failing on its control connection, before measuring anything: worth another try. Pure. */
+export const iperfRetryable = (message: string): boolean => /unable to (connect to server|receive control message|send control message)|server is busy/i.test(message);
+
+/**
+ * One iperf3 measurement; tried up to 3 times, 1 s apart, while it fails on the control
+ * connection (the iperf3 server handles one client at a time and resets connections that
+ * arrive while it starts over).
+ */
+export async function iperf<T>(run: () => Promise<T>, say: (s: string) => void, attempts = 3, pauseMs = 1000): Promise<T> {
+  for (let n = 1; ; n++) {
+    try {
+      return await run();
+    } catch (err) {
+      if (n >= attempts || !iperfRetryable(messageOf(err))) throw err;
+      say(`  iperf3 failed before measuring (${messageOf(err)}); trying again`);
+      await new Promise((r) => setTimeout(r, pauseMs));
+    }
+  }
+}
+
 /** The p-th percentile (nearest rank) of `values`; NaN for none. Pure. */
 export function percentile(values: readonly number[], p: number): number {
   if (values.length === 0) return Number.NaN;
@@ -114,7 +134,7 @@ async function run(argv: readonly string[]): Promise<number> {
         continue;
       }
       const server = what === 'throughput'
-        ? podObject({ name: `${what}-server-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['iperf3', '-s', '-p', String(IPERF_PORT)], port: IPERF_PORT, node: v.server })
+        ? podObject({ name: `${what}-server-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['iperf3', '-s', '-p', String(IPERF_PORT)], port: IPERF_PORT, probeListening: true, node: v.server })
         : podObject({ name: `${what}-server-${i}`, namespace: BENCHMARK_NS, image: AGNHOST, args: ['netexec', `--http-port=${HTTP_PORT}`], port: HTTP_PORT, node: v.server });
       await b.apply(server);
       await a.apply(podObject({ name: `${what}-client-${i}`, namespace: BENCHMARK_NS, image: NETSHOOT, command: ['sleep', 'infinity'], node: v.client }));
@@ -122,7 +142,7 @@ async function run(argv: readonly string[]): Promise<number> {
       await podReady(a, BENCHMARK_NS, `${what}-client-${i}`, cfg.timeout * 1000);
       say(`${v.name}: ${a.context}/${v.client} → ${b.context}/${v.server} (${ip}) …`);
       if (what === 'throughput') {
-        const r = parseIperf(await execIn(a, BENCHMARK_NS, `${what}-client-${i}`, ['iperf3', '-c', ip, '-p', String(IPERF_PORT), '-t', String(cfg.duration), '-J']));
+        const r = await iperf(() => execIn(a, BENCHMARK_NS, `${what}-client-${i}`, ['iperf3', '-c', ip, '-p', String(IPERF_PORT), '-t', String(cfg.duration), '-J']).then(parseIperf), say);
         rows.push([v.name, `${a.context}/${v.client}`, `${b.context}/${v.server}`, (r.bitsPerSecond / 1e6).toFixed(1), String(r.retransmits), '']);
       } else {
         const script = `for i in $(seq ${cfg.count}); do curl -s -o /dev/null --max-time 2 -w '%{time_connect} %{time_pretransfer} %{time_starttransfer}\\n' 'http://${ip}:${HTTP_PORT}/echo?msg=isthmus'; done`;

@@ -20,8 +20,14 @@ export interface PodSpec {
   /** the container's args (the image's entrypoint runs them), or its command when `command` is set */
   readonly args?: readonly string[];
   readonly command?: readonly string[];
-  /** TCP port of the readiness probe (none: ready when running) */
+  /** the container's port; ready when it takes a TCP connection (none: ready when running) */
   readonly port?: number;
+  /**
+   * Ready when something listens on `port`, looked at with `ss` rather than by connecting:
+   * for a server that a connection without a client behind it disturbs (iperf3 takes a
+   * probe's connection as a test, and a client arriving meanwhile gets a reset).
+   */
+  readonly probeListening?: boolean;
   /** the node it runs on (scheduler bypassed) */
   readonly node?: string;
   /** in the node's network namespace */
@@ -41,10 +47,14 @@ export function podObject(p: PodSpec): Obj {
         name: 'main', image: p.image,
         ...(p.command === undefined ? {} : { command: [...p.command] }),
         ...(p.args === undefined ? {} : { args: [...p.args] }),
-        ...(p.port === undefined ? {} : { ports: [{ containerPort: p.port }], readinessProbe: { tcpSocket: { port: p.port }, periodSeconds: 1 } }),
+        ...(p.port === undefined ? {} : { ports: [{ containerPort: p.port }], readinessProbe: { ...readinessCheck(p.port, p.probeListening === true), periodSeconds: 1 } }),
       }],
     },
   };
+}
+
+function readinessCheck(port: number, listening: boolean): Obj {
+  return listening ? { exec: { command: ['sh', '-c', `ss -Hltn 'sport = :${port}' | grep -q .`] } } : { tcpSocket: { port } };
 }
 
 export function namespaceObject(name: string): Obj {

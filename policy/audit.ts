@@ -11,6 +11,13 @@ import type { AuditElement } from './table.ts';
  * (`suppressed`), so a scan cannot flood the log shipper. Every flow seen is counted per
  * policy, rule and verdict whether or not its line was written.
  *
+ * A flow whose source has no identity yet is held back for up to `identityWaitMs`: a new
+ * remote pod's identity reaches this node a moment after its first packets can (its
+ * cluster publishes it, the broker relays it, the controller mirrors it), and the line is
+ * written once, so it waits for the identity rather than naming no one. Its `time` is when
+ * the flow was first seen. A source that never gets one (a remote node's own address) is
+ * written without, once the wait is over.
+ *
  * A line (stable field names, for log shippers):
  * {"time","verdict","policy","rule","source":{"cluster","namespace","pod","labels","ip"},
  *  "destination":{"namespace","pod","ip","protocol","port"}}
@@ -33,6 +40,8 @@ export interface AuditLogOptions {
   readonly clock?: Clock;
   /** Called for every new flow (metrics), written or suppressed. */
   readonly onFlow?: (tag: AuditTag) => void;
+  /** How long a flow from a source without an identity waits for one (default 5000 ms). */
+  readonly identityWaitMs?: number;
 }
 
 const PORTED = new Set(['tcp', 'udp', 'sctp']);
@@ -43,13 +52,17 @@ export class AuditLog {
   readonly #rate: number;
   #tokens: number;
   #at: number;
+  readonly #identityWaitMs: number;
   #seen = new Set<string>();
+  /** Flows held back for their source's identity → when first seen. */
+  #waiting = new Map<string, number>();
   #suppressed = 0;
 
   constructor(options: AuditLogOptions) {
     this.#o = options;
     this.#clock = options.clock ?? systemClock;
     this.#rate = options.maxPerSecond ?? 100;
+    this.#identityWaitMs = options.identityWaitMs ?? 5000;
     this.#tokens = this.#rate;
     this.#at = this.#clock.now();
   }
@@ -70,26 +83,37 @@ export class AuditLog {
 
   /**
    * Takes everything now in the audit sets; writes a line for each flow not seen in the
-   * previous call. Returns the lines written.
+   * previous call (once its source's identity is known or the wait is over). Returns the
+   * lines written.
    */
   observe(elements: readonly AuditElement[], tags: ReadonlyMap<string, AuditTag>, remote: ReadonlyMap<string, SourcePod>, local: ReadonlyMap<string, LocalPod>): AuditLine[] {
     const now = new Set<string>();
+    const waiting = new Map<string, number>();
+    const at = this.#clock.now();
     const written: AuditLine[] = [];
     for (const e of elements) {
       const tag = tags.get(e.set);
       if (tag === undefined) continue;
       const key = `${tag.policy}|${tag.rule}|${tag.action}|${e.saddr}|${e.daddr}|${e.protocol}|${e.port}`;
+      if (this.#seen.has(key)) {
+        now.add(key);
+        continue;
+      }
+      const s = remote.get(e.saddr);
+      const first = this.#waiting.get(key) ?? at;
+      if (s === undefined && at - first < this.#identityWaitMs) {
+        waiting.set(key, first);
+        continue;
+      }
       now.add(key);
-      if (this.#seen.has(key)) continue;
       this.#o.onFlow?.(tag);
       if (!this.#take()) {
         this.#suppressed++;
         continue;
       }
-      const s = remote.get(e.saddr);
       const d = local.get(e.daddr);
       const line: AuditLine = {
-        time: new Date(this.#clock.now()).toISOString(),
+        time: new Date(first).toISOString(),
         verdict: tag.action,
         policy: tag.policy,
         rule: tag.rule,
@@ -99,6 +123,7 @@ export class AuditLog {
       this.#o.write(JSON.stringify(line));
       written.push(line);
     }
+    this.#waiting = waiting;
     this.#seen = now;
     return written;
   }

@@ -2,10 +2,11 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { FakeClock } from '../core/index.ts';
 import { validatePolicySpec } from '../core/broker-api/index.ts';
-import { AuditLog } from './audit.ts';
+import { AuditLog, type AuditLine } from './audit.ts';
 import { compile, type CompileInput, type LocalPod, type RemotePod } from './compile.ts';
-import { resolve, type PolicyInput } from './evaluate.ts';
+import { resolve, type PolicyInput, type SourcePod } from './evaluate.ts';
 import { parseAuditSet } from './nft.ts';
+import type { AuditElement } from './table.ts';
 
 const p = (name: string, spec: unknown): PolicyInput => ({ key: `c1/backend/${name}`, cluster: 'c1', namespace: 'backend', name, spec: validatePolicySpec(spec) });
 const allowFrontend = p('frontend-in', {
@@ -69,7 +70,7 @@ test('audit sets from nft -j parse; a flow is logged once while it stays in its 
   const lines: string[] = [];
   const flows: string[] = [];
   const clock = new FakeClock(Date.parse('2026-11-30T15:00:00Z'));
-  const log = new AuditLog({ write: (l) => lines.push(l), clock, maxPerSecond: 1, onFlow: (t) => flows.push(t.rule) });
+  const log = new AuditLog({ write: (l) => lines.push(l), clock, maxPerSecond: 1, onFlow: (t) => flows.push(t.rule), identityWaitMs: 0 });
   const tags = new Map([['audit0', { policy: 'c1/backend/frontend-in', rule: 'frontend', action: 'Allow' as const }]]);
   const remoteByIp = new Map(remote.map((r) => [r.ip, r.source]));
   const localByIp = new Map(local.map((l) => [l.ip, l]));
@@ -88,6 +89,30 @@ test('audit sets from nft -j parse; a flow is logged once while it stays in its 
   log.observe([], tags, remoteByIp, localByIp);
   log.observe(elements.slice(0, 1), tags, remoteByIp, localByIp);
   assert.is(lines.length, 2, 'left the set and came back: logged again');
+});
+
+test('audit: a flow from a source without an identity waits for it (up to identityWaitMs), then is written once, timed when first seen', () => {
+  const lines: AuditLine[] = [];
+  const clock = new FakeClock(Date.parse('2026-11-30T15:00:00Z'));
+  const log = new AuditLog({ write: () => undefined, clock, identityWaitMs: 5_000 });
+  const tags = new Map([['audit0', { policy: 'c1/backend/frontend-in', rule: 'default', action: 'Deny' as const }]]);
+  const flow = (saddr: string): AuditElement => ({ set: 'audit0', saddr, daddr: '10.1.0.3', protocol: 'tcp', port: 8080 });
+  const known = new Map(remote.map((r) => [r.ip, r.source]));
+  const localByIp = new Map(local.map((l) => [l.ip, l]));
+  const observe = (remoteByIp: ReadonlyMap<string, SourcePod>): void => void lines.push(...log.observe([flow('10.2.0.5'), flow('10.3.9.9')], tags, remoteByIp, localByIp));
+  observe(new Map());
+  assert.is(lines.length, 0, 'both sources unknown yet: held back');
+  clock.advance(2_000);
+  observe(known);
+  assert.equal(lines.map((l) => [l.source.pod, l.time]), [['frontend-1', '2026-11-30T15:00:00.000Z']], 'the identity arrived: written with it, at the first sighting');
+  clock.advance(2_999);
+  observe(known);
+  assert.is(lines.length, 1, '10.3.9.9 still waits');
+  clock.advance(1);
+  observe(known);
+  assert.equal(lines.slice(1).map((l) => [l.source.cluster, l.source.ip, l.time]), [['', '10.3.9.9', '2026-11-30T15:00:00.000Z']], 'no identity after the wait: written without');
+  observe(known);
+  assert.is(lines.length, 2, 'each once');
 });
 
 test.run();

@@ -81,6 +81,12 @@ test('setup: the clusterset, the backend in c1 and frontends in c2 (two namespac
   await deploy('c3', 'web', { team: 'web' }, 'frontend', { app: 'frontend' }, [8080]);
   for (const c of ['c1', 'c2', 'c3']) await cs.startPolicy(c);
   for (const f of ['c2/web/frontend', 'c2/shop/frontend', 'c3/web/frontend']) await expectReach(f, 8080, true);
+  // c1 knows the frontends' identities (published by c2 and c3, mirrored by c1's controller),
+  // so the audit lines of the next test name them
+  await eventually('c1 holds the identities of the three frontends', async () => {
+    const text = await cs.kubectl('c1', ['get', 'configmaps', '-A', '-l', 'isthmus.dev/policy-state=identities', '-o', 'json']);
+    return ['c2/web/frontend', 'c2/shop/frontend', 'c3/web/frontend'].every((f) => new RegExp(`[^\\d.]${P(f).ip.replaceAll('.', '\\.')}[^\\d.]`).test(text)) ? true : undefined;
+  }, 30_000);
 });
 
 test('a policy applied in c1 lets c2 web/frontend into backend:8080 only', async () => {

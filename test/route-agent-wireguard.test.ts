@@ -118,7 +118,7 @@ test('SIGKILL of c1\'s active gateway: every c1 node routes through the new one 
   kill(g.proc, 'SIGKILL');
   const next = active === 'c1-n1' ? 'c1-n2' : 'c1-n1';
   const c1Pods = dp.pods.filter((p) => p.cluster === 'c1');
-  const flowed = await eventually('every c1 pod → c2 and c3 through the new gateway', async () => ((await dp.matrix(c1Pods)).length === 0 ? Date.now() : undefined), 60_000);
+  const flowed = await eventually('every c1 pod → c2 and c3 through the new gateway', async () => ((await dp.matrix(c1Pods, 0)).length === 0 ? Date.now() : undefined), 60_000);
   process.stdout.write(`  failover: SIGKILL → every exchange from every c1 pod answered after ${flowed - killedAt} ms (coarse; bench/route-agent.ts measures it)\n`);
   for (const n of ['c1-n1', 'c1-n3']) await dp.routed('c1', n, others('c1'), next);
   assert.equal(await dp.matrix(), []);
@@ -138,7 +138,7 @@ test('a node whose cluster CIDRs overlap a remote\'s refuses that cluster with t
   });
   assert.match(s.refused?.[0]?.reason ?? '', /overlaps this cluster's 10\.3\.0\.0\/16/);
   assert.equal(s.remotes?.map((r) => r.cluster), ['c1']);
-  assert.equal(await dp.matrix([dp.pod('c2', 2)]).then((f) => f.filter((x) => !x.includes('→ c3'))), []);
+  assert.equal(await dp.matrix([dp.pod('c2', 2)], 0).then((f) => f.filter((x) => !x.includes('→ c3'))), []);
   const a = dp.agents.get('c2-n3');
   if (a !== undefined) kill(a.proc, 'SIGTERM');
   dp.agents.set('c2-n3', cs.startRouteAgent('c2', 2));
@@ -152,7 +152,7 @@ test('vxlan mode: a node tunnels to the gateway node; a blocked VXLAN port is sa
   await exited(agent.proc);
   dp.agents.set('c2-n3', cs.startRouteAgent('c2', 2, ['--mode', 'vxlan']));
   await eventually('c2-n3 in vxlan mode', async () => ((await cs.routeAgent('c2', 'c2-n3'))?.status?.mode === 'vxlan' ? true : undefined));
-  await eventually('the gateway node tunnels back to c2-n3', async () => ((await dp.matrix([dp.pod('c2', 2)])).length === 0 ? true : undefined));
+  await eventually('the gateway node tunnels back to c2-n3', async () => ((await dp.matrix([dp.pod('c2', 2)], 0)).length === 0 ? true : undefined));
   assert.equal(await dp.matrix(), []);
   const gwNode = cs.node('c2', (await dp.activeGateway('c2')) === 'c2-n1' ? 0 : 1);
   const drop = ['-w', '-I', 'INPUT', '-p', 'udp', '--dport', '4799', '-j', 'DROP'];

@@ -103,13 +103,14 @@ export class Datapath {
   /**
    * Every pod to every remote pod, TCP and UDP: the answer must come from the target pod
    * and name the client's own pod IP (nothing masqueraded on the way). Returns the failures.
+   * An exchange that fails is tried again, for up to `settleMs` (see settling()).
    */
-  async matrix(pods: readonly PodRef[] = this.pods): Promise<string[]> {
+  async matrix(pods: readonly PodRef[] = this.pods, settleMs = SETTLE_MS): Promise<string[]> {
     const jobs: (() => Promise<string | undefined>)[] = [];
     for (const from of pods) {
       for (const to of this.pods.filter((p) => p.cluster !== from.cluster)) {
         for (const proto of ['tcp', 'udp'] as const) {
-          jobs.push(async () => {
+          jobs.push(settling(settleMs, async () => {
             const what = `${proto} ${from.node} ${from.ip} → ${to.node} ${to.ip}`;
             try {
               const a = await echoFrom(from.netns, proto, to.ip, ECHO_PORT);
@@ -119,7 +120,7 @@ export class Datapath {
             } catch (err) {
               return `${what}: ${err instanceof Error ? err.message : String(err)}`;
             }
-          });
+          }));
         }
       }
     }
@@ -131,12 +132,12 @@ export class Datapath {
    * kube-proxy translates it to one of that cluster's pods, and the route agents keep the
    * client's pod IP as the source, so the server sees the client's pod IP.
    */
-  async clusterIps(): Promise<string[]> {
+  async clusterIps(settleMs = SETTLE_MS): Promise<string[]> {
     const jobs: (() => Promise<string | undefined>)[] = [];
     for (const from of this.pods) {
       for (const c of others(from.cluster)) {
         for (const proto of ['tcp', 'udp'] as const) {
-          jobs.push(async () => {
+          jobs.push(settling(settleMs, async () => {
             const ip = this.serviceIps.get(c) ?? '';
             const what = `${proto} ${from.node} → ${c} ClusterIP ${ip}`;
             try {
@@ -147,7 +148,7 @@ export class Datapath {
             } catch (err) {
               return `${what}: ${err instanceof Error ? err.message : String(err)}`;
             }
-          });
+          }));
         }
       }
     }
@@ -192,6 +193,26 @@ process.stdout.write(JSON.stringify({ up: JSON.parse(up.first).received, down: d
   async close(): Promise<void> {
     await this.cs.close();
   }
+}
+
+/**
+ * How long a failed exchange of matrix()/clusterIps() is tried again. These check that
+ * every path works, not that it never blinks: on a loaded machine a gateway may miss a
+ * lease renewal and fail over (~3 s without cables), and a node's route agent applies a
+ * change a moment after another's status shows it. Each exchange must succeed once.
+ */
+const SETTLE_MS = 20_000;
+
+/** The check, again every second while it fails (a string), for up to `ms`; its last result. */
+function settling(ms: number, check: () => Promise<string | undefined>): () => Promise<string | undefined> {
+  return async () => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const failure = await check();
+      if (failure === undefined || Date.now() >= deadline) return failure;
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  };
 }
 
 /** Runs the jobs with at most `n` at once, results in order. */
