@@ -54,23 +54,23 @@ function run(command: string, args: readonly string[], opts: { env: Record<strin
 const template = (values: string, extra: readonly string[] = []): Run =>
   run(helm, ['template', 'isthmus', chart, '--namespace', 'isthmus-system', '-f', values, ...extra], { env: helmEnv });
 
-/** What `isthmus join` applies for SETTINGS (cli/join.ts, apply()), in its order. */
-async function joinObjects(): Promise<Obj[]> {
+/** What `isthmus join` applies for these settings (cli/join.ts, apply()), in its order. */
+async function joinObjects(s: JoinSettings = SETTINGS): Promise<Obj[]> {
   const gw = await manifest('gateway/deployment.yaml');
   const mcs = await manifest('mcs-api/deployment.yaml');
   const mcsConfig = pick(mcs, 'ConfigMap', 'isthmus-mcs');
-  mcsConfig.data = { ...mcsConfig.data, BROKER: SETTINGS.broker };
+  mcsConfig.data = { ...mcsConfig.data, BROKER: s.podBroker ?? s.broker };
   return [
     ...await manifest('namespace.yaml'),
     ...(await Promise.all(JOIN_CRDS.map((c) => manifest(`crds/${c}.json`)))).flat(),
     ...(await Promise.all(JOIN_RBAC.map((f) => manifest(f)))).flat(),
     opaqueSecret('isthmus-broker-client', 'isthmus-system', { 'tls.key': PEM.tlsKey, 'tls.crt': PEM.tlsCrt, 'ca.crt': PEM.caCrt }),
-    { apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: SETTINGS.clusterId } },
-    gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), SETTINGS), mcsConfig,
-    workload(pick(gw, 'Deployment', 'isthmus-gateway'), SETTINGS),
-    ...(await manifest('route-agent/daemonset.yaml')).map((o) => workload(o, SETTINGS)),
-    ...mcs.filter((x) => x.kind !== 'ConfigMap').map((o) => (o.kind === 'Deployment' ? workload(o, SETTINGS) : o)),
-    ...(await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat().map((o) => workload(o, SETTINGS)),
+    { apiVersion: 'about.k8s.io/v1alpha1', kind: 'ClusterProperty', metadata: { name: 'cluster.clusterset.k8s.io' }, spec: { value: s.clusterId } },
+    gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), s), mcsConfig,
+    workload(pick(gw, 'Deployment', 'isthmus-gateway'), s),
+    ...(await manifest('route-agent/daemonset.yaml')).map((o) => workload(o, s)),
+    ...mcs.filter((x) => x.kind !== 'ConfigMap').map((o) => (o.kind === 'Deployment' ? workload(o, s) : o)),
+    ...(await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat().map((o) => workload(o, s)),
   ];
 }
 
@@ -108,6 +108,17 @@ test('helm template renders exactly what join applies for the same inputs', asyn
   assert.is(images.length, 6, 'gateway, route agent, mcs, dns, policy controller, policy agent');
 });
 
+test('podBroker (the cluster that runs the broker): pods dial it, gateways keep broker, as join does', async () => {
+  const podBroker = '10.101.0.20:7443';
+  const r = template(valuesFile('pod-broker', { ...VALUES, podBroker }), ['--include-crds']);
+  assert.is(r.code, 0, r.stderr);
+  const got = byKey(rendered(r.stdout));
+  const want = byKey(await joinObjects({ ...SETTINGS, podBroker }));
+  for (const [i, o] of want.entries()) assert.equal(got[i], o, `${key(o)} differs from what join applies`);
+  const data = (name: string): Record<string, string> | undefined => (got.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === name) as { data?: Record<string, string> } | undefined)?.data;
+  assert.equal([data('isthmus-gateway')?.['BROKER'], data('isthmus-gateway')?.['POD_BROKER'], data('isthmus-mcs')?.['BROKER']], [SETTINGS.broker, podBroker, podBroker]);
+});
+
 test('brokerClient.existingSecret: no Secret of the chart, and the pods mount the named one', async () => {
   const r = template(valuesFile('existing', { ...VALUES, brokerClient: { existingSecret: 'my-broker-client' } }));
   assert.is(r.code, 0, r.stderr);
@@ -126,6 +137,7 @@ test('bad values: a clear error naming the value', async () => {
     ['id', { ...VALUES, clusterId: 'C_1' }, 'clusterId'],
     ['no-id', { ...VALUES, clusterId: '' }, 'clusterId'],
     ['cidrs', { ...VALUES, podCidrs: [] }, 'podCidrs'],
+    ['pod-broker', { ...VALUES, podBroker: '10.101.0.20' }, 'podBroker'],
     ['typo', { ...VALUES, clusterID: 'c1' }, 'clusterID'],
     ['no-credentials', { ...VALUES, brokerClient: { caCrt: PEM.caCrt } }, 'brokerClient: give caCrt, tlsCrt and tlsKey'],
   ];

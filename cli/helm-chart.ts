@@ -22,6 +22,7 @@ const CLIENT_SECRET = 'isthmus-broker-client';
 const EXPRESSIONS: Record<string, string> = {
   clusterId: '{{ .Values.clusterId | quote }}',
   broker: '{{ .Values.broker | quote }}',
+  podBroker: '{{ .Values.podBroker | default .Values.broker | quote }}',
   cableDriver: '{{ .Values.cableDriver | quote }}',
   podCidrs: '{{ join "," .Values.podCidrs | quote }}',
   serviceCidrs: '{{ join "," .Values.serviceCidrs | quote }}',
@@ -39,7 +40,7 @@ const ph = (name: keyof typeof EXPRESSIONS & string): string => `@@${name}@@`;
 
 /** The settings join fills deploy/ in with, as placeholders. */
 const PLACEHOLDERS = {
-  clusterId: ph('clusterId'), broker: ph('broker'), cableDriver: ph('cableDriver'), podCidrs: [ph('podCidrs')], serviceCidrs: [ph('serviceCidrs')],
+  clusterId: ph('clusterId'), broker: ph('broker'), podBroker: ph('podBroker'), cableDriver: ph('cableDriver'), podCidrs: [ph('podCidrs')], serviceCidrs: [ph('serviceCidrs')],
   publicIp: ph('publicIp'), natTraversal: false, privateSockets: false, gatewayReplicas: 1, image: ph('image'),
 } as unknown as JoinSettings;
 
@@ -91,6 +92,9 @@ const VALUES = `# Values of the Isthmus chart: what \`isthmus join\` fills in fo
 # clusterId, broker, podCidrs, serviceCidrs and the broker client credentials have no default.
 clusterId: ""          # this cluster's id, an RFC-1123 label
 broker: ""             # the broker's address, host:port (broker-info.json)
+podBroker: ""          # where pods dial the broker ("": broker); in the cluster that runs the
+                       # broker, its Service's cluster IP:7443 (pods reaching a NodePort with
+                       # externalTrafficPolicy Local of another node may never connect)
 cableDriver: wireguard # wireguard, ipsec or vxlan
 podCidrs: []           # the cluster's pod CIDRs
 serviceCidrs: []       # the cluster's service CIDRs
@@ -117,6 +121,7 @@ const SCHEMA = {
   properties: {
     clusterId: { type: 'string', pattern: RFC1123, description: 'this cluster\'s id, an RFC-1123 label' },
     broker: { type: 'string', pattern: '^[^\\s:]+:[0-9]{1,5}$', description: 'the broker\'s address, host:port' },
+    podBroker: { type: 'string', pattern: '^([^\\s]+:[0-9]{1,5})?$', description: 'where pods dial the broker, host:port ("": broker)' },
     cableDriver: { type: 'string', enum: ['wireguard', 'ipsec', 'vxlan'] },
     podCidrs: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' } },
     serviceCidrs: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' } },
@@ -157,7 +162,7 @@ export async function chartFiles(appVersion: string): Promise<Map<string, string
   const gwConfig = gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), PLACEHOLDERS);
   gwConfig.data = { ...gwConfig.data, FORCE_NAT: ph('natTraversal'), PRIVATE_SOCKETS: ph('privateSockets') };
   const mcsConfig = pick(mcs, 'ConfigMap', 'isthmus-mcs');
-  mcsConfig.data = { ...mcsConfig.data, BROKER: ph('broker') };
+  mcsConfig.data = { ...mcsConfig.data, BROKER: ph('podBroker') };
   files.set('templates/configmaps.yaml', yaml([gwConfig, mcsConfig]));
   // ipsec: the Deployment join makes for it (the Secret IPSEC_SECRET with each gateway node's certificate mounted)
   const [plain, ipsec] = (['wireguard', 'ipsec'] as const).map((driver) => {
