@@ -283,6 +283,35 @@ if (process.getuid?.() !== 0) {
     drivers.delete('d');
   });
 
+  test('a gateway that claims another cluster\'s CIDR gets no SA for it: the peer narrows the selectors to the CIDRs it was told, so an inner packet from that CIDR has no SA to come through', async () => {
+    const l = lab as IpsecLab;
+    const dn = l.node('d');
+    const cn = l.node('c');
+    const own = cert('d');
+    const dd = await newDriver(dn);
+    // d (compromised, or misconfigured) says it also owns c's second CIDR; a was told d's own CIDRs (the broker's record)
+    await dd.init({ clusterId: 'd', privateIp: dn.underlayIp, port: 500, cidrs: [...dn.cidrs, cn.cidr2], secrets: { certPem: own.certPem, keyPem: own.keyPem, caPem: ca.certPem } });
+    drivers.set('d', dd);
+    const a = drivers.get('a') as IpsecDriver;
+    try {
+      assert.equal(await dd.set([specTo(l.node('a'))]), { failed: [] });
+      assert.equal(await a.set([...meshSpecs(l, 'a', MESH), specTo(dn)]), { failed: [] });
+      await allConnected(a, ['b', 'c', 'd']);
+      const children = (await listSas(l.node('a'))).flatMap((sa) => Object.entries(sa)).filter(([name]) => name === 'isthmus-d')
+        .flatMap(([, ike]) => Object.values(((ike as Record<string, unknown>)['child-sas'] ?? {}) as Record<string, Record<string, unknown>>));
+      assert.ok(children.length > 0, 'a has a CHILD_SA with d');
+      for (const child of children) assert.equal([...(child['remote-ts'] as string[])].sort(), [...dn.cidrs].sort(), 'a\'s SA with d covers d\'s CIDRs only');
+      // (strongSwan drops a decrypted packet that does not match its SA's policy: kernel xfrm and libipsec alike)
+      assert.match(loAddresses(dn), `inet ${cn.cidr2.replace('/16', '/32')}`, 'd holds an address in the CIDR it claims');
+      assert.not.ok(pingFrom(dn.ns, cn.cidr2.replace('/16', ''), l.node('a').cidrIp), 'the claimed address crosses no cable');
+      assert.equal(pingAll(cn, l.node('a')), [], 'c\'s own traffic to a is untouched');
+    } finally {
+      assert.equal(await a.set(meshSpecs(l, 'a', MESH)), { failed: [] });
+      await dd.cleanup();
+      drivers.delete('d');
+    }
+  });
+
   test('a new driver instance adopts the running charon and its SAs: nothing re-initiated', async () => {
     const l = lab as IpsecLab;
     const old = drivers.get('a') as IpsecDriver;
