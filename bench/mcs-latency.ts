@@ -83,7 +83,7 @@ try {
   const resolveMs = new Map<string, number[]>(CLUSTERS.map((c) => [c, []]));
   const connectMs = new Map<string, number[]>(CLUSTERS.map((c) => [c, []]));
   for (const name of names) {
-    for (const p of probes.values()) p.proc.stdin.write(`${name}\n`);
+    for (const p of probes.values()) p.proc.stdin.write(`${name}.demo.svc.clusterset.local\n`);
     for (const [c, p] of probes) {
       const o = await p.next();
       if (o['ready'] !== true) throw new Error(`probe in ${c}: expected ready for ${name}, got ${JSON.stringify(o)}`);

@@ -1,7 +1,7 @@
 // Runs inside a pod's network namespace (ip netns exec) for bench/mcs-latency.ts: reads
 // names from stdin, one a line; for each, asks the pod's DNS server for its A record every
 // `--every` ms until it resolves, then connects over TCP to the address and `--port` until
-// a connection is accepted. Prints one JSON line per name: {name, ready} as soon as its
+// a connection is accepted (a new attempt every `--every` ms). Prints one JSON line per name: {name, ready} as soon as its
 // first query was answered (the bench then creates the ServiceExport), then {name,
 // resolvedAt, connectedAt} (Date.now(), same machine as the bench). One name at a time.
 // usage: node bench/lib/mcs-probe.ts --dns 10.101.0.10 --port 8080 [--every 10]
@@ -63,8 +63,21 @@ async function probe(name: string): Promise<void> {
   }
   const resolvedAt = Date.now();
   const ip = ips[0] ?? '';
-  while (!(await tcp(ip))) await pause(EVERY);
-  out({ name, resolvedAt, connectedAt: Date.now() });
+  // a new attempt every EVERY ms, each waiting up to 500 ms, so a SYN that is lost (no rule
+  // for the IP yet) does not hide a rule that appears meanwhile: resolution EVERY, not 500 ms
+  const connectedAt = await new Promise<number>((resolve) => {
+    let done = false;
+    const tick = setInterval(() => {
+      void tcp(ip).then((ok) => {
+        if (ok && !done) {
+          done = true;
+          clearInterval(tick);
+          resolve(Date.now());
+        }
+      });
+    }, EVERY);
+  });
+  out({ name, resolvedAt, connectedAt });
 }
 
 for await (const line of createInterface({ input: process.stdin })) if (line.trim() !== '') await probe(line.trim());
