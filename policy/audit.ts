@@ -46,6 +46,13 @@ export interface AuditLogOptions {
 
 const PORTED = new Set(['tcp', 'udp', 'sctp']);
 
+/** A flow about to be written: when it was first seen, its set element and what the set means. */
+interface Waiting {
+  readonly first: number;
+  readonly element: AuditElement;
+  readonly tag: AuditTag;
+}
+
 export class AuditLog {
   readonly #o: AuditLogOptions;
   readonly #clock: Clock;
@@ -54,8 +61,8 @@ export class AuditLog {
   #at: number;
   readonly #identityWaitMs: number;
   #seen = new Set<string>();
-  /** Flows held back for their source's identity → when first seen. */
-  #waiting = new Map<string, number>();
+  /** Flows held back for their source's identity, by key. */
+  #waiting = new Map<string, Waiting>();
   #suppressed = 0;
 
   constructor(options: AuditLogOptions) {
@@ -83,12 +90,13 @@ export class AuditLog {
 
   /**
    * Takes everything now in the audit sets; writes a line for each flow not seen in the
-   * previous call (once its source's identity is known or the wait is over). Returns the
-   * lines written.
+   * previous call (once its source's identity is known or the wait is over; a waiting flow
+   * that left its set meanwhile — the ruleset was replaced — is written at once, so none is
+   * lost). Returns the lines written.
    */
   observe(elements: readonly AuditElement[], tags: ReadonlyMap<string, AuditTag>, remote: ReadonlyMap<string, SourcePod>, local: ReadonlyMap<string, LocalPod>): AuditLine[] {
     const now = new Set<string>();
-    const waiting = new Map<string, number>();
+    const waiting = new Map<string, Waiting>();
     const at = this.#clock.now();
     const written: AuditLine[] = [];
     for (const e of elements) {
@@ -99,32 +107,39 @@ export class AuditLog {
         now.add(key);
         continue;
       }
-      const s = remote.get(e.saddr);
-      const first = this.#waiting.get(key) ?? at;
-      if (s === undefined && at - first < this.#identityWaitMs) {
-        waiting.set(key, first);
+      const first = this.#waiting.get(key)?.first ?? at;
+      if (!remote.has(e.saddr) && at - first < this.#identityWaitMs) {
+        waiting.set(key, { first, element: e, tag });
         continue;
       }
       now.add(key);
-      this.#o.onFlow?.(tag);
-      if (!this.#take()) {
-        this.#suppressed++;
-        continue;
-      }
-      const d = local.get(e.daddr);
-      const line: AuditLine = {
-        time: new Date(first).toISOString(),
-        verdict: tag.action,
-        policy: tag.policy,
-        rule: tag.rule,
-        source: { cluster: s?.cluster ?? '', namespace: s?.namespace ?? '', pod: s?.pod ?? '', labels: s?.labels ?? {}, ip: e.saddr },
-        destination: { namespace: d?.namespace ?? '', pod: d?.name ?? '', ip: e.daddr, protocol: e.protocol, port: PORTED.has(e.protocol) ? e.port : null },
-      };
-      this.#o.write(JSON.stringify(line));
-      written.push(line);
+      this.#emit({ first, element: e, tag }, remote, local, written);
     }
+    for (const [key, w] of this.#waiting) if (!waiting.has(key) && !now.has(key)) this.#emit(w, remote, local, written);
     this.#waiting = waiting;
     this.#seen = now;
     return written;
+  }
+
+  /** Counts the flow and writes its line, unless the rate limit holds it back. */
+  #emit(w: Waiting, remote: ReadonlyMap<string, SourcePod>, local: ReadonlyMap<string, LocalPod>, written: AuditLine[]): void {
+    const { element: e, tag } = w;
+    this.#o.onFlow?.(tag);
+    if (!this.#take()) {
+      this.#suppressed++;
+      return;
+    }
+    const s = remote.get(e.saddr);
+    const d = local.get(e.daddr);
+    const line: AuditLine = {
+      time: new Date(w.first).toISOString(),
+      verdict: tag.action,
+      policy: tag.policy,
+      rule: tag.rule,
+      source: { cluster: s?.cluster ?? '', namespace: s?.namespace ?? '', pod: s?.pod ?? '', labels: s?.labels ?? {}, ip: e.saddr },
+      destination: { namespace: d?.namespace ?? '', pod: d?.name ?? '', ip: e.daddr, protocol: e.protocol, port: PORTED.has(e.protocol) ? e.port : null },
+    };
+    this.#o.write(JSON.stringify(line));
+    written.push(line);
   }
 }

@@ -113,6 +113,11 @@ test('audit: a flow from a source without an identity waits for it (up to identi
   assert.equal(lines.slice(1).map((l) => [l.source.cluster, l.source.ip, l.time]), [['', '10.3.9.9', '2026-11-30T15:00:00.000Z']], 'no identity after the wait: written without');
   observe(known);
   assert.is(lines.length, 2, 'each once');
+  // a waiting flow whose set element is gone (the ruleset replaced) is written at once, not lost
+  lines.push(...log.observe([flow('10.3.7.7')], tags, known, localByIp));
+  assert.is(lines.length, 2);
+  lines.push(...log.observe([], tags, known, localByIp));
+  assert.equal(lines.slice(2).map((l) => l.source.ip), ['10.3.7.7']);
 });
 
 test.run();
