@@ -84,8 +84,9 @@ test('setup: the clusterset, the backend in c1 and frontends in c2 (two namespac
   // c1 knows the frontends' identities (published by c2 and c3, mirrored by c1's controller),
   // so the audit lines of the next test name them
   await eventually('c1 holds the identities of the three frontends', async () => {
-    const text = await cs.kubectl('c1', ['get', 'configmaps', '-A', '-l', 'isthmus.dev/policy-state=identities', '-o', 'json']);
-    return ['c2/web/frontend', 'c2/shop/frontend', 'c3/web/frontend'].every((f) => new RegExp(`[^\\d.]${P(f).ip.replaceAll('.', '\\.')}[^\\d.]`).test(text)) ? true : undefined;
+    const cms = JSON.parse(await cs.kubectl('c1', ['get', 'configmaps', '-A', '-l', 'isthmus.dev/policy-state=identities', '-o', 'json'])) as { items: { data?: Record<string, string> }[] };
+    const ips = new Set(cms.items.flatMap((cm) => (JSON.parse(cm.data?.['identities.json'] ?? '{}') as { pods?: { ip: string }[] }).pods ?? []).map((p) => p.ip));
+    return ['c2/web/frontend', 'c2/shop/frontend', 'c3/web/frontend'].every((f) => ips.has(P(f).ip)) ? true : undefined;
   }, 30_000);
 });
 

@@ -1,8 +1,8 @@
 // Runs inside a pod's network namespace (ip netns exec) for bench/mcs-latency.ts: reads
 // names from stdin, one a line; for each, asks the pod's DNS server for its A record every
-// `--every` ms until it resolves, then connects over TCP to the address and `--port` until
-// a connection is accepted (a new attempt every `--every` ms). Prints one JSON line per name: {name, ready} as soon as its
-// first query was answered (the bench then creates the ServiceExport), then {name,
+// `--every` ms until it resolves, then connects over TCP to the address and `--port` (a new
+// attempt every `--every` ms) until a connection is accepted. Prints one JSON line per name:
+// {name, ready} as soon as its first query was answered (the bench then creates the ServiceExport), then {name,
 // resolvedAt, connectedAt} (Date.now(), same machine as the bench). One name at a time.
 // usage: node bench/lib/mcs-probe.ts --dns 10.101.0.10 --port 8080 [--every 10]
 import { createSocket } from 'node:dgram';
