@@ -17,7 +17,7 @@ import {
 import type { Cluster } from '../core/broker-api/types.ts';
 import { JOIN_TOKEN_DIR, clusterKey, kindPrefix } from './keys.ts';
 import { revokedKey } from './revocation.ts';
-import { BrokerStore } from './store.ts';
+import { BrokerStore, ETCD_KEEPALIVE } from './store.ts';
 import { judgeToken, mintToken, sha256, spend, type TokenRecord } from './tokens.ts';
 import { validateCluster, validateClusterId } from './validate.ts';
 
@@ -92,7 +92,7 @@ export class JoinServer implements Service {
 
   async start(): Promise<void> {
     const t = await this.#tls();
-    this.#etcd = new Etcd3({ hosts: [...this.#o.etcdHosts], dialTimeout: 2_000 });
+    this.#etcd = new Etcd3({ hosts: [...this.#o.etcdHosts], dialTimeout: 2_000, grpcOptions: { ...ETCD_KEEPALIVE } });
     this.#store = new BrokerStore(this.#etcd, {
       logger: this.#o.logger,
       ...(this.#o.globalCidrPool === undefined ? {} : { globalCidrPool: this.#o.globalCidrPool }),

@@ -13,7 +13,7 @@ import { WatchHub, type HubOptions } from './hub.ts';
 import { eventMessage, isMalformed, methods, serverServiceDefinition, toKinds, toRevision, type MethodName } from '../core/broker-api/proto.ts';
 import { toStatus } from '../core/broker-api/status.ts';
 import type { BrokerEvent, Cluster } from '../core/broker-api/types.ts';
-import { BrokerStore } from './store.ts';
+import { BrokerStore, ETCD_KEEPALIVE } from './store.ts';
 import { Quotas, quotaLimits, type QuotaLimits } from './quota.ts';
 import { clusterKey, endpointKey, exportKey, identityKey, policyKey } from './keys.ts';
 import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
@@ -159,7 +159,7 @@ export class BrokerServer implements Service {
     }
     this.#auth = new Authenticator(await this.#readCaBundle());
     // bounded: a revision larger than this is skipped by listing again (see WatchHub), never retried
-    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': o.etcdMaxMessageBytes ?? 64 * 1024 * 1024 } });
+    this.#etcd = new Etcd3({ hosts: [...o.etcdHosts], dialTimeout: 2_000, grpcOptions: { 'grpc.max_receive_message_length': o.etcdMaxMessageBytes ?? 64 * 1024 * 1024, ...ETCD_KEEPALIVE } });
     this.#store = new BrokerStore(this.#etcd, {
       logger: this.#logger,
       ...(o.globalCidrPool === undefined ? {} : { globalCidrPool: o.globalCidrPool }),

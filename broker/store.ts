@@ -41,6 +41,13 @@ const CAS_ATTEMPTS = 50;
 const DELETE_BATCH_KEYS = 64;
 
 /** backend_config fields that name a cable's identity: no two clusters may publish the same value. */
+/**
+ * gRPC options of every etcd client of the broker: pinged while a call is open (etcd allows
+ * one ping per 5 s), so a connection that died without a word (etcd's pod gone, a NAT entry
+ * lost) fails its calls and breaks the hub's watch within 15 s, and the next use reconnects.
+ */
+export const ETCD_KEEPALIVE = { 'grpc.keepalive_time_ms': 10_000, 'grpc.keepalive_timeout_ms': 5_000 } as const;
+
 export const IDENTITY_FIELDS: readonly string[] = ['public-key', 'cert-cn'];
 
 /** The pool of global CIDRs when global addressing is on and no pool is given. */

@@ -1,4 +1,5 @@
 import { test } from './broker-harness.ts';
+import { createConnection, createServer, type Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { BrokerCache, type BrokerClient, type BrokerServer, type Change, type Export } from '../broker/index.ts';
 import { Lab, eventually } from './broker-harness.ts';
@@ -26,6 +27,15 @@ test.after(async () => {
   await lab?.cleanup();
 });
 
+/** A started cache of EXPORT records read through `client`, and every change it reported. */
+function watching(client: BrokerClient): { cache: BrokerCache; seen: Change[] } {
+  const cache = new BrokerCache(client, { kinds: ['EXPORT'], backoff: { baseMs: 50, maxMs: 500 } });
+  const seen: Change[] = [];
+  cache.onChange((ch) => seen.push(ch));
+  cache.start();
+  return { cache, seen };
+}
+
 function describe(c: Change): string {
   const v = c.type === 'deleted' ? '' : `:${(c.record as Export).ports[0]?.port ?? 0}`;
   return `${c.type}:${c.key.split('/')[2] ?? c.key}${v}`;
@@ -40,10 +50,7 @@ test('every change exactly once across a broker restart and an etcd compaction',
   await viaB.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
   await viaB.publishExport(exp('pre', 1));
 
-  const cache = new BrokerCache(viaA, { kinds: ['EXPORT'], backoff: { baseMs: 50, maxMs: 500 } });
-  const seen: Change[] = [];
-  cache.onChange((ch) => seen.push(ch));
-  cache.start();
+  const { cache, seen } = watching(viaA);
   try {
     await cache.synced;
     assert.equal(seen.map(describe), ['added:pre:1'], 'initial list');
@@ -203,6 +210,64 @@ test('removing a cluster with thousands of exports reaches watchers as changes (
   } finally {
     await cache.stop();
     await lab.stopBroker(broker);
+  }
+});
+
+/**
+ * A loopback TCP relay to `target` whose open connections can be frozen: bytes stop flowing
+ * both ways but the sockets stay open, as when a NAT entry is lost or a peer's host vanishes
+ * without a reset. New connections are relayed as usual.
+ */
+async function freezableRelay(target: URL): Promise<{ url: string; freeze(): void; close(): Promise<void> }> {
+  const pairs = new Set<[Socket, Socket]>();
+  const server = createServer((down) => {
+    const up = createConnection({ host: target.hostname, port: Number(target.port) });
+    const pair: [Socket, Socket] = [down, up];
+    pairs.add(pair);
+    down.pipe(up).on('error', () => undefined);
+    up.pipe(down).on('error', () => undefined);
+    down.on('close', () => { up.destroy(); pairs.delete(pair); });
+    up.on('close', () => { down.destroy(); pairs.delete(pair); });
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    freeze: () => {
+      for (const [down, up] of pairs) {
+        down.unpipe(up); up.unpipe(down); down.pause(); up.pause();
+      }
+    },
+    close: async () => {
+      server.close();
+      for (const [down, up] of pairs) { down.destroy(); up.destroy(); }
+    },
+  };
+}
+
+test('an etcd connection that dies without a word: the replica notices within seconds and its watchers get the changes', async () => {
+  const relay = await freezableRelay(new URL(lab.etcdHosts[0] ?? ''));
+  const a = await lab.startBroker({ etcdHosts: [relay.url] });
+  const b = await lab.startBroker();
+  const viaA = lab.client(a.port, await lab.tls('c1'));
+  const viaB = lab.client(b.port, await lab.tls('c1'));
+  const { cache, seen } = watching(viaA);
+  try {
+    await cache.synced;
+    await viaB.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
+    await viaB.publishExport(exp('before-freeze', 1));
+    await eventually('the change through A', () => (seen.some((c) => describe(c) === 'added:before-freeze:1') ? true : undefined));
+    relay.freeze(); // A's etcd connection now swallows everything; etcd itself is fine
+    await viaB.publishExport(exp('after-freeze', 1));
+    // A's keepalive (10 s + 5 s) breaks the dead connection; its hub resumes on a new one
+    await eventually('the change written during the freeze, through A', () => (seen.some((c) => describe(c) === 'added:after-freeze:1') ? true : undefined), 40_000);
+    assert.is(seen.filter((c) => describe(c) === 'added:after-freeze:1').length, 1, 'once');
+    assert.ok(cache.connected, 'the client never had to leave A');
+  } finally {
+    await relay.close(); // first: nothing may wait on a frozen connection
+    await cache.stop();
+    await lab.stopBroker(a);
+    await lab.stopBroker(b);
   }
 });
 
