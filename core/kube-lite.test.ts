@@ -4,7 +4,9 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError } from './errors.ts';
-import { kubeTargetFrom, loadKubeTarget } from './kube-lite.ts';
+import { createServer, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { KubeRest, kubeTargetFrom, loadKubeTarget } from './kube-lite.ts';
 
 const cfg = (o: { current?: string; clusters?: unknown[]; users?: unknown[]; contexts?: unknown[] }): unknown => ({
   apiVersion: 'v1', kind: 'Config', ...(o.current === undefined ? {} : { 'current-context': o.current }),
@@ -80,6 +82,45 @@ test('loadKubeTarget: a missing file and a file that is not YAML', () => {
     assert.is(loadKubeTarget({ kubeconfig: join(dir, 'good') }).token, 'T1');
   } finally {
     rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('a watch that goes silent ends after idleMs (the caller resumes it); one that keeps talking does not; a broken one rejects', async () => {
+  const open = new Set<ServerResponse>();
+  const server = createServer((req, res) => {
+    open.add(res);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const added = (n: string): string => `${JSON.stringify({ type: 'ADDED', object: { metadata: { name: n } } })}\n`;
+    if (req.url?.startsWith('/silent')) res.write(added('a')); // then nothing, never ended
+    if (req.url?.startsWith('/chatty')) {
+      let n = 0;
+      const t = setInterval(() => {
+        n += 1;
+        if (n <= 5) res.write(added(`b${n}`));
+        else { clearInterval(t); res.end(); }
+      }, 60);
+    }
+    if (req.url?.startsWith('/broken')) { res.write('{"type":"ADDED","obj'); setTimeout(() => res.socket?.destroy(), 20); }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const rest = new KubeRest({ server: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, insecure: false, source: 'test' });
+  try {
+    const seen: string[] = [];
+    const on = (e: { type: string; object: unknown }): void => void seen.push(`${e.type} ${String((e.object as { metadata: { name: string } }).metadata.name)}`);
+    const t0 = Date.now();
+    await rest.watch('/silent', on, new AbortController().signal, 200);
+    assert.ok(Date.now() - t0 >= 190, 'ended by the idle timer');
+    assert.equal(seen, ['ADDED a']);
+    seen.length = 0;
+    await rest.watch('/chatty', on, new AbortController().signal, 200); // 300 ms in all, never 200 ms quiet
+    assert.equal(seen, ['ADDED b1', 'ADDED b2', 'ADDED b3', 'ADDED b4', 'ADDED b5']);
+    let failed = false;
+    await rest.watch('/broken', on, new AbortController().signal, 5_000).catch(() => (failed = true));
+    assert.ok(failed, 'a connection that breaks mid-line rejects');
+  } finally {
+    for (const r of open) r.destroy();
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
   }
 });
 

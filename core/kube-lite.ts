@@ -3,7 +3,6 @@ import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest } from 'node:https';
 import { homedir } from 'node:os';
 import { delimiter, dirname, isAbsolute, join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { load as loadYaml } from 'js-yaml';
 import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
 
@@ -169,6 +168,9 @@ export class KubeRequestError extends IsthmusError {
   }
 }
 
+/** A watch that has said nothing for this long is ended and resumed (KubeRest.watch). */
+const WATCH_IDLE_MS = 90_000;
+
 /** At most this much of one response body or watch line is read (a listener has limits, a client too). */
 const MAX_BODY = 64 * 1024 * 1024;
 
@@ -224,20 +226,50 @@ export class KubeRest {
 
   /**
    * A watch: calls `onEvent` with each event the server sends until the server ends the
-   * stream (resolves) or the connection fails or `signal` aborts (rejects).
+   * stream or nothing (not even a bookmark, which the apiserver sends about every minute
+   * when asked for) has come for `idleMs` (resolves: the caller resumes from its last
+   * resourceVersion, so a connection that died without a word is replaced within `idleMs`),
+   * or the connection fails or `signal` aborts (rejects).
    */
-  async watch(path: string, onEvent: (e: { type: string; object: unknown }) => void, signal: AbortSignal): Promise<void> {
-    const res = await this.#open('GET', path, undefined, signal, 10 * 60_000);
+  async watch(path: string, onEvent: (e: { type: string; object: unknown }) => void, signal: AbortSignal, idleMs = WATCH_IDLE_MS): Promise<void> {
+    const res = await this.#open('GET', path, undefined, signal, 30_000);
     if ((res.statusCode ?? 0) !== 200) {
       let text = '';
       for await (const chunk of res) text = (text + String(chunk)).slice(0, 2000);
       throw new KubeRequestError(res.statusCode ?? 0, `watch ${path}: ${String(res.statusCode)} ${text.slice(0, 500)}`);
     }
-    const lines = createInterface({ input: res, crlfDelay: Infinity });
-    for await (const line of lines) {
-      if (line.trim() === '') continue;
-      const e = rec(JSON.parse(line));
-      onEvent({ type: String(e['type']), object: e['object'] });
+    let idle = false;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const arm = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => {
+        idle = true;
+        res.destroy();
+      }, idleMs);
+    };
+    res.socket.setTimeout(0); // the idle timer below replaces the request's
+    arm();
+    try {
+      res.setEncoding('utf8');
+      let buf = '';
+      // a destroyed stream (the idle timer, a broken connection) ends this loop with an error
+      for await (const chunk of res as AsyncIterable<string>) {
+        arm();
+        buf += chunk;
+        let nl: number;
+        while ((nl = buf.indexOf('\n')) >= 0) {
+          const line = buf.slice(0, nl).trim();
+          buf = buf.slice(nl + 1);
+          if (line === '') continue;
+          const e = rec(JSON.parse(line));
+          onEvent({ type: String(e['type']), object: e['object'] });
+        }
+        if (buf.length > MAX_BODY) throw new KubeRequestError(0, `watch ${path}: one event is larger than ${MAX_BODY} bytes`);
+      }
+    } catch (err) {
+      if (!idle) throw err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 }
