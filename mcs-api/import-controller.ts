@@ -20,7 +20,8 @@ import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, M
  *
  * - Keys are "namespace/name". ExportIndex changes, and informer events on the objects
  *   we own (ServiceImports, MCS EndpointSlices, derived Services), enqueue the key, so
- *   a hand edit is put back by the next reconcile; a new Namespace enqueues its keys.
+ *   a hand edit is put back by the next reconcile; a new Namespace enqueues its keys. In
+ *   a namespace being deleted nothing is written (the apiserver would refuse it).
  * - Health: the local Gateway resources are watched; when the set of unhealthy clusters
  *   changes, the keys those clusters export are enqueued, and their endpoints are
  *   written not ready (ready again when the cable reconnects).
@@ -160,7 +161,9 @@ export class ImportController implements Service {
 
   async reconcile(key: string): Promise<void> {
     const { namespace, name } = splitKey(key);
-    if (this.#namespaces.get('', namespace) === undefined) return;
+    // no namespace, or one being deleted: nothing can be made in it (what is there goes with it)
+    const ns = this.#namespaces.get('', namespace);
+    if (ns === undefined || ns.metadata?.deletionTimestamp !== undefined) return;
     const records = this.#o.exports.records(key);
     // health from the Gateway cache now (a cluster first seen in these records counts too)
     const unhealthy = unhealthyClusters(this.#gateways.list(), records.map((x) => x.cluster_id), this.#o.clusterId);

@@ -56,6 +56,8 @@ test('slim objects keep name, namespace, resourceVersion and what reconcile read
   assert.equal(slimSlice(slice).endpoints?.[0], { addresses: ['10.2.0.5'], hostname: 'p0', conditions: { ready: true, serving: true, terminating: false }, zone: 'z1' });
   assert.equal(slimServiceExport(se).metadata, { name: 'echo', namespace: 'demo', resourceVersion: '9', generation: 2, creationTimestamp: '2026-01-01T00:00:00Z' as unknown as Date });
   assert.equal(slimNamespace({ metadata: { name: 'demo', resourceVersion: '1', labels: { a: 'b' } } }).metadata, { name: 'demo', namespace: '', resourceVersion: '1' });
+  const dying = new Date('2026-01-01T00:00:00Z');
+  assert.equal(slimNamespace({ metadata: { name: 'demo', resourceVersion: '2', deletionTimestamp: dying } }).metadata, { name: 'demo', namespace: '', resourceVersion: '2', deletionTimestamp: dying });
 });
 
 test('a slim Gateway says the same health as the full one', () => {

@@ -68,7 +68,7 @@ export function slimServiceImport(si: ServiceImport): ServiceImport {
 
 /** A Namespace: its name. */
 export function slimNamespace(n: { metadata?: V1ObjectMeta }): { metadata: V1ObjectMeta } {
-  return { metadata: meta(n.metadata) };
+  return { metadata: meta(n.metadata, ['deletionTimestamp']) };
 }
 
 /** A Gateway: its name, HA status and connections' cluster and status. */
