@@ -39,10 +39,16 @@ export function caseRows(cases: readonly Case[]): { columns: string[]; rows: str
   return { columns: ['CASE', 'RESULT', 'SECONDS', 'DETAIL'], rows: cases.map((c) => [c.name, c.failure === undefined ? 'passed' : 'failed', (c.ms / 1000).toFixed(3), c.failure ?? c.output ?? '']) };
 }
 
-/** What the client's cluster has made of the export, to say where a clusterset name stops. */
-async function importState(a: Kube): Promise<string> {
+/** What the client's cluster has made of the export (and the server's of its ServiceExport), to say where a clusterset name stops. */
+async function importState(a: Kube, b: Kube): Promise<string> {
   const si = await a.read<{ spec?: { ips?: string[] } }>('multicluster.x-k8s.io/v1beta1', 'ServiceImport', 'verify', VERIFY_NS);
-  if (si === undefined) return `${a.context} has no ServiceImport ${VERIFY_NS}/verify: the export did not arrive (see isthmus show exports, and the logs of isthmus-mcs in both clusters)`;
+  if (si === undefined) {
+    const se = await b.read<{ status?: { conditions?: { type?: string; status?: string; reason?: string; message?: string }[] } }>('multicluster.x-k8s.io/v1beta1', 'ServiceExport', 'verify', VERIFY_NS);
+    const ready = se?.status?.conditions?.find((c) => c.type === 'Ready');
+    if (ready?.status === 'True') return `${a.context} has no ServiceImport ${VERIFY_NS}/verify although ${b.context}'s ServiceExport is Ready (the broker holds it): see isthmus show exports and the logs of isthmus-mcs in ${a.context}`;
+    const said = ready === undefined ? 'has no Ready condition yet' : `is Ready=${ready.status ?? '?'} (${ready.reason ?? ''}: ${ready.message ?? ''})`;
+    return `${a.context} has no ServiceImport ${VERIFY_NS}/verify: ${b.context}'s ServiceExport ${said}; see the logs of isthmus-mcs in ${b.context}`;
+  }
   const ips = si.spec?.ips ?? [];
   if (ips.length === 0) return `${a.context}'s ServiceImport ${VERIFY_NS}/verify has no clusterset IP yet (see the logs of isthmus-mcs in ${a.context})`;
   return `${a.context}'s ServiceImport ${VERIFY_NS}/verify has the clusterset IP ${ips.join(', ')}: the name did not resolve to it through CoreDNS and isthmus-dns, or the connection to it failed (the last error above says which; isthmus diagnose checks the CoreDNS stanza)`;
@@ -100,7 +106,7 @@ async function run(argv: readonly string[]): Promise<number> {
       try {
         return `answered by ${await curl(`http://verify.${VERIFY_NS}.svc.clusterset.local:8080/hostname`)}`;
       } catch (err) {
-        throw new IsthmusError(ErrorCodes.TIMEOUT, `${messageOf(err)}; ${await importState(a).catch((e: unknown) => messageOf(e))}`);
+        throw new IsthmusError(ErrorCodes.TIMEOUT, `${messageOf(err)}; ${await importState(a, b).catch((e: unknown) => messageOf(e))}`);
       }
     });
     if (cfg.disruptive) {
