@@ -34,6 +34,9 @@ for f in "${files[@]}"; do
     mapfile -t lines < <(awk '/^ *Total: /{n=0} /^ *FAIL /{n=6} n>0 && NF>0 && !/^ *at /{print "  " substr($0, 1, 300); n--}' "$out")
     [ ${#lines[@]} -eq 0 ] && mapfile -t lines < <(tail -n 8 "$out" | cut -c1-300 | sed 's/^/  /')
     excerpts+=("${lines[@]}")
+    # what the test printed about the clusters when it failed (test/lib/cli.ts, diagnosed)
+    mapfile -t lines < <(grep '^diag: ' "$out" | head -n 40 | cut -c1-400 | sed 's/^/  /')
+    [ ${#lines[@]} -eq 0 ] || excerpts+=("${lines[@]}")
   fi
   rm -f "$out"
 done

@@ -11,7 +11,7 @@ import * as assert from 'uvu/assert';
 import { eventually, isthmus, ok, requireRootForTest, sandboxSession } from './lib/cli.ts';
 
 requireRootForTest('test/cli-ops.test.ts');
-const { env, f, k, cli, down } = sandboxSession('/tmp/isthmus-cli-ops-');
+const { env, f, k, cli, diagnosed, down } = sandboxSession('/tmp/isthmus-cli-ops-');
 
 
 test.after(down);
@@ -30,7 +30,7 @@ test('two clusters with two gateway nodes each, joined', async () => {
 
 test('verify --disruptive: the active gateway node of c2, then of c1, drained; pod IP and clusterset name answer again; outages in the JUnit report', async () => {
   // each step waits at most 120 s; the process is given enough for every step to, so a failing step is reported and cleaned up, never killed
-  const r = ok(await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--disruptive', '--junit', f('verify.xml'), '--timeout', '120'], 900_000), 'verify --disruptive');
+  const r = await diagnosed(['c1', 'c2'], async () => ok(await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--disruptive', '--junit', f('verify.xml'), '--timeout', '120'], 900_000), 'verify --disruptive'));
   assert.match(r.stdout, /5 passed, 0 failed/);
   for (const c of ['c2', 'c1']) assert.match(r.stdout, new RegExp(`✓ gateway failover in ${c} \\([\\d.]+ s\\): active ${c}-n\\d → ${c}-n\\d in [\\d.]+ s after ${c}-n\\d was drained \\(cordoned, its gateway pod deleted\\); outage: pod [\\d.]+ [\\d.]+ s, verify\\.isthmus-verify\\.svc\\.clusterset\\.local [\\d.]+ s`));
   process.stdout.write(r.stdout);

@@ -18,7 +18,7 @@ import { echoManifest } from '../sandbox/index.ts';
 import { eventually, isthmus, ok, requireRootForTest, sandboxSession, type Run } from './lib/cli.ts';
 
 requireRootForTest('test/join.test.ts');
-const { env, kubeconfig, f, k, cli, down } = sandboxSession('/tmp/isthmus-join-');
+const { env, kubeconfig, f, k, cli, diagnosed, down } = sandboxSession('/tmp/isthmus-join-');
 const joinArgs = (file: string, c: string, extra: readonly string[] = []): string[] => ['join', file, '--context', c, '--cluster-id', c, ...extra];
 
 
@@ -89,7 +89,7 @@ test('bad input before any join: each refused with what to do, nothing applied',
   await refused(await isthmus([...joinArgs(f('c2.json'), 'c2'), '--kubeconfig', f('nobody.kubeconfig')], env), /may not create customresourcedefinitions.*join as a cluster admin/, 'c2');
 });
 
-test('join c1, c2 and c3 with --wait: every cable connected; a spent token, a taken id and overlapping CIDRs are refused', async () => {
+test('join c1, c2 and c3 with --wait: every cable connected; a spent token, a taken id and overlapping CIDRs are refused', () => diagnosed(['c1', 'c2', 'c3'], async () => {
   const c1 = ok(await cli(joinArgs(f('broker-info.json'), 'c1', ['--wait'])), 'join c1');
   assert.match(c1.stdout, /certificate for c1 from the broker/);
   assert.match(c1.stdout, /✓ c1: every cable connected/);
@@ -107,11 +107,15 @@ test('join c1, c2 and c3 with --wait: every cable connected; a spent token, a ta
   await refused(await cli(joinArgs(f('short.json'), 'c3')), /expired at .* ask the clusterset admin/, 'c3');
   const c3 = ok(await cli(joinArgs(f('c3.json'), 'c3', ['--wait'])), 'join c3');
   assert.match(c3.stdout, /cables connected 2\/2 \(c1 connected, c2 connected\)/);
+  // c3's --wait saw its own cables up; c1's and c2's gateways report theirs to c3 a moment later
   for (const c of ['c1', 'c2', 'c3']) {
-    const gw = await k(c, ['-n', 'isthmus-system', 'get', 'gateways.isthmus.dev', '-o', 'jsonpath={.items[0].status.summary}']);
-    assert.is(gw, '2/2', `${c}: every cable`);
+    let seen = '';
+    await eventually(`${c}: every cable connected (2/2)`, async () => {
+      seen = await k(c, ['-n', 'isthmus-system', 'get', 'gateways.isthmus.dev', '-o', 'jsonpath={.items[?(@.status.haStatus=="active")].status.summary}']);
+      return seen === '2/2' ? true : undefined;
+    }, 30_000).catch((err: unknown) => { throw new Error(`${String(err)} (last seen: ${seen || 'no active gateway'})`); });
   }
-});
+}));
 
 test('a pod on a non-gateway node of c1 reaches pods and Services of c2 and c3, and echo.demo.svc.clusterset.local answered by both', async () => {
   for (const c of ['c1', 'c2', 'c3']) await k(c, ['apply', '-f', '-'], echoManifest(2));

@@ -87,6 +87,8 @@ export function sandboxSession(prefix: string): {
   k(context: string, args: readonly string[], input?: string): Promise<string>;
   /** The CLI with this sandbox's kubeconfig; killed after `timeoutMs` (default 300 s). */
   cli(args: readonly string[], timeoutMs?: number): Promise<Run>;
+  /** Runs `fn`; when it throws, prints `diag:` lines about Isthmus in `contexts` first. */
+  diagnosed<T>(contexts: readonly string[], fn: () => Promise<T>): Promise<T>;
   down(): Promise<void>;
 } {
   const dir = mkdtempSync(prefix);
@@ -97,9 +99,37 @@ export function sandboxSession(prefix: string): {
     f: (name) => join(dir, name),
     k: (context, args, input) => kubectl(kubeconfig, context, args, input),
     cli: (args, timeoutMs) => isthmus([...args, '--kubeconfig', kubeconfig], env, timeoutMs),
+    diagnosed: async (contexts, fn) => {
+      try {
+        return await fn();
+      } catch (err) {
+        for (const c of contexts) for (const line of await isthmusDiagnosis(kubeconfig, c)) process.stdout.write(`diag: ${c}: ${line}\n`);
+        throw err;
+      }
+    },
     down: async () => {
       await isthmus(['sandbox', 'down'], env);
       rmSync(dir, { recursive: true, force: true });
     },
   };
+}
+
+const COMPONENTS = ['isthmus-gateway', 'isthmus-route-agent', 'isthmus-mcs', 'isthmus-dns', 'isthmus-broker'];
+
+/**
+ * What a failed e2e test's reader needs first, for one cluster: the pods of isthmus-system that
+ * are not ready or restarted, and the last warnings and errors each component logged (pino
+ * level >= 40). scripts/test.sh repeats these `diag:` lines at the end of the run.
+ */
+export async function isthmusDiagnosis(kubeconfig: string, context: string, perComponent = 5): Promise<string[]> {
+  const out: string[] = [];
+  const k = (args: readonly string[]): Promise<Run> => run(kubectlPath(), ['--kubeconfig', kubeconfig, '--context', context, '-n', 'isthmus-system', ...args], { timeoutMs: 30_000 });
+  const pods = await k(['get', 'pods', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} ready={.status.containerStatuses[*].ready} restarts={.status.containerStatuses[*].restartCount}{"\\n"}{end}']);
+  for (const line of pods.stdout.split('\n')) if (line !== '' && (/ready=.*false/.test(line) || !/restarts=0( |$)/.test(line) || !/ Running /.test(line))) out.push(`pod ${line}`);
+  for (const name of COMPONENTS) {
+    const logs = await k(['logs', '-l', `app.kubernetes.io/name=${name}`, '--tail=2000', '--prefix', '--max-log-requests=10']);
+    const bad = logs.stdout.split('\n').filter((l) => /"level":(4|5|6)0/.test(l));
+    for (const l of bad.slice(-perComponent)) out.push(`${name} ${l.replace(/"(time|pid|hostname)":[^,]*,/g, '')}`);
+  }
+  return out;
 }
