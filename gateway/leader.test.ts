@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { electionStep, type Observation } from './leader.ts';
+import type { V1Lease } from '@kubernetes/client-node';
+import { KubeConfig } from '@kubernetes/client-node';
+import { silentLogger } from '../core/index.ts';
+import { electionStep, LeaderElector, type LeaseApi, type Observation } from './leader.ts';
 
 const none: Observation = { record: undefined, changedAt: 0 };
 
@@ -34,6 +37,115 @@ test('a renewal by the holder restarts the wait, whatever the clocks say', () =>
 
 test('a released lease (no holder) is taken at once', () => {
   assert.is(electionStep(none, { holder: '', renewTime: 't1', transitions: 3 }, 'a', 5, 2000).action, 'takeover');
+});
+
+/** One Lease as the apiserver keeps it: a resourceVersion per write, a 409 for a stale one; every call takes `latencyMs`. */
+class FakeLeases {
+  lease: V1Lease | undefined;
+  /** Calls by caller. */
+  readonly calls = new Map<string, { read: number; create: number; replace: number }>();
+  latencyMs = 0;
+  #rv = 0;
+  readonly #copy = (l: V1Lease): V1Lease => JSON.parse(JSON.stringify(l)) as V1Lease;
+  readonly #wait = (): Promise<void> => new Promise((r) => setTimeout(r, this.latencyMs));
+  api(who: string): LeaseApi {
+    const n = { read: 0, create: 0, replace: 0 };
+    this.calls.set(who, n);
+    return {
+      read: async () => { n.read += 1; await this.#wait(); return this.lease === undefined ? undefined : this.#copy(this.lease); },
+      create: async (body) => {
+        n.create += 1; await this.#wait();
+        if (this.lease !== undefined) throw Object.assign(new Error('exists'), { code: 409 });
+        return this.#store(body);
+      },
+      replace: async (body) => {
+        n.replace += 1; await this.#wait();
+        if (body.metadata?.resourceVersion !== this.lease?.metadata?.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
+        return this.#store(body);
+      },
+    };
+  }
+  #store(body: V1Lease): V1Lease {
+    this.#rv += 1;
+    this.lease = this.#copy({ ...body, metadata: { ...body.metadata, resourceVersion: String(this.#rv) } });
+    return this.#copy(this.lease);
+  }
+}
+
+function elector(fake: FakeLeases, identity: string, events: string[]): LeaderElector {
+  return new LeaderElector({
+    leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
+    leaseMs: 500, renewDeadlineMs: 400, retryMs: 100,
+    onStartedLeading: () => events.push(`${identity} leads`), onStoppedLeading: () => events.push(`${identity} stands down`),
+  });
+}
+
+const until = async (what: string, ok: () => boolean, ms = 5_000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`not within ${ms} ms: ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+};
+
+test('the holder renews by replacing the Lease it last wrote (no read each time); with every call slow it keeps the lease', async () => {
+  const fake = new FakeLeases();
+  const events: string[] = [];
+  const a = elector(fake, 'a', events);
+  a.start();
+  await until('a leads', () => a.leading);
+  const b = elector(fake, 'b', events);
+  b.start();
+  try {
+    const byA = (): { read: number; create: number; replace: number } => fake.calls.get('a') ?? { read: 0, create: 0, replace: 0 };
+    await until('ten renewals', () => byA().replace >= 10);
+    assert.is(byA().read, 1, 'a read the Lease once, before it created it; every renewal since is one replace');
+    assert.is(byA().create, 1);
+    assert.ok((fake.calls.get('b')?.read ?? 0) > 0, 'b follows by reading');
+    // now every call takes 180 ms, more than the 100 ms between attempts: a renews back to back
+    // (one replace each), b sees a change at least every 360 ms, inside the 500 ms lease
+    fake.latencyMs = 180;
+    await new Promise((r) => setTimeout(r, 2_000));
+    assert.equal(events, ['a leads'], 'no failover under a slow apiserver');
+    assert.is(fake.lease?.spec?.holderIdentity, 'a');
+  } finally {
+    fake.latencyMs = 0;
+    await b.stop();
+    await a.stop();
+  }
+  assert.equal(events, ['a leads', 'a stands down'], 'a released it on stop');
+  assert.is(fake.lease?.spec?.holderIdentity, '');
+});
+
+test('a Lease written by someone else: the holder\'s replace fails (409), it reads, follows and stands down; released, the standby takes it at once', async () => {
+  const fake = new FakeLeases();
+  const events: string[] = [];
+  const a = elector(fake, 'a', events);
+  a.start();
+  await until('a leads', () => a.leading);
+  // an operator (or a split second of another elector) hands the lease to c, renewing it for a while
+  const c = fake.api('c');
+  const steal = async (): Promise<void> => {
+    const cur = await c.read();
+    await c.replace({ ...cur, spec: { ...cur?.spec, holderIdentity: 'c', renewTime: new Date(Date.now()) } }).catch(() => undefined);
+  };
+  const thief = setInterval(() => void steal(), 50);
+  try {
+    await until('a stands down', () => !a.leading);
+    assert.equal(events, ['a leads', 'a stands down']);
+  } finally {
+    clearInterval(thief);
+  }
+  // c stops renewing: a takes over after the lease duration by its own clock
+  await until('a leads again', () => a.leading, 3_000);
+  assert.is(fake.lease?.spec?.holderIdentity, 'a');
+  assert.is(fake.lease?.spec?.leaseTransitions, 1, 'created (0), then taken over (1)');
+  assert.equal(events, ['a leads', 'a stands down', 'a leads']);
+  const b = elector(fake, 'b', events);
+  b.start();
+  await a.stop();
+  await until('b leads at once after the release', () => b.leading, 1_000);
+  await b.stop();
 });
 
 test.run();

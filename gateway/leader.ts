@@ -7,6 +7,11 @@ import { systemClock, sleep, messageOf, type Clock, type Logger } from '../core/
  * it has seen no change to it for `leaseMs` by its own clock (never trusting the
  * holder's clock); a holder that cannot renew within `renewDeadlineMs` stands down
  * before anyone may take over (renewDeadline < lease duration).
+ *
+ * Attempts start every `retryMs` (start to start: a slow apiserver eats into the pause,
+ * not the cadence). The holder renews with one replace of the Lease as its last write
+ * returned it (no read first: half the round trips, so a loaded apiserver costs it its
+ * lease later); when that fails (a 409: someone else wrote it) it reads the Lease again.
  */
 export interface LeaseRecord {
   readonly holder: string;
@@ -32,7 +37,34 @@ export function electionStep(seen: Observation, current: LeaseRecord | undefined
   return { action: 'follow', seen: next };
 }
 
+/** The Lease calls the elector makes (leaseApiOf: over the apiserver). */
+export interface LeaseApi {
+  /** undefined: there is no Lease. */
+  read(): Promise<V1Lease | undefined>;
+  create(body: V1Lease): Promise<V1Lease>;
+  /** Fails (409) when `body`'s resourceVersion is not the current one. */
+  replace(body: V1Lease): Promise<V1Lease>;
+}
+
+export function leaseApiOf(kubeConfig: KubeConfig, namespace: string, name: string): LeaseApi {
+  const api = kubeConfig.makeApiClient(CoordinationV1Api);
+  return {
+    read: async () => {
+      try {
+        return await api.readNamespacedLease({ name, namespace });
+      } catch (err) {
+        if ((err as { code?: number }).code === 404) return undefined;
+        throw err;
+      }
+    },
+    create: (body) => api.createNamespacedLease({ namespace, body }),
+    replace: (body) => api.replaceNamespacedLease({ name, namespace, body }),
+  };
+}
+
 export interface LeaderOptions {
+  /** How the Lease is read and written (tests); default leaseApiOf(kubeConfig, namespace, name). */
+  readonly leaseApi?: LeaseApi;
   readonly kubeConfig: KubeConfig;
   readonly namespace: string;
   readonly name: string;
@@ -62,17 +94,19 @@ function recordOf(l: V1Lease): LeaseRecord {
 
 export class LeaderElector {
   readonly #o: LeaderOptions;
-  readonly #api: CoordinationV1Api;
+  readonly #api: LeaseApi;
   readonly #clock: Clock;
   #seen: Observation = { record: undefined, changedAt: 0 };
   #leading = false;
   #lastRenew = 0;
+  /** The Lease as our last write returned it, while we hold it: the next renewal replaces it as is. */
+  #held: V1Lease | undefined;
   #stopped = new AbortController();
   #loop: Promise<void> | undefined;
 
   constructor(options: LeaderOptions) {
     this.#o = options;
-    this.#api = options.kubeConfig.makeApiClient(CoordinationV1Api);
+    this.#api = options.leaseApi ?? leaseApiOf(options.kubeConfig, options.namespace, options.name);
     this.#clock = options.clock ?? systemClock;
   }
 
@@ -98,7 +132,7 @@ export class LeaderElector {
       return;
     }
     if (this.#leading) {
-      await this.#write('release').catch((e: unknown) => this.#o.logger.warn({ err: messageOf(e) }, 'could not release the lease'));
+      await this.#api.read().then((l) => this.#write('release', l)).catch((e: unknown) => this.#o.logger.warn({ err: messageOf(e) }, 'could not release the lease'));
     }
     this.#setLeading(false);
   }
@@ -108,26 +142,29 @@ export class LeaderElector {
     const deadline = this.#o.renewDeadlineMs ?? 1500;
     const retry = this.#o.retryMs ?? 500;
     while (!this.#stopped.signal.aborted) {
+      const began = this.#clock.now();
       try {
         await this.#tryOnce(leaseMs);
       } catch (err) {
+        this.#held = undefined; // read it again next time
         this.#o.logger.debug({ err: messageOf(err) }, 'lease attempt failed');
       }
       if (this.#leading && this.#clock.now() - this.#lastRenew > deadline) {
         this.#o.logger.warn('could not renew the lease in time; standing down');
         this.#setLeading(false);
       }
-      await sleep(this.#clock, retry, this.#stopped.signal).catch(() => {});
+      const pause = Math.max(0, retry - (this.#clock.now() - began));
+      await sleep(this.#clock, pause, this.#stopped.signal).catch(() => {});
     }
   }
 
   async #tryOnce(leaseMs: number): Promise<void> {
-    let lease: V1Lease | undefined;
-    try {
-      lease = await this.#api.readNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace });
-    } catch (err) {
-      if ((err as { code?: number }).code !== 404) throw err;
+    if (this.#leading && this.#held !== undefined) {
+      await this.#write('renew', this.#held, leaseMs);
+      this.#lastRenew = this.#clock.now();
+      return;
     }
+    const lease = await this.#api.read();
     const now = this.#clock.now();
     const step = electionStep(this.#seen, lease === undefined ? undefined : recordOf(lease), this.#o.identity, now, leaseMs);
     this.#seen = step.seen;
@@ -140,7 +177,8 @@ export class LeaderElector {
     this.#setLeading(true);
   }
 
-  async #write(action: ElectionAction | 'release', lease?: V1Lease, leaseMs = 2000): Promise<void> {
+  /** Writes the Lease (`lease`: as read, or as our last write returned it) and keeps what came back while we hold it. */
+  async #write(action: ElectionAction | 'release', lease: V1Lease | undefined, leaseMs = 2000): Promise<void> {
     const now = new Date(this.#clock.now());
     const prior = lease === undefined ? undefined : recordOf(lease);
     const spec = {
@@ -149,13 +187,15 @@ export class LeaderElector {
       renewTime: micro(now) as unknown as Date,
       ...(action === 'create' || action === 'takeover' ? { acquireTime: micro(now) as unknown as Date, leaseTransitions: (prior?.transitions ?? -1) + 1 } : {}),
     };
-    if (action === 'create') {
-      await this.#api.createNamespacedLease({ namespace: this.#o.namespace, body: { metadata: { name: this.#o.name, namespace: this.#o.namespace }, spec } });
+    this.#held = undefined;
+    if (action === 'create' || lease === undefined) {
+      if (action === 'release') return;
+      this.#held = await this.#api.create({ metadata: { name: this.#o.name, namespace: this.#o.namespace }, spec });
       return;
     }
-    const current = lease ?? (await this.#api.readNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace }));
-    // replace with the resourceVersion we read: a concurrent writer makes this a 409, not a split brain
-    await this.#api.replaceNamespacedLease({ name: this.#o.name, namespace: this.#o.namespace, body: { ...current, spec: { ...current.spec, ...spec } } });
+    // replace with the resourceVersion we read (or wrote): a concurrent writer makes this a 409, not a split brain
+    const written = await this.#api.replace({ ...lease, spec: { ...lease.spec, ...spec } });
+    if (action !== 'release') this.#held = written;
   }
 
   #setLeading(leading: boolean): void {
