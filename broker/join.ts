@@ -5,7 +5,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { TLSSocket } from 'node:tls';
 import { join } from 'node:path';
 import { Etcd3 } from 'etcd3';
-import { Counter, type Registry } from 'prom-client';
+import { Counter, type Registry } from '../core/prom.ts';
 import {
   ClustersetRoles, ErrorCodes, IsthmusError, PRIVATE_RANGES, certificateInfo, clustersetRoleOf, findOverlap, isIsthmusError, issueCertificate,
   messageOf, verifyChain, type Logger, type Service,

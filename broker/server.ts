@@ -6,7 +6,7 @@ import {
   type UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import { Etcd3 } from 'etcd3';
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from '../core/prom.ts';
 import { ErrorCodes, IsthmusError, PRIVATE_RANGES, formatCidr, messageOf, parseCidr, type Logger, type Service } from '../core/index.ts';
 import { Authenticator, authorizeWrite, type Caller } from './auth.ts';
 import { WatchHub, type HubOptions } from './hub.ts';

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Counter, Registry } from 'prom-client';
+import { Counter, Registry } from './prom.ts';
 import { ErrorCodes, IsthmusError } from './errors.ts';
 import { MetricsServer } from './metrics-server.ts';
 

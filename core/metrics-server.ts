@@ -1,13 +1,13 @@
 import { createServer, type Server } from 'node:http';
-import type { Registry } from 'prom-client';
+import type { Registry } from './prom.ts';
 import { ErrorCodes, IsthmusError, messageOf } from './errors.ts';
 import type { Service } from './lifecycle.ts';
 
 /**
- * Serves a prom-client registry at GET /metrics on host:port, plus /healthz (the process
+ * Serves a registry (prom.ts) at GET /metrics on host:port, plus /healthz (the process
  * answers) and /readyz (`ready()` resolves true: for the broker, it serves and etcd answers;
  * for a gateway, the engine runs and, when active, its broker cache has synced).
- * prom-client is a type import only: a part that serves metrics brings its registry.
+ * The registry is a type import only: a part that serves metrics brings its own.
  */
 export class MetricsServer implements Service {
   readonly name = 'metrics';

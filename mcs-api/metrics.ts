@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from '../core/prom.ts';
 
 /**
  * The MCS controller's Prometheus metrics (prefix isthmus_mcs_). Labels carry only the

@@ -1,4 +1,4 @@
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from '../../core/prom.ts';
 
 /** The DNS server's Prometheus metrics (prefix isthmus_dns_): replies by transport and rcode, Services indexed. */
 export class DnsMetrics {

@@ -1,7 +1,7 @@
 import { createSocket, type Socket } from 'node:dgram';
 import { isIPv6 } from 'node:net';
 import { createServer, type Server, type Socket as TcpSocket } from 'node:net';
-import type { Counter } from 'prom-client';
+import type { Counter } from '../../core/prom.ts';
 import { ErrorCodes, IsthmusError, messageOf } from '../../core/errors.ts';
 import type { Service } from '../../core/lifecycle.ts';
 import { CachedAnswerer } from './answer.ts';

@@ -5,7 +5,7 @@ import { createServer, type Server } from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { TLSSocket } from 'node:tls';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from '../../core/prom.ts';
 import { messageOf, type Logger } from '../../core/index.ts';
 import { findByMarker } from '../process.ts';
 import { APISERVER_KUBELET_CLIENT_CN } from '../pki.ts';
