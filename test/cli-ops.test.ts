@@ -88,4 +88,26 @@ test('verify --disruptive with one gateway node: refused with what to do, nothin
   await k('c2', ['label', 'node', 'c2-n2', 'isthmus.dev/gateway-capable=true']);
 });
 
+test('uninstall keeps the broker the members use until --broker; then a broker on a 3-member etcd serves through the loss of a member', async () => {
+  ok(await cli(['uninstall', '--context', 'c2']), 'uninstall c2');
+  const kept = ok(await cli(['uninstall', '--context', 'c1']), 'uninstall c1');
+  assert.match(kept.stdout, /the broker stays in isthmus-system \(uninstall --broker removes it/);
+  assert.is((await k('c1', ['-n', 'isthmus-system', 'get', 'deployment', 'isthmus-broker', '-o', 'name'])).trim(), 'deployment.apps/isthmus-broker');
+  const gone = ok(await cli(['uninstall', '--context', 'c1', '--broker']), 'uninstall c1 --broker');
+  assert.match(gone.stdout, /namespace isthmus-system with the broker and etcd removed/);
+  assert.is((await k('c1', ['get', 'namespace', 'isthmus-system', '--ignore-not-found', '-o', 'name'])).trim(), '');
+  assert.not.match(await k('c1', ['get', 'crd', '-o', 'name']), /isthmus\.dev|multicluster\.x-k8s\.io/);
+
+  ok(await cli(['broker', 'deploy', '--context', 'c1', '--service-type', 'NodePort', '--node-selector', 'isthmus.dev/gateway-capable=true', '--etcd-members', '3', '--etcd-storage', 'emptyDir', '--out', f('broker3.json')], 600_000), 'broker deploy, 3 etcd members');
+  const members = async (): Promise<string[]> => (await k('c1', ['-n', 'isthmus-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=isthmus-etcd', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].ready}{"\\n"}{end}'])).trim().split('\n').sort();
+  assert.equal(await members(), ['isthmus-etcd-0 true', 'isthmus-etcd-1 true', 'isthmus-etcd-2 true']);
+  ok(await cli(['broker', 'token', '--context', 'c1', '--out', f('c2-3.json')]), 'token c2');
+  ok(await cli(['join', f('broker3.json'), '--context', 'c1', '--cluster-id', 'c1', '--wait']), 'join c1');
+  // one member gone (its pod deleted and, while it is away, the others keep quorum): c2 joins
+  await k('c1', ['-n', 'isthmus-system', 'delete', 'pod', 'isthmus-etcd-1', '--wait=false']);
+  ok(await cli(['join', f('c2-3.json'), '--context', 'c2', '--cluster-id', 'c2', '--wait'], 600_000), 'join c2 with a member of etcd gone');
+  const nets = JSON.parse(ok(await cli(['show', 'networks', '--context', 'c2', '-o', 'json']), 'show networks').stdout) as { cluster: string }[];
+  assert.equal(nets.map((c) => c.cluster).sort(), ['c1', 'c2']);
+});
+
 test.run();

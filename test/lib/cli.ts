@@ -114,7 +114,7 @@ export function sandboxSession(prefix: string): {
   };
 }
 
-const COMPONENTS = ['isthmus-gateway', 'isthmus-route-agent', 'isthmus-mcs', 'isthmus-dns', 'isthmus-broker'];
+const COMPONENTS = ['isthmus-gateway', 'isthmus-route-agent', 'isthmus-mcs', 'isthmus-dns', 'isthmus-broker', 'isthmus-policy-controller', 'isthmus-policy-agent'];
 
 /**
  * What a failed e2e test's reader needs first, for one cluster: the pods of isthmus-system that
@@ -125,11 +125,11 @@ export async function isthmusDiagnosis(kubeconfig: string, context: string, perC
   const out: string[] = [];
   const k = (args: readonly string[]): Promise<Run> => run(kubectlPath(), ['--kubeconfig', kubeconfig, '--context', context, '-n', 'isthmus-system', ...args], { timeoutMs: 30_000 });
   const pods = await k(['get', 'pods', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.spec.nodeName} {.status.phase} ready={.status.containerStatuses[*].ready} restarts={.status.containerStatuses[*].restartCount}{"\\n"}{end}']);
-  for (const line of pods.stdout.split('\n')) if (line !== '' && (/ready=.*false/.test(line) || !/restarts=0( |$)/.test(line) || !/ Running /.test(line))) out.push(`pod ${line}`);
+  for (const line of pods.stdout.split('\n')) if (line !== '' && (/ready=.*false/.test(line) || !/restarts=(0 ?)+$/.test(line) || !/ Running /.test(line))) out.push(`pod ${line}`);
   for (const name of COMPONENTS) {
     const logs = await k(['logs', '-l', `app.kubernetes.io/name=${name}`, '--tail=2000', '--prefix', '--max-log-requests=10']);
     const bad = logs.stdout.split('\n').filter((l) => /"level":(4|5|6)0/.test(l));
-    for (const l of bad.slice(-perComponent)) out.push(`${name} ${l.replace(/"(time|pid|hostname)":[^,]*,/g, '')}`);
+    for (const l of bad.slice(-perComponent)) out.push(`${name} ${l.replace(/"(pid|hostname)":[^,]*,/g, '')}`);
   }
   return out;
 }
