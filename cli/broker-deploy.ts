@@ -95,6 +95,10 @@ export async function brokerDeploy(argv: readonly string[]): Promise<number> {
   const info = { brokers: addresses.grpc, joinAddresses: addresses.join, cableDriver: cfg.cableDriver, globalAddressing: cfg.globalAddressing };
   await kube.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: INFO_CONFIGMAP, namespace: NS, labels: { 'app.kubernetes.io/part-of': 'isthmus' } }, data: { 'info.json': JSON.stringify(info) } });
   say(`etcd (${cfg.etcdMembers} member${cfg.etcdMembers === '1' ? '' : 's'}, ${cfg.etcdStorage}) and the broker (${cfg.replicas} replicas) applied; waiting until they are ready ...`);
+  if (cfg.etcdStorage === 'emptyDir' && cfg.etcdMembers === '3') {
+    // etcd refuses a member that comes back without its data ("has already been bootstrapped")
+    say('! with --etcd-storage emptyDir a member whose pod is replaced loses its data and etcd will not take it back: the other two keep serving, one more loss stops the broker; use --etcd-storage pvc to keep members across pod replacements');
+  }
   const timeoutMs = cfg.timeout * 1000;
   await waitFor('etcd ready', timeoutMs, async () => {
     const s = await kube.apps.readNamespacedStatefulSet({ name: 'isthmus-etcd', namespace: NS });

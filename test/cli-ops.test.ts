@@ -98,7 +98,8 @@ test('uninstall keeps the broker the members use until --broker; then a broker o
   assert.is((await k('c1', ['get', 'namespace', 'isthmus-system', '--ignore-not-found', '-o', 'name'])).trim(), '');
   assert.not.match(await k('c1', ['get', 'crd', '-o', 'name']), /isthmus\.dev|multicluster\.x-k8s\.io/);
 
-  ok(await cli(['broker', 'deploy', '--context', 'c1', '--service-type', 'NodePort', '--node-selector', 'isthmus.dev/gateway-capable=true', '--etcd-members', '3', '--etcd-storage', 'emptyDir', '--out', f('broker3.json')], 600_000), 'broker deploy, 3 etcd members');
+  const deployed = ok(await cli(['broker', 'deploy', '--context', 'c1', '--service-type', 'NodePort', '--node-selector', 'isthmus.dev/gateway-capable=true', '--etcd-members', '3', '--etcd-storage', 'emptyDir', '--out', f('broker3.json')], 600_000), 'broker deploy, 3 etcd members');
+  assert.match(deployed.stdout, /with --etcd-storage emptyDir a member whose pod is replaced loses its data .* use --etcd-storage pvc/);
   const members = async (): Promise<string[]> => (await k('c1', ['-n', 'isthmus-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=isthmus-etcd', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].ready}{"\\n"}{end}'])).trim().split('\n').sort();
   assert.equal(await members(), ['isthmus-etcd-0 true', 'isthmus-etcd-1 true', 'isthmus-etcd-2 true']);
   ok(await cli(['broker', 'token', '--context', 'c1', '--out', f('c2-3.json')]), 'token c2');
