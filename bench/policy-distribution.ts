@@ -10,6 +10,8 @@
 //   relabel: c2's pod app=frontend ↔ app=batch (c2's controller → broker → c1's and c3's
 //            controllers → their ConfigMaps → the agents → nftables);
 //   policy:  the rule's port 8080 ↔ 9090 (c1's apiserver → c1's controller → broker → …).
+// Before the first measured change, one unmeasured relabel each way shows the policy in force on
+// every node (before that, the first change measured the parts' start-up too).
 // The time of a change runs from just before its API request to the first probe on the LAST of
 // the six nodes that sees the new verdict (resolution: the probe interval, and the connect
 // timeout for a flow becoming allowed).
@@ -101,9 +103,18 @@ try {
       const s = [...targets.keys()].map((k) => state.get(k));
       return s.every((x) => x !== undefined && x.ok === ok && x.t >= since) ? s.map((x) => (x?.t ?? 0) - since) : undefined;
     }, 30_000);
-    // a first "allowed" on all six nodes, so the policy is in force everywhere before the clock runs
-    await until(true, 0, 'the policy enforced on every receiving node (c2/frontend allowed)');
     const core = client('c2', CoreV1Api);
+    const relabel = (app: string): Promise<unknown> => core.patchNamespacedPod({ name: 'frontend', namespace: 'web', body: { metadata: { labels: { app } } } }, merge);
+    // Before the clock runs, the policy must be in force on all six nodes. "Allowed" cannot show
+    // it (a node without the policy allows too), so one unmeasured relabel each way: refused on
+    // every node (the policy is there), then allowed again.
+    await until(true, 0, 'c2/frontend reaching every receiving node');
+    const warm = Date.now();
+    await relabel('batch');
+    await until(false, warm, 'warm-up: the policy in force on every receiving node (c2/batch refused)');
+    const back = Date.now();
+    await relabel('frontend');
+    await until(true, back, 'warm-up: c2/frontend allowed again on every receiving node');
     const objects = client('c1', CustomObjectsApi);
     const results: Record<'relabel' | 'policy', number[]> = { relabel: [], policy: [] };
     const perNode = new Map<string, number[]>();
@@ -116,7 +127,7 @@ try {
         await new Promise((r) => setTimeout(r, 300 + Math.random() * 500));
         const t0 = Date.now();
         if (kind === 'relabel') {
-          await core.patchNamespacedPod({ name: 'frontend', namespace: 'web', body: { metadata: { labels: { app: allowed ? 'frontend' : 'batch' } } } }, merge);
+          await relabel(allowed ? 'frontend' : 'batch');
         } else {
           await objects.patchNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: 'backend', plural: 'clustersetnetworkpolicies', name: 'frontend-in', body: { spec: { ingress: rule(allowed ? 8080 : 9090) } } }, merge);
         }
