@@ -182,7 +182,9 @@ export interface WanEgress {
   /** The cluster's first gateway node: its namespace and address on the node segment. */
   readonly gatewayNetns: string;
   readonly gatewayIp: string;
-  /** The cluster's other nodes. */
+  /** The cluster's other nodes with a wan link of their own (more gateway nodes). */
+  readonly otherWanNetns: readonly string[];
+  /** The cluster's nodes without a wan link. */
   readonly otherNetns: readonly string[];
   readonly podCidr: string;
   readonly nodeCidr: string;
@@ -191,14 +193,17 @@ export interface WanEgress {
 
 /**
  * Egress to the wan for every node and pod of a cluster, as a cloud network gives nodes
- * a way out: the other nodes route the wan CIDR to the first gateway node, which
- * masquerades node and pod sources leaving wan0 for the wan CIDR only (so a pod reaches a
- * broker on the wan; traffic between the clusters' pods, addressed to pod and service
- * CIDRs, is never touched).
+ * a way out: the nodes without a wan link route the wan CIDR to the first gateway node;
+ * every node with one masquerades node and pod sources leaving wan0 for the wan CIDR only
+ * (so a pod reaches a broker on the wan and its answer comes back the same way, as with a
+ * real CNI's outgoing NAT — a pod's own address would be answered through the cables;
+ * traffic between the clusters' pods, addressed to pod and service CIDRs, is never touched).
  */
 export async function wireWanEgress(runner: CommandRunner, e: WanEgress): Promise<void> {
-  for (const src of [e.podCidr, e.nodeCidr]) {
-    await ensureIptables(runner, e.gatewayNetns, 'nat', 'POSTROUTING', ['-s', src, '-d', e.wanCidr, '-o', 'wan0', '-j', 'MASQUERADE']);
+  for (const ns of [e.gatewayNetns, ...e.otherWanNetns]) {
+    for (const src of [e.podCidr, e.nodeCidr]) {
+      await ensureIptables(runner, ns, 'nat', 'POSTROUTING', ['-s', src, '-d', e.wanCidr, '-o', 'wan0', '-j', 'MASQUERADE']);
+    }
   }
   for (const ns of e.otherNetns) await replaceRoute(runner, ns, [e.wanCidr, 'via', e.gatewayIp, 'dev', 'eth0']);
 }

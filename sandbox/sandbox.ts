@@ -195,7 +195,8 @@ export class Sandbox {
     const gw = c.nodes.find((n) => n.wan !== undefined);
     if (gw !== undefined) {
       await wireWanEgress(this.#runner, {
-        gatewayNetns: gw.netns, gatewayIp: gw.ip, otherNetns: c.nodes.filter((n) => n.wan === undefined).map((n) => n.netns), podCidr: c.podCidr, nodeCidr: c.nodeCidr, wanCidr: WAN_CIDR,
+        gatewayNetns: gw.netns, gatewayIp: gw.ip, otherWanNetns: c.nodes.filter((n) => n.wan !== undefined && n !== gw).map((n) => n.netns),
+        otherNetns: c.nodes.filter((n) => n.wan === undefined).map((n) => n.netns), podCidr: c.podCidr, nodeCidr: c.nodeCidr, wanCidr: WAN_CIDR,
       });
     }
     await this.#componentKubeconfig(c, pki, 'kubelet');
