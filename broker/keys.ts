@@ -6,7 +6,7 @@ import type { Kind } from '../core/broker-api/types.ts';
  */
 export const PREFIX = '/isthmus/v1/';
 
-const DIR: Readonly<Record<Kind, string>> = { CLUSTER: 'clusters/', ENDPOINT: 'endpoints/', EXPORT: 'exports/', POLICY: 'policies/', IDENTITY: 'identities/' };
+const DIR: Readonly<Record<Kind, string>> = { CLUSTER: 'clusters/', ENDPOINT: 'endpoints/', EXPORT: 'exports/', POLICY: 'policies/', IDENTITY: 'identities/', POLICY_STATUS: 'policystatuses/' };
 
 /** Where global CIDR allocations are recorded: value = owning cluster id. */
 export const GLOBAL_CIDR_DIR = `${PREFIX}globalcidrs/`;
@@ -45,6 +45,10 @@ export function policyKey(clusterId: string, namespace: string, name: string): s
 
 export function identityKey(clusterId: string, namespace: string): string {
   return etcdKey('IDENTITY', `${clusterId}/${namespace}`);
+}
+
+export function policyStatusKey(clusterId: string, policyCluster: string, namespace: string, name: string): string {
+  return etcdKey('POLICY_STATUS', `${clusterId}/${policyCluster}/${namespace}/${name}`);
 }
 
 /** CIDRs contain '/', so the allocation key writes it as '_': 242.1.0.0_16. */

@@ -117,9 +117,9 @@ export class Quotas {
    * Refuses a record of `bytes` for `clusterId` that would take it over a limit.
    * `replaces` is the size of the record it overwrites (0 for a new one).
    */
-  checkRecord(clusterId: string, kind: 'ENDPOINT' | 'EXPORT' | 'POLICY' | 'IDENTITY', bytes: number, replaces: number | undefined): void {
+  checkRecord(clusterId: string, kind: 'ENDPOINT' | 'EXPORT' | 'POLICY' | 'IDENTITY' | 'POLICY_STATUS', bytes: number, replaces: number | undefined): void {
     if (bytes > this.limits.maxRecordBytes) {
-      this.#refuse(clusterId, 'maxRecordBytes', `this ${kind.toLowerCase()} record is ${bytes} bytes; the limit maxRecordBytes is ${this.limits.maxRecordBytes}: ${kind === 'IDENTITY' ? 'it holds too many pods for one namespace' : kind === 'POLICY' ? 'write a smaller policy' : 'export fewer endpoints or annotations'}`);
+      this.#refuse(clusterId, 'maxRecordBytes', `this ${kind.toLowerCase()} record is ${bytes} bytes; the limit maxRecordBytes is ${this.limits.maxRecordBytes}: ${kind === 'IDENTITY' ? 'it holds too many pods for one namespace' : kind === 'POLICY' ? 'write a smaller policy' : kind === 'POLICY_STATUS' ? 'send a shorter message' : 'export fewer endpoints or annotations'}`);
     }
     const u = this.#usage(clusterId);
     const isNew = replaces === undefined;

@@ -15,8 +15,8 @@ import { toStatus } from '../core/broker-api/status.ts';
 import type { BrokerEvent, Cluster } from '../core/broker-api/types.ts';
 import { BrokerStore, ETCD_KEEPALIVE } from './store.ts';
 import { Quotas, quotaLimits, type QuotaLimits } from './quota.ts';
-import { clusterKey, endpointKey, exportKey, identityKey, policyKey } from './keys.ts';
-import { validateIdentitySet, validatePolicyRecord } from '../core/broker-api/identity.ts';
+import { clusterKey, endpointKey, exportKey, identityKey, policyKey, policyStatusKey } from './keys.ts';
+import { validateIdentitySet, validatePolicyRecord, validatePolicyStatus } from '../core/broker-api/identity.ts';
 import { RevocationList } from './revocation.ts';
 import { ConnectionGuard, connectionLimits, type ConnectionLimits } from './guard.ts';
 import { validateCluster, validateClusterId, validateEndpoint, validateExport, validateHostname, validateLabel, validateTtl } from './validate.ts';
@@ -366,6 +366,23 @@ export class BrokerServer implements Service {
         const ns = validateLabel(req['namespace'], 'namespace');
         authorizeWrite(caller, id, 'withdraw identities');
         const r = await this.#store_().withdrawRecord(identityKey(id, ns), 'identities');
+        return { revision: String(r.revision), existed: r.existed };
+      }),
+      PublishPolicyStatus: this.#unary('PublishPolicyStatus', async (req, caller) => {
+        const s = validatePolicyStatus(req['status']);
+        authorizeWrite(caller, s.cluster_id, 'publish policy statuses');
+        await this.#fresh();
+        this.#quotas.checkRecord(s.cluster_id, 'POLICY_STATUS', Buffer.byteLength(JSON.stringify(s)), this.#hub?.recordBytes(policyStatusKey(s.cluster_id, s.policy_cluster, s.namespace, s.name)));
+        const r = await this.#store_().publishPolicyStatus(s);
+        return { revision: String(r.revision) };
+      }),
+      WithdrawPolicyStatus: this.#unary('WithdrawPolicyStatus', async (req, caller) => {
+        const id = validateClusterId(req['cluster_id']);
+        const author = validateClusterId(req['policy_cluster']);
+        const ns = validateLabel(req['namespace'], 'namespace');
+        const name = validateHostname(req['name'], 'name');
+        authorizeWrite(caller, id, 'withdraw policy statuses');
+        const r = await this.#store_().withdrawRecord(policyStatusKey(id, author, ns, name), 'policy status');
         return { revision: String(r.revision), existed: r.existed };
       }),
       List: (call: ServerWritableStream<object, object>) => this.#list(call),

@@ -5,9 +5,9 @@ import {
   systemClock, type Clock, type Logger,
 } from '../core/index.ts';
 import {
-  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, START_MARKER_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, identityKey, policyKey, kindPrefix, prefixEnd,
+  GLOBAL_CIDR_DIR, GLOBAL_POOL_KEY, START_MARKER_KEY, clusterKey, clusterRecordsPrefix, endpointKey, exportKey, globalCidrKey, identityKey, policyKey, policyStatusKey, kindPrefix, prefixEnd,
 } from './keys.ts';
-import type { Cluster, Endpoint, Export, IdentitySet, Policy } from '../core/broker-api/types.ts';
+import type { Cluster, Endpoint, Export, IdentitySet, Policy, PolicyStatusRecord } from '../core/broker-api/types.ts';
 
 /**
  * Every write the broker makes to etcd, each one transaction that checks what it
@@ -324,7 +324,7 @@ export class BrokerStore {
       if (!res.succeeded) continue;
       const removedAt = rev(res.header.revision);
       let last = removedAt;
-      for (const kind of ['EXPORT', 'ENDPOINT', 'POLICY', 'IDENTITY'] as const) last = Math.max(last, await this.#sweep(clusterRecordsPrefix(kind, clusterId), removedAt));
+      for (const kind of ['EXPORT', 'ENDPOINT', 'POLICY', 'IDENTITY', 'POLICY_STATUS'] as const) last = Math.max(last, await this.#sweep(clusterRecordsPrefix(kind, clusterId), removedAt));
       if (kv !== undefined) this.#logger.info({ clusterId, released: global || undefined }, 'cluster removed');
       return { revision: last, existed: kv !== undefined };
     }
@@ -476,6 +476,11 @@ export class BrokerStore {
   /** Puts a policy; a no-op (no new revision) when it is unchanged. */
   async publishPolicy(p: Policy): Promise<{ revision: number }> {
     return this.#putOwned(policyKey(p.cluster_id, p.namespace, p.name), p.cluster_id, JSON.stringify(p), 'policies');
+  }
+
+  /** Puts a policy status of the receiving cluster; a no-op (no new revision) when it is unchanged. */
+  async publishPolicyStatus(s: PolicyStatusRecord): Promise<{ revision: number }> {
+    return this.#putOwned(policyStatusKey(s.cluster_id, s.policy_cluster, s.namespace, s.name), s.cluster_id, JSON.stringify(s), 'policy statuses');
   }
 
   /**

@@ -2,10 +2,10 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';
 import { validateCluster, validateEndpoint, validateExport, validateTtl } from './validate.ts';
-import { clusterOfKey, endpointKey, etcdKey, exportKey, globalCidrKey, parseEtcdKey, prefixEnd } from './keys.ts';
+import { clusterOfKey, endpointKey, etcdKey, exportKey, globalCidrKey, parseEtcdKey, policyStatusKey, prefixEnd } from './keys.ts';
 import { eventFromMessage, eventMessage, methods, toKinds, toRevision } from '../core/broker-api/proto.ts';
 import { peerAddress } from './server.ts';
-import { fromServiceError, toStatus } from '../core/broker-api/status.ts';
+import { fromServiceError, isQuotaRefusal, toStatus } from '../core/broker-api/status.ts';
 import { Metadata, status } from '@grpc/grpc-js';
 
 function message(fn: () => unknown): string {
@@ -105,6 +105,8 @@ test('etcd keys: layout and parsing', () => {
   assert.is(etcdKey('CLUSTER', 'c1'), '/isthmus/v1/clusters/c1');
   assert.is(endpointKey('c1', 'gw'), '/isthmus/v1/endpoints/c1/gw');
   assert.is(exportKey('c1', 'ns', 'web'), '/isthmus/v1/exports/c1/ns/web');
+  assert.is(policyStatusKey('c2', 'c1', 'ns', 'p'), '/isthmus/v1/policystatuses/c2/c1/ns/p');
+  assert.equal(parseEtcdKey('/isthmus/v1/policystatuses/c2/c1/ns/p'), { kind: 'POLICY_STATUS', key: 'c2/c1/ns/p' });
   assert.is(globalCidrKey('242.3.0.0/16'), '/isthmus/v1/globalcidrs/242.3.0.0_16');
   assert.equal(parseEtcdKey('/isthmus/v1/exports/c1/ns/web'), { kind: 'EXPORT', key: 'c1/ns/web' });
   assert.is(parseEtcdKey('/isthmus/v1/globalcidrs/242.3.0.0_16'), undefined);
@@ -119,10 +121,12 @@ test('proto: events round-trip through the wire format; kinds and revisions are 
   const wire = methods.Watch.responseSerialize({ events: [eventMessage(e)], revision: '1234567' });
   const back = methods.Watch.responseDeserialize(wire) as { events: unknown[] };
   assert.equal(eventFromMessage(back.events[0]), e);
-  assert.equal(toKinds([]), ['CLUSTER', 'ENDPOINT', 'EXPORT', 'POLICY', 'IDENTITY']);
+  assert.equal(toKinds([]), ['CLUSTER', 'ENDPOINT', 'EXPORT', 'POLICY', 'IDENTITY', 'POLICY_STATUS']);
   // the policy kinds travel too
   const p = { type: 'PUT' as const, kind: 'IDENTITY' as const, key: 'c2/web', revision: 9, record: { cluster_id: 'c2', namespace: 'web', namespace_labels: { team: 'web' }, identities: [{ id: 1, labels: { app: 'f' } }], pods: [{ ip: '10.2.0.5', name: 'f-1', identity: 1 }] } };
   assert.equal(eventFromMessage((methods.Watch.responseDeserialize(methods.Watch.responseSerialize({ events: [eventMessage(p)], revision: '9' })) as { events: unknown[] }).events[0]), p);
+  const st = { type: 'PUT' as const, kind: 'POLICY_STATUS' as const, key: 'c2/c1/web/p', revision: 10, record: { cluster_id: 'c2', policy_cluster: 'c1', namespace: 'web', name: 'p', generation: 4, state: 'Accepted' as const, message: 'governs web', enforced_nodes: 1, nodes: 2 } };
+  assert.equal(eventFromMessage((methods.Watch.responseDeserialize(methods.Watch.responseSerialize({ events: [eventMessage(st)], revision: '10' })) as { events: unknown[] }).events[0]), st);
   assert.equal(toKinds(['EXPORT', 'EXPORT']), ['EXPORT']);
   assert.match(message(() => toKinds(['KIND_UNSPECIFIED'])), /unknown kind/);
   assert.is(toRevision('42', 'r'), 42);
@@ -140,6 +144,17 @@ test('status mapping both ways keeps the Isthmus code and reason', () => {
   assert.not.match(toStatus(new Error('etcd at 10.0.0.5:2379: lease not found')).details, /10\.0\.0\.5|lease/, 'issue 10 finding 12: no internals reach the client');
   assert.is(fromServiceError({ code: status.UNAVAILABLE, details: 'down', metadata: new Metadata() }, 'x').code, ErrorCodes.UNAVAILABLE);
   assert.is(toStatus(new IsthmusError(ErrorCodes.CIDR_IN_USE, 'x')).code, status.FAILED_PRECONDITION);
+});
+
+test('isQuotaRefusal: a quota refusal across the wire, not a rate limit or another error', () => {
+  const wire = (e: IsthmusError): IsthmusError => {
+    const st = toStatus(e);
+    return fromServiceError({ code: st.code, details: st.details, metadata: st.metadata }, 'PublishExport');
+  };
+  assert.ok(isQuotaRefusal(wire(new IsthmusError(ErrorCodes.RESOURCE_EXHAUSTED, 'cluster c1 holds 5000 records', { context: { limit: 'maxRecords', reason: 'quota:maxRecords' } }))));
+  assert.not.ok(isQuotaRefusal(wire(new IsthmusError(ErrorCodes.RESOURCE_EXHAUSTED, 'slow down', { context: { reason: 'rate' } }))));
+  assert.not.ok(isQuotaRefusal(wire(new IsthmusError(ErrorCodes.UNAVAILABLE, 'down', { context: { reason: 'quota:maxRecords' } }))));
+  assert.not.ok(isQuotaRefusal(new Error('quota:maxRecords')));
 });
 
 test('peer addresses', () => {

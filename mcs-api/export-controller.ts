@@ -5,6 +5,7 @@ import { WorkQueue, messageOf, type Clock, type Service } from '../core/index.ts
 import { LiteInformer, splitKey, type LiteObject } from '../core/kube-lite-informer.ts';
 import type { KubeRest } from '../core/kube-lite.ts';
 import type { Export } from '../core/broker-api/index.ts';
+import { isQuotaRefusal } from '../core/broker-api/status.ts';
 import { exportConditions, sameConditions, type Publication } from './conditions.ts';
 import { buildExport, sameExport } from './export-record.ts';
 import type { ExportIndex } from './export-index.ts';
@@ -30,10 +31,16 @@ import { LABEL_DERIVED_FROM, LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GRO
  * - A ServiceExport gone (or its Service becoming invalid) withdraws the record.
  * - Conflict is computed from every cluster's record at the broker (ExportIndex), so
  *   every exporting cluster reaches the same verdict.
- * - A broker write that fails marks Ready=False/Failed and retries with backoff.
+ * - A broker write that fails marks Ready=False/Failed and retries with backoff; one refused
+ *   on this cluster's quota is retried once a minute instead (retrying sooner changes
+ *   nothing, and thousands of refused exports must not become a retry storm), and sooner,
+ *   oldest first, one for each export of this cluster withdrawn meanwhile.
  * - The conditions are written with a merge patch of the status (no resourceVersion:
  *   they are ours alone), and only when they say something new.
  */
+/** How long an export refused on quota waits before it is tried again (absent a withdrawal). */
+const QUOTA_RETRY_MS = 60_000;
+
 export interface Publisher {
   publishExport(x: Export): Promise<unknown>;
   withdrawExport(clusterId: string, namespace: string, name: string): Promise<unknown>;
@@ -66,6 +73,8 @@ export class ExportController implements Service {
   readonly #slices: LiteInformer<V1EndpointSlice & LiteObject>;
   /** Key → a hash of the record last published (JSON), so an unchanged record is not sent again. */
   readonly #published = new Map<string, string>();
+  /** Keys the broker refused on quota, oldest first. */
+  readonly #overQuota = new Set<string>();
   #running: Promise<void>[] = [];
   #unfollow: (() => void) | undefined;
 
@@ -111,10 +120,19 @@ export class ExportController implements Service {
   async #reconcileOrRetry(key: string): Promise<void> {
     try {
       await this.reconcile(key);
+      this.#overQuota.delete(key);
       this.#queue.forget(key);
       this.#o.metrics?.reconciles.inc({ side: 'export', result: 'ok' });
     } catch (err) {
       this.#o.metrics?.reconciles.inc({ side: 'export', result: 'error' });
+      if (isQuotaRefusal(err)) {
+        if (!this.#overQuota.has(key)) this.#o.logger.warn({ service: key, err: messageOf(err) }, 'export refused on this cluster\'s quota; retried once a minute');
+        this.#overQuota.delete(key);
+        this.#overQuota.add(key);
+        this.#queue.forget(key);
+        this.#queue.addAfter(key, QUOTA_RETRY_MS);
+        return;
+      }
       // 409: our cache was behind the API (a write of ours not seen yet): routine, retried
       if (apiCode(err) === 409) this.#o.logger.debug({ service: key, err: messageOf(err) }, 'export reconcile raced a change; retrying');
       else this.#o.logger.warn({ service: key, err: messageOf(err) }, 'export reconcile failed; retrying');
@@ -132,6 +150,7 @@ export class ExportController implements Service {
       if (atBroker !== undefined || this.#published.has(key)) {
         await broker.withdrawExport(clusterId, namespace, name);
         this.#o.logger.info({ service: key }, 'export withdrawn');
+        this.#roomMade();
       }
       this.#published.delete(key);
       return;
@@ -140,7 +159,10 @@ export class ExportController implements Service {
     let publication: Publication = { state: 'pending' };
     let failure: unknown;
     if (built.record === undefined) {
-      if (atBroker !== undefined || this.#published.has(key)) await broker.withdrawExport(clusterId, namespace, name);
+      if (atBroker !== undefined || this.#published.has(key)) {
+        await broker.withdrawExport(clusterId, namespace, name);
+        this.#roomMade();
+      }
       this.#published.delete(key);
     } else {
       const json = hash(JSON.stringify(built.record));
@@ -167,6 +189,14 @@ export class ExportController implements Service {
       await this.#o.kube.json('PATCH', `${SE_PATH}/namespaces/${namespace}/serviceexports/${name}/status`, { status: { conditions } }, 'application/merge-patch+json');
     }
     if (failure !== undefined) throw failure;
+  }
+
+  /** A withdrawn export made room under the quota: the oldest refused one tries now. */
+  #roomMade(): void {
+    const next = this.#overQuota.values().next();
+    if (next.done === true) return;
+    this.#overQuota.delete(next.value);
+    this.#queue.add(next.value);
   }
 
   async stop(): Promise<void> {

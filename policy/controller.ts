@@ -1,11 +1,12 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
 import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
 import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
-import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy } from '../core/broker-api/index.ts';
+import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy, type PolicyStatusRecord } from '../core/broker-api/index.ts';
 import { publishedClusterLabels, receivedClusterLabels, type ClusterPropertyLike } from './cluster-labels.ts';
 import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
 import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
-import { enforcement, enforcementText, nodeReport, type NodeReport } from './node-status.ts';
+import { enforcement, nodeReport, type NodeReport } from './node-status.ts';
+import { clusterEntries, receiverStatus, statusRecord } from './status.ts';
 import { GROUP, PLURAL, VERSION } from './ops.ts';
 import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from './state.ts';
 
@@ -24,10 +25,14 @@ import { STATE_LABEL, canonicalJson, stateConfigMaps, type ConfigMapLike } from 
  *   its Cluster record (registered by the gateway, whose registrations keep them), so
  *   cluster selectors match them; takes every member's labels validated (a hostile
  *   member's are untrusted input).
- * - Writes each local policy's status for this cluster: Accepted (with its namespaces, and
+ * - Works out how this cluster receives every policy: Accepted (with its namespaces, and
  *   enforced on N of M nodes: M the schedulable nodes, N those whose PolicyAgent report
  *   holds the policy at its current generation — node-status.ts), NotApplicable or Error
- *   (the message says what to fix).
+ *   (the message says what to fix). Another cluster's policy: published to the broker as a
+ *   POLICY_STATUS record for its author. Its own policies: written in their status, one
+ *   entry per cluster — its own, and every member's record about them (status.ts).
+ * - Its own policies reach its own agents as validated here, without waiting for the
+ *   broker's copy (one round trip less; the status says when the broker lacks one).
  *
  * Invariants: nothing is written before the informers and the broker cache have synced;
  * writes happen only when the value differs (no new broker revision, no apiserver
@@ -71,7 +76,7 @@ export class PolicyController implements Service {
     this.#d = deps;
     this.#objects = deps.kubeConfig.makeApiClient(CustomObjectsApi);
     this.#core = deps.kubeConfig.makeApiClient(CoreV1Api);
-    this.#cache = new BrokerCache(deps.broker, { kinds: ['CLUSTER', 'POLICY', 'IDENTITY'], logger: deps.logger });
+    this.#cache = new BrokerCache(deps.broker, { kinds: ['CLUSTER', 'POLICY', 'IDENTITY', 'POLICY_STATUS'], logger: deps.logger });
   }
 
   get ready(): boolean {
@@ -153,17 +158,21 @@ export class PolicyController implements Service {
       if (r.problem !== undefined) notes.push(`labels of ${c.cluster_id} refused: ${r.problem}`);
       return { ...c, labels: { ...r.labels } };
     });
-    this.#note(notes);
     // 4. the clusterset's state for the node agents
     const cidrsOf = new Map(clusters.map((c) => [c.cluster_id, c.pod_cidrs]));
-    const policies = this.#cache.list('POLICY').flatMap((p) => {
+    // this cluster's own policies go to its agents as validated here, not after the broker's echo
+    // (one round trip less for the cluster that authored them); the broker's copies of them are skipped
+    const refusedHere = new Map<string, { policy: Policy; error: string }>();
+    const policies = [...desired.values(), ...this.#cache.list('POLICY').filter((p) => p.cluster_id !== own).flatMap((p) => {
       try {
         return [validatePolicyRecord(p).record];
       } catch (err) {
-        log.warn({ policy: `${p.cluster_id}/${p.namespace}/${p.name}`, err: messageOf(err) }, 'broker policy record refused');
+        const key = `${p.cluster_id}/${p.namespace}/${p.name}`;
+        if (refusedHere.size < 1000) refusedHere.set(key, { policy: p, error: `refused by ${own}: ${messageOf(err)}` });
+        log.warn({ policy: key, err: messageOf(err) }, 'broker policy record refused');
         return [];
       }
-    });
+    })];
     const identities = this.#cache.list('IDENTITY').flatMap((s) => {
       try {
         return [validateIdentitySet(s, cidrsOf.get(s.cluster_id) ?? [])];
@@ -176,7 +185,9 @@ export class PolicyController implements Service {
     // 5. status of the local policies, as this cluster receives them, and on how many of its nodes they are enforced
     const nodes = (inf.nodes.cache.list() as NodeLike[]).filter((n) => n.spec?.unschedulable !== true).map((n) => n.metadata?.name ?? '');
     const reports = inf.agents.cache.list().flatMap((o) => nodeReport(o) ?? []);
-    await this.#statuses(inf.policies.cache.list() as Cr[], errors, clusters, policies, namespaces, { nodes, reports });
+    const atBroker = (key: string): boolean => canonicalJson(this.#cache.get('POLICY', key)) === canonicalJson(desired.get(key));
+    const refused = await this.#statuses(inf.policies.cache.list() as Cr[], errors, { clusters, policies, refusedHere, namespaces, atBroker }, { nodes, reports });
+    this.#note([...notes, ...refused]);
   }
 
   /**
@@ -206,7 +217,7 @@ export class PolicyController implements Service {
   }
 
   /** Publishes what differs from the broker's copy, withdraws this cluster's records not desired. */
-  async #sync<T extends Policy | IdentitySet>(kind: 'POLICY' | 'IDENTITY', desired: ReadonlyMap<string, T>, publish: (r: T) => Promise<unknown>, withdraw: (key: string) => Promise<unknown>): Promise<void> {
+  async #sync<T extends Policy | IdentitySet | PolicyStatusRecord>(kind: 'POLICY' | 'IDENTITY' | 'POLICY_STATUS', desired: ReadonlyMap<string, T>, publish: (r: T) => Promise<unknown>, withdraw: (key: string) => Promise<unknown>): Promise<void> {
     const own = this.#c.cluster;
     for (const [key, rec] of desired) {
       const have = this.#cache.get(kind, key);
@@ -249,10 +260,16 @@ export class PolicyController implements Service {
     }
   }
 
-  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>, clusters: readonly Cluster[], policies: readonly Policy[], namespaces: readonly NamespaceLike[],
-    fleet: { nodes: readonly string[]; reports: readonly NodeReport[] }): Promise<void> {
+  /**
+   * Statuses: how this cluster receives every policy — another cluster's to the broker
+   * (POLICY_STATUS), its own into their status with the other members' records. Returns
+   * the records of others left out, with why.
+   */
+  async #statuses(crs: readonly Cr[], errors: ReadonlyMap<string, string>,
+    set: { clusters: readonly Cluster[]; policies: readonly Policy[]; refusedHere: ReadonlyMap<string, { policy: Policy; error: string }>; namespaces: readonly NamespaceLike[]; atBroker: (key: string) => boolean },
+    fleet: { nodes: readonly string[]; reports: readonly NodeReport[] }): Promise<string[]> {
     const own = this.#c.cluster;
-    const inputs: PolicyInput[] = policies.flatMap((p) => {
+    const inputs: PolicyInput[] = set.policies.flatMap((p) => {
       try {
         return [{ key: `${p.cluster_id}/${p.namespace}/${p.name}`, cluster: p.cluster_id, namespace: p.namespace, name: p.name, spec: validatePolicySpec(JSON.parse(p.spec)) }];
       } catch {
@@ -261,35 +278,56 @@ export class PolicyController implements Service {
     });
     const resolved = resolve({
       cluster: own,
-      clusterLabels: new Map(clusters.map((c) => [c.cluster_id, c.labels])),
-      namespaces: namespaces.map((n) => {
+      clusterLabels: new Map(set.clusters.map((c) => [c.cluster_id, c.labels])),
+      namespaces: set.namespaces.map((n) => {
         const authors = n.metadata?.annotations?.[AUTHORS_ANNOTATION];
         return { name: n.metadata?.name ?? '', labels: n.metadata?.labels ?? {}, authors: authors?.split(',').map((s) => s.trim()).filter((s) => s !== '') };
       }),
       policies: inputs,
     });
+    const entryOf = (key: string, generation: number, error: string | undefined) =>
+      receiverStatus(own, generation, error, resolved.status.get(key), enforcement(key, generation, fleet.nodes, fleet.reports));
+    // 1. the other clusters' policies, as this cluster receives them, for their authors
+    const mine = new Map<string, PolicyStatusRecord>();
+    const report = (p: Policy, error: string | undefined): void => {
+      const key = `${p.cluster_id}/${p.namespace}/${p.name}`;
+      mine.set(`${own}/${key}`, statusRecord({ cluster: p.cluster_id, namespace: p.namespace, name: p.name }, entryOf(key, p.generation, error)));
+    };
+    for (const p of set.policies) if (p.cluster_id !== own) report(p, undefined);
+    for (const { policy, error } of set.refusedHere.values()) report(policy, error);
+    await this.#sync('POLICY_STATUS', mine, (r) => this.#d.broker.publishPolicyStatus(r), (key) => {
+      const [, author = '', ns = '', name = ''] = key.split('/');
+      return this.#d.broker.withdrawPolicyStatus(own, author, ns, name);
+    });
+    // 2. this cluster's policies: its own entry and the members' records about them
+    const members = new Set(set.clusters.map((c) => c.cluster_id));
+    const byPolicy = new Map<string, unknown[]>();
+    for (const r of this.#cache.list('POLICY_STATUS')) {
+      const k = `${r.policy_cluster}/${r.namespace}/${r.name}`;
+      if (r.policy_cluster === own) byPolicy.set(k, [...byPolicy.get(k) ?? [], r]);
+    }
+    const refused: string[] = [];
     for (const o of crs) {
       const ns = o.metadata?.namespace ?? '';
       const name = o.metadata?.name ?? '';
       const key = `${own}/${ns}/${name}`;
+      const generation = (o.metadata?.generation ?? 0) % 2 ** 32;
       const error = errors.get(key);
-      const st = resolved.status.get(key);
-      const on = enforcement(key, (o.metadata?.generation ?? 0) % 2 ** 32, fleet.nodes, fleet.reports);
-      const counts = { enforcedNodes: on.enforced, nodes: on.nodes };
-      const entry = error !== undefined ? { cluster: own, state: 'Error', message: error }
-        : st === undefined ? { cluster: own, state: 'Accepted', message: `published; waiting for the broker to send it back; ${enforcementText(on)}`, ...counts }
-        : st.state !== 'Accepted' ? { cluster: own, state: st.state, message: st.errors.length > 0 ? st.errors.join('; ') : 'not applied to this cluster' }
-        : { cluster: own, state: st.state, message: `governs ${st.namespaces.join(', ') || 'no namespace here'}; ${enforcementText(on)}`, ...counts };
-      const text = JSON.stringify(entry);
+      const here = entryOf(key, generation, error);
+      const ownEntry = error === undefined && !set.atBroker(key) ? { ...here, message: `${here.message}; not at the broker yet, so no other cluster has it` } : here;
+      const { entries, refused: left } = clusterEntries(ownEntry, { cluster: own, namespace: ns, name, generation }, error === undefined ? byPolicy.get(key) ?? [] : [], members);
+      refused.push(...left);
+      const text = JSON.stringify(entries);
       if (this.#statusWritten.get(key) === text) continue;
       try {
         const path = { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name };
         const current = (await this.#objects.getNamespacedCustomObject(path)) as Record<string, unknown>;
-        await this.#objects.replaceNamespacedCustomObjectStatus({ ...path, body: { ...current, status: { clusters: [entry] } } });
+        await this.#objects.replaceNamespacedCustomObjectStatus({ ...path, body: { ...current, status: { clusters: entries } } });
         this.#statusWritten.set(key, text);
       } catch (err) {
         this.#d.logger.warn({ policy: key, err: messageOf(err) }, 'status not written');
       }
     }
+    return refused;
   }
 }

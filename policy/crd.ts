@@ -108,6 +108,7 @@ export function policyCrd(): Schema {
             enforcedNodes: { type: 'integer', minimum: 0 },
             nodes: { type: 'integer', minimum: 0 },
             message: { type: 'string', maxLength: 32768 },
+            observedGeneration: { type: 'integer', minimum: 0, description: 'The generation of the policy this entry is about.' },
           },
         },
         'x-kubernetes-list-map-keys': ['cluster'],

@@ -1,6 +1,6 @@
 import { test } from './broker-harness.ts';
 import * as assert from 'uvu/assert';
-import { BrokerCache, validateIdentitySet, validatePolicyRecord, type BrokerClient, type BrokerServer, type IdentitySet } from '../broker/index.ts';
+import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicyStatus, type BrokerClient, type BrokerServer, type IdentitySet, type PolicyStatusRecord } from '../broker/index.ts';
 import { ErrorCodes, IsthmusError } from '../core/index.ts';
 import { Lab, eventually } from './broker-harness.ts';
 
@@ -98,11 +98,45 @@ test('cluster labels: published by a registration, kept by one without labels (t
   await refusedWith(c2.registerCluster({ ...cidrs, labels: Object.fromEntries(Array.from({ length: 65 }, (_, i) => [`k${i}`, 'v'])) }), ErrorCodes.INVALID_ARGUMENT, /labels has 65 entries; at most 64/);
 });
 
-test('unregistering a cluster removes its policies and identities', async () => {
+const status = (over: Partial<PolicyStatusRecord> = {}): PolicyStatusRecord => ({
+  cluster_id: 'c2', policy_cluster: 'c1', namespace: 'backend', name: 'frontend-in', generation: 1,
+  state: 'Accepted', message: 'governs backend; enforced on 2 of 3 nodes', enforced_nodes: 2, nodes: 3, ...over,
+});
+
+test('policy statuses: a receiver reports on another cluster\'s policy, the author watches it, unchanged makes no revision, withdraw removes it', async () => {
+  const cache = new BrokerCache(c1, { kinds: ['POLICY_STATUS'] });
+  cache.start();
+  await cache.synced;
+  try {
+    const first = await c2.publishPolicyStatus(status());
+    assert.is((await c2.publishPolicyStatus(status())).revision, first.revision, 'an unchanged status makes no new revision');
+    const got = await eventually('the status at the author', () => cache.get('POLICY_STATUS', 'c2/c1/backend/frontend-in'));
+    assert.equal(validatePolicyStatus(got), status());
+    await c2.publishPolicyStatus(status({ enforced_nodes: 3 }));
+    await eventually('the new count at the author', () => (cache.get('POLICY_STATUS', 'c2/c1/backend/frontend-in')?.enforced_nodes === 3 ? true : undefined));
+    assert.is((await c2.withdrawPolicyStatus('c2', 'c1', 'backend', 'frontend-in')).existed, true);
+    await eventually('withdrawn at the author', () => (cache.get('POLICY_STATUS', 'c2/c1/backend/frontend-in') === undefined ? true : undefined));
+  } finally {
+    await cache.stop();
+  }
+});
+
+test('policy statuses: only the receiver writes its own, never about its own policy; bad fields refused with the field named', async () => {
+  await refusedWith(c1.publishPolicyStatus(status()), ErrorCodes.PERMISSION_DENIED, /c1/);
+  await refusedWith(c1.withdrawPolicyStatus('c2', 'c1', 'backend', 'frontend-in'), ErrorCodes.PERMISSION_DENIED, /c1/);
+  await refusedWith(c2.publishPolicyStatus(status({ policy_cluster: 'c2' })), ErrorCodes.INVALID_ARGUMENT, /policy_cluster c2 is the reporting cluster itself/);
+  await refusedWith(c2.publishPolicyStatus(status({ state: 'Fine' as PolicyStatusRecord['state'] })), ErrorCodes.INVALID_ARGUMENT, /state "Fine" must be one of Accepted, NotApplicable, Error/);
+  await refusedWith(c2.publishPolicyStatus(status({ message: 'x'.repeat(1025) })), ErrorCodes.INVALID_ARGUMENT, /message is 1025 bytes; at most 1024/);
+  await refusedWith(c2.publishPolicyStatus(status({ enforced_nodes: 4 })), ErrorCodes.INVALID_ARGUMENT, /enforced_nodes must be a whole number from 0 to 3/);
+  await refusedWith(c2.publishPolicyStatus(status({ namespace: 'Back_End' })), ErrorCodes.INVALID_ARGUMENT, /namespace "Back_End" is not an RFC-1123 label/);
+});
+
+test('unregistering a cluster removes its policies, identities and policy statuses', async () => {
   await c2.publishIdentities(identities());
   await c2.publishPolicy({ cluster_id: 'c2', namespace: 'web', name: 'p', spec, generation: 1 });
+  await c2.publishPolicyStatus(status());
   await c2.unregisterCluster('c2');
-  const left = await c1.list(['POLICY', 'IDENTITY']);
+  const left = await c1.list(['POLICY', 'IDENTITY', 'POLICY_STATUS']);
   assert.equal(left.events.map((e) => e.key), ['c1/backend/frontend-in']);
 });
 

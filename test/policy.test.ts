@@ -101,14 +101,23 @@ test('a policy applied in c1 lets c2 web/frontend into backend:8080 only', async
   await expectReach('c2/web/frontend', 9090, false);
   // inside c1 nothing is governed
   assert.ok(await reaches({ ...dp.pod('c1', 0), ns: 'demo' }, 9090));
-  // enforced on N of M nodes: M the schedulable nodes of c1, N those whose agent reports the policy at its generation
+  // its status, one entry per cluster (c2's and c3's through the broker): enforced on N of M
+  // nodes, M the schedulable nodes of that cluster, N those whose agent reports the policy at its generation
   const nodes = (await cs.kubectl('c1', ['get', 'nodes', '-o', 'name'])).trim().split('\n').length;
-  const status = await eventually('the policy\'s status: enforced on every node', async () => {
-    const o = JSON.parse(await cs.kubectl('c1', ['-n', 'backend', 'get', 'clustersetnetworkpolicy', 'frontend-in', '-o', 'json'])) as { status?: { clusters?: { cluster: string; state: string; message?: string; enforcedNodes?: number; nodes?: number }[] } };
-    const c = o.status?.clusters;
-    return c !== undefined && c[0]?.enforcedNodes === nodes ? c : undefined;
-  }, 20_000);
-  assert.equal(status.map((c) => `${c.cluster} ${c.state} ${c.message ?? ''} ${c.enforcedNodes ?? '-'}/${c.nodes ?? '-'}`), [`c1 Accepted governs backend; enforced on ${nodes} of ${nodes} nodes ${nodes}/${nodes}`]);
+  type Entry = { cluster: string; state: string; message?: string; enforcedNodes?: number; nodes?: number; observedGeneration?: number };
+  let seen: Entry[] | undefined;
+  const status = await eventually('the policy\'s status: enforced on every node of every cluster', async () => {
+    const o = JSON.parse(await cs.kubectl('c1', ['-n', 'backend', 'get', 'clustersetnetworkpolicy', 'frontend-in', '-o', 'json'])) as { status?: { clusters?: Entry[] } };
+    seen = o.status?.clusters;
+    return seen !== undefined && seen.length === 3 && seen.every((c) => c.enforcedNodes === nodes) ? seen : undefined;
+  }, 30_000).catch((err: unknown) => {
+    throw new Error(`${String(err)}; last status: ${JSON.stringify(seen)}`);
+  });
+  assert.equal(status.map((c) => `${c.cluster} ${c.state} ${c.message ?? ''} ${c.enforcedNodes ?? '-'}/${c.nodes ?? '-'} g${c.observedGeneration ?? '-'}`), [
+    `c1 Accepted governs backend; enforced on ${nodes} of ${nodes} nodes ${nodes}/${nodes} g1`,
+    `c2 Accepted governs no namespace here; enforced on ${nodes} of ${nodes} nodes ${nodes}/${nodes} g1`,
+    `c3 Accepted governs no namespace here; enforced on ${nodes} of ${nodes} nodes ${nodes}/${nodes} g1`,
+  ]);
   const reports = JSON.parse(await cs.kubectl('c1', ['-n', 'isthmus-system', 'get', 'policyagents.isthmus.dev', '-o', 'json'])) as { items: { metadata: { name: string }; status?: { applied?: { policy: string; generation: number }[]; error?: string } }[] };
   assert.is(reports.items.length, nodes, 'one PolicyAgent per node');
   for (const r of reports.items) assert.equal([r.status?.error, r.status?.applied?.map((a) => a.policy)], ['', ['c1/backend/frontend-in']], r.metadata.name);
@@ -169,9 +178,10 @@ test('a policy with a bad spec: its error in the status, nothing else affected',
   }));
   const st = await eventually('the error in the status', async () => {
     const o = JSON.parse(await cs.kubectl('c1', ['-n', 'backend', 'get', 'clustersetnetworkpolicy', 'clash', '-o', 'json'])) as { status?: { clusters?: { state: string; message?: string }[] } };
-    return o.status?.clusters?.[0]?.state === 'Error' ? o.status.clusters[0] : undefined;
+    return o.status?.clusters?.[0]?.state === 'Error' ? o.status.clusters : undefined;
   }, 20_000);
-  assert.match(st.message ?? '', /spec\.ingress\[1\]\.priority: 1 is also the priority of rule "a"/);
+  assert.is(st.length, 1, 'only c1 has it: an invalid policy is not published');
+  assert.match(st[0]?.message ?? '', /spec\.ingress\[1\]\.priority: 1 is also the priority of rule "a"/);
   assert.ok(await reachesSoon(P('c2/web/frontend'), 8080));
   assert.not.ok(await reaches(P('c3/web/frontend'), 8080));
 });

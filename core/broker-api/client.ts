@@ -5,7 +5,7 @@ import {
 } from '../index.ts';
 import { SERVICE_NAME, eventFromMessage, methods, toKinds, toRevision, type MethodName } from './proto.ts';
 import { fromServiceError } from './status.ts';
-import type { BrokerEvent, Cluster, Endpoint, Export, IdentitySet, Kind, Policy } from './types.ts';
+import type { BrokerEvent, Cluster, Endpoint, Export, IdentitySet, Kind, Policy, PolicyStatusRecord } from './types.ts';
 
 /**
  * The client every part uses to talk to the broker. Unary calls are retried through
@@ -229,6 +229,16 @@ export class BrokerClient {
 
   async withdrawIdentities(clusterId: string, namespace: string): Promise<{ revision: number; existed: boolean }> {
     const res = await this.call('WithdrawIdentities', { cluster_id: clusterId, namespace });
+    return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
+  }
+
+  async publishPolicyStatus(s: PolicyStatusRecord): Promise<{ revision: number }> {
+    const res = await this.call('PublishPolicyStatus', { status: s });
+    return { revision: toRevision(res['revision'], 'revision') };
+  }
+
+  async withdrawPolicyStatus(clusterId: string, policyCluster: string, namespace: string, name: string): Promise<{ revision: number; existed: boolean }> {
+    const res = await this.call('WithdrawPolicyStatus', { cluster_id: clusterId, policy_cluster: policyCluster, namespace, name });
     return { revision: toRevision(res['revision'], 'revision'), existed: res['existed'] === true };
   }
 

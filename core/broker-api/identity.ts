@@ -2,7 +2,7 @@ import { isIP } from 'node:net';
 import { cidrContains, parseCidr, type Cidr } from '../cidr.ts';
 import { ErrorCodes, IsthmusError } from '../errors.ts';
 import { isDnsLabel, validateLabels, validatePolicySpec, type PolicySpec } from './policy.ts';
-import type { IdentitySet, Policy } from './types.ts';
+import type { IdentitySet, Policy, PolicyStatusRecord } from './types.ts';
 
 /**
  * Validation of the two policy record kinds, shared by the broker (before it stores a
@@ -16,6 +16,11 @@ import type { IdentitySet, Policy } from './types.ts';
  *
  * POLICY (key "<cluster>/<namespace>/<name>"): a ClusterSetNetworkPolicy authored in that
  * cluster; `spec` is its spec as JSON, valid per validatePolicySpec.
+ *
+ * POLICY_STATUS (key "<cluster>/<policy cluster>/<namespace>/<name>"): how `cluster`
+ * receives another cluster's policy. Invariants: the two clusters differ (an author writes
+ * its own status directly); state is one of the three; the message is at most 1 KiB;
+ * enforced_nodes ≤ nodes ≤ 100,000.
  */
 export const IDENTITY_LIMITS = Object.freeze({ pods: 4_000, identities: 1_000 });
 /** The largest spec (JSON) a POLICY record may carry. */
@@ -108,13 +113,39 @@ export function validatePolicyRecord(v: unknown): { record: Policy; spec: Policy
   const record_: Policy = {
     cluster_id: dnsLabel(o['cluster_id'], 'cluster_id'),
     namespace: dnsLabel(o['namespace'], 'namespace'),
-    name: (() => {
-      const n = o['name'];
-      if (typeof n !== 'string' || n.length > 253 || !SUBDOMAIN.test(n)) throw invalid(`name ${JSON.stringify(n)} is not an object name`);
-      return n;
-    })(),
+    name: policyName(o['name']),
     spec: JSON.stringify(spec),
     generation: whole(generation, 'generation', 0, 0xffff_ffff),
   };
   return { record: record_, spec };
+}
+
+/** The longest message a POLICY_STATUS record may carry (bytes). */
+export const MAX_POLICY_STATUS_MESSAGE_BYTES = 1024;
+const POLICY_STATES: readonly PolicyStatusRecord['state'][] = ['Accepted', 'NotApplicable', 'Error'];
+
+function policyName(v: unknown): string {
+  if (typeof v !== 'string' || v.length > 253 || !SUBDOMAIN.test(v)) throw invalid(`name ${JSON.stringify(v)} is not an object name`);
+  return v;
+}
+
+/** A POLICY_STATUS record, normalized (every field present). */
+export function validatePolicyStatus(v: unknown): PolicyStatusRecord {
+  const o = record(v, 'policy status');
+  const cluster = dnsLabel(o['cluster_id'], 'cluster_id');
+  const author = dnsLabel(o['policy_cluster'], 'policy_cluster');
+  if (cluster === author) throw invalid(`policy_cluster ${author} is the reporting cluster itself: an author writes its own policies' status, not through the broker`);
+  const state = o['state'];
+  if (typeof state !== 'string' || !(POLICY_STATES as readonly string[]).includes(state)) throw invalid(`state ${JSON.stringify(state)} must be one of ${POLICY_STATES.join(', ')}`);
+  const message = o['message'] ?? '';
+  if (typeof message !== 'string') throw invalid('message must be text');
+  if (Buffer.byteLength(message) > MAX_POLICY_STATUS_MESSAGE_BYTES) throw invalid(`message is ${Buffer.byteLength(message)} bytes; at most ${MAX_POLICY_STATUS_MESSAGE_BYTES} are allowed`);
+  const nodes = whole(o['nodes'] ?? 0, 'nodes', 0, 100_000);
+  const enforced = whole(o['enforced_nodes'] ?? 0, 'enforced_nodes', 0, nodes);
+  return {
+    cluster_id: cluster, policy_cluster: author,
+    namespace: dnsLabel(o['namespace'], 'namespace'), name: policyName(o['name']),
+    generation: whole(o['generation'] ?? 0, 'generation', 0, 0xffff_ffff),
+    state: state as PolicyStatusRecord['state'], message, enforced_nodes: enforced, nodes,
+  };
 }

@@ -7,7 +7,7 @@ export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, typ
 export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
 export * from './policy.ts';
-export { IDENTITY_LIMITS, MAX_POLICY_SPEC_BYTES, validateIdentitySet, validatePolicyRecord } from './identity.ts';
+export { IDENTITY_LIMITS, MAX_POLICY_SPEC_BYTES, MAX_POLICY_STATUS_MESSAGE_BYTES, validateIdentitySet, validatePolicyRecord, validatePolicyStatus } from './identity.ts';
 export {
   callJoinApi, parseJoinToken, MAX_GATEWAYS_PER_REQUEST, TOKEN_TTL_DEFAULT_S, TOKEN_TTL_MAX_S, type GatewayCertificatesRequest, type GatewayCertificatesResponse,
   type JoinCallOptions, type JoinRequest, type JoinResponse, type MintTokenRequest, type MintTokenResponse,

@@ -45,7 +45,7 @@ type AnyMethod = MethodDefinition<object, object>;
 
 export const METHOD_NAMES = [
   'RegisterCluster', 'UnregisterCluster', 'PublishEndpoint', 'RenewEndpoint', 'WithdrawEndpoint',
-  'PublishExport', 'WithdrawExport', 'PublishPolicy', 'WithdrawPolicy', 'PublishIdentities', 'WithdrawIdentities', 'List', 'Watch',
+  'PublishExport', 'WithdrawExport', 'PublishPolicy', 'WithdrawPolicy', 'PublishIdentities', 'WithdrawIdentities', 'PublishPolicyStatus', 'WithdrawPolicyStatus', 'List', 'Watch',
 ] as const;
 export type MethodName = (typeof METHOD_NAMES)[number];
 
@@ -105,8 +105,8 @@ export function toKinds(v: unknown): Kind[] {
   return [...out];
 }
 
-const RECORD_FIELD: Readonly<Record<Kind, 'cluster' | 'endpoint' | 'export' | 'policy' | 'identity'>> = {
-  CLUSTER: 'cluster', ENDPOINT: 'endpoint', EXPORT: 'export', POLICY: 'policy', IDENTITY: 'identity',
+const RECORD_FIELD: Readonly<Record<Kind, 'cluster' | 'endpoint' | 'export' | 'policy' | 'identity' | 'policy_status'>> = {
+  CLUSTER: 'cluster', ENDPOINT: 'endpoint', EXPORT: 'export', POLICY: 'policy', IDENTITY: 'identity', POLICY_STATUS: 'policy_status',
 };
 
 /** An event as the proto message object. */

@@ -73,3 +73,14 @@ export function fromServiceError(err: unknown, what: string): IsthmusError {
   const message = e.details !== undefined && e.details !== '' ? e.details : messageOf(err);
   return new IsthmusError(code, `${what}: ${message}`, { cause: err, context: { grpcCode, ...(reason === undefined ? {} : { reason }) } });
 }
+
+/**
+ * Whether the broker refused a write on a quota of the caller's cluster (broker/quota.ts:
+ * RESOURCE_EXHAUSTED with reason "quota:<limit>"), which only fewer records of that cluster
+ * or a higher limit lift — unlike its rate limits, which pass with time.
+ */
+export function isQuotaRefusal(err: unknown): boolean {
+  if (!isIsthmusError(err) || err.code !== ErrorCodes.RESOURCE_EXHAUSTED) return false;
+  const reason = err.context['reason'];
+  return typeof reason === 'string' && reason.startsWith('quota:');
+}

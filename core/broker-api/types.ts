@@ -3,7 +3,7 @@
  * broker.proto (snake_case, as stored in etcd; see KEYS.md). int64 revisions are
  * plain numbers here (etcd revisions stay far below 2^53).
  */
-export const KINDS = ['CLUSTER', 'ENDPOINT', 'EXPORT', 'POLICY', 'IDENTITY'] as const;
+export const KINDS = ['CLUSTER', 'ENDPOINT', 'EXPORT', 'POLICY', 'IDENTITY', 'POLICY_STATUS'] as const;
 export type Kind = (typeof KINDS)[number];
 
 export interface Cluster {
@@ -106,15 +106,31 @@ export interface IdentitySet {
   pods: IdentityPod[];
 }
 
+/** How cluster_id receives the policy policy_cluster/namespace/name (validation: identity.ts). */
+export interface PolicyStatusRecord {
+  cluster_id: string;
+  policy_cluster: string;
+  namespace: string;
+  name: string;
+  /** The policy's generation this status is about. */
+  generation: number;
+  state: 'Accepted' | 'NotApplicable' | 'Error';
+  /** At most 1 KiB. */
+  message: string;
+  enforced_nodes: number;
+  nodes: number;
+}
+
 export interface RecordOf {
   CLUSTER: Cluster;
   ENDPOINT: Endpoint;
   EXPORT: Export;
   POLICY: Policy;
   IDENTITY: IdentitySet;
+  POLICY_STATUS: PolicyStatusRecord;
 }
 
-export type AnyRecord = Cluster | Endpoint | Export | Policy | IdentitySet;
+export type AnyRecord = Cluster | Endpoint | Export | Policy | IdentitySet | PolicyStatusRecord;
 
 export type EventType = 'PUT' | 'DELETE';
 
@@ -122,7 +138,7 @@ export type EventType = 'PUT' | 'DELETE';
 export interface BrokerEvent {
   type: EventType;
   kind: Kind;
-  /** "<cluster>", "<cluster>/<hostname>", "<cluster>/<namespace>/<name>" (EXPORT, POLICY) or "<cluster>/<namespace>" (IDENTITY). */
+  /** "<cluster>", "<cluster>/<hostname>", "<cluster>/<namespace>/<name>" (EXPORT, POLICY) "<cluster>/<namespace>" (IDENTITY) or "<cluster>/<policy cluster>/<namespace>/<name>" (POLICY_STATUS). */
   key: string;
   revision: number;
   record: AnyRecord;
