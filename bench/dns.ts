@@ -18,7 +18,7 @@ import { pins, projectRoot } from '../sandbox/index.ts';
 import { isthmus, kubectl, run } from '../test/lib/cli.ts';
 import { arg, numberArg } from './lib/args.ts';
 import { buildCli } from './lib/build.ts';
-import { rssMb } from './lib/proc.ts';
+import { rssMb, rssPartsMb, rssTopMappings } from './lib/proc.ts';
 
 const N = numberArg('services', 200);
 const SECONDS = numberArg('seconds', 10);
@@ -89,12 +89,15 @@ try {
   const cRate = await load(COREDNS_PORT, local, 'rate');
   const iRate = await load(ISTHMUS_PORT, set, 'rate');
   const rss = ours.pid === undefined ? 0 : rssMb(ours.pid);
+  const parts = ours.pid === undefined ? undefined : rssPartsMb(ours.pid);
+  const top = ours.pid === undefined ? [] : rssTopMappings(ours.pid, 5);
   const best = (k: 'c' | 'i'): number => Math.max(...rounds.map((r) => r[k]));
   process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}; ${N} Services; ${SECONDS} s per run; isthmus dns flags: ${NODE_FLAGS.join(' ') || 'none'}, ${build === undefined ? 'from the .ts sources' : 'compiled (tsc output)'}\n`);
   process.stdout.write(`| server | max QPS (64 in flight, best of 2) | at ${QPS} QPS: p50 / p99 ms, lost |\n|---|---|---|\n`);
   process.stdout.write(`| CoreDNS ${pins().coredns} kubernetes plugin (cluster.local) | ${best('c')} | ${cRate.p50} / ${cRate.p99}, ${cRate.lost} |\n`);
   process.stdout.write(`| isthmus dns (clusterset.local) | ${best('i')} | ${iRate.p50} / ${iRate.p99}, ${iRate.lost} |\n`);
-  process.stdout.write(`QPS ratio isthmus/CoreDNS: ${(best('i') / best('c')).toFixed(2)}; isthmus dns RSS ${rss} MB\n`);
+  process.stdout.write(`QPS ratio isthmus/CoreDNS: ${(best('i') / best('c')).toFixed(2)}; isthmus dns RSS ${rss} MB${parts === undefined ? '' : ` (anonymous ${parts.anon}, files ${parts.file}, shared ${parts.shmem})`}; MALLOC_ARENA_MAX=${process.env['MALLOC_ARENA_MAX'] ?? 'unset'}\n`);
+  process.stdout.write(`isthmus dns's largest resident mappings: ${top.map((t) => `${t.mapping} ${t.mb} MB`).join(', ')}\n`);
 } finally {
   for (const p of procs) {
     try {

@@ -8,7 +8,8 @@
 // every 10 ms), the bench creates that ServiceExport in c1 (one POST; t0 just before it);
 // each probe reports when the name first resolved and when a TCP connection to the answer
 // (the clusterset IP, kube-proxy of that cluster) was first accepted. One export at a time.
-// usage: node bench/mcs-latency.ts [--exports 20]
+// usage: node bench/mcs-latency.ts [--exports 20] [--proxy-min-sync MS]
+//   --proxy-min-sync: kube-proxy's --iptables-min-sync-period (default: kube-proxy's own, 1 s)
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { cpus, release } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,7 @@ import { startMcs, upWithRoutes } from '../test/lib/mcs.ts';
 import { numberArg } from './lib/args.ts';
 
 const N = numberArg('exports', 20);
+const MIN_SYNC = process.argv.includes('--proxy-min-sync') ? numberArg('proxy-min-sync', 1000) : undefined;
 const CLUSTERS = ['c1', 'c2', 'c3'];
 const cs = new Clusterset();
 const probes = new Map<string, { proc: ChildProcessWithoutNullStreams; lines: Interface; next: () => Promise<Record<string, unknown>> }>();
@@ -54,7 +56,7 @@ function startProbe(c: string, netns: string, dns: string): void {
 }
 
 try {
-  await upWithRoutes(cs, CLUSTERS, 27800);
+  await upWithRoutes(cs, CLUSTERS, 27800, MIN_SYNC);
   for (const c of CLUSTERS) await startMcs(cs, c, { metricsPort: 27890 + Number(c.slice(1)) });
   await kubectl(cs.kubeconfig, 'c1', ['apply', '-f', '-'], echoManifest(2, [{ name: 'http', port: 8080 }]));
   const names = Array.from({ length: N }, (_, i) => `l${i}`);
@@ -101,7 +103,7 @@ try {
     }
     process.stdout.write(`${name}: resolves/connects after (ms) ${row.join(', ')}\n`);
   }
-  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}\n`);
+  process.stdout.write(`\nMachine: ${cpus()[0]?.model ?? '?'} × ${cpus().length}, Linux ${release()}, Node ${process.version}; kube-proxy min sync: ${MIN_SYNC === undefined ? 'its default (1 s)' : `${MIN_SYNC} ms`}\n`);
   process.stdout.write(`${N} ServiceExports in c1, one at a time; ms from the create to the first answer with the name (resolve) and to the first accepted TCP connection (connect), from a pod in each cluster\n`);
   process.stdout.write('| cluster | resolve p50 / p90 / p99 / max | connect p50 / p90 / p99 / max |\n|---|---|---|\n');
   const all = (m: Map<string, number[]>): number[] => [...m.values()].flat();

@@ -137,7 +137,7 @@ export function registry(): Map<string, Entry> {
       words: {
         flags: ['--dir'],
         sub: {
-          up: ['--clusters', '--nodes', '--gateways', '--nat', '--node-cidr-mask', '--overlapping', '--proxy-mode', '--port-base', '--timeout'],
+          up: ['--clusters', '--nodes', '--gateways', '--nat', '--node-cidr-mask', '--overlapping', '--proxy-mode', '--proxy-min-sync', '--port-base', '--timeout'],
           down: [], status: [], demo: [], exec: ['-n'], echo: ['--ports'], agnhost: [], kubeconfig: [],
         },
       },

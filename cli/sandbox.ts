@@ -1,5 +1,5 @@
 import {
-  SystemRunner, bool, createLogger, int, list, oneOf, optionalStr, str, validateConfig,
+  SystemRunner, bool, createLogger, custom, int, list, oneOf, optionalStr, str, validateConfig,
 } from '../core/index.ts';
 import { DEFAULT_PORT_BASE, MAX_CLUSTERS, PROXY_MODES, Sandbox, kubeconfigPath, runDemo, sandboxDir, type UpOptions } from '../sandbox/index.ts';
 import { runEchoCommand } from '../sandbox/echo.ts';
@@ -19,6 +19,7 @@ const USAGE = `isthmus sandbox <up|down|status|kubeconfig> [options]
     --node-cidr-mask K size of each node's pod CIDR, 17..29 (default 24)
     --overlapping      give every cluster the same pod and service CIDRs (default off)
     --proxy-mode M     kube-proxy mode: iptables, nftables or ipvs (default iptables)
+    --proxy-min-sync MS kube-proxy's minimum time between rule syncs, 0..60000 ms (default: kube-proxy's, 1 s)
     --port-base P      first loopback port; cluster i uses P+10(i-1)..+3 (default ${DEFAULT_PORT_BASE})
     --timeout S        seconds to wait for each component (default 120)
   down        stop every process and remove every file, namespace and interface (needs root)
@@ -36,6 +37,7 @@ const upSchema = {
   clusters: int(`number of clusters (default 2)`, 2, 1, MAX_CLUSTERS),
   overlapping: bool('same CIDRs in every cluster (default false)', false),
   proxyMode: oneOf('kube-proxy mode (default iptables)', PROXY_MODES, 'iptables'),
+  proxyMinSync: custom('kube-proxy minimum sync period in ms (default kube-proxy\'s)', (raw) => (raw === undefined || raw === '' ? undefined : int('', undefined, 0, 60_000).parse(raw))),
   portBase: int(`first port (default ${DEFAULT_PORT_BASE})`, DEFAULT_PORT_BASE, 1024, 65535),
   nodes: int('nodes per cluster (default 2)', 2, 1, 16),
   gateways: int('gateway-capable nodes per cluster (default 1)', 1, 1, 4),
@@ -79,6 +81,7 @@ function upOptions(args: Args, defaults: Record<string, string> = {}): UpOptions
   return {
     clusters: cfg.clusters, overlapping: cfg.overlapping, portBase: cfg.portBase, nodes: cfg.nodes, gateways: cfg.gateways,
     nat: cfg.nat, nodeCidrMask: cfg.nodeCidrMask, readyTimeoutS: cfg.timeout, proxyMode: cfg.proxyMode,
+    ...(cfg.proxyMinSync === undefined ? {} : { proxyMinSyncMs: cfg.proxyMinSync }),
   };
 }
 

@@ -103,6 +103,8 @@ export function kubeProxySpec(c: ClusterPlan, n: NodePlan, kubeconfig: string, b
       `--kubeconfig=${kubeconfig}`,
       `--hostname-override=${n.name}`,
       `--proxy-mode=${c.proxyMode ?? 'iptables'}`,
+      // the flag sets the minimum for the nftables mode too
+      ...(c.proxyMinSyncMs === undefined ? [] : [`--${c.proxyMode === 'ipvs' ? 'ipvs' : 'iptables'}-min-sync-period=${c.proxyMinSyncMs}ms`]),
       `--cluster-cidr=${c.podCidr}`,
       '--conntrack-max-per-core=0',
       '--conntrack-tcp-timeout-established=0',

@@ -1,6 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { ErrorCodes } from '../core/index.ts';
+import { kubeProxySpec } from './controlplane.ts';
 import { planSandbox } from './plan.ts';
 import { errorCode } from '../core/testing.ts';
 
@@ -23,6 +24,21 @@ test('overlapping gives every cluster the same CIDRs but its own ports', () => {
   assert.equal(plan.map((c) => c.serviceCidr), ['10.101.0.0/16', '10.101.0.0/16']);
   assert.is.not(plan[0]?.ports.apiserver, plan[1]?.ports.apiserver);
   assert.is.not(plan[0]?.nodeCidr, plan[1]?.nodeCidr);
+});
+
+test('kube-proxy: its own minimum sync period unless one is given (the iptables flag sets it in nftables mode too); a bad one refused', () => {
+  const base = { clusters: 1, overlapping: false, portBase: 16400, nodes: 1, gateways: 1, nat: [], nodeCidrMask: 24 };
+  const args = (o: object): string[] => {
+    const c = planSandbox({ ...base, ...o })[0];
+    if (c === undefined || c.nodes[0] === undefined) throw new Error('no plan');
+    return kubeProxySpec(c, c.nodes[0], '/kc', '/kube-proxy').args.filter((a) => a.includes('min-sync') || a.startsWith('--proxy-mode'));
+  };
+  assert.equal(args({}), ['--proxy-mode=iptables']);
+  assert.equal(args({ proxyMinSyncMs: 0 }), ['--proxy-mode=iptables', '--iptables-min-sync-period=0ms']);
+  assert.equal(args({ proxyMode: 'nftables', proxyMinSyncMs: 100 }), ['--proxy-mode=nftables', '--iptables-min-sync-period=100ms']);
+  assert.equal(args({ proxyMode: 'ipvs', proxyMinSyncMs: 100 }), ['--proxy-mode=ipvs', '--ipvs-min-sync-period=100ms']);
+  assert.is(errorCode(() => planSandbox({ ...base, proxyMinSyncMs: -1 })), ErrorCodes.INVALID_ARGUMENT);
+  assert.is(errorCode(() => planSandbox({ ...base, proxyMinSyncMs: 1.5 })), ErrorCodes.INVALID_ARGUMENT);
 });
 
 test('refuses bad counts and port bases', () => {

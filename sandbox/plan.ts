@@ -28,6 +28,8 @@ export interface SandboxOptions {
   readonly nodeCidrMask: number;
   /** kube-proxy's mode on every node (default iptables). */
   readonly proxyMode?: ProxyMode;
+  /** kube-proxy's minimum time between two rule syncs in ms (absent: its own default, 1 s). */
+  readonly proxyMinSyncMs?: number;
 }
 
 export const PROXY_MODES = ['iptables', 'nftables', 'ipvs'] as const;
@@ -103,6 +105,7 @@ export interface ClusterPlan {
   readonly wan: WanPlan;
   readonly nodeCidrMask: number;
   readonly proxyMode: ProxyMode;
+  readonly proxyMinSyncMs?: number;
 }
 
 export const MAX_CLUSTERS = 16;
@@ -131,6 +134,9 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
   if (options.proxyMode !== undefined && !PROXY_MODES.includes(options.proxyMode)) {
     throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--proxy-mode must be one of ${PROXY_MODES.join(', ')}, got ${String(options.proxyMode)}`);
   }
+  if (options.proxyMinSyncMs !== undefined && (!Number.isInteger(options.proxyMinSyncMs) || options.proxyMinSyncMs < 0 || options.proxyMinSyncMs > 60_000)) {
+    throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--proxy-min-sync must be whole milliseconds from 0 to 60000, got ${String(options.proxyMinSyncMs)}`);
+  }
   const lastPort = options.portBase + 10 * options.clusters;
   if (!Number.isInteger(options.portBase) || options.portBase < 1024 || lastPort > 65535) {
     throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `--port-base must leave room for ${options.clusters} clusters between 1024 and 65535, got ${options.portBase}`);
@@ -154,6 +160,7 @@ export function planSandbox(options: SandboxOptions): readonly ClusterPlan[] {
       bridge: `isb-c${i}`,
       nodeCidrMask: options.nodeCidrMask,
       proxyMode: options.proxyMode ?? 'iptables',
+      ...(options.proxyMinSyncMs === undefined ? {} : { proxyMinSyncMs: options.proxyMinSyncMs }),
       nodes: Array.from({ length: options.nodes }, (_, k) => ({
         name: `c${i}-n${k + 1}`,
         netns: `isb-c${i}-n${k + 1}`,

@@ -61,6 +61,8 @@ export interface ClustersetOptions {
   readonly nodes?: number;
   /** kube-proxy's mode (default iptables). */
   readonly proxyMode?: 'iptables' | 'nftables';
+  /** kube-proxy's minimum time between rule syncs in ms (default kube-proxy's, 1 s). */
+  readonly proxyMinSyncMs?: number;
 }
 
 /** Each route agent serves its metrics on its node address. */
@@ -119,7 +121,8 @@ export class Clusterset {
   /** The sandbox, the PKI, etcd, the broker, the Gateway CRD and the isthmus-system namespace. */
   async up(o: ClustersetOptions): Promise<void> {
     must(await isthmus(['sandbox', 'up', '--clusters', String(o.clusters), '--nodes', String(o.nodes ?? Math.max(2, o.gateways)), '--gateways', String(o.gateways),
-      ...(o.nat.length > 0 ? ['--nat', o.nat.join(',')] : []), '--port-base', String(o.portBase), ...(o.proxyMode === undefined ? [] : ['--proxy-mode', o.proxyMode])], this.env), 'sandbox up');
+      ...(o.nat.length > 0 ? ['--nat', o.nat.join(',')] : []), '--port-base', String(o.portBase), ...(o.proxyMode === undefined ? [] : ['--proxy-mode', o.proxyMode]),
+      ...(o.proxyMinSyncMs === undefined ? [] : ['--proxy-min-sync', String(o.proxyMinSyncMs)])], this.env), 'sandbox up');
     must(await isthmus(['certs', 'ca', 'create', '--out', this.path('ca')]), 'certs ca create');
     must(await isthmus(['certs', 'issue', '--ca', this.path('ca'), '--server', '--san', '172.29.0.1', '--out', this.path('broker')]), 'broker certificate');
     for (const c of this.state.clusters) {

@@ -69,9 +69,9 @@ export async function saKubeconfig(cs: Clusterset, c: string, sa: string): Promi
  * ClusterProperties; returns once every gateway is connected to the others and every route
  * agent routes them without errors.
  */
-export async function upWithRoutes(cs: Clusterset, clusters: readonly string[], portBase: number): Promise<void> {
+export async function upWithRoutes(cs: Clusterset, clusters: readonly string[], portBase: number, proxyMinSyncMs?: number): Promise<void> {
   const others = (c: string): string[] => clusters.filter((x) => x !== c);
-  await cs.up({ clusters: clusters.length, gateways: 1, nodes: 2, nat: [], portBase });
+  await cs.up({ clusters: clusters.length, gateways: 1, nodes: 2, nat: [], portBase, ...(proxyMinSyncMs === undefined ? {} : { proxyMinSyncMs }) });
   await installMcsApi(cs, clusters);
   for (const c of clusters) {
     await cs.startGateway(c, 0, 'wireguard');
