@@ -189,7 +189,7 @@ export class RecordingRunner implements CommandRunner {
 
 /** Command lines that only read state. */
 export function isReadOnly(line: string): boolean {
-  return /(^|\s)wg (show|--version)\b/.test(line) || /^ip -j( -d| -4| -6)? (link|addr|address|route|neigh|rule) show\b/.test(line) || /^bridge -j fdb show\b/.test(line);
+  return /(^|\s)wg (show|--version)\b/.test(line) || /^ip -j( -d| -4| -6)? (link|addr|address|route|neigh|rule) show\b/.test(line) || /^bridge -j fdb show\b/.test(line) || /^nft list /.test(line);
 }
 
 export interface LabDriver {

@@ -4,6 +4,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { VxlanDriver, tunnelAddress, vtepMac } from '../gateway/cable/vxlan.ts';
+import { VxlanOrigin } from '../gateway/cable/vxlan-origin.ts';
 import { readLink, readRoutes } from '../gateway/cable/wireguard.ts';
 import {
   RecordingRunner, abc, capturingLogger, createLab, must, stateOf, isReadOnly, labDriver, meshSpecs, ping, waitPing, type Lab, type LabDriver,
@@ -135,6 +136,51 @@ test('a device with another VNI is recreated, not adopted', async () => {
   await waitPing(C().node, A().node);
 });
 
+async function vxRx(d: LabDriver): Promise<number> {
+  const j = JSON.parse((await d.node.runner.run('ip', ['-j', '-s', 'link', 'show', 'dev', 'vx-isthmus'])).stdout) as { stats64?: { rx?: { packets?: number } } }[];
+  return j[0]?.stats64?.rx?.packets ?? 0;
+}
+
+test('the origin check: C cannot send with an address of B\'s CIDR (dropped before decapsulation, counted); without the check the same packets get in; C\'s own addresses pass', async () => {
+  for (const d of drivers) assert.equal((await d.driver.set(meshSpecs(drivers, d))).failed, []);
+  await waitPing(C().node, A().node);
+  const origin = new VxlanOrigin(A().node.runner);
+  const spoofed = '10.201.2.99'; // inside B's CIDR, put on C
+  await C().node.runner.run('ip', ['addr', 'add', `${spoofed}/32`, 'dev', 'lo']);
+  const pingAsB = async (): Promise<boolean> => (await C().node.runner.run('ping', ['-n', '-q', '-c', '3', '-i', '0.2', '-W', '1', '-I', spoofed, A().node.hostIp], { allowFailure: true })).code === 0;
+  try {
+    const [drop0, rx0] = [await origin.dropped(), await vxRx(A())];
+    assert.not.ok(await pingAsB());
+    assert.ok(await origin.dropped() >= drop0 + 3, `A's origin check counted ${String(await origin.dropped() - drop0)} drops`);
+    assert.is(await vxRx(A()), rx0, 'nothing of it reached A\'s VXLAN device');
+    // the same packets without the check: they reach A's device (A answers towards B, so the ping still fails)
+    await origin.cleanup();
+    const rx1 = await vxRx(A());
+    await pingAsB();
+    assert.ok(await vxRx(A()) >= rx1 + 3, 'without the check C\'s packets claiming B\'s address get in');
+    // set() puts it back; C's own address still passes
+    assert.equal((await A().driver.set(meshSpecs(drivers, A()))).failed, []);
+    assert.match((await A().node.runner.run('nft', ['list', 'table', 'inet', 'isthmus-vxlan'])).stdout, /isthmus vxlan-origin/);
+    await waitPing(C().node, A().node);
+    const drop2 = await origin.dropped();
+    assert.not.ok(await pingAsB());
+    assert.ok(await origin.dropped() >= drop2 + 3);
+  } finally {
+    await C().node.runner.run('ip', ['addr', 'del', `${spoofed}/32`, 'dev', 'lo'], { allowFailure: true });
+  }
+});
+
+test('the origin check: a gateway that is not a remote of A (no cable to it) gets nothing in', async () => {
+  assert.equal((await A().driver.set(meshSpecs(drivers, A()).filter((s) => s.remoteCluster !== C().local.clusterId))).failed, []);
+  const origin = new VxlanOrigin(A().node.runner);
+  const [drop0, rx0] = [await origin.dropped(), await vxRx(A())];
+  assert.not.ok(await ping(C().node, A().node));
+  assert.ok(await origin.dropped() > drop0, 'C\'s packets dropped by A\'s check');
+  assert.is(await vxRx(A()), rx0);
+  assert.equal((await A().driver.set(meshSpecs(drivers, A()))).failed, []);
+  await waitPing(C().node, A().node);
+});
+
 test('cleanup() leaves no device, route, neighbour or FDB entry behind', async () => {
   for (const d of drivers) await d.driver.cleanup();
   for (const d of drivers) {
@@ -143,6 +189,7 @@ test('cleanup() leaves no device, route, neighbour or FDB entry behind', async (
     const routes = (await d.node.runner.run('ip', ['route', 'show'])).stdout;
     assert.not.match(routes, /10\.201\.|240\./);
     assert.not.ok(await ping(d.node, must(drivers.find((x) => x !== d), 'other').node));
+    assert.is((await d.node.runner.run('nft', ['list', 'table', 'inet', 'isthmus-vxlan'], { allowFailure: true })).code, 1, 'the origin check table is gone');
   }
   await A().driver.cleanup(); // safe when nothing exists
 });

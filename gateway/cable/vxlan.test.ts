@@ -75,6 +75,8 @@ class FakeHost {
   fdb = new Map<string, { dst: string; port?: number }>();
   neigh = new Map<string, string>();
   routes = new Map<string, string>();
+  /** The origin check's table (nft), as last loaded. */
+  origin: string | undefined;
   readonly runner = new FakeRunner();
 
   constructor() {
@@ -88,7 +90,7 @@ class FakeHost {
   modifying(): string[] {
     return this.runner.calls
       .map((c) => (c.args.join(' ') === '-force -batch -' ? `${c.command} -batch [${(c.options.input ?? '').trim().split('\n').join('; ')}]` : [c.command, ...c.args].join(' ')))
-      .filter((l) => !/ show\b/.test(l));
+      .filter((l) => !/ show\b|^nft list /.test(l));
   }
 
   /** `TOOL -force -batch -`: each stdin line as its own command, failures reported as iproute2 does. */
@@ -107,6 +109,13 @@ class FakeHost {
     if (this.fail.has(line)) return { code: 2, stderr: 'RTNETLINK answers: Invalid argument\n' };
     const nodev = { code: 1, stderr: 'Device "vx-isthmus" does not exist.\n' };
     const ok = {};
+    if (c.command === 'nft') {
+      if (this.fail.has(`nft ${line}`)) return { code: 1, stderr: 'Error: Could not process rule: Operation not supported\n' };
+      if (line === 'list tables') return ok;
+      if (line === 'list table inet isthmus-vxlan') return this.origin === undefined ? { code: 1, stderr: 'Error: No such file or directory\n' } : { stdout: this.origin };
+      if (line === '-f -') return (this.origin = (c.options.input ?? '').split('\n').slice(2).join('\n')), ok;
+      if (line === 'delete table inet isthmus-vxlan') return this.origin === undefined ? { code: 1, stderr: 'Error: No such file or directory\n' } : ((this.origin = undefined), ok);
+    }
     if (c.command === 'bridge') {
       if (line === '-j fdb show dev vx-isthmus') return { stdout: JSON.stringify([...this.fdb].map(([mac, e]) => ({ mac, ...e, flags: ['self'], state: 'permanent' }))) };
       const m = /^fdb replace (\S+) dev vx-isthmus dst (\S+)( port (\d+))? self permanent$/.exec(line);
@@ -155,10 +164,10 @@ class FakeHost {
 
 const driverOn = (host: FakeHost, vni?: number): VxlanDriver => new VxlanDriver({ runner: host.runner, logger: silentLogger() }, vni === undefined ? {} : { vni });
 
-test('preflight: ip and bridge must be installed; it changes nothing', async () => {
+test('preflight: ip and bridge must be installed, nft able to read the ruleset; it changes nothing', async () => {
   const ok = new FakeRunner();
   await new VxlanDriver({ runner: ok, logger: silentLogger() }).preflight();
-  assert.equal(ok.lines(), ['ip -V', 'bridge -V']);
+  assert.equal(ok.lines(), ['ip -V', 'bridge -V', 'nft list tables']);
   const noBridge = new FakeRunner().on((c) => {
     if (c.command === 'bridge') throw missingDependency('bridge');
     return undefined;
@@ -225,16 +234,21 @@ test('set: exact commands the first time (FDB, neighbour, host route, CIDR route
   host.runner.calls.length = 0;
   assert.equal(await d.set([C, B]), { failed: [] });
   assert.equal(host.modifying(), [
+    'nft -f -',
     `bridge -batch [fdb replace ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self permanent; fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.12 self permanent]`,
     `ip -batch [neigh replace ${T2} lladdr ${vtepMac(T2)} dev vx-isthmus nud permanent; route replace ${T2}/32 dev vx-isthmus proto static; route replace 10.2.0.0/16 via ${T2} dev vx-isthmus onlink proto static; `
       + `neigh replace ${T3} lladdr ${vtepMac(T3)} dev vx-isthmus nud permanent; route replace ${T3}/32 dev vx-isthmus proto static; route replace 10.103.0.0/16 via ${T3} dev vx-isthmus onlink proto static; route replace 10.3.0.0/16 via ${T3} dev vx-isthmus onlink proto static]`,
-  ], 'one bridge -batch for the FDB, one ip -batch for neighbours and routes');
+  ], 'the origin check first, then one bridge -batch for the FDB, one ip -batch for neighbours and routes');
+  assert.ok(host.origin?.includes('    ip saddr 172.31.0.11 @th,224,16 0x0800 @th,336,16 0xa02 accept comment "c2"\n'), host.origin);
+  assert.ok(host.origin?.includes('    ip saddr 172.31.0.12 @th,224,16 0x0800 @th,336,16 0xa67 accept comment "c3"\n'), host.origin);
   host.runner.calls.length = 0;
   await d.set([B, C]);
   assert.equal(host.modifying(), []);
   // C moves to another gateway address and port; B goes
   await d.set([{ ...C, remoteIp: '172.31.0.99', remotePort: 8472 }]);
+  assert.ok(host.origin?.includes('ip saddr 172.31.0.99 ') && !host.origin.includes('172.31.0.11'), 'the origin check follows: C\'s new address, B gone');
   assert.equal(host.modifying(), [
+    'nft -f -',
     `bridge -batch [fdb replace ${vtepMac(T3)} dev vx-isthmus dst 172.31.0.99 port 8472 self permanent]`,
     `ip -batch [route del ${T2}/32 dev vx-isthmus; route del 10.2.0.0/16 dev vx-isthmus; neigh del ${T2} dev vx-isthmus]`,
     `bridge -batch [fdb del ${vtepMac(T2)} dev vx-isthmus dst 172.31.0.11 self]`,
@@ -294,13 +308,13 @@ test('set: 100 remotes take one bridge -batch and one ip -batch; the same again 
   const specs = Array.from({ length: 100 }, (_, i) => spec(`r${String(i)}`, `10.250.1.${String(i + 1)}`, [`10.${String(i + 10)}.0.0/17`, `10.${String(i + 10)}.128.0/17`]));
   host.runner.calls.length = 0;
   assert.equal(await d.set(specs), { failed: [] });
-  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['bridge -batch [fdb', 'ip -batch [neigh']);
+  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['nft -f -', 'bridge -batch [fdb', 'ip -batch [neigh']);
   assert.equal([host.fdb.size, host.neigh.size, host.routes.size], [100, 100, 300]);
   host.runner.calls.length = 0;
   await d.set([...specs].reverse());
   assert.equal(host.modifying(), []);
   await d.set([]);
-  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['ip -batch [route', 'bridge -batch [fdb']);
+  assert.equal(host.modifying().map((l) => l.split(' ').slice(0, 3).join(' ')), ['nft -f -', 'ip -batch [route', 'bridge -batch [fdb']);
   assert.equal([host.fdb.size, host.neigh.size, host.routes.size], [0, 0, 0]);
 });
 
@@ -333,11 +347,28 @@ test('cleanup: deletes the device; safe when nothing exists', async () => {
   await d.set([B]);
   host.runner.calls.length = 0;
   await d.cleanup();
-  assert.equal(host.modifying(), ['ip link del dev vx-isthmus']);
+  assert.equal(host.modifying(), ['nft delete table inet isthmus-vxlan', 'ip link del dev vx-isthmus']);
+  assert.is(host.origin, undefined);
   assert.equal(await d.connections(), []);
   host.runner.calls.length = 0;
   await d.cleanup();
-  assert.equal(host.modifying(), []);
+  assert.equal(host.modifying(), ['nft delete table inet isthmus-vxlan'], 'only the delete that finds nothing, which is not an error');
+});
+
+test('set: an origin check that cannot be applied fails every cable and removes their entries (no cable without it); the next set that can apply it restores them', async () => {
+  const host = new FakeHost();
+  const d = driverOn(host);
+  await d.init(LOCAL);
+  assert.equal(await d.set([B, C]), { failed: [] });
+  host.fail.add('nft -f -');
+  const r = await d.set([B, C, { ...B, remoteCluster: 'c4', remoteIp: '172.31.0.14', remoteCidrs: ['10.4.0.0/16'] }]);
+  assert.equal(r.failed.map((f) => f.remoteCluster).sort(), ['c2', 'c3', 'c4']);
+  assert.match(r.failed[0]?.reason ?? '', /origin check \(nftables table isthmus-vxlan\) could not be applied, so no VXLAN cable is set up: .*Operation not supported/);
+  assert.equal([host.fdb.size, host.neigh.size, host.routes.size], [0, 0, 0]);
+  assert.ok((await d.connections()).every((s) => s.state === 'error'));
+  host.fail.delete('nft -f -');
+  assert.equal(await d.set([B, C]), { failed: [] });
+  assert.equal([host.fdb.size, host.routes.has('10.2.0.0/16')], [2, true]);
 });
 
 test.run();

@@ -4,6 +4,7 @@ import {
 } from '../../core/index.ts';
 import { uniqueSpecs, type CableDriver, type CableSpec, type CableStatus, type DriverDeps, type LocalEndpoint, type SetResult } from './driver.ts';
 import { runBatch } from './batch.ts';
+import { VxlanOrigin, originRuleset } from './vxlan-origin.ts';
 import { NO_SUCH_ROUTE, badPort, checkCommonSpec, formatIpText, ipChange, readLink, readRoutes, underlayMtu } from './wireguard.ts';
 
 /** What iproute2 says when a route, neighbour or FDB entry to delete is already gone. */
@@ -40,6 +41,12 @@ const NO_SUCH_ENTRY = new RegExp(`${NO_SUCH_ROUTE.source}|No such file or direct
  * about 4 processes for 100 remotes instead of 500; a failing line fails only the cable it
  * belongs to (a cable whose FDB entry failed gets no neighbour or routes). init() adopts a device whose VNI, port and local address match, and
  * recreates it otherwise.
+ *
+ * Origin check (vxlan-origin.ts): before any FDB entry or route of a set(), the table
+ * `inet isthmus-vxlan` lets in only VXLAN packets from the planned remotes' underlay
+ * addresses whose inner source lies in that remote's CIDRs (or is its tunnel address). If
+ * it cannot be applied, every cable fails (its entries are removed): no cable without it.
+ * cleanup() removes it with the device.
  *
  * Status: VXLAN has no handshake. connections() says `connected` when the cable's FDB entry,
  * neighbour entry and routes are in place, `error` when something is missing or refused.
@@ -164,9 +171,11 @@ export class VxlanDriver implements CableDriver {
   #specs = new Map<string, CableSpec>();
   #failed = new Map<string, string>();
   #plan: VxlanPlan = { peers: [], refused: [] };
+  readonly #origin: VxlanOrigin;
 
   constructor(deps: DriverDeps, options: VxlanDriverOptions = {}) {
     this.#runner = deps.runner;
+    this.#origin = new VxlanOrigin(deps.runner);
     this.#log = deps.logger;
     this.#options = options;
     this.device = options.device ?? VXLAN_DEVICE;
@@ -198,10 +207,11 @@ export class VxlanDriver implements CableDriver {
     return this.#serial.run(() => this.#cleanup());
   }
 
-  /** ip and bridge (iproute2) must be installed. */
+  /** ip and bridge (iproute2) must be installed, and nft able to read the ruleset (the origin check). */
   async preflight(): Promise<void> {
     await this.#runner.run('ip', ['-V']);
     await this.#runner.run('bridge', ['-V']);
+    await this.#origin.preflight();
   }
 
   async #init(local: LocalEndpoint): Promise<void> {
@@ -291,6 +301,14 @@ export class VxlanDriver implements CableDriver {
       this.#log.warn({ remoteCluster: r.remoteCluster, reason: r.reason }, 'VXLAN cable refused');
     }
     if ((await readLink(this.#runner, this.device)) === undefined) await this.#ensureDevice();
+    try {
+      const ruleset = originRuleset({ port: local.port, vni: this.vni, peers: plan.peers });
+      if (await this.#origin.set(ruleset)) this.#log.info({ remotes: plan.peers.length }, 'VXLAN origin check applied');
+    } catch (err) {
+      const reason = `the origin check (nftables table isthmus-vxlan) could not be applied, so no VXLAN cable is set up: ${messageOf(err)}`;
+      for (const p of plan.peers) this.#failed.set(p.remoteCluster, reason);
+      this.#log.error({ err: messageOf(err) }, 'VXLAN origin check not applied: every cable fails');
+    }
     const fdb = await this.#fdb();
     const neigh = await this.#neighbours();
     const routes = await readRoutes(this.#runner, this.device);
@@ -308,6 +326,7 @@ export class VxlanDriver implements CableDriver {
     type Item = { readonly p: VxlanPeerPlan; readonly args: readonly string[]; readonly keep: () => void };
     const fdbItems: Item[] = [];
     for (const p of plan.peers) {
+      if (this.#failed.has(p.remoteCluster)) continue;
       const entry = fdb.find((e) => e.mac === p.mac);
       const keep = (): void => void keepMacs.add(p.mac);
       if (entry?.dst !== p.remoteIp || (entry.port ?? local.port) !== (p.port ?? local.port) || fdb.filter((e) => e.mac === p.mac).length > 1) {
@@ -377,6 +396,7 @@ export class VxlanDriver implements CableDriver {
   }
 
   async #cleanup(): Promise<void> {
+    await this.#origin.cleanup();
     if ((await readLink(this.#runner, this.device)) !== undefined) {
       await ipChange(this.#runner, ['link', 'del', 'dev', this.device]);
       this.#log.info({ device: this.device }, 'VXLAN device removed');
