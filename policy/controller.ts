@@ -1,7 +1,7 @@
 import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
 import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
 import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
-import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, type BrokerClient, type Cluster, type IdentitySet, type Policy, type PolicyStatusRecord } from '../core/broker-api/index.ts';
+import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, validatePolicyStatus, type BrokerClient, type Cluster, type IdentitySet, type Policy, type PolicyStatusRecord } from '../core/broker-api/index.ts';
 import { publishedClusterLabels, receivedClusterLabels, type ClusterPropertyLike } from './cluster-labels.ts';
 import { AUTHORS_ANNOTATION, resolve, type PolicyInput } from './evaluate.ts';
 import { identitySets, type NamespaceLike, type PodLike } from './identities.ts';
@@ -291,7 +291,12 @@ export class PolicyController implements Service {
     const mine = new Map<string, PolicyStatusRecord>();
     const report = (p: Policy, error: string | undefined): void => {
       const key = `${p.cluster_id}/${p.namespace}/${p.name}`;
-      mine.set(`${own}/${key}`, statusRecord({ cluster: p.cluster_id, namespace: p.namespace, name: p.name }, entryOf(key, p.generation, error)));
+      const rec = statusRecord({ cluster: p.cluster_id, namespace: p.namespace, name: p.name }, entryOf(key, typeof p.generation === 'number' ? p.generation : 0, error));
+      try {
+        mine.set(`${own}/${key}`, validatePolicyStatus(rec)); // a refused record may not even name a policy the broker would take a status for
+      } catch {
+        // nothing to report it under
+      }
     };
     for (const p of set.policies) if (p.cluster_id !== own) report(p, undefined);
     for (const { policy, error } of set.refusedHere.values()) report(policy, error);
