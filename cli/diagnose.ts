@@ -71,7 +71,7 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
     return { findings: f };
   }
   const clusterId = cm.data?.['CLUSTER_ID'] ?? '?';
-  add('joined', 'ok', `as ${clusterId}, broker ${cm.data?.['BROKER'] ?? '?'}`);
+  add('joined', 'ok', `as ${clusterId}, broker ${(cm.data?.['BROKER'] ?? '?').split(',').join(', ')}`);
   const mode = proxyModeOf((await kube.read('v1', 'ConfigMap', 'kube-proxy', 'kube-system'))?.data?.['config.conf']);
   add('kube-proxy', mode === 'unknown' || mode === 'iptables' || mode === 'nftables' || mode === 'ipvs' ? 'ok' : 'warn', mode === 'unknown' ? 'mode unknown (no kube-system/kube-proxy ConfigMap)' : `mode ${mode}`);
   const corefile = (await kube.read('v1', 'ConfigMap', 'coredns', 'kube-system'))?.data?.['Corefile'];

@@ -9,8 +9,12 @@ import type { Obj } from './kube-apply.ts';
  */
 export interface JoinSettings {
   readonly clusterId: string;
-  /** Where the gateways (host network) and tools dial the broker: broker-info's first address. */
-  readonly broker: string;
+  /**
+   * Where the gateways (host network) and tools dial the broker: every address of
+   * broker-info (each node of its NodePort; only those running a broker replica answer,
+   * and the clients use whichever does). The ConfigMaps hold them as one comma list.
+   */
+  readonly brokers: readonly string[];
   /** Where the parts on the pod network (MCS and policy controllers) dial it (podBrokerAddress), when that differs. */
   readonly podBroker?: string;
   readonly cableDriver: 'wireguard' | 'ipsec' | 'vxlan';
@@ -62,12 +66,12 @@ export interface LocalBroker {
  * another node is answered by the broker pod's node directly, not through the node it
  * dialled, so when that is a third node the connection never opens (kube-proxy does not
  * masquerade pod traffic there). Elsewhere, or when the broker's certificate does not name
- * the cluster IP yet (a broker deployed before it did), broker-info's first address and,
- * then, a note of what to do. The gateways keep broker-info's address everywhere: the
+ * the cluster IP yet (a broker deployed before it did), broker-info's addresses (a comma
+ * list, as BROKER holds them) and, then, a note of what to do. The gateways keep broker-info's address everywhere: the
  * source address the broker sees them at is what NAT discovery publishes. Pure.
  */
 export function podBrokerAddress(info: { readonly brokers: readonly string[]; readonly caPem: string }, local: LocalBroker | undefined): { address: string; note?: string } {
-  const external = info.brokers[0] ?? '';
+  const external = info.brokers.join(',');
   if (local === undefined || local.caPem.trim() !== info.caPem.trim() || local.certPem === '' || !(local.port > 0)) return { address: external };
   const names = new Set(certificateInfo(local.certPem).ipAddresses);
   const ip = local.clusterIps.find((x) => names.has(x));
@@ -108,13 +112,25 @@ export const JOIN_WORKLOADS: readonly (readonly [string, string, string])[] = [
   ['apps/v1', 'Deployment', 'isthmus-dns'], ['v1', 'Service', 'isthmus-dns'], ['apps/v1', 'Deployment', 'isthmus-policy-controller'], ['apps/v1', 'DaemonSet', 'isthmus-policy-agent'],
 ];
 
+/** BROKER of the ConfigMaps: the broker's addresses as one comma list (a single address reads as before). */
+export function brokerList(s: Pick<JoinSettings, 'brokers'>): string {
+  return s.brokers.join(',');
+}
+
 /** The ConfigMap the gateway and the route agents read (deploy/gateway/deployment.yaml). */
 export function gatewayConfigMap(base: Obj, s: JoinSettings): Obj {
   const o = structuredClone(base);
   o.data = {
-    ...o.data, CLUSTER_ID: s.clusterId, BROKER: s.broker, POD_BROKER: s.podBroker ?? s.broker, CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
+    ...o.data, CLUSTER_ID: s.clusterId, BROKER: brokerList(s), POD_BROKER: s.podBroker ?? brokerList(s), CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
     PRIVATE_IP: 'auto', PUBLIC_IP: s.publicIp, FORCE_NAT: String(s.natTraversal), PRIVATE_SOCKETS: String(s.privateSockets),
   };
+  return o;
+}
+
+/** The ConfigMap the MCS controller reads (deploy/mcs-api/deployment.yaml): it runs on the pod network, so POD_BROKER's address. */
+export function mcsConfigMap(base: Obj, s: JoinSettings): Obj {
+  const o = structuredClone(base);
+  o.data = { ...o.data, BROKER: s.podBroker ?? brokerList(s) };
   return o;
 }
 
