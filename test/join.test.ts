@@ -100,6 +100,10 @@ test('join c1, c2 and c3 with --wait: every cable connected; a spent token, a ta
   // the refusals spent nothing: the same token joins c2
   const c2 = ok(await cli(joinArgs(f('c2.json'), 'c2', ['--wait'])), 'join c2');
   assert.match(c2.stdout, /cables connected 1\/1 \(c1 connected\)/);
+  // the parts get every address of broker-info (a comma list), the MCS controller too (c2 does not host the broker)
+  const brokers = ((JSON.parse(readFileSync(f('c2.json'), 'utf8')) as { brokers: string[] }).brokers).join(',');
+  const cm = (name: string): Promise<string> => k('c2', ['-n', 'isthmus-system', 'get', 'configmap', name, '-o', 'jsonpath={.data.BROKER} {.data.POD_BROKER}']);
+  assert.equal([await cm('isthmus-gateway'), await cm('isthmus-mcs')], [`${brokers} ${brokers}`, `${brokers} `]);
   await refused(await cli(joinArgs(f('c2.json'), 'c3')), /was used by cluster c2 .* a token joins one cluster once/, 'c3');
   // minted with a 60 s lifetime at the start: wait until it has run out
   const expires = Date.parse(String((JSON.parse(readFileSync(f('short.json'), 'utf8')) as Record<string, unknown>)['tokenExpiresAt']));
