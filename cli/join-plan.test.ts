@@ -4,7 +4,7 @@ import { ErrorCodes } from '../core/index.ts';
 import { errorCode } from '../core/testing.ts';
 import { createCA, issueCertificate } from '../core/index.ts';
 import {
-  IPSEC_SECRET, JOIN_RBAC, JOIN_WORKLOADS, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, mcsConfigMap, podBrokerAddress, proxyModeOf, workload, type JoinSettings,
+  BROKER_ANNOTATION, IPSEC_SECRET, JOIN_RBAC, JOIN_WORKLOADS, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, mcsConfigMap, podBrokerAddress, proxyModeOf, workload, type JoinSettings,
 } from './join-plan.ts';
 import { cleanupPod } from './uninstall.ts';
 import { manifest, pick } from './kube-apply.ts';
@@ -69,6 +69,23 @@ test('the gateway ConfigMap and workloads of deploy/ filled in for one cluster, 
     const defined = new Set([...Object.keys(cm.data ?? {}), ...(c.env ?? []).map((e) => e.name)]);
     for (const a of c.args) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) assert.ok(defined.has(m[1] ?? ''), `${a}: ${m[1] ?? ''} is defined`);
   }
+});
+
+test('the workloads that dial the broker name its addresses on their pod template (a join that changes them rolls them out); the others do not', async () => {
+  const objs = [...await manifest('gateway/deployment.yaml'), ...await manifest('route-agent/daemonset.yaml'), ...await manifest('mcs-api/deployment.yaml'),
+    ...(await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat()].filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+  const annotated = (st: JoinSettings): Record<string, string | undefined> => Object.fromEntries(objs.map((o) => {
+    const w = workload(o, st) as { metadata?: { name?: string }; spec: { template: { metadata?: { annotations?: Record<string, string> } } } };
+    return [w.metadata?.name ?? '', w.spec.template.metadata?.annotations?.[BROKER_ANNOTATION]];
+  }));
+  const list = '172.29.0.11:31000,172.29.0.12:31000';
+  assert.equal(annotated(settings), {
+    'isthmus-gateway': list, 'isthmus-route-agent': undefined, 'isthmus-mcs': list, 'isthmus-dns': undefined, 'isthmus-policy-controller': list, 'isthmus-policy-agent': undefined,
+  });
+  const hosting = annotated({ ...settings, podBroker: '10.101.0.20:7443' });
+  assert.equal([hosting['isthmus-gateway'], hosting['isthmus-mcs'], hosting['isthmus-policy-controller']], [list, '10.101.0.20:7443', '10.101.0.20:7443']);
+  const gw = workload(pick(await manifest('gateway/deployment.yaml'), 'Deployment', 'isthmus-gateway'), settings) as { spec: { template: { metadata?: { labels?: Record<string, string> } } } };
+  assert.is(gw.spec.template.metadata?.labels?.['app.kubernetes.io/name'], 'isthmus-gateway', 'the template keeps its labels');
 });
 
 test('ipsec: the gateway Deployment mounts the IPsec Secret and each pod reads its node\'s files; other drivers get neither', async () => {

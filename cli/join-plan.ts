@@ -143,13 +143,30 @@ interface PodSpecLike {
   volumes?: object[];
 }
 
+/** On the pod template of each workload that dials the broker: the addresses it dials. */
+export const BROKER_ANNOTATION = 'isthmus.dev/broker';
+
+/**
+ * The workloads that dial the broker, and which addresses (BROKER: every one of
+ * broker-info, or POD_BROKER's). They read them from a ConfigMap at start only, so their
+ * pod template names them too: a join that changes the addresses (an older single one
+ * becoming the list) rolls them out, and one that does not leaves them be.
+ */
+const BROKER_CLIENTS: Readonly<Record<string, 'brokers' | 'podBroker'>> = { 'isthmus-gateway': 'brokers', 'isthmus-mcs': 'podBroker', 'isthmus-policy-controller': 'podBroker' };
+
 /**
  * A workload of deploy/ with our image (and, for the gateway, one replica per gateway node;
- * with the ipsec driver, IPSEC_SECRET mounted and each pod reading its own node's files).
+ * with the ipsec driver, IPSEC_SECRET mounted and each pod reading its own node's files;
+ * for those that dial the broker, BROKER_ANNOTATION).
  */
 export function workload(base: Obj, s: JoinSettings): Obj {
-  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { spec: PodSpecLike } } };
+  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { metadata?: { annotations?: Record<string, string> }; spec: PodSpecLike } } };
   for (const c of o.spec.template.spec.containers) c.image = s.image;
+  const dials = o.kind === 'Deployment' ? BROKER_CLIENTS[o.metadata?.name ?? ''] : undefined;
+  if (dials !== undefined) {
+    const t = o.spec.template;
+    t.metadata = { ...t.metadata, annotations: { ...t.metadata?.annotations, [BROKER_ANNOTATION]: dials === 'brokers' ? brokerList(s) : s.podBroker ?? brokerList(s) } };
+  }
   if (o.kind === 'Deployment' && o.metadata?.name === 'isthmus-gateway') {
     o.spec.replicas = s.gatewayReplicas;
     const gw = o.spec.template.spec.containers.find((c) => c.name === 'gateway');
