@@ -198,7 +198,10 @@ test('policy as join deployed it: the controller and an agent on every node; a p
 });
 
 test('join again is idempotent: the certificate is kept, no token needed; a cluster cannot join as another', async () => {
+  const generations = (): Promise<string> => k('c2', ['-n', 'isthmus-system', 'get', 'deployment', 'isthmus-gateway', 'isthmus-mcs', 'isthmus-policy-controller', '-o', 'jsonpath={.items[*].metadata.generation}']);
+  const before = await generations();
   const again = ok(await cli(joinArgs(f('c2.json'), 'c2', ['--wait'])), 'join c2 again');
+  assert.is(await generations(), before, 'the same broker addresses: nothing rolled out');
   assert.match(again.stdout, /holds its certificate for c2 already/);
   assert.match(again.stdout, /every cable connected/);
   await refused(await cli(['join', f('spare.json'), '--context', 'c2', '--cluster-id', 'c5']), /calls itself c2 .* join with --cluster-id c2/);
