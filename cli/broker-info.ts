@@ -1,6 +1,7 @@
 import { readFile, stat } from 'node:fs/promises';
 import { ErrorCodes, IsthmusError, certificateInfo, messageOf } from '../core/index.ts';
 import { parseJoinToken } from '../core/broker-api/join.ts';
+import { parseBrokerAddresses } from '../core/broker-api/address.ts';
 import { writeFileAtomic } from '../certs/index.ts';
 
 /**
@@ -14,7 +15,11 @@ import { writeFileAtomic } from '../certs/index.ts';
 export interface BrokerInfo {
   readonly apiVersion: 'isthmus.dev/v1alpha1';
   readonly kind: 'BrokerInfo';
-  /** gRPC addresses (host:port) gateways and controllers dial. */
+  /**
+   * gRPC addresses (host:port: IPv4, [IPv6] or a DNS name) gateways and controllers dial:
+   * join gives them all (the ConfigMaps' BROKER, one comma list), and the clients use
+   * whichever answers.
+   */
   readonly brokers: readonly string[];
   /** Join API addresses (host:port). */
   readonly joinAddresses: readonly string[];
@@ -25,8 +30,6 @@ export interface BrokerInfo {
   readonly tokenExpiresAt: string;
 }
 
-const HOST_PORT = /^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):\d{1,5}$/;
-
 /** Checks the shape of a parsed broker-info; throws INVALID_ARGUMENT naming the bad field. */
 export function validateBrokerInfo(v: unknown, file: string): BrokerInfo {
   const bad = (what: string): IsthmusError => new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `${file}: ${what}; use the file as \`isthmus broker deploy\` or \`isthmus broker token\` wrote it (ask the clusterset admin for a new one)`);
@@ -35,7 +38,12 @@ export function validateBrokerInfo(v: unknown, file: string): BrokerInfo {
   if (o['kind'] !== 'BrokerInfo' || o['apiVersion'] !== 'isthmus.dev/v1alpha1') throw bad('not a BrokerInfo (kind BrokerInfo, apiVersion isthmus.dev/v1alpha1)');
   for (const f of ['brokers', 'joinAddresses'] as const) {
     const list = o[f];
-    if (!Array.isArray(list) || list.length === 0 || !list.every((a) => typeof a === 'string' && HOST_PORT.test(a))) throw bad(`${f} must list host:port addresses`);
+    if (!Array.isArray(list) || list.length === 0 || !list.every((a) => typeof a === 'string' && !a.includes(','))) throw bad(`${f} must list host:port addresses`);
+    try {
+      parseBrokerAddresses(list as string[], f);
+    } catch (err) {
+      throw bad(`${f} must list host:port addresses (${messageOf(err)})`);
+    }
   }
   if (typeof o['caPem'] !== 'string') throw bad('caPem is missing');
   try {

@@ -12,7 +12,7 @@ import { PROBE_NS, probeFrom, portFindings, type PortProbe } from './diagnose-po
  * `isthmus diagnose --context A [--context B …]`: the clusterset's fsck, read-only. Per
  * cluster: joined, kube-proxy's mode, the CoreDNS stanza, an active gateway with every
  * cable connected, the certificate's expiry, a route agent on every node, the cables'
- * MTU; clock skew between the clusters and of nodes (diagnose-clock.ts); at the broker
+ * MTU, which of its broker addresses answer; clock skew between the clusters and of nodes (diagnose-clock.ts); at the broker
  * (through the first joined cluster's certificate): CIDR overlaps, endpoints of clusters
  * that are gone, members without a gateway; and gateway ports reachable between the given
  * clusters by probe (diagnose-ports.ts, the one part that makes something: a probe pod,
@@ -71,7 +71,7 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
     return { findings: f };
   }
   const clusterId = cm.data?.['CLUSTER_ID'] ?? '?';
-  add('joined', 'ok', `as ${clusterId}, broker ${cm.data?.['BROKER'] ?? '?'}`);
+  add('joined', 'ok', `as ${clusterId}, broker ${(cm.data?.['BROKER'] ?? '?').split(',').join(', ')}`);
   const mode = proxyModeOf((await kube.read('v1', 'ConfigMap', 'kube-proxy', 'kube-system'))?.data?.['config.conf']);
   add('kube-proxy', mode === 'unknown' || mode === 'iptables' || mode === 'nftables' || mode === 'ipvs' ? 'ok' : 'warn', mode === 'unknown' ? 'mode unknown (no kube-system/kube-proxy ConfigMap)' : `mode ${mode}`);
   const corefile = (await kube.read('v1', 'ConfigMap', 'coredns', 'kube-system'))?.data?.['Corefile'];
@@ -98,8 +98,51 @@ async function clusterFindings(kube: Kube): Promise<{ findings: Finding[]; clien
   const small = agents.flatMap((a) => (a.status?.remotes ?? []).filter((r) => r.mtu !== undefined && r.mtu < 1280).map((r) => `${a.metadata?.name ?? '?'}→${r.cluster} ${r.mtu ?? 0}`));
   if (small.length > 0) add('MTU', 'warn', `path MTU below 1280 (${small.join(', ')}): IPv6 and some TCP stacks suffer; raise the underlay MTU or use another cable driver`);
   const broker = await clusterBrokerClient(kube, 'diagnose', 5_000);
+  if (broker !== undefined) f.push(brokerAddressFinding(name, await probeBrokerAddresses(kube, broker.addresses)));
   const joined: Joined = { kube, clusterId, ...(active?.metadata?.name === undefined ? {} : { activeNode: active.metadata.name }) };
   return { findings: f, joined, ...(broker === undefined ? {} : { client: broker.client }) };
+}
+
+/** One broker address's answer to a probe: error '' when a List through it alone succeeded. */
+export interface AddressProbe { readonly address: string; readonly error: string }
+
+/**
+ * What the probes of a member's broker addresses say: ok while two answer (or the one
+ * listed does), warn when only one of several does (the broker's NodePort answers only on
+ * nodes that run a replica: one more move and the members lose it), fail when none does. Pure.
+ */
+export function brokerAddressFinding(cluster: string, probes: readonly AddressProbe[]): Finding {
+  const up = probes.filter((p) => p.error === '').map((p) => p.address);
+  const down = probes.filter((p) => p.error !== '');
+  const why = down.map((p) => `${p.address}: ${p.error}`).join('; ');
+  const check = 'broker addresses';
+  if (up.length === 0) {
+    return { cluster, check, verdict: 'fail', detail: `none of the broker's addresses answers (${why}): check that the broker's pods run and that this machine reaches their nodes` };
+  }
+  if (up.length === 1 && down.length > 0) {
+    return { cluster, check, verdict: 'warn', detail: `only ${up[0] ?? ''} answers (${why}): every broker replica runs behind that one address; should they move to a node whose address is not listed, this cluster loses the broker — spread them (kubectl -n ${NS} get pods -o wide in the broker's cluster); after adding nodes run \`isthmus broker deploy\` and \`isthmus join\` again` };
+  }
+  return { cluster, check, verdict: 'ok', detail: `${up.join(', ')} answer${up.length === 1 ? 's' : ''}${down.length === 0 ? '' : `; ${down.map((p) => p.address).join(', ')} do${down.length === 1 ? 'es' : ''} not (no broker replica on that node)`}` };
+}
+
+/** A List through each of the addresses alone, 5 s at most each, all at once. */
+async function probeBrokerAddresses(kube: Kube, addresses: readonly string[]): Promise<AddressProbe[]> {
+  return Promise.all(addresses.map(async (address) => {
+    const b = await clusterBrokerClient(kube, 'diagnose', 0, address);
+    if (b === undefined) return { address, error: 'no credentials' };
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await Promise.race([b.client.list(['CLUSTER']), new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer within 5 s')), 5_000);
+      })]);
+      return { address, error: '' };
+    } catch (err) {
+      return { address, error: isIsthmusError(err) ? err.message : messageOf(err) };
+    } finally {
+      clearTimeout(timer);
+      b.client.close();
+    }
+  }));
 }
 
 /** Gateway port probes between every pair of the given joined clusters (diagnose-ports.ts). */

@@ -13,7 +13,8 @@ import { pickHealthAddress, type LocalAddress } from '../gateway/health-address.
 import { GatewayMetrics } from '../gateway/metrics.ts';
 import { DEFAULT_NAT_PROBE_PORT } from '../gateway/nat-probe.ts';
 import { optionRecord, optionsHelp, parseArgs } from './args.ts';
-import { brokerClientFromDir } from './broker-client.ts';
+import { brokerClientFromDir, brokerOption } from './broker-client.ts';
+import { parseBrokerAddresses } from '../core/broker-api/index.ts';
 import type { Command } from './command.ts';
 
 const ip = (what: string, def?: string, auto = false) => custom(what, (raw) => {
@@ -33,7 +34,7 @@ const checkedCidr = custom('a CIDR', (raw) => {
 const schema = {
   cluster: str('this cluster\'s id (an RFC-1123 label)', undefined, /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/, 'is not an RFC-1123 label'),
   hostname: str('this gateway\'s name (default: $NODE_NAME or the host name)', process.env['NODE_NAME'] ?? process.env['HOSTNAME'] ?? ''),
-  broker: str('broker address host:port'),
+  broker: brokerOption(),
   brokerTlsDir: str('folder with this cluster\'s broker client certificate: tls.crt, tls.key, ca.crt'),
   driver: oneOf('cable driver (default wireguard)', DRIVER_NAMES, 'wireguard'),
   privateIp: ip('the address cables use on this node; "auto": this node\'s source address towards the broker', undefined, true),
@@ -141,9 +142,12 @@ async function cleanup(args: ReturnType<typeof parseArgs>): Promise<number> {
   return 0;
 }
 
-/** The source address this node uses towards the broker (`ip route get`), for `--private-ip auto`. */
+/**
+ * The source address this node uses towards the broker (`ip route get`), for `--private-ip
+ * auto`: towards its first address when it has several (the broker's nodes share a network).
+ */
 async function sourceAddressTowards(runner: SystemRunner, broker: string): Promise<string> {
-  const host = broker.replace(/:\d+$/, '').replace(/^\[|\]$/g, '');
+  const host = parseBrokerAddresses(broker, '--broker')[0]?.host ?? '';
   const address = isIP(host) !== 0 ? host : (await lookup(host).catch((err: unknown) => {
     throw new IsthmusError(ErrorCodes.UNAVAILABLE, `--private-ip auto: cannot resolve the broker's host ${host} (${messageOf(err)}); give --private-ip explicitly`);
   })).address;

@@ -13,7 +13,7 @@ import * as assert from 'uvu/assert';
 import { generateKeyPair } from '../core/index.ts';
 import { CHART_DIR, chartFiles } from './helm-chart.ts';
 import { JOIN_CRDS } from './join.ts';
-import { IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, gatewayConfigMap, workload, type JoinSettings } from './join-plan.ts';
+import { IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, gatewayConfigMap, mcsConfigMap, workload, type JoinSettings } from './join-plan.ts';
 import { manifest, opaqueSecret, pick, type Obj } from './kube-apply.ts';
 import { projectRoot } from '../sandbox/index.ts';
 
@@ -30,11 +30,11 @@ test.after(() => {
 
 const PEM = { caCrt: '-----BEGIN CERTIFICATE-----\nCA\n-----END CERTIFICATE-----\n', tlsCrt: '-----BEGIN CERTIFICATE-----\nC1\n-----END CERTIFICATE-----\n', tlsKey: generateKeyPair().keyPem };
 const SETTINGS: JoinSettings = {
-  clusterId: 'c1', broker: 'broker.example.net:7443', cableDriver: 'ipsec', podCidrs: ['10.1.0.0/16', 'fd00:1::/48'], serviceCidrs: ['10.101.0.0/16'],
+  clusterId: 'c1', brokers: ['172.29.0.11:30974', '[fd00::11]:30974', 'broker.example.net:7443'], cableDriver: 'ipsec', podCidrs: ['10.1.0.0/16', 'fd00:1::/48'], serviceCidrs: ['10.101.0.0/16'],
   publicIp: '192.0.2.7', natTraversal: true, privateSockets: false, gatewayReplicas: 2, image: 'registry.example/isthmus:0.1.0',
 };
 const VALUES = {
-  clusterId: SETTINGS.clusterId, broker: SETTINGS.broker, cableDriver: SETTINGS.cableDriver, podCidrs: SETTINGS.podCidrs, serviceCidrs: SETTINGS.serviceCidrs,
+  clusterId: SETTINGS.clusterId, brokers: SETTINGS.brokers, cableDriver: SETTINGS.cableDriver, podCidrs: SETTINGS.podCidrs, serviceCidrs: SETTINGS.serviceCidrs,
   publicIp: SETTINGS.publicIp, natTraversal: SETTINGS.natTraversal, privateSockets: SETTINGS.privateSockets, gatewayReplicas: SETTINGS.gatewayReplicas,
   image: SETTINGS.image, brokerClient: PEM,
 };
@@ -58,8 +58,7 @@ const template = (values: string, extra: readonly string[] = []): Run =>
 async function joinObjects(s: JoinSettings = SETTINGS): Promise<Obj[]> {
   const gw = await manifest('gateway/deployment.yaml');
   const mcs = await manifest('mcs-api/deployment.yaml');
-  const mcsConfig = pick(mcs, 'ConfigMap', 'isthmus-mcs');
-  mcsConfig.data = { ...mcsConfig.data, BROKER: s.podBroker ?? s.broker };
+  const mcsConfig = mcsConfigMap(pick(mcs, 'ConfigMap', 'isthmus-mcs'), s);
   return [
     ...await manifest('namespace.yaml'),
     ...(await Promise.all(JOIN_CRDS.map((c) => manifest(`crds/${c}.json`)))).flat(),
@@ -116,7 +115,19 @@ test('podBroker (the cluster that runs the broker): pods dial it, gateways keep 
   const want = byKey(await joinObjects({ ...SETTINGS, podBroker }));
   for (const [i, o] of want.entries()) assert.equal(got[i], o, `${key(o)} differs from what join applies`);
   const data = (name: string): Record<string, string> | undefined => (got.find((o) => o.kind === 'ConfigMap' && o.metadata?.name === name) as { data?: Record<string, string> } | undefined)?.data;
-  assert.equal([data('isthmus-gateway')?.['BROKER'], data('isthmus-gateway')?.['POD_BROKER'], data('isthmus-mcs')?.['BROKER']], [SETTINGS.broker, podBroker, podBroker]);
+  assert.equal([data('isthmus-gateway')?.['BROKER'], data('isthmus-gateway')?.['POD_BROKER'], data('isthmus-mcs')?.['BROKER']], [SETTINGS.brokers.join(','), podBroker, podBroker]);
+});
+
+test('brokers: every address in BROKER as one comma list; older values\' single broker still renders', async () => {
+  const data = (text: string, name: string): Record<string, string> | undefined => (rendered(text).find((o) => o.kind === 'ConfigMap' && o.metadata?.name === name) as { data?: Record<string, string> } | undefined)?.data;
+  const r = template(valuesFile('brokers', VALUES));
+  assert.is(r.code, 0, r.stderr);
+  assert.equal([data(r.stdout, 'isthmus-gateway')?.['BROKER'], data(r.stdout, 'isthmus-gateway')?.['POD_BROKER'], data(r.stdout, 'isthmus-mcs')?.['BROKER']],
+    ['172.29.0.11:30974,[fd00::11]:30974,broker.example.net:7443', '172.29.0.11:30974,[fd00::11]:30974,broker.example.net:7443', '172.29.0.11:30974,[fd00::11]:30974,broker.example.net:7443']);
+  const { brokers: _, ...old } = VALUES;
+  const legacy = template(valuesFile('legacy-broker', { ...old, broker: '172.29.0.11:30974' }));
+  assert.is(legacy.code, 0, legacy.stderr);
+  assert.equal([data(legacy.stdout, 'isthmus-gateway')?.['BROKER'], data(legacy.stdout, 'isthmus-mcs')?.['BROKER']], ['172.29.0.11:30974', '172.29.0.11:30974']);
 });
 
 test('brokerClient.existingSecret: no Secret of the chart, and the pods mount the named one', async () => {
@@ -138,6 +149,9 @@ test('bad values: a clear error naming the value', async () => {
     ['no-id', { ...VALUES, clusterId: '' }, 'clusterId'],
     ['cidrs', { ...VALUES, podCidrs: [] }, 'podCidrs'],
     ['pod-broker', { ...VALUES, podBroker: '10.101.0.20' }, 'podBroker'],
+    ['no-brokers', { ...VALUES, brokers: [] }, 'brokers: give the broker\'s addresses'],
+    ['bad-brokers', { ...VALUES, brokers: ['172.29.0.11'] }, 'brokers'],
+    ['brokers-string', { ...VALUES, brokers: '172.29.0.11:30974' }, 'brokers'],
     ['typo', { ...VALUES, clusterID: 'c1' }, 'clusterID'],
     ['no-credentials', { ...VALUES, brokerClient: { caCrt: PEM.caCrt } }, 'brokerClient: give caCrt, tlsCrt and tlsKey'],
   ];

@@ -1,6 +1,6 @@
 import { dump } from 'js-yaml';
 import { JOIN_CRDS } from './join.ts';
-import { IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, gatewayConfigMap, workload, type JoinSettings } from './join-plan.ts';
+import { IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, gatewayConfigMap, mcsConfigMap, workload, type JoinSettings } from './join-plan.ts';
 import { manifest, opaqueSecret, pick, type Obj } from './kube-apply.ts';
 
 /**
@@ -21,8 +21,8 @@ const CLIENT_SECRET = 'isthmus-broker-client';
 /** Placeholder name → the Go template expression it becomes. */
 const EXPRESSIONS: Record<string, string> = {
   clusterId: '{{ .Values.clusterId | quote }}',
-  broker: '{{ .Values.broker | quote }}',
-  podBroker: '{{ .Values.podBroker | default .Values.broker | quote }}',
+  brokers: '{{ include "isthmus.brokers" . | quote }}',
+  podBroker: '{{ .Values.podBroker | default (include "isthmus.brokers" .) | quote }}',
   cableDriver: '{{ .Values.cableDriver | quote }}',
   podCidrs: '{{ join "," .Values.podCidrs | quote }}',
   serviceCidrs: '{{ join "," .Values.serviceCidrs | quote }}',
@@ -40,7 +40,7 @@ const ph = (name: keyof typeof EXPRESSIONS & string): string => `@@${name}@@`;
 
 /** The settings join fills deploy/ in with, as placeholders. */
 const PLACEHOLDERS = {
-  clusterId: ph('clusterId'), broker: ph('broker'), podBroker: ph('podBroker'), cableDriver: ph('cableDriver'), podCidrs: [ph('podCidrs')], serviceCidrs: [ph('serviceCidrs')],
+  clusterId: ph('clusterId'), brokers: [ph('brokers')], podBroker: ph('podBroker'), cableDriver: ph('cableDriver'), podCidrs: [ph('podCidrs')], serviceCidrs: [ph('serviceCidrs')],
   publicIp: ph('publicIp'), natTraversal: false, privateSockets: false, gatewayReplicas: 1, image: ph('image'),
 } as unknown as JoinSettings;
 
@@ -64,7 +64,11 @@ function brokerSecretName(o: Obj): Obj {
   return o;
 }
 
-const HELPERS = `{{/* The Secret the gateway and the MCS controller mount: brokerClient.existingSecret, or the chart's own. */}}
+const HELPERS = `{{/* The broker's addresses as BROKER holds them, one comma list: brokers, or broker (one address, as older values give it). */}}
+{{- define "isthmus.brokers" -}}
+{{- if .Values.brokers }}{{ join "," .Values.brokers }}{{ else if .Values.broker }}{{ .Values.broker }}{{ else }}{{ fail "brokers: give the broker's addresses, host:port each (broker-info.json's brokers)" }}{{ end -}}
+{{- end -}}
+{{/* The Secret the gateway and the MCS controller mount: brokerClient.existingSecret, or the chart's own. */}}
 {{- define "isthmus.brokerClientSecret" -}}
 {{- .Values.brokerClient.existingSecret | default "${CLIENT_SECRET}" -}}
 {{- end -}}
@@ -77,7 +81,7 @@ const CHECK_CREDENTIALS = `{{- $c := .Values.brokerClient }}
 {{- end }}
 `;
 
-const NOTES = `Isthmus {{ .Chart.AppVersion }} is installed for cluster {{ .Values.clusterId }} (broker {{ .Values.broker }}, {{ .Values.cableDriver }} cables).
+const NOTES = `Isthmus {{ .Chart.AppVersion }} is installed for cluster {{ .Values.clusterId }} (broker {{ include "isthmus.brokers" . }}, {{ .Values.cableDriver }} cables).
 The gateway runs on nodes labelled isthmus.dev/gateway-capable=true; label at least one:
   kubectl label node NODE isthmus.dev/gateway-capable=true
 Follow it: kubectl -n ${NS} get gateways,routeagents   (or: isthmus show all)
@@ -89,10 +93,12 @@ gateway node, and ca.crt): \`isthmus join --cable-driver ipsec\` makes it, or is
 `;
 
 const VALUES = `# Values of the Isthmus chart: what \`isthmus join\` fills in for one cluster.
-# clusterId, broker, podCidrs, serviceCidrs and the broker client credentials have no default.
+# clusterId, brokers, podCidrs, serviceCidrs and the broker client credentials have no default.
 clusterId: ""          # this cluster's id, an RFC-1123 label
-broker: ""             # the broker's address, host:port (broker-info.json)
-podBroker: ""          # where pods dial the broker ("": broker); in the cluster that runs the
+brokers: []            # the broker's addresses, host:port each (broker-info.json's brokers: every
+                       # node of its NodePort; the parts use whichever answers)
+broker: ""             # older values' single address, used when brokers is empty
+podBroker: ""          # where pods dial the broker ("": brokers); in the cluster that runs the
                        # broker, its Service's cluster IP:7443 (pods reaching a NodePort with
                        # externalTrafficPolicy Local of another node may never connect)
 cableDriver: wireguard # wireguard, ipsec or vxlan
@@ -112,16 +118,19 @@ brokerClient:
   tlsKey: ""
 `;
 
+/** host:port with an IPv4 address, an IPv6 address in brackets or a DNS name (parseBrokerAddresses checks it fully where it is used). */
+const HOST_PORT = '^(\\[[0-9a-fA-F:]+\\]|[A-Za-z0-9.-]+):[0-9]{1,5}$';
 const RFC1123 = '^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$';
 const SCHEMA = {
   $schema: 'https://json-schema.org/draft-07/schema#',
   type: 'object',
   additionalProperties: false,
-  required: ['clusterId', 'broker', 'cableDriver', 'podCidrs', 'serviceCidrs', 'image', 'brokerClient'],
+  required: ['clusterId', 'brokers', 'cableDriver', 'podCidrs', 'serviceCidrs', 'image', 'brokerClient'],
   properties: {
     clusterId: { type: 'string', pattern: RFC1123, description: 'this cluster\'s id, an RFC-1123 label' },
-    broker: { type: 'string', pattern: '^[^\\s:]+:[0-9]{1,5}$', description: 'the broker\'s address, host:port' },
-    podBroker: { type: 'string', pattern: '^([^\\s]+:[0-9]{1,5})?$', description: 'where pods dial the broker, host:port ("": broker)' },
+    brokers: { type: 'array', items: { type: 'string', pattern: HOST_PORT }, description: 'the broker\'s addresses, host:port each (broker-info.json\'s brokers)' },
+    broker: { type: 'string', pattern: `^(${HOST_PORT.slice(1, -1)})?$`, description: 'one address of the broker, host:port, used when brokers is empty (older values)' },
+    podBroker: { type: 'string', pattern: '^([^\\s]+:[0-9]{1,5})?$', description: 'where pods dial the broker, host:port ("": brokers)' },
     cableDriver: { type: 'string', enum: ['wireguard', 'ipsec', 'vxlan'] },
     podCidrs: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' } },
     serviceCidrs: { type: 'array', minItems: 1, items: { type: 'string', pattern: '^[0-9a-fA-F:.]+/[0-9]{1,3}$' } },
@@ -161,8 +170,7 @@ export async function chartFiles(appVersion: string): Promise<Map<string, string
   const mcs = await manifest('mcs-api/deployment.yaml');
   const gwConfig = gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), PLACEHOLDERS);
   gwConfig.data = { ...gwConfig.data, FORCE_NAT: ph('natTraversal'), PRIVATE_SOCKETS: ph('privateSockets') };
-  const mcsConfig = pick(mcs, 'ConfigMap', 'isthmus-mcs');
-  mcsConfig.data = { ...mcsConfig.data, BROKER: ph('podBroker') };
+  const mcsConfig = mcsConfigMap(pick(mcs, 'ConfigMap', 'isthmus-mcs'), PLACEHOLDERS);
   files.set('templates/configmaps.yaml', yaml([gwConfig, mcsConfig]));
   // ipsec: the Deployment join makes for it (the Secret IPSEC_SECRET with each gateway node's certificate mounted)
   const [plain, ipsec] = (['wireguard', 'ipsec'] as const).map((driver) => {

@@ -4,7 +4,7 @@ import { ErrorCodes } from '../core/index.ts';
 import { errorCode } from '../core/testing.ts';
 import { createCA, issueCertificate } from '../core/index.ts';
 import {
-  IPSEC_SECRET, JOIN_RBAC, JOIN_WORKLOADS, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, podBrokerAddress, proxyModeOf, workload, type JoinSettings,
+  BROKER_ANNOTATION, IPSEC_SECRET, JOIN_RBAC, JOIN_WORKLOADS, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, mcsConfigMap, podBrokerAddress, proxyModeOf, workload, type JoinSettings,
 } from './join-plan.ts';
 import { cleanupPod } from './uninstall.ts';
 import { manifest, pick } from './kube-apply.ts';
@@ -40,7 +40,7 @@ test('cluster ids are RFC-1123 labels', () => {
 });
 
 const settings: JoinSettings = {
-  clusterId: 'c2', broker: '172.29.0.11:31000', cableDriver: 'wireguard', podCidrs: ['10.2.0.0/16'], serviceCidrs: ['10.102.0.0/16'],
+  clusterId: 'c2', brokers: ['172.29.0.11:31000', '172.29.0.12:31000'], cableDriver: 'wireguard', podCidrs: ['10.2.0.0/16'], serviceCidrs: ['10.102.0.0/16'],
   publicIp: '', natTraversal: true, privateSockets: false, gatewayReplicas: 3, image: 'isthmus:test',
 };
 
@@ -48,12 +48,16 @@ test('the gateway ConfigMap and workloads of deploy/ filled in for one cluster, 
   const gw = await manifest('gateway/deployment.yaml');
   const cm = gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), settings);
   assert.equal(cm.data, {
-    CLUSTER_ID: 'c2', BROKER: '172.29.0.11:31000', CABLE_DRIVER: 'wireguard', POD_CIDRS: '10.2.0.0/16', SERVICE_CIDRS: '10.102.0.0/16',
-    PRIVATE_IP: 'auto', PUBLIC_IP: '', FORCE_NAT: 'true', PRIVATE_SOCKETS: 'false', POD_BROKER: '172.29.0.11:31000',
+    CLUSTER_ID: 'c2', BROKER: '172.29.0.11:31000,172.29.0.12:31000', CABLE_DRIVER: 'wireguard', POD_CIDRS: '10.2.0.0/16', SERVICE_CIDRS: '10.102.0.0/16',
+    PRIVATE_IP: 'auto', PUBLIC_IP: '', FORCE_NAT: 'true', PRIVATE_SOCKETS: 'false', POD_BROKER: '172.29.0.11:31000,172.29.0.12:31000',
   });
-  // in the cluster hosting the broker, pods dial its cluster IP; the gateways keep broker-info's address
+  // the MCS controller (pod network) dials POD_BROKER's addresses
+  const mcs = pick(await manifest('mcs-api/deployment.yaml'), 'ConfigMap', 'isthmus-mcs');
+  assert.is(mcsConfigMap(mcs, settings).data?.['BROKER'], '172.29.0.11:31000,172.29.0.12:31000');
+  assert.is(mcsConfigMap(mcs, { ...settings, podBroker: '10.101.0.20:7443' }).data?.['BROKER'], '10.101.0.20:7443');
+  // in the cluster hosting the broker, pods dial its cluster IP; the gateways keep broker-info's addresses
   const hosting = gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), { ...settings, podBroker: '10.101.0.20:7443' });
-  assert.equal([hosting.data?.['BROKER'], hosting.data?.['POD_BROKER']], ['172.29.0.11:31000', '10.101.0.20:7443']);
+  assert.equal([hosting.data?.['BROKER'], hosting.data?.['POD_BROKER']], ['172.29.0.11:31000,172.29.0.12:31000', '10.101.0.20:7443']);
   const dep = workload(pick(gw, 'Deployment', 'isthmus-gateway'), settings) as { spec: { replicas: number; template: { spec: { containers: { image: string; args: string[]; env?: { name: string }[] }[] } } } };
   assert.is(dep.spec.replicas, 3);
   const ra = (await manifest('route-agent/daemonset.yaml'))[0];
@@ -65,6 +69,23 @@ test('the gateway ConfigMap and workloads of deploy/ filled in for one cluster, 
     const defined = new Set([...Object.keys(cm.data ?? {}), ...(c.env ?? []).map((e) => e.name)]);
     for (const a of c.args) for (const m of a.matchAll(/\$\(([A-Z_]+)\)/g)) assert.ok(defined.has(m[1] ?? ''), `${a}: ${m[1] ?? ''} is defined`);
   }
+});
+
+test('the workloads that dial the broker name its addresses on their pod template (a join that changes them rolls them out); the others do not', async () => {
+  const objs = [...await manifest('gateway/deployment.yaml'), ...await manifest('route-agent/daemonset.yaml'), ...await manifest('mcs-api/deployment.yaml'),
+    ...(await Promise.all(POLICY_WORKLOADS.map((f) => manifest(f)))).flat()].filter((o) => o.kind === 'Deployment' || o.kind === 'DaemonSet');
+  const annotated = (st: JoinSettings): Record<string, string | undefined> => Object.fromEntries(objs.map((o) => {
+    const w = workload(o, st) as { metadata?: { name?: string }; spec: { template: { metadata?: { annotations?: Record<string, string> } } } };
+    return [w.metadata?.name ?? '', w.spec.template.metadata?.annotations?.[BROKER_ANNOTATION]];
+  }));
+  const list = '172.29.0.11:31000,172.29.0.12:31000';
+  assert.equal(annotated(settings), {
+    'isthmus-gateway': list, 'isthmus-route-agent': undefined, 'isthmus-mcs': list, 'isthmus-dns': undefined, 'isthmus-policy-controller': list, 'isthmus-policy-agent': undefined,
+  });
+  const hosting = annotated({ ...settings, podBroker: '10.101.0.20:7443' });
+  assert.equal([hosting['isthmus-gateway'], hosting['isthmus-mcs'], hosting['isthmus-policy-controller']], [list, '10.101.0.20:7443', '10.101.0.20:7443']);
+  const gw = workload(pick(await manifest('gateway/deployment.yaml'), 'Deployment', 'isthmus-gateway'), settings) as { spec: { template: { metadata?: { labels?: Record<string, string> } } } };
+  assert.is(gw.spec.template.metadata?.labels?.['app.kubernetes.io/name'], 'isthmus-gateway', 'the template keeps its labels');
 });
 
 test('ipsec: the gateway Deployment mounts the IPsec Secret and each pod reads its node\'s files; other drivers get neither', async () => {
@@ -184,7 +205,7 @@ test('durations', () => {
   assert.throws(() => parseDuration('1w'));
 });
 
-test('podBrokerAddress: the Service\'s cluster IP where the broker runs here and its certificate names it, else broker-info\'s first address', () => {
+test('podBrokerAddress: the Service\'s cluster IP where the broker runs here and its certificate names it, else broker-info\'s addresses', () => {
   const ca = createCA({ commonName: 'clusterset', validDays: 365 });
   const other = createCA({ commonName: 'other', validDays: 365 });
   const cert = (ips: string[]): string => issueCertificate({ ca, commonName: 'broker', usages: ['server'], validDays: 30, ipAddresses: ips, dnsNames: ['isthmus-broker.isthmus-system.svc'] }).certPem;
@@ -193,15 +214,15 @@ test('podBrokerAddress: the Service\'s cluster IP where the broker runs here and
   assert.equal(podBrokerAddress(info, here), { address: '10.101.215.42:7443' });
   assert.equal(podBrokerAddress(info, { ...here, clusterIps: ['fd00::42'] }), { address: '[fd00::42]:7443' });
   // another cluster, or another clusterset's broker in this one
-  assert.equal(podBrokerAddress(info, undefined), { address: '172.29.0.11:30210' });
-  assert.equal(podBrokerAddress(info, { ...here, caPem: other.certPem }), { address: '172.29.0.11:30210' });
+  assert.equal(podBrokerAddress(info, undefined), { address: '172.29.0.11:30210,172.29.0.12:30210' });
+  assert.equal(podBrokerAddress(info, { ...here, caPem: other.certPem }), { address: '172.29.0.11:30210,172.29.0.12:30210' });
   // deployed before the certificate named the cluster IP: the external address, and what to do
   const old = podBrokerAddress(info, { ...here, certPem: cert(['172.29.0.11']) });
-  assert.is(old.address, '172.29.0.11:30210');
+  assert.is(old.address, '172.29.0.11:30210,172.29.0.12:30210');
   assert.match(old.note ?? '', /run `isthmus broker deploy` again .* then join again/);
   // a Service without the grpc port, or a Secret without a certificate: nothing local to use
-  assert.equal(podBrokerAddress(info, { ...here, port: 0 }), { address: '172.29.0.11:30210' });
-  assert.equal(podBrokerAddress(info, { ...here, certPem: '' }), { address: '172.29.0.11:30210' });
+  assert.equal(podBrokerAddress(info, { ...here, port: 0 }), { address: '172.29.0.11:30210,172.29.0.12:30210' });
+  assert.equal(podBrokerAddress(info, { ...here, certPem: '' }), { address: '172.29.0.11:30210,172.29.0.12:30210' });
 });
 
 test.run();

@@ -9,8 +9,12 @@ import type { Obj } from './kube-apply.ts';
  */
 export interface JoinSettings {
   readonly clusterId: string;
-  /** Where the gateways (host network) and tools dial the broker: broker-info's first address. */
-  readonly broker: string;
+  /**
+   * Where the gateways (host network) and tools dial the broker: every address of
+   * broker-info (each node of its NodePort; only those running a broker replica answer,
+   * and the clients use whichever does). The ConfigMaps hold them as one comma list.
+   */
+  readonly brokers: readonly string[];
   /** Where the parts on the pod network (MCS and policy controllers) dial it (podBrokerAddress), when that differs. */
   readonly podBroker?: string;
   readonly cableDriver: 'wireguard' | 'ipsec' | 'vxlan';
@@ -62,12 +66,12 @@ export interface LocalBroker {
  * another node is answered by the broker pod's node directly, not through the node it
  * dialled, so when that is a third node the connection never opens (kube-proxy does not
  * masquerade pod traffic there). Elsewhere, or when the broker's certificate does not name
- * the cluster IP yet (a broker deployed before it did), broker-info's first address and,
- * then, a note of what to do. The gateways keep broker-info's address everywhere: the
+ * the cluster IP yet (a broker deployed before it did), broker-info's addresses (a comma
+ * list, as BROKER holds them) and, then, a note of what to do. The gateways keep broker-info's address everywhere: the
  * source address the broker sees them at is what NAT discovery publishes. Pure.
  */
 export function podBrokerAddress(info: { readonly brokers: readonly string[]; readonly caPem: string }, local: LocalBroker | undefined): { address: string; note?: string } {
-  const external = info.brokers[0] ?? '';
+  const external = info.brokers.join(',');
   if (local === undefined || local.caPem.trim() !== info.caPem.trim() || local.certPem === '' || !(local.port > 0)) return { address: external };
   const names = new Set(certificateInfo(local.certPem).ipAddresses);
   const ip = local.clusterIps.find((x) => names.has(x));
@@ -108,13 +112,25 @@ export const JOIN_WORKLOADS: readonly (readonly [string, string, string])[] = [
   ['apps/v1', 'Deployment', 'isthmus-dns'], ['v1', 'Service', 'isthmus-dns'], ['apps/v1', 'Deployment', 'isthmus-policy-controller'], ['apps/v1', 'DaemonSet', 'isthmus-policy-agent'],
 ];
 
+/** BROKER of the ConfigMaps: the broker's addresses as one comma list (a single address reads as before). */
+export function brokerList(s: Pick<JoinSettings, 'brokers'>): string {
+  return s.brokers.join(',');
+}
+
 /** The ConfigMap the gateway and the route agents read (deploy/gateway/deployment.yaml). */
 export function gatewayConfigMap(base: Obj, s: JoinSettings): Obj {
   const o = structuredClone(base);
   o.data = {
-    ...o.data, CLUSTER_ID: s.clusterId, BROKER: s.broker, POD_BROKER: s.podBroker ?? s.broker, CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
+    ...o.data, CLUSTER_ID: s.clusterId, BROKER: brokerList(s), POD_BROKER: s.podBroker ?? brokerList(s), CABLE_DRIVER: s.cableDriver, POD_CIDRS: s.podCidrs.join(','), SERVICE_CIDRS: s.serviceCidrs.join(','),
     PRIVATE_IP: 'auto', PUBLIC_IP: s.publicIp, FORCE_NAT: String(s.natTraversal), PRIVATE_SOCKETS: String(s.privateSockets),
   };
+  return o;
+}
+
+/** The ConfigMap the MCS controller reads (deploy/mcs-api/deployment.yaml): it runs on the pod network, so POD_BROKER's address. */
+export function mcsConfigMap(base: Obj, s: JoinSettings): Obj {
+  const o = structuredClone(base);
+  o.data = { ...o.data, BROKER: s.podBroker ?? brokerList(s) };
   return o;
 }
 
@@ -127,13 +143,30 @@ interface PodSpecLike {
   volumes?: object[];
 }
 
+/** On the pod template of each workload that dials the broker: the addresses it dials. */
+export const BROKER_ANNOTATION = 'isthmus.dev/broker';
+
+/**
+ * The workloads that dial the broker, and which addresses (BROKER: every one of
+ * broker-info, or POD_BROKER's). They read them from a ConfigMap at start only, so their
+ * pod template names them too: a join that changes the addresses (an older single one
+ * becoming the list) rolls them out, and one that does not leaves them be.
+ */
+const BROKER_CLIENTS: Readonly<Record<string, 'brokers' | 'podBroker'>> = { 'isthmus-gateway': 'brokers', 'isthmus-mcs': 'podBroker', 'isthmus-policy-controller': 'podBroker' };
+
 /**
  * A workload of deploy/ with our image (and, for the gateway, one replica per gateway node;
- * with the ipsec driver, IPSEC_SECRET mounted and each pod reading its own node's files).
+ * with the ipsec driver, IPSEC_SECRET mounted and each pod reading its own node's files;
+ * for those that dial the broker, BROKER_ANNOTATION).
  */
 export function workload(base: Obj, s: JoinSettings): Obj {
-  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { spec: PodSpecLike } } };
+  const o = structuredClone(base) as Obj & { spec: { replicas?: number; template: { metadata?: { annotations?: Record<string, string> }; spec: PodSpecLike } } };
   for (const c of o.spec.template.spec.containers) c.image = s.image;
+  const dials = o.kind === 'Deployment' ? BROKER_CLIENTS[o.metadata?.name ?? ''] : undefined;
+  if (dials !== undefined) {
+    const t = o.spec.template;
+    t.metadata = { ...t.metadata, annotations: { ...t.metadata?.annotations, [BROKER_ANNOTATION]: dials === 'brokers' ? brokerList(s) : s.podBroker ?? brokerList(s) } };
+  }
   if (o.kind === 'Deployment' && o.metadata?.name === 'isthmus-gateway') {
     o.spec.replicas = s.gatewayReplicas;
     const gw = o.spec.template.spec.containers.find((c) => c.name === 'gateway');

@@ -9,7 +9,7 @@ import { optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { readBrokerInfo, type BrokerInfo } from './broker-info.ts';
 import type { Command } from './command.ts';
 import {
-  IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, podBrokerAddress, proxyModeOf, workload, type JoinSettings, type LocalBroker,
+  IPSEC_SECRET, JOIN_RBAC, POLICY_WORKLOADS, brokerList, checkClusterId, coveringCidr, gatewayCertsToIssue, gatewayConfigMap, kubeadmSubnets, mcsConfigMap, podBrokerAddress, proxyModeOf, workload, type JoinSettings, type LocalBroker,
 } from './join-plan.ts';
 import { Kube, clusterBrokerClient, manifest, opaqueSecret, pick, secretText, waitFor, type Obj } from './kube-apply.ts';
 
@@ -100,10 +100,11 @@ async function run(argv: readonly string[]): Promise<number> {
     say(`✓ credentials: this cluster holds its certificate for ${facts.clusterId} already (the token is not needed)`);
   }
   const pod = podBrokerAddress(info, await localBroker(kube));
-  if (pod.address !== info.brokers[0]) say(`✓ broker: runs in this cluster; the MCS and policy controllers dial its Service at ${pod.address}`);
+  const external = brokerList(info);
+  if (pod.address !== external) say(`✓ broker: runs in this cluster; the MCS and policy controllers dial its Service at ${pod.address}`);
   if (pod.note !== undefined) say(`! ${pod.note}`);
   const settings: JoinSettings = {
-    clusterId: facts.clusterId, broker: info.brokers[0] ?? '', ...(pod.address === info.brokers[0] ? {} : { podBroker: pod.address }), cableDriver: driver as JoinSettings['cableDriver'], podCidrs: facts.podCidrs, serviceCidrs: facts.serviceCidrs,
+    clusterId: facts.clusterId, brokers: info.brokers, ...(pod.address === external ? {} : { podBroker: pod.address }), cableDriver: driver as JoinSettings['cableDriver'], podCidrs: facts.podCidrs, serviceCidrs: facts.serviceCidrs,
     publicIp: cfg.publicIp, natTraversal: cfg.natTraversal, privateSockets: facts.sandbox && driver === 'wireguard', gatewayReplicas: facts.gatewayNodes.length, image: cfg.image,
   };
   if (cfg.dryRun) {
@@ -274,9 +275,7 @@ async function apply(kube: Kube, info: BrokerInfo, facts: Facts, s: JoinSettings
   const gw = await manifest('gateway/deployment.yaml');
   await kube.apply(gatewayConfigMap(pick(gw, 'ConfigMap', 'isthmus-gateway'), s));
   const mcs = await manifest('mcs-api/deployment.yaml');
-  const mcsConfig = pick(mcs, 'ConfigMap', 'isthmus-mcs');
-  mcsConfig.data = { ...mcsConfig.data, BROKER: s.podBroker ?? s.broker };
-  await kube.apply(mcsConfig);
+  await kube.apply(mcsConfigMap(pick(mcs, 'ConfigMap', 'isthmus-mcs'), s));
   say(`✓ ClusterProperty cluster.clusterset.k8s.io=${facts.clusterId}, ConfigMaps isthmus-gateway and isthmus-mcs`);
   for (const n of facts.toLabel) {
     await kube.core.patchNode({ name: n, body: { metadata: { labels: { [GATEWAY_LABEL]: 'true' }, annotations: { [JOINED_LABEL_ANNOTATION]: 'isthmus-join' } } } }, setHeaderOptions('Content-Type', PatchStrategy.MergePatch))

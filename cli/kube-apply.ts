@@ -158,17 +158,17 @@ export function opaqueSecret(name: string, namespace: string, files: Record<stri
 
 /**
  * A broker client with the cluster's own credentials, as its gateway has them (ConfigMap
- * isthmus-gateway's BROKER, Secret isthmus-broker-client), or undefined when the cluster
- * has not joined.
+ * isthmus-gateway's BROKER: every broker address, Secret isthmus-broker-client), or
+ * undefined when the cluster has not joined. `only`: dial just this one of the addresses.
  */
-export async function clusterBrokerClient(kube: Kube, component: string, retryForMs?: number): Promise<{ client: BrokerClient; clusterId: string } | undefined> {
+export async function clusterBrokerClient(kube: Kube, component: string, retryForMs?: number, only?: string): Promise<{ client: BrokerClient; clusterId: string; addresses: readonly string[] } | undefined> {
   const secret = await kube.read('v1', 'Secret', 'isthmus-broker-client', 'isthmus-system');
   const cm = await kube.read('v1', 'ConfigMap', 'isthmus-gateway', 'isthmus-system');
-  const address = cm?.data?.['BROKER'];
+  const address = only ?? cm?.data?.['BROKER'];
   if (secret === undefined || secretText(secret, 'tls.crt') === '' || address === undefined) return undefined;
   const client = new BrokerClient({
     address, logger: createLogger({ component, level: 'silent' }), ...(retryForMs === undefined ? {} : { retryForMs }),
     credentials: async () => ({ caPem: secretText(secret, 'ca.crt'), certPem: secretText(secret, 'tls.crt'), keyPem: secretText(secret, 'tls.key') }),
   });
-  return { client, clusterId: cm?.data?.['CLUSTER_ID'] ?? '' };
+  return { client, clusterId: cm?.data?.['CLUSTER_ID'] ?? '', addresses: client.addresses };
 }

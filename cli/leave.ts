@@ -1,5 +1,5 @@
 import { createLogger, str, validateConfig } from '../core/index.ts';
-import { brokerClientFromDir } from './broker-client.ts';
+import { brokerClientFromDir, brokerOption } from './broker-client.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 
@@ -10,12 +10,12 @@ const USAGE = `isthmus leave --cluster ID --broker ADDR --broker-tls-dir DIR
   Stop this cluster's gateways first, or they publish their Endpoint again and fail.
 
   --cluster ID          this cluster's id
-  --broker ADDR         the broker, host:port
+  --broker ADDR         the broker, host:port (several separated by commas)
   --broker-tls-dir DIR  this cluster's broker certificate: tls.crt, tls.key, ca.crt`;
 
 const schema = {
   cluster: str('this cluster\'s id'),
-  broker: str('broker address host:port', undefined, /^(\[[0-9a-fA-F:]+\]|[^:\s]+):\d{1,5}$/, 'is not host:port'),
+  broker: brokerOption(),
   brokerTlsDir: str('folder with this cluster\'s broker certificate'),
 };
 

@@ -6,12 +6,12 @@ import {
   CorednsKeeper, ExportController, ExportIndex, ImportController, McsMetrics, MCS_GROUP, MCS_VERSION, apiCode, resolveClusterId, type ClusterProperty,
 } from '../mcs-api/index.ts';
 import { optionRecord, optionsHelp, parseArgs } from './args.ts';
-import { brokerClientFromDir } from './broker-client.ts';
+import { brokerClientFromDir, brokerOption } from './broker-client.ts';
 import type { Command } from './command.ts';
 
 const schema = {
   cluster: optionalStr('this cluster\'s id, when the ClusterProperty cluster.clusterset.k8s.io does not name it'),
-  broker: str('broker address host:port'),
+  broker: brokerOption(),
   brokerTlsDir: str('folder with this cluster\'s broker client certificate: tls.crt, tls.key, ca.crt'),
   kubeconfig: optionalStr('kubeconfig file (default: $KUBECONFIG, ~/.kube/config, then in-cluster)'),
   context: optionalStr('kubeconfig context (default: its current context)'),

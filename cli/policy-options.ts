@@ -7,7 +7,7 @@ export const POLICY_USAGE = [
   'isthmus policy test --from CLUSTER/NS/POD --to CLUSTER/NS/POD:PORT [--protocol TCP|UDP|SCTP] [--kubeconfig F]',
   '       (contexts of the kubeconfig named after the member clusters; exit 0 allowed, 1 denied)',
   'isthmus policy apply -f FILE [-n NAMESPACE] [--context C] [--kubeconfig F]',
-  'isthmus policy controller --cluster ID --broker HOST:PORT --broker-tls-dir DIR [options]   (--help for all)',
+  'isthmus policy controller --cluster ID --broker HOST:PORT[,HOST:PORT] --broker-tls-dir DIR [options]   (--help for all)',
   'isthmus policy agent --cluster ID --node NAME [options]   (--help for all)',
 ].join('\n');
 

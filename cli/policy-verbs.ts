@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { ErrorCodes, IsthmusError, Lifecycle, MetricsServer, createLogger, messageOf, str, validateConfig } from '../core/index.ts';
 import { loadKubeConfig } from '../core/k8s.ts';
 import { PolicyController, PolicyMetrics, applyPolicies, parsePodRef, policiesOfManifest, testFlow } from '../policy/index.ts';
-import { brokerClientFromDir } from './broker-client.ts';
+import { brokerClientFromDir, brokerOption } from './broker-client.ts';
 import { opt, optionRecord, optionsHelp, parseArgs, usageError } from './args.ts';
 import { POLICY_USAGE as USAGE, commonPolicyOptions as common } from './policy-options.ts';
 
@@ -10,7 +10,7 @@ import { POLICY_USAGE as USAGE, commonPolicyOptions as common } from './policy-o
 
 const controllerSchema = {
   ...common,
-  broker: str('host:port of the broker'),
+  broker: brokerOption(),
   brokerTlsDir: str('directory with this cluster\'s broker certificate (tls.crt, tls.key, ca.crt)'),
 };
 

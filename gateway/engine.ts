@@ -233,8 +233,8 @@ export class GatewayEngine {
   async #activate(): Promise<void> {
     this.#active = true;
     this.#failure = undefined;
-    void resolveHost(this.#d.broker.address).then((ips) => {
-      this.#brokerAddresses = ips;
+    void Promise.all(this.#d.broker.addresses.map(resolveHost)).then((ips) => {
+      this.#brokerAddresses = [...new Set(ips.flat())];
       this.#queue.add('cables');
     });
     const cache = new BrokerCache(this.#d.broker, { kinds: ['CLUSTER', 'ENDPOINT'], logger: this.#d.logger });

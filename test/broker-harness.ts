@@ -10,7 +10,7 @@ import { IsthmusError, createCA, issueCertificate, type CertAndKey, type Logger,
 import { createClustersetCA, issueFor, writeIssued, type ClustersetCA, type Identity } from '../certs/index.ts';
 
 let pkiMemo: { ca: ClustersetCA; issued: Map<string, CertAndKey> } | undefined;
-import { BrokerClient, BrokerServer, type BrokerServerOptions, type TlsMaterial } from '../broker/index.ts';
+import { BrokerCache, BrokerClient, BrokerServer, type BrokerClientOptions, type Change, type BrokerServerOptions, type TlsMaterial } from '../broker/index.ts';
 
 /**
  * Real etcd (the Debian etcd-server binary), real mTLS, a real broker: the pieces the
@@ -262,6 +262,13 @@ export class Lab {
     return c;
   }
 
+  /** A client of broker address(es) as the parts get them: host:port, a comma list or an array. */
+  clientAt(address: string | readonly string[], tls: TlsMaterial, extra: Partial<BrokerClientOptions> = {}): BrokerClient {
+    const c = new BrokerClient({ address, credentials: () => tls, logger: this.logger, backoff: { baseMs: 50, maxMs: 500 }, ...extra });
+    this.#clients.add(c);
+    return c;
+  }
+
   async cleanup(): Promise<void> {
     for (const c of this.#clients) c.close();
     for (const b of this.#brokers) await b.stop().catch(() => undefined);
@@ -279,6 +286,15 @@ export class Lab {
     await rm(this.dir, { recursive: true, force: true });
     allDirs.delete(this.dir);
   }
+}
+
+/** A started cache of EXPORT records read through `client` (short backoff), and every change it reported. */
+export function watchingExports(client: BrokerClient): { cache: BrokerCache; seen: Change[] } {
+  const cache = new BrokerCache(client, { kinds: ['EXPORT'], backoff: { baseMs: 50, maxMs: 500 } });
+  const seen: Change[] = [];
+  cache.onChange((ch) => seen.push(ch));
+  cache.start();
+  return { cache, seen };
 }
 
 /** The IsthmusError `p` rejects with; throws when it resolves (or rejects with something else). */

@@ -2,7 +2,7 @@ import { test } from './broker-harness.ts';
 import { createConnection, createServer, type Socket } from 'node:net';
 import * as assert from 'uvu/assert';
 import { BrokerCache, type BrokerClient, type BrokerServer, type Change, type Export } from '../broker/index.ts';
-import { Lab, eventually } from './broker-harness.ts';
+import { Lab, eventually, watchingExports } from './broker-harness.ts';
 
 // A watcher (the client cache) sees every change exactly once across a broker restart
 // (resumed from its revision through the restarted replica's backfill, no relist) and
@@ -27,15 +27,6 @@ test.after(async () => {
   await lab?.cleanup();
 });
 
-/** A started cache of EXPORT records read through `client`, and every change it reported. */
-function watching(client: BrokerClient): { cache: BrokerCache; seen: Change[] } {
-  const cache = new BrokerCache(client, { kinds: ['EXPORT'], backoff: { baseMs: 50, maxMs: 500 } });
-  const seen: Change[] = [];
-  cache.onChange((ch) => seen.push(ch));
-  cache.start();
-  return { cache, seen };
-}
-
 function describe(c: Change): string {
   const v = c.type === 'deleted' ? '' : `:${(c.record as Export).ports[0]?.port ?? 0}`;
   return `${c.type}:${c.key.split('/')[2] ?? c.key}${v}`;
@@ -50,7 +41,7 @@ test('every change exactly once across a broker restart and an etcd compaction',
   await viaB.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });
   await viaB.publishExport(exp('pre', 1));
 
-  const { cache, seen } = watching(viaA);
+  const { cache, seen } = watchingExports(viaA);
   try {
     await cache.synced;
     assert.equal(seen.map(describe), ['added:pre:1'], 'initial list');
@@ -251,7 +242,7 @@ test('an etcd connection that dies without a word: the replica notices within se
   const b = await lab.startBroker();
   const viaA = lab.client(a.port, await lab.tls('c1'));
   const viaB = lab.client(b.port, await lab.tls('c1'));
-  const { cache, seen } = watching(viaA);
+  const { cache, seen } = watchingExports(viaA);
   try {
     await cache.synced;
     await viaB.registerCluster({ cluster_id: 'c1', pod_cidrs: ['10.1.0.0/16'], service_cidrs: ['10.101.0.0/16'] });

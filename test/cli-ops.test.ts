@@ -61,6 +61,42 @@ test('diagnose: clocks in step and gateway ports answering both ways between c1 
   assert.match(bad.stderr, /--max-clock-skew must be seconds, at least 1/);
 });
 
+test('the broker\'s pods leave the node of broker-info\'s first address: c2 keeps using the broker through the other (issue 13)', () => diagnosed(['c1', 'c2'], async () => {
+  const brokers = (JSON.parse(readFileSync(f('broker-info.json'), 'utf8')) as { brokers: string[] }).brokers;
+  assert.is(brokers.length, 2, 'a NodePort address for each gateway node of c1');
+  for (const cm of ['isthmus-gateway', 'isthmus-mcs']) assert.is(await k('c2', ['-n', 'isthmus-system', 'get', 'configmap', cm, '-o', 'jsonpath={.data.BROKER}']), brokers.join(','), `${cm}: every address`);
+  const nodes = JSON.parse(await k('c1', ['get', 'nodes', '-o', 'json'])) as { items: { metadata: { name: string }; status: { addresses: { type: string; address: string }[] } }[] };
+  const host = (brokers[0] ?? '').replace(/:\d+$/, '');
+  const first = nodes.items.find((n) => n.status.addresses.some((a) => a.type === 'ExternalIP' && a.address === host))?.metadata.name ?? '';
+  assert.ok(first !== '', `the node of ${host}`);
+  const brokerPods = async (): Promise<string[]> => (await k('c1', ['-n', 'isthmus-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=isthmus-broker',
+    '-o', 'jsonpath={range .items[*]}{.spec.nodeName} {.status.phase} {.metadata.deletionTimestamp}{"\\n"}{end}'])).trim().split('\n').filter((l) => l !== '');
+  const svc = (name: string): string => JSON.stringify({ apiVersion: 'v1', kind: 'List', items: [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: 'default' }, spec: { ports: [{ name: 'http', port: 80, protocol: 'TCP' }] } },
+    { apiVersion: 'multicluster.x-k8s.io/v1alpha1', kind: 'ServiceExport', metadata: { name, namespace: 'default' } },
+  ] });
+  await k('c1', ['cordon', first]);
+  try {
+    await k('c1', ['-n', 'isthmus-system', 'delete', 'pod', '-l', 'app.kubernetes.io/name=isthmus-broker', '--field-selector', `spec.nodeName=${first}`, '--wait=false']);
+    await eventually(`both broker pods running, none on ${first}`, async () => {
+      const pods = await brokerPods();
+      return pods.length === 2 && pods.every((p) => !p.startsWith(`${first} `) && p.trim().endsWith('Running')) ? true : undefined;
+    }, 180_000);
+    // the MCS controller of c2 (pod network) and its gateway (host network) reach the broker through the second address
+    await k('c2', ['apply', '-f', '-'], svc('moved'));
+    await eventually('c2\'s export of default/moved imported in c1', async () => ((await k('c1', ['-n', 'default', 'get', 'serviceimports.multicluster.x-k8s.io', 'moved', '--ignore-not-found', '-o', 'name'])).trim() !== '' ? true : undefined), 120_000);
+    const diag = JSON.parse((await cli(['diagnose', '--context', 'c2', '-o', 'json', '--skip-probes'])).stdout) as { cluster: string; check: string; verdict: string; detail: string }[];
+    const addresses = diag.find((x) => x.check === 'broker addresses');
+    assert.is(addresses?.verdict, 'warn', JSON.stringify(diag));
+    assert.match(addresses?.detail ?? '', new RegExp(`only ${(brokers[1] ?? '').replace(/\./g, '\\.')} answers`));
+    const reachable = diag.find((x) => x.check === 'reachable');
+    assert.is(reachable, undefined, 'diagnose itself reached the broker');
+  } finally {
+    await k('c1', ['uncordon', first]);
+    await k('c2', ['delete', '-f', '-', '--ignore-not-found'], svc('moved'));
+  }
+}));
+
 test('benchmark throughput and latency: both variants measured pod to pod across the cable, its pods gone afterwards', async () => {
   const t = JSON.parse(ok(await cli(['benchmark', 'throughput', '--context', 'c1', '--tocontext', 'c2', '--duration', '2', '-o', 'json'], 600_000), 'benchmark throughput').stdout) as Record<string, string>[];
   assert.equal(t.map((r) => r['variant']), ['gateway node → gateway node', 'non-gateway node → non-gateway node']);

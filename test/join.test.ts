@@ -100,6 +100,10 @@ test('join c1, c2 and c3 with --wait: every cable connected; a spent token, a ta
   // the refusals spent nothing: the same token joins c2
   const c2 = ok(await cli(joinArgs(f('c2.json'), 'c2', ['--wait'])), 'join c2');
   assert.match(c2.stdout, /cables connected 1\/1 \(c1 connected\)/);
+  // the parts get every address of broker-info (a comma list), the MCS controller too (c2 does not host the broker)
+  const brokers = ((JSON.parse(readFileSync(f('c2.json'), 'utf8')) as { brokers: string[] }).brokers).join(',');
+  const cm = (name: string): Promise<string> => k('c2', ['-n', 'isthmus-system', 'get', 'configmap', name, '-o', 'jsonpath={.data.BROKER} {.data.POD_BROKER}']);
+  assert.equal([await cm('isthmus-gateway'), await cm('isthmus-mcs')], [`${brokers} ${brokers}`, `${brokers} `]);
   await refused(await cli(joinArgs(f('c2.json'), 'c3')), /was used by cluster c2 .* a token joins one cluster once/, 'c3');
   // minted with a 60 s lifetime at the start: wait until it has run out
   const expires = Date.parse(String((JSON.parse(readFileSync(f('short.json'), 'utf8')) as Record<string, unknown>)['tokenExpiresAt']));
@@ -194,7 +198,10 @@ test('policy as join deployed it: the controller and an agent on every node; a p
 });
 
 test('join again is idempotent: the certificate is kept, no token needed; a cluster cannot join as another', async () => {
+  const generations = (): Promise<string> => k('c2', ['-n', 'isthmus-system', 'get', 'deployment', 'isthmus-gateway', 'isthmus-mcs', 'isthmus-policy-controller', '-o', 'jsonpath={.items[*].metadata.generation}']);
+  const before = await generations();
   const again = ok(await cli(joinArgs(f('c2.json'), 'c2', ['--wait'])), 'join c2 again');
+  assert.is(await generations(), before, 'the same broker addresses: nothing rolled out');
   assert.match(again.stdout, /holds its certificate for c2 already/);
   assert.match(again.stdout, /every cable connected/);
   await refused(await cli(['join', f('spare.json'), '--context', 'c2', '--cluster-id', 'c5']), /calls itself c2 .* join with --cluster-id c2/);

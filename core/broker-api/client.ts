@@ -3,6 +3,7 @@ import { Client, credentials as grpcCredentials, status, type ClientReadableStre
 import {
   Backoff, ClustersetRoles, ErrorCodes, IsthmusError, isIsthmusError, messageOf, silentLogger, sleep, systemClock, type BackoffOptions, type Clock, type Logger,
 } from '../index.ts';
+import { brokerTargets, formatBrokerAddress, parseBrokerAddresses } from './address.ts';
 import { SERVICE_NAME, eventFromMessage, methods, toKinds, toRevision, type MethodName } from './proto.ts';
 import { fromServiceError } from './status.ts';
 import type { BrokerEvent, Cluster, Endpoint, Export, IdentitySet, Kind, Policy, PolicyStatusRecord } from './types.ts';
@@ -12,7 +13,8 @@ import type { BrokerEvent, Cluster, Endpoint, Export, IdentitySet, Kind, Policy,
  * broker outages (UNAVAILABLE, DEADLINE_EXCEEDED) with backoff for up to `retryForMs`;
  * any other status is final and comes back as an IsthmusError with the matching code.
  * Credentials are read again whenever the connection fails, so renewed certificates
- * are picked up without a restart.
+ * are picked up without a restart. Given several broker addresses, it uses whichever
+ * answers and moves to another when that one fails (brokerTargets, address.ts).
  */
 /** An Error unless the server certificate's subject O= names the broker role. */
 export function brokerRoleProblem(cert: Pick<PeerCertificate, 'subject'>): Error | undefined {
@@ -29,10 +31,14 @@ export interface TlsMaterial {
 }
 
 export interface BrokerClientOptions {
-  /** host:port of the broker (or of a load balancer in front of its replicas). */
-  address: string;
+  /**
+   * host:port of the broker (or of a load balancer in front of its replicas), or several:
+   * a comma list or an array (every node address of its NodePort). Checked at construction
+   * (INVALID_ARGUMENT).
+   */
+  address: string | readonly string[];
   credentials: () => TlsMaterial | Promise<TlsMaterial>;
-  /** TLS name to check the broker certificate against when it differs from the dialled host. */
+  /** TLS name to check the broker certificate against when it differs from the (first) dialled host. */
   serverName?: string;
   logger?: Logger;
   clock?: Clock;
@@ -68,6 +74,10 @@ export class BrokerClient {
   readonly #options: BrokerClientOptions;
   readonly #logger: Logger;
   readonly #clock: Clock;
+  readonly #addresses: readonly string[];
+  readonly #targets: readonly string[];
+  /** Which of #targets the channel dials. */
+  #target = 0;
   #client: Client | undefined;
   #certPem = '';
   #stale = true;
@@ -76,6 +86,9 @@ export class BrokerClient {
 
   constructor(options: BrokerClientOptions) {
     this.#options = options;
+    const addresses = parseBrokerAddresses(options.address);
+    this.#addresses = addresses.map(formatBrokerAddress);
+    this.#targets = brokerTargets(addresses);
     this.#logger = options.logger ?? silentLogger();
     this.#clock = options.clock ?? systemClock;
   }
@@ -84,9 +97,19 @@ export class BrokerClient {
     return this.#clock;
   }
 
-  /** host:port this client dials. */
+  /** The host:port addresses this client dials, separated by commas. */
   get address(): string {
-    return this.#options.address;
+    return this.#addresses.join(',');
+  }
+
+  /** Each host:port address this client dials, in order. */
+  get addresses(): readonly string[] {
+    return this.#addresses;
+  }
+
+  /** The gRPC target the channel dials now (one of brokerTargets). */
+  get target(): string {
+    return this.#targets[this.#target] ?? '';
   }
 
   get logger(): Logger {
@@ -103,9 +126,18 @@ export class BrokerClient {
    * UNAUTHENTICATED the next call opens a new one (the broker may have loaded a new CA
    * bundle, or we may have new credentials by then).
    */
-  #noteFailure(err: unknown): void {
+  #noteFailure(err: unknown, client: Client | undefined): void {
     this.#stale = true;
-    if ((err as { code?: unknown }).code === status.UNAUTHENTICATED) this.#reconnect = true;
+    const code = (err as { code?: unknown }).code;
+    if (code === status.UNAUTHENTICATED) this.#reconnect = true;
+    // several targets (IPv4 and IPv6 addresses, DNS names): an unreachable one hands over to
+    // the next; within a target, the channel's pick_first moves between addresses itself
+    if (this.#targets.length > 1 && typeof code === 'number' && RETRYABLE.has(code) && client !== undefined && client === this.#client) {
+      const from = this.target;
+      this.#target = (this.#target + 1) % this.#targets.length;
+      this.#reconnect = true;
+      this.#logger.info({ from, to: this.target, err: messageOf(err) }, 'broker unreachable; trying its next address');
+    }
   }
 
   async #channel(): Promise<Client> {
@@ -120,14 +152,17 @@ export class BrokerClient {
       // the name check of TLS, then the role: another member's (or a gateway's) certificate from the same CA is no broker
       checkServerIdentity: (host, cert) => checkServerIdentity(host, cert) ?? brokerRoleProblem(cert),
     });
-    this.#client = new Client(this.#options.address, creds, {
+    this.#client = new Client(this.target, creds, {
       // the broker sends whole revisions of bounded size (records ≤ its maxRecordBytes, a
       // cluster's removal in batches); a larger message makes the cache list again
       'grpc.max_receive_message_length': 64 * 1024 * 1024,
       'grpc.keepalive_time_ms': 20_000,
       'grpc.keepalive_timeout_ms': 10_000,
+      // a broker address that failed is tried again after 0.2 s, backing off to 5 s at most;
+      // meanwhile pick_first uses the next address of the target, in the order given
       'grpc.initial_reconnect_backoff_ms': 200,
       'grpc.max_reconnect_backoff_ms': 5_000,
+      'grpc.service_config': JSON.stringify({ loadBalancingConfig: [{ pick_first: {} }] }),
       ...(this.#options.serverName === undefined ? {} : { 'grpc.ssl_target_name_override': this.#options.serverName, 'grpc.default_authority': this.#options.serverName }),
     });
     this.#certPem = tls.certPem;
@@ -147,8 +182,10 @@ export class BrokerClient {
     const deadline = new Date(Date.now() + (this.#options.callTimeoutMs ?? 10_000));
     return new Promise((resolve, reject) => {
       client.makeUnaryRequest(m.path, m.requestSerialize, m.responseDeserialize, request, { deadline }, (err, res) => {
-        if (err !== null) reject(err);
-        else resolve((res ?? {}) as Record<string, unknown>);
+        if (err !== null) {
+          this.#noteFailure(err, client);
+          reject(err);
+        } else resolve((res ?? {}) as Record<string, unknown>);
       });
     });
   }
@@ -162,7 +199,7 @@ export class BrokerClient {
       try {
         return await this.#once(method, request);
       } catch (err) {
-        this.#noteFailure(err);
+        this.#stale = true;
         const code = (err as { code?: unknown }).code;
         const retry = typeof code === 'number' && RETRYABLE.has(code) && !this.#closed;
         if (!retry || this.#clock.now() >= until) throw fromServiceError(err, `broker ${method}`);
@@ -263,7 +300,7 @@ export class BrokerClient {
         }
       });
       stream.on('error', (err) => {
-        this.#noteFailure(err);
+        this.#noteFailure(err, client);
         reject(fromServiceError(err, 'broker List'));
       });
       stream.on('end', () => {
@@ -295,7 +332,7 @@ export class BrokerClient {
     });
     stream.on('error', (err) => {
       if ((err as { code?: number }).code === status.CANCELLED && ended) return;
-      this.#noteFailure(err);
+      this.#noteFailure(err, client);
       end(fromServiceError(err, 'broker Watch'));
     });
     stream.on('end', () => end(undefined));

@@ -3,6 +3,7 @@
 // (A separate entry from core/index.ts: it loads gRPC and the proto.)
 export * from './types.ts';
 export { BrokerClient, type BrokerClientOptions, type TlsMaterial, type PublishEndpointResult, type WatchHandlers, type ClusterInput, type EndpointInput, type ExportInput } from './client.ts';
+export { brokerTargets, formatBrokerAddress, parseBrokerAddresses, type BrokerAddress } from './address.ts';
 export { BrokerCache, type Change, type ChangeType, type BrokerCacheOptions, type CacheSource } from './cache.ts';
 export { EndpointKeeper, type EndpointKeeperOptions } from './endpoint.ts';
 export { PROTO_PATH, SERVICE_NAME } from './proto.ts';
