@@ -1,4 +1,4 @@
-import { CoreV1Api, CustomObjectsApi, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
+import { CoreV1Api, CustomObjectsApi, PatchStrategy, setHeaderOptions, type KubeConfig, type KubernetesObject, type V1ConfigMap } from '@kubernetes/client-node';
 import { messageOf, systemClock, type Clock, type Logger, type Service } from '../core/index.ts';
 import { CoalescingQueue, asList, createInformer, startSyncLoop, type CachedInformer, type SyncLoop } from '../core/k8s.ts';
 import { BrokerCache, validateIdentitySet, validatePolicyRecord, validatePolicySpec, validatePolicyStatus, type BrokerClient, type Cluster, type IdentitySet, type Policy, type PolicyStatusRecord } from '../core/broker-api/index.ts';
@@ -52,6 +52,7 @@ export interface PolicyControllerDeps {
 }
 
 const AGENT_PLURAL = 'policyagents';
+const MERGE_PATCH = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
 type NodeLike = KubernetesObject & { spec?: { unschedulable?: boolean } };
 const PROPERTY = { group: 'about.k8s.io', version: 'v1alpha1', plural: 'clusterproperties' } as const;
 
@@ -68,6 +69,9 @@ export class PolicyController implements Service {
   #informers: Record<'policies' | 'pods' | 'namespaces' | 'configMaps' | 'agents' | 'nodes' | 'properties', CachedInformer<KubernetesObject>> | undefined;
   #loop: SyncLoop | undefined;
   readonly #statusWritten = new Map<string, string>();
+  /** Statuses to write (policy key → its text), and whether the writer runs. */
+  readonly #statusDue = new Map<string, { ns: string; name: string; text: string }>();
+  #statusWriter = false;
   /** What was logged last about the labels (skipped properties, refused label sets), so each is said once. */
   #labelNotes = '';
 
@@ -121,6 +125,7 @@ export class PolicyController implements Service {
 
   async stop(): Promise<void> {
     await this.#loop?.stop();
+    this.#statusDue.clear();
     await this.#cache.stop();
   }
 
@@ -323,16 +328,35 @@ export class PolicyController implements Service {
       const { entries, refused: left } = clusterEntries(ownEntry, { cluster: own, namespace: ns, name, generation }, error === undefined ? byPolicy.get(key) ?? [] : [], members);
       refused.push(...left);
       const text = JSON.stringify(entries);
-      if (this.#statusWritten.get(key) === text) continue;
-      try {
-        const path = { group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name };
-        const current = (await this.#objects.getNamespacedCustomObject(path)) as Record<string, unknown>;
-        await this.#objects.replaceNamespacedCustomObjectStatus({ ...path, body: { ...current, status: { clusters: entries } } });
-        this.#statusWritten.set(key, text);
-      } catch (err) {
-        this.#d.logger.warn({ policy: key, err: messageOf(err) }, 'status not written');
-      }
+      if (this.#statusWritten.get(key) !== text) this.#statusDue.set(key, { ns, name, text });
     }
+    void this.#writeStatuses();
     return refused;
+  }
+
+  /**
+   * Writes the statuses due, one merge patch of the status subresource each, apart from
+   * reconcile (which must not wait on them: a policy change is published and mirrored first);
+   * one writer at a time, the latest status of a policy wins. A failed write is retried by the
+   * next reconcile (its text was not recorded as written).
+   */
+  async #writeStatuses(): Promise<void> {
+    if (this.#statusWriter) return;
+    this.#statusWriter = true;
+    try {
+      for (let next = this.#statusDue.entries().next(); next.done !== true; next = this.#statusDue.entries().next()) {
+        const [key, { ns, name, text }] = next.value;
+        this.#statusDue.delete(key);
+        if (this.#statusWritten.get(key) === text) continue;
+        try {
+          await this.#objects.patchNamespacedCustomObjectStatus({ group: GROUP, version: VERSION, namespace: ns, plural: PLURAL, name, body: { status: { clusters: JSON.parse(text) as unknown } } }, MERGE_PATCH);
+          this.#statusWritten.set(key, text);
+        } catch (err) {
+          this.#d.logger.warn({ policy: key, err: messageOf(err) }, 'status not written (retried at the next reconcile)');
+        }
+      }
+    } finally {
+      this.#statusWriter = false;
+    }
   }
 }
