@@ -1,6 +1,9 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { clientUrl, decide, existingCluster, parseInitialCluster, type PeerAnswer } from './etcd-bootstrap.ts';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { clientUrl, decide, existingCluster, hasWal, parseInitialCluster, type PeerAnswer } from './etcd-bootstrap.ts';
 
 const cfg = parseInitialCluster('e0=http://e0.etcd:2380,e1=http://e1.etcd:2380,e2=http://e2.etcd:2380');
 const peer = (i: number): { name: string; peerUrl: string } => cfg[i] as { name: string; peerUrl: string };
@@ -63,6 +66,27 @@ test('bad answers: a peer not of this cluster, strangers, disagreeing peers, a f
   const two = parseInitialCluster('e0=http://e0.etcd:2380,e1=http://e1.etcd:2380');
   assert.throws(() => decide('e1', two, false, [answer(0, [member(0), { ...member(2), peerURLs: ['http://e0.etcd:2380'] }])]), /no room to add it/);
   assert.throws(() => decide('e9', cfg, false, []), /not in the initial cluster/);
+});
+
+test('data: a write-ahead log; missing is empty; an unreadable dir is an error, never empty', async () => {
+  const d = await mkdtemp(join(tmpdir(), 'isthmus-wal-'));
+  try {
+    assert.is(await hasWal(join(d, 'none')), false);
+    await mkdir(join(d, 'member', 'wal'), { recursive: true });
+    assert.is(await hasWal(d), false);
+    await writeFile(join(d, 'member', 'wal', '0000000000000000-0000000000000000.wal'), '');
+    assert.is(await hasWal(d), true);
+    if (process.getuid?.() !== 0) {
+      await chmod(join(d, 'member'), 0o000);
+      try {
+        await hasWal(d).then(() => assert.unreachable('an unreadable dir must throw'), (err: unknown) => assert.match(String(err), /cannot tell whether/));
+      } finally {
+        await chmod(join(d, 'member'), 0o755);
+      }
+    }
+  } finally {
+    await rm(d, { recursive: true, force: true });
+  }
 });
 
 test.run();

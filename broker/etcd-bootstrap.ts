@@ -140,12 +140,14 @@ export function clientUrl(peerUrl: string, port: number): string {
   return norm(u.toString());
 }
 
-/** True when etcd would start from this data dir: it holds a write-ahead log. */
-async function hasWal(dataDir: string): Promise<boolean> {
+/** True when etcd would start from this data dir: it holds a write-ahead log. A dir it cannot read is an error, never "empty". */
+export async function hasWal(dataDir: string): Promise<boolean> {
   try {
     return (await readdir(join(dataDir, 'member', 'wal'))).some((f) => f.endsWith('.wal'));
-  } catch {
-    return false;
+  } catch (err) {
+    const code = (err as { code?: string }).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') return false;
+    throw new IsthmusError(ErrorCodes.PERMISSION_DENIED, `cannot tell whether ${dataDir} holds etcd data: ${messageOf(err)}; run the bootstrap as the user etcd runs as (nothing was changed)`);
   }
 }
 
