@@ -129,7 +129,7 @@ export interface BootstrapOptions {
   /** Deadline of one membership change (ms); past it the cluster likely has no quorum. */
   readonly changeTimeoutMs: number;
   /** More settings for the config file, e.g. auto-compaction-retention. */
-  readonly extra: Readonly<Record<string, string | number>>;
+  readonly extra: Readonly<Record<string, string | number | boolean>>;
   readonly logger: Logger;
 }
 
@@ -203,7 +203,7 @@ async function change<T>(what: string, hosts: readonly string[], timeoutMs: numb
 }
 
 /** Decides, changes the membership when rejoining, and writes etcd's config file. Returns the decision and the config. */
-export async function etcdBootstrap(o: BootstrapOptions): Promise<{ decision: Decision; config: Record<string, string | number> }> {
+export async function etcdBootstrap(o: BootstrapOptions): Promise<{ decision: Decision; config: Record<string, string | number | boolean> }> {
   const self = o.initialCluster.find((p) => p.name === o.name);
   if (self === undefined) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, `member ${o.name} is not in the initial cluster ${formatInitialCluster(o.initialCluster)}`);
   const hasData = await hasWal(o.dataDir);
@@ -234,7 +234,7 @@ export async function etcdBootstrap(o: BootstrapOptions): Promise<{ decision: De
     initialCluster = existingCluster(o.name, selfId, o.initialCluster, members);
     state = 'existing';
   }
-  const config: Record<string, string | number> = {
+  const config: Record<string, string | number | boolean> = {
     name: o.name,
     'data-dir': o.dataDir,
     'listen-client-urls': o.listenClientUrls,

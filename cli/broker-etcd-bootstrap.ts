@@ -20,10 +20,11 @@ const schema = {
   clientPort: int('the client port of every member, at its peer URL\'s host (default 2379)', 2379, 1, 65535),
   probeSeconds: int('how long to wait for a peer to answer before starting a new cluster (default 10)', 10, 0, 600),
   timeout: int('seconds one membership change may take (default 30)', 30, 1, 600),
-  etcdOption: list('more etcd settings for the config file, key=value, comma-separated (digits become numbers)', custom('key=value', (raw) => {
+  etcdOption: list('more etcd settings for the config file, key=value, comma-separated (digits become numbers, true and false booleans)', custom('key=value', (raw) => {
     const m = /^([a-z0-9-]+)=(.*)$/.exec(String(raw));
     if (m === null) throw new Error(`${JSON.stringify(raw)} is not key=value`);
-    return [m[1] as string, /^\d+$/.test(m[2] as string) ? Number(m[2]) : (m[2] as string)] as const;
+    const v = m[2] as string;
+    return [m[1] as string, /^\d+$/.test(v) ? Number(v) : v === 'true' ? true : v === 'false' ? false : v] as const;
   })),
 };
 

@@ -30,7 +30,7 @@ const configFile = (m: Member): string => join(dir, `${m.name}.conf.yaml`);
 async function bootstrap(m: Member, ms: readonly Member[] = members, extra: string[] = []): Promise<Run> {
   return isthmus(['broker', 'etcd-bootstrap', '--name', m.name, '--initial-cluster', initialCluster(ms), '--data-dir', dataDir(m), '--config-file', configFile(m),
     '--listen-client-urls', m.client, '--listen-peer-urls', m.peer, '--client-port', String(clientPort), '--probe-seconds', '2',
-    '--etcd-option', 'auto-compaction-mode=periodic,auto-compaction-retention=1h,heartbeat-interval=100,election-timeout=1000,logger=zap,log-level=warn,initial-cluster-token=rejoin-test', ...extra], { ISTHMUS_LOG_LEVEL: 'info' }, 60_000);
+    '--etcd-option', 'auto-compaction-mode=periodic,auto-compaction-retention=1h,enable-grpc-gateway=true,heartbeat-interval=100,election-timeout=1000,logger=zap,log-level=warn,initial-cluster-token=rejoin-test', ...extra], { ISTHMUS_LOG_LEVEL: 'info' }, 60_000);
 }
 
 function startEtcd(m: Member): void {
