@@ -89,15 +89,15 @@ export async function brokerDeploy(argv: readonly string[]): Promise<number> {
 
   const etcdObjs = await manifest('broker/etcd.yaml');
   for (const o of etcdObjs.filter((x) => x.kind !== 'StatefulSet')) await kube.apply(o);
-  await kube.apply(etcdStatefulSet(pick(etcdObjs, 'StatefulSet', 'isthmus-etcd'), Number(cfg.etcdMembers), cfg.etcdStorage));
+  await kube.apply(etcdStatefulSet(pick(etcdObjs, 'StatefulSet', 'isthmus-etcd'), Number(cfg.etcdMembers), cfg.etcdStorage, cfg.image));
   const deployment = pick(brokerObjs, 'Deployment', 'isthmus-broker');
   await kube.apply(brokerDeployment(deployment, cfg.replicas, cfg.image, cfg.globalAddressing, cfg.nodeSelector === undefined ? undefined : { [selKey as string]: selValue as string }));
   const info = { brokers: addresses.grpc, joinAddresses: addresses.join, cableDriver: cfg.cableDriver, globalAddressing: cfg.globalAddressing };
   await kube.apply({ apiVersion: 'v1', kind: 'ConfigMap', metadata: { name: INFO_CONFIGMAP, namespace: NS, labels: { 'app.kubernetes.io/part-of': 'isthmus' } }, data: { 'info.json': JSON.stringify(info) } });
   say(`etcd (${cfg.etcdMembers} member${cfg.etcdMembers === '1' ? '' : 's'}, ${cfg.etcdStorage}) and the broker (${cfg.replicas} replicas) applied; waiting until they are ready ...`);
   if (cfg.etcdStorage === 'emptyDir' && cfg.etcdMembers === '3') {
-    // etcd refuses a member that comes back without its data ("has already been bootstrapped")
-    say('! with --etcd-storage emptyDir a member whose pod is replaced loses its data and etcd will not take it back: the other two keep serving, one more loss stops the broker; use --etcd-storage pvc to keep members across pod replacements');
+    // a replaced member rejoins (broker etcd-bootstrap), but only while the other two keep a quorum
+    say('! with --etcd-storage emptyDir a member whose pod is replaced comes back empty and rejoins from the other two; losing two at once loses the broker\'s data; use --etcd-storage pvc to keep it across pod replacements');
   }
   const timeoutMs = cfg.timeout * 1000;
   await waitFor('etcd ready', timeoutMs, async () => {
@@ -224,15 +224,23 @@ async function brokerAddresses(kube: Kube, cfg: { address: readonly string[]; se
   return { hosts, grpc: hosts.map((h) => fmt(h, port('grpc'))), join: hosts.map((h) => fmt(h, port('join'))), clusterIps };
 }
 
-/** etcd.yaml's StatefulSet for `members` members, its data on a PVC or an emptyDir. Pure. */
-export function etcdStatefulSet(base: Obj, members: number, storage: 'pvc' | 'emptyDir'): Obj {
-  const s = structuredClone(base) as Obj & { spec: { replicas: number; volumeClaimTemplates?: unknown; template: { spec: { containers: { command: string[] }[]; volumes?: object[] } } } };
+/** etcd.yaml's StatefulSet for `members` members, its data on a PVC or an emptyDir, its bootstrap init container on `image`. Pure. */
+export function etcdStatefulSet(base: Obj, members: number, storage: 'pvc' | 'emptyDir', image?: string): Obj {
+  type C = { image: string; command?: string[]; args?: string[] };
+  const s = structuredClone(base) as Obj & { spec: { replicas: number; volumeClaimTemplates?: unknown; template: { spec: { initContainers?: C[]; containers: C[]; volumes?: object[] } } } };
   s.spec.replicas = members;
   const peers = Array.from({ length: members }, (_, i) => `isthmus-etcd-${i}=http://isthmus-etcd-${i}.isthmus-etcd:2380`).join(',');
-  for (const c of s.spec.template.spec.containers) c.command = c.command.map((a) => (a.startsWith('--initial-cluster=') ? `--initial-cluster=${peers}` : a));
+  const withPeers = (argv: string[] | undefined): string[] | undefined => argv?.map((a) => (a.startsWith('--initial-cluster=') ? `--initial-cluster=${peers}` : a));
+  for (const c of [...(s.spec.template.spec.initContainers ?? []), ...s.spec.template.spec.containers]) {
+    const command = withPeers(c.command);
+    const args = withPeers(c.args);
+    if (command !== undefined) c.command = command;
+    if (args !== undefined) c.args = args;
+  }
+  if (image !== undefined) for (const c of s.spec.template.spec.initContainers ?? []) c.image = image;
   if (storage === 'emptyDir') {
     delete s.spec.volumeClaimTemplates;
-    s.spec.template.spec.volumes = [{ name: 'data', emptyDir: {} }];
+    s.spec.template.spec.volumes = [...(s.spec.template.spec.volumes ?? []), { name: 'data', emptyDir: {} }];
   }
   return s;
 }

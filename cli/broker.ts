@@ -5,10 +5,12 @@ import { JoinServer } from '../broker/join.ts';
 import { optionRecord, parseArgs, usageError } from './args.ts';
 import type { Command } from './command.ts';
 import { brokerDeploy, brokerToken } from './broker-deploy.ts';
+import { brokerEtcdBootstrap } from './broker-etcd-bootstrap.ts';
 
 const USAGE = `isthmus broker --etcd URLS --listen ADDR --tls-dir DIR [options]
        isthmus broker deploy --context C [options]    (see isthmus broker deploy --help)
        isthmus broker token --context C [options]     (see isthmus broker token --help)
+       isthmus broker etcd-bootstrap --name N …       (the etcd members' init container; see its --help)
 
   Serves the clusterset's broker (gRPC, mTLS) over etcd. Stateless: run several
   replicas against one etcd cluster, all with the same options.
@@ -63,6 +65,7 @@ const schema = {
 async function run(argv: readonly string[]): Promise<number> {
   if (argv[0] === 'deploy') return brokerDeploy(argv.slice(1));
   if (argv[0] === 'token') return brokerToken(argv.slice(1));
+  if (argv[0] === 'etcd-bootstrap') return brokerEtcdBootstrap(argv.slice(1));
   const args = parseArgs(argv, new Set(['help', 'global-addressing']));
   if (args.options.has('help')) {
     process.stdout.write(`usage: ${USAGE}\n`);

@@ -184,11 +184,15 @@ test('the cleanup pod: the route agent, the gateway and the policy agent each re
 
 test('etcd for 1 or 3 members on a PVC or an emptyDir; the broker with its replicas and options', async () => {
   const sts = pick(await manifest('broker/etcd.yaml'), 'StatefulSet', 'isthmus-etcd');
-  const three = etcdStatefulSet(sts, 3, 'emptyDir') as { spec: { replicas: number; volumeClaimTemplates?: unknown; template: { spec: { containers: { command: string[] }[]; volumes: { name: string }[] } } } };
+  const three = etcdStatefulSet(sts, 3, 'emptyDir', 'isthmus:x') as { spec: { replicas: number; volumeClaimTemplates?: unknown; template: { spec: { initContainers: { image: string; args: string[] }[]; containers: { command: string[] }[]; volumes: { name: string }[] } } } };
   assert.is(three.spec.replicas, 3);
   assert.is(three.spec.volumeClaimTemplates, undefined);
-  assert.equal(three.spec.template.spec.volumes.map((v) => v.name), ['data']);
-  assert.ok(three.spec.template.spec.containers[0]?.command.includes('--initial-cluster=isthmus-etcd-0=http://isthmus-etcd-0.isthmus-etcd:2380,isthmus-etcd-1=http://isthmus-etcd-1.isthmus-etcd:2380,isthmus-etcd-2=http://isthmus-etcd-2.isthmus-etcd:2380'));
+  assert.equal(three.spec.template.spec.volumes.map((v) => v.name), ['boot', 'data']);
+  const init = three.spec.template.spec.initContainers[0];
+  assert.is(init?.image, 'isthmus:x');
+  assert.equal(init?.args.slice(0, 2), ['broker', 'etcd-bootstrap']);
+  assert.ok(init?.args.includes('--initial-cluster=isthmus-etcd-0=http://isthmus-etcd-0.isthmus-etcd:2380,isthmus-etcd-1=http://isthmus-etcd-1.isthmus-etcd:2380,isthmus-etcd-2=http://isthmus-etcd-2.isthmus-etcd:2380'));
+  assert.equal(three.spec.template.spec.containers[0]?.command, ['etcd', '--config-file=/etc/etcd-boot/etcd.yaml']);
   const one = etcdStatefulSet(sts, 1, 'pvc') as { spec: { volumeClaimTemplates?: unknown } };
   assert.ok(one.spec.volumeClaimTemplates !== undefined);
   const dep = brokerDeployment(pick(await manifest('broker/broker.yaml'), 'Deployment', 'isthmus-broker'), 3, 'isthmus:x', true, { 'a/b': 'c' }) as { spec: { replicas: number; template: { spec: { nodeSelector: Record<string, string>; containers: { image: string; args: string[] }[] } } } };

@@ -41,6 +41,7 @@ export function registry(): Map<string, Entry> {
         sub: {
           deploy: [...KUBE, '--address', '--ca', '--cable-driver', '--cluster-id', '--etcd-members', '--etcd-storage', '--global-addressing', '--image', '--node-selector', '--out', '--replicas', '--service-type', '--timeout', '--token-ttl'],
           token: [...KUBE, '--cluster-id', '--out', '--timeout', '--token-ttl'],
+          'etcd-bootstrap': ['--name', '--initial-cluster', '--data-dir', '--config-file', '--listen-client-urls', '--listen-peer-urls', '--client-port', '--probe-seconds', '--timeout', '--etcd-option'],
         },
       },
       load: async () => (await import('./broker.ts')).brokerCommand,

@@ -135,7 +135,7 @@ test('uninstall keeps the broker the members use until --broker; then a broker o
   assert.not.match(await k('c1', ['get', 'crd', '-o', 'name']), /isthmus\.dev|multicluster\.x-k8s\.io/);
 
   const deployed = ok(await cli(['broker', 'deploy', '--context', 'c1', '--service-type', 'NodePort', '--node-selector', 'isthmus.dev/gateway-capable=true', '--etcd-members', '3', '--etcd-storage', 'emptyDir', '--out', f('broker3.json')], 600_000), 'broker deploy, 3 etcd members');
-  assert.match(deployed.stdout, /with --etcd-storage emptyDir a member whose pod is replaced loses its data .* use --etcd-storage pvc/);
+  assert.match(deployed.stdout, /with --etcd-storage emptyDir a member whose pod is replaced comes back empty and rejoins from the other two; losing two at once loses the broker's data; use --etcd-storage pvc/);
   const members = async (): Promise<string[]> => (await k('c1', ['-n', 'isthmus-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=isthmus-etcd', '-o', 'jsonpath={range .items[*]}{.metadata.name} {.status.containerStatuses[0].ready}{"\\n"}{end}'])).trim().split('\n').sort();
   assert.equal(await members(), ['isthmus-etcd-0 true', 'isthmus-etcd-1 true', 'isthmus-etcd-2 true']);
   ok(await cli(['broker', 'token', '--context', 'c1', '--out', f('c2-3.json')]), 'token c2');
@@ -145,6 +145,22 @@ test('uninstall keeps the broker the members use until --broker; then a broker o
   ok(await cli(['join', f('c2-3.json'), '--context', 'c2', '--cluster-id', 'c2', '--wait'], 600_000), 'join c2 with a member of etcd gone');
   const nets = JSON.parse(ok(await cli(['show', 'networks', '--context', 'c2', '-o', 'json']), 'show networks').stdout) as { cluster: string }[];
   assert.equal(nets.map((c) => c.cluster).sort(), ['c1', 'c2']);
+  // the replaced member came back empty and rejoined (broker etcd-bootstrap): a started voting member again, with the data
+  const etcdApi = async (member: string, path: string, body: object): Promise<string> =>
+    k('c1', ['-n', 'isthmus-system', 'exec', 'deploy/isthmus-broker', '-c', 'broker', '--', 'curl', '-s', '--max-time', '5', '-X', 'POST', `http://${member}.isthmus-etcd:2379${path}`, '-d', JSON.stringify(body)]);
+  const ids = ['isthmus-etcd-0', 'isthmus-etcd-1', 'isthmus-etcd-2'];
+  await eventually('isthmus-etcd-1 back: 3 started voting members, each healthy', async () => {
+    const list = JSON.parse(await etcdApi('isthmus-etcd-0', '/v3/cluster/member/list', {})) as { members?: { name?: string; clientURLs?: string[]; isLearner?: boolean }[] };
+    const voters = (list.members ?? []).filter((m) => (m.clientURLs ?? []).length > 0 && m.isLearner !== true).map((m) => m.name ?? '').sort();
+    if (voters.join() !== ids.join() || (list.members ?? []).length !== 3) return undefined;
+    for (const m of ids) if (!/"health":\s*"true"/.test(await k('c1', ['-n', 'isthmus-system', 'exec', 'deploy/isthmus-broker', '-c', 'broker', '--', 'curl', '-s', '--max-time', '5', `http://${m}.isthmus-etcd:2379/health`]))) return undefined;
+    return true;
+  }, 300_000);
+  assert.equal(await members(), ['isthmus-etcd-0 true', 'isthmus-etcd-1 true', 'isthmus-etcd-2 true']);
+  assert.match(await k('c1', ['-n', 'isthmus-system', 'logs', 'isthmus-etcd-1', '-c', 'bootstrap']), /rejoining the running cluster/);
+  // c2's cluster record, read from the rejoined member's own store (serializable)
+  const range = JSON.parse(await etcdApi('isthmus-etcd-1', '/v3/kv/range', { key: Buffer.from('/isthmus/v1/clusters/c2').toString('base64'), serializable: true })) as { count?: string };
+  assert.is(range.count, '1', 'the rejoined member has the data');
 });
 
 test.run();

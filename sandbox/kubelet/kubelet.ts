@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Node, type V1Pod, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
+import { CoordinationV1Api, CoreV1Api, type KubeConfig, type V1Container, type V1Node, type V1Pod, type V1ContainerState, type V1ContainerStateTerminated, type V1PodCondition, type V1Probe } from '@kubernetes/client-node';
 import { Serial, WorkQueue, messageOf, type CommandRunner, type Logger } from '../../core/index.ts';
 import { createInformer, splitKey, type CachedInformer } from '../../core/k8s.ts';
 import { clusterDnsIp } from '../dns.ts';
@@ -9,7 +9,7 @@ import type { NodePlan } from '../plan.ts';
 import type { ClusterState } from '../state.ts';
 import { KubeletApi, type ContainerView } from './api.ts';
 import { runsNothing } from './containers.ts';
-import { containerState, podHostname, podPhase, restartBackoffMs, restarts, terminatedState } from './status.ts';
+import { containerState, initPolicy, podHostname, podPhase, restartBackoffMs, restarts, terminatedState } from './status.ts';
 import { allocateIp } from './ipam.ts';
 import { heartbeat, registerNode, renewLease } from './node.ts';
 import { kubeletServingFiles } from '../pki.ts';
@@ -259,6 +259,10 @@ export class SandboxKubelet {
       ip,
       createdAt: new Date().toISOString(),
       containers: (pod.spec?.containers ?? []).map((c) => ({ name: c.name, kind: runsNothing(c) ? 'none' : 'process', restarts: 0 })),
+      // an init container the sandbox runs nothing for has completed
+      initContainers: (pod.spec?.initContainers ?? []).map((c) => (runsNothing(c)
+        ? { name: c.name, kind: 'none', restarts: 0, terminated: { at: new Date().toISOString(), code: 0, reason: 'Completed' } }
+        : { name: c.name, kind: 'process', restarts: 0 })),
       createdMountpoints: [],
     };
     this.#records.set(uid, record);
@@ -280,43 +284,60 @@ export class SandboxKubelet {
     let volumes: Map<string, string> | undefined;
     const dir = podDir(this.#clusterDir, r.uid);
     const policy = pod.spec?.restartPolicy ?? 'Always';
-    for (const c of r.containers) {
-      if (c.kind !== 'process' || c.terminated !== undefined) continue;
-      if (c.pid !== undefined && shimAlive(c.pid, dir)) continue;
-      if (c.pid !== undefined) {
-        const exit = await readExit(dir, c.name);
-        delete c.pid;
-        const code = exit?.code ?? 137;
-        this.#ended(r, c, { at: exit?.finishedAt ?? new Date().toISOString(), code, reason: code === 0 ? 'Completed' : 'Error' }, policy);
-        changed = true;
-        if (c.terminated !== undefined) continue;
-      }
-      if (c.notBefore !== undefined && Date.now() < c.notBefore) continue;
-      const spec = pod.spec?.containers.find((x) => x.name === c.name);
-      if (spec === undefined) continue;
-      volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip, createHostDir: (p) => ensureMountpoint(p, false, join(this.#clusterDir, HOST_PATHS_LOG)) }, dir);
-      const hostname = r.hostNetwork ? undefined : podHostname(pod);
-      const ctx = {
-        pod, container: spec, netns: r.netns, podDir: dir, volumes, podIp: r.ip, nodeIp: node.ip,
-        cluster: this.#o.cluster.name, apiServiceIp: this.#o.cluster.apiServiceIp, corednsBinary: this.#o.corednsBinary,
-        mountpointLog: join(this.#clusterDir, 'mountpoints'), ...(hostname === undefined ? {} : { hostname }),
-      };
-      const env = await envFor(ctx, (ns, name, key, kind) => this.#lookup(ns, name, key, kind), (ns, name, kind) => this.#whole(ns, name, kind));
-      if (hostname !== undefined) env['HOSTNAME'] = hostname;
-      if (c.lastExit !== undefined) await keepPreviousLog(dir, c.name); // a restart: the ended run's log becomes --previous
-      const started = await startContainer(ctx, env);
-      c.startedAt = new Date().toISOString();
-      delete c.notBefore;
-      changed = true;
-      if (started !== undefined && 'missing' in started) {
-        const message = `${started.missing}: no such program on this machine (exit 127): the isthmus sandbox runs containers with the machine's own programs; install it (./setup installs those of the images it knows) or change the container's command`;
-        await this.#event(pod, 'Failed', `container ${c.name}: ${message}`);
-        this.#ended(r, c, { at: new Date().toISOString(), code: 127, reason: 'StartError', message }, policy);
-      } else if (started !== undefined) {
-        c.pid = started.pid;
+    const prepare = async (): Promise<Map<string, string>> =>
+      (volumes ??= await prepareVolumes({ api: this.#api, pod, nodeIp: node.ip, podIp: r.ip, createHostDir: (p) => ensureMountpoint(p, false, join(this.#clusterDir, HOST_PATHS_LOG)) }, dir));
+    // init containers first, one at a time, each to a successful exit (a failed one is restarted unless the pod's policy is Never)
+    for (const c of r.initContainers ?? []) {
+      const spec = pod.spec?.initContainers?.find((x) => x.name === c.name);
+      if (c.terminated === undefined && spec !== undefined) changed = (await this.#runContainer(pod, r, c, spec, initPolicy(policy), node, prepare)) || changed;
+      if (c.terminated?.code !== 0) {
+        if (changed) await saveRecord(this.#clusterDir, r);
+        return;
       }
     }
+    for (const c of r.containers) {
+      const spec = pod.spec?.containers.find((x) => x.name === c.name);
+      if (c.kind !== 'process' || c.terminated !== undefined || spec === undefined) continue;
+      changed = (await this.#runContainer(pod, r, c, spec, policy, node, prepare)) || changed;
+    }
     if (changed) await saveRecord(this.#clusterDir, r);
+  }
+
+  /** Keeps one container going: notes how its last run ended, starts it (again) when due. True when its record changed. */
+  async #runContainer(pod: V1Pod, r: PodRecord, c: ContainerRecord, spec: V1Container, policy: string, node: NodePlan, prepare: () => Promise<Map<string, string>>): Promise<boolean> {
+    const dir = podDir(this.#clusterDir, r.uid);
+    if (c.pid !== undefined && shimAlive(c.pid, dir)) return false;
+    let changed = false;
+    if (c.pid !== undefined) {
+      const exit = await readExit(dir, c.name);
+      delete c.pid;
+      const code = exit?.code ?? 137;
+      this.#ended(r, c, { at: exit?.finishedAt ?? new Date().toISOString(), code, reason: code === 0 ? 'Completed' : 'Error' }, policy);
+      changed = true;
+      if (c.terminated !== undefined) return true;
+    }
+    if (c.notBefore !== undefined && Date.now() < c.notBefore) return changed;
+    const volumes = await prepare();
+    const hostname = r.hostNetwork ? undefined : podHostname(pod);
+    const ctx = {
+      pod, container: spec, netns: r.netns, podDir: dir, volumes, podIp: r.ip, nodeIp: node.ip,
+      cluster: this.#o.cluster.name, apiServiceIp: this.#o.cluster.apiServiceIp, corednsBinary: this.#o.corednsBinary,
+      mountpointLog: join(this.#clusterDir, 'mountpoints'), ...(hostname === undefined ? {} : { hostname }),
+    };
+    const env = await envFor(ctx, (ns, name, key, kind) => this.#lookup(ns, name, key, kind), (ns, name, kind) => this.#whole(ns, name, kind));
+    if (hostname !== undefined) env['HOSTNAME'] = hostname;
+    if (c.lastExit !== undefined) await keepPreviousLog(dir, c.name); // a restart: the ended run's log becomes --previous
+    const started = await startContainer(ctx, env);
+    c.startedAt = new Date().toISOString();
+    delete c.notBefore;
+    if (started !== undefined && 'missing' in started) {
+      const message = `${started.missing}: no such program on this machine (exit 127): the isthmus sandbox runs containers with the machine's own programs; install it (./setup installs those of the images it knows) or change the container's command`;
+      await this.#event(pod, 'Failed', `container ${c.name}: ${message}`);
+      this.#ended(r, c, { at: new Date().toISOString(), code: 127, reason: 'StartError', message }, policy);
+    } else if (started !== undefined) {
+      c.pid = started.pid;
+    }
+    return true;
   }
 
   /** A container's run ended: restart it later (restartPolicy) or keep it terminated. */
@@ -342,7 +363,7 @@ export class SandboxKubelet {
       if (r.containers.length !== 1) return `a container name must be specified for pod ${name}, choose one of: [${r.containers.map((x) => x.name).join(' ')}]`;
       c = r.containers[0];
     } else {
-      c = r.containers.find((x) => x.name === container);
+      c = r.containers.find((x) => x.name === container) ?? r.initContainers?.find((x) => x.name === container);
     }
     if (c === undefined) return `container ${container ?? ''} is not valid for pod ${name}`;
     const dir = podDir(this.#clusterDir, r.uid);
@@ -374,13 +395,12 @@ export class SandboxKubelet {
   async #reportStatus(pod: V1Pod, r: PodRecord, node: NodePlan): Promise<void> {
     const now = new Date();
     const dir = podDir(this.#clusterDir, r.uid);
-    const statuses = [];
-    for (const c of r.containers) {
-      const spec = pod.spec?.containers.find((x) => x.name === c.name);
-      const running = c.kind === 'none' || (c.terminated === undefined && c.pid !== undefined && shimAlive(c.pid, dir));
-      const ready = running && (await this.#ready(r, c.name, spec?.readinessProbe));
+    const statusOf = async (c: ContainerRecord, spec: V1Container | undefined, init: boolean): Promise<{ name: string; image: string; imageID: string; containerID: string | undefined; ready: boolean; started: boolean; restartCount: number; state: V1ContainerState; lastState?: { terminated: V1ContainerStateTerminated } }> => {
+      const running = c.kind === 'none' ? !init : c.terminated === undefined && c.pid !== undefined && shimAlive(c.pid, dir);
+      // a completed init container counts as ready, as a kubelet reports it
+      const ready = init ? c.terminated?.code === 0 : running && (await this.#ready(r, c.name, spec?.readinessProbe));
       const startedAt = c.startedAt === undefined ? now : new Date(c.startedAt);
-      statuses.push({
+      return {
         name: c.name,
         image: spec?.image ?? '',
         imageID: '',
@@ -390,18 +410,24 @@ export class SandboxKubelet {
         restartCount: c.restarts,
         state: containerState(c, running, startedAt),
         ...(c.lastExit === undefined ? {} : { lastState: { terminated: terminatedState(c.lastExit) } }),
-      });
-    }
-    const phase = podPhase(r.containers);
-    const done = phase !== 'Running';
-    const ready = !done && statuses.every((s) => s.ready);
+      };
+    };
+    const statuses = [];
+    for (const c of r.containers) statuses.push(await statusOf(c, pod.spec?.containers.find((x) => x.name === c.name), false));
+    const initStatuses = [];
+    for (const c of r.initContainers ?? []) initStatuses.push(await statusOf(c, pod.spec?.initContainers?.find((x) => x.name === c.name), true));
+    const inits = r.initContainers ?? [];
+    const initialized = inits.every((c) => c.terminated?.code === 0);
+    const phase = podPhase(r.containers, inits);
+    const done = phase === 'Succeeded' || phase === 'Failed';
+    const ready = phase === 'Running' && statuses.every((s) => s.ready);
     const prior = pod.status;
     const shape = (list: readonly { name: string; ready: boolean; restartCount: number; containerID?: string | undefined; state?: object }[]): string =>
       JSON.stringify(list.map((s) => [s.name, s.ready, s.restartCount, s.containerID, Object.keys(s.state ?? {})[0]]));
     const same =
       prior?.phase === phase && prior.podIP === r.ip &&
       (prior.conditions ?? []).some((c) => c.type === 'Ready' && c.status === (ready ? 'True' : 'False')) &&
-      shape(prior.containerStatuses ?? []) === shape(statuses);
+      shape(prior.containerStatuses ?? []) === shape(statuses) && shape(prior.initContainerStatuses ?? []) === shape(initStatuses);
     if (same) return;
     const created = new Date(r.createdAt);
     const cond = (type: string, ok: boolean): V1PodCondition => {
@@ -417,8 +443,9 @@ export class SandboxKubelet {
       podIP: r.ip,
       podIPs: [{ ip: r.ip }],
       startTime: prior?.startTime ?? created,
-      conditions: [cond('PodReadyToStartContainers', !done), cond('PodScheduled', true), cond('Initialized', true), cond('ContainersReady', ready), cond('Ready', ready)],
+      conditions: [cond('PodReadyToStartContainers', !done), cond('PodScheduled', true), cond('Initialized', initialized), cond('ContainersReady', ready), cond('Ready', ready)],
       containerStatuses: statuses.map(({ containerID, ...s }) => (containerID === undefined ? s : { ...s, containerID })),
+      ...(initStatuses.length === 0 ? {} : { initContainerStatuses: initStatuses.map(({ containerID, ...s }) => (containerID === undefined ? s : { ...s, containerID })) }),
     };
     try {
       await this.#api.replaceNamespacedPodStatus({ name: r.name, namespace: r.namespace, body: { ...pod, status } });
@@ -442,7 +469,7 @@ export class SandboxKubelet {
 
   async #teardown(r: PodRecord, graceMs = 5000): Promise<void> {
     const dir = podDir(this.#clusterDir, r.uid);
-    await Promise.all(r.containers.map((c) => (c.pid === undefined ? undefined : stopContainer(c.pid, dir, Math.min(graceMs, 10_000)))));
+    await Promise.all([...(r.initContainers ?? []), ...r.containers].map((c) => (c.pid === undefined ? undefined : stopContainer(c.pid, dir, Math.min(graceMs, 10_000)))));
     if (!r.hostNetwork && r.nodeVeth !== undefined) {
       await unwirePod(this.#o.runner, { nodeNetns: r.nodeNetns, podNetns: r.netns, nodeVeth: r.nodeVeth, ip: r.ip });
       await removeResolvConf(r.netns);

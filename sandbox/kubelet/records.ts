@@ -46,6 +46,8 @@ export interface PodRecord {
   readonly ip: string;
   readonly createdAt: string;
   containers: ContainerRecord[];
+  /** Init containers, run one at a time to completion before `containers` (absent in records of older kubelets). */
+  initContainers?: ContainerRecord[];
   /** Mount points this kubelet created on the host for the pod's volumes (removed when empty). */
   readonly createdMountpoints: string[];
 }

@@ -1,6 +1,6 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { containerState, podHostname, podPhase, restartBackoffMs, restarts } from './status.ts';
+import { containerState, initPolicy, podHostname, podPhase, restartBackoffMs, restarts } from './status.ts';
 
 const exit = (code: number, reason = code === 0 ? 'Completed' : 'Error') => ({ at: '2026-01-01T00:00:00Z', code, reason });
 
@@ -9,6 +9,14 @@ test('phase: Running until every container has ended for good; then Succeeded or
   assert.is(podPhase([{ terminated: exit(0) }, { terminated: exit(0) }]), 'Succeeded');
   assert.is(podPhase([{ terminated: exit(0) }, { terminated: exit(2) }]), 'Failed');
   assert.is(podPhase([]), 'Running');
+});
+
+test('phase with init containers: Pending until each exited 0, Failed when one ended for good otherwise', () => {
+  assert.is(podPhase([{}], [{ terminated: exit(0) }, {}]), 'Pending');
+  assert.is(podPhase([{}], [{ terminated: exit(0) }, { terminated: exit(0) }]), 'Running');
+  assert.is(podPhase([{}], [{ terminated: exit(1) }]), 'Failed');
+  assert.is(initPolicy('Always'), 'OnFailure');
+  assert.is(initPolicy('Never'), 'Never');
 });
 
 test('restartPolicy and backoff', () => {

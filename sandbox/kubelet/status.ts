@@ -32,10 +32,13 @@ export function containerState(c: ContainerRecord, running: boolean, startedAt: 
 }
 
 /**
- * Running while any container runs or will be restarted; once every container has
- * ended for good, Succeeded when all exited 0, else Failed.
+ * Pending until every init container has exited 0 (Failed when one ended for good with
+ * another code); then Running while any container runs or will be restarted; once every
+ * container has ended for good, Succeeded when all exited 0, else Failed.
  */
-export function podPhase(containers: readonly Pick<ContainerRecord, 'terminated'>[]): 'Running' | 'Succeeded' | 'Failed' {
+export function podPhase(containers: readonly Pick<ContainerRecord, 'terminated'>[], inits: readonly Pick<ContainerRecord, 'terminated'>[] = []): 'Pending' | 'Running' | 'Succeeded' | 'Failed' {
+  if (inits.some((c) => c.terminated !== undefined && c.terminated.code !== 0)) return 'Failed';
+  if (!inits.every((c) => c.terminated?.code === 0)) return 'Pending';
   if (containers.length === 0 || !containers.every((c) => c.terminated !== undefined)) return 'Running';
   return containers.every((c) => c.terminated?.code === 0) ? 'Succeeded' : 'Failed';
 }
@@ -43,6 +46,11 @@ export function podPhase(containers: readonly Pick<ContainerRecord, 'terminated'
 /** Whether restartPolicy restarts a container that exited with `code`. */
 export function restarts(policy: string, code: number): boolean {
   return policy === 'Always' || (policy === 'OnFailure' && code !== 0);
+}
+
+/** The restart policy of an init container: run to a successful exit, restarted after a failure unless the pod's policy is Never. */
+export function initPolicy(podPolicy: string): string {
+  return podPolicy === 'Never' ? 'Never' : 'OnFailure';
 }
 
 /** The wait before restart number `n` (1-based): 1 s, doubling, at most 30 s. */
