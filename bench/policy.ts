@@ -7,7 +7,8 @@
 //      from nothing, unchanged (no-op), and after one remote pod's label change (the rule
 //      update path: set elements updated in place); iperf3 through the enforcing node vs the same path with no table.
 //
-// usage: node bench/policy.ts [--runs 5] [--part pure|kernel|all]
+// usage: node bench/policy.ts [--runs 5] [--iperf-runs 3] [--part pure|kernel|all]
+//   --iperf-runs: iperf3 samples with and without the table, alternating (medians compared)
 import { spawn } from 'node:child_process';
 import { cpus, release } from 'node:os';
 import { NetnsRunner, SystemRunner } from '../core/index.ts';
@@ -22,6 +23,7 @@ import { policyLab } from '../test/lib/policy-lab.ts';
 import { arg, numberArg } from './lib/args.ts';
 
 const runs = numberArg('runs', 5);
+const IPERF_RUNS = numberArg('iperf-runs', 3);
 const part = arg('part', 'all');
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
@@ -119,7 +121,7 @@ if (part === 'kernel' || part === 'all') {
       };
       const withTable: number[] = [];
       const without: number[] = [];
-      for (let i = 0; i < Math.min(runs, 3); i++) {
+      for (let i = 0; i < IPERF_RUNS; i++) {
         await table.set(full);
         withTable.push(iperf());
         await table.cleanup();
