@@ -137,9 +137,8 @@ export async function brokerToken(argv: readonly string[]): Promise<number> {
 async function mintAndWrite(ca: ClustersetCA, info: Pick<BrokerInfo, 'brokers' | 'joinAddresses'> & BrokerInfo['clusterset'], cfg: { out: string; tokenTtl: number; clusterId: string | undefined }, timeoutMs: number, say: (s: string) => void): Promise<void> {
   // a short-lived admin certificate, made here from the CA this user can read in the broker cluster
   const admin = issueFor(ca, { role: 'admin' }, { validDays: 1 / 24 });
-  const address = info.joinAddresses[0] ?? '';
-  const minted = await waitFor(`a join token from the broker at ${address}`, timeoutMs, () => callJoinApi<MintTokenResponse>(
-    { address, caPem: ca.bundlePem, client: admin }, '/v1/tokens', { ttlSeconds: cfg.tokenTtl, ...(cfg.clusterId === undefined ? {} : { clusterId: cfg.clusterId }) },
+  const minted = await waitFor(`a join token from the broker at ${info.joinAddresses.join(' or ')}`, timeoutMs, () => callJoinApi<MintTokenResponse>(
+    { address: info.joinAddresses, caPem: ca.bundlePem, client: admin }, '/v1/tokens', { ttlSeconds: cfg.tokenTtl, ...(cfg.clusterId === undefined ? {} : { clusterId: cfg.clusterId }) },
   ));
   const out: BrokerInfo = {
     apiVersion: 'isthmus.dev/v1alpha1', kind: 'BrokerInfo', brokers: info.brokers, joinAddresses: info.joinAddresses, caPem: ca.bundlePem,

@@ -241,7 +241,7 @@ async function storedKey(kube: Kube): Promise<string> {
 
 function joinApi(info: BrokerInfo, facts: Facts, keyPem: string, dryRun: boolean): Promise<JoinResponse> {
   const publicKeyPem = createPublicKey(keyPem).export({ type: 'spki', format: 'pem' }).toString();
-  return callJoinApi<JoinResponse>({ address: info.joinAddresses[0] ?? '', caPem: info.caPem }, '/v1/join', {
+  return callJoinApi<JoinResponse>({ address: info.joinAddresses, caPem: info.caPem }, '/v1/join', {
     token: info.token, clusterId: facts.clusterId, podCidrs: facts.podCidrs, serviceCidrs: facts.serviceCidrs, publicKeyPem, dryRun,
   });
 }
@@ -307,7 +307,7 @@ async function gatewayCertificates(kube: Kube, info: BrokerInfo, facts: Facts, s
   const auth = { certPem: secretText(client, 'tls.crt'), keyPem: secretText(client, 'tls.key') };
   for (let i = 0; i < todo.length; i += MAX_GATEWAYS_PER_REQUEST) {
     const batch = todo.slice(i, i + MAX_GATEWAYS_PER_REQUEST).map((name) => ({ name, keyPem: generateKeyPair().keyPem }));
-    const got = await callJoinApi<GatewayCertificatesResponse>({ address: info.joinAddresses[0] ?? '', caPem: info.caPem, client: auth }, '/v1/gateway-certificates', {
+    const got = await callJoinApi<GatewayCertificatesResponse>({ address: info.joinAddresses, caPem: info.caPem, client: auth }, '/v1/gateway-certificates', {
       gateways: batch.map((g) => ({ name: g.name, publicKeyPem: createPublicKey(g.keyPem).export({ type: 'spki', format: 'pem' }).toString() })),
     });
     for (const g of batch) {

@@ -5,6 +5,7 @@
 // anything else with a spent token is refused; a bound token joins only its id; CIDRs that
 // overlap a member are refused naming it; etcd holds the token's hash, never the secret.
 import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import * as assert from 'uvu/assert';
 import { ErrorCodes, IsthmusError, certificateInfo, generateKeyPair, verifyChain } from '../core/index.ts';
@@ -58,6 +59,38 @@ async function setup(lab: Lab): Promise<JoinLab> {
     },
   };
 }
+
+test('several join API addresses: one that takes no connection hands over to the next; a connected one is final (a request is never sent twice); a refusal is not retried elsewhere', async () => {
+  await withJoin(async (j, lab) => {
+    const admin = await lab.tls('admin');
+    // a port with nothing listening: refused at once
+    const dead = createServer();
+    await new Promise<void>((resolve) => dead.listen(0, '127.0.0.1', resolve));
+    const deadAddress = `127.0.0.1:${(dead.address() as AddressInfo).port}`;
+    await new Promise<void>((resolve) => dead.close(() => resolve()));
+    const minted = await callJoinApi<MintTokenResponse>({ address: [deadAddress, j.address], caPem: j.caPem, client: admin }, '/v1/tokens', {});
+    assert.match(minted.token, /^ijt_/);
+    // an address that accepts and never answers: connected, so its timeout is the outcome
+    const silent = createServer(() => undefined);
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    try {
+      const silentAddress = `127.0.0.1:${(silent.address() as AddressInfo).port}`;
+      const stuck = await refusal(callJoinApi({ address: [silentAddress, j.address], caPem: j.caPem, client: admin, timeoutMs: 500 }, '/v1/tokens', {}));
+      assert.is(stuck.code, ErrorCodes.UNAVAILABLE);
+      assert.match(stuck.message, new RegExp(`join API at ${silentAddress.replace(/\./g, '\\.')} \\(no answer within 0\\.5 s\\)`));
+    } finally {
+      silent.close();
+    }
+    // a refusal (no client certificate) is the broker's answer: not tried on the next address
+    const refused = await refusal(callJoinApi({ address: [j.address, deadAddress], caPem: j.caPem }, '/v1/tokens', {}));
+    assert.is(refused.code, ErrorCodes.UNAUTHENTICATED);
+    // none takes a connection: the last one's error
+    const none = await refusal(callJoinApi({ address: [deadAddress, deadAddress], caPem: j.caPem }, '/v1/tokens', {}));
+    assert.is(none.code, ErrorCodes.UNAVAILABLE);
+    assert.match(none.message, /cannot reach the broker's join API at 127\.0\.0\.1:\d+ \(connect ECONNREFUSED/);
+    assert.is((await refusal(callJoinApi({ address: [], caPem: j.caPem }, '/v1/tokens', {}))).code, ErrorCodes.INVALID_ARGUMENT);
+  });
+});
 
 test('only the clusterset admin mints tokens; etcd holds the hash, not the secret', async () => {
   await withJoin(async (j, lab) => {

@@ -85,8 +85,11 @@ export function parseJoinToken(token: string): { id: string; secret: string } {
 }
 
 export interface JoinCallOptions {
-  /** host:port of the join API. */
-  readonly address: string;
+  /**
+   * host:port of the join API, or several (broker-info's joinAddresses): tried in order, the
+   * next only when no connection could be made to one (so a request is never sent twice).
+   */
+  readonly address: string | readonly string[];
   /** CA bundle to verify the broker's certificate against (from broker-info.json). */
   readonly caPem: string;
   /** Client certificate: the admin's (minting) or the cluster's (gateway certificates). */
@@ -94,8 +97,40 @@ export interface JoinCallOptions {
   readonly timeoutMs?: number;
 }
 
-/** One call of the join API: JSON in, JSON out; a refusal is rethrown with its code. */
-export function callJoinApi<T>(o: JoinCallOptions, path: '/v1/join' | '/v1/tokens' | '/v1/gateway-certificates', body: object): Promise<T> {
+type JoinPath = '/v1/join' | '/v1/tokens' | '/v1/gateway-certificates';
+
+/** A call that never got a connection: the next address may be tried. */
+class NotConnected extends Error {
+  readonly error: IsthmusError;
+
+  constructor(error: IsthmusError) {
+    super(error.message);
+    this.error = error;
+  }
+}
+
+/**
+ * One call of the join API: JSON in, JSON out; a refusal is rethrown with its code. With
+ * several addresses, one that takes no connection (refused, unreachable, silent) hands over
+ * to the next; once a connection is made its outcome is final. The error of the last one is
+ * thrown when none takes it.
+ */
+export async function callJoinApi<T>(o: JoinCallOptions, path: JoinPath, body: object): Promise<T> {
+  const addresses = typeof o.address === 'string' ? [o.address] : o.address;
+  if (addresses.length === 0) throw new IsthmusError(ErrorCodes.INVALID_ARGUMENT, 'no join API address: broker-info.json lists none (joinAddresses)');
+  let last: IsthmusError | undefined;
+  for (const address of addresses) {
+    try {
+      return await callOnce<T>({ ...o, address }, path, body);
+    } catch (err) {
+      if (!(err instanceof NotConnected)) throw err;
+      last = err.error;
+    }
+  }
+  throw last ?? new IsthmusError(ErrorCodes.UNAVAILABLE, 'the broker\'s join API took no connection');
+}
+
+function callOnce<T>(o: JoinCallOptions & { readonly address: string }, path: JoinPath, body: object): Promise<T> {
   const [host, port] = splitHostPort(o.address);
   const data = Buffer.from(JSON.stringify(body));
   return new Promise<T>((resolve, reject) => {
@@ -125,12 +160,19 @@ export function callJoinApi<T>(o: JoinCallOptions, path: '/v1/join' | '/v1/token
         reject(new IsthmusError(code, `broker: ${e.message ?? `HTTP ${res.statusCode ?? '?'}`}`));
       });
     });
+    let connected = false;
+    req.on('socket', (socket) => socket.once('connect', () => {
+      connected = true;
+    }));
     req.on('timeout', () => req.destroy(new Error(`no answer within ${(o.timeoutMs ?? 15_000) / 1000} s`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       const tls = /certificate|self.signed|unable to verify|SSL|TLS|altnames/i.test(`${err.code ?? ''} ${err.message}`);
-      reject(tls
-        ? new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the broker at ${o.address} is not certified by the CA in broker-info.json (${messageOf(err)}): the file was altered or belongs to another clusterset; get a fresh one from the clusterset admin (\`isthmus broker token\`)`, { cause: err })
-        : new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot reach the broker's join API at ${o.address} (${messageOf(err)}): check the address in broker-info.json and that this machine can reach it`, { cause: err }));
+      if (tls) {
+        reject(new IsthmusError(ErrorCodes.BAD_CREDENTIALS, `the broker at ${o.address} is not certified by the CA in broker-info.json (${messageOf(err)}): the file was altered or belongs to another clusterset; get a fresh one from the clusterset admin (\`isthmus broker token\`)`, { cause: err }));
+        return;
+      }
+      const e = new IsthmusError(ErrorCodes.UNAVAILABLE, `cannot reach the broker's join API at ${o.address} (${messageOf(err)}): check the address in broker-info.json and that this machine can reach it`, { cause: err });
+      reject(connected ? e : new NotConnected(e));
     });
     req.end(data);
   });
