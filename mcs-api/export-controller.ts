@@ -12,6 +12,7 @@ import type { ExportIndex } from './export-index.ts';
 import { apiCode } from './kube-errors.ts';
 import type { McsMetrics } from './metrics.ts';
 import { mergeExports } from './merge.ts';
+import { OwnWrites } from './own-writes.ts';
 import { slimService, slimServiceExport, slimSlice } from './slim.ts';
 import { LABEL_DERIVED_FROM, LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GROUP, MCS_VERSION, type ServiceExport } from './types.ts';
 
@@ -36,7 +37,8 @@ import { LABEL_DERIVED_FROM, LABEL_K8S_SERVICE_NAME, LABEL_SERVICE_NAME, MCS_GRO
  *   nothing, and thousands of refused exports must not become a retry storm), and sooner,
  *   oldest first, one for each export of this cluster withdrawn meanwhile.
  * - The conditions are written with a merge patch of the status (no resourceVersion:
- *   they are ours alone), and only when they say something new.
+ *   they are ours alone), and only when they say something new — compared with what we
+ *   last wrote while the cache has not caught up with it (own-writes.ts).
  */
 /** How long an export refused on quota waits before it is tried again (absent a withdrawal). */
 const QUOTA_RETRY_MS = 60_000;
@@ -73,6 +75,8 @@ export class ExportController implements Service {
   readonly #slices: LiteInformer<V1EndpointSlice & LiteObject>;
   /** Key → a hash of the record last published (JSON), so an unchanged record is not sent again. */
   readonly #published = new Map<string, string>();
+  /** Conditions we wrote that the ServiceExport cache may not show yet. */
+  readonly #written = new OwnWrites<NonNullable<NonNullable<ServiceExport['status']>['conditions']>>();
   /** Keys the broker refused on quota, oldest first. */
   readonly #overQuota = new Set<string>();
   #running: Promise<void>[] = [];
@@ -147,6 +151,7 @@ export class ExportController implements Service {
     const se = this.#serviceExports.get(namespace, name);
     const atBroker = exports.record(key, clusterId);
     if (se === undefined) {
+      this.#written.forget(key);
       if (atBroker !== undefined || this.#published.has(key)) {
         await broker.withdrawExport(clusterId, namespace, name);
         this.#o.logger.info({ service: key }, 'export withdrawn');
@@ -183,10 +188,12 @@ export class ExportController implements Service {
     }
     const others = exports.records(key).filter((x) => x.cluster_id !== clusterId);
     const conflicts = built.record === undefined ? undefined : mergeExports([...others, built.record]).conflicts;
-    const previous = se.status?.conditions ?? [];
+    // what we wrote last, while the cache has not seen it yet (else a repeat write, a new lastTransitionTime)
+    const previous = this.#written.newer(key, se.metadata?.resourceVersion) ?? se.status?.conditions ?? [];
     const conditions = exportConditions({ validity: built.validity, publication, conflicts, generation: se.metadata?.generation ?? 0, now: new Date(), previous });
     if (!sameConditions(previous, conditions)) {
-      await this.#o.kube.json('PATCH', `${SE_PATH}/namespaces/${namespace}/serviceexports/${name}/status`, { status: { conditions } }, 'application/merge-patch+json');
+      const after = await this.#o.kube.json<ServiceExport>('PATCH', `${SE_PATH}/namespaces/${namespace}/serviceexports/${name}/status`, { status: { conditions } }, 'application/merge-patch+json');
+      this.#written.remember(key, after.metadata?.resourceVersion, after.status?.conditions ?? conditions);
     }
     if (failure !== undefined) throw failure;
   }

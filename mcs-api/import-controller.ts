@@ -9,6 +9,7 @@ import { desiredDerivedService, desiredServiceImport, desiredSlices, projectServ
 import { apiCode, isAlreadyExists, isNotFound } from './kube-errors.ts';
 import type { McsMetrics } from './metrics.ts';
 import { derivedServiceName, mergeExports, type ImportSpec } from './merge.ts';
+import { OwnWrites } from './own-writes.ts';
 import { slimGateway, slimNamespace, slimService, slimServiceImport, slimSlice } from './slim.ts';
 import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, MCS_GROUP, MCS_VERSION, type ServiceImport } from './types.ts';
 
@@ -26,7 +27,8 @@ import { LABEL_DERIVED_FROM, LABEL_MANAGED_BY, LABEL_SERVICE_NAME, MANAGED_BY, M
  *   changes, the keys those clusters export are enqueued, and their endpoints are
  *   written not ready (ready again when the cable reconnects).
  * - Writes go add before delete: slices are created or updated (in parallel) before
- *   stale ones go. The ServiceImport's status is a merge patch (ours alone).
+ *   stale ones go. The ServiceImport's status is a merge patch (ours alone), compared
+ *   with what we last wrote while the cache has not caught up with it (own-writes.ts).
  * - Informers are core's kube-lite ones (no client-node in this process); their caches
  *   keep only the fields reconcile reads (slim.ts).
  */
@@ -57,6 +59,8 @@ export class ImportController implements Service {
   readonly #o: ImportControllerOptions;
   readonly #queue = new WorkQueue<string>();
   readonly #side = new WorkQueue<string>();
+  /** ServiceImport status clusters we wrote that the cache may not show yet. */
+  readonly #statusWritten = new OwnWrites<NonNullable<NonNullable<ServiceImport['status']>['clusters']>>();
   readonly #imports: LiteInformer<ServiceImport & LiteObject>;
   readonly #slices: LiteInformer<V1EndpointSlice & LiteObject>;
   readonly #derived: LiteInformer<V1Service & LiteObject>;
@@ -245,13 +249,17 @@ export class ImportController implements Service {
       cur = await this.#o.kube.json<ServiceImport>('PUT', `${path}/${spec.name}`, body);
     }
     const clusters = spec.clusters.map((cluster) => ({ cluster }));
-    if (JSON.stringify(cur.status?.clusters ?? []) !== JSON.stringify(clusters)) {
+    const key = `${spec.namespace}/${spec.name}`;
+    const shown = this.#statusWritten.newer(key, cur.metadata?.resourceVersion) ?? cur.status?.clusters ?? [];
+    if (JSON.stringify(shown) !== JSON.stringify(clusters)) {
       cur = await this.#o.kube.json<ServiceImport>('PATCH', `${path}/${spec.name}/status`, { status: { clusters } }, 'application/merge-patch+json');
+      this.#statusWritten.remember(key, cur.metadata?.resourceVersion, cur.status?.clusters ?? clusters);
     }
     return cur;
   }
 
   async #removeAll(namespace: string, name: string): Promise<void> {
+    this.#statusWritten.forget(`${namespace}/${name}`);
     for (const s of this.#slices.byIndex(`${namespace}/${name}`)) await this.#ignoreMissing(this.#o.kube.json('DELETE', `${slicePath(namespace)}/${s.metadata?.name ?? ''}`));
     await this.#deleteDerived(namespace, name);
     if (this.#imports.get(namespace, name) !== undefined) await this.#ignoreMissing(this.#o.kube.json('DELETE', `${siPath(namespace)}/${name}`));
