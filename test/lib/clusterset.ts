@@ -63,6 +63,8 @@ export interface ClustersetOptions {
   readonly proxyMode?: 'iptables' | 'nftables';
   /** kube-proxy's minimum time between rule syncs in ms (default kube-proxy's, 1 s). */
   readonly proxyMinSyncMs?: number;
+  /** The broker's per-cluster quotas (its --quotas; default the broker's). */
+  readonly brokerQuotas?: string;
 }
 
 /** Each route agent serves its metrics on its node address. */
@@ -101,6 +103,7 @@ export class Clusterset {
   readonly #procs: ChildProcess[] = [];
   readonly #healthIps = new Map<string, string>();
   #broker: ChildProcess | undefined;
+  #brokerQuotas: string | undefined;
   #etcd = '';
   #brokerPort = 0;
   #state: SandboxState | undefined;
@@ -133,6 +136,7 @@ export class Clusterset {
       '--advertise-client-urls', `http://127.0.0.1:${etcdPort}`, '--listen-peer-urls', `http://127.0.0.1:${await freePort()}`, '--log-level', 'warn']);
     this.#brokerPort = await freePort();
     this.#etcd = `http://127.0.0.1:${etcdPort}`;
+    this.#brokerQuotas = o.brokerQuotas;
     this.startBroker();
     const deploy = join(projectRoot(), 'deploy');
     for (const c of this.state.clusters) {
@@ -203,7 +207,8 @@ export class Clusterset {
   }
 
   startBroker(): void {
-    this.#broker = this.#start('broker', process.execPath, ['--no-warnings', this.#cli, 'broker', '--etcd', this.#etcd, '--listen', this.broker, '--tls-dir', this.path('broker')]);
+    this.#broker = this.#start('broker', process.execPath, ['--no-warnings', this.#cli, 'broker', '--etcd', this.#etcd, '--listen', this.broker, '--tls-dir', this.path('broker'),
+      ...(this.#brokerQuotas === undefined ? [] : ['--quotas', this.#brokerQuotas])]);
   }
 
   stopBroker(): void {
