@@ -64,6 +64,9 @@ export function sleepMs(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
 
+/** Thrown by an `eventually` check to stop waiting at once: what it waits for cannot happen. */
+export class GaveUp extends Error {}
+
 /** Polls `check` until it returns a value (not undefined) or `ms` pass. */
 export async function eventually<T>(what: string, check: () => T | undefined | Promise<T | undefined>, ms = 10_000, every = 50): Promise<T> {
   const until = Date.now() + ms;
@@ -73,6 +76,7 @@ export async function eventually<T>(what: string, check: () => T | undefined | P
       const v = await check();
       if (v !== undefined) return v;
     } catch (err) {
+      if (err instanceof GaveUp) throw err;
       last = err;
     }
     if (Date.now() > until) throw new Error(`timed out after ${ms} ms waiting for ${what}${last === undefined ? '' : ` (last error: ${String(last)})`}`);
@@ -114,15 +118,44 @@ export class Lab {
     return this.members.map((m) => m.clientUrl);
   }
 
-  /** Starts an etcd cluster of `size` members and waits until it serves. */
+  /**
+   * Starts an etcd cluster of `size` members and waits until it serves. A port that freePort
+   * found free can be taken (by another process's outgoing connection) before etcd binds it:
+   * a member that exits with "address already in use" is started again, all members on fresh
+   * ports, up to 3 times; any other early exit or a timeout fails with the members' log tails.
+   */
   async startEtcd(size = 1): Promise<void> {
-    const ports = [];
-    for (let i = 0; i < size * 2; i++) ports.push(await freePort());
-    for (let i = 0; i < size; i++) {
-      this.members.push({ name: `m${i}`, clientUrl: `http://127.0.0.1:${ports[2 * i]}`, peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`, proc: undefined });
+    for (let attempt = 1; ; attempt++) {
+      const ports = [];
+      for (let i = 0; i < size * 2; i++) ports.push(await freePort());
+      const fresh: EtcdMember[] = [];
+      for (let i = 0; i < size; i++) {
+        fresh.push({ name: `m${i}`, clientUrl: `http://127.0.0.1:${ports[2 * i]}`, peerUrl: `http://127.0.0.1:${ports[2 * i + 1]}`, proc: undefined });
+      }
+      this.members.splice(0, this.members.length, ...fresh);
+      for (const m of this.members) this.#spawnMember(m, 'new');
+      try {
+        await this.waitEtcdReady();
+        return;
+      } catch (err) {
+        const logs = await this.#etcdLogs();
+        const bindRace = /address already in use/.test(logs);
+        for (const m of this.members) await this.killMember(m);
+        for (const m of this.members) await rm(join(this.dir, `${m.name}.etcd`), { recursive: true, force: true });
+        if (!bindRace || attempt === 3) throw new Error(`${String(err instanceof Error ? err.message : err)}; etcd's log:\n${logs}`);
+        for (const m of this.members) await rm(join(this.dir, `${m.name}.log`), { force: true });
+      }
     }
-    for (const m of this.members) this.#spawnMember(m, 'new');
-    await this.waitEtcdReady();
+  }
+
+  /** The last lines of every member's log. */
+  async #etcdLogs(): Promise<string> {
+    const out: string[] = [];
+    for (const m of this.members) {
+      const text = await readFile(join(this.dir, `${m.name}.log`), 'utf8').catch(() => '');
+      out.push(...text.trimEnd().split('\n').slice(-8).map((l) => `${m.name}: ${l.slice(0, 400)}`));
+    }
+    return out.join('\n');
   }
 
   #spawnMember(m: EtcdMember, state: 'new' | 'existing'): void {
@@ -153,9 +186,13 @@ export class Lab {
     return c;
   }
 
+  /** Waits until `hosts` serve; fails at once when a member that should serve them has exited. */
   async waitEtcdReady(hosts: string[] = this.etcdHosts): Promise<void> {
+    const serving = this.members.filter((m) => hosts.includes(m.clientUrl));
     // a fresh client per attempt: etcd3's circuit breaker would otherwise hold off 5 s after 3 failures
     await eventually('etcd to serve', async () => {
+      const gone = serving.find((m) => m.proc === undefined || m.proc.exitCode !== null || m.proc.signalCode !== null);
+      if (gone !== undefined) throw new GaveUp(`etcd member ${gone.name} exited before it served`);
       const c = new Etcd3({ hosts, dialTimeout: 500 });
       try {
         await c.get('/isthmus-test/ready').string();
@@ -169,7 +206,7 @@ export class Lab {
   /** SIGKILLs a member. */
   async killMember(m: EtcdMember): Promise<void> {
     const p = m.proc;
-    if (p === undefined || p.exitCode !== null) return;
+    if (p === undefined || p.exitCode !== null || p.signalCode !== null) return;
     const exited = new Promise((r) => p.once('exit', r));
     if (p.pid !== undefined) process.kill(-p.pid, 'SIGKILL');
     await exited;
