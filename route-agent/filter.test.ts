@@ -14,6 +14,7 @@ test('the nftables ruleset is deterministic and names its digest', () => {
   assert.match(a, /priority srcnat - 10/);
   assert.match(a, /ip saddr @remote snat ip to ip saddr/);
   assert.match(a, /maxseg size set rt mtu/);
+  assert.match(a, /hook prerouting priority raw;[^}]*ip saddr @remote fib saddr \. iif oif missing counter drop/, 'the reverse-path check');
   assert.not.equal(a, nftRuleset({ remoteCidrs: ['10.2.0.0/16'] }));
   assert.not.match(nftRuleset({ remoteCidrs: [] }), /elements/);
 });
@@ -39,13 +40,16 @@ test('iptables rules: ACCEPT before anyone\'s masquerade, MSS clamp both ways, k
   ]);
   assert.ok(r.mangle.includes('-A ISTHMUS-FORWARD -s 10.2.0.0/16 -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu'));
   assert.ok(r.mangle.includes('-A ISTHMUS-POSTROUTING -s 10.3.0.0/16 -j MARK --set-xmark 0x0/0x4000'));
+  assert.ok(r.mangle.includes('-A ISTHMUS-PREROUTING -s 10.3.0.0/16 -m rpfilter --invert -j DROP'));
   assert.ok(iptablesRules(spec, 0x8000).mangle.some((l) => l.endsWith('0x0/0x8000')));
 });
 
 test('iptables set(): nothing when our chains and jumps are as wanted; else one iptables-restore --noflush that inserts missing jumps first', async () => {
   const r = iptablesRules(spec);
   const natSave = ['*nat', ':POSTROUTING ACCEPT [0:0]', ':ISTHMUS-POSTROUTING - [0:0]', '-A POSTROUTING -j ISTHMUS-POSTROUTING', '-A POSTROUTING -j KUBE-POSTROUTING', ...r.nat, 'COMMIT'].join('\n');
-  const mangleSave = ['*mangle', ':ISTHMUS-FORWARD - [0:0]', ':ISTHMUS-POSTROUTING - [0:0]', '-A FORWARD -j ISTHMUS-FORWARD', '-A POSTROUTING -j ISTHMUS-POSTROUTING', ...r.mangle, 'COMMIT'].join('\n');
+  // (iptables-save lists the chains in the kernel's order)
+  const mangleSave = ['*mangle', ':ISTHMUS-POSTROUTING - [0:0]', ':ISTHMUS-FORWARD - [0:0]', ':ISTHMUS-PREROUTING - [0:0]', '-A PREROUTING -j ISTHMUS-PREROUTING', '-A FORWARD -j ISTHMUS-FORWARD', '-A POSTROUTING -j ISTHMUS-POSTROUTING',
+    ...r.mangle.filter((l) => l.startsWith('-A ISTHMUS-POSTROUTING ')), ...r.mangle.filter((l) => !l.startsWith('-A ISTHMUS-POSTROUTING ')), 'COMMIT'].join('\n');
   const same = new FakeRunner().when('iptables-save', ['-t', 'nat'], { stdout: natSave }).when('iptables-save', ['-t', 'mangle'], { stdout: mangleSave });
   assert.is(await new IptablesFilter(same).set(spec), false);
   assert.ok(same.calls.every((c) => c.command === 'iptables-save'));
@@ -55,6 +59,7 @@ test('iptables set(): nothing when our chains and jumps are as wanted; else one 
   const input = fresh.calls.find((c) => c.command === 'iptables-restore')?.options.input ?? '';
   assert.match(input, /-I POSTROUTING 1 -j ISTHMUS-POSTROUTING/);
   assert.match(input, /-I FORWARD 1 -j ISTHMUS-FORWARD/);
+  assert.match(input, /-I PREROUTING 1 -j ISTHMUS-PREROUTING/);
   assert.not.match(input, /KUBE-POSTROUTING/, 'another owner\'s rules are never written');
 });
 

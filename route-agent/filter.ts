@@ -13,7 +13,14 @@ import { nftWatch, type Watch } from './monitor.ts';
  * - no masquerading: the source pod IP survives end to end, past kube-proxy's
  *   mark-based masquerade (both its iptables and nftables modes) and the CNI's
  *   address-based SNAT rules;
- * - TCP MSS clamped to the route's path MTU on forwarded SYNs (both directions).
+ * - TCP MSS clamped to the route's path MTU on forwarded SYNs (both directions);
+ * - a packet from a remote CIDR that comes in on an interface this node would not send
+ *   it back through is dropped (a reverse-path check, before conntrack): on the active
+ *   gateway node the remote CIDRs are routed into the cables, so a packet sent in clear on
+ *   the underlay with a remote pod IP as its source — claiming an identity the policy
+ *   agents would trust — goes no further; while a cable is down its CIDRs are unreachable
+ *   and the check fails closed. On a node in vxlan mode only the tunnel passes them; in
+ *   direct mode the gateway and the underlay share the interface, so there it is no check.
  *
  * Invariants: `set(desired)` is idempotent — when the rules already match it runs no
  * modifying command (it compares a digest of the desired rules with the one recorded
@@ -46,6 +53,9 @@ export function nftRuleset(desired: FilterSpec, table = 'isthmus'): string {
     '  chain nat-postrouting { type nat hook postrouting priority srcnat - 10; policy accept;',
     '    ip saddr @remote snat ip to ip saddr',
     '    ip daddr @remote snat ip to ip saddr',
+    '  }',
+    '  chain raw-prerouting { type filter hook prerouting priority raw; policy accept;',
+    '    ip saddr @remote fib saddr . iif oif missing counter drop',
     '  }',
     '  chain mangle-forward { type filter hook forward priority mangle; policy accept;',
     '    ip daddr @remote tcp flags syn / syn,rst tcp option maxseg size set rt mtu',
@@ -95,6 +105,7 @@ export class NftFilter implements PacketFilter {
 const NAT_CHAIN = 'ISTHMUS-POSTROUTING';
 const MANGLE_FWD = 'ISTHMUS-FORWARD';
 const MANGLE_POST = 'ISTHMUS-POSTROUTING';
+const MANGLE_PRE = 'ISTHMUS-PREROUTING';
 
 /** Our chains' rules for iptables-restore (pure): table → lines. */
 export function iptablesRules(desired: FilterSpec, masqMark = DEFAULT_MASQ_MARK): { nat: string[]; mangle: string[] } {
@@ -103,6 +114,8 @@ export function iptablesRules(desired: FilterSpec, masqMark = DEFAULT_MASQ_MARK)
     // ACCEPT ends the nat POSTROUTING traversal before the CNI's or kube-proxy's MASQUERADE
     nat: cidrs.flatMap((c) => [`-A ${NAT_CHAIN} -s ${c} -j ACCEPT`, `-A ${NAT_CHAIN} -d ${c} -j ACCEPT`]),
     mangle: [
+      // the reverse-path check (xt_rpfilter, strict: the interface must be the one back)
+      ...cidrs.map((c) => `-A ${MANGLE_PRE} -s ${c} -m rpfilter --invert -j DROP`),
       ...cidrs.flatMap((c) => [
         `-A ${MANGLE_FWD} -d ${c} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`,
         `-A ${MANGLE_FWD} -s ${c} -p tcp -m tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`,
@@ -115,6 +128,7 @@ export function iptablesRules(desired: FilterSpec, masqMark = DEFAULT_MASQ_MARK)
 
 const JUMPS: readonly { table: 'nat' | 'mangle'; chain: string; target: string }[] = [
   { table: 'nat', chain: 'POSTROUTING', target: NAT_CHAIN },
+  { table: 'mangle', chain: 'PREROUTING', target: MANGLE_PRE },
   { table: 'mangle', chain: 'FORWARD', target: MANGLE_FWD },
   { table: 'mangle', chain: 'POSTROUTING', target: MANGLE_POST },
 ];
@@ -146,14 +160,15 @@ export class IptablesFilter implements PacketFilter {
     const ours = (lines: string[], chains: string[]): string[] => lines.filter((l) => chains.some((c) => l.startsWith(`-A ${c} `)));
     const missingJumps = JUMPS.filter((j) => !saved[j.table].some((l) => l === `-A ${j.chain} -j ${j.target}`));
     const natSame = ours(saved.nat, [NAT_CHAIN]).join('\n') === want.nat.join('\n') && saved.nat.some((l) => l.startsWith(`:${NAT_CHAIN} `));
-    const mangleSame = ours(saved.mangle, [MANGLE_FWD, MANGLE_POST]).join('\n') === [...want.mangle.filter((l) => l.startsWith(`-A ${MANGLE_FWD} `)), ...want.mangle.filter((l) => l.startsWith(`-A ${MANGLE_POST} `))].join('\n')
-      && saved.mangle.some((l) => l.startsWith(`:${MANGLE_FWD} `)) && saved.mangle.some((l) => l.startsWith(`:${MANGLE_POST} `));
+    const mangleChains = [MANGLE_PRE, MANGLE_FWD, MANGLE_POST];
+    // iptables-save lists chains in the kernel's order, not ours: compare chain by chain
+    const mangleSame = mangleChains.every((c) => ours(saved.mangle, [c]).join('\n') === ours(want.mangle, [c]).join('\n') && saved.mangle.some((l) => l.startsWith(`:${c} `)));
     if (natSame && mangleSame && missingJumps.length === 0) return false;
     // a declared chain is flushed by --noflush restore; the jumps go first in their built-in chain
     const jumps = (table: 'nat' | 'mangle'): string[] => missingJumps.filter((j) => j.table === table).map((j) => `-I ${j.chain} 1 -j ${j.target}`);
     const input = [
       '*nat', `:${NAT_CHAIN} - [0:0]`, ...want.nat, ...jumps('nat'), 'COMMIT',
-      '*mangle', `:${MANGLE_FWD} - [0:0]`, `:${MANGLE_POST} - [0:0]`, ...want.mangle, ...jumps('mangle'), 'COMMIT', '',
+      '*mangle', `:${MANGLE_PRE} - [0:0]`, `:${MANGLE_FWD} - [0:0]`, `:${MANGLE_POST} - [0:0]`, ...want.mangle, ...jumps('mangle'), 'COMMIT', '',
     ].join('\n');
     await this.#runner.run('iptables-restore', ['-w', '--noflush'], { input });
     return true;
@@ -167,7 +182,7 @@ export class IptablesFilter implements PacketFilter {
         if (r.code !== 0) break;
       }
     }
-    for (const [table, chain] of [['nat', NAT_CHAIN], ['mangle', MANGLE_FWD], ['mangle', MANGLE_POST]] as const) {
+    for (const [table, chain] of [['nat', NAT_CHAIN], ['mangle', MANGLE_PRE], ['mangle', MANGLE_FWD], ['mangle', MANGLE_POST]] as const) {
       await this.#runner.run('iptables', ['-w', '-t', table, '-F', chain], { allowFailure: true });
       await this.#runner.run('iptables', ['-w', '-t', table, '-X', chain], { allowFailure: true });
     }

@@ -104,12 +104,13 @@ for (const make of [(r: NetnsRunner) => new NftFilter(r), (r: NetnsRunner) => ne
   const name = make(runner(NS.node)).name;
   test(`${name}: a remote pod's source address survives a masquerading node; set is idempotent; cleanup leaves the others' rules`, async () => {
     const filter: PacketFilter = make(runner(NS.node));
-    const seen = async (): Promise<string> => {
+    /** The address the server saw a datagram from, sent from `ns` (bound to `src`); '' when none came in 2 s. */
+    const seen = async (ns: string = NS.pod, src = '0.0.0.0'): Promise<string> => {
       sh(NS.node, 'conntrack', '-F');
       const server = execFileSync('ip', ['netns', 'exec', NS.server, 'python3', '-c',
-        'import socket,subprocess\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("0.0.0.0",9999));s.settimeout(5)\n'
-        + 'subprocess.Popen(["ip","netns","exec","' + NS.pod + '","python3","-c","import socket;socket.socket(socket.AF_INET,socket.SOCK_DGRAM).sendto(b\'x\',(\'192.168.251.2\',9999))"])\n'
-        + 'print(s.recvfrom(10)[1][0])'], { encoding: 'utf8' });
+        'import socket,subprocess\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);s.bind(("0.0.0.0",9999));s.settimeout(2)\n'
+        + 'subprocess.Popen(["ip","netns","exec","' + ns + '","python3","-c","import socket;c=socket.socket(socket.AF_INET,socket.SOCK_DGRAM);c.bind((\'' + src + '\',0));c.sendto(b\'x\',(\'192.168.251.2\',9999))"])\n'
+        + 'try:\n  print(s.recvfrom(10)[1][0])\nexcept socket.timeout:\n  print("")'], { encoding: 'utf8' });
       return server.trim();
     };
     assert.is(await seen(), '192.168.251.1', 'masqueraded without the route agent');
@@ -117,6 +118,22 @@ for (const make of [(r: NetnsRunner) => new NftFilter(r), (r: NetnsRunner) => ne
     assert.is(await seen(), '10.2.0.5', 'the pod address survives');
     assert.is(await filter.set({ remoteCidrs: ['10.2.0.0/24'] }), false, 'second set: no change');
     assert.is(await filter.set({ remoteCidrs: ['10.2.0.0/24', '10.9.0.0/16'] }), true);
+    // the reverse-path check: 10.9.0.0/16 is routed into a "cable" (r0 here); a packet from it
+    // that comes in on the underlay (eth1, from the peer) is dropped, one from the cable passes
+    sh(NS.node, 'ip', 'route', 'add', '10.9.0.0/16', 'dev', 'r0');
+    sh(NS.peer, 'ip', 'addr', 'add', '10.9.0.9/32', 'dev', 'lo');
+    sh(NS.peer, 'ip', 'route', 'add', '192.168.251.0/24', 'via', '172.31.251.1');
+    try {
+      assert.is(await seen(NS.peer, '10.9.0.9'), '', 'a remote CIDR\'s address coming in on the underlay goes no further');
+      assert.is(await seen(NS.peer, '172.31.251.2'), '192.168.251.1', 'the peer\'s own address is not ours to check');
+      assert.is(await seen(), '10.2.0.5', 'a remote CIDR\'s address coming in where it is routed passes');
+      await filter.cleanup();
+      assert.is(await seen(NS.peer, '10.9.0.9'), '192.168.251.1', 'without the route agent the node forwarded it');
+    } finally {
+      sh(NS.node, 'ip', 'route', 'del', '10.9.0.0/16', 'dev', 'r0');
+      sh(NS.peer, 'ip', 'addr', 'del', '10.9.0.9/32', 'dev', 'lo');
+      sh(NS.peer, 'ip', 'route', 'del', '192.168.251.0/24', 'via', '172.31.251.1');
+    }
     await filter.cleanup();
     assert.is(await seen(), '192.168.251.1', 'after cleanup the node masquerades again');
     assert.not.match(sh(NS.node, 'nft', 'list', 'ruleset'), /isthmus|ISTHMUS/);
