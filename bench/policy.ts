@@ -7,8 +7,10 @@
 //      from nothing, unchanged (no-op), and after one remote pod's label change (the rule
 //      update path: set elements updated in place); iperf3 through the enforcing node vs the same path with no table.
 //
-// usage: node bench/policy.ts [--runs 5] [--iperf-runs 3] [--part pure|kernel|all]
-//   --iperf-runs: iperf3 samples with and without the table, alternating (medians compared)
+// usage: node bench/policy.ts [--runs 5] [--iperf-runs 3] [--part pure|kernel|all] [--backend nftables|iptables|both]
+//   --iperf-runs: iperf3 samples with and without the table, alternating with-first and without-first
+//   (medians compared, and the median of each back-to-back pair's ratio); --iperf-seconds: each sample's length (5);
+//   --baseline node (default: conntrack on in both states, as on every Kubernetes node) | bare (no conntrack without the table)
 import { spawn } from 'node:child_process';
 import { cpus, release } from 'node:os';
 import { NetnsRunner, SystemRunner } from '../core/index.ts';
@@ -24,7 +26,12 @@ import { arg, numberArg } from './lib/args.ts';
 
 const runs = numberArg('runs', 5);
 const IPERF_RUNS = numberArg('iperf-runs', 3);
+const IPERF_SECONDS = numberArg('iperf-seconds', 5);
+const baseline = arg('baseline', 'node');
+if (baseline !== 'node' && baseline !== 'bare') throw new Error(`--baseline: node or bare, not ${baseline}`);
 const part = arg('part', 'all');
+const backend = arg('backend', 'both');
+if (!['nftables', 'iptables', 'both'].includes(backend)) throw new Error(`--backend: nftables, iptables or both, not ${backend}`);
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
 const ms = (t0: bigint): number => Number(process.hrtime.bigint() - t0) / 1e6;
 
@@ -93,7 +100,8 @@ if (part === 'kernel' || part === 'all') {
     const s = spawn('ip', ['netns', 'exec', NS.pod, 'iperf3', '-s'], { stdio: 'ignore' });
     server.kill = () => s.kill('SIGKILL');
     await new Promise((r) => setTimeout(r, 500));
-    for (const table of [new NftPolicyTable(runner), new IptablesPolicyTable(runner)] as PolicyTable[]) {
+    const tables = [new NftPolicyTable(runner), new IptablesPolicyTable(runner)] as PolicyTable[];
+    for (const table of tables.filter((t) => backend === 'both' || t.name === backend)) {
       const full = build(cms);
       const changed = build(cmsRelabel);
       const fresh: number[] = [];
@@ -116,18 +124,33 @@ if (part === 'kernel' || part === 'all') {
       }
       process.stdout.write(`${table.name}: 100 policies, 10,000 remote pods — applied from nothing median ${median(fresh).toFixed(0)} ms; unchanged ${median(noop).toFixed(0)} ms (a read, no change); one label change (state → compile → kernel, ${[...outcomes].join('/')}) median ${median(update).toFixed(0)} ms (n=${runs})\n`);
       const iperf = (): number => {
-        const out = JSON.parse(sh(NS.rem, 'iperf3', '-J', '-t', '5', '-c', '10.1.0.3', '-B', '10.2.0.2')) as { end: { sum_received: { bits_per_second: number } } };
+        const out = JSON.parse(sh(NS.rem, 'iperf3', '-J', '-t', String(IPERF_SECONDS), '-c', '10.1.0.3', '-B', '10.2.0.2')) as { end: { sum_received: { bits_per_second: number } } };
         return out.end.sum_received.bits_per_second / 1e9;
       };
       const withTable: number[] = [];
       const without: number[] = [];
-      for (let i = 0; i < IPERF_RUNS; i++) {
-        await table.set(full);
-        withTable.push(iperf());
-        await table.cleanup();
-        without.push(iperf());
+      if (baseline === 'node') {
+        // every Kubernetes node tracks connections (kube-proxy's and the CNI's NAT): a NAT chain of
+        // another owner, for an address nothing here sends to, turns conntrack on in both states
+        sh(NS.node, 'nft', 'add', 'table', 'ip', 'bench-node');
+        sh(NS.node, 'nft', 'add', 'chain', 'ip', 'bench-node', 'postrouting', '{ type nat hook postrouting priority srcnat; policy accept; }');
+        sh(NS.node, 'nft', 'add', 'rule', 'ip', 'bench-node', 'postrouting', 'ip', 'daddr', '192.0.2.0/24', 'masquerade');
       }
-      process.stdout.write(`${table.name}: iperf3 through the node: with the policy table ${median(withTable).toFixed(2)} Gbit/s, without ${median(without).toFixed(2)} Gbit/s, ratio ${(median(withTable) / median(without)).toFixed(2)} (n=${withTable.length})\n`);
+      // with, without, without, with, …: neither side always goes first
+      for (let i = 0; i < IPERF_RUNS; i++) {
+        for (const on of i % 2 === 0 ? [true, false] : [false, true]) {
+          if (on) await table.set(full);
+          else await table.cleanup();
+          (on ? withTable : without).push(iperf());
+        }
+      }
+      // the path's own throughput drifts on a shared VM (3-10 Gbit/s within minutes): each pair's
+      // ratio compares two samples taken back to back, so the drift cancels out
+      if (baseline === 'node') sh(NS.node, 'nft', 'delete', 'table', 'ip', 'bench-node');
+      const pairs = withTable.map((w, i) => w / (without[i] ?? NaN));
+      process.stdout.write(`${table.name}: iperf3 through the node (${IPERF_SECONDS} s each, baseline ${baseline === 'node' ? 'a node that tracks connections' : 'a bare path, no conntrack'}): with the policy table ${median(withTable).toFixed(2)} Gbit/s, without ${median(without).toFixed(2)} Gbit/s; `
+        + `ratio of the medians ${(median(withTable) / median(without)).toFixed(2)}, median of the ${pairs.length} back-to-back pairs' ratios ${median(pairs).toFixed(2)} `
+        + `(with ${withTable.map((x) => x.toFixed(2)).join(' ')}; without ${without.map((x) => x.toFixed(2)).join(' ')})\n`);
     }
   } finally {
     server.kill();

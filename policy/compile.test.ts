@@ -36,7 +36,7 @@ test('compile: the rules in evaluation order, sets keyed by pod IP, the namespac
   assert.match(r.text, /set src1 \{ type ipv4_addr; elements = \{ 10\.2\.0\.5 \} \}/);
   const chain = r.text.slice(r.text.indexOf('chain forward'));
   const lines = chain.split('\n').map((l) => l.trim());
-  assert.equal(lines.slice(1, 3), ['ip saddr != @remote return', 'ct state established,related accept']);
+  assert.equal(lines.slice(1, 3), ['ct state established,related accept', 'ip saddr != @remote return']);
   assert.match(lines[3] ?? '', /^ip daddr @dst0 ip saddr @src1 meta l4proto tcp th dport \{ 8080 \} add @audit0 .* counter accept comment "c1\/backend\/frontend-in frontend"$/);
   assert.match(lines[4] ?? '', /^ip daddr @dst0 ip saddr @src1 meta l4proto udp th dport \{ 53 \} add @audit0 .* counter accept/);
   assert.match(lines[5] ?? '', /^ip daddr @dst2 add @audit1 .* counter drop comment "backend default Deny"$/);

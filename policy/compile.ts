@@ -132,8 +132,9 @@ function nftBody(plan: Plan): string {
     ...plan.audits.map((a) => `  set ${a} { type ipv4_addr . ipv4_addr . inet_proto . inet_service; flags dynamic,timeout; timeout ${plan.auditSeconds}s; size 65535; }`),
     // after conntrack and before the default filter priority (kube-proxy's forward chain)
     '  chain forward { type filter hook forward priority filter - 5; policy accept;',
-    '    ip saddr != @remote return',
+    // a packet of a running flow (most of them) costs one conntrack state compare, no set lookup
     '    ct state established,related accept',
+    '    ip saddr != @remote return',
     ...lines,
     '  }',
   ].join('\n');
