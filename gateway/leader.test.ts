@@ -45,21 +45,23 @@ class FakeLeases {
   /** Calls by caller. */
   readonly calls = new Map<string, { read: number; create: number; replace: number }>();
   latencyMs = 0;
+  /** Callers whose every call takes this long instead. */
+  readonly slow = new Map<string, number>();
   #rv = 0;
   readonly #copy = (l: V1Lease): V1Lease => JSON.parse(JSON.stringify(l)) as V1Lease;
-  readonly #wait = (): Promise<void> => new Promise((r) => setTimeout(r, this.latencyMs));
   api(who: string): LeaseApi {
     const n = { read: 0, create: 0, replace: 0 };
     this.calls.set(who, n);
+    const wait = (): Promise<void> => new Promise((r) => setTimeout(r, this.slow.get(who) ?? this.latencyMs));
     return {
-      read: async () => { n.read += 1; await this.#wait(); return this.lease === undefined ? undefined : this.#copy(this.lease); },
+      read: async () => { n.read += 1; await wait(); return this.lease === undefined ? undefined : this.#copy(this.lease); },
       create: async (body) => {
-        n.create += 1; await this.#wait();
+        n.create += 1; await wait();
         if (this.lease !== undefined) throw Object.assign(new Error('exists'), { code: 409 });
         return this.#store(body);
       },
       replace: async (body) => {
-        n.replace += 1; await this.#wait();
+        n.replace += 1; await wait();
         if (body.metadata?.resourceVersion !== this.lease?.metadata?.resourceVersion) throw Object.assign(new Error('conflict'), { code: 409 });
         return this.#store(body);
       },
@@ -115,6 +117,43 @@ test('the holder renews by replacing the Lease it last wrote (no read each time)
   }
   assert.equal(events, ['a leads', 'a stands down'], 'a released it on stop');
   assert.is(fake.lease?.spec?.holderIdentity, '');
+});
+
+test('a renewal that hangs past the deadline: the holder stands down before the standby takes over (never two active), and its late renewal then fails (409): it follows', async () => {
+  const fake = new FakeLeases();
+  const events: string[] = [];
+  const at: number[] = [];
+  const log = (e: string): void => {
+    events.push(e);
+    at.push(Date.now());
+  };
+  const mk = (identity: string): LeaderElector => new LeaderElector({
+    leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
+    leaseMs: 500, renewDeadlineMs: 400, retryMs: 100,
+    onStartedLeading: () => log(`${identity} leads`), onStoppedLeading: () => log(`${identity} stands down`),
+  });
+  const a = mk('a');
+  a.start();
+  await until('a leads', () => a.leading);
+  const b = mk('b');
+  b.start();
+  try {
+    // only a's apiserver calls hang now (2 s each, past its 400 ms deadline and b's 500 ms lease)
+    fake.slow.set('a', 2_000);
+    await until('b leads', () => b.leading, 3_000);
+    assert.equal(events, ['a leads', 'a stands down', 'b leads'], 'a stood down before b led');
+    assert.ok((at[1] ?? 0) <= (at[2] ?? 0), 'a stood down first');
+    assert.not.ok(a.leading, 'a is not active while its renewal hangs');
+    // a's hung renewal lands after b's takeover: a 409, so a follows b
+    await new Promise((r) => setTimeout(r, 2_500));
+    assert.not.ok(a.leading);
+    assert.is(fake.lease?.spec?.holderIdentity, 'b');
+  } finally {
+    fake.slow.delete('a');
+    await b.stop();
+    await a.stop();
+  }
+  assert.equal(events.slice(0, 4), ['a leads', 'a stands down', 'b leads', 'b stands down']);
 });
 
 test('a Lease written by someone else: the holder\'s replace fails (409), it reads, follows and stands down; released, the standby takes it at once', async () => {

@@ -1,5 +1,5 @@
 import { CoordinationV1Api, type KubeConfig, type V1Lease } from '@kubernetes/client-node';
-import { systemClock, sleep, messageOf, type Clock, type Logger } from '../core/index.ts';
+import { systemClock, sleep, messageOf, type Clock, type Logger, type TimerHandle } from '../core/index.ts';
 
 /**
  * Active/passive by a Kubernetes Lease, the way client-go's leader election does it:
@@ -7,6 +7,11 @@ import { systemClock, sleep, messageOf, type Clock, type Logger } from '../core/
  * it has seen no change to it for `leaseMs` by its own clock (never trusting the
  * holder's clock); a holder that cannot renew within `renewDeadlineMs` stands down
  * before anyone may take over (renewDeadline < lease duration).
+ *
+ * The holder's deadline runs from the start of its last successful write (the apiserver
+ * stored it after that, and a candidate saw it later still) and is kept by a timer, not
+ * checked after each attempt: a renewal that hangs past the deadline does not keep the
+ * holder active while a candidate takes over (no two active gateways).
  *
  * Attempts start every `retryMs` (start to start: a slow apiserver eats into the pause,
  * not the cadence). The holder renews with one replace of the Lease as its last write
@@ -98,7 +103,9 @@ export class LeaderElector {
   readonly #clock: Clock;
   #seen: Observation = { record: undefined, changedAt: 0 };
   #leading = false;
+  /** When our last successful write of the Lease started (clock ms). */
   #lastRenew = 0;
+  #watchdog: TimerHandle | undefined;
   /** The Lease as our last write returned it, while we hold it: the next renewal replaces it as is. */
   #held: V1Lease | undefined;
   #stopped = new AbortController();
@@ -127,6 +134,8 @@ export class LeaderElector {
   async stop(release = true): Promise<void> {
     this.#stopped.abort();
     await this.#loop;
+    if (this.#watchdog !== undefined) this.#clock.clearTimeout(this.#watchdog);
+    this.#watchdog = undefined;
     if (!release) {
       this.#leading = false;
       return;
@@ -139,7 +148,6 @@ export class LeaderElector {
 
   async #run(): Promise<void> {
     const leaseMs = this.#o.leaseMs ?? 2000;
-    const deadline = this.#o.renewDeadlineMs ?? 1500;
     const retry = this.#o.retryMs ?? 500;
     while (!this.#stopped.signal.aborted) {
       const began = this.#clock.now();
@@ -149,10 +157,6 @@ export class LeaderElector {
         this.#held = undefined; // read it again next time
         this.#o.logger.debug({ err: messageOf(err) }, 'lease attempt failed');
       }
-      if (this.#leading && this.#clock.now() - this.#lastRenew > deadline) {
-        this.#o.logger.warn('could not renew the lease in time; standing down');
-        this.#setLeading(false);
-      }
       const pause = Math.max(0, retry - (this.#clock.now() - began));
       await sleep(this.#clock, pause, this.#stopped.signal).catch(() => {});
     }
@@ -160,8 +164,9 @@ export class LeaderElector {
 
   async #tryOnce(leaseMs: number): Promise<void> {
     if (this.#leading && this.#held !== undefined) {
+      const started = this.#clock.now();
       await this.#write('renew', this.#held, leaseMs);
-      this.#lastRenew = this.#clock.now();
+      this.#renewed(started);
       return;
     }
     const lease = await this.#api.read();
@@ -172,9 +177,24 @@ export class LeaderElector {
       this.#setLeading(false);
       return;
     }
+    const started = this.#clock.now();
     await this.#write(step.action, lease, leaseMs);
-    this.#lastRenew = this.#clock.now();
+    this.#renewed(started);
     this.#setLeading(true);
+  }
+
+  /** A write that started at `started` succeeded: the deadline runs from there (the watchdog stands down at its end). */
+  #renewed(started: number): void {
+    this.#lastRenew = Math.max(this.#lastRenew, started);
+    if (this.#watchdog !== undefined) this.#clock.clearTimeout(this.#watchdog);
+    const deadline = this.#o.renewDeadlineMs ?? 1500;
+    this.#watchdog = this.#clock.setTimeout(() => {
+      this.#watchdog = undefined;
+      if (!this.#leading || this.#clock.now() - this.#lastRenew < deadline) return;
+      this.#o.logger.warn('could not renew the lease in time; standing down');
+      this.#held = undefined; // a renewal still in flight does not make us active again: the next attempt reads first
+      this.#setLeading(false);
+    }, Math.max(0, this.#lastRenew + deadline - this.#clock.now()));
   }
 
   /** Writes the Lease (`lease`: as read, or as our last write returned it) and keeps what came back while we hold it. */
