@@ -88,7 +88,10 @@ test('idle: Gateway status churn reconciles nothing; a route, a rule or the nfta
     const text = await (await fetch(`http://${node.ip}:${ROUTE_AGENT_METRICS_PORT}/metrics`)).text();
     return [...text.matchAll(/isthmus_route_agent_reconciles_total\{result="\w+"\} (\d+)/g)].reduce((a, m) => a + Number(m[1]), 0);
   };
-  await new Promise((r) => setTimeout(r, 1000)); // its first reconciles are done
+  // the old agent's routes stay, so routed() may be true before the new process serves metrics:
+  // wait for its first reconcile, then a second for the ones its informers' first lists bring
+  await eventually('the restarted agent reconciled', async () => (await reconciles().catch(() => 0)) > 0 ? true : undefined);
+  await new Promise((r) => setTimeout(r, 1000));
   const idle0 = await reconciles();
   const gw0 = JSON.stringify((await cs.kubectl('c1', ['-n', 'isthmus-system', 'get', 'gateways', '-o', 'json'])));
   await new Promise((r) => setTimeout(r, 5000));
