@@ -29,6 +29,20 @@ export function echoManifest(replicas: number, servicePorts: readonly object[] =
 }
 
 /**
+ * A client pod pinned to `node` (no scheduler's choice: a Deployment's replicas may all land
+ * on one node): `client-<node>` in `namespace`, labelled app=client (no Service selects it),
+ * the echo image, ready once 8080 answers. Its namespace must exist.
+ */
+export function clientPodManifest(node: string, namespace = 'demo'): string {
+  return JSON.stringify({
+    apiVersion: 'v1', kind: 'Pod', metadata: { name: `client-${node}`, namespace, labels: { app: 'client' } },
+    spec: { nodeName: node, containers: [{ name: 'client', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] },
+  });
+}
+
+interface EchoPod { metadata: { name: string }; status: { podIP?: string } }
+
+/**
  * The newcomer's first run: shows what the sandbox does today, with kubectl and
  * real packets in every cluster: an echo Deployment and Service, a request from
  * one pod to the Service by its DNS name, and the answer naming the pod that
@@ -71,16 +85,13 @@ export async function runDemo(dir: string, state: SandboxState, runner: CommandR
     out('\nevery node of c1 is a gateway node: start the sandbox with more --nodes than --gateways to see a pod on a plain node');
     return;
   }
-  const pods = JSON.parse(await k(c1.name, ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'json'])) as { items: { metadata: { name: string }; spec: { nodeName?: string }; status: { podIP?: string } }[] };
-  const client = pods.items.find((p) => p.spec.nodeName === plain.name);
-  if (client === undefined) {
-    out(`\nno echo pod landed on ${plain.name}; run the demo again once the echo pods are spread`);
-    return;
-  }
+  await k(c1.name, ['apply', '-f', '-'], clientPodManifest(plain.name));
+  await k(c1.name, ['-n', 'demo', 'wait', '--for=condition=Ready', `pod/client-${plain.name}`, '--timeout=60s']);
+  const client = JSON.parse(await k(c1.name, ['-n', 'demo', 'get', 'pod', `client-${plain.name}`, '-o', 'json'])) as EchoPod;
   const netns = await resolveNetns(dir, c1.name, client.metadata.name, 'demo');
   out(`\n== from pod ${client.metadata.name} (${client.status.podIP ?? '?'}) on ${plain.name}, a node that is not a gateway, in ${c1.name}:`);
   for (const c of state.clusters.slice(1)) {
-    const remote = JSON.parse(await k(c.name, ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'json'])) as typeof pods;
+    const remote = JSON.parse(await k(c.name, ['-n', 'demo', 'get', 'pods', '-l', 'app=echo', '-o', 'json'])) as { items: EchoPod[] };
     const svc = (await k(c.name, ['-n', 'demo', 'get', 'service', 'echo', '-o', 'jsonpath={.spec.clusterIP}'])).trim();
     for (const [what, target] of [[`pod ${remote.items[0]?.metadata.name ?? '?'} in ${c.name}`, remote.items[0]?.status.podIP ?? ''], [`Service echo in ${c.name} (ClusterIP)`, svc]] as const) {
       let curl = { code: 1, stdout: '', stderr: '' };

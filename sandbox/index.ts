@@ -3,4 +3,4 @@ export { Sandbox, type UpOptions, type ClusterStatus } from './sandbox.ts';
 export { planSandbox, DEFAULT_PORT_BASE, MAX_CLUSTERS, PROXY_MODES, type ClusterPlan, type ProxyMode, type SandboxOptions } from './plan.ts';
 export { sandboxDir, kubeconfigPath, readState, type SandboxState } from './state.ts';
 export { kubeBinDir, etcdBinary, pins, projectRoot } from './versions.ts';
-export { echoManifest, runDemo } from './demo.ts';
+export { clientPodManifest, echoManifest, runDemo } from './demo.ts';

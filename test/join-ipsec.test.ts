@@ -10,7 +10,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { certificateInfo } from '../core/index.ts';
-import { echoManifest } from '../sandbox/index.ts';
+import { clientPodManifest, echoManifest } from '../sandbox/index.ts';
 import { eventually, isthmus, ok, requireRootForTest, sandboxSession } from './lib/cli.ts';
 
 requireRootForTest('test/join-ipsec.test.ts');
@@ -42,9 +42,10 @@ test('broker deploy --cable-driver ipsec; join c1 and c2 --wait: an IPsec certif
 test('a pod on c1\'s node without a gateway reaches a pod of c2 through the IPsec cable, with its own address', async () => {
   for (const c of ['c1', 'c2']) await k(c, ['apply', '-f', '-'], echoManifest(2));
   for (const c of ['c1', 'c2']) await k(c, ['-n', 'demo', 'rollout', 'status', 'deployment/echo', '--timeout=90s']);
-  const pods = JSON.parse(await k('c1', ['-n', 'demo', 'get', 'pods', '-o', 'json'])) as { items: { metadata: { name: string }; spec: { nodeName: string }; status: { podIP: string } }[] };
-  const client = pods.items.find((p) => p.spec.nodeName === 'c1-n2');
-  assert.ok(client, 'an echo pod on c1-n2, the node that is not a gateway');
+  // a client pinned to c1-n2: the echo replicas may both land on the gateway node
+  await k('c1', ['apply', '-f', '-'], clientPodManifest('c1-n2'));
+  await k('c1', ['-n', 'demo', 'wait', '--for=condition=Ready', 'pod/client-c1-n2', '--timeout=90s']);
+  const client = JSON.parse(await k('c1', ['-n', 'demo', 'get', 'pod', 'client-c1-n2', '-o', 'json'])) as { metadata: { name: string }; status: { podIP: string } };
   const remote = (await k('c2', ['-n', 'demo', 'get', 'pods', '-o', 'jsonpath={.items[0].status.podIP}'])).trim();
   const answer = await eventually(`curl ${remote}`, async () => {
     const r = await isthmus(['sandbox', 'exec', 'c1', client.metadata.name, '-n', 'demo', '--', 'curl', '-sS', '--max-time', '3', `http://${remote}:8080/ipsec`], env);

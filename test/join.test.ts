@@ -14,7 +14,7 @@ import { execFileSync } from 'node:child_process';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { createCA } from '../core/index.ts';
-import { echoManifest } from '../sandbox/index.ts';
+import { clientPodManifest, echoManifest } from '../sandbox/index.ts';
 import { eventually, isthmus, ok, requireRootForTest, sandboxSession, type Run } from './lib/cli.ts';
 
 requireRootForTest('test/join.test.ts');
@@ -124,9 +124,10 @@ test('join c1, c2 and c3 with --wait: every cable connected; a spent token, a ta
 test('a pod on a non-gateway node of c1 reaches pods and Services of c2 and c3, and echo.demo.svc.clusterset.local answered by both', async () => {
   for (const c of ['c1', 'c2', 'c3']) await k(c, ['apply', '-f', '-'], echoManifest(2));
   for (const c of ['c1', 'c2', 'c3']) await k(c, ['-n', 'demo', 'rollout', 'status', 'deployment/echo', '--timeout=90s']);
-  const pods = JSON.parse(await k('c1', ['-n', 'demo', 'get', 'pods', '-o', 'json'])) as { items: { metadata: { name: string }; spec: { nodeName: string }; status: { podIP: string } }[] };
-  const client = pods.items.find((p) => p.spec.nodeName === 'c1-n2');
-  assert.ok(client, 'an echo pod on c1-n2, the node that is not a gateway');
+  // a client pinned to c1-n2: the echo replicas may both land on the gateway node
+  await k('c1', ['apply', '-f', '-'], clientPodManifest('c1-n2'));
+  await k('c1', ['-n', 'demo', 'wait', '--for=condition=Ready', 'pod/client-c1-n2', '--timeout=90s']);
+  const client = JSON.parse(await k('c1', ['-n', 'demo', 'get', 'pod', 'client-c1-n2', '-o', 'json'])) as { metadata: { name: string }; status: { podIP: string } };
   const curl = (url: string): Promise<string> => eventually(`curl ${url}`, async () => {
     const r = await isthmus(['sandbox', 'exec', 'c1', client.metadata.name, '-n', 'demo', '--', 'curl', '-sS', '--max-time', '3', url], env);
     return r.code === 0 ? r.stdout : undefined;
