@@ -131,7 +131,11 @@ try {
         } else {
           await objects.patchNamespacedCustomObject({ group: 'isthmus.dev', version: 'v1alpha1', namespace: 'backend', plural: 'clustersetnetworkpolicies', name: 'frontend-in', body: { spec: { ingress: rule(allowed ? 8080 : 9090) } } }, merge);
         }
-        const times = await until(allowed, t0, `${kind} ${i}: ${allowed ? 'allowed' : 'refused'} on every receiving node`);
+        const times = await until(allowed, t0, `${kind} ${i}: ${allowed ? 'allowed' : 'refused'} on every receiving node`).catch((err: unknown) => {
+          slow.push(`${kind} ${i} at ${new Date(t0).toISOString()}: not enforced on every node in 30 s (${[...targets].map(([k, n]) => `${n} ${state.get(k)?.ok === allowed ? 'done' : 'not yet'}`).join(', ')})`);
+          process.stderr.write(`${slow.at(-1) ?? ''}\n`);
+          throw err;
+        });
         results[kind].push(Math.max(...times));
         load.push(loadavg()[0] ?? 0);
         if (Math.max(...times) > 2000) slow.push(`${kind} ${i} at ${new Date(t0).toISOString()}: ${[...targets.values()].map((n, j) => `${n} ${times[j] ?? 0} ms`).join(', ')}`);
