@@ -6,6 +6,9 @@ import type { SandboxState } from './state.ts';
 import { kubeconfigPath } from './state.ts';
 import { kubeBinDir, projectRoot } from './versions.ts';
 
+/** The isthmus/echo container, ready once 8080 answers. */
+const echoContainer = (name: string): object => ({ name, image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } });
+
 /**
  * The demo's objects in namespace `demo`: the `echo` Deployment (image isthmus/echo,
  * ready once 8080 answers) and its Service with `servicePorts`, as one kubectl List.
@@ -20,7 +23,7 @@ export function echoManifest(replicas: number, servicePorts: readonly object[] =
         apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'echo', namespace: 'demo' },
         spec: {
           replicas, selector: { matchLabels: { app: 'echo' } },
-          template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [{ name: 'echo', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] } },
+          template: { metadata: { labels: { app: 'echo' } }, spec: { containers: [echoContainer('echo')] } },
         },
       },
       { apiVersion: 'v1', kind: 'Service', metadata: { name: 'echo', namespace: 'demo' }, spec: { selector: { app: 'echo' }, ports: servicePorts } },
@@ -36,7 +39,7 @@ export function echoManifest(replicas: number, servicePorts: readonly object[] =
 export function clientPodManifest(node: string, namespace = 'demo'): string {
   return JSON.stringify({
     apiVersion: 'v1', kind: 'Pod', metadata: { name: `client-${node}`, namespace, labels: { app: 'client' } },
-    spec: { nodeName: node, containers: [{ name: 'client', image: 'isthmus/echo:dev', ports: [{ containerPort: 8080 }], readinessProbe: { tcpSocket: { port: 8080 }, periodSeconds: 2 } }] },
+    spec: { nodeName: node, containers: [echoContainer('client')] },
   });
 }
 
