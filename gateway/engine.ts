@@ -395,7 +395,7 @@ export class GatewayEngine {
     await this.#measureMtus(desired);
   }
 
-  /** The path MTU of each applied cable, measured once per remote CIDR (the route agents publish it to every node). */
+  /** The path MTU of each applied cable, measured once per remote CIDR, again each time until a route through the cable gives it (the route agents publish it to every node). */
   async #measureMtus(desired: readonly CableSpec[]): Promise<void> {
     const runner = this.#d.runner ?? new SystemRunner();
     const next = new Map<string, { cidr: string; mtu: number }>();
@@ -407,7 +407,7 @@ export class GatewayEngine {
         next.set(d.remoteCluster, have);
         continue;
       }
-      const mtu = await pathMtu(runner, cidr, this.#c.privateIp, this.#d.driver.name).catch(() => undefined);
+      const mtu = await pathMtu(runner, { remoteCidr: cidr, underlayIp: this.#c.privateIp, driver: this.#d.driver.name, routeDevice: this.#d.driver.routeDevice() }).catch(() => undefined);
       if (mtu !== undefined) next.set(d.remoteCluster, { cidr, mtu });
     }
     this.#mtus = next;

@@ -86,6 +86,12 @@ export interface CableDriver {
    * "charon, xfrm data path"); undefined before init() decided it.
    */
   implementationInfo(): string | undefined;
+  /**
+   * The device the cables' routes leave by (the WireGuard or VXLAN device, kernel-libipsec's
+   * TUN); undefined when they leave by the underlay itself (kernel XFRM) or before init()
+   * decided. The path MTU is measured only on a route through it (path-mtu.ts).
+   */
+  routeDevice(): string | undefined;
 }
 
 /**

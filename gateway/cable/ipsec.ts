@@ -178,6 +178,10 @@ export class IpsecDriver implements CableDriver {
     return join(this.#o.dir, 'state.json');
   }
 
+  routeDevice(): string | undefined {
+    return this.#charon?.dataPath === 'libipsec' ? TUN_DEVICE : undefined;
+  }
+
   implementationInfo(): string | undefined {
     const dataPath = this.#charon?.dataPath;
     return dataPath === undefined ? undefined : `strongSwan charon, ${dataPath === 'xfrm' ? 'kernel XFRM' : 'kernel-libipsec (userspace)'} data path`;

@@ -183,6 +183,10 @@ export class VxlanDriver implements CableDriver {
     this.tunnelCidr = options.tunnelCidr ?? VXLAN_TUNNEL_CIDR;
   }
 
+  routeDevice(): string {
+    return this.device;
+  }
+
   implementationInfo(): string | undefined {
     return this.#local === undefined ? undefined : 'kernel VXLAN';
   }

@@ -284,6 +284,10 @@ export class WireGuardDriver implements CableDriver {
     return this.#userspace;
   }
 
+  routeDevice(): string {
+    return this.device;
+  }
+
   implementationInfo(): string | undefined {
     if (this.#implementation === 'kernel') return 'kernel WireGuard';
     return this.#userspace === undefined ? undefined : `${this.#userspace.version} (${this.#userspace.program})`;
