@@ -52,6 +52,7 @@ const schema = {
   leaseName: str('name of the active/passive Lease (default isthmus-gateway)', 'isthmus-gateway'),
   leaseMs: int('lease duration in ms (default 2000)', 2000, 500, 60_000),
   renewDeadlineMs: int('renew deadline in ms (default 1500)', 1500, 200, 60_000),
+  maxLeaseMs: int('the longest a slow apiserver stretches the lease (and the renew deadline with it) to, in ms: the holder states 4 × its slowest recent call as the lease, so it keeps the lease instead of flapping; a failover then takes up to that long (default 15000)', 15_000, 500, 600_000),
   retryMs: int('lease retry period in ms (default 250)', 250, 50, 10_000),
   resyncMs: int('ms between full reconciles, which repair what the OS lost (default 5000)', 5000, 500, 600_000),
   endpointTtl: int('broker lease TTL of the endpoint in s (default 10)', 10, 2, 300),
@@ -98,7 +99,7 @@ export const gatewayCommand: Command = {
       port: cfg.port === 0 ? DEFAULT_PORT[cfg.driver] : cfg.port,
       podCidrs: cfg.podCidrs, serviceCidrs: cfg.serviceCidrs, healthCheckIp, healthPort: cfg.healthPort,
       healthIntervalMs: cfg.healthInterval, forceNatTraversal: cfg.forceNat, natProbePort: cfg.natProbePort, namespace: cfg.namespace,
-      leaseName: cfg.leaseName, leaseMs: cfg.leaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
+      leaseName: cfg.leaseName, leaseMs: cfg.leaseMs, maxLeaseMs: cfg.maxLeaseMs, renewDeadlineMs: cfg.renewDeadlineMs, retryMs: cfg.retryMs, endpointTtlS: cfg.endpointTtl,
       resyncMs: cfg.resyncMs,
     }, { kubeConfig, broker, driver: setup.driver, secrets: setup.secrets, backend: setup.backend, logger, metrics });
     // metrics first: /healthz answers while the engine starts, /readyz says when it is ready

@@ -55,7 +55,7 @@ export function registry(): Map<string, Entry> {
       summary: 'run the gateway engine: active/passive, cables to every remote cluster, health, Gateway status',
       words: {
         flags: [...KUBE, ...BROKER_CLIENT, '--hostname', '--driver', '--private-ip', '--public-ip', '--port', '--pod-cidrs', '--service-cidrs', '--health-check-ip', '--health-port', '--health-interval',
-          '--force-nat', '--nat-probe-port', '--metrics', '--namespace', '--lease-name', '--lease-ms', '--renew-deadline-ms', '--retry-ms', '--resync-ms', '--endpoint-ttl', '--private-sockets', '--state-dir',
+          '--force-nat', '--nat-probe-port', '--metrics', '--namespace', '--lease-name', '--lease-ms', '--renew-deadline-ms', '--max-lease-ms', '--retry-ms', '--resync-ms', '--endpoint-ttl', '--private-sockets', '--state-dir',
           '--tls-dir', '--tls-name', '--psk-file', '--insecure-shared-psk'],
       },
       load: async () => (await import('./gateway.ts')).gatewayCommand,

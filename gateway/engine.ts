@@ -73,6 +73,8 @@ export interface GatewayConfig {
   readonly leaseName: string;
   readonly leaseMs: number;
   readonly renewDeadlineMs: number;
+  /** The longest a slow apiserver stretches the lease to (leader.ts); default 15 000. */
+  readonly maxLeaseMs?: number;
   readonly retryMs: number;
   readonly endpointTtlS: number;
   /** Full reconcile period (default 5000 ms). */
@@ -157,6 +159,7 @@ export class GatewayEngine {
     this.#leader = new LeaderElector({
       kubeConfig: deps.kubeConfig, namespace: config.namespace, name: config.leaseName, identity: config.hostname,
       leaseMs: config.leaseMs, renewDeadlineMs: config.renewDeadlineMs, retryMs: config.retryMs, clock: this.#clock, logger: deps.logger,
+      ...(config.maxLeaseMs === undefined ? {} : { maxLeaseMs: config.maxLeaseMs }),
       onStartedLeading: () => this.#switch(true),
       onStoppedLeading: () => this.#switch(false),
     });

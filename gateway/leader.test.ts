@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import type { V1Lease } from '@kubernetes/client-node';
 import { KubeConfig } from '@kubernetes/client-node';
 import { silentLogger } from '../core/index.ts';
-import { electionStep, LeaderElector, type LeaseApi, type Observation } from './leader.ts';
+import { candidateWaitMs, electionStep, LeaderElector, stretchedLeaseMs, type LeaseApi, type Observation } from './leader.ts';
 
 const none: Observation = { record: undefined, changedAt: 0 };
 
@@ -37,6 +37,30 @@ test('a renewal by the holder restarts the wait, whatever the clocks say', () =>
 
 test('a released lease (no holder) is taken at once', () => {
   assert.is(electionStep(none, { holder: '', renewTime: 't1', transitions: 3 }, 'a', 5, 2000).action, 'takeover');
+});
+
+test('a slow apiserver stretches the lease to whole seconds, 4 × the slowest call, at most the maximum; quick calls leave it as configured', () => {
+  assert.is(stretchedLeaseMs(2000, 100, 15_000), 2000);
+  assert.is(stretchedLeaseMs(2000, 500, 15_000), 2000, '4 × 500 ms is the 2 s the configured lease writes anyway');
+  assert.is(stretchedLeaseMs(2000, 501, 15_000), 3000);
+  assert.is(stretchedLeaseMs(2000, 1600, 15_000), 7000);
+  assert.is(stretchedLeaseMs(2000, 60_000, 15_000), 15_000);
+  assert.is(stretchedLeaseMs(500, 200, 15_000), 500, 'a sub-second lease stays as it is while 4 × the slowest fits its whole second');
+  assert.is(stretchedLeaseMs(500, 300, 15_000), 2000);
+});
+
+test('a candidate waits what the holder stated when it stretched, never less than its own lease, never more than the maximum', () => {
+  const rec = (durationMs?: number): { holder: string; renewTime: string; transitions: number; durationMs?: number } => ({ holder: 'b', renewTime: 't1', transitions: 0, ...(durationMs === undefined ? {} : { durationMs }) });
+  assert.is(candidateWaitMs(rec(), 2000, 15_000), 2000);
+  assert.is(candidateWaitMs(rec(2000), 2000, 15_000), 2000);
+  assert.is(candidateWaitMs(rec(1000), 500, 15_000), 500, 'an unstretched sub-second lease is written as 1 s');
+  assert.is(candidateWaitMs(rec(5000), 2000, 15_000), 5000);
+  assert.is(candidateWaitMs(rec(1000), 2000, 15_000), 2000, 'a shorter stated lease does not shorten the wait');
+  assert.is(candidateWaitMs(rec(3_600_000), 2000, 15_000), 15_000, 'a holder cannot hold it for an hour');
+  let s = electionStep(none, rec(5000), 'a', 10_000, 2000);
+  s = electionStep(s.seen, rec(5000), 'a', 14_999, 2000);
+  assert.is(s.action, 'follow', 'still inside the stretched lease');
+  assert.is(electionStep(s.seen, rec(5000), 'a', 15_000, 2000).action, 'takeover');
 });
 
 /** One Lease as the apiserver keeps it: a resourceVersion per write, a 409 for a stale one; every call takes `latencyMs`. */
@@ -117,6 +141,39 @@ test('the holder renews by replacing the Lease it last wrote (no read each time)
   }
   assert.equal(events, ['a leads', 'a stands down'], 'a released it on stop');
   assert.is(fake.lease?.spec?.holderIdentity, '');
+});
+
+test('an apiserver that slows down step by step: the holder stretches its lease and keeps it (no stand-down, the standby follows), and shortens it again once calls are quick', async () => {
+  const fake = new FakeLeases();
+  const events: string[] = [];
+  const mk = (identity: string): LeaderElector => new LeaderElector({
+    leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
+    leaseMs: 1000, renewDeadlineMs: 750, retryMs: 100,
+    onStartedLeading: () => events.push(`${identity} leads`), onStoppedLeading: () => events.push(`${identity} stands down`),
+  });
+  const a = mk('a');
+  a.start();
+  await until('a leads', () => a.leading);
+  const b = mk('b');
+  b.start();
+  try {
+    // 300 ms a call: back-to-back renewals fit the 750 ms deadline, and the lease stretches to 2 s
+    fake.latencyMs = 300;
+    await until('the Lease states 2 s', () => fake.lease?.spec?.leaseDurationSeconds === 2, 5_000);
+    // 600 ms a call: past the configured 1 s lease for b and the 750 ms deadline for a, inside the
+    // stretched ones; unstretched, a would stand down and b would take over
+    fake.latencyMs = 600;
+    await until('the Lease states 3 s', () => fake.lease?.spec?.leaseDurationSeconds === 3, 8_000);
+    await new Promise((r) => setTimeout(r, 3_000));
+    assert.equal(events, ['a leads'], 'no stand-down and no takeover while the apiserver was slow');
+    fake.latencyMs = 0;
+    await until('the Lease back to 1 s', () => fake.lease?.spec?.leaseDurationSeconds === 1, 8_000);
+    assert.equal(events, ['a leads']);
+  } finally {
+    fake.latencyMs = 0;
+    await b.stop();
+    await a.stop();
+  }
 });
 
 test('a renewal that hangs past the deadline: the holder stands down before the standby takes over (never two active), and its late renewal then fails (409): it follows', async () => {

@@ -17,11 +17,42 @@ import { systemClock, sleep, messageOf, type Clock, type Logger, type TimerHandl
  * not the cadence). The holder renews with one replace of the Lease as its last write
  * returned it (no read first: half the round trips, so a loaded apiserver costs it its
  * lease later); when that fails (a 409: someone else wrote it) it reads the Lease again.
+ *
+ * A slow apiserver stretches the lease instead of making the holder flap (a 2-core machine at
+ * load 20 answered writes in over 1.5 s; the holder stood down and took the Lease back every
+ * few seconds, each time tearing its cables down): the holder times its calls, and when 4 × the
+ * slowest of its last 10 exceeds the configured lease in whole seconds, it writes that as
+ * `leaseDurationSeconds` (at most `maxLeaseMs`) and scales its renew deadline with it. A
+ * candidate waits the written duration when it is longer than the configured lease rounded up
+ * to whole seconds (what an unstretched holder writes), else the configured lease, so holder
+ * and candidate agree on every lease the holder wrote. Failover then takes longer while the
+ * apiserver is slow, and is back to `leaseMs` once it answers quickly again.
  */
 export interface LeaseRecord {
   readonly holder: string;
   readonly renewTime: string;
   readonly transitions: number;
+  /** leaseDurationSeconds in ms, when the Lease states it. */
+  readonly durationMs?: number;
+}
+
+const wholeSeconds = (ms: number): number => Math.max(1, Math.ceil(ms / 1000)) * 1000;
+
+/**
+ * Pure: the lease a holder writes when the slowest of its recent apiserver calls took
+ * `slowestMs`. Back-to-back renewals of L ms each need a renew deadline over 2L; stretched,
+ * the deadline (renewDeadline/lease of it, 3/4 by default) is at least 3L. With the defaults
+ * (2 s, 1.5 s) the stretch begins at L > 500 ms, before a holder would flap (L ≥ 750 ms).
+ */
+export function stretchedLeaseMs(leaseMs: number, slowestMs: number, maxLeaseMs: number): number {
+  const want = Math.min(wholeSeconds(maxLeaseMs), wholeSeconds(4 * slowestMs));
+  return want > wholeSeconds(leaseMs) ? want : leaseMs;
+}
+
+/** Pure: how long a candidate waits without a change before taking over the lease `record` describes. */
+export function candidateWaitMs(record: LeaseRecord, leaseMs: number, maxLeaseMs: number): number {
+  const stated = record.durationMs ?? 0;
+  return stated > wholeSeconds(leaseMs) ? Math.min(stated, wholeSeconds(maxLeaseMs)) : leaseMs;
 }
 
 export type ElectionAction = 'create' | 'renew' | 'takeover' | 'follow';
@@ -32,13 +63,15 @@ export interface Observation {
   readonly changedAt: number;
 }
 
+export const DEFAULT_MAX_LEASE_MS = 15_000;
+
 /** Pure: what to do with the Lease as it is now. */
-export function electionStep(seen: Observation, current: LeaseRecord | undefined, me: string, now: number, leaseMs: number): { action: ElectionAction; seen: Observation } {
+export function electionStep(seen: Observation, current: LeaseRecord | undefined, me: string, now: number, leaseMs: number, maxLeaseMs = DEFAULT_MAX_LEASE_MS): { action: ElectionAction; seen: Observation } {
   if (current === undefined) return { action: 'create', seen: { record: undefined, changedAt: now } };
   const changed = seen.record === undefined || seen.record.holder !== current.holder || seen.record.renewTime !== current.renewTime;
   const next: Observation = changed ? { record: current, changedAt: now } : seen;
   if (current.holder === me) return { action: 'renew', seen: next };
-  if (current.holder === '' || now - next.changedAt >= leaseMs) return { action: 'takeover', seen: next };
+  if (current.holder === '' || now - next.changedAt >= candidateWaitMs(current, leaseMs, maxLeaseMs)) return { action: 'takeover', seen: next };
   return { action: 'follow', seen: next };
 }
 
@@ -80,6 +113,8 @@ export interface LeaderOptions {
   readonly renewDeadlineMs?: number;
   /** Default 500. */
   readonly retryMs?: number;
+  /** The longest a slow apiserver stretches the lease to; default 15 000 (client-go's lease). */
+  readonly maxLeaseMs?: number;
   readonly clock?: Clock;
   readonly logger: Logger;
   onStartedLeading(): void;
@@ -94,6 +129,7 @@ function recordOf(l: V1Lease): LeaseRecord {
     holder: l.spec?.holderIdentity ?? '',
     renewTime: rt instanceof Date ? rt.toISOString() : String(rt ?? ''),
     transitions: l.spec?.leaseTransitions ?? 0,
+    durationMs: (l.spec?.leaseDurationSeconds ?? 0) * 1000,
   };
 }
 
@@ -105,6 +141,10 @@ export class LeaderElector {
   #leading = false;
   /** When our last successful write of the Lease started (clock ms). */
   #lastRenew = 0;
+  /** The lease our last successful write stated (ms): the renew deadline scales with it. */
+  #writtenLeaseMs = 0;
+  /** How long our last apiserver calls took (ms), newest last, at most 10. */
+  readonly #latencies: number[] = [];
   #watchdog: TimerHandle | undefined;
   /** The Lease as our last write returned it, while we hold it: the next renewal replaces it as is. */
   #held: V1Lease | undefined;
@@ -152,7 +192,7 @@ export class LeaderElector {
     while (!this.#stopped.signal.aborted) {
       const began = this.#clock.now();
       try {
-        await this.#tryOnce(leaseMs);
+        await this.#tryOnce(this.#leaseToWrite(leaseMs));
       } catch (err) {
         this.#held = undefined; // read it again next time
         this.#o.logger.debug({ err: messageOf(err) }, 'lease attempt failed');
@@ -166,12 +206,12 @@ export class LeaderElector {
     if (this.#leading && this.#held !== undefined) {
       const started = this.#clock.now();
       await this.#write('renew', this.#held, leaseMs);
-      this.#renewed(started);
+      this.#renewed(started, leaseMs);
       return;
     }
-    const lease = await this.#api.read();
+    const lease = await this.#timed(() => this.#api.read());
     const now = this.#clock.now();
-    const step = electionStep(this.#seen, lease === undefined ? undefined : recordOf(lease), this.#o.identity, now, leaseMs);
+    const step = electionStep(this.#seen, lease === undefined ? undefined : recordOf(lease), this.#o.identity, now, this.#o.leaseMs ?? 2000, this.#maxLeaseMs());
     this.#seen = step.seen;
     if (step.action === 'follow') {
       this.#setLeading(false);
@@ -179,15 +219,47 @@ export class LeaderElector {
     }
     const started = this.#clock.now();
     await this.#write(step.action, lease, leaseMs);
-    this.#renewed(started);
+    this.#renewed(started, leaseMs);
     this.#setLeading(true);
   }
 
-  /** A write that started at `started` succeeded: the deadline runs from there (the watchdog stands down at its end). */
-  #renewed(started: number): void {
+  #maxLeaseMs(): number {
+    return Math.max(this.#o.leaseMs ?? 2000, this.#o.maxLeaseMs ?? DEFAULT_MAX_LEASE_MS);
+  }
+
+  /** The lease to state in our next write (stretchedLeaseMs); a change is logged. */
+  #leaseToWrite(leaseMs: number): number {
+    const slowest = Math.max(0, ...this.#latencies);
+    const next = stretchedLeaseMs(leaseMs, slowest, this.#maxLeaseMs());
+    const before = this.#writtenLeaseMs === 0 ? leaseMs : this.#writtenLeaseMs;
+    if (next !== before && this.#leading) {
+      this.#o.logger.info({ leaseMs: next, slowestCallMs: slowest }, next > leaseMs
+        ? 'the apiserver answers slowly: lease stretched (a failover takes up to this long)'
+        : 'the apiserver answers quickly again: lease back to its configured length');
+    }
+    return next;
+  }
+
+  /** Runs one apiserver call and keeps how long it took, failed or not. */
+  async #timed<T>(call: () => Promise<T>): Promise<T> {
+    const started = this.#clock.now();
+    try {
+      return await call();
+    } finally {
+      this.#latencies.push(this.#clock.now() - started);
+      if (this.#latencies.length > 10) this.#latencies.shift();
+    }
+  }
+
+  /**
+   * A write that started at `started`, stating a lease of `writtenMs`, succeeded: the deadline
+   * runs from there (the watchdog stands down at its end), scaled with the lease written.
+   */
+  #renewed(started: number, writtenMs: number): void {
     this.#lastRenew = Math.max(this.#lastRenew, started);
+    this.#writtenLeaseMs = writtenMs;
     if (this.#watchdog !== undefined) this.#clock.clearTimeout(this.#watchdog);
-    const deadline = this.#o.renewDeadlineMs ?? 1500;
+    const deadline = (this.#o.renewDeadlineMs ?? 1500) * writtenMs / (this.#o.leaseMs ?? 2000);
     this.#watchdog = this.#clock.setTimeout(() => {
       this.#watchdog = undefined;
       if (!this.#leading || this.#clock.now() - this.#lastRenew < deadline) return;
@@ -203,18 +275,18 @@ export class LeaderElector {
     const prior = lease === undefined ? undefined : recordOf(lease);
     const spec = {
       holderIdentity: action === 'release' ? '' : this.#o.identity,
-      leaseDurationSeconds: Math.max(1, Math.ceil(leaseMs / 1000)),
+      leaseDurationSeconds: wholeSeconds(leaseMs) / 1000,
       renewTime: micro(now) as unknown as Date,
       ...(action === 'create' || action === 'takeover' ? { acquireTime: micro(now) as unknown as Date, leaseTransitions: (prior?.transitions ?? -1) + 1 } : {}),
     };
     this.#held = undefined;
     if (action === 'create' || lease === undefined) {
       if (action === 'release') return;
-      this.#held = await this.#api.create({ metadata: { name: this.#o.name, namespace: this.#o.namespace }, spec });
+      this.#held = await this.#timed(() => this.#api.create({ metadata: { name: this.#o.name, namespace: this.#o.namespace }, spec }));
       return;
     }
     // replace with the resourceVersion we read (or wrote): a concurrent writer makes this a 409, not a split brain
-    const written = await this.#api.replace({ ...lease, spec: { ...lease.spec, ...spec } });
+    const written = await this.#timed(() => this.#api.replace({ ...lease, spec: { ...lease.spec, ...spec } }));
     if (action !== 'release') this.#held = written;
   }
 
