@@ -228,13 +228,23 @@ test('show: gateways, connections, networks, endpoints, versions of a joined clu
   assert.match(all.stdout, /DaemonSet isthmus-policy-agent\s+isthmus:0\.1\.0/, 'show versions lists every workload join runs');
 });
 
-test('diagnose: every check passes on the joined clusterset', async () => {
-  const r = await cli(['diagnose', '--context', 'c1', '--context', 'c2', '--context', 'c3', '-o', 'json']);
-  const findings = JSON.parse(r.stdout) as { cluster: string; check: string; verdict: string; detail: string }[];
-  assert.equal(findings.filter((x) => x.verdict !== 'ok'), [], r.stdout);
+test('diagnose: every check passes on the joined clusterset', () => diagnosed(['c1', 'c2', 'c3'], async () => {
+  type Finding = { cluster: string; check: string; verdict: string; detail: string };
+  const notOk = (xs: readonly Finding[]): Finding[] => xs.filter((x) => x.verdict !== 'ok');
+  // a probe under load may miss its 5 s (a broker address) once: the clusterset is given a
+  // minute to answer every check; whatever was not ok on a try is printed, so a slow check is
+  // on record even when a later try passes
+  const r = await eventually('every finding of diagnose ok', async () => {
+    const run = await cli(['diagnose', '--context', 'c1', '--context', 'c2', '--context', 'c3', '-o', 'json']);
+    const bad = notOk(JSON.parse(run.stdout) as Finding[]);
+    if (bad.length === 0) return run;
+    process.stdout.write(`diag: diagnose not ok yet: ${JSON.stringify(bad)}\n`);
+    throw new Error(JSON.stringify(bad));
+  }, 60_000);
   assert.is(r.code, 0);
-  for (const check of ['apiserver', 'joined', 'CoreDNS stanza', 'certificate', 'gateway', 'route agents', 'records']) assert.ok(findings.some((x) => x.check === check), check);
-});
+  const findings = JSON.parse(r.stdout) as Finding[];
+  for (const check of ['apiserver', 'joined', 'CoreDNS stanza', 'certificate', 'gateway', 'route agents', 'records', 'broker addresses', 'clock skew', 'gateway ports']) assert.ok(findings.some((x) => x.check === check), check);
+}));
 
 test('verify c1 → c2: pod, ClusterIP and clusterset name, with a JUnit report; its namespace is gone afterwards', async () => {
   const r = ok(await cli(['verify', '--context', 'c1', '--tocontext', 'c2', '--junit', f('verify.xml')]), 'verify');
