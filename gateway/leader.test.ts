@@ -143,12 +143,12 @@ test('the holder renews by replacing the Lease it last wrote (no read each time)
   assert.is(fake.lease?.spec?.holderIdentity, '');
 });
 
-test('an apiserver that slows down step by step: the holder stretches its lease and keeps it (no stand-down, the standby follows), and shortens it again once calls are quick', async () => {
+test('an apiserver that slows down step by step: the holder stretches its lease and keeps it (no stand-down, the standby follows), and shortens it again once calls have been quick for its memory (here 2 s)', async () => {
   const fake = new FakeLeases();
   const events: string[] = [];
   const mk = (identity: string): LeaderElector => new LeaderElector({
     leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
-    leaseMs: 1000, renewDeadlineMs: 750, retryMs: 100,
+    leaseMs: 1000, renewDeadlineMs: 750, retryMs: 100, latencyMemoryMs: 2_000,
     onStartedLeading: () => events.push(`${identity} leads`), onStoppedLeading: () => events.push(`${identity} stands down`),
   });
   const a = mk('a');

@@ -21,12 +21,13 @@ import { systemClock, sleep, messageOf, type Clock, type Logger, type TimerHandl
  * A slow apiserver stretches the lease instead of making the holder flap (a 2-core machine at
  * load 20 answered writes in over 1.5 s; the holder stood down and took the Lease back every
  * few seconds, each time tearing its cables down): the holder times its calls, and when 4 × the
- * slowest of its last 10 exceeds the configured lease in whole seconds, it writes that as
+ * slowest of the last minute exceeds the configured lease in whole seconds, it writes that as
  * `leaseDurationSeconds` (at most `maxLeaseMs`) and scales its renew deadline with it. A
  * candidate waits the written duration when it is longer than the configured lease rounded up
  * to whole seconds (what an unstretched holder writes), else the configured lease, so holder
  * and candidate agree on every lease the holder wrote. Failover then takes longer while the
- * apiserver is slow, and is back to `leaseMs` once it answers quickly again.
+ * apiserver is slow, and is back to `leaseMs` a minute after it answers quickly again (a
+ * lease that shrank at once made the next slow call a stand-down).
  */
 export interface LeaseRecord {
   readonly holder: string;
@@ -64,6 +65,8 @@ export interface Observation {
 }
 
 export const DEFAULT_MAX_LEASE_MS = 15_000;
+/** How long a slow call keeps the lease stretched. */
+export const LATENCY_MEMORY_MS = 60_000;
 
 /** Pure: what to do with the Lease as it is now. */
 export function electionStep(seen: Observation, current: LeaseRecord | undefined, me: string, now: number, leaseMs: number, maxLeaseMs = DEFAULT_MAX_LEASE_MS): { action: ElectionAction; seen: Observation } {
@@ -115,6 +118,8 @@ export interface LeaderOptions {
   readonly retryMs?: number;
   /** The longest a slow apiserver stretches the lease to; default 15 000 (client-go's lease). */
   readonly maxLeaseMs?: number;
+  /** How long a slow call keeps the lease stretched; default LATENCY_MEMORY_MS. */
+  readonly latencyMemoryMs?: number;
   readonly clock?: Clock;
   readonly logger: Logger;
   onStartedLeading(): void;
@@ -143,8 +148,8 @@ export class LeaderElector {
   #lastRenew = 0;
   /** The lease our last successful write stated (ms): the renew deadline scales with it. */
   #writtenLeaseMs = 0;
-  /** How long our last apiserver calls took (ms), newest last, at most 10. */
-  readonly #latencies: number[] = [];
+  /** Our apiserver calls of the last minute: when each ended and how long it took (ms), oldest first. */
+  readonly #latencies: { at: number; ms: number }[] = [];
   #watchdog: TimerHandle | undefined;
   /** The Lease as our last write returned it, while we hold it: the next renewal replaces it as is. */
   #held: V1Lease | undefined;
@@ -229,7 +234,9 @@ export class LeaderElector {
 
   /** The lease to state in our next write (stretchedLeaseMs); a change is logged. */
   #leaseToWrite(leaseMs: number): number {
-    const slowest = Math.max(0, ...this.#latencies);
+    const now = this.#clock.now();
+    while ((this.#latencies[0]?.at ?? now) < now - (this.#o.latencyMemoryMs ?? LATENCY_MEMORY_MS)) this.#latencies.shift();
+    const slowest = Math.max(0, ...this.#latencies.map((l) => l.ms));
     const next = stretchedLeaseMs(leaseMs, slowest, this.#maxLeaseMs());
     const before = this.#writtenLeaseMs === 0 ? leaseMs : this.#writtenLeaseMs;
     if (next !== before && this.#leading) {
@@ -246,8 +253,9 @@ export class LeaderElector {
     try {
       return await call();
     } finally {
-      this.#latencies.push(this.#clock.now() - started);
-      if (this.#latencies.length > 10) this.#latencies.shift();
+      const at = this.#clock.now();
+      this.#latencies.push({ at, ms: at - started });
+      if (this.#latencies.length > 1000) this.#latencies.shift();
     }
   }
 
