@@ -244,4 +244,29 @@ test('a Lease written by someone else: the holder\'s replace fails (409), it rea
   await b.stop();
 });
 
+test('a follower is told who holds the Lease on every read (the engine removes the cables it kept once another holds it)', async () => {
+  const fake = new FakeLeases();
+  const events: string[] = [];
+  const a = elector(fake, 'a', events);
+  a.start();
+  await until('a leads', () => a.leading);
+  const seen: string[] = [];
+  const b = new LeaderElector({
+    leaseApi: fake.api('b'), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity: 'b', logger: silentLogger(),
+    leaseMs: 500, renewDeadlineMs: 400, retryMs: 100,
+    onStartedLeading: () => events.push('b leads'), onStoppedLeading: () => events.push('b stands down'), onOtherHolder: (h) => seen.push(h),
+  });
+  b.start();
+  try {
+    await until('b read a few times', () => seen.length >= 3);
+    assert.equal([...new Set(seen)], ['a']);
+    assert.ok(b.heldByOther);
+    assert.not.ok(a.heldByOther);
+    assert.is(a.writtenLeaseMs, 500, 'unstretched: the configured lease');
+  } finally {
+    await b.stop();
+    await a.stop();
+  }
+});
+
 test.run();

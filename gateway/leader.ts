@@ -124,6 +124,8 @@ export interface LeaderOptions {
   readonly logger: Logger;
   onStartedLeading(): void;
   onStoppedLeading(): void;
+  /** A read showed the Lease held by another identity (called on every such read). */
+  onOtherHolder?(holder: string): void;
 }
 
 const micro = (d: Date): string => d.toISOString().replace(/\.(\d{3})Z$/, '.$1000Z');
@@ -164,6 +166,17 @@ export class LeaderElector {
 
   get leading(): boolean {
     return this.#leading;
+  }
+
+  /** Whether the Lease, as last read, is held by another identity. */
+  get heldByOther(): boolean {
+    const holder = this.#seen.record?.holder ?? '';
+    return holder !== '' && holder !== this.#o.identity;
+  }
+
+  /** The lease our last successful write stated (ms); the configured lease before any. */
+  get writtenLeaseMs(): number {
+    return this.#writtenLeaseMs === 0 ? this.#o.leaseMs ?? 2000 : this.#writtenLeaseMs;
   }
 
   start(): void {
@@ -220,6 +233,8 @@ export class LeaderElector {
     this.#seen = step.seen;
     if (step.action === 'follow') {
       this.#setLeading(false);
+      const holder = lease?.spec?.holderIdentity ?? '';
+      if (holder !== '' && holder !== this.#o.identity) this.#o.onOtherHolder?.(holder);
       return;
     }
     const started = this.#clock.now();
@@ -266,15 +281,27 @@ export class LeaderElector {
   #renewed(started: number, writtenMs: number): void {
     this.#lastRenew = Math.max(this.#lastRenew, started);
     this.#writtenLeaseMs = writtenMs;
+    this.#arm((this.#o.renewDeadlineMs ?? 1500) * writtenMs / (this.#o.leaseMs ?? 2000));
+  }
+
+  /**
+   * The watchdog: stands down `deadline` ms after #lastRenew unless a renewal came first. A
+   * timer may fire a millisecond before the wall clock says it is due: it then waits again
+   * (it once returned, and a holder whose renewal hung never stood down).
+   */
+  #arm(deadline: number): void {
     if (this.#watchdog !== undefined) this.#clock.clearTimeout(this.#watchdog);
-    const deadline = (this.#o.renewDeadlineMs ?? 1500) * writtenMs / (this.#o.leaseMs ?? 2000);
     this.#watchdog = this.#clock.setTimeout(() => {
       this.#watchdog = undefined;
-      if (!this.#leading || this.#clock.now() - this.#lastRenew < deadline) return;
+      if (!this.#leading) return;
+      if (this.#clock.now() - this.#lastRenew < deadline) {
+        this.#arm(deadline);
+        return;
+      }
       this.#o.logger.warn('could not renew the lease in time; standing down');
       this.#held = undefined; // a renewal still in flight does not make us active again: the next attempt reads first
       this.#setLeading(false);
-    }, Math.max(0, this.#lastRenew + deadline - this.#clock.now()));
+    }, Math.max(1, this.#lastRenew + deadline - this.#clock.now()));
   }
 
   /** Writes the Lease (`lease`: as read, or as our last write returned it) and keeps what came back while we hold it. */
