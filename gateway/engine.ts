@@ -1,5 +1,5 @@
 import { CustomObjectsApi, type KubeConfig } from '@kubernetes/client-node';
-import { Backoff, Serial, SystemRunner, WorkQueue, messageOf, sleep, systemClock, type Clock, type CommandRunner, type Logger } from '../core/index.ts';
+import { Backoff, Serial, SystemRunner, WorkQueue, messageOf, sleep, systemClock, type Clock, type CommandRunner, type Logger, type TimerHandle } from '../core/index.ts';
 import { BrokerCache, EndpointKeeper, type BrokerClient, type Change, type Cluster, type Endpoint } from '../core/broker-api/index.ts';
 import type { CableDriver, CableSpec, LocalEndpoint } from './cable/driver.ts';
 import { desiredCables, guessVerdict, newestEndpoints, publicAddressOf, type RemoteCluster, type RemoteEndpoint } from './desired.ts';
@@ -44,9 +44,10 @@ import { localAddresses, resolveHost } from './addresses.ts';
  * `endpointGraceMs`, so a broker back from a long outage does not make cables flap;
  * a cluster that left loses its cables at once); probe verdicts are
  * kept only for the current endpoint of a current remote cluster; losing the Lease
- * withdraws the endpoint, removes the cables (another gateway has them) and forgets
- * the verdicts; stop() (a process restart) leaves cables, endpoint and Lease to
- * expire or be adopted.
+ * withdraws the endpoint, stops setting cables and forgets the verdicts, and removes the
+ * cables once a read shows another holder or one lease after (taking the Lease back before
+ * that adopts them: a stand-down over one slow write costs no cable); stop() (a process
+ * restart) leaves cables, endpoint and Lease to expire or be adopted.
  */
 export interface GatewayConfig {
   readonly clusterId: string;
@@ -148,6 +149,8 @@ export class GatewayEngine {
   #resync: ReturnType<typeof setInterval> | undefined;
   #failure: string | undefined;
   #working: Promise<void> | undefined;
+  /** The timer that removes a stood-down gateway's cables (#deactivate). */
+  #kept: TimerHandle | undefined;
   /** Becoming active and standing down run one at a time, in the order the Lease decided. */
   readonly #transitions = new Serial();
 
@@ -162,6 +165,7 @@ export class GatewayEngine {
       ...(config.maxLeaseMs === undefined ? {} : { maxLeaseMs: config.maxLeaseMs }),
       onStartedLeading: () => this.#switch(true),
       onStoppedLeading: () => this.#switch(false),
+      onOtherHolder: () => this.#cleanupNow(),
     });
   }
 
@@ -208,11 +212,12 @@ export class GatewayEngine {
     this.#started = true;
   }
 
-  /** A process stop: cables, endpoint and Lease stay (a restarted gateway adopts them). */
+  /** A process stop: cables, endpoint and Lease stay (a restarted gateway adopts them); a stood-down gateway's kept cables go. */
   async stop(): Promise<void> {
     if (this.#timer !== undefined) clearInterval(this.#timer);
     if (this.#resync !== undefined) clearInterval(this.#resync);
     await this.#leader.stop(false);
+    this.#cleanupNow();
     await this.#transitions.idle();
     await this.#keeper?.stop(false);
     await this.#cache?.stop();
@@ -234,6 +239,11 @@ export class GatewayEngine {
   }
 
   async #activate(): Promise<void> {
+    if (this.#kept !== undefined) {
+      this.#clock.clearTimeout(this.#kept);
+      this.#kept = undefined;
+      this.#d.logger.info('took the Lease back: the cables it kept are adopted');
+    }
     this.#active = true;
     this.#failure = undefined;
     void Promise.all(this.#d.broker.addresses.map(resolveHost)).then((ips) => {
@@ -321,7 +331,35 @@ export class GatewayEngine {
     this.#failed = new Map();
     this.#refused = new Set();
     this.#mtus = new Map();
-    await this.#d.driver.cleanup();
+    // The cables stay for one lease (as last written), unless a read shows another holder first
+    // (#cleanupNow): a holder that stood down over one slow write mostly takes the Lease back
+    // within a second, and re-creating every cable cost its clients seconds each time. No one
+    // else routes through them meanwhile: the route agents follow the new holder, and the other
+    // clusters the Endpoint it publishes.
+    if (this.#kept !== undefined) this.#clock.clearTimeout(this.#kept);
+    this.#kept = undefined;
+    if (this.#leader.heldByOther) {
+      await this.#d.driver.cleanup();
+      return;
+    }
+    const keepMs = this.#leader.writtenLeaseMs;
+    this.#d.logger.info({ keepMs }, 'the cables stay a moment, in case this gateway takes the Lease back');
+    this.#kept = this.#clock.setTimeout(() => this.#cleanupNow(), keepMs);
+  }
+
+  /** Removes the cables a stood-down gateway kept (see #deactivate), at once; nothing when none are kept. */
+  #cleanupNow(): void {
+    if (this.#kept === undefined) return;
+    this.#clock.clearTimeout(this.#kept);
+    this.#kept = undefined;
+    this.#transitions.run(async () => {
+      if (this.#wantActive) return; // taken back meanwhile: #activate adopts them
+      await this.#d.driver.cleanup();
+      this.#d.logger.info('cables removed');
+    }).catch((err: unknown) => {
+      this.#failure = messageOf(err);
+      this.#d.logger.error({ err: this.#failure }, 'could not remove the cables');
+    });
   }
 
   /** This gateway is behind NAT: the broker saw it at another address (none configured), or a NAT probe did. */

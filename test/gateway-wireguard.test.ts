@@ -2,7 +2,8 @@
 // sandbox, real parts only: 3 clusters with two gateway nodes each, c3 behind NAT, a real
 // etcd + broker on the host's wan address, the Lease and the Gateway status in each
 // cluster's real apiserver. Traffic is sent between the gateway nodes' pod-CIDR addresses.
-// Covers: full mesh with NAT, process restart without re-creating anything, SIGKILL
+// Covers: full mesh with NAT, process restart without re-creating anything, a stand-down over
+// a paused apiserver that keeps the cables when the Lease is taken back, SIGKILL
 // failover followed by the remote clusters, a remote endpoint with a bad key, the broker
 // stopped, and a cluster leaving.
 import { readFileSync } from 'node:fs';
@@ -96,6 +97,59 @@ test('a gateway process restart re-creates nothing: same device, same wireguard-
   await cs.connected('c1', 'c1-n1', ['c2', 'c3']);
   assert.equal({ index: await ifindex(n1, 'isthmus-wg'), daemons: processesNamed(n1, 'wireguard-go') }, before, 'the device and its wireguard-go were adopted, not re-created');
   await cs.pingOk(['c1', 0], ['c3', 0]);
+});
+
+test('c3\'s apiserver paused past the renew deadline: its active gateway stands down, takes the Lease back and keeps its cables (same device, same wireguard-go), traffic flows', async () => {
+  const n1 = cs.node('c3', 0).netns;
+  const before = { index: await ifindex(n1, 'isthmus-wg'), daemons: processesNamed(n1, 'wireguard-go') };
+  const standby = gw.get('c3-n2');
+  const apiserver = cs.state.processes.find((p) => p.name === 'c3/kube-apiserver');
+  assert.ok(standby && apiserver);
+  const count = (what: string): number => cs.log('gateway-c3-n1').split('\n').filter((l) => l.includes(what)).length;
+  const taken = count('took the Lease back');
+  // the lease as c3-n1 last stated it (stretched when the machine is loaded): the pause
+  // outlasts its renew deadline (3/4 of it) by 1 s, and ends well before the kept cables would go
+  const stated = Number(await cs.kubectl('c3', ['-n', 'isthmus-system', 'get', 'lease', 'isthmus-gateway', '-o', 'jsonpath={.spec.leaseDurationSeconds}']));
+  const pauseMs = 0.75 * Math.max(2000, stated * 1000) + 1000;
+  kill(standby.proc, 'SIGSTOP'); // the standby must not take over meanwhile
+  try {
+    process.kill(apiserver.pid, 'SIGSTOP');
+    try {
+      await new Promise((r) => setTimeout(r, pauseMs));
+    } finally {
+      process.kill(apiserver.pid, 'SIGCONT');
+    }
+    await eventually('c3-n1 took the Lease back', async () => (count('took the Lease back') > taken ? true : undefined), 30_000);
+  } finally {
+    kill(standby.proc, 'SIGCONT');
+  }
+  assert.ok(count('could not renew the lease in time') > 0, 'it stood down');
+  await cs.connected('c3', 'c3-n1', ['c1', 'c2']);
+  assert.equal({ index: await ifindex(n1, 'isthmus-wg'), daemons: processesNamed(n1, 'wireguard-go') }, before, 'the device and its wireguard-go were kept and adopted');
+  await cs.pingOk(['c3', 0], ['c1', 0]);
+  await cs.pingOk(['c2', 0], ['c3', 0]);
+});
+
+test('a gateway that lost the Lease to the other removes its cables as soon as it reads the new holder (c3-n1 paused, c3-n2 takes over; then back)', async () => {
+  const hasDevice = async (netns: string): Promise<boolean> => (await inNetns(netns, 'ip', ['link', 'show', 'isthmus-wg'])).code === 0;
+  // hand the Lease from `from` to `to` by pausing `from`'s process until `to` is active; `from`, resumed, removes its cables
+  const handOver = async (from: string, to: string, index: number): Promise<void> => {
+    const p = gw.get(from);
+    assert.ok(p);
+    kill(p.proc, 'SIGSTOP');
+    try {
+      await cs.connected('c3', to, ['c1', 'c2']);
+    } finally {
+      kill(p.proc, 'SIGCONT');
+    }
+    await eventually(`${from} removed its cables`, async () => (!(await hasDevice(cs.node('c3', index).netns)) ? true : undefined), 15_000);
+    assert.ok(await hasDevice(cs.node('c3', index === 0 ? 1 : 0).netns), `${to} has its device`);
+  };
+  await handOver('c3-n1', 'c3-n2', 0);
+  await cs.pingOk(['c1', 0], ['c3', 1]);
+  await handOver('c3-n2', 'c3-n1', 1);
+  await cs.pingOk(['c1', 0], ['c3', 0]);
+  await cs.pingOk(['c3', 0], ['c2', 0]);
 });
 
 test('SIGKILL of c2\'s active gateway: the passive one takes over and c1 and c3 follow', async () => {
