@@ -3,7 +3,7 @@ import * as assert from 'uvu/assert';
 import type { V1Lease } from '@kubernetes/client-node';
 import { KubeConfig } from '@kubernetes/client-node';
 import { silentLogger } from '../core/index.ts';
-import { candidateWaitMs, electionStep, LeaderElector, stretchedLeaseMs, type LeaseApi, type Observation } from './leader.ts';
+import { candidateWaitMs, electionStep, LeaderElector, stretchedLeaseMs, type LeaseApi, type LeaderOptions, type Observation } from './leader.ts';
 
 const none: Observation = { record: undefined, changedAt: 0 };
 
@@ -98,11 +98,13 @@ class FakeLeases {
   }
 }
 
-function elector(fake: FakeLeases, identity: string, events: string[]): LeaderElector {
+/** An elector on `fake` with short timings, its transitions pushed to `events`; `over` replaces any option. */
+function elector(fake: FakeLeases, identity: string, events: string[], over: Partial<LeaderOptions> = {}): LeaderElector {
   return new LeaderElector({
     leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
     leaseMs: 500, renewDeadlineMs: 400, retryMs: 100,
     onStartedLeading: () => events.push(`${identity} leads`), onStoppedLeading: () => events.push(`${identity} stands down`),
+    ...over,
   });
 }
 
@@ -146,11 +148,7 @@ test('the holder renews by replacing the Lease it last wrote (no read each time)
 test('an apiserver that slows down step by step: the holder stretches its lease and keeps it (no stand-down, the standby follows), and shortens it again once calls have been quick for its memory (here 2 s)', async () => {
   const fake = new FakeLeases();
   const events: string[] = [];
-  const mk = (identity: string): LeaderElector => new LeaderElector({
-    leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
-    leaseMs: 1000, renewDeadlineMs: 750, retryMs: 100, latencyMemoryMs: 2_000,
-    onStartedLeading: () => events.push(`${identity} leads`), onStoppedLeading: () => events.push(`${identity} stands down`),
-  });
+  const mk = (identity: string): LeaderElector => elector(fake, identity, events, { leaseMs: 1000, renewDeadlineMs: 750, latencyMemoryMs: 2_000 });
   const a = mk('a');
   a.start();
   await until('a leads', () => a.leading);
@@ -184,11 +182,7 @@ test('a renewal that hangs past the deadline: the holder stands down before the 
     events.push(e);
     at.push(Date.now());
   };
-  const mk = (identity: string): LeaderElector => new LeaderElector({
-    leaseApi: fake.api(identity), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity, logger: silentLogger(),
-    leaseMs: 500, renewDeadlineMs: 400, retryMs: 100,
-    onStartedLeading: () => log(`${identity} leads`), onStoppedLeading: () => log(`${identity} stands down`),
-  });
+  const mk = (identity: string): LeaderElector => elector(fake, identity, events, { onStartedLeading: () => log(`${identity} leads`), onStoppedLeading: () => log(`${identity} stands down`) });
   const a = mk('a');
   a.start();
   await until('a leads', () => a.leading);
@@ -251,11 +245,7 @@ test('a follower is told who holds the Lease on every read (the engine removes t
   a.start();
   await until('a leads', () => a.leading);
   const seen: string[] = [];
-  const b = new LeaderElector({
-    leaseApi: fake.api('b'), kubeConfig: new KubeConfig(), namespace: 'ns', name: 'gw', identity: 'b', logger: silentLogger(),
-    leaseMs: 500, renewDeadlineMs: 400, retryMs: 100,
-    onStartedLeading: () => events.push('b leads'), onStoppedLeading: () => events.push('b stands down'), onOtherHolder: (h) => seen.push(h),
-  });
+  const b = elector(fake, 'b', events, { onOtherHolder: (h) => seen.push(h) });
   b.start();
   try {
     await until('b read a few times', () => seen.length >= 3);
