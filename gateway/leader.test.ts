@@ -116,15 +116,31 @@ const until = async (what: string, ok: () => boolean, ms = 5_000): Promise<void>
   }
 };
 
+/**
+ * Two electors on `fake`: a starts and leads, then b starts; `body` runs, then the fake's calls
+ * are made quick again and both stop (b first). `mk` makes each elector (default: elector()).
+ */
+async function leaderAndStandby(fake: FakeLeases, events: string[], body: (a: LeaderElector, b: LeaderElector) => Promise<void>,
+  mk: (identity: string) => LeaderElector = (identity) => elector(fake, identity, events)): Promise<void> {
+  const a = mk('a');
+  a.start();
+  await until('a leads', () => a.leading);
+  const b = mk('b');
+  b.start();
+  try {
+    await body(a, b);
+  } finally {
+    fake.latencyMs = 0;
+    fake.slow.clear();
+    await b.stop();
+    await a.stop();
+  }
+}
+
 test('the holder renews by replacing the Lease it last wrote (no read each time); with every call slow it keeps the lease', async () => {
   const fake = new FakeLeases();
   const events: string[] = [];
-  const a = elector(fake, 'a', events);
-  a.start();
-  await until('a leads', () => a.leading);
-  const b = elector(fake, 'b', events);
-  b.start();
-  try {
+  await leaderAndStandby(fake, events, async () => {
     const byA = (): { read: number; create: number; replace: number } => fake.calls.get('a') ?? { read: 0, create: 0, replace: 0 };
     await until('ten renewals', () => byA().replace >= 10);
     assert.is(byA().read, 1, 'a read the Lease once, before it created it; every renewal since is one replace');
@@ -136,11 +152,7 @@ test('the holder renews by replacing the Lease it last wrote (no read each time)
     await new Promise((r) => setTimeout(r, 2_000));
     assert.equal(events, ['a leads'], 'no failover under a slow apiserver');
     assert.is(fake.lease?.spec?.holderIdentity, 'a');
-  } finally {
-    fake.latencyMs = 0;
-    await b.stop();
-    await a.stop();
-  }
+  });
   assert.equal(events, ['a leads', 'a stands down'], 'a released it on stop');
   assert.is(fake.lease?.spec?.holderIdentity, '');
 });
@@ -148,13 +160,7 @@ test('the holder renews by replacing the Lease it last wrote (no read each time)
 test('an apiserver that slows down step by step: the holder stretches its lease and keeps it (no stand-down, the standby follows), and shortens it again once calls have been quick for its memory (here 2 s)', async () => {
   const fake = new FakeLeases();
   const events: string[] = [];
-  const mk = (identity: string): LeaderElector => elector(fake, identity, events, { leaseMs: 1000, renewDeadlineMs: 750, latencyMemoryMs: 2_000 });
-  const a = mk('a');
-  a.start();
-  await until('a leads', () => a.leading);
-  const b = mk('b');
-  b.start();
-  try {
+  await leaderAndStandby(fake, events, async () => {
     // 300 ms a call: back-to-back renewals fit the 750 ms deadline, and the lease stretches to 2 s
     fake.latencyMs = 300;
     await until('the Lease states 2 s', () => fake.lease?.spec?.leaseDurationSeconds === 2, 5_000);
@@ -167,11 +173,7 @@ test('an apiserver that slows down step by step: the holder stretches its lease 
     fake.latencyMs = 0;
     await until('the Lease back to 1 s', () => fake.lease?.spec?.leaseDurationSeconds === 1, 8_000);
     assert.equal(events, ['a leads']);
-  } finally {
-    fake.latencyMs = 0;
-    await b.stop();
-    await a.stop();
-  }
+  }, (identity) => elector(fake, identity, events, { leaseMs: 1000, renewDeadlineMs: 750, latencyMemoryMs: 2_000 }));
 });
 
 test('a renewal that hangs past the deadline: the holder stands down before the standby takes over (never two active), and its late renewal then fails (409): it follows', async () => {
@@ -182,13 +184,7 @@ test('a renewal that hangs past the deadline: the holder stands down before the 
     events.push(e);
     at.push(Date.now());
   };
-  const mk = (identity: string): LeaderElector => elector(fake, identity, events, { onStartedLeading: () => log(`${identity} leads`), onStoppedLeading: () => log(`${identity} stands down`) });
-  const a = mk('a');
-  a.start();
-  await until('a leads', () => a.leading);
-  const b = mk('b');
-  b.start();
-  try {
+  await leaderAndStandby(fake, events, async (a, b) => {
     // only a's apiserver calls hang now (2 s each, past its 400 ms deadline and b's 500 ms lease)
     fake.slow.set('a', 2_000);
     await until('b leads', () => b.leading, 3_000);
@@ -199,11 +195,7 @@ test('a renewal that hangs past the deadline: the holder stands down before the 
     await new Promise((r) => setTimeout(r, 2_500));
     assert.not.ok(a.leading);
     assert.is(fake.lease?.spec?.holderIdentity, 'b');
-  } finally {
-    fake.slow.delete('a');
-    await b.stop();
-    await a.stop();
-  }
+  }, (identity) => elector(fake, identity, events, { onStartedLeading: () => log(`${identity} leads`), onStoppedLeading: () => log(`${identity} stands down`) }));
   assert.equal(events.slice(0, 4), ['a leads', 'a stands down', 'b leads', 'b stands down']);
 });
 
@@ -241,22 +233,14 @@ test('a Lease written by someone else: the holder\'s replace fails (409), it rea
 test('a follower is told who holds the Lease on every read (the engine removes the cables it kept once another holds it)', async () => {
   const fake = new FakeLeases();
   const events: string[] = [];
-  const a = elector(fake, 'a', events);
-  a.start();
-  await until('a leads', () => a.leading);
   const seen: string[] = [];
-  const b = elector(fake, 'b', events, { onOtherHolder: (h) => seen.push(h) });
-  b.start();
-  try {
+  await leaderAndStandby(fake, events, async (a, b) => {
     await until('b read a few times', () => seen.length >= 3);
     assert.equal([...new Set(seen)], ['a']);
     assert.ok(b.heldByOther);
     assert.not.ok(a.heldByOther);
     assert.is(a.writtenLeaseMs, 500, 'unstretched: the configured lease');
-  } finally {
-    await b.stop();
-    await a.stop();
-  }
+  }, (identity) => elector(fake, identity, events, identity === 'b' ? { onOtherHolder: (h) => seen.push(h) } : {}));
 });
 
 test.run();
